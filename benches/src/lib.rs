@@ -1,0 +1,1 @@
+//! Shared helpers for the procsync benches (pinning, cross-process harnesses).

@@ -1,0 +1,154 @@
+//! Child processes, the `multiprocessing` way.
+//!
+//! - [`Process`]: a closure to run in a forked child (Python's
+//!   `Process(target=...)`); [`Process::start`] gives a [`Child`].
+//! - [`Child`]: `pid`, [`join`](Child::join) (the closure's return value,
+//!   sent back over a socket pair, or a [`JoinError`] saying it panicked,
+//!   exited with a code or was killed), [`join_timeout`](Child::join_timeout),
+//!   [`is_alive`](Child::is_alive), [`exit_code`](Child::exit_code)
+//!   (Python's `exitcode`), [`terminate`](Child::terminate) and
+//!   [`kill`](Child::kill).
+//! - [`exit`]: leave a child process with a code, flushing its output but
+//!   running none of the parent's exit handlers.
+//!
+//! The seed lesson asks how a parent gets a child's result, since the two
+//! share no memory. Its answer is a socket; here the closure's return value
+//! (any `serde` type) travels back over a `socketpair(2)`.
+//!
+//! # Example
+//!
+//! ```
+//! use daemon::{JoinError, Process};
+//!
+//! let ok = Process::new(|| "forty-two".len()).start()?;
+//! assert_eq!(ok.join()?, 9);
+//!
+//! let failing = Process::new(|| -> u8 { panic!("no tickets left") }).start()?;
+//! match failing.join() {
+//!     Err(JoinError::Panicked { message, .. }) => assert_eq!(message, "no tickets left"),
+//!     other => panic!("unexpected: {other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod process;
+
+pub use process::{Child, Process, PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the exit code, or minus the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => -signal,
+        }
+    }
+
+    fn from_raw(raw: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(raw) {
+            ExitStatus::Signaled(libc::WTERMSIG(raw))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(raw))
+        }
+    }
+}
+
+/// Starting a process failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{op} failed while starting a child process: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Joining a child gave no value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The closure panicked.
+    #[error("child {pid} panicked: {message}")]
+    Panicked {
+        /// The child's pid.
+        pid: i32,
+        /// The panic message.
+        message: String,
+    },
+    /// The child exited with a code before returning a value.
+    #[error("child {pid} exited with code {code} without returning a value")]
+    Exited {
+        /// The child's pid.
+        pid: i32,
+        /// Its exit code.
+        code: i32,
+    },
+    /// The child was killed by a signal.
+    #[error("child {pid} was killed by signal {signal}")]
+    Signaled {
+        /// The child's pid.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+    },
+    /// The child sent something that is not a value of the expected type.
+    #[error("child {pid} sent an unreadable result: {reason}")]
+    BadResult {
+        /// The child's pid.
+        pid: i32,
+        /// What was wrong.
+        reason: String,
+    },
+    /// `join_timeout` gave up; the child still runs.
+    #[error("child {pid} still running after {timeout:?}")]
+    Timeout {
+        /// The child's pid.
+        pid: i32,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The child's result was already taken.
+    #[error("child {pid} was already joined")]
+    AlreadyJoined {
+        /// The child's pid.
+        pid: i32,
+    },
+    /// A system call failed while waiting.
+    #[error("{op} failed while joining a child: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Ends the calling process with `code` after flushing stdout and stderr,
+/// without running exit handlers or destructors (`_exit(2)`).
+///
+/// Use it to leave a forked child with a specific exit code; unlike
+/// `std::process::exit`, it runs nothing the parent registered.
+pub fn exit(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,474 @@
+//! [`Process`] and [`Child`]: fork a closure, get its result back.
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ExitStatus, JoinError};
+
+/// The exit code of a child whose closure panicked (Rust's own code for a
+/// panicking `main`).
+pub const PANIC_EXIT_CODE: i32 = 101;
+/// The exit code of a child whose result could not be serialized.
+pub const UNSENDABLE_RESULT_EXIT_CODE: i32 = 102;
+
+/// What the child sends back over the socket.
+#[derive(Serialize, Deserialize)]
+enum Outcome<T> {
+    Returned(T),
+    Panicked(String),
+}
+
+/// A child process to be started: Python's `multiprocessing.Process`, with
+/// the closure as its `target`.
+///
+/// [`start`](Process::start) forks. The child runs the closure in a copy of
+/// this process's memory (so the closure may borrow anything, no `'static`
+/// or `Send` needed), sends its return value back over a socket pair, and
+/// leaves with `_exit`, never running this process's exit handlers or
+/// destructors. [`Child::join`] returns the value.
+///
+/// # Threads and fork
+///
+/// A forked child has one thread: the one that called `start`. Locks held by
+/// other threads at that instant (inside `malloc` of a non-glibc allocator,
+/// a `std::sync::Mutex` of yours, the stdout lock) stay held forever in the
+/// child. If this process has other threads, the closure should touch only
+/// what the forking thread owns and what is async-signal-safe; glibc's
+/// `malloc` is safe after fork. procsync's own fork path flushes stdout and
+/// stderr *before* forking (so nothing buffered prints twice) and after the
+/// fork uses only the closure, the socket and `_exit`.
+///
+/// # Example
+///
+/// ```
+/// use daemon::Process;
+///
+/// let numbers = vec![3, 4, 5];
+/// let child = Process::new(|| numbers.iter().map(|n| n * n).sum::<i32>())
+///     .name("squares")
+///     .start()?;
+/// assert_eq!(child.join()?, 50);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a Process does nothing until started"]
+pub struct Process<F> {
+    body: F,
+    name: Option<String>,
+}
+
+impl<F, T> Process<F>
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    /// A process that will run `body` and send back what it returns.
+    pub fn new(body: F) -> Process<F> {
+        Process { body, name: None }
+    }
+
+    /// Names the process: its thread name in the child (what `ps -L` and
+    /// `top -H` show, at most 15 bytes) and in error messages.
+    pub fn name(mut self, name: impl Into<String>) -> Process<F> {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Forks and runs the closure in the child. Returns at once in the
+    /// parent with a handle to the running child.
+    pub fn start(self) -> Result<Child<T>, Error> {
+        let (parent_end, child_end) = socket_pair()?;
+        // Anything still buffered would otherwise be printed by both.
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        // SAFETY: fork has no memory-safety preconditions; the child below
+        // runs only the closure and async-signal-safe calls before `_exit`
+        // (see the type's documentation for the rule on threads).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::Os {
+                op: "fork",
+                source: io::Error::last_os_error(),
+            });
+        }
+        if pid == 0 {
+            drop(parent_end);
+            run_child(self.body, self.name.as_deref(), child_end);
+        }
+        drop(child_end);
+        let pidfd = pidfd_open(pid).map_err(|source| Error::Os {
+            op: "pidfd_open",
+            source,
+        })?;
+        Ok(Child {
+            pid,
+            name: self.name,
+            pidfd,
+            results: parent_end,
+            received: Vec::new(),
+            results_closed: false,
+            status: None,
+            joined: false,
+            _result: PhantomData,
+        })
+    }
+}
+
+/// The child side: never returns.
+fn run_child<F: FnOnce() -> T, T: Serialize>(body: F, name: Option<&str>, results: OwnedFd) -> ! {
+    if let Some(name) = name
+        .and_then(|n| CString::new(n.as_bytes().iter().take(15).copied().collect::<Vec<_>>()).ok())
+    {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
+    let (bytes, code) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => match postcard::to_stdvec(&Outcome::Returned(value)) {
+            Ok(bytes) => (bytes, 0),
+            Err(e) => (
+                encode_panic(format!("the child's result could not be serialized: {e}")),
+                UNSENDABLE_RESULT_EXIT_CODE,
+            ),
+        },
+        Err(payload) => (
+            encode_panic(panic_message(payload.as_ref())),
+            PANIC_EXIT_CODE,
+        ),
+    };
+    // If the parent is gone or dropped its handle, nobody wants the result.
+    let _ = send_all(results.as_raw_fd(), &bytes);
+    drop(results);
+    crate::exit(code)
+}
+
+fn encode_panic(message: String) -> Vec<u8> {
+    postcard::to_stdvec(&Outcome::<()>::Panicked(message)).unwrap_or_default()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the child panicked with a non-string payload".to_string()
+    }
+}
+
+/// A running (or finished) child process started by [`Process::start`].
+///
+/// Dropping a `Child` does not stop the process: it runs on, detached, and
+/// its exit status is collected by nobody until this process exits.
+#[derive(Debug)]
+pub struct Child<T> {
+    pid: i32,
+    name: Option<String>,
+    pidfd: OwnedFd,
+    results: OwnedFd,
+    received: Vec<u8>,
+    results_closed: bool,
+    status: Option<ExitStatus>,
+    joined: bool,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Child<T> {
+    /// Waits for the child to finish and returns what its closure returned.
+    ///
+    /// Fails with [`JoinError::Panicked`] (carrying the panic message),
+    /// [`JoinError::Exited`] (it called [`exit`](crate::exit) or
+    /// `std::process::exit` with a code) or [`JoinError::Signaled`] (it was
+    /// killed).
+    pub fn join(mut self) -> Result<T, JoinError> {
+        self.wait_until(None)?;
+        self.take_result()
+    }
+
+    /// [`join`](Child::join), giving up after `timeout` with
+    /// [`JoinError::Timeout`]; the child is untouched then and may be joined
+    /// again. Never returns before `timeout` has passed unless the child
+    /// finished.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<T, JoinError> {
+        if self.joined {
+            return Err(JoinError::AlreadyJoined { pid: self.pid });
+        }
+        if !self.wait_until(Some(Instant::now() + timeout))? {
+            return Err(JoinError::Timeout {
+                pid: self.pid,
+                timeout,
+            });
+        }
+        self.take_result()
+    }
+
+    fn take_result(&mut self) -> Result<T, JoinError> {
+        self.joined = true;
+        let status = self.status.expect("waited for exit");
+        let received = std::mem::take(&mut self.received);
+        if !received.is_empty() {
+            match postcard::from_bytes::<Outcome<T>>(&received) {
+                Ok(Outcome::Returned(value)) => return Ok(value),
+                Ok(Outcome::Panicked(message)) => {
+                    return Err(JoinError::Panicked {
+                        pid: self.pid,
+                        message,
+                    })
+                }
+                Err(_) => {
+                    return Err(JoinError::BadResult {
+                        pid: self.pid,
+                        reason: format!(
+                            "{} bytes that do not decode as `{}`",
+                            received.len(),
+                            std::any::type_name::<T>()
+                        ),
+                    })
+                }
+            }
+        }
+        Err(match status {
+            ExitStatus::Exited(code) => JoinError::Exited {
+                pid: self.pid,
+                code,
+            },
+            ExitStatus::Signaled(signal) => JoinError::Signaled {
+                pid: self.pid,
+                signal,
+            },
+        })
+    }
+}
+
+impl<T> Child<T> {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The name given with [`Process::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether the child is still running (Python's `is_alive()`). Collects
+    /// its exit status if it has finished.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.wait_until(Some(Instant::now())), Ok(false))
+    }
+
+    /// Python's `exitcode`: `None` while the child runs, its exit code once
+    /// it exited, or minus the signal number that killed it.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let _ = self.wait_until(Some(Instant::now()));
+        self.status.map(ExitStatus::code)
+    }
+
+    /// The exit status, once the child has finished (`None` before).
+    pub fn status(&mut self) -> Option<ExitStatus> {
+        let _ = self.wait_until(Some(Instant::now()));
+        self.status
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). Does nothing if the child has
+    /// already been collected.
+    pub fn terminate(&self) -> io::Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`). Does nothing if the child has
+    /// already been collected.
+    pub fn kill(&self) -> io::Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends `signal` to the child. Goes through a pidfd, so it can never
+    /// reach an unrelated process that reused the pid.
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            let err = io::Error::last_os_error();
+            // ESRCH: it has exited and is waiting to be collected.
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+
+    /// Reads results and waits for the exit until `deadline`. Returns whether
+    /// the child has finished (and its status is collected).
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, JoinError> {
+        while self.status.is_none() {
+            let timeout_ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    // Round up so that poll never returns before the deadline.
+                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                }
+            };
+            let mut fds = [
+                poll_fd(self.pidfd.as_raw_fd()),
+                poll_fd(if self.results_closed {
+                    -1
+                } else {
+                    self.results.as_raw_fd()
+                }),
+            ];
+            // SAFETY: two valid pollfd structs; a negative fd is ignored.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+            if rc < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(JoinError::Os {
+                    op: "poll",
+                    source: io::Error::last_os_error(),
+                });
+            }
+            if fds[1].revents != 0 {
+                self.read_results(false)
+                    .map_err(|source| JoinError::Os { op: "recv", source })?;
+            }
+            if fds[0].revents != 0 {
+                self.reap()?;
+            } else if rc == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+        // The child has exited: everything it sent is buffered. Take it without
+        // waiting (a grandchild that inherited the socket may keep it open).
+        self.read_results(true)
+            .map_err(|source| JoinError::Os { op: "recv", source })?;
+        Ok(true)
+    }
+
+    /// Reads what is available. Without `drain`, one read (poll said there
+    /// is something); with it, until there is nothing more right now.
+    fn read_results(&mut self, drain: bool) -> io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        while !self.results_closed {
+            // SAFETY: a valid socket and a writable buffer of chunk.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.results.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => self.results_closed = true,
+                n if n > 0 => self.received.extend_from_slice(&chunk[..n as usize]),
+                _ => {
+                    let err = io::Error::last_os_error();
+                    match err.raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::EAGAIN) => return Ok(()),
+                        _ => return Err(err),
+                    }
+                }
+            }
+            if !drain {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) -> Result<(), JoinError> {
+        let mut raw = 0;
+        // SAFETY: our own child; a valid out-pointer.
+        let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
+        if rc == self.pid {
+            self.status = Some(ExitStatus::from_raw(raw));
+        } else if rc < 0 {
+            let source = io::Error::last_os_error();
+            if source.raw_os_error() != Some(libc::EINTR) {
+                return Err(JoinError::Os {
+                    op: "waitpid",
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn poll_fd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: a valid out-array of two ints.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Os {
+            op: "socketpair",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: socketpair just returned these two descriptors; nobody else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; our unreaped child's pid
+    // cannot be reused, so the pidfd names it.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: a valid socket and a readable buffer; MSG_NOSIGNAL turns a
+        // closed peer into EPIPE instead of killing us with SIGPIPE.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}

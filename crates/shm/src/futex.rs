@@ -1,0 +1,181 @@
+//! The futex word: a 32-bit atomic that processes wait on and wake each other
+//! through, wherever each of them has it mapped.
+//!
+//! This is the only place in procsync that calls the `futex(2)` system call.
+//! The primitives in `sync-lock`, `sync-sem` and `sync-event` are built on
+//! [`Futex`]; they spin briefly in user space first and only come here to
+//! sleep.
+//!
+//! Two rules make it work between processes:
+//!
+//! - **No `FUTEX_PRIVATE_FLAG`.** A private futex is keyed by the address in
+//!   one process's memory map and never wakes a waiter in another process. A
+//!   shared futex is keyed by the underlying page (the memfd, the `/dev/shm`
+//!   file or the shared anonymous mapping), so it works at a different address
+//!   in every process.
+//! - **The word lives in shared memory.** A `Futex` on the stack or in the
+//!   heap of one process can only coordinate that process's threads. Put it in
+//!   a [`Shared`](crate::Shared) (directly or inside a primitive).
+//!
+//! References: `futex(2)`, `futex(7)` and Ulrich Drepper's *Futexes Are
+//! Tricky*.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+/// A 32-bit word that processes can sleep on until another process changes
+/// it and wakes them.
+///
+/// It dereferences to its [`AtomicU32`], so the value is read and changed
+/// with the ordinary atomic operations; [`wait`](Futex::wait) and
+/// [`wake`](Futex::wake) add the sleeping.
+///
+/// # Example
+///
+/// A child process waits until its parent flips the word.
+///
+/// ```
+/// use shm::{Futex, Shared};
+/// use std::sync::atomic::Ordering;
+/// use std::time::{Duration, Instant};
+///
+/// let flag = Shared::new(Futex::new(0))?;
+/// let child = daemon::Process::new(|| {
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     while flag.load(Ordering::Acquire) == 0 {
+///         if !flag.wait(0, Some(deadline)) {
+///             return false; // timed out
+///         }
+///     }
+///     true
+/// })
+/// .start()?;
+/// flag.store(1, Ordering::Release);
+/// flag.wake_all();
+/// assert!(child.join()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct Futex {
+    word: AtomicU32,
+}
+
+// SAFETY: a single AtomicU32: plain data, valid at any address, and its
+// futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex {}
+
+impl std::ops::Deref for Futex {
+    type Target = AtomicU32;
+
+    fn deref(&self) -> &AtomicU32 {
+        &self.word
+    }
+}
+
+impl Futex {
+    /// A futex word holding `value`.
+    pub const fn new(value: u32) -> Futex {
+        Futex {
+            word: AtomicU32::new(value),
+        }
+    }
+
+    /// Sleeps while the word holds `expected`, until another thread or
+    /// process calls [`wake`](Futex::wake) or the `deadline` passes.
+    ///
+    /// Returns `false` only when the deadline has passed (checked on the
+    /// monotonic clock, so never early); `true` otherwise. A `true` does not
+    /// mean the word changed: the call also returns when the word did not
+    /// hold `expected` to begin with, on a signal (`EINTR`) and on spurious
+    /// wake-ups. Callers re-check their condition in a loop.
+    ///
+    /// `deadline: None` waits without a time limit.
+    pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> bool {
+        let timeout = match deadline {
+            None => None,
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                Some(duration_to_timespec(deadline - now))
+            }
+        };
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
+        // SAFETY: `self.word` is a live, aligned u32 for the whole call; the
+        // timeout pointer is null or points to a timespec on this stack frame;
+        // FUTEX_WAIT reads only those and ignores the last two arguments.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                timeout_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        if rc == -1 && last_errno() == libc::ETIMEDOUT {
+            // The kernel's timer never fires early, but our `now` above was
+            // read before the syscall; confirm against the clock ourselves.
+            return deadline.is_none_or(|d| Instant::now() < d);
+        }
+        // 0: woken (or spurious). EAGAIN: the word no longer held `expected`.
+        // EINTR: a signal arrived. In every case the caller re-checks.
+        true
+    }
+
+    /// Wakes at most `count` waiters sleeping in [`wait`](Futex::wait) on this
+    /// word, in any process. Returns how many were woken.
+    ///
+    /// This is a system call even when nobody waits: primitives keep their own
+    /// record of sleepers and skip it when there are none.
+    pub fn wake(&self, count: u32) -> u32 {
+        let count = count.min(i32::MAX as u32);
+        // SAFETY: FUTEX_WAKE only uses the word's address as a key; the word is
+        // live for the call and the remaining arguments are ignored.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAKE,
+                count,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        u32::try_from(rc).unwrap_or(0)
+    }
+
+    /// Wakes one waiter, if any. See [`wake`](Futex::wake).
+    pub fn wake_one(&self) -> u32 {
+        self.wake(1)
+    }
+
+    /// Wakes every waiter. See [`wake`](Futex::wake).
+    pub fn wake_all(&self) -> u32 {
+        self.wake(u32::MAX)
+    }
+
+    /// Loads the word with `Acquire` ordering (a shorthand for the most
+    /// common read before a [`wait`](Futex::wait)).
+    pub fn value(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+}
+
+fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32), // < 1e9 fits any c_long
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}

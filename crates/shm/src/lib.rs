@@ -1,0 +1,61 @@
+//! Explicit sharing between processes.
+//!
+//! Processes do not share memory: after `fork`, a child's writes to ordinary
+//! memory are invisible to its parent (the first lesson of Python's
+//! `multiprocessing`). This crate is how processes share on purpose, and the
+//! ground the other procsync crates stand on.
+//!
+//! - [`Shared<T>`]: one value (Python's `Value` / `RawValue`), handed out as
+//!   `&T`.
+//! - [`SharedSlice<T>`]: a fixed-length array (Python's `Array`).
+//! - [`Segment`]: raw bytes by name and size (Python's `SharedMemory`).
+//! - [`ShmSafe`] (and `#[derive(ShmSafe)]`): the types that may live there.
+//! - [`Futex`]: a 32-bit word processes sleep on and wake each other
+//!   through; the `sync-lock`, `sync-sem` and `sync-event` primitives are
+//!   built on it.
+//! - [`pid`]: this process's id without a system call, and a liveness check,
+//!   used to notice that a process holding something died.
+//!
+//! Each of the three containers is either **anonymous** (`new`, `from_fn`,
+//! `anonymous`: shared with children forked afterwards) or **named**
+//! (`create`, `open`, `open_or_create`: unrelated processes meet by a name
+//! under `/dev/shm`). A named segment starts with a header recording the
+//! type's name, size and alignment, so opening it as the wrong type is an
+//! [`Error`], not undefined behaviour. The creating handle removes the name
+//! when dropped, unless told to [`persist`](Shared::persist); handles that
+//! forked children inherit never do.
+//!
+//! # Example
+//!
+//! ```
+//! use shm::Shared;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! let name = format!("doc-hits-{}", std::process::id());
+//! let hits = Shared::create(&name, AtomicU64::new(0))?;
+//! // Any process on the machine (same user) can now open it by name.
+//! let same = Shared::<AtomicU64>::open(&name)?;
+//! same.fetch_add(1, Ordering::Relaxed);
+//! assert_eq!(hits.load(Ordering::Relaxed), 1);
+//! // Opening it as another type is refused.
+//! assert!(Shared::<u32>::open(&name).is_err());
+//! # Ok::<(), shm::Error>(())
+//! ```
+
+mod error;
+pub mod futex;
+pub mod pid;
+mod region;
+mod safe;
+mod segment;
+mod shared;
+mod slice;
+
+pub use error::{Error, Result};
+pub use futex::Futex;
+pub use region::{DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN};
+pub use safe::ShmSafe;
+pub use segment::Segment;
+pub use shared::Shared;
+pub use shm_derive::ShmSafe;
+pub use slice::SharedSlice;

@@ -1,0 +1,691 @@
+//! The machinery under [`Shared`](crate::Shared), [`SharedSlice`](crate::SharedSlice)
+//! and [`Segment`](crate::Segment): mapping memory, naming it, and the header
+//! that lets an unrelated process check what a named segment holds.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Futex, Result};
+
+/// How long `open` waits, by default, for a segment's creator to finish
+/// initialising it.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest name a segment may have, in bytes (the file name under
+/// `/dev/shm`, without the leading `/`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A `mmap`ed range, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is just memory; sharing or sending its address between
+// threads is no different from sharing a `&[AtomicU8]`. What may be stored
+// there is governed by the typed wrappers (`ShmSafe + Sync`).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes `MAP_SHARED` from `fd`, or anonymous shared memory
+    /// when `fd` is `None` (inherited by children forked afterwards, unlike
+    /// a `MAP_PRIVATE` mapping, which they would get a copy-on-write copy of).
+    fn new(fd: Option<&OwnedFd>, len: usize) -> io::Result<Mapping> {
+        let (flags, raw_fd) = match fd {
+            Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
+            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks: it cannot
+        // overlap any Rust object. `len` is non-zero (callers check).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw_fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range mmap returned; the typed wrappers hand out
+        // references tied to their own lifetime, which ends before this drop.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// What a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Kind {
+    Value = 1,
+    Slice = 2,
+    Bytes = 3,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Value),
+            2 => Some(Kind::Slice),
+            3 => Some(Kind::Bytes),
+            _ => None,
+        }
+    }
+}
+
+/// The shape of a segment's data: what kind, of which element type, how many.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    kind: Kind,
+    elem_size: usize,
+    elem_align: usize,
+    type_name: &'static str,
+    /// Elements (1 for a value, bytes for a byte segment). `None` in an
+    /// `open` that accepts whatever length the segment has.
+    len: Option<usize>,
+}
+
+impl Layout {
+    pub(crate) fn value<T>() -> Layout {
+        Layout {
+            kind: Kind::Value,
+            elem_size: size_of::<T>(),
+            elem_align: align_of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            len: Some(1),
+        }
+    }
+
+    pub(crate) fn slice<T>(len: Option<usize>) -> Layout {
+        Layout {
+            kind: Kind::Slice,
+            len,
+            ..Layout::value::<T>()
+        }
+    }
+
+    pub(crate) fn bytes(len: Option<usize>) -> Layout {
+        Layout {
+            kind: Kind::Bytes,
+            elem_size: 1,
+            elem_align: 1,
+            type_name: "u8",
+            len,
+        }
+    }
+
+    /// FNV-1a over the kind, the element type's name, size and alignment.
+    /// Not the length: a slice opened without a length accepts any.
+    fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(&(self.kind as u32).to_le_bytes());
+        eat(self.type_name.as_bytes());
+        eat(&(self.elem_size as u64).to_le_bytes());
+        eat(&(self.elem_align as u64).to_le_bytes());
+        hash
+    }
+
+    fn describe_parts(
+        kind: Kind,
+        type_name: &str,
+        size: u64,
+        align: u64,
+        len: Option<u64>,
+    ) -> String {
+        let count = len.map_or_else(|| "any number of".to_string(), |n| n.to_string());
+        match kind {
+            Kind::Value => format!("a value of type `{type_name}` ({size} bytes, align {align})"),
+            Kind::Slice => {
+                format!("a slice of {count} `{type_name}` ({size} bytes, align {align} each)")
+            }
+            Kind::Bytes => format!("a byte segment of {count} bytes"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        Layout::describe_parts(
+            self.kind,
+            self.type_name,
+            self.elem_size as u64,
+            self.elem_align as u64,
+            self.len.map(|n| n as u64),
+        )
+    }
+
+    /// Bytes of data for `len` elements, refusing zero-sized and overflowing
+    /// layouts with an error that names `what`.
+    fn data_bytes(&self, what: &str) -> Result<usize> {
+        let len = self.len.unwrap_or(0);
+        let bytes = self
+            .elem_size
+            .checked_mul(len)
+            .filter(|&b| b <= isize::MAX as usize / 2);
+        match bytes {
+            None => Err(Error::InvalidSize {
+                what: what.to_string(),
+                reason: format!(
+                    "{len} elements of {} bytes do not fit in memory",
+                    self.elem_size
+                ),
+            }),
+            Some(0) if self.kind == Kind::Bytes => Err(Error::InvalidSize {
+                what: what.to_string(),
+                reason: "a segment of zero bytes holds nothing; give it at least one byte".into(),
+            }),
+            Some(b) => Ok(b),
+        }
+    }
+
+    fn data_offset(&self) -> Result<usize> {
+        if self.elem_align > page_size() {
+            return Err(Error::InvalidSize {
+                what: format!("`{}`", self.type_name),
+                reason: format!(
+                    "alignment {} is larger than a page ({} bytes)",
+                    self.elem_align,
+                    page_size()
+                ),
+            });
+        }
+        Ok(size_of::<Header>().next_multiple_of(self.elem_align.max(64)))
+    }
+}
+
+const MAGIC: u64 = u64::from_le_bytes(*b"PROCSYNC");
+/// Bumped whenever `Header` or a primitive's layout changes incompatibly.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// The header's `state` once the creator has finished. Before that it is 0
+/// (a freshly truncated file is all zeros).
+const READY: u32 = 0x5244_5921;
+const TYPE_NAME_CAP: usize = 96;
+
+/// The start of every named segment. Written by the creator before it
+/// publishes `state = READY` with release ordering; read by openers after they
+/// see `READY` with acquire ordering.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    state: Futex,
+    layout_version: u32,
+    creator_pid: AtomicI32,
+    kind: u32,
+    elem_size: u64,
+    elem_align: u64,
+    len: u64,
+    fingerprint: u64,
+    type_name_len: u32,
+    type_name: [u8; TYPE_NAME_CAP],
+}
+
+/// A validated segment name, as `shm_open` wants it: `/name`.
+#[derive(Clone, Debug)]
+pub(crate) struct ShmName {
+    display: String,
+    c_path: CString,
+}
+
+impl ShmName {
+    /// Accepts `name` or `/name`; the rest must be a single file name.
+    pub(crate) fn parse(name: &str) -> Result<ShmName> {
+        let invalid = |reason| Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        };
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if bare.len() > MAX_NAME_LEN {
+            return Err(invalid("it is longer than 255 bytes"));
+        }
+        if bare.contains('/') {
+            return Err(invalid("it contains '/' (only one leading '/' is allowed)"));
+        }
+        if bare.contains('\0') {
+            return Err(invalid("it contains a NUL byte"));
+        }
+        if bare == "." || bare == ".." {
+            return Err(invalid("'.' and '..' are not file names"));
+        }
+        let c_path =
+            CString::new(format!("/{bare}")).map_err(|_| invalid("it contains a NUL byte"))?;
+        Ok(ShmName {
+            display: bare.to_string(),
+            c_path,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    fn unlink(&self) -> io::Result<()> {
+        // SAFETY: a valid NUL-terminated path that lives across the call.
+        if unsafe { libc::shm_unlink(self.c_path.as_ptr()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// Removes the name `name` from `/dev/shm` (Python's `SharedMemory.unlink`).
+/// Processes that have it mapped keep their mapping; the memory is freed when
+/// the last one unmaps it.
+pub(crate) fn unlink(name: &str) -> Result<()> {
+    let name = ShmName::parse(name)?;
+    name.unlink()
+        .map_err(|e| os_error("shm_unlink", name.as_str(), e))
+}
+
+/// Mapped shared memory with its data area: anonymous (inherited across
+/// fork) or named (opened by unrelated processes), maybe owning its name.
+#[derive(Debug)]
+pub(crate) struct Region {
+    map: Mapping,
+    data_offset: usize,
+    data_len: usize,
+    name: Option<ShmName>,
+    /// The pid whose drop unlinks the name: the creator's. A forked child
+    /// carries a copy of this struct but another pid, so never unlinks.
+    unlink_by: Option<u32>,
+    /// Kept open so that `check_size` can see truncation by others.
+    fd: Option<OwnedFd>,
+}
+
+impl Region {
+    /// Anonymous shared memory for `layout`, zero-filled.
+    pub(crate) fn anonymous(layout: &Layout) -> Result<Region> {
+        let data_len = layout.data_bytes("an anonymous segment")?;
+        layout.data_offset()?; // refuses alignments a page cannot give
+        let map =
+            Mapping::new(None, data_len.max(1)).map_err(|e| os_error("mmap", "anonymous", e))?;
+        Ok(Region {
+            map,
+            data_offset: 0,
+            data_len,
+            name: None,
+            unlink_by: None,
+            fd: None,
+        })
+    }
+
+    /// Creates the named segment `name` for `layout` (failing if it exists),
+    /// lets `init` write the data, then publishes it to openers. If `init`
+    /// panics or anything fails, the name is removed again.
+    pub(crate) fn create(
+        name: &str,
+        layout: &Layout,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<Region> {
+        let name = ShmName::parse(name)?;
+        let data_len = layout.data_bytes(&format!("segment {:?}", name.as_str()))?;
+        let data_offset = layout.data_offset()?;
+        let total = data_offset + data_len;
+
+        let fd = shm_open(&name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)?;
+        // From here on the name exists: remove it again unless we succeed
+        // (an error below, or a panic in `init`).
+        let unlink_on_failure = UnlinkOnDrop(&name);
+        // SAFETY: a valid open descriptor; a size that fits off_t (checked in data_bytes).
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
+            return Err(os_error(
+                "ftruncate",
+                name.as_str(),
+                io::Error::last_os_error(),
+            ));
+        }
+        let map = Mapping::new(Some(&fd), total).map_err(|e| os_error("mmap", name.as_str(), e))?;
+        let header = map.ptr.as_ptr().cast::<Header>();
+        // SAFETY: the header lies at the start of our fresh, writable,
+        // page-aligned mapping of at least `total` bytes. Nobody reads the
+        // non-atomic fields before we publish READY below.
+        unsafe {
+            (*header)
+                .creator_pid
+                .store(crate::pid::current() as i32, Ordering::Relaxed);
+            (*header).magic.store(MAGIC, Ordering::Relaxed);
+            (*header).layout_version = LAYOUT_VERSION;
+            (*header).kind = layout.kind as u32;
+            (*header).elem_size = layout.elem_size as u64;
+            (*header).elem_align = layout.elem_align as u64;
+            (*header).len = layout.len.unwrap_or(0) as u64;
+            (*header).fingerprint = layout.fingerprint();
+            let type_name = layout.type_name.as_bytes();
+            let n = type_name.len().min(TYPE_NAME_CAP);
+            (&mut (*header).type_name)[..n].copy_from_slice(&type_name[..n]);
+            (*header).type_name_len = n as u32;
+        }
+        // SAFETY: data_offset + data_len == total, the mapping's length.
+        init(unsafe { map.ptr.as_ptr().add(data_offset) });
+        // SAFETY: as above; `state` is atomic.
+        let state = unsafe { &(*header).state };
+        state.store(READY, Ordering::Release);
+        state.wake_all();
+        std::mem::forget(unlink_on_failure);
+        Ok(Region {
+            map,
+            data_offset,
+            data_len,
+            name: Some(name),
+            unlink_by: Some(crate::pid::current()),
+            fd: Some(fd),
+        })
+    }
+
+    /// Opens the named segment `name`, waiting up to `timeout` for its creator
+    /// to finish, and checks that it holds `layout`.
+    pub(crate) fn open(name: &str, layout: &Layout, timeout: Duration) -> Result<Region> {
+        let name = ShmName::parse(name)?;
+        let fd = shm_open(&name, libc::O_RDWR, 0)?;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let uninitialized = |creator_pid: i32| Error::Uninitialized {
+            name: name.as_str().to_string(),
+            creator_pid,
+            creator_alive: creator_pid > 0 && crate::pid::is_running(creator_pid as u32),
+            waited: started.elapsed(),
+        };
+
+        // The creator makes the file, then sizes it: wait for the size.
+        let size = loop {
+            let size = file_size(&fd).map_err(|e| os_error("fstat", name.as_str(), e))?;
+            if size != 0 {
+                break size;
+            }
+            if Instant::now() >= deadline {
+                return Err(uninitialized(0));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        if size < size_of::<Header>() as u64 {
+            let mut magic = [0u8; 8];
+            // SAFETY: a valid descriptor and an 8-byte writable buffer.
+            let n = unsafe { libc::pread(fd.as_raw_fd(), magic.as_mut_ptr().cast(), 8, 0) };
+            if n == 8 && u64::from_ne_bytes(magic) == MAGIC {
+                return Err(Error::Truncated {
+                    name: name.as_str().to_string(),
+                    expected: size_of::<Header>() as u64,
+                    actual: size,
+                });
+            }
+            return Err(Error::Foreign {
+                name: name.as_str().to_string(),
+                reason: format!("it is {size} bytes, smaller than a procsync header"),
+            });
+        }
+        let map = Mapping::new(Some(&fd), size as usize)
+            .map_err(|e| os_error("mmap", name.as_str(), e))?;
+        let mut region = Region {
+            map,
+            data_offset: 0,
+            data_len: 0,
+            name: Some(name.clone()),
+            unlink_by: None,
+            fd: Some(fd),
+        };
+        let header = region.header_ptr();
+        // SAFETY: the mapping is at least a header long (checked above); the
+        // fields read before READY are atomics.
+        let (state, magic, creator_pid) =
+            unsafe { (&(*header).state, &(*header).magic, &(*header).creator_pid) };
+        loop {
+            let now_state = state.load(Ordering::Acquire);
+            let now_magic = magic.load(Ordering::Relaxed);
+            if now_magic != 0 && now_magic != MAGIC {
+                return Err(Error::Foreign {
+                    name: name.as_str().to_string(),
+                    reason: "its first bytes are not the procsync magic".into(),
+                });
+            }
+            if now_state == READY {
+                if now_magic != MAGIC {
+                    return Err(Error::Foreign {
+                        name: name.as_str().to_string(),
+                        reason: "its first bytes are not the procsync magic".into(),
+                    });
+                }
+                break;
+            }
+            if now_state != 0 {
+                return Err(Error::Foreign {
+                    name: name.as_str().to_string(),
+                    reason: format!(
+                        "its state word is {now_state:#x}, neither initialising nor ready"
+                    ),
+                });
+            }
+            let pid = creator_pid.load(Ordering::Relaxed);
+            if Instant::now() >= deadline || (pid > 0 && !crate::pid::is_running(pid as u32)) {
+                return Err(uninitialized(pid));
+            }
+            // Sleep until the creator publishes; wake now and then to notice
+            // a creator that died half-way.
+            state.wait(
+                0,
+                Some(deadline.min(Instant::now() + Duration::from_millis(10))),
+            );
+        }
+
+        // SAFETY: READY was read with acquire ordering, so the creator's plain
+        // writes of the header are visible and no longer change.
+        let found = unsafe { &*header };
+        let found_type_name = String::from_utf8_lossy(
+            &found.type_name[..(found.type_name_len as usize).min(TYPE_NAME_CAP)],
+        )
+        .into_owned();
+        if found.layout_version != LAYOUT_VERSION {
+            return Err(Error::LayoutVersion {
+                name: name.as_str().to_string(),
+                found: found.layout_version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let found_kind = Kind::from_u32(found.kind);
+        let same_len = layout.len.is_none_or(|len| len as u64 == found.len);
+        if found_kind != Some(layout.kind)
+            || found.fingerprint != layout.fingerprint()
+            || found.elem_size != layout.elem_size as u64
+            || found.elem_align != layout.elem_align as u64
+            || !same_len
+        {
+            let found_desc = match found_kind {
+                Some(kind) => Layout::describe_parts(
+                    kind,
+                    &found_type_name,
+                    found.elem_size,
+                    found.elem_align,
+                    Some(found.len),
+                ),
+                None => format!("an unknown kind of segment ({})", found.kind),
+            };
+            return Err(Error::TypeMismatch {
+                name: name.as_str().to_string(),
+                expected: layout.describe(),
+                found: found_desc,
+            });
+        }
+        let opened = Layout {
+            len: Some(found.len as usize),
+            ..layout.clone()
+        };
+        region.data_offset = opened.data_offset()?;
+        region.data_len = opened.data_bytes(&format!("segment {:?}", name.as_str()))?;
+        region.check_size()?;
+        Ok(region)
+    }
+
+    /// Opens `name` if it exists, else creates it with `init`. Returns the
+    /// region and whether this call created it.
+    pub(crate) fn open_or_create(
+        name: &str,
+        layout: &Layout,
+        timeout: Duration,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<(Region, bool)> {
+        let mut init = Some(init);
+        // Between a failed create (it exists) and our open, the owner may
+        // unlink it; then creating is right again. A few rounds settle it.
+        for _ in 0..16 {
+            match Region::create(name, layout, |p| (init.take().expect("init runs once"))(p)) {
+                Ok(region) => return Ok((region, true)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match Region::open(name, layout, timeout) {
+                Ok(region) => return Ok((region, false)),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(os_error(
+            "open_or_create",
+            name,
+            io::Error::other("the name kept appearing and disappearing"),
+        ))
+    }
+
+    fn header_ptr(&self) -> *mut Header {
+        self.map.ptr.as_ptr().cast::<Header>()
+    }
+
+    /// Start of the data area.
+    pub(crate) fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: data_offset + data_len <= map.len by construction.
+        unsafe { self.map.ptr.as_ptr().add(self.data_offset) }
+    }
+
+    /// Length of the data area in bytes.
+    pub(crate) fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    /// The segment's name, if it has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(ShmName::as_str)
+    }
+
+    /// The name for messages: the segment's name, or "anonymous".
+    pub(crate) fn label(&self) -> String {
+        self.name()
+            .map_or_else(|| "anonymous".to_string(), |n| format!("{n:?}"))
+    }
+
+    /// Whether dropping this handle in this process removes the name.
+    pub(crate) fn owns_name(&self) -> bool {
+        self.name.is_some() && self.unlink_by == Some(crate::pid::current())
+    }
+
+    /// Keeps the name after this handle is dropped.
+    pub(crate) fn persist(&mut self) {
+        self.unlink_by = None;
+    }
+
+    /// Fails with [`Error::Truncated`] if another process shrank the file
+    /// below what the header promises (touching the missing pages would raise
+    /// SIGBUS).
+    pub(crate) fn check_size(&self) -> Result<()> {
+        let (Some(fd), Some(name)) = (&self.fd, &self.name) else {
+            return Ok(());
+        };
+        let expected = (self.data_offset + self.data_len) as u64;
+        let actual = file_size(fd).map_err(|e| os_error("fstat", name.as_str(), e))?;
+        if actual < expected {
+            return Err(Error::Truncated {
+                name: name.as_str().to_string(),
+                expected,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.owns_name() {
+            if let Some(name) = &self.name {
+                // Already gone (someone else unlinked it) is fine.
+                let _ = name.unlink();
+            }
+        }
+    }
+}
+
+/// Unlinks a half-created segment's name if creation fails or panics.
+struct UnlinkOnDrop<'a>(&'a ShmName);
+
+impl Drop for UnlinkOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlink();
+    }
+}
+
+fn shm_open(name: &ShmName, flags: i32, mode: libc::mode_t) -> Result<OwnedFd> {
+    // SAFETY: a valid NUL-terminated path; plain flags.
+    let fd = unsafe { libc::shm_open(name.c_path.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        let owned = name.as_str().to_string();
+        return Err(match err.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists { name: owned },
+            Some(libc::ENOENT) => Error::NotFound { name: owned },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: owned },
+            Some(libc::ENAMETOOLONG) => Error::InvalidName {
+                name: owned,
+                reason: "the system says it is too long",
+            },
+            _ => os_error("shm_open", name.as_str(), err),
+        });
+    }
+    // SAFETY: shm_open just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn file_size(fd: &OwnedFd) -> io::Result<u64> {
+    // SAFETY: all-zero is a valid `stat`; fstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_size as u64)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+pub(crate) fn os_error(op: &'static str, segment: &str, source: io::Error) -> Error {
+    Error::Os {
+        op,
+        segment: segment.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,114 @@
+//! Test support for the procsync suites (not part of the library).
+//!
+//! - [`unique_name`]: a segment name no other test or run uses, under a
+//!   common prefix, so [`leaked_names`] can find what a suite left behind.
+//! - [`helper_args`] and [`run_helper`]: run a function of the test binary
+//!   as a separate, unrelated process (fork + exec of the test binary
+//!   itself), the way two programs meet through a named segment.
+//! - [`deadline`]: the timeout every wait in a test gets, so a broken
+//!   primitive fails the test instead of hanging it.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Every name made by [`unique_name`] starts with this.
+pub const NAME_PREFIX: &str = "procsync-test-";
+
+/// The environment variable that tells a test binary it runs as a helper,
+/// carrying the helper's arguments separated by `\x1f`.
+pub const HELPER_ENV: &str = "PROCSYNC_TEST_HELPER_ARGS";
+
+/// A fresh segment name: prefix, this process's pid, `tag`, a counter.
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{NAME_PREFIX}{}-{tag}-{n}", std::process::id())
+}
+
+/// Names under `/dev/shm` that start with [`NAME_PREFIX`] and `pid`: what a
+/// suite run by process `pid` has left behind.
+pub fn leaked_names(pid: u32) -> Vec<String> {
+    let prefix = format!("{NAME_PREFIX}{pid}-");
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the name exists under `/dev/shm`.
+pub fn name_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm")
+        .join(name.trim_start_matches('/'))
+        .exists()
+}
+
+/// Inside a helper test: the arguments [`run_helper`] passed, or `None` when
+/// the test binary runs normally (then the helper test returns at once).
+pub fn helper_args() -> Option<Vec<String>> {
+    std::env::var(HELPER_ENV)
+        .ok()
+        .map(|v| v.split('\x1f').map(str::to_string).collect())
+}
+
+/// Runs the test function `helper_test` of the current test binary as a new
+/// process (its own program, not a fork of this one) with `args`, and waits
+/// for it, killing it after `timeout`. Panics if it cannot be started or
+/// does not finish in time.
+pub fn run_helper(helper_test: &str, args: &[&str], timeout: Duration) -> Output {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut child = Command::new(exe)
+        .args([helper_test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(HELPER_ENV, args.join("\x1f"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the helper process");
+    let limit = deadline(timeout);
+    loop {
+        if child.try_wait().expect("poll the helper").is_some() {
+            return child
+                .wait_with_output()
+                .expect("collect the helper's output");
+        }
+        if Instant::now() >= limit {
+            let _ = child.kill();
+            let out = child
+                .wait_with_output()
+                .expect("collect the helper's output");
+            panic!(
+                "helper {helper_test} did not finish within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The line a helper prints to report `key=value` to its test.
+pub fn helper_report(key: &str, value: impl std::fmt::Display) {
+    println!("helper-report {key}={value}");
+}
+
+/// Finds `key` in a helper's reports.
+pub fn reported(output: &Output, key: &str) -> Option<String> {
+    let prefix = format!("helper-report {key}=");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        // libtest may print "test name ... " on the same line first.
+        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim().to_string()))
+}
+
+/// `now + timeout`: the deadline of a wait in a test.
+pub fn deadline(timeout: Duration) -> Instant {
+    Instant::now() + timeout
+}
+
+/// The timeout for waits that should succeed at once on a healthy system:
+/// long enough for a loaded two-core machine, short enough to fail fast.
+pub const GENEROUS: Duration = Duration::from_secs(10);

@@ -1,0 +1,133 @@
+//! Command line, language and time scale shared by every scenario.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runs the scenarios of the classic lesson on Python processes
+/// ("python进程数据隔离,守护进程,锁,信号量和事件") with procsync, between real
+/// processes. Each scenario prints what happens, in the lesson's own words with
+/// `--lang zh`, and ends with one line `summary: key=value ...` of measured
+/// outcomes.
+#[derive(Debug, Parser)]
+#[command(name = "demos", version)]
+pub(crate) struct Cli {
+    /// Language of the messages: the lesson's own Chinese, or English.
+    #[arg(long, value_enum, default_value_t = Lang::En, global = true)]
+    lang: Lang,
+
+    /// Time scale: 1 runs at the lesson's pace, 10 runs ten times faster.
+    #[arg(long, default_value_t = 1.0, global = true, allow_negative_numbers = true, value_parser = parse_speed)]
+    speed: f64,
+
+    #[command(subcommand)]
+    pub(crate) scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Scenario {
+    /// §1 data isolation: a child's change to a plain global stays in the
+    /// child; through shm::Shared the parent sees it.
+    Isolation,
+    /// Every scenario above, one after another.
+    All,
+}
+
+/// Message language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Lang {
+    /// The seed lesson's own words.
+    Zh,
+    /// English.
+    En,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number (try 1, 10 or 0.5)"))?;
+    if speed.is_finite() && speed > 0.0 {
+        Ok(speed)
+    } else {
+        Err(format!("the speed must be a positive number, not {text}"))
+    }
+}
+
+impl Cli {
+    pub(crate) fn context(&self) -> Context {
+        Context {
+            lang: self.lang,
+            speed: self.speed,
+        }
+    }
+}
+
+/// What every scenario needs: the language and the time scale.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context {
+    pub(crate) lang: Lang,
+    pub(crate) speed: f64,
+}
+
+impl Context {
+    /// Picks the message for the chosen language.
+    pub(crate) fn text<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
+        match self.lang {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    /// Prints a line in the chosen language.
+    pub(crate) fn say(&self, zh: impl Display, en: impl Display) {
+        match self.lang {
+            Lang::Zh => println!("{zh}"),
+            Lang::En => println!("{en}"),
+        }
+    }
+
+    /// A lesson duration scaled by `--speed`.
+    #[allow(dead_code)] // used by the timed scenarios
+    pub(crate) fn scaled(&self, lesson_time: Duration) -> Duration {
+        lesson_time.div_f64(self.speed)
+    }
+}
+
+/// A scenario's measured outcome, printed as `summary: k=v ...`.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Summary {
+    pub(crate) fn with(mut self, key: &'static str, value: impl Display) -> Summary {
+        self.pairs.push((key, value.to_string()));
+        self
+    }
+
+    pub(crate) fn print(&self) {
+        let fields: Vec<String> = self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("summary: {}", fields.join(" "));
+    }
+}
+
+/// The error type of a scenario.
+pub(crate) type DemoError = Box<dyn std::error::Error>;
+
+/// A scenario's entry point.
+pub(crate) type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
+
+/// Every scenario, in the lesson's order.
+const ALL: &[(&str, ScenarioFn)] = &[("isolation", crate::isolation::run)];
+
+/// Runs every scenario in the lesson's order.
+pub(crate) fn run_all(ctx: &Context) -> Result<Vec<Summary>, DemoError> {
+    let mut summaries = Vec::new();
+    for &(name, run) in ALL {
+        println!("\n=== {name} ===");
+        summaries.push(run(ctx)?);
+    }
+    Ok(summaries)
+}

@@ -1,0 +1,43 @@
+//! The command line itself: help, bad input, `all`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::demos;
+
+#[test]
+fn help_lists_every_scenario() {
+    let run = demos(&["--help"], Duration::from_secs(30));
+    assert_eq!(run.code, Some(0));
+    for scenario in ["isolation", "all"] {
+        assert!(
+            run.stdout.contains(scenario),
+            "--help lacks {scenario}:\n{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("--speed") && run.stdout.contains("--lang"));
+}
+
+#[test]
+fn a_bad_speed_is_refused_with_a_reason() {
+    for bad in ["0", "-2", "fast", "inf"] {
+        let run = demos(&["isolation", "--speed", bad], Duration::from_secs(30));
+        assert_eq!(run.code, Some(2), "speed {bad} accepted");
+        assert!(
+            run.stderr.contains("speed") || run.stderr.contains("number"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn all_runs_every_scenario_and_counts_them() {
+    let run = demos(&["all", "--speed", "10"], Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("=== isolation ==="));
+    // With a single scenario so far, its own summary is the last line.
+    assert_eq!(run.value::<i64>("plain_in_parent"), 100);
+}
