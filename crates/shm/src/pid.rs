@@ -50,8 +50,13 @@ fn refresh() -> u32 {
 ///
 /// Errs towards `true`: a process that exists but cannot be inspected
 /// counts as running, because declaring a live holder dead would let two
-/// processes into a lock at once. The answer can be stale the moment it is
-/// returned unless `pid` is known not to be reused meanwhile.
+/// processes into a lock at once. If `pid` died and its number was reused
+/// before the check, the answer is `true` for the newcomer: a waiter then
+/// waits on (liveness is lost), but never enters beside a live holder.
+///
+/// Costs three system calls (`pidfd_open(2)`, a zero-timeout `poll(2)`, and
+/// `close`): a pidfd polls readable once its process has terminated, zombie
+/// or not.
 pub fn is_running(pid: u32) -> bool {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
         return false;
@@ -59,24 +64,43 @@ pub fn is_running(pid: u32) -> bool {
     if raw <= 0 {
         return false;
     }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0u32) };
+    if fd < 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => false,
+            // Too old a kernel, or out of descriptors: ask /proc instead.
+            _ => exists_and_not_zombie(raw),
+        };
+    }
+    let fd = fd as libc::c_int;
+    let mut poll_fd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; zero timeout.
+    let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+    // SAFETY: the descriptor pidfd_open gave us, closed once.
+    unsafe { libc::close(fd) };
+    !(ready == 1 && poll_fd.revents & libc::POLLIN != 0)
+}
+
+fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    if unsafe { libc::kill(raw, 0) } == -1
+    if unsafe { libc::kill(pid, 0) } == -1
         && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     {
         return false;
     }
-    !is_zombie(pid)
-}
-
-/// Reads the state letter of `/proc/<pid>/stat`: `Z` (zombie) or `X` (dead).
-fn is_zombie(pid: u32) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
-        return false;
+        return true;
     };
     // The command name may contain spaces and ')': the state follows the
     // last ')'.
-    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return false;
-    };
-    matches!(stat.get(close + 2), Some(b'Z') | Some(b'X'))
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|close| stat.get(close + 2));
+    !matches!(state, Some(b'Z') | Some(b'X'))
 }

@@ -1,2 +1,51 @@
-//! Not implemented yet: see issue #3. This crate will hold `Lock`, `Mutex<T>`,
-//! `RLock` and `Condvar` for use between processes.
+//! Locks between processes that no dying process can wedge.
+//!
+//! - [`Lock`]: Python's `multiprocessing.Lock`. Guards unlock on drop.
+//! - [`Mutex<T>`]: data guarded by a lock (Python's `Value(..., lock=True)`),
+//!   `&mut T` only while held.
+//! - [`RLock`]: re-entrant for the holding thread (Python's `RLock`).
+//! - [`Condvar`]: wait for a condition on a `Mutex`'s data (Python's
+//!   `Condition`).
+//! - [`RawLock`]: the lock word under all of them, for building others.
+//!
+//! Every one is a small `#[repr(C)]` struct of atomics with a `const fn
+//! new`, [`ShmSafe`](shm::ShmSafe), meant to live in `shm::Shared` memory
+//! (anonymous for forked children, named for unrelated processes).
+//!
+//! # A dead holder is reported, not a deadlock
+//!
+//! If the process holding a lock dies (SIGKILL at any instruction, a crash),
+//! the next process that locks it gets it within about a millisecond, with
+//! an [`OwnerDied`] report that carries the guard so it can repair the
+//! protected data. The report is made once; the lock stays usable. Python's
+//! `multiprocessing.Lock` deadlocks there; glibc's robust mutex recovers but
+//! costs a linked-list update on every lock and unlock. Here the
+//! uncontended path is one compare-and-swap each way; the cost of
+//! robustness is paid only by waiters, who check now and then
+//! ([`OWNER_CHECK_INTERVAL`]) that the holder still runs.
+//!
+//! Holding is per process (the word records the holder's pid); all
+//! processes sharing a lock must be in one pid namespace. If a dead holder's
+//! pid is reused before anyone notices the death, waiters wait on for the
+//! newcomer: liveness can be lost that way, mutual exclusion never.
+//!
+//! # Names
+//!
+//! std's names (`lock`, `try_lock`, guards) with Python's semantics:
+//! `acquire()` is [`Lock::lock`], `acquire(False)` is [`Lock::try_lock`],
+//! `acquire(timeout=t)` is [`Lock::lock_timeout`], `release()` is dropping
+//! the guard.
+
+mod condvar;
+mod lock;
+mod mutex;
+mod poison;
+mod raw;
+mod rlock;
+
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use lock::{Lock, LockGuard};
+pub use mutex::{Mutex, MutexGuard};
+pub use poison::{LockResult, OwnerDied, TryLockError, TryLockResult};
+pub use raw::{Acquired, RawLock, OWNER_CHECK_INTERVAL};
+pub use rlock::{NotOwner, RLock, RLockGuard};

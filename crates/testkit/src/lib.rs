@@ -112,3 +112,39 @@ pub fn deadline(timeout: Duration) -> Instant {
 /// The timeout for waits that should succeed at once on a healthy system:
 /// long enough for a loaded two-core machine, short enough to fail fast.
 pub const GENEROUS: Duration = Duration::from_secs(10);
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the
+/// machine (unlike `Instant`, which cannot cross a process boundary).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A small deterministic pseudo-random sequence (xorshift), so a failing
+/// randomized test can be rerun with the same seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A sequence from `seed` (0 is replaced by a fixed non-zero seed).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// The next number in `0..bound` (`bound` > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}

@@ -1,0 +1,111 @@
+//! [`Lock`]: Python's `multiprocessing.Lock`, robust to its holder's death.
+
+use std::time::{Duration, Instant};
+
+use shm::ShmSafe;
+
+use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
+use crate::raw::RawLock;
+
+/// A lock between processes (Python's `multiprocessing.Lock`): while one
+/// process holds it, every other process that asks waits.
+///
+/// Put it in shared memory (`shm::Shared<Lock>`, anonymous or named) and
+/// lock it from any process. [`lock`](Lock::lock) returns a guard that
+/// unlocks when dropped. Four bytes; uncontended lock and unlock are one
+/// compare-and-swap each, with no system call.
+///
+/// **A dead holder does not wedge it.** If the holding process dies (even
+/// by SIGKILL, at any instruction), the next process to lock it gets the
+/// lock within about a millisecond together with an
+/// [`OwnerDied`](crate::OwnerDied) report, so it can repair what the lock
+/// protects. Python's `Lock` deadlocks there for ever.
+///
+/// # Example
+///
+/// ```
+/// use shm::Shared;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use sync_lock::Lock;
+///
+/// let lock = Shared::new(Lock::new())?;
+/// let child = daemon::Process::new(|| {
+///     let _guard = lock.lock().unwrap_or_else(|died| died.into_inner());
+///     // ... read, change and write a file only one process may touch ...
+/// })
+/// .start()?;
+/// {
+///     let _guard = lock.lock().unwrap_or_else(|died| died.into_inner());
+/// }
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Lock {
+    raw: RawLock,
+}
+
+// SAFETY: a RawLock: plain data valid at any address.
+unsafe impl ShmSafe for Lock {}
+
+impl Lock {
+    /// An unlocked lock.
+    pub const fn new() -> Lock {
+        Lock {
+            raw: RawLock::new(),
+        }
+    }
+
+    /// Locks, waiting as long as it takes (Python's `acquire()`).
+    ///
+    /// `Err(OwnerDied)` still holds the lock: it says the previous holder
+    /// died holding it.
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        let how = self.raw.lock_until(None).expect("no deadline");
+        lock_result(how, LockGuard { lock: self })
+    }
+
+    /// Locks if nobody holds the lock now (Python's `acquire(False)`);
+    /// [`TryLockError::WouldBlock`] otherwise.
+    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
+        try_lock_result(self.raw.try_lock(), TryLockError::WouldBlock, || {
+            LockGuard { lock: self }
+        })
+    }
+
+    /// Locks, waiting at most `timeout` (Python's `acquire(timeout=...)`);
+    /// [`TryLockError::TimedOut`] once it has passed, never earlier.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        let deadline = Instant::now().checked_add(timeout);
+        try_lock_result(
+            self.raw.lock_until(deadline),
+            TryLockError::TimedOut,
+            || LockGuard { lock: self },
+        )
+    }
+
+    /// Whether some process holds the lock right now.
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// The pid of the holder, if any.
+    pub fn owner(&self) -> Option<u32> {
+        self.raw.owner()
+    }
+}
+
+/// Holds a [`Lock`]; dropping it unlocks (Python's `release()`).
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the guard is this acquisition; it ends here.
+        unsafe { self.lock.raw.unlock() };
+    }
+}

@@ -1,0 +1,224 @@
+//! [`RLock`]: a re-entrant lock between processes.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shm::ShmSafe;
+
+use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
+use crate::raw::{Acquired, RawLock};
+
+/// A lock the holding thread may take again (Python's `RLock`): each
+/// `lock` needs its own release, and only the holding thread of the holding
+/// process may release it.
+///
+/// [`lock`](RLock::lock) returns a guard (not `Send`: it belongs to the
+/// thread); [`acquire`](RLock::acquire) / [`release`](RLock::release) are the
+/// Python-style pair for acquisitions that do not nest in one scope, and
+/// `release` from any other thread or process is an error
+/// ([`NotOwner`]), never a silent release. A holder that dies is reported to
+/// the next locker as [`OwnerDied`](crate::OwnerDied), as for
+/// [`Lock`](crate::Lock).
+///
+/// # Example
+///
+/// ```
+/// use shm::Shared;
+/// use sync_lock::RLock;
+///
+/// let lock = Shared::new(RLock::new())?;
+/// let outer = lock.lock().unwrap_or_else(|d| d.into_inner());
+/// let inner = lock.lock().unwrap_or_else(|d| d.into_inner()); // same thread: no deadlock
+/// assert_eq!(lock.depth(), 2);
+/// drop(inner);
+/// drop(outer);
+/// assert!(!lock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RLock {
+    raw: RawLock,
+    /// Holding thread's key within the holding process; 0 when free.
+    owner_thread: AtomicU64,
+    /// How many times the holder has locked it; changed only by the holder.
+    depth: AtomicU32,
+}
+
+// SAFETY: a RawLock and two atomics in a repr(C) struct: plain data.
+unsafe impl ShmSafe for RLock {}
+
+/// `release` was called by a thread or process that does not hold the
+/// [`RLock`] (Python raises `RuntimeError` / `AssertionError` there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOwner {
+    /// The pid holding it, if any.
+    pub holder: Option<u32>,
+}
+
+impl std::fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.holder {
+            None => f.write_str("cannot release an RLock that nobody holds"),
+            Some(pid) => write!(
+                f,
+                "cannot release an RLock held by another thread or process (holder pid {pid})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotOwner {}
+
+/// A key for the calling thread, unique within this process. Combined with
+/// the pid it names a thread on the machine; a forked child's thread keeps
+/// its key but has a new pid.
+fn thread_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static KEY: Cell<u64> = const { Cell::new(0) };
+    }
+    KEY.with(|key| {
+        if key.get() == 0 {
+            key.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        key.get()
+    })
+}
+
+impl RLock {
+    /// A free re-entrant lock.
+    pub const fn new() -> RLock {
+        RLock {
+            raw: RawLock::new(),
+            owner_thread: AtomicU64::new(0),
+            depth: AtomicU32::new(0),
+        }
+    }
+
+    fn held_by_me(&self) -> bool {
+        self.raw.is_held_by_current_process()
+            && self.owner_thread.load(Ordering::Relaxed) == thread_key()
+    }
+
+    /// Takes it once more if this thread holds it; `None` otherwise.
+    fn reenter(&self) -> Option<()> {
+        if self.held_by_me() {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn took(&self, how: Acquired) -> Acquired {
+        self.owner_thread.store(thread_key(), Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
+        how
+    }
+
+    /// Locks (again, if this thread already holds it).
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        let how = match self.reenter() {
+            Some(()) => Acquired::Clean,
+            None => self.took(self.raw.lock_until(None).expect("no deadline")),
+        };
+        lock_result(how, RLockGuard::new(self))
+    }
+
+    /// Locks if free now or already held by this thread.
+    pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
+        let how = match self.reenter() {
+            Some(()) => Some(Acquired::Clean),
+            None => self.raw.try_lock().map(|how| self.took(how)),
+        };
+        try_lock_result(how, TryLockError::WouldBlock, || RLockGuard::new(self))
+    }
+
+    /// Locks, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
+        let how = match self.reenter() {
+            Some(()) => Some(Acquired::Clean),
+            None => self
+                .raw
+                .lock_until(Instant::now().checked_add(timeout))
+                .map(|how| self.took(how)),
+        };
+        try_lock_result(how, TryLockError::TimedOut, || RLockGuard::new(self))
+    }
+
+    /// Python's `acquire()`: locks without a guard; pair it with
+    /// [`release`](RLock::release). `Err(OwnerDied)` still holds the lock.
+    pub fn acquire(&self) -> LockResult<()> {
+        self.lock().map(std::mem::forget).map_err(|died| {
+            std::mem::forget(died.into_inner());
+            crate::OwnerDied::new(())
+        })
+    }
+
+    /// Python's `release()`: undoes one `acquire` (or one guard's worth).
+    /// Fails with [`NotOwner`] unless this thread of this process holds it.
+    pub fn release(&self) -> Result<(), NotOwner> {
+        if !self.held_by_me() {
+            return Err(NotOwner {
+                holder: self.raw.owner(),
+            });
+        }
+        if self.depth.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.owner_thread.store(0, Ordering::Relaxed);
+            // SAFETY: this thread holds the lock (checked above) and this is
+            // its last level.
+            unsafe { self.raw.unlock() };
+        }
+        Ok(())
+    }
+
+    /// How many times the holding thread has it locked (0 when free).
+    pub fn depth(&self) -> u32 {
+        if self.raw.is_locked() {
+            self.depth.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether some thread of some process holds it.
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// Whether the calling thread holds it.
+    pub fn is_held_by_current_thread(&self) -> bool {
+        self.held_by_me()
+    }
+}
+
+/// One level of an [`RLock`] held by this thread; dropping it releases that
+/// level.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    /// Stays on the holding thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RLockGuard<'a> {
+    fn new(lock: &'a RLock) -> RLockGuard<'a> {
+        RLockGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        // A guard is only ever dropped by its thread (it is not Send); the
+        // one way to fail is a bitwise copy in a forked child, which does
+        // not hold the lock and must leave it alone.
+        let _ = self.lock.release();
+    }
+}
