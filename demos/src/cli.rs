@@ -31,7 +31,10 @@ pub(crate) enum Scenario {
     /// §1 data isolation: a child's change to a plain global stays in the
     /// child; through shm::Shared the parent sees it.
     Isolation,
-    /// Every scenario above, one after another.
+    /// §3 锁 Lock: buyers of a JSON ticket db; with the lock never
+    /// oversold, with --no-lock oversold.
+    Tickets(crate::tickets::Args),
+    /// Every scenario above, one after another, with default arguments.
     All,
 }
 
@@ -72,19 +75,11 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// Picks the message for the chosen language.
-    pub(crate) fn text<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
-        match self.lang {
-            Lang::Zh => zh,
-            Lang::En => en,
-        }
-    }
-
     /// Prints a line in the chosen language.
     pub(crate) fn say(&self, zh: impl Display, en: impl Display) {
         match self.lang {
-            Lang::Zh => println!("{zh}"),
-            Lang::En => println!("{en}"),
+            Lang::Zh => print_line(zh),
+            Lang::En => print_line(en),
         }
     }
 
@@ -109,8 +104,15 @@ impl Summary {
 
     pub(crate) fn print(&self) {
         let fields: Vec<String> = self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("summary: {}", fields.join(" "));
+        print_line(format_args!("summary: {}", fields.join(" ")));
     }
+}
+
+/// Prints one line; a closed stdout (`demos all | head`) is not an error
+/// worth a panic in every child process.
+pub(crate) fn print_line(line: impl Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// The error type of a scenario.
@@ -120,13 +122,18 @@ pub(crate) type DemoError = Box<dyn std::error::Error>;
 pub(crate) type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
 
 /// Every scenario, in the lesson's order.
-const ALL: &[(&str, ScenarioFn)] = &[("isolation", crate::isolation::run)];
+const ALL: &[(&str, ScenarioFn)] = &[
+    ("isolation", crate::isolation::run),
+    ("tickets", |ctx| {
+        crate::tickets::run(ctx, &crate::tickets::Args::default())
+    }),
+];
 
 /// Runs every scenario in the lesson's order.
 pub(crate) fn run_all(ctx: &Context) -> Result<Vec<Summary>, DemoError> {
     let mut summaries = Vec::new();
     for &(name, run) in ALL {
-        println!("\n=== {name} ===");
+        print_line(format_args!("\n=== {name} ==="));
         summaries.push(run(ctx)?);
     }
     Ok(summaries)

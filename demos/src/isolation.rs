@@ -18,7 +18,7 @@ pub(crate) fn run(ctx: &Context) -> Result<Summary, DemoError> {
     // The seed's fun(): n -= 1 in a child process, and return n.
     let child = Process::new(|| {
         let n = N.fetch_sub(1, Ordering::SeqCst) - 1;
-        println!("{}", ctx.text("子进程: n -= 1", "child: n -= 1"));
+        ctx.say("子进程: n -= 1", "child: n -= 1");
         n
     })
     .name("fun")

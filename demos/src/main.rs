@@ -3,6 +3,7 @@
 
 mod cli;
 mod isolation;
+mod tickets;
 
 use clap::Parser;
 
@@ -11,15 +12,13 @@ fn main() {
     let ctx = cli.context();
     let result = match cli.scenario {
         cli::Scenario::Isolation => isolation::run(&ctx).map(|s| vec![s]),
+        cli::Scenario::Tickets(args) => tickets::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::All => cli::run_all(&ctx),
     };
     match result {
         Ok(summaries) if summaries.len() > 1 => {
-            println!(
-                "summary: scenarios={} ok={}",
-                summaries.len(),
-                summaries.len()
-            );
+            // Every scenario printed its own summary; `all` adds the count.
+            cli::print_line(format_args!("summary: scenarios={}", summaries.len()));
         }
         Ok(_) => {}
         Err(err) => {

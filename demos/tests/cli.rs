@@ -10,7 +10,7 @@ use common::demos;
 fn help_lists_every_scenario() {
     let run = demos(&["--help"], Duration::from_secs(30));
     assert_eq!(run.code, Some(0));
-    for scenario in ["isolation", "all"] {
+    for scenario in ["isolation", "tickets", "all"] {
         assert!(
             run.stdout.contains(scenario),
             "--help lacks {scenario}:\n{}",
@@ -37,7 +37,16 @@ fn a_bad_speed_is_refused_with_a_reason() {
 fn all_runs_every_scenario_and_counts_them() {
     let run = demos(&["all", "--speed", "10"], Duration::from_secs(60));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("=== isolation ==="));
-    // With a single scenario so far, its own summary is the last line.
-    assert_eq!(run.value::<i64>("plain_in_parent"), 100);
+    for scenario in ["isolation", "tickets"] {
+        assert!(
+            run.stdout.contains(&format!("=== {scenario} ===")),
+            "{scenario} missing"
+        );
+    }
+    assert_eq!(
+        run.stdout.matches("summary: ").count(),
+        3,
+        "one per scenario, one for all"
+    );
+    assert_eq!(run.value::<u32>("scenarios"), 2);
 }

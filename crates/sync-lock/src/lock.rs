@@ -61,6 +61,7 @@ impl Lock {
     ///
     /// `Err(OwnerDied)` still holds the lock: it says the previous holder
     /// died holding it.
+    #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         let how = self.raw.lock_until(None).expect("no deadline");
         lock_result(how, LockGuard { lock: self })
@@ -68,6 +69,7 @@ impl Lock {
 
     /// Locks if nobody holds the lock now (Python's `acquire(False)`);
     /// [`TryLockError::WouldBlock`] otherwise.
+    #[inline]
     pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
         try_lock_result(self.raw.try_lock(), TryLockError::WouldBlock, || {
             LockGuard { lock: self }
@@ -104,6 +106,7 @@ pub struct LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard is this acquisition; it ends here.
         unsafe { self.lock.raw.unlock() };

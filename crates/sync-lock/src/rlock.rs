@@ -98,12 +98,14 @@ impl RLock {
         }
     }
 
+    #[inline]
     fn held_by_me(&self) -> bool {
         self.raw.is_held_by_current_process()
             && self.owner_thread.load(Ordering::Relaxed) == thread_key()
     }
 
     /// Takes it once more if this thread holds it; `None` otherwise.
+    #[inline]
     fn reenter(&self) -> Option<()> {
         if self.held_by_me() {
             self.depth.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +115,7 @@ impl RLock {
         }
     }
 
+    #[inline]
     fn took(&self, how: Acquired) -> Acquired {
         self.owner_thread.store(thread_key(), Ordering::Relaxed);
         self.depth.store(1, Ordering::Relaxed);
@@ -120,6 +123,7 @@ impl RLock {
     }
 
     /// Locks (again, if this thread already holds it).
+    #[inline]
     pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
         let how = match self.reenter() {
             Some(()) => Acquired::Clean,
@@ -129,6 +133,7 @@ impl RLock {
     }
 
     /// Locks if free now or already held by this thread.
+    #[inline]
     pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
         let how = match self.reenter() {
             Some(()) => Some(Acquired::Clean),
@@ -151,6 +156,7 @@ impl RLock {
 
     /// Python's `acquire()`: locks without a guard; pair it with
     /// [`release`](RLock::release). `Err(OwnerDied)` still holds the lock.
+    #[inline]
     pub fn acquire(&self) -> LockResult<()> {
         self.lock().map(std::mem::forget).map_err(|died| {
             std::mem::forget(died.into_inner());
@@ -160,6 +166,7 @@ impl RLock {
 
     /// Python's `release()`: undoes one `acquire` (or one guard's worth).
     /// Fails with [`NotOwner`] unless this thread of this process holds it.
+    #[inline]
     pub fn release(&self) -> Result<(), NotOwner> {
         if !self.held_by_me() {
             return Err(NotOwner {
@@ -206,6 +213,7 @@ pub struct RLockGuard<'a> {
 }
 
 impl<'a> RLockGuard<'a> {
+    #[inline]
     fn new(lock: &'a RLock) -> RLockGuard<'a> {
         RLockGuard {
             lock,
@@ -215,6 +223,7 @@ impl<'a> RLockGuard<'a> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // A guard is only ever dropped by its thread (it is not Send); the
         // one way to fail is a bitwise copy in a forked child, which does

@@ -1,0 +1,170 @@
+//! `Mutex<T>` across fork and by name, and repairing data after a holder died.
+
+use std::sync::atomic::Ordering;
+
+use daemon::{JoinError, Process};
+use shm::{Futex, Shared, ShmSafe};
+use sync_lock::Mutex;
+use testkit::{deadline, helper_args, helper_report, reported, run_helper, unique_name, GENEROUS};
+
+#[derive(ShmSafe, Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct Account {
+    /// Two halves that every update keeps equal: a half-done update shows.
+    debit: u64,
+    credit: u64,
+}
+
+#[test]
+fn forked_children_update_the_data_exactly() {
+    let account = Shared::new(Mutex::new(Account {
+        debit: 0,
+        credit: 0,
+    }))
+    .unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Process::new(|| {
+                for _ in 0..20_000 {
+                    let mut a = account.lock().unwrap();
+                    a.debit += 1;
+                    a.credit += 1;
+                }
+            })
+            .start()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        child.join().unwrap();
+    }
+    assert_eq!(
+        *account.lock().unwrap(),
+        Account {
+            debit: 60_000,
+            credit: 60_000
+        }
+    );
+}
+
+/// The unrelated process's side of `two_programs_share_a_named_mutex`.
+#[test]
+fn helper_add_under_the_named_mutex() {
+    let Some(args) = helper_args() else { return };
+    let account = Shared::<Mutex<Account>>::open(&args[0]).expect("open by name");
+    for _ in 0..5_000 {
+        let mut a = account.lock().unwrap_or_else(|d| d.into_inner());
+        a.debit += 1;
+        a.credit += 1;
+    }
+    helper_report("done", true);
+}
+
+#[test]
+fn two_programs_share_a_named_mutex() {
+    let name = unique_name("mutex");
+    let account = Shared::create(
+        &name,
+        Mutex::new(Account {
+            debit: 0,
+            credit: 0,
+        }),
+    )
+    .unwrap();
+    // A forked child adds concurrently with the separately started helper.
+    let child = Process::new(|| {
+        for _ in 0..5_000 {
+            let mut a = account.lock().unwrap();
+            a.debit += 1;
+            a.credit += 1;
+        }
+    })
+    .start()
+    .unwrap();
+    let out = run_helper("helper_add_under_the_named_mutex", &[&name], GENEROUS);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(reported(&out, "done").as_deref(), Some("true"));
+    child.join().unwrap();
+    assert_eq!(
+        *account.lock().unwrap(),
+        Account {
+            debit: 10_000,
+            credit: 10_000
+        }
+    );
+}
+
+#[test]
+fn a_half_done_update_is_flagged_and_repaired() {
+    let account = Shared::new(Mutex::new(Account {
+        debit: 0,
+        credit: 0,
+    }))
+    .unwrap();
+    let halfway = Shared::new(Futex::new(0)).unwrap();
+    let child = Process::new(|| -> u8 {
+        let mut a = account.lock().unwrap();
+        a.debit += 1; // ... and dies before the credit
+        halfway.store(1, Ordering::Release);
+        halfway.wake_all();
+        let parked = Futex::new(0);
+        while parked.wait(0, Some(deadline(GENEROUS))) {}
+        0
+    })
+    .start()
+    .unwrap();
+    let limit = deadline(GENEROUS);
+    while halfway.load(Ordering::Acquire) == 0 {
+        assert!(halfway.wait(0, Some(limit)));
+    }
+    child.kill().unwrap();
+    assert!(matches!(child.join(), Err(JoinError::Signaled { .. })));
+
+    let died = account.lock().expect_err("the holder's death is reported");
+    let mut a = died.into_inner();
+    assert_eq!(
+        *a,
+        Account {
+            debit: 1,
+            credit: 0
+        },
+        "the half-done state is visible"
+    );
+    a.credit = a.debit; // repair
+    drop(a);
+    assert_eq!(
+        *account.lock().expect("reported once"),
+        Account {
+            debit: 1,
+            credit: 1
+        }
+    );
+}
+
+#[test]
+fn get_mut_and_into_inner_need_no_lock() {
+    let mut m = Mutex::new(Account {
+        debit: 1,
+        credit: 2,
+    });
+    m.get_mut().debit = 5;
+    assert_eq!(
+        m.into_inner(),
+        Account {
+            debit: 5,
+            credit: 2
+        }
+    );
+}
+
+#[test]
+fn zz_this_suite_left_no_names_behind() {
+    assert_eq!(
+        testkit::leaked_names(std::process::id()),
+        Vec::<String>::new()
+    );
+}
