@@ -17,9 +17,10 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, default_value_t = Lang::En, global = true)]
     lang: Lang,
 
-    /// Time scale: 1 runs at the lesson's pace, 10 runs ten times faster.
-    #[arg(long, default_value_t = 1.0, global = true, allow_negative_numbers = true, value_parser = parse_speed)]
-    speed: f64,
+    /// Time scale: 1 runs at the lesson's pace, 10 runs ten times faster
+    /// [default: 1, or 5 for `all`].
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = parse_speed)]
+    speed: Option<f64>,
 
     #[command(subcommand)]
     pub(crate) scenario: Scenario,
@@ -34,7 +35,11 @@ pub(crate) enum Scenario {
     /// §3 锁 Lock: buyers of a JSON ticket db; with the lock never
     /// oversold, with --no-lock oversold.
     Tickets(crate::tickets::Args),
-    /// Every scenario above, one after another, with default arguments.
+    /// §4 信号量 Semaphore: N KTV rooms, everyone sings, never more than N
+    /// inside.
+    Ktv(crate::ktv::Args),
+    /// Every scenario above, one after another, with default arguments, at
+    /// --speed 5 unless --speed is given.
     All,
 }
 
@@ -60,9 +65,13 @@ fn parse_speed(text: &str) -> Result<f64, String> {
 
 impl Cli {
     pub(crate) fn context(&self) -> Context {
+        let default_speed = match self.scenario {
+            Scenario::All => ALL_DEFAULT_SPEED,
+            _ => 1.0,
+        };
         Context {
             lang: self.lang,
-            speed: self.speed,
+            speed: self.speed.unwrap_or(default_speed),
         }
     }
 }
@@ -84,7 +93,6 @@ impl Context {
     }
 
     /// A lesson duration scaled by `--speed`.
-    #[allow(dead_code)] // used by the timed scenarios
     pub(crate) fn scaled(&self, lesson_time: Duration) -> Duration {
         lesson_time.div_f64(self.speed)
     }
@@ -118,6 +126,9 @@ pub(crate) fn print_line(line: impl Display) {
 /// The error type of a scenario.
 pub(crate) type DemoError = Box<dyn std::error::Error>;
 
+/// `demos all` runs the whole lesson in well under a minute at this speed.
+const ALL_DEFAULT_SPEED: f64 = 5.0;
+
 /// A scenario's entry point.
 pub(crate) type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
 
@@ -126,6 +137,9 @@ const ALL: &[(&str, ScenarioFn)] = &[
     ("isolation", crate::isolation::run),
     ("tickets", |ctx| {
         crate::tickets::run(ctx, &crate::tickets::Args::default())
+    }),
+    ("ktv", |ctx| {
+        crate::ktv::run(ctx, &crate::ktv::Args::default())
     }),
 ];
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod isolation;
+mod ktv;
 mod tickets;
 
 use clap::Parser;
@@ -13,6 +14,7 @@ fn main() {
     let result = match cli.scenario {
         cli::Scenario::Isolation => isolation::run(&ctx).map(|s| vec![s]),
         cli::Scenario::Tickets(args) => tickets::run(&ctx, &args).map(|s| vec![s]),
+        cli::Scenario::Ktv(args) => ktv::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::All => cli::run_all(&ctx),
     };
     match result {

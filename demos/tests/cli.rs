@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use common::demos;
 
+/// Every scenario `demos all` runs, in order.
+const SCENARIOS: &[&str] = &["isolation", "tickets", "ktv"];
+
 #[test]
 fn help_lists_every_scenario() {
     let run = demos(&["--help"], Duration::from_secs(30));
     assert_eq!(run.code, Some(0));
-    for scenario in ["isolation", "tickets", "all"] {
+    for scenario in SCENARIOS.iter().chain(&["all"]) {
         assert!(
             run.stdout.contains(scenario),
             "--help lacks {scenario}:\n{}",
@@ -37,7 +40,7 @@ fn a_bad_speed_is_refused_with_a_reason() {
 fn all_runs_every_scenario_and_counts_them() {
     let run = demos(&["all", "--speed", "10"], Duration::from_secs(60));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    for scenario in ["isolation", "tickets"] {
+    for scenario in SCENARIOS {
         assert!(
             run.stdout.contains(&format!("=== {scenario} ===")),
             "{scenario} missing"
@@ -45,8 +48,8 @@ fn all_runs_every_scenario_and_counts_them() {
     }
     assert_eq!(
         run.stdout.matches("summary: ").count(),
-        3,
+        SCENARIOS.len() + 1,
         "one per scenario, one for all"
     );
-    assert_eq!(run.value::<u32>("scenarios"), 2);
+    assert_eq!(run.value::<usize>("scenarios"), SCENARIOS.len());
 }

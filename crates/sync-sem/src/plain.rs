@@ -1,0 +1,254 @@
+//! [`Semaphore`]: a counting semaphore between processes.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use shm::{Futex, ShmSafe};
+
+use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
+
+/// Set while some process may sleep on the word.
+pub(crate) const SLEEPERS: u32 = 1 << 31;
+/// The count of free permits.
+pub(crate) const COUNT: u32 = !SLEEPERS;
+/// Rounds of exponential spinning (about 130 pause instructions in all)
+/// before a waiter sleeps.
+const SPIN_ROUNDS: u32 = 7;
+
+/// A counting semaphore between processes: Python's
+/// `multiprocessing.Semaphore`, or `BoundedSemaphore` when made with
+/// [`bounded`](Semaphore::bounded).
+///
+/// [`acquire`](Semaphore::acquire) waits for a free permit and returns it as
+/// a [`Permit`] that releases on drop; [`release`](Semaphore::release) adds
+/// permits from anywhere, for signalling. Eight bytes in shared memory.
+///
+/// A process that dies holding permits does not give them back (as with
+/// POSIX and Python semaphores); waiters with a timeout still return on time.
+/// [`RobustSemaphore`](crate::RobustSemaphore) returns them.
+///
+/// # Example
+///
+/// The seed's KTV with two rooms: never more than two singers inside.
+///
+/// ```
+/// use shm::Shared;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use sync_sem::Semaphore;
+///
+/// let rooms = Shared::new(Semaphore::new(2))?;
+/// let inside = Shared::new(AtomicU32::new(0))?;
+/// let most = Shared::new(AtomicU32::new(0))?;
+/// let singers: Vec<_> = (0..5)
+///     .map(|_| {
+///         daemon::Process::new(|| {
+///             let _room = rooms.acquire();
+///             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+///             most.fetch_max(now, Ordering::SeqCst);
+///             inside.fetch_sub(1, Ordering::SeqCst);
+///         })
+///         .start()
+///     })
+///     .collect::<Result<_, _>>()?;
+/// for s in singers {
+///     s.join()?;
+/// }
+/// assert!(most.load(Ordering::SeqCst) <= 2);
+/// assert_eq!(rooms.value(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct Semaphore {
+    /// Free permits, plus the sleepers bit.
+    word: Futex,
+    /// The largest value releases may reach; `MAX_PERMITS` if unbounded.
+    bound: u32,
+}
+
+// SAFETY: a futex word and an integer: plain data.
+unsafe impl ShmSafe for Semaphore {}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits (at most
+    /// [`MAX_PERMITS`]; larger values are clamped).
+    pub const fn new(permits: u32) -> Semaphore {
+        let permits = if permits > MAX_PERMITS {
+            MAX_PERMITS
+        } else {
+            permits
+        };
+        Semaphore {
+            word: Futex::new(permits),
+            bound: MAX_PERMITS,
+        }
+    }
+
+    /// A bounded semaphore (Python's `BoundedSemaphore`): a release that
+    /// would take the value above `permits` fails with
+    /// [`ReleaseError::AboveBound`] and changes nothing. The check and the
+    /// increment are one atomic step, so racing releasers cannot slip past
+    /// it (CPython's check and increment are separate).
+    pub const fn bounded(permits: u32) -> Semaphore {
+        let permits = if permits > MAX_PERMITS {
+            MAX_PERMITS
+        } else {
+            permits
+        };
+        Semaphore {
+            word: Futex::new(permits),
+            bound: permits,
+        }
+    }
+
+    /// Takes one permit, waiting as long as it takes (Python's `acquire()`).
+    #[inline]
+    pub fn acquire(&self) -> Permit<'_> {
+        if !self.try_take() {
+            self.take_contended(None);
+        }
+        Permit::plain(self)
+    }
+
+    /// Takes a permit if one is free now (Python's `acquire(False)`).
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
+        if self.try_take() {
+            Ok(Permit::plain(self))
+        } else {
+            Err(AcquireError::WouldBlock)
+        }
+    }
+
+    /// Takes a permit, waiting at most `timeout` (Python's
+    /// `acquire(timeout=...)`). [`AcquireError::TimedOut`] once it has
+    /// passed, never before.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
+        if self.try_take() || self.take_contended(Instant::now().checked_add(timeout)) {
+            Ok(Permit::plain(self))
+        } else {
+            Err(AcquireError::TimedOut)
+        }
+    }
+
+    /// Adds one permit (Python's `release()`), waking a waiter if any.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.release_n(1)
+    }
+
+    /// Adds `n` permits at once, waking waiters if any. Nothing is added if
+    /// it would pass the bound or [`MAX_PERMITS`].
+    #[inline]
+    pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        let mut seen = self.word.load(Ordering::Relaxed);
+        loop {
+            let value = seen & COUNT;
+            let would_be = u64::from(value) + u64::from(n);
+            if would_be > u64::from(self.bound) {
+                return Err(if self.bound == MAX_PERMITS {
+                    ReleaseError::Overflow {
+                        released: n,
+                        value,
+                        max: MAX_PERMITS,
+                    }
+                } else {
+                    ReleaseError::AboveBound {
+                        released: n,
+                        would_be,
+                        bound: self.bound,
+                    }
+                });
+            }
+            // Clearing the sleepers bit here is safe: a sleeper that finds no
+            // permit after waking sets it again before sleeping.
+            match self.word.compare_exchange_weak(
+                seen,
+                would_be as u32,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if seen & SLEEPERS != 0 {
+            self.word.wake_all();
+        }
+        Ok(())
+    }
+
+    /// The number of free permits now (Python's `get_value()`).
+    pub fn value(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & COUNT
+    }
+
+    /// The bound of a [`bounded`](Semaphore::bounded) semaphore, or `None`.
+    pub fn bound(&self) -> Option<u32> {
+        (self.bound != MAX_PERMITS).then_some(self.bound)
+    }
+
+    /// One permit back from a dropped [`Permit`]. It can only fail if
+    /// `release` calls already refilled a bounded semaphore (or filled an
+    /// unbounded one to [`MAX_PERMITS`]) while the permit was out: the
+    /// program released more than it took. That is reported by a panic
+    /// (a drop cannot return an error), and the count is left unchanged.
+    #[inline]
+    pub(crate) fn give_back_one(&self) {
+        if let Err(err) = self.release_n(1) {
+            if !std::thread::panicking() {
+                panic!("dropping a semaphore permit: {err}");
+            }
+        }
+    }
+
+    #[inline]
+    fn try_take(&self) -> bool {
+        let seen = self.word.load(Ordering::Relaxed);
+        seen & COUNT != 0
+            && self
+                .word
+                .compare_exchange(seen, seen - 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Waits for a permit until `deadline`; true if one was taken.
+    #[cold]
+    fn take_contended(&self, deadline: Option<Instant>) -> bool {
+        let backoff = Backoff::new();
+        let mut spins = 0;
+        loop {
+            let seen = self.word.load(Ordering::Relaxed);
+            if seen & COUNT != 0 {
+                if self
+                    .word
+                    .compare_exchange_weak(seen, seen - 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            // Spin briefly, without yielding: measured on two CPUs with four
+            // processes, yielding to a peer that then contends for the same
+            // word halves the throughput (docs/benchmarks.md, W4).
+            if spins < SPIN_ROUNDS {
+                spins += 1;
+                backoff.spin();
+                continue;
+            }
+            if seen & SLEEPERS == 0
+                && self
+                    .word
+                    .compare_exchange(seen, seen | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            self.word.wait(SLEEPERS, deadline);
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! [`RobustSemaphore`]: a semaphore that takes back the permits of
+//! processes that die.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use shm::{pid, Futex, ShmSafe};
+use sync_lock::{Acquired, RawLock, OWNER_CHECK_INTERVAL};
+
+use crate::plain::{COUNT, SLEEPERS};
+use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
+
+/// How many processes can hold permits of one [`RobustSemaphore`] at once.
+pub const MAX_HOLDERS: usize = 64;
+
+/// `slot` of the journal when an operation touches no holder slot.
+const NO_SLOT: u32 = u32::MAX;
+
+/// A counting semaphore whose permits come back when a process holding
+/// them dies.
+///
+/// The same API as [`Semaphore`](crate::Semaphore): `acquire`,
+/// `try_acquire`, `acquire_timeout` (each giving a [`Permit`]), `release`,
+/// `release_n`, `value`, and a [`bounded`](RobustSemaphore::bounded) form.
+///
+/// # How permits come back
+///
+/// Besides the count, the semaphore keeps a table of which processes hold
+/// how many permits ([`MAX_HOLDERS`] rows). Every change (count and table
+/// row together) is made under an internal robust lock and written through
+/// a one-entry redo journal, so a process killed half-way through an
+/// acquisition or release leaves a state the next process completes rather
+/// than a permit counted twice or lost. A process waiting for a permit
+/// checks the table every [`OWNER_CHECK_INTERVAL`] and returns the permits
+/// of holders that have died (zombies included), waking the other waiters.
+/// [`reclaim`](RobustSemaphore::reclaim) does the same on demand.
+///
+/// Permits given up with [`Permit::forget`] or added with `release` belong
+/// to no process and are never taken back.
+///
+/// # Cost
+///
+/// The bookkeeping costs on every acquisition and release (an internal
+/// lock and a few stores), about twice a POSIX semaphore: see
+/// `docs/benchmarks.md`. [`Semaphore`](crate::Semaphore) does without.
+///
+/// # Example
+///
+/// A singer takes the only room and is thrown out mid-song (the process
+/// dies without releasing); the room comes back.
+///
+/// ```
+/// use shm::Shared;
+/// use std::time::Duration;
+/// use sync_sem::RobustSemaphore;
+///
+/// let rooms = Shared::new(RobustSemaphore::new(1))?;
+/// let singer = daemon::Process::new(|| -> u8 {
+///     let _room = rooms.acquire().expect("a free room");
+///     std::process::abort(); // dies holding the permit
+/// })
+/// .start()?;
+/// assert!(singer.join().is_err());
+/// assert_eq!(rooms.reclaim(), 1);
+/// let room = rooms.acquire_timeout(Duration::from_secs(5))?;
+/// drop(room);
+/// assert_eq!(rooms.value(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct RobustSemaphore {
+    /// Free permits, plus the sleepers bit. Changed only under `guard`;
+    /// waiters read it and sleep on it without the guard.
+    word: Futex,
+    /// The largest value releases may reach; `MAX_PERMITS` if unbounded.
+    bound: u32,
+    /// Serialises every change to `word` and `holders`.
+    guard: RawLock,
+    journal: Journal,
+    /// Row per holding process: pid in the high half, permits held in the
+    /// low half; 0 when free. One atomic word, so a row changes in one store.
+    holders: [AtomicU64; MAX_HOLDERS],
+}
+
+/// The change being made, written before it is applied: whoever takes over
+/// the guard from a dead holder applies it again (every value is absolute,
+/// so applying twice is the same as once).
+#[repr(C)]
+#[derive(Debug)]
+struct Journal {
+    /// 1 while `word`/`slot`/`row` describe a change not yet fully applied.
+    armed: AtomicU32,
+    word: AtomicU32,
+    slot: AtomicU32,
+    row: AtomicU64,
+}
+
+// SAFETY: a repr(C) struct of atomics and integers: plain data.
+unsafe impl ShmSafe for RobustSemaphore {}
+
+fn row(pid: u32, held: u32) -> u64 {
+    (u64::from(pid) << 32) | u64::from(held)
+}
+
+fn row_pid(row: u64) -> u32 {
+    (row >> 32) as u32
+}
+
+fn row_held(row: u64) -> u32 {
+    row as u32
+}
+
+/// Holds the internal lock; releases it on drop.
+struct Held<'a>(&'a RobustSemaphore);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard is the acquisition of `guard` made in `lock`.
+        unsafe { self.0.guard.unlock() };
+    }
+}
+
+impl RobustSemaphore {
+    /// A semaphore with `permits` free permits (at most [`MAX_PERMITS`];
+    /// larger values are clamped).
+    pub const fn new(permits: u32) -> RobustSemaphore {
+        RobustSemaphore::with_bound(permits, MAX_PERMITS)
+    }
+
+    /// A bounded one: releasing above `permits` is an error.
+    pub const fn bounded(permits: u32) -> RobustSemaphore {
+        let permits = if permits > MAX_PERMITS {
+            MAX_PERMITS
+        } else {
+            permits
+        };
+        RobustSemaphore::with_bound(permits, permits)
+    }
+
+    const fn with_bound(permits: u32, bound: u32) -> RobustSemaphore {
+        let permits = if permits > MAX_PERMITS {
+            MAX_PERMITS
+        } else {
+            permits
+        };
+        RobustSemaphore {
+            word: Futex::new(permits),
+            bound,
+            guard: RawLock::new(),
+            journal: Journal {
+                armed: AtomicU32::new(0),
+                word: AtomicU32::new(0),
+                slot: AtomicU32::new(0),
+                row: AtomicU64::new(0),
+            },
+            holders: [const { AtomicU64::new(0) }; MAX_HOLDERS],
+        }
+    }
+
+    /// Takes one permit, waiting as long as it takes.
+    ///
+    /// Fails only with [`AcquireError::TooManyHolders`]: [`MAX_HOLDERS`]
+    /// live processes already hold permits.
+    pub fn acquire(&self) -> Result<Permit<'_>, AcquireError> {
+        self.take(None, true)
+    }
+
+    /// Takes a permit if one is free now (after taking back the permits of
+    /// dead holders, if none is).
+    pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
+        self.take(Some(Instant::now()), false)
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
+        self.take(Instant::now().checked_add(timeout), true)
+    }
+
+    /// Adds one permit that belongs to no process (for signalling).
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.release_n(1)
+    }
+
+    /// Adds `n` permits that belong to no process. Nothing is added if it
+    /// would pass the bound or [`MAX_PERMITS`].
+    pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        let held = self.lock();
+        let seen = self.word.load(Ordering::Relaxed);
+        let new_count = self.checked_add(seen & COUNT, n)?;
+        self.commit(new_count, None);
+        drop(held);
+        if seen & SLEEPERS != 0 {
+            self.word.wake_all();
+        }
+        Ok(())
+    }
+
+    /// The number of free permits now. Permits of dead holders are counted
+    /// once taken back (by a waiter, `try_acquire` or
+    /// [`reclaim`](RobustSemaphore::reclaim)).
+    pub fn value(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & COUNT
+    }
+
+    /// The bound of a [`bounded`](RobustSemaphore::bounded) semaphore, or `None`.
+    pub fn bound(&self) -> Option<u32> {
+        (self.bound != MAX_PERMITS).then_some(self.bound)
+    }
+
+    /// Takes back the permits of every holder that has died and returns how
+    /// many came back.
+    pub fn reclaim(&self) -> u32 {
+        let held = self.lock();
+        let (returned, had_sleepers) = self.sweep_dead();
+        drop(held);
+        if returned > 0 && had_sleepers {
+            self.word.wake_all();
+        }
+        returned
+    }
+
+    /// How many permits process `pid` holds through permits (not counting
+    /// forgotten ones).
+    pub fn held_by(&self, pid: u32) -> u32 {
+        self.holders
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .filter(|&r| row_pid(r) == pid)
+            .map(row_held)
+            .sum()
+    }
+
+    fn take(&self, deadline: Option<Instant>, wait: bool) -> Result<Permit<'_>, AcquireError> {
+        let me = pid::current();
+        // First try without reading the clock: the uncontended path.
+        let held = self.lock();
+        if self.take_one(me)? {
+            return Ok(Permit::robust(self));
+        }
+        drop(held);
+        self.take_contended(me, deadline, wait)
+    }
+
+    /// With the internal lock held: takes a permit if one is free.
+    fn take_one(&self, me: u32) -> Result<bool, AcquireError> {
+        let seen = self.word.load(Ordering::Relaxed);
+        if seen & COUNT == 0 {
+            return Ok(false);
+        }
+        let slot = self.slot_for(me).ok_or(AcquireError::TooManyHolders {
+            holders: MAX_HOLDERS,
+        })?;
+        let current = self.holders[slot].load(Ordering::Relaxed);
+        self.commit(
+            ((seen & COUNT) - 1) | (seen & SLEEPERS),
+            Some((slot, row(me, row_held(current) + 1))),
+        );
+        Ok(true)
+    }
+
+    #[cold]
+    fn take_contended(
+        &self,
+        me: u32,
+        deadline: Option<Instant>,
+        wait: bool,
+    ) -> Result<Permit<'_>, AcquireError> {
+        let backoff = Backoff::new();
+        // `try_acquire` looks for dead holders at once; a waiter first
+        // spins and sleeps, then checks every interval.
+        let now = Instant::now();
+        let mut next_sweep = if wait {
+            now + OWNER_CHECK_INTERVAL
+        } else {
+            now
+        };
+        loop {
+            let held = self.lock();
+            if self.take_one(me)? {
+                return Ok(Permit::robust(self));
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                next_sweep = now + OWNER_CHECK_INTERVAL;
+                if self.sweep_dead().0 > 0 {
+                    continue;
+                }
+            }
+            if !wait || deadline.is_some_and(|d| now >= d) {
+                return Err(if wait {
+                    AcquireError::TimedOut
+                } else {
+                    AcquireError::WouldBlock
+                });
+            }
+            if !backoff.is_completed() {
+                drop(held);
+                backoff.snooze();
+                continue;
+            }
+            // A single store: no journal needed.
+            self.word.store(SLEEPERS, Ordering::Relaxed);
+            drop(held);
+            let wake_at = deadline.map_or(next_sweep, |d| d.min(next_sweep));
+            self.word.wait(SLEEPERS, Some(wake_at));
+        }
+    }
+
+    /// One permit back from a dropped [`Permit`] of this process.
+    pub(crate) fn give_back_one(&self) {
+        let held = self.lock();
+        let me = pid::current();
+        let seen = self.word.load(Ordering::Relaxed);
+        let Some(slot) = self.slot_holding(me) else {
+            // Not ours: a permit copied into a forked child. Leave it.
+            return;
+        };
+        let current = self.holders[slot].load(Ordering::Relaxed);
+        let remaining = row_held(current) - 1;
+        let new_row = if remaining == 0 {
+            0
+        } else {
+            row(me, remaining)
+        };
+        // Fails only if `release` calls refilled the semaphore while this
+        // permit was out: the program released more than it took. A drop
+        // cannot return an error, so it panics, and the count is unchanged.
+        let new_count = match self.checked_add(seen & COUNT, 1) {
+            Ok(count) => count,
+            Err(err) => {
+                drop(held);
+                if !std::thread::panicking() {
+                    panic!("dropping a semaphore permit: {err}");
+                }
+                return;
+            }
+        };
+        self.commit(new_count, Some((slot, new_row)));
+        drop(held);
+        if seen & SLEEPERS != 0 {
+            self.word.wake_all();
+        }
+    }
+
+    /// A forgotten permit: stays taken, no longer this process's.
+    pub(crate) fn disown_one(&self) {
+        let _held = self.lock();
+        let me = pid::current();
+        if let Some(slot) = self.slot_holding(me) {
+            let current = self.holders[slot].load(Ordering::Relaxed);
+            let remaining = row_held(current) - 1;
+            // One store: no journal needed.
+            self.holders[slot].store(
+                if remaining == 0 {
+                    0
+                } else {
+                    row(me, remaining)
+                },
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Takes the internal lock, finishing the change of a holder that died
+    /// inside it.
+    fn lock(&self) -> Held<'_> {
+        if self.guard.lock_until(None) == Some(Acquired::OwnerDied) {
+            self.replay();
+        }
+        Held(self)
+    }
+
+    fn replay(&self) {
+        if self.journal.armed.load(Ordering::Acquire) == 1 {
+            self.apply(
+                self.journal.word.load(Ordering::Relaxed),
+                self.journal.slot.load(Ordering::Relaxed),
+                self.journal.row.load(Ordering::Relaxed),
+            );
+            self.journal.armed.store(0, Ordering::Release);
+        }
+    }
+
+    /// Sets the word and (maybe) one holder row as one crash-safe step.
+    /// Called with the internal lock held.
+    fn commit(&self, new_word: u32, row_change: Option<(usize, u64)>) {
+        let (slot, new_row) = row_change.map_or((NO_SLOT, 0), |(s, r)| (s as u32, r));
+        if slot == NO_SLOT {
+            // One store: atomic by itself.
+            self.word.store(new_word, Ordering::Release);
+            return;
+        }
+        self.journal.word.store(new_word, Ordering::Relaxed);
+        self.journal.slot.store(slot, Ordering::Relaxed);
+        self.journal.row.store(new_row, Ordering::Relaxed);
+        self.journal.armed.store(1, Ordering::Release);
+        self.apply(new_word, slot, new_row);
+        self.journal.armed.store(0, Ordering::Release);
+    }
+
+    fn apply(&self, new_word: u32, slot: u32, new_row: u64) {
+        if let Some(cell) = self.holders.get(slot as usize) {
+            cell.store(new_row, Ordering::Relaxed);
+        }
+        self.word.store(new_word, Ordering::Release);
+    }
+
+    /// Returns the permits of dead holders; (permits returned, whether
+    /// sleepers were flagged). Called with the internal lock held.
+    fn sweep_dead(&self) -> (u32, bool) {
+        let mut returned = 0;
+        let mut had_sleepers = false;
+        for (slot, cell) in self.holders.iter().enumerate() {
+            let current = cell.load(Ordering::Relaxed);
+            if current == 0 || pid::is_running(row_pid(current)) {
+                continue;
+            }
+            let seen = self.word.load(Ordering::Relaxed);
+            had_sleepers |= seen & SLEEPERS != 0;
+            let count = ((seen & COUNT) + row_held(current)).min(self.bound);
+            self.commit(count, Some((slot, 0)));
+            returned += row_held(current);
+        }
+        (returned, had_sleepers)
+    }
+
+    /// The row to count a new permit of `me` in: one `me` already has, or a
+    /// free one (reclaiming dead holders' rows if none is free).
+    fn slot_for(&self, me: u32) -> Option<usize> {
+        let start = me as usize % MAX_HOLDERS;
+        let probe = || (0..MAX_HOLDERS).map(|i| (start + i) % MAX_HOLDERS);
+        let find = || {
+            probe().find(|&s| {
+                let r = self.holders[s].load(Ordering::Relaxed);
+                r == 0 || row_pid(r) == me
+            })
+        };
+        find().or_else(|| {
+            self.sweep_dead();
+            find()
+        })
+    }
+
+    /// A row where `me` holds at least one permit.
+    fn slot_holding(&self, me: u32) -> Option<usize> {
+        let start = me as usize % MAX_HOLDERS;
+        (0..MAX_HOLDERS)
+            .map(|i| (start + i) % MAX_HOLDERS)
+            .find(|&s| {
+                let r = self.holders[s].load(Ordering::Relaxed);
+                row_pid(r) == me && row_held(r) > 0
+            })
+    }
+
+    fn checked_add(&self, value: u32, n: u32) -> Result<u32, ReleaseError> {
+        let would_be = u64::from(value) + u64::from(n);
+        if would_be <= u64::from(self.bound) {
+            return Ok(would_be as u32);
+        }
+        Err(if self.bound == MAX_PERMITS {
+            ReleaseError::Overflow {
+                released: n,
+                value,
+                max: MAX_PERMITS,
+            }
+        } else {
+            ReleaseError::AboveBound {
+                released: n,
+                would_be,
+                bound: self.bound,
+            }
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! `RobustSemaphore`: permits of dead processes come back.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use daemon::{JoinError, Process};
+use shm::{Futex, Shared, ShmSafe};
+use sync_sem::{AcquireError, ReleaseError, RobustSemaphore};
+use testkit::{deadline, monotonic_ns, Rng, GENEROUS};
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Room {
+    sem: RobustSemaphore,
+    inside: AtomicU32,
+    most: AtomicU32,
+    /// Raised by a child once it holds what the test needs.
+    ready: Futex,
+}
+
+fn room(permits: u32) -> Shared<Room> {
+    Shared::new(Room {
+        sem: RobustSemaphore::new(permits),
+        inside: AtomicU32::new(0),
+        most: AtomicU32::new(0),
+        ready: Futex::new(0),
+    })
+    .unwrap()
+}
+
+fn wait_ready(room: &Room, at_least: u32) {
+    let limit = deadline(GENEROUS);
+    loop {
+        let seen = room.ready.load(Ordering::SeqCst);
+        if seen >= at_least {
+            return;
+        }
+        assert!(room.ready.wait(seen, Some(limit)), "child never got ready");
+    }
+}
+
+fn raise_ready(room: &Room) {
+    room.ready.fetch_add(1, Ordering::SeqCst);
+    room.ready.wake_all();
+}
+
+#[test]
+fn never_more_inside_than_permits() {
+    let room = room(3);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            Process::new(|| {
+                for _ in 0..3_000 {
+                    let _permit = room.sem.acquire().unwrap();
+                    let now = room.inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    room.most.fetch_max(now, Ordering::SeqCst);
+                    room.inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+            .start()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        child.join().unwrap();
+    }
+    assert!(room.most.load(Ordering::SeqCst) <= 3);
+    assert_eq!(room.sem.value(), 3);
+}
+
+#[test]
+fn a_killed_holder_of_two_permits_gives_them_back_to_a_blocked_acquirer() {
+    let room = room(3);
+    let holder = Process::new(|| -> u8 {
+        let a = room.sem.acquire().unwrap();
+        let b = room.sem.acquire().unwrap();
+        raise_ready(&room);
+        let parked = Futex::new(0);
+        while parked.wait(0, Some(deadline(GENEROUS))) {}
+        drop((a, b));
+        0
+    })
+    .start()
+    .unwrap();
+    wait_ready(&room, 1);
+    assert_eq!(room.sem.value(), 1);
+    assert_eq!(room.sem.held_by(holder.pid() as u32), 2);
+    let mine = room.sem.acquire().unwrap();
+    assert_eq!(room.sem.value(), 0);
+
+    // A killer SIGKILLs the holder while we are blocked in acquire().
+    let holder_pid = holder.pid();
+    let killed_at = Shared::new(AtomicU64::new(0)).unwrap();
+    let killer = Process::new(|| {
+        // SAFETY: our unreaped sibling; its pid cannot be reused yet.
+        unsafe { libc::kill(holder_pid, libc::SIGKILL) };
+        killed_at.store(monotonic_ns(), Ordering::SeqCst);
+    })
+    .start()
+    .unwrap();
+    let second = room
+        .sem
+        .acquire_timeout(GENEROUS)
+        .expect("a reclaimed permit");
+    let got_at = monotonic_ns();
+    killer.join().unwrap();
+    assert!(matches!(
+        holder.join(),
+        Err(JoinError::Signaled { signal: 9, .. })
+    ));
+    eprintln!(
+        "reclaimed {:?} after the kill",
+        Duration::from_nanos(got_at.saturating_sub(killed_at.load(Ordering::SeqCst)))
+    );
+    drop((mine, second));
+    assert_eq!(room.sem.value(), 3, "every permit is back");
+    assert_eq!(room.sem.held_by(holder_pid as u32), 0);
+}
+
+#[test]
+fn reclaim_returns_a_zombies_permits() {
+    let room = room(2);
+    let holder = Process::new(|| -> u8 {
+        std::mem::forget(room.sem.acquire().unwrap());
+        raise_ready(&room);
+        daemon::exit(0)
+    })
+    .start()
+    .unwrap();
+    wait_ready(&room, 1);
+    // Not reaped yet: a zombie still "exists" but holds nothing.
+    let limit = deadline(GENEROUS);
+    while room.sem.reclaim() == 0 {
+        assert!(
+            Instant::now() < limit,
+            "the zombie's permit never came back"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(room.sem.value(), 2);
+    let _ = holder.join();
+}
+
+#[test]
+fn forgotten_and_released_permits_are_never_taken_back() {
+    let room = room(2);
+    let child = Process::new(|| {
+        room.sem.acquire().unwrap().forget(); // handed off on purpose
+    })
+    .start()
+    .unwrap();
+    child.join().unwrap();
+    assert_eq!(room.sem.reclaim(), 0);
+    assert_eq!(room.sem.value(), 1);
+    room.sem.release().unwrap();
+    assert_eq!(room.sem.value(), 2);
+}
+
+#[test]
+fn killed_at_random_moments_the_count_always_comes_back() {
+    let room = room(2);
+    let mut rng = Rng::new(0xC0FFEE);
+    let progress = Shared::new(AtomicU64::new(0)).unwrap();
+    for round in 0..30 {
+        progress.store(0, Ordering::SeqCst);
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                Process::new(|| -> u8 {
+                    loop {
+                        let permit = room.sem.acquire().unwrap();
+                        progress.fetch_add(1, Ordering::Relaxed);
+                        drop(permit);
+                    }
+                })
+                .start()
+                .unwrap()
+            })
+            .collect();
+        let target = 1 + rng.below(3_000);
+        let limit = deadline(GENEROUS);
+        while progress.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < limit, "round {round}: no progress");
+            std::hint::spin_loop();
+        }
+        for w in &workers {
+            w.kill().unwrap();
+        }
+        for w in workers {
+            assert!(w.join().is_err());
+        }
+        // Every holder is gone: all permits must come back, and both must
+        // be acquirable (the internal lock recovered too).
+        room.sem.reclaim();
+        assert_eq!(room.sem.value(), 2, "round {round}");
+        let a = room.sem.acquire_timeout(GENEROUS).expect("first");
+        let b = room.sem.acquire_timeout(GENEROUS).expect("second");
+        drop((a, b));
+    }
+}
+
+#[test]
+fn bounded_over_release_is_an_error() {
+    let sem = RobustSemaphore::bounded(1);
+    assert!(matches!(
+        sem.release(),
+        Err(ReleaseError::AboveBound { .. })
+    ));
+    let permit = sem.try_acquire().unwrap();
+    assert!(matches!(sem.try_acquire(), Err(AcquireError::WouldBlock)));
+    drop(permit);
+    assert_eq!(sem.value(), 1);
+}
+
+#[test]
+fn acquire_timeout_is_never_early() {
+    let sem = RobustSemaphore::new(0);
+    let timeout = Duration::from_millis(20);
+    let started = Instant::now();
+    assert!(matches!(
+        sem.acquire_timeout(timeout),
+        Err(AcquireError::TimedOut)
+    ));
+    assert!(started.elapsed() >= timeout);
+}
