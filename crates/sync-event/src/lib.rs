@@ -1,2 +1,20 @@
-//! Not implemented yet: see issue #5. This crate will hold `Event` and
-//! `Barrier` for use between processes.
+//! Events and barriers between processes.
+//!
+//! - [`Event`]: Python's `Event`, a flag that is set or clear; `wait` blocks
+//!   while it is clear. `set` never blocks and makes no system call when
+//!   nobody waits; waiters spin briefly before sleeping, so a set in one
+//!   process reaches a waiter on another CPU in about the time a cache line
+//!   takes to cross.
+//! - [`Barrier`]: Python's `Barrier`: `parties` processes wait until all have
+//!   arrived, generation after generation. A party that dies while waiting,
+//!   or gives up on a timeout, breaks the barrier for the others, who get
+//!   [`BarrierError::Broken`] instead of hanging.
+//!
+//! Both are `#[repr(C)]` structs of atomics, [`ShmSafe`](shm::ShmSafe), to
+//! put in `shm::Shared` memory.
+
+mod barrier;
+mod event;
+
+pub use barrier::{Barrier, BarrierError, BarrierWaitResult, MAX_TRACKED_PARTIES};
+pub use event::{Event, SPIN_BEFORE_SLEEP};
