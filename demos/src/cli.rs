@@ -38,6 +38,9 @@ pub(crate) enum Scenario {
     /// §4 信号量 Semaphore: N KTV rooms, everyone sings, never more than N
     /// inside.
     Ktv(crate::ktv::Args),
+    /// §5 事件 Event: a traffic light toggles an Event; cars wait on red and
+    /// pass on green; a police car waits at most 0.5 s.
+    Traffic(crate::traffic::Args),
     /// Every scenario above, one after another, with default arguments, at
     /// --speed 5 unless --speed is given.
     All,
@@ -140,6 +143,9 @@ const ALL: &[(&str, ScenarioFn)] = &[
     }),
     ("ktv", |ctx| {
         crate::ktv::run(ctx, &crate::ktv::Args::default())
+    }),
+    ("traffic", |ctx| {
+        crate::traffic::run(ctx, &crate::traffic::Args::default())
     }),
 ];
 

@@ -5,6 +5,7 @@ mod cli;
 mod isolation;
 mod ktv;
 mod tickets;
+mod traffic;
 
 use clap::Parser;
 
@@ -15,6 +16,7 @@ fn main() {
         cli::Scenario::Isolation => isolation::run(&ctx).map(|s| vec![s]),
         cli::Scenario::Tickets(args) => tickets::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::Ktv(args) => ktv::run(&ctx, &args).map(|s| vec![s]),
+        cli::Scenario::Traffic(args) => traffic::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::All => cli::run_all(&ctx),
     };
     match result {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::demos;
 
 /// Every scenario `demos all` runs, in order.
-const SCENARIOS: &[&str] = &["isolation", "tickets", "ktv"];
+const SCENARIOS: &[&str] = &["isolation", "tickets", "ktv", "traffic"];
 
 #[test]
 fn help_lists_every_scenario() {
