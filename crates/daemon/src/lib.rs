@@ -10,6 +10,13 @@
 //!   [`kill`](Child::kill).
 //! - [`exit`]: leave a child process with a code, flushing its output but
 //!   running none of the parent's exit handlers.
+//! - Python's lifetime rule ([`Process::daemon`]): when the main code ends,
+//!   daemon children are terminated (SIGTERM, then SIGKILL after
+//!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
+//!   if its parent is killed.
+//! - [`heartbeat`]: a daemon that reports "the main process is alive" (报活)
+//!   over UDP or into SQLite, and a [`heartbeat::Monitor`] that notices
+//!   silence and stalls.
 //!
 //! The seed lesson asks how a parent gets a child's result, since the two
 //! share no memory. Its answer is a socket; here the closure's return value
@@ -31,8 +38,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod heartbeat;
+mod lifetime;
 mod process;
 
+pub use lifetime::{is_daemon_process, DAEMON_GRACE};
 pub use process::{Child, Process, PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
 use std::io::{self, Write};
@@ -69,6 +79,10 @@ impl ExitStatus {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A daemon process asked for a non-daemon child: it could not wait
+    /// for it, since a daemon is terminated when its parent's main code ends.
+    #[error("a daemon process may start only daemon children (use .daemon(true)), which die with it")]
+    DaemonChild,
     /// A system call failed.
     #[error("{op} failed while starting a child process: {source}")]
     Os {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ExitStatus, JoinError};
+use crate::{lifetime, Error, ExitStatus, JoinError};
 
 /// The exit code of a child whose closure panicked (Rust's own code for a
 /// panicking `main`).
@@ -61,6 +61,7 @@ enum Outcome<T> {
 pub struct Process<F> {
     body: F,
     name: Option<String>,
+    daemon: bool,
 }
 
 impl<F, T> Process<F>
@@ -70,7 +71,28 @@ where
 {
     /// A process that will run `body` and send back what it returns.
     pub fn new(body: F) -> Process<F> {
-        Process { body, name: None }
+        Process {
+            body,
+            name: None,
+            daemon: false,
+        }
+    }
+
+    /// Makes the child a daemon (Python's `p.daemon = True`): it is
+    /// terminated when this process's main code ends, instead of being
+    /// waited for, and it dies at once if this process is killed (a
+    /// parent-death signal, so no daemon outlives its parent as an orphan).
+    ///
+    /// The parent-death signal follows the *thread* that started the child:
+    /// start daemons from a thread that lives as long as the process (the
+    /// main thread, normally), or they die when that thread ends.
+    ///
+    /// A daemon may itself start only daemons, which die with it; asking
+    /// for a non-daemon child there is [`Error::DaemonChild`] (Python
+    /// refuses any child of a daemon).
+    pub fn daemon(mut self, daemon: bool) -> Process<F> {
+        self.daemon = daemon;
+        self
     }
 
     /// Names the process: its thread name in the child (what `ps -L` and
@@ -83,10 +105,18 @@ where
     /// Forks and runs the closure in the child. Returns at once in the
     /// parent with a handle to the running child.
     pub fn start(self) -> Result<Child<T>, Error> {
+        if lifetime::is_daemon_process() && !self.daemon {
+            return Err(Error::DaemonChild);
+        }
         let (parent_end, child_end) = socket_pair()?;
         // Anything still buffered would otherwise be printed by both.
         let _ = io::stdout().flush();
         let _ = io::stderr().flush();
+        // SAFETY: getpid has no preconditions.
+        let parent_pid = unsafe { libc::getpid() };
+        // Held across the fork: no other thread can be half-way through a
+        // change of it, and the child clears its copy.
+        let mut children = lifetime::registry();
         // SAFETY: fork has no memory-safety preconditions; the child below
         // runs only the closure and async-signal-safe calls before `_exit`
         // (see the type's documentation for the rule on threads).
@@ -98,9 +128,20 @@ where
             });
         }
         if pid == 0 {
+            // The parent's children are not ours to end or join.
+            children.clear();
+            drop(children);
             drop(parent_end);
+            if self.daemon {
+                become_daemon(parent_pid);
+            }
             run_child(self.body, self.name.as_deref(), child_end);
         }
+        children.push(lifetime::Registered {
+            pid,
+            daemon: self.daemon,
+        });
+        drop(children);
         drop(child_end);
         let pidfd = pidfd_open(pid).map_err(|source| Error::Os {
             op: "pidfd_open",
@@ -117,6 +158,19 @@ where
             joined: false,
             _result: PhantomData,
         })
+    }
+}
+
+/// In a new daemon child: die with the parent.
+fn become_daemon(parent_pid: i32) {
+    lifetime::mark_daemon_process();
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The parent may have died before the line above: then nobody will send
+    // the signal, and the parent id has already changed.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent_pid {
+        crate::exit(0);
     }
 }
 
@@ -399,9 +453,13 @@ impl<T> Child<T> {
 
     fn reap(&mut self) -> Result<(), JoinError> {
         let mut raw = 0;
+        // Collected and forgotten under the registry's lock, so the exit
+        // handler never signals a pid that was collected and reused.
+        let mut children = lifetime::registry();
         // SAFETY: our own child; a valid out-pointer.
         let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
         if rc == self.pid {
+            lifetime::forget(&mut children, self.pid);
             self.status = Some(ExitStatus::from_raw(raw));
         } else if rc < 0 {
             let source = io::Error::last_os_error();

@@ -1,0 +1,108 @@
+//! Python's exit rule for child processes: when the main code ends, daemon
+//! children are terminated, then the others are joined.
+//!
+//! Every child [`Process::start`](crate::Process::start) makes is recorded
+//! here until it is collected. The first start installs an `atexit(3)`
+//! handler; when this process leaves through `exit` (returning from `main`,
+//! or `std::process::exit`) it
+//!
+//! 1. sends SIGTERM to every daemon child still running,
+//! 2. gives them [`DAEMON_GRACE`] to go, then sends SIGKILL to the rest
+//!    (Python waits for ever on a daemon that ignores SIGTERM),
+//! 3. waits for every non-daemon child to finish.
+//!
+//! This is the order that makes the lesson's `fun2` (a daemon printing
+//! every 0.5 s) print only twice while `fun` (not a daemon) still finishes.
+//!
+//! A process that dies without `exit` (killed, or `_exit`) runs no handler;
+//! its daemon children die anyway, by the parent-death signal each one set
+//! when it started.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+/// How long daemon children get between SIGTERM and SIGKILL when the main
+/// code ends.
+pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
+
+/// A started, not yet collected child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Registered {
+    pub(crate) pid: i32,
+    pub(crate) daemon: bool,
+}
+
+static CHILDREN: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+static INSTALL_HANDLER: Once = Once::new();
+/// True in a process started as a daemon (it may start only daemons).
+static IS_DAEMON: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was started as a daemon child.
+pub fn is_daemon_process() -> bool {
+    IS_DAEMON.load(Ordering::Relaxed)
+}
+
+pub(crate) fn mark_daemon_process() {
+    IS_DAEMON.store(true, Ordering::Relaxed);
+}
+
+/// The registry, locked. Held across `fork` by the starting thread, so the
+/// child inherits it unlocked-by-its-own-guard and can reset it.
+pub(crate) fn registry() -> MutexGuard<'static, Vec<Registered>> {
+    INSTALL_HANDLER.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn()`; atexit has no other
+        // preconditions. A failure (no room) only loses the exit rule.
+        unsafe { libc::atexit(at_exit) };
+    });
+    CHILDREN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Forgets `pid`, collected by its `Child`.
+pub(crate) fn forget(registry: &mut Vec<Registered>, pid: i32) {
+    registry.retain(|r| r.pid != pid);
+}
+
+extern "C" fn at_exit() {
+    let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|p| p.into_inner()));
+    end_children(&children, DAEMON_GRACE);
+}
+
+/// Terminates the daemons (SIGTERM, then SIGKILL after `grace`) and joins
+/// the others, in Python's order.
+fn end_children(children: &[Registered], grace: Duration) {
+    let daemons: Vec<i32> = children.iter().filter(|c| c.daemon).map(|c| c.pid).collect();
+    for &pid in &daemons {
+        // SAFETY: an uncollected child of ours: the pid cannot be reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + grace;
+    let mut left: Vec<i32> = daemons;
+    while !left.is_empty() && Instant::now() < deadline {
+        left.retain(|&pid| !collect(pid, libc::WNOHANG));
+        if !left.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for &pid in &left {
+        // SAFETY: as above; it ignored SIGTERM.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        collect(pid, 0);
+    }
+    for child in children.iter().filter(|c| !c.daemon) {
+        collect(child.pid, 0);
+    }
+}
+
+/// `waitpid(pid, flags)`; true once the child is collected (or gone).
+fn collect(pid: i32, flags: i32) -> bool {
+    let mut status = 0;
+    loop {
+        // SAFETY: a valid out-pointer; `pid` is our child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return rc != 0;
+    }
+}

@@ -1,0 +1,190 @@
+//! Heartbeats: rhythm under load, silence and stalls detected, no false
+//! alarms with 10,000 reporters.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use daemon::heartbeat::{Beat, Health, Monitor, Reporter};
+use daemon::Process;
+use testkit::{deadline, GENEROUS};
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs until killed, bumping progress (or not), spinning on the CPU.
+fn busy_main(addr: std::net::SocketAddr, id: &'static str, bump: bool) -> daemon::Child<()> {
+    Process::new(move || {
+        let beat = Reporter::new(id).interval(INTERVAL).udp(addr).start().unwrap();
+        let limit = deadline(GENEROUS);
+        let mut spins = 0u64;
+        while Instant::now() < limit {
+            spins = spins.wrapping_add(1);
+            if bump && spins % 100_000 == 0 {
+                beat.progress(1);
+            }
+            std::hint::black_box(spins);
+        }
+    })
+    .start()
+    .unwrap()
+}
+
+#[test]
+fn the_reporter_keeps_its_rhythm_while_main_is_busy() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(GENEROUS)).unwrap();
+    // Both CPUs busy: the main process and one more spinner.
+    let main = busy_main(socket.local_addr().unwrap(), "rhythm", true);
+    let spinner = Process::new(|| {
+        let limit = deadline(GENEROUS);
+        while Instant::now() < limit {
+            std::hint::spin_loop();
+        }
+    })
+    .start()
+    .unwrap();
+    let mut arrivals = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut last_progress = 0;
+    while arrivals.len() < 21 {
+        let n = socket.recv(&mut buf).expect("a beat within GENEROUS");
+        let beat: Beat = serde_json::from_slice(&buf[..n]).unwrap();
+        arrivals.push(Instant::now());
+        last_progress = beat.progress;
+    }
+    main.kill().unwrap();
+    spinner.kill().unwrap();
+    let _ = (main.join(), spinner.join());
+    let gaps: Vec<f64> = arrivals.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let interval = INTERVAL.as_secs_f64();
+    eprintln!(
+        "mean gap {:.2} ms, min {:.2}, max {:.2}",
+        mean * 1e3,
+        gaps.iter().cloned().fold(f64::MAX, f64::min) * 1e3,
+        gaps.iter().cloned().fold(0.0, f64::max) * 1e3
+    );
+    assert!((mean - interval).abs() <= 0.05 * interval, "mean gap {mean} s");
+    assert!(gaps.iter().all(|&g| g > 0.5 * interval && g < 1.5 * interval), "{gaps:?}");
+    assert!(last_progress > 0, "progress travelled with the beats");
+}
+
+#[test]
+fn a_killed_main_goes_silent_and_a_stalled_one_stuck() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let working = busy_main(addr, "working", true);
+    let stalled = busy_main(addr, "stalled", false);
+    // Both alive at first.
+    let limit = deadline(GENEROUS);
+    while monitor.reporters().len() < 2 {
+        assert!(Instant::now() < limit, "no beats arrived");
+        monitor.poll(INTERVAL / 2).unwrap();
+    }
+    // The stalled one turns STUCK after 3 intervals without progress; the
+    // working one stays ALIVE all along.
+    while monitor.health("stalled") != Some(Health::Stuck) {
+        assert!(Instant::now() < limit, "stall never detected");
+        monitor.poll(INTERVAL / 2).unwrap();
+        assert_eq!(monitor.health("working"), Some(Health::Alive), "false alarm");
+    }
+    // Kill the working main: its reporter (a daemon) dies with it.
+    working.kill().unwrap();
+    let killed = Instant::now();
+    while monitor.health("working") != Some(Health::Silent) {
+        assert!(Instant::now() < limit, "silence never detected");
+        monitor.poll(INTERVAL / 10).unwrap();
+    }
+    let detect = killed.elapsed();
+    eprintln!("silent detected {detect:?} after the kill");
+    assert!(detect >= INTERVAL * 2, "not before the missed intervals: {detect:?}");
+    assert!(detect <= INTERVAL * 5, "{detect:?}");
+    let alerts = monitor.take_alerts();
+    assert!(alerts.iter().any(|a| a.id == "working" && a.to == Health::Silent));
+    assert!(!alerts.iter().any(|a| a.id == "working" && a.to == Health::Stuck));
+    stalled.kill().unwrap();
+    let _ = (working.join(), stalled.join());
+}
+
+#[test]
+fn the_database_sink_is_read_by_the_monitor() {
+    let dir = std::env::temp_dir().join(format!("procsync-heartbeat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("beats.sqlite");
+    let main = {
+        let db = db.clone();
+        Process::new(move || {
+            let beat = Reporter::new("db-writer").interval(INTERVAL).sqlite(&db).start().unwrap();
+            let limit = deadline(GENEROUS);
+            while Instant::now() < limit {
+                beat.progress(1);
+                std::thread::sleep(INTERVAL / 4);
+            }
+        })
+        .start()
+        .unwrap()
+    };
+    let mut monitor = Monitor::without_socket();
+    let limit = deadline(GENEROUS);
+    loop {
+        std::thread::sleep(INTERVAL);
+        monitor.read_database(&db).unwrap();
+        if monitor.reporters().first().is_some_and(|r| r.seq >= 3) {
+            break;
+        }
+        assert!(Instant::now() < limit, "no rows written");
+    }
+    assert_eq!(monitor.health("db-writer"), Some(Health::Alive));
+    main.kill().unwrap();
+    let _ = main.join();
+    while monitor.health("db-writer") != Some(Health::Silent) {
+        assert!(Instant::now() < limit, "silence never seen in the database");
+        std::thread::sleep(INTERVAL / 2);
+        monitor.read_database(&db).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
+    const REPORTERS: u64 = 10_000;
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    // One process plays all 10,000, each beating once a second, spread over
+    // the second as independent reporters would be.
+    let sender = Process::new(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = Instant::now();
+        for round in 0..4u64 {
+            for r in 0..REPORTERS {
+                let due = start + Duration::from_secs(round) + Duration::from_micros(r * 1_000_000 / REPORTERS);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let beat = Beat {
+                    id: format!("r{r}"),
+                    host: "sim".into(),
+                    pid: 1,
+                    seq: round,
+                    progress: round,
+                    sent_at_ms: 0,
+                    interval_ms: 1000,
+                };
+                socket.send_to(&serde_json::to_vec(&beat).unwrap(), addr).unwrap();
+            }
+        }
+    })
+    .start()
+    .unwrap();
+    let start = Instant::now();
+    // Watch while all four rounds run (the last starts at 3 s).
+    while start.elapsed() < Duration::from_millis(3_900) {
+        monitor.poll(Duration::from_millis(100)).unwrap();
+    }
+    sender.join().unwrap();
+    // Take in what the last round sent while we were judging.
+    monitor.poll(Duration::from_millis(100)).unwrap();
+    let (alive, stuck, silent) = monitor.counts();
+    assert_eq!((alive, stuck, silent), (REPORTERS as usize, 0, 0));
+    assert!(monitor.take_alerts().is_empty(), "false alarms");
+    assert_eq!(monitor.beats_received(), 4 * REPORTERS, "no beat lost");
+}
