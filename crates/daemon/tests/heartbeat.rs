@@ -18,7 +18,7 @@ fn busy_main(addr: std::net::SocketAddr, id: &'static str, bump: bool) -> daemon
         let mut spins = 0u64;
         while Instant::now() < limit {
             spins = spins.wrapping_add(1);
-            if bump && spins % 100_000 == 0 {
+            if bump && spins.is_multiple_of(100_000) {
                 beat.progress(1);
             }
             std::hint::black_box(spins);
