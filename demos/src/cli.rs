@@ -32,6 +32,25 @@ pub(crate) enum Scenario {
     /// §1 data isolation: a child's change to a plain global stays in the
     /// child; through shm::Shared the parent sees it.
     Isolation,
+    /// §2 守护进程: the daemon ends with the main code; its second line
+    /// never prints.
+    Daemon,
+    /// §2, second example: fun2 (a daemon) prints "in fun2" twice, fun (not
+    /// a daemon) still finishes, in the seed's order.
+    DaemonOrder,
+    /// §1's question: a parent gets a child's result over a socket pair.
+    Result,
+    /// §2 报活: a daemon reports that its main process is alive; the main
+    /// is killed and the monitor reports it SILENT.
+    Heartbeat(crate::heartbeat::Args),
+    /// A heartbeat monitor printing a live table of reporters (UDP, and a
+    /// SQLite file with --db).
+    HeartbeatMonitor(crate::heartbeat::MonitorArgs),
+    /// The seed's socket server: a process per connection, each replying
+    /// `hi` (--port 0 picks a free port).
+    EchoServer(crate::echo::ServerArgs),
+    /// Clients for echo-server that check every reply.
+    EchoClient(crate::echo::ClientArgs),
     /// §3 锁 Lock: buyers of a JSON ticket db; with the lock never
     /// oversold, with --no-lock oversold.
     Tickets(crate::tickets::Args),
@@ -138,6 +157,13 @@ pub(crate) type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
 /// Every scenario, in the lesson's order.
 const ALL: &[(&str, ScenarioFn)] = &[
     ("isolation", crate::isolation::run),
+    ("result", crate::daemons::run_result),
+    ("daemon", crate::daemons::run_daemon),
+    ("daemon-order", crate::daemons::run_daemon_order),
+    ("heartbeat", |ctx| {
+        crate::heartbeat::run(ctx, &crate::heartbeat::Args::default())
+    }),
+    ("echo", crate::echo::run_both),
     ("tickets", |ctx| {
         crate::tickets::run(ctx, &crate::tickets::Args::default())
     }),

@@ -2,6 +2,9 @@
 //! processes. Run `demos --help` for the list.
 
 mod cli;
+mod daemons;
+mod echo;
+mod heartbeat;
 mod isolation;
 mod ktv;
 mod tickets;
@@ -17,6 +20,15 @@ fn main() {
         cli::Scenario::Tickets(args) => tickets::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::Ktv(args) => ktv::run(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::Traffic(args) => traffic::run(&ctx, &args).map(|s| vec![s]),
+        cli::Scenario::Daemon => daemons::run_daemon(&ctx).map(|s| vec![s]),
+        cli::Scenario::DaemonOrder => daemons::run_daemon_order(&ctx).map(|s| vec![s]),
+        cli::Scenario::Result => daemons::run_result(&ctx).map(|s| vec![s]),
+        cli::Scenario::Heartbeat(args) => heartbeat::run(&ctx, &args).map(|s| vec![s]),
+        cli::Scenario::HeartbeatMonitor(args) => {
+            heartbeat::run_monitor(&ctx, &args).map(|s| vec![s])
+        }
+        cli::Scenario::EchoServer(args) => echo::run_server(&ctx, &args).map(|s| vec![s]),
+        cli::Scenario::EchoClient(args) => echo::run_client(&ctx, &args).map(|s| vec![s]),
         cli::Scenario::All => cli::run_all(&ctx),
     };
     match result {

@@ -7,13 +7,39 @@ use std::time::Duration;
 use common::demos;
 
 /// Every scenario `demos all` runs, in order.
-const SCENARIOS: &[&str] = &["isolation", "tickets", "ktv", "traffic"];
+const SCENARIOS: &[&str] = &[
+    "isolation",
+    "result",
+    "daemon",
+    "daemon-order",
+    "heartbeat",
+    "echo",
+    "tickets",
+    "ktv",
+    "traffic",
+];
 
 #[test]
 fn help_lists_every_scenario() {
     let run = demos(&["--help"], Duration::from_secs(30));
     assert_eq!(run.code, Some(0));
-    for scenario in SCENARIOS.iter().chain(&["all"]) {
+    let listed = [
+        "isolation",
+        "result",
+        "daemon",
+        "daemon-order",
+        "heartbeat",
+        "heartbeat-monitor",
+    ];
+    let more = [
+        "echo-server",
+        "echo-client",
+        "tickets",
+        "ktv",
+        "traffic",
+        "all",
+    ];
+    for scenario in listed.iter().chain(&more) {
         assert!(
             run.stdout.contains(scenario),
             "--help lacks {scenario}:\n{}",

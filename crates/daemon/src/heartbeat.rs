@@ -181,9 +181,9 @@ impl Reporter {
             }
             report_forever(&self, &sinks, &progress, main_pid)
         })
-            .name(format!("heartbeat-{}", self.id))
-            .daemon(true)
-            .start()?;
+        .name(format!("heartbeat-{}", self.id))
+        .daemon(true)
+        .start()?;
         Ok(Heartbeat { progress, child })
     }
 }
@@ -205,7 +205,8 @@ impl Sinks {
                 } else {
                     (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let socket = UdpSocket::bind(local).map_err(io_error("bind a UDP socket for heartbeats"))?;
+                let socket =
+                    UdpSocket::bind(local).map_err(io_error("bind a UDP socket for heartbeats"))?;
                 Some((socket, addr))
             }
         };
@@ -400,7 +401,9 @@ impl Monitor {
     /// The UDP address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, HeartbeatError> {
         match &self.socket {
-            Some(socket) => socket.local_addr().map_err(io_error("read the monitor's address")),
+            Some(socket) => socket
+                .local_addr()
+                .map_err(io_error("read the monitor's address")),
             None => Err(HeartbeatError::NoSink),
         }
     }
@@ -424,7 +427,11 @@ impl Monitor {
                             self.record(beat, Instant::now());
                         }
                     }
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => break Err(io_error("receive heartbeats")(e)),
                 }
@@ -472,8 +479,10 @@ impl Monitor {
     /// Re-judges every reporter as of `now`, recording changes as alerts.
     pub fn judge(&mut self, now: Instant) {
         for (id, t) in &mut self.tracked {
-            let silent = now.saturating_duration_since(t.last_seen) > t.interval * self.silent_after;
-            let stuck = now.saturating_duration_since(t.progress_moved) > t.interval * self.stuck_after;
+            let silent =
+                now.saturating_duration_since(t.last_seen) > t.interval * self.silent_after;
+            let stuck =
+                now.saturating_duration_since(t.progress_moved) > t.interval * self.stuck_after;
             let health = if silent {
                 Health::Silent
             } else if stuck {
@@ -519,11 +528,13 @@ impl Monitor {
 
     /// How many reporters are in each state: (alive, stuck, silent).
     pub fn counts(&self) -> (usize, usize, usize) {
-        self.tracked.values().fold((0, 0, 0), |(a, st, si), t| match t.health {
-            Health::Alive => (a + 1, st, si),
-            Health::Stuck => (a, st + 1, si),
-            Health::Silent => (a, st, si + 1),
-        })
+        self.tracked
+            .values()
+            .fold((0, 0, 0), |(a, st, si), t| match t.health {
+                Health::Alive => (a + 1, st, si),
+                Health::Stuck => (a, st + 1, si),
+                Health::Silent => (a, st, si + 1),
+            })
     }
 
     /// Takes the health changes recorded since the last call.

@@ -81,7 +81,9 @@ impl ExitStatus {
 pub enum Error {
     /// A daemon process asked for a non-daemon child: it could not wait
     /// for it, since a daemon is terminated when its parent's main code ends.
-    #[error("a daemon process may start only daemon children (use .daemon(true)), which die with it")]
+    #[error(
+        "a daemon process may start only daemon children (use .daemon(true)), which die with it"
+    )]
     DaemonChild,
     /// A system call failed.
     #[error("{op} failed while starting a child process: {source}")]

@@ -55,7 +55,9 @@ pub(crate) fn registry() -> MutexGuard<'static, Vec<Registered>> {
         // preconditions. A failure (no room) only loses the exit rule.
         unsafe { libc::atexit(at_exit) };
     });
-    CHILDREN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Forgets `pid`, collected by its `Child`.
@@ -71,7 +73,11 @@ extern "C" fn at_exit() {
 /// Terminates the daemons (SIGTERM, then SIGKILL after `grace`) and joins
 /// the others, in Python's order.
 fn end_children(children: &[Registered], grace: Duration) {
-    let daemons: Vec<i32> = children.iter().filter(|c| c.daemon).map(|c| c.pid).collect();
+    let daemons: Vec<i32> = children
+        .iter()
+        .filter(|c| c.daemon)
+        .map(|c| c.pid)
+        .collect();
     for &pid in &daemons {
         // SAFETY: an uncollected child of ours: the pid cannot be reused.
         unsafe { libc::kill(pid, libc::SIGTERM) };

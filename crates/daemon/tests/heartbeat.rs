@@ -13,7 +13,11 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// Runs until killed, bumping progress (or not), spinning on the CPU.
 fn busy_main(addr: std::net::SocketAddr, id: &'static str, bump: bool) -> daemon::Child<()> {
     Process::new(move || {
-        let beat = Reporter::new(id).interval(INTERVAL).udp(addr).start().unwrap();
+        let beat = Reporter::new(id)
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
         let limit = deadline(GENEROUS);
         let mut spins = 0u64;
         while Instant::now() < limit {
@@ -54,7 +58,10 @@ fn the_reporter_keeps_its_rhythm_while_main_is_busy() {
     main.kill().unwrap();
     spinner.kill().unwrap();
     let _ = (main.join(), spinner.join());
-    let gaps: Vec<f64> = arrivals.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    let gaps: Vec<f64> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
     let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
     let interval = INTERVAL.as_secs_f64();
     eprintln!(
@@ -63,8 +70,15 @@ fn the_reporter_keeps_its_rhythm_while_main_is_busy() {
         gaps.iter().cloned().fold(f64::MAX, f64::min) * 1e3,
         gaps.iter().cloned().fold(0.0, f64::max) * 1e3
     );
-    assert!((mean - interval).abs() <= 0.05 * interval, "mean gap {mean} s");
-    assert!(gaps.iter().all(|&g| g > 0.5 * interval && g < 1.5 * interval), "{gaps:?}");
+    assert!(
+        (mean - interval).abs() <= 0.05 * interval,
+        "mean gap {mean} s"
+    );
+    assert!(
+        gaps.iter()
+            .all(|&g| g > 0.5 * interval && g < 1.5 * interval),
+        "{gaps:?}"
+    );
     assert!(last_progress > 0, "progress travelled with the beats");
 }
 
@@ -85,7 +99,11 @@ fn a_killed_main_goes_silent_and_a_stalled_one_stuck() {
     while monitor.health("stalled") != Some(Health::Stuck) {
         assert!(Instant::now() < limit, "stall never detected");
         monitor.poll(INTERVAL / 2).unwrap();
-        assert_eq!(monitor.health("working"), Some(Health::Alive), "false alarm");
+        assert_eq!(
+            monitor.health("working"),
+            Some(Health::Alive),
+            "false alarm"
+        );
     }
     // Kill the working main: its reporter (a daemon) dies with it.
     working.kill().unwrap();
@@ -96,11 +114,18 @@ fn a_killed_main_goes_silent_and_a_stalled_one_stuck() {
     }
     let detect = killed.elapsed();
     eprintln!("silent detected {detect:?} after the kill");
-    assert!(detect >= INTERVAL * 2, "not before the missed intervals: {detect:?}");
+    assert!(
+        detect >= INTERVAL * 2,
+        "not before the missed intervals: {detect:?}"
+    );
     assert!(detect <= INTERVAL * 5, "{detect:?}");
     let alerts = monitor.take_alerts();
-    assert!(alerts.iter().any(|a| a.id == "working" && a.to == Health::Silent));
-    assert!(!alerts.iter().any(|a| a.id == "working" && a.to == Health::Stuck));
+    assert!(alerts
+        .iter()
+        .any(|a| a.id == "working" && a.to == Health::Silent));
+    assert!(!alerts
+        .iter()
+        .any(|a| a.id == "working" && a.to == Health::Stuck));
     stalled.kill().unwrap();
     let _ = (working.join(), stalled.join());
 }
@@ -113,7 +138,11 @@ fn the_database_sink_is_read_by_the_monitor() {
     let main = {
         let db = db.clone();
         Process::new(move || {
-            let beat = Reporter::new("db-writer").interval(INTERVAL).sqlite(&db).start().unwrap();
+            let beat = Reporter::new("db-writer")
+                .interval(INTERVAL)
+                .sqlite(&db)
+                .start()
+                .unwrap();
             let limit = deadline(GENEROUS);
             while Instant::now() < limit {
                 beat.progress(1);
@@ -156,7 +185,9 @@ fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
         let start = Instant::now();
         for round in 0..4u64 {
             for r in 0..REPORTERS {
-                let due = start + Duration::from_secs(round) + Duration::from_micros(r * 1_000_000 / REPORTERS);
+                let due = start
+                    + Duration::from_secs(round)
+                    + Duration::from_micros(r * 1_000_000 / REPORTERS);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
@@ -169,7 +200,9 @@ fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
                     sent_at_ms: 0,
                     interval_ms: 1000,
                 };
-                socket.send_to(&serde_json::to_vec(&beat).unwrap(), addr).unwrap();
+                socket
+                    .send_to(&serde_json::to_vec(&beat).unwrap(), addr)
+                    .unwrap();
             }
         }
     })

@@ -59,9 +59,17 @@ fn when_main_ends_daemons_are_terminated_and_workers_joined() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let main_at = stdout.find("main finished").expect("main's line");
-    let worker_at = stdout.find("worker finished").expect("the worker was joined, not killed");
-    assert!(main_at < worker_at, "the worker finished after main's code ended:\n{stdout}");
-    assert!(!stdout.contains("daemon finished"), "the daemon was terminated:\n{stdout}");
+    let worker_at = stdout
+        .find("worker finished")
+        .expect("the worker was joined, not killed");
+    assert!(
+        main_at < worker_at,
+        "the worker finished after main's code ended:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("daemon finished"),
+        "the daemon was terminated:\n{stdout}"
+    );
     for key in ["daemon_pid", "worker_pid"] {
         let pid: i32 = reported(&out, key).unwrap().parse().unwrap();
         assert!(!pid_exists(pid), "{key} {pid} was left behind");
@@ -72,12 +80,19 @@ fn when_main_ends_daemons_are_terminated_and_workers_joined() {
 #[test]
 fn a_daemon_ignoring_sigterm_is_killed_after_the_grace_period() {
     let started = Instant::now();
-    let out = run_helper("helper_main_with_daemon_and_worker", &["ignore-sigterm"], GENEROUS);
+    let out = run_helper(
+        "helper_main_with_daemon_and_worker",
+        &["ignore-sigterm"],
+        GENEROUS,
+    );
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0));
     let pid: i32 = reported(&out, "daemon_pid").unwrap().parse().unwrap();
     assert!(!pid_exists(pid), "the stubborn daemon survived");
-    assert!(took >= DAEMON_GRACE, "SIGKILL came only after the grace period ({took:?})");
+    assert!(
+        took >= DAEMON_GRACE,
+        "SIGKILL came only after the grace period ({took:?})"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("daemon finished"));
 }
 
@@ -95,7 +110,10 @@ fn a_daemon_dies_within_100_ms_of_its_parent_being_killed() {
     let pid = loop {
         match daemon_pid.load(Ordering::SeqCst) {
             0 => {
-                assert!(Instant::now() < limit, "the parent never started its daemon");
+                assert!(
+                    Instant::now() < limit,
+                    "the parent never started its daemon"
+                );
                 std::thread::yield_now();
             }
             pid => break pid,
@@ -104,12 +122,18 @@ fn a_daemon_dies_within_100_ms_of_its_parent_being_killed() {
     parent.kill().unwrap();
     let killed = Instant::now();
     while shm::pid::is_running(pid as u32) {
-        assert!(killed.elapsed() < Duration::from_secs(1), "orphan daemon {pid} survived");
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "orphan daemon {pid} survived"
+        );
         std::thread::yield_now();
     }
     let gone_after = killed.elapsed();
     eprintln!("daemon gone {gone_after:?} after its parent's SIGKILL");
-    assert!(gone_after < Duration::from_millis(100), "took {gone_after:?}");
+    assert!(
+        gone_after < Duration::from_millis(100),
+        "took {gone_after:?}"
+    );
     let _ = parent.join();
 }
 
@@ -117,7 +141,10 @@ fn a_daemon_dies_within_100_ms_of_its_parent_being_killed() {
 fn a_daemon_may_start_only_daemons() {
     let outcome = Process::new(|| {
         let refused = matches!(Process::new(|| ()).start(), Err(Error::DaemonChild));
-        let allowed = Process::new(|| 5).daemon(true).start().map(|c| c.join().ok());
+        let allowed = Process::new(|| 5)
+            .daemon(true)
+            .start()
+            .map(|c| c.join().ok());
         (daemon::is_daemon_process(), refused, allowed.ok().flatten())
     })
     .daemon(true)

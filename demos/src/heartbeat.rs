@@ -1,0 +1,178 @@
+//! Seed §2, 守护进程报活: a daemon reports that its main process is alive;
+//! a monitor notices when it goes silent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use daemon::heartbeat::{Health, Monitor, Reporter};
+use daemon::Process;
+
+use crate::cli::{Context, DemoError, Summary};
+
+/// Arguments of `demos heartbeat`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// Seconds between beats at speed 1 (the seed: 60; here 1 by default).
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+    /// Beats the main process works through before it is killed.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    beats: u64,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            interval: 1.0,
+            beats: 4,
+        }
+    }
+}
+
+/// Arguments of `demos heartbeat-monitor`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct MonitorArgs {
+    /// UDP address to receive beats on.
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    listen: SocketAddr,
+    /// Also read beats from this SQLite file (the reporters' "写数据库").
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long = "for")]
+    for_secs: Option<f64>,
+    /// Missed intervals before a reporter counts as SILENT.
+    #[arg(long, default_value_t = 3)]
+    silent_after: u32,
+}
+
+pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
+    if !(args.interval.is_finite() && args.interval > 0.0) {
+        return Err(format!(
+            "--interval must be a positive number of seconds, not {}",
+            args.interval
+        )
+        .into());
+    }
+    let interval = ctx.scaled(Duration::from_secs_f64(args.interval));
+    let mut monitor = Monitor::udp("127.0.0.1:0")?;
+    let addr = monitor.local_addr()?;
+    ctx.say(
+        format!("# 守护进程如何向监测机制报活??? send: 监控在 {addr}"),
+        format!("monitor listening on {addr}"),
+    );
+    // The main process: works (bumps its progress) while its daemon reports.
+    let main = Process::new(|| -> Result<(), String> {
+        let beat = Reporter::new("main-1")
+            .interval(interval)
+            .udp(addr)
+            .start()
+            .map_err(|e| e.to_string())?;
+        loop {
+            beat.progress(1);
+            std::thread::sleep(interval / 10);
+        }
+    })
+    .name("main-1")
+    .start()?;
+
+    let limit = Instant::now() + interval * (args.beats as u32 + 20);
+    let mut last_seq = None;
+    loop {
+        monitor.poll(interval / 4)?;
+        if let Some(r) = monitor.reporters().into_iter().find(|r| r.id == "main-1") {
+            if last_seq != Some(r.seq) {
+                last_seq = Some(r.seq);
+                ctx.say(
+                    format!(
+                        "报活: {} 主进程 {} 还活着, seq={} progress={} [{}]",
+                        r.host, r.pid, r.seq, r.progress, r.health
+                    ),
+                    format!(
+                        "beat: main {} on {} alive, seq={} progress={} [{}]",
+                        r.pid, r.host, r.seq, r.progress, r.health
+                    ),
+                );
+            }
+            if r.seq + 1 >= args.beats {
+                break;
+            }
+        }
+        if Instant::now() > limit {
+            return Err("the reporter never sent enough beats".into());
+        }
+    }
+    main.kill()?;
+    let killed = Instant::now();
+    ctx.say(
+        "主进程被杀死 (SIGKILL)",
+        "the main process is killed (SIGKILL)",
+    );
+    let silent_limit = killed + interval * 20;
+    while monitor.health("main-1") != Some(Health::Silent) && Instant::now() < silent_limit {
+        monitor.poll(interval / 20)?;
+    }
+    let detected = monitor.health("main-1") == Some(Health::Silent);
+    let detect_ms = killed.elapsed().as_millis();
+    let _ = main.join();
+    ctx.say(
+        format!("监控: main-1 SILENT ({detect_ms} ms 没有报活)"),
+        format!("monitor: main-1 is SILENT ({detect_ms} ms without a beat)"),
+    );
+    let summary = Summary::default()
+        .with("beats", monitor.beats_received())
+        .with("silent_detected", detected)
+        .with("detect_ms", detect_ms);
+    summary.print();
+    Ok(summary)
+}
+
+pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, DemoError> {
+    let mut monitor = Monitor::udp(args.listen)?.silent_after(args.silent_after);
+    ctx.say(
+        format!("监控在 {} 接收报活 (UDP)", monitor.local_addr()?),
+        format!("monitor receiving beats on {} (UDP)", monitor.local_addr()?),
+    );
+    let started = Instant::now();
+    let until = args
+        .for_secs
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    while until.is_none_or(|u| Instant::now() < u) {
+        monitor.poll(Duration::from_secs(1))?;
+        if let Some(db) = &args.db {
+            monitor.read_database(db)?;
+        }
+        crate::cli::print_line(format_args!(
+            "{:<20} {:<12} {:>8} {:>8} {:>10} {:<7} {:>8}",
+            "id", "host", "pid", "seq", "progress", "health", "silent"
+        ));
+        for r in monitor.reporters() {
+            crate::cli::print_line(format_args!(
+                "{:<20} {:<12} {:>8} {:>8} {:>10} {:<7} {:>7.1}s",
+                r.id,
+                r.host,
+                r.pid,
+                r.seq,
+                r.progress,
+                r.health.to_string(),
+                r.since_last_beat.as_secs_f64()
+            ));
+        }
+        for alert in monitor.take_alerts() {
+            crate::cli::print_line(format_args!(
+                "ALERT {}: {} -> {}",
+                alert.id, alert.from, alert.to
+            ));
+        }
+    }
+    let (alive, stuck, silent) = monitor.counts();
+    let summary = Summary::default()
+        .with("reporters", alive + stuck + silent)
+        .with("alive", alive)
+        .with("stuck", stuck)
+        .with("silent", silent)
+        .with("beats", monitor.beats_received());
+    summary.print();
+    Ok(summary)
+}

@@ -1,0 +1,43 @@
+//! `demos heartbeat-monitor`: the live table sees a reporter.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+
+#[test]
+fn the_monitor_lists_a_reporter_that_beats() {
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_demos"))
+        .args([
+            "heartbeat-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--for",
+            "1.5",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .expect("address line")
+        .to_string();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let beat = r#"{"id":"probe","host":"test","pid":1,"seq":0,"progress":7,"sent_at_ms":0,"interval_ms":10000}"#;
+    socket.send_to(beat.as_bytes(), &addr).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(monitor.wait().unwrap().success());
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("probe") && l.contains("ALIVE")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest.last().unwrap(),
+        "summary: reporters=1 alive=1 stuck=0 silent=0 beats=1"
+    );
+}
