@@ -1,7 +1,5 @@
 //! `demos heartbeat-monitor`: the live table sees a reporter.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
