@@ -29,14 +29,19 @@
 //!
 //! let mut monitor = Monitor::udp("127.0.0.1:0")?;
 //! let beat = Reporter::new("worker-1")
-//!     .interval(Duration::from_millis(20))
+//!     .interval(Duration::from_millis(50))
 //!     .udp(monitor.local_addr()?)
 //!     .start()?;
-//! beat.progress(1);
-//! monitor.poll(Duration::from_millis(200))?;
+//! monitor.poll(Duration::from_millis(60))?;
 //! let seen = monitor.reporters();
 //! assert_eq!(seen[0].id, "worker-1");
 //! assert_eq!(seen[0].health, Health::Alive);
+//!
+//! // Beats keep coming, but the work does not move: STUCK after three
+//! // intervals. (`beat.progress(1)` as the work advances prevents that.)
+//! monitor.poll(Duration::from_millis(300))?;
+//! assert_eq!(monitor.health("worker-1"), Some(Health::Stuck));
+//! # drop(beat);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

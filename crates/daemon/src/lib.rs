@@ -163,8 +163,8 @@ pub enum JoinError {
 /// Use it to leave a forked child with a specific exit code; unlike
 /// `std::process::exit`, it runs nothing the parent registered.
 pub fn exit(code: i32) -> ! {
+    // stderr is unbuffered; only stdout can hold a partial line.
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
     // SAFETY: _exit ends the process at once; nothing runs after it.
     unsafe { libc::_exit(code) }
 }

@@ -109,6 +109,7 @@ where
             return Err(Error::DaemonChild);
         }
         let (parent_end, child_end) = socket_pair()?;
+        let streaming = event_fd()?;
         // Anything still buffered would otherwise be printed by both.
         let _ = io::stdout().flush();
         let _ = io::stderr().flush();
@@ -135,7 +136,7 @@ where
             if self.daemon {
                 become_daemon(parent_pid);
             }
-            run_child(self.body, self.name.as_deref(), child_end);
+            run_child(self.body, self.name.as_deref(), child_end, &streaming);
         }
         children.push(lifetime::Registered {
             pid,
@@ -152,6 +153,8 @@ where
             name: self.name,
             pidfd,
             results: parent_end,
+            streaming,
+            reading: false,
             received: Vec::new(),
             results_closed: false,
             status: None,
@@ -175,29 +178,54 @@ fn become_daemon(parent_pid: i32) {
 }
 
 /// The child side: never returns.
-fn run_child<F: FnOnce() -> T, T: Serialize>(body: F, name: Option<&str>, results: OwnedFd) -> ! {
+fn run_child<F: FnOnce() -> T, T: Serialize>(
+    body: F,
+    name: Option<&str>,
+    results: OwnedFd,
+    streaming: &OwnedFd,
+) -> ! {
     if let Some(name) = name
         .and_then(|n| CString::new(n.as_bytes().iter().take(15).copied().collect::<Vec<_>>()).ok())
     {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
     }
-    let (bytes, code) = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(value) => match postcard::to_stdvec(&Outcome::Returned(value)) {
+    // Small results are encoded on the stack: every heap page the child
+    // writes to is a copy-on-write fault, which the parent's side of a
+    // start-and-join pays for in time (W6).
+    let mut small = [0u8; 512];
+    let large: Vec<u8>;
+    let (bytes, code): (&[u8], i32) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => match postcard::to_slice(&Outcome::Returned(&value), &mut small) {
             Ok(bytes) => (bytes, 0),
-            Err(e) => (
-                encode_panic(format!("the child's result could not be serialized: {e}")),
-                UNSENDABLE_RESULT_EXIT_CODE,
-            ),
+            Err(_) => match postcard::to_stdvec(&Outcome::Returned(value)) {
+                Ok(bytes) => {
+                    large = bytes;
+                    (&large, 0)
+                }
+                Err(e) => {
+                    large =
+                        encode_panic(format!("the child's result could not be serialized: {e}"));
+                    (&large, UNSENDABLE_RESULT_EXIT_CODE)
+                }
+            },
         },
-        Err(payload) => (
-            encode_panic(panic_message(payload.as_ref())),
-            PANIC_EXIT_CODE,
-        ),
+        Err(payload) => {
+            large = encode_panic(panic_message(payload.as_ref()));
+            (&large, PANIC_EXIT_CODE)
+        }
     };
+    if bytes.len() > INLINE_RESULT_LIMIT {
+        // Too big to leave in the socket buffer: ask the parent to read
+        // while we write.
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: an eventfd takes an 8-byte counter increment.
+        unsafe { libc::write(streaming.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
     // If the parent is gone or dropped its handle, nobody wants the result.
-    let _ = send_all(results.as_raw_fd(), &bytes);
-    drop(results);
+    let _ = send_all(results.as_raw_fd(), bytes);
+    // `_exit` closes it; a `close` call here would only cost time.
+    std::mem::forget(results);
     crate::exit(code)
 }
 
@@ -225,6 +253,11 @@ pub struct Child<T> {
     name: Option<String>,
     pidfd: OwnedFd,
     results: OwnedFd,
+    /// Readable once the child announces a result too big for the socket
+    /// buffer; from then on the parent reads while the child writes.
+    streaming: OwnedFd,
+    /// Whether the parent reads `results` while waiting (see `streaming`).
+    reading: bool,
     received: Vec<u8>,
     results_closed: bool,
     status: Option<ExitStatus>,
@@ -382,14 +415,18 @@ impl<T> Child<T> {
                     i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
                 }
             };
-            let mut fds = [
-                poll_fd(self.pidfd.as_raw_fd()),
-                poll_fd(if self.results_closed {
-                    -1
-                } else {
-                    self.results.as_raw_fd()
-                }),
-            ];
+            // Small results wait in the socket buffer until the child has
+            // exited, so the parent wakes once, not once for the data and
+            // again for the exit (measured: 1.5x a bare fork + waitpid
+            // with two wake-ups, 1.1x with one).
+            let second = if !self.reading {
+                self.streaming.as_raw_fd()
+            } else if self.results_closed {
+                -1
+            } else {
+                self.results.as_raw_fd()
+            };
+            let mut fds = [poll_fd(self.pidfd.as_raw_fd()), poll_fd(second)];
             // SAFETY: two valid pollfd structs; a negative fd is ignored.
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
             if rc < 0 {
@@ -402,8 +439,12 @@ impl<T> Child<T> {
                 });
             }
             if fds[1].revents != 0 {
-                self.read_results(false)
-                    .map_err(|source| JoinError::Os { op: "recv", source })?;
+                if self.reading {
+                    self.read_results(false)
+                        .map_err(|source| JoinError::Os { op: "recv", source })?;
+                } else {
+                    self.reading = true;
+                }
             }
             if fds[0].revents != 0 {
                 self.reap()?;
@@ -512,6 +553,23 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     }
     // SAFETY: a fresh descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Results up to this size are left in the socket buffer (about 200 KiB
+/// by default on Linux) for the parent to read after the exit.
+const INLINE_RESULT_LIMIT: usize = 64 * 1024;
+
+fn event_fd() -> Result<OwnedFd, Error> {
+    // SAFETY: eventfd takes an initial value and flags.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::Os {
+            op: "eventfd",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
