@@ -56,6 +56,16 @@ pub struct AtomicFloor {
 // SAFETY: one atomic.
 unsafe impl ShmSafe for AtomicFloor {}
 
+impl AtomicFloor {
+    /// Takes the lock if it is free.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        self.held
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
 impl BenchLock for AtomicFloor {
     #[inline]
     fn locked(&self, critical: impl FnOnce()) {

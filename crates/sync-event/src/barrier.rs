@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use shm::{pid, Futex, ShmSafe};
-use sync_lock::{RawLock, OWNER_CHECK_INTERVAL};
+use sync_lock::{OwnerCheck, RawLock};
 
 /// How many waiting parties a barrier watches for death. With more parties
 /// than this, the excess still wait correctly, but a death among them is
@@ -160,7 +160,7 @@ impl Barrier {
         }
         drop(held);
 
-        let mut next_check = Instant::now() + OWNER_CHECK_INTERVAL;
+        let mut check = OwnerCheck::starting_soon();
         loop {
             if let Some(outcome) = self.outcome(generation) {
                 return outcome.map(|()| BarrierWaitResult {
@@ -181,17 +181,16 @@ impl Barrier {
                 self.break_generation(held);
                 return Err(BarrierError::TimedOut);
             }
-            if now >= next_check {
-                next_check = now + OWNER_CHECK_INTERVAL;
+            if check.due(now) {
                 let held = self.lock();
                 if self.outcome(generation).is_none() && self.a_waiter_died() {
                     self.break_generation(held);
                 }
                 continue;
             }
-            let wake_at = deadline.map_or(next_check, |d| d.min(next_check));
             if self.broken.load(Ordering::Acquire) == 0 {
-                self.generation.wait(generation, Some(wake_at));
+                self.generation
+                    .wait(generation, Some(check.wake_at(deadline)));
             }
         }
     }

@@ -47,5 +47,5 @@ pub use condvar::{Condvar, WaitTimeoutResult};
 pub use lock::{Lock, LockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use poison::{LockResult, OwnerDied, TryLockError, TryLockResult};
-pub use raw::{Acquired, RawLock, OWNER_CHECK_INTERVAL};
+pub use raw::{Acquired, OwnerCheck, RawLock, OWNER_CHECK_INTERVAL};
 pub use rlock::{NotOwner, RLock, RLockGuard};

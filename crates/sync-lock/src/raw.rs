@@ -11,11 +11,57 @@ const WAITERS: u32 = 1 << 31;
 /// The holder's pid (Linux pids are below 2^22), or 0 when free.
 const OWNER: u32 = !WAITERS;
 
-/// How often a sleeping waiter checks whether the holder still runs. Bounds
-/// how long after a holder's death a waiter takes over, and how long a
-/// wake-up lost to a holder killed between its release and its wake can
-/// delay the next owner.
+/// The longest a sleeping waiter goes without checking whether the holder
+/// still runs. Bounds how long after a holder's death a waiter takes over,
+/// and how long a wake-up lost to a holder killed between its release and
+/// its wake can delay the next owner.
 pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_micros(500);
+
+/// The first interval of an [`OwnerCheck`]: a holder that was killed just
+/// now takes about a tenth of a millisecond to finish exiting.
+const FIRST_CHECK_INTERVAL: Duration = Duration::from_micros(50);
+
+/// When a waiter next looks at the holder's liveness: at once, then after
+/// 50 µs, doubling up to [`OWNER_CHECK_INTERVAL`]. A holder killed just
+/// before the wait began is noticed quickly; a long wait on a live holder
+/// costs a check every half millisecond.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerCheck {
+    next: Instant,
+    interval: Duration,
+}
+
+impl OwnerCheck {
+    /// A schedule whose first check is due now.
+    pub fn starting_now() -> OwnerCheck {
+        OwnerCheck {
+            next: Instant::now(),
+            interval: FIRST_CHECK_INTERVAL,
+        }
+    }
+
+    /// A schedule whose first check is due after the first interval.
+    pub fn starting_soon() -> OwnerCheck {
+        let mut check = OwnerCheck::starting_now();
+        check.next += check.interval;
+        check
+    }
+
+    /// Whether a check is due at `now`; if so, schedules the next one.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.interval = (self.interval * 2).min(OWNER_CHECK_INTERVAL);
+        self.next = now + self.interval;
+        true
+    }
+
+    /// When to wake for the next check, or at `deadline` if that is sooner.
+    pub fn wake_at(&self, deadline: Option<Instant>) -> Instant {
+        deadline.map_or(self.next, |d| d.min(self.next))
+    }
+}
 
 /// How an acquisition went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +157,7 @@ impl RawLock {
             backoff.snooze();
         }
         // Sleep, checking now and then that the holder still runs.
-        let mut next_owner_check = Instant::now();
+        let mut owner_check = OwnerCheck::starting_now();
         loop {
             let seen = self.word.load(Ordering::Relaxed);
             let owner = seen & OWNER;
@@ -127,7 +173,7 @@ impl RawLock {
                 continue;
             }
             let now = Instant::now();
-            if owner != me && now >= next_owner_check {
+            if owner != me && owner_check.due(now) {
                 if !pid::is_running(owner) {
                     if self
                         .word
@@ -138,7 +184,6 @@ impl RawLock {
                     }
                     continue;
                 }
-                next_owner_check = now + OWNER_CHECK_INTERVAL;
             }
             if deadline.is_some_and(|d| now >= d) {
                 return None;
@@ -151,11 +196,8 @@ impl RawLock {
             {
                 continue;
             }
-            let wake_at = match deadline {
-                Some(d) => d.min(next_owner_check),
-                None => next_owner_check,
-            };
-            self.word.wait(seen | WAITERS, Some(wake_at));
+            self.word
+                .wait(seen | WAITERS, Some(owner_check.wake_at(deadline)));
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 use shm::{pid, Futex, ShmSafe};
-use sync_lock::{Acquired, RawLock, OWNER_CHECK_INTERVAL};
+use sync_lock::{Acquired, OwnerCheck, RawLock};
 
 use crate::plain::{COUNT, SLEEPERS};
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
@@ -32,7 +32,8 @@ const NO_SLOT: u32 = u32::MAX;
 /// a one-entry redo journal, so a process killed half-way through an
 /// acquisition or release leaves a state the next process completes rather
 /// than a permit counted twice or lost. A process waiting for a permit
-/// checks the table every [`OWNER_CHECK_INTERVAL`] and returns the permits
+/// checks the table at least every
+/// [`OWNER_CHECK_INTERVAL`](sync_lock::OWNER_CHECK_INTERVAL) and returns the permits
 /// of holders that have died (zombies included), waking the other waiters.
 /// [`reclaim`](RobustSemaphore::reclaim) does the same on demand.
 ///
@@ -270,11 +271,10 @@ impl RobustSemaphore {
         let backoff = Backoff::new();
         // `try_acquire` looks for dead holders at once; a waiter first
         // spins and sleeps, then checks every interval.
-        let now = Instant::now();
-        let mut next_sweep = if wait {
-            now + OWNER_CHECK_INTERVAL
+        let mut sweep = if wait {
+            OwnerCheck::starting_soon()
         } else {
-            now
+            OwnerCheck::starting_now()
         };
         loop {
             let held = self.lock();
@@ -282,8 +282,7 @@ impl RobustSemaphore {
                 return Ok(Permit::robust(self));
             }
             let now = Instant::now();
-            if now >= next_sweep {
-                next_sweep = now + OWNER_CHECK_INTERVAL;
+            if sweep.due(now) {
                 if self.sweep_dead().0 > 0 {
                     continue;
                 }
@@ -303,8 +302,7 @@ impl RobustSemaphore {
             // A single store: no journal needed.
             self.word.store(SLEEPERS, Ordering::Relaxed);
             drop(held);
-            let wake_at = deadline.map_or(next_sweep, |d| d.min(next_sweep));
-            self.word.wait(SLEEPERS, Some(wake_at));
+            self.word.wait(SLEEPERS, Some(sweep.wake_at(deadline)));
         }
     }
 

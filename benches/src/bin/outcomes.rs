@@ -1,0 +1,201 @@
+//! W7 and W8: outcomes, not timings. Prints one JSON object per line:
+//! `{"workload":"W7","contender":"...","outcome":"recovered","micros":42}`
+//! or `"outcome":"deadlock"` / `"gone"` / `"orphan survives"`.
+//!
+//! W7: a child holding the lock is SIGKILLed; the parent locks with a 2 s
+//! timeout. W8: a parent with a daemon child is SIGKILLed; is the child gone
+//! 1 s later?
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use benches::{posix_sem, pthread_mutex, AtomicFloor, PosixSem, PthreadMutex};
+use daemon::Process;
+use shm::{Futex, Shared};
+use testkit::monotonic_ns;
+
+const W7_TIMEOUT: Duration = Duration::from_secs(2);
+const W8_WAIT: Duration = Duration::from_secs(1);
+
+/// A lock as W7 needs it: take it (and keep it), or take it with a timeout.
+trait DeathLock: Sync {
+    fn hold(&self);
+    /// True if acquired within `timeout`.
+    fn acquire_within(&self, timeout: Duration) -> bool;
+}
+
+impl DeathLock for sync_lock::Lock {
+    fn hold(&self) {
+        std::mem::forget(self.lock().unwrap_or_else(|d| d.into_inner()));
+    }
+    fn acquire_within(&self, timeout: Duration) -> bool {
+        match self.lock_timeout(timeout) {
+            Ok(_) => true,
+            Err(sync_lock::TryLockError::OwnerDied(_)) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+impl DeathLock for AtomicFloor {
+    fn hold(&self) {
+        while !self.try_acquire() {
+            std::hint::spin_loop();
+        }
+    }
+    fn acquire_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.try_acquire() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+}
+
+fn realtime_deadline(timeout: Duration) -> libc::timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let total = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
+    libc::timespec {
+        tv_sec: now.tv_sec
+            + timeout.as_secs() as libc::time_t
+            + (total / 1_000_000_000) as libc::time_t,
+        tv_nsec: (total % 1_000_000_000) as libc::c_long,
+    }
+}
+
+impl DeathLock for PthreadMutex {
+    fn hold(&self) {
+        // SAFETY: an initialised process-shared mutex.
+        unsafe { libc::pthread_mutex_lock(self.ptr()) };
+    }
+    fn acquire_within(&self, timeout: Duration) -> bool {
+        let deadline = realtime_deadline(timeout);
+        // SAFETY: as above; a valid timespec.
+        let rc = unsafe { libc::pthread_mutex_timedlock(self.ptr(), &deadline) };
+        if rc == libc::EOWNERDEAD {
+            // SAFETY: we hold it now.
+            unsafe { libc::pthread_mutex_consistent(self.ptr()) };
+        }
+        rc == 0 || rc == libc::EOWNERDEAD
+    }
+}
+
+impl DeathLock for PosixSem {
+    fn hold(&self) {
+        self.wait();
+    }
+    fn acquire_within(&self, timeout: Duration) -> bool {
+        let deadline = realtime_deadline(timeout);
+        // SAFETY: an initialised semaphore; a valid timespec.
+        unsafe { libc::sem_timedwait(self.ptr(), &deadline) == 0 }
+    }
+}
+
+fn w7<L: DeathLock>(name: &str, lock: &L) {
+    let holding = Shared::new(Futex::new(0)).expect("shared memory");
+    let holder = Process::new(|| -> u8 {
+        lock.hold();
+        holding.store(1, Ordering::SeqCst);
+        holding.wake_all();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .start()
+    .expect("fork");
+    while holding.load(Ordering::SeqCst) == 0 {
+        holding.wait(0, Some(Instant::now() + Duration::from_secs(5)));
+    }
+    holder.kill().expect("kill");
+    let killed = monotonic_ns();
+    let recovered = lock.acquire_within(W7_TIMEOUT);
+    let micros = (monotonic_ns() - killed) / 1000;
+    let _ = holder.join();
+    if recovered {
+        println!(
+            r#"{{"workload":"W7","contender":"{name}","outcome":"recovered","micros":{micros}}}"#
+        );
+    } else {
+        println!(r#"{{"workload":"W7","contender":"{name}","outcome":"deadlock"}}"#);
+    }
+}
+
+/// W8: a parent starts a child (daemon or plain fork), is SIGKILLed; we poll
+/// the child for up to a second.
+fn w8(name: &str, as_daemon: bool) {
+    let child_pid = Shared::new(AtomicI32::new(0)).expect("shared memory");
+    let parent = Process::new(|| -> u8 {
+        let pid = if as_daemon {
+            let child = Process::new(|| -> u8 {
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .daemon(true)
+            .start()
+            .expect("fork");
+            let pid = child.pid();
+            std::mem::forget(child);
+            pid
+        } else {
+            // What Python's daemon=True amounts to when the parent is killed:
+            // a plain forked child with no parent-death signal.
+            // SAFETY: the child only sleeps, then leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                std::thread::sleep(Duration::from_secs(30));
+                // SAFETY: ends the orphan.
+                unsafe { libc::_exit(0) };
+            }
+            pid
+        };
+        child_pid.store(pid, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .start()
+    .expect("fork");
+    while child_pid.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let pid = child_pid.load(Ordering::SeqCst);
+    parent.kill().expect("kill");
+    let killed = Instant::now();
+    while killed.elapsed() < W8_WAIT && shm::pid::is_running(pid as u32) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let _ = parent.join();
+    if shm::pid::is_running(pid as u32) {
+        // SAFETY: the orphan we made; clean it up.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        println!(r#"{{"workload":"W8","contender":"{name}","outcome":"orphan survives"}}"#);
+    } else {
+        let micros = killed.elapsed().as_micros();
+        println!(r#"{{"workload":"W8","contender":"{name}","outcome":"gone","micros":{micros}}}"#);
+    }
+}
+
+fn main() {
+    w7(
+        "procsync-Lock",
+        &*Shared::new(sync_lock::Lock::new()).expect("shared memory"),
+    );
+    w7("pthread-robust", &pthread_mutex(true));
+    w7("pthread-pshared", &pthread_mutex(false));
+    w7("posix-sem", &posix_sem(1));
+    w7(
+        "atomic-floor",
+        &*Shared::new(AtomicFloor::default()).expect("shared memory"),
+    );
+    w8("procsync-daemon", true);
+    w8("fork (no parent-death signal)", false);
+}
