@@ -173,17 +173,16 @@ impl RawLock {
                 continue;
             }
             let now = Instant::now();
-            if owner != me && owner_check.due(now) {
-                if !pid::is_running(owner) {
-                    if self
-                        .word
-                        .compare_exchange(seen, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return Some(Acquired::OwnerDied);
-                    }
-                    continue;
+            if owner != me && owner_check.due(now) && !pid::is_running(owner) {
+                // The holder died: take over from exactly that dead holder.
+                if self
+                    .word
+                    .compare_exchange(seen, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::OwnerDied);
                 }
+                continue;
             }
             if deadline.is_some_and(|d| now >= d) {
                 return None;
