@@ -282,10 +282,8 @@ impl RobustSemaphore {
                 return Ok(Permit::robust(self));
             }
             let now = Instant::now();
-            if sweep.due(now) {
-                if self.sweep_dead().0 > 0 {
-                    continue;
-                }
+            if sweep.due(now) && self.sweep_dead().0 > 0 {
+                continue;
             }
             if !wait || deadline.is_some_and(|d| now >= d) {
                 return Err(if wait {
