@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Python's multiprocessing on the procsync benchmark workloads (W1-W8).
+
+Standard library only, fork start method (spawn for the one W6 figure that
+names it). Prints one JSON object per line, in the units of
+docs/benchmarks.md:
+
+    {"workload": "W1", "contender": "python-multiprocessing", "value": 34.5, "unit": "ns"}
+
+W7 and W8 print an "outcome" instead of a value. Run: python3 benches/python/peer.py
+"""
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
+CONTENDER = "python-multiprocessing"
+
+
+def emit(workload, value=None, unit=None, outcome=None, contender=CONTENDER, **extra):
+    row = {"workload": workload, "contender": contender}
+    if value is not None:
+        row.update(value=round(value, 3), unit=unit)
+    if outcome is not None:
+        row["outcome"] = outcome
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+
+
+def pin(cpu):
+    try:
+        os.sched_setaffinity(0, {cpu % os.cpu_count()})
+    except (AttributeError, OSError):
+        pass
+
+
+def best_of(runs, fn):
+    return min(fn() for _ in range(runs))
+
+
+def uncontended_pair(acquire, release, n=300_000):
+    def once():
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            acquire()
+            release()
+        return (time.perf_counter_ns() - start) / n
+
+    return best_of(3, once)
+
+
+def w1():
+    lock = mp.Lock()
+    emit("W1", uncontended_pair(lock.acquire, lock.release), "ns")
+
+
+def w3():
+    sem = mp.Semaphore(2)
+    emit("W3", uncontended_pair(sem.acquire, sem.release), "ns")
+
+
+def _contend(i, lock, counter, go, each, cpus_spread):
+    pin(i if cpus_spread else 0)
+    go.wait()
+    for _ in range(each):
+        lock.acquire()
+        counter.value += 1
+        lock.release()
+
+
+def contended(workers, lock, total):
+    counter = mp.RawValue("q", 0)
+    go = mp.Event()
+    each = total // workers
+    procs = [mp.Process(target=_contend, args=(i, lock, counter, go, each, True)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    time.sleep(0.2)  # let every worker reach go.wait()
+    start = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    assert counter.value == each * workers, "lost updates"
+    return each * workers / elapsed / 1e6
+
+
+def w2():
+    emit("W2", contended(2, mp.Lock(), 400_000), "Mops/s")
+
+
+def w2n():
+    for n in (2, 4, 8, 16):
+        emit("W2N", contended(n, mp.Lock(), 400_000), "Mops/s", workers=n)
+
+
+def _sem_worker(i, sem, inside, most, go, each):
+    pin(i)
+    go.wait()
+    for _ in range(each):
+        sem.acquire()
+        with inside.get_lock():
+            inside.value += 1
+            if inside.value > most.value:
+                most.value = inside.value
+            inside.value -= 1
+        sem.release()
+
+
+def w4():
+    sem = mp.Semaphore(2)
+    inside, most = mp.Value("i", 0), mp.Value("i", 0)
+    go = mp.Event()
+    each = 50_000
+    procs = [mp.Process(target=_sem_worker, args=(i, sem, inside, most, go, each)) for i in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(0.2)
+    start = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    assert most.value <= 2
+    emit("W4", 4 * each / elapsed / 1e6, "Mops/s")
+
+
+def _pong(ping, pong, rounds, cpu):
+    pin(cpu)
+    for _ in range(rounds):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def pingpong(same_cpu, rounds=2_000):
+    ping, pong = mp.Event(), mp.Event()
+    peer = mp.Process(target=_pong, args=(ping, pong, rounds, 0 if same_cpu else 1))
+    peer.start()
+    pin(0)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        ping.set()
+        pong.wait()
+        pong.clear()
+    elapsed = time.perf_counter() - start
+    peer.join()
+    os.sched_setaffinity(0, set(range(os.cpu_count())))
+    return elapsed / rounds * 1e6
+
+
+def w5():
+    emit("W5", pingpong(False), "us")
+    emit("W5s", pingpong(True), "us")
+
+
+def _answer(conn):
+    conn.send(42)
+    conn.close()
+
+
+def start_join(ctx, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_answer, args=(child,))
+        p.start()
+        assert parent.recv() == 42
+        p.join()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def w6():
+    emit("W6", start_join(mp.get_context("fork"), 300), "us", method="fork")
+    emit("W6", start_join(mp.get_context("spawn"), 20), "us", method="spawn", contender="python-multiprocessing-spawn")
+
+
+def _hold_and_die(lock, holding):
+    lock.acquire()
+    holding.set()
+    time.sleep(60)
+
+
+def w7():
+    lock, holding = mp.Lock(), mp.Event()
+    p = mp.Process(target=_hold_and_die, args=(lock, holding))
+    p.start()
+    holding.wait()
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    start = time.perf_counter()
+    got = lock.acquire(timeout=2)
+    if got:
+        emit("W7", outcome="recovered", micros=int((time.perf_counter() - start) * 1e6))
+    else:
+        emit("W7", outcome="deadlock")
+
+
+def _sleep_forever():
+    time.sleep(30)
+
+
+def _parent_with_daemon(pid_value):
+    d = mp.Process(target=_sleep_forever, daemon=True)
+    d.start()
+    pid_value.value = d.pid
+    time.sleep(60)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def w8():
+    pid_value = mp.Value("i", 0)
+    parent = mp.Process(target=_parent_with_daemon, args=(pid_value,))
+    parent.start()
+    while pid_value.value == 0:
+        time.sleep(0.001)
+    child = pid_value.value
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join()
+    killed = time.perf_counter()
+    while alive(child) and time.perf_counter() - killed < 1.0:
+        time.sleep(0.001)
+    if alive(child):
+        os.kill(child, signal.SIGKILL)
+        emit("W8", outcome="orphan survives")
+    else:
+        emit("W8", outcome="gone", micros=int((time.perf_counter() - killed) * 1e6))
+
+
+def main():
+    mp.set_start_method("fork")
+    only = set(sys.argv[1:])
+    for name, fn in [("W1", w1), ("W2", w2), ("W2N", w2n), ("W3", w3), ("W4", w4),
+                     ("W5", w5), ("W6", w6), ("W7", w7), ("W8", w8)]:
+        if not only or name in only:
+            fn()
+
+
+if __name__ == "__main__":
+    main()
