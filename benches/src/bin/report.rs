@@ -128,7 +128,8 @@ const W2N_GROUP: &str = "W2N_lock_contended_Np";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let criterion = target.join("criterion");
     let outcomes = read_json_lines(&target.join("procsync-bench/outcomes.jsonl"))?;
     let python = read_json_lines(&target.join("procsync-bench/python.jsonl"))?;
@@ -147,7 +148,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         today()
     )?;
     writeln!(md)?;
-    writeln!(md, "Reproduce: `./benches/run-all.sh` (about ten minutes).")?;
+    writeln!(
+        md,
+        "Reproduce: `./benches/run-all.sh` (about five minutes)."
+    )?;
+    writeln!(md)?;
+    writeln!(
+        md,
+        "\"Cost\" columns are time per operation relative to the reference (for throughput \
+         workloads, the inverse ratio), so below 1.00x is better than the reference."
+    )?;
     writeln!(md)?;
     writeln!(md, "![procsync vs baselines vs Python](benchmarks.svg)")?;
     writeln!(md)?;
@@ -157,7 +167,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in WORKLOADS {
         let estimates = read_group(&criterion.join(w.group))?;
         if estimates.is_empty() {
-            writeln!(md, "## {} — {}\n\nNo criterion results found under `{}`.\n", w.id, w.title, w.group)?;
+            writeln!(
+                md,
+                "## {} — {}\n\nNo criterion results found under `{}`.\n",
+                w.id, w.title, w.group
+            )?;
             continue;
         }
         let mut rows: Vec<(String, f64)> = estimates
@@ -176,7 +190,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rows.push(("python-multiprocessing (spawn)".into(), spawn));
             }
         }
-        let floor = rows.iter().find(|(n, _)| n.starts_with("atomic-floor")).map(|r| r.1);
+        let floor = rows
+            .iter()
+            .find(|(n, _)| n.starts_with("atomic-floor"))
+            .map(|r| r.1);
         let best_baseline = rows
             .iter()
             .filter(|(n, _)| w.baselines.contains(&n.as_str()))
@@ -184,7 +201,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .reduce(|a, b| better(w.unit, a, b));
         writeln!(md, "## {} — {}\n", w.id, w.title)?;
         writeln!(md, "Goal: {}.\n", w.goal)?;
-        writeln!(md, "| contender | median | vs atomic-floor | vs best baseline |")?;
+        writeln!(
+            md,
+            "| contender | median | cost vs atomic-floor | cost vs best baseline |"
+        )?;
         writeln!(md, "|---|---:|---:|---:|")?;
         sort_rows(w.unit, &mut rows);
         for (name, value) in &rows {
@@ -216,7 +236,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // W2N: one table, processes across.
     let w2n = read_group(&criterion.join(W2N_GROUP))?;
     if !w2n.is_empty() {
-        writeln!(md, "## W2N — W2 with 2, 4, 8 and 16 processes sharing a fixed total\n")?;
+        writeln!(
+            md,
+            "## W2N — W2 with 2, 4, 8 and 16 processes sharing a fixed total\n"
+        )?;
         writeln!(
             md,
             "Goal: at every N at least pthread-robust's throughput; from N=2 to N=16 keep at least half \
@@ -228,7 +251,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (name, ns) in &w2n {
             if let Some((contender, n)) = name.rsplit_once('/') {
                 if let Ok(n) = n.parse::<u32>() {
-                    by_contender.entry(contender.to_string()).or_default().insert(n, Unit::Mops.from_ns(*ns));
+                    by_contender
+                        .entry(contender.to_string())
+                        .or_default()
+                        .insert(n, Unit::Mops.from_ns(*ns));
                 }
             }
         }
@@ -252,27 +278,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let verdict = match (ours, robust) {
             (Some(ours), Some(robust)) => {
                 let beats = [2, 4, 8, 16].iter().all(|n| ours.get(n) >= robust.get(n));
-                let keeps = ours.get(&16).zip(ours.get(&2)).is_some_and(|(a, b)| *a >= 0.5 * b);
+                let keeps = ours
+                    .get(&16)
+                    .zip(ours.get(&2))
+                    .is_some_and(|(a, b)| *a >= 0.5 * b);
                 format!(
                     "{}: procsync-Lock {} pthread-robust at every N; N=16 is {:.0}% of N=2",
                     if beats && keeps { "met" } else { "missed" },
-                    if beats { "at or above" } else { "not always above" },
+                    if beats {
+                        "at or above"
+                    } else {
+                        "not always above"
+                    },
                     100.0 * ours.get(&16).unwrap_or(&0.0) / ours.get(&2).unwrap_or(&1.0)
                 )
             }
             _ => "not measured".into(),
         };
         writeln!(md, "\n**{verdict}**\n")?;
-        verdicts.push(format!("| W2N | at least pthread-robust at every N, no collapse | {verdict} |"));
+        verdicts.push(format!(
+            "| W2N | at least pthread-robust at every N, no collapse | {verdict} |"
+        ));
     }
 
     // W7 and W8: outcomes.
-    writeln!(md, "## W7 — a child is SIGKILLed holding the lock; the parent locks with a 2 s timeout\n")?;
+    writeln!(
+        md,
+        "## W7 — a child is SIGKILLed holding the lock; the parent locks with a 2 s timeout\n"
+    )?;
     outcome_table(&mut md, &outcomes, &python, "W7")?;
     let w7 = outcome_of(&outcomes, "W7", "procsync-Lock");
     let w7_verdict = match w7 {
         Some((outcome, Some(us))) if outcome == "recovered" => {
-            format!("{}: recovered, owner death reported, in {us} µs", if us <= 1000 { "met" } else { "missed" })
+            format!(
+                "{}: recovered, owner death reported, in {us} µs",
+                if us <= 1000 { "met" } else { "missed" }
+            )
         }
         Some((outcome, _)) => format!("missed: {outcome}"),
         None => "not measured".into(),
@@ -280,7 +321,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "**{w7_verdict}**\n")?;
     verdicts.push(format!("| W7 | recovered within 1 ms | {w7_verdict} |"));
 
-    writeln!(md, "## W8 — a parent with a daemon child is SIGKILLed; is the child gone 1 s later?\n")?;
+    writeln!(
+        md,
+        "## W8 — a parent with a daemon child is SIGKILLed; is the child gone 1 s later?\n"
+    )?;
     outcome_table(&mut md, &outcomes, &python, "W8")?;
     let w8_verdict = match outcome_of(&outcomes, "W8", "procsync-daemon") {
         Some((outcome, Some(us))) if outcome == "gone" => format!(
@@ -297,7 +341,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut page = String::new();
     let (head, body) = md.split_at(md.find("## ").unwrap_or(md.len()));
     page.push_str(head);
-    writeln!(page, "## Goals at a glance\n\n| id | goal | this run |\n|---|---|---|")?;
+    writeln!(
+        page,
+        "## Goals at a glance\n\n| id | goal | this run |\n|---|---|---|"
+    )?;
     for v in &verdicts {
         writeln!(page, "{v}")?;
     }
@@ -307,7 +354,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let docs = root.join("docs");
     std::fs::write(docs.join("benchmarks.md"), page)?;
     draw_chart(&docs.join("benchmarks.svg"), &chart_rows)?;
-    println!("wrote {} and {}", docs.join("benchmarks.md").display(), docs.join("benchmarks.svg").display());
+    println!(
+        "wrote {} and {}",
+        docs.join("benchmarks.md").display(),
+        docs.join("benchmarks.svg").display()
+    );
     Ok(())
 }
 
@@ -331,11 +382,17 @@ fn judge(w: &Workload, rows: &[(String, f64)]) -> String {
         }
         "W4" => {
             let b = get("posix-sem/4").unwrap_or(f64::NAN);
-            (ours >= b, format!("{:.2}x posix-sem's throughput", ours / b))
+            (
+                ours >= b,
+                format!("{:.2}x posix-sem's throughput", ours / b),
+            )
         }
         "W5" => {
             let b = get("futex").unwrap_or(f64::NAN);
-            (ours <= b / 10.0, format!("1/{:.0} of futex's round trip", b / ours))
+            (
+                ours <= b / 10.0,
+                format!("1/{:.0} of futex's round trip", b / ours),
+            )
         }
         "W5s" => {
             let b = get("futex").unwrap_or(f64::NAN);
@@ -350,17 +407,30 @@ fn judge(w: &Workload, rows: &[(String, f64)]) -> String {
     format!("{}: {how}", if met { "met" } else { "missed" })
 }
 
-fn outcome_table(md: &mut String, outcomes: &[Value], python: &[Value], id: &str) -> std::fmt::Result {
+fn outcome_table(
+    md: &mut String,
+    outcomes: &[Value],
+    python: &[Value],
+    id: &str,
+) -> std::fmt::Result {
     writeln!(md, "| contender | outcome |")?;
     writeln!(md, "|---|---|")?;
-    for r in outcomes.iter().chain(python).filter(|r| r["workload"] == id) {
+    for r in outcomes
+        .iter()
+        .chain(python)
+        .filter(|r| r["workload"] == id)
+    {
         let outcome = r["outcome"].as_str().unwrap_or("?");
         let detail = match (outcome, r["micros"].as_u64()) {
             ("recovered", Some(us)) => format!("recovered in {us} µs"),
             ("gone", Some(us)) => format!("gone in {:.1} ms", us as f64 / 1000.0),
             (other, _) => other.to_string(),
         };
-        writeln!(md, "| {} | {detail} |", r["contender"].as_str().unwrap_or("?"))?;
+        writeln!(
+            md,
+            "| {} | {detail} |",
+            r["contender"].as_str().unwrap_or("?")
+        )?;
     }
     writeln!(md)
 }
@@ -368,7 +438,12 @@ fn outcome_table(md: &mut String, outcomes: &[Value], python: &[Value], id: &str
 fn outcome_of(rows: &[Value], id: &str, contender: &str) -> Option<(String, Option<u64>)> {
     rows.iter()
         .find(|r| r["workload"] == id && r["contender"] == contender)
-        .map(|r| (r["outcome"].as_str().unwrap_or("?").to_string(), r["micros"].as_u64()))
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or("?").to_string(),
+                r["micros"].as_u64(),
+            )
+        })
 }
 
 fn python_name(_id: &str) -> &'static str {
@@ -403,7 +478,11 @@ fn sort_rows(unit: Unit, rows: &mut [(String, f64)]) {
 
 /// "1.23x slower/faster" style ratio, always as cost relative to `base`.
 fn ratio(unit: Unit, value: f64, base: f64) -> String {
-    let cost = if unit.lower_is_better() { value / base } else { base / value };
+    let cost = if unit.lower_is_better() {
+        value / base
+    } else {
+        base / value
+    };
     format!("{cost:.2}x")
 }
 
@@ -437,7 +516,10 @@ fn read_group(dir: &Path) -> Result<Vec<(String, f64)>, Box<dyn std::error::Erro
         for param in std::fs::read_dir(entry.path())?.flatten() {
             let file = param.path().join("new/estimates.json");
             if file.exists() {
-                found.push((format!("{name}/{}", param.file_name().to_string_lossy()), median(&file)?));
+                found.push((
+                    format!("{name}/{}", param.file_name().to_string_lossy()),
+                    median(&file)?,
+                ));
             }
         }
     }
@@ -467,12 +549,24 @@ fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     format!("{cpus} x {model}, {} GiB", mem_kb / (1024 * 1024))
 }
@@ -515,13 +609,31 @@ fn draw_chart(path: &Path, rows: &[ChartRow]) -> Result<(), Box<dyn std::error::
     let bars: Vec<(String, f64, RGBColor)> = rows
         .iter()
         .flat_map(|r| {
-            let cost = |v: f64| if r.unit.lower_is_better() { v / r.ours } else { r.ours / v };
-            let mut v = vec![(format!("{} procsync", r.label), 1.0, RGBColor(0x1f, 0x77, 0xb4))];
+            let cost = |v: f64| {
+                if r.unit.lower_is_better() {
+                    v / r.ours
+                } else {
+                    r.ours / v
+                }
+            };
+            let mut v = vec![(
+                format!("{} procsync", r.label),
+                1.0,
+                RGBColor(0x1f, 0x77, 0xb4),
+            )];
             if let Some(b) = r.best_baseline {
-                v.push((format!("{} best baseline", r.label), cost(b), RGBColor(0x7f, 0x7f, 0x7f)));
+                v.push((
+                    format!("{} best baseline", r.label),
+                    cost(b),
+                    RGBColor(0x7f, 0x7f, 0x7f),
+                ));
             }
             if let Some(p) = r.python {
-                v.push((format!("{} Python", r.label), cost(p), RGBColor(0xff, 0x7f, 0x0e)));
+                v.push((
+                    format!("{} Python", r.label),
+                    cost(p),
+                    RGBColor(0xff, 0x7f, 0x0e),
+                ));
             }
             v
         })
@@ -533,22 +645,34 @@ fn draw_chart(path: &Path, rows: &[ChartRow]) -> Result<(), Box<dyn std::error::
     let min = bars.iter().map(|b| b.1).fold(1.0, f64::min) / 2.0;
     let n = bars.len() as i32;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Cost relative to procsync (1 = procsync, lower is better, log scale)", ("sans-serif", 16))
+        .caption(
+            "Cost relative to procsync (1 = procsync, lower is better, log scale)",
+            ("sans-serif", 16),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(190)
-        .build_cartesian_2d((min..max).log_scale(), 0..n)?;
+        .build_cartesian_2d((min..max).log_scale(), (0..n).into_segmented())?;
     let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(bars.len())
-        .y_label_formatter(&|i| labels.get(*i as usize).cloned().unwrap_or_default())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
         .x_label_formatter(&|v| format!("{v:.2}"))
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v, color))| {
         let i = i as i32;
-        Rectangle::new([(min, i), (*v, i + 1)], color.filled())
+        Rectangle::new(
+            [
+                (min, SegmentValue::Exact(i)),
+                (*v, SegmentValue::Exact(i + 1)),
+            ],
+            color.filled(),
+        )
     }))?;
     root.present()?;
     Ok(())
