@@ -33,7 +33,7 @@ impl Unit {
     }
 
     /// Criterion reports nanoseconds per iteration (one operation).
-    fn from_ns(self, ns: f64) -> f64 {
+    fn convert_ns(self, ns: f64) -> f64 {
         match self {
             Unit::Ns => ns,
             Unit::Us => ns / 1e3,
@@ -176,7 +176,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut rows: Vec<(String, f64)> = estimates
             .iter()
-            .map(|(name, ns)| (name.clone(), w.unit.from_ns(*ns)))
+            .map(|(name, ns)| (name.clone(), w.unit.convert_ns(*ns)))
             .collect();
         if let Some(py) = python_value(&python, w.id) {
             rows.push((python_name(w.id).to_string(), py));
@@ -254,7 +254,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     by_contender
                         .entry(contender.to_string())
                         .or_default()
-                        .insert(n, Unit::Mops.from_ns(*ns));
+                        .insert(n, Unit::Mops.convert_ns(*ns));
                 }
             }
         }
