@@ -69,10 +69,14 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             .udp(addr)
             .start()
             .map_err(|e| e.to_string())?;
-        loop {
+        // Works until killed below; the bound only matters if the demo
+        // fails first, so that its exit (which joins this child) ends.
+        let give_up = Instant::now() + interval * (args.beats as u32 + 30);
+        while Instant::now() < give_up {
             beat.progress(1);
             std::thread::sleep(interval / 10);
         }
+        Ok(())
     })
     .name("main-1")
     .start()?;

@@ -232,6 +232,9 @@ fn killed_at_random_moments_in_a_loop_never_deadlocks() {
                 g.counter.store(v + 1, Ordering::Relaxed);
             }
         })
+        // A daemon: if the test fails before the kill, the worker dies with
+        // it instead of being joined for ever when the test binary exits.
+        .daemon(true)
         .start()
         .unwrap();
         // Kill after a random amount of progress, not a random sleep.

@@ -172,6 +172,8 @@ fn killed_at_random_moments_the_count_always_comes_back() {
                         drop(permit);
                     }
                 })
+                // Dies with the test if it fails before the kill.
+                .daemon(true)
                 .start()
                 .unwrap()
             })
