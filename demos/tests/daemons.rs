@@ -29,10 +29,7 @@ fn the_daemon_ends_with_the_main_code() {
 
 #[test]
 fn fun2_prints_twice_and_fun_finishes_in_the_seeds_order() {
-    let run = demos(
-        &["daemon-order", "--speed", "2", "--lang", "zh"],
-        Duration::from_secs(60),
-    );
+    let run = demos(&["daemon-order", "--lang", "zh"], Duration::from_secs(60));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.value::<u32>("fun2_lines"), 2);
     assert!(run.value::<bool>("fun_finished"));

@@ -22,7 +22,7 @@ fn every_car_passes_and_none_on_red() {
 #[test]
 fn twenty_cars_in_the_seeds_words() {
     let run = demos(
-        &["traffic", "--cars", "20", "--speed", "20", "--lang", "zh"],
+        &["traffic", "--cars", "20", "--speed", "10", "--lang", "zh"],
         Duration::from_secs(60),
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemon::{Error, Process, DAEMON_GRACE};
-use shm::Shared;
+use shm::{Futex, Shared};
 use testkit::{deadline, helper_args, helper_report, reported, run_helper, GENEROUS};
 
 /// Loops until killed (bounded by GENEROUS so a broken rule cannot leave
@@ -17,16 +17,31 @@ fn run_until_killed() {
     }
 }
 
+/// Raises `flag` and wakes its waiters.
+fn raise(flag: &Futex) {
+    flag.store(1, Ordering::SeqCst);
+    flag.wake_all();
+}
+
+/// Waits (at most GENEROUS) until `flag` is raised.
+fn wait_raised(flag: &Futex) {
+    let limit = deadline(GENEROUS);
+    while flag.load(Ordering::SeqCst) == 0 && flag.wait(0, Some(limit)) {}
+}
+
 /// A "main" that ends with a daemon and a non-daemon child still running.
 #[test]
 fn helper_main_with_daemon_and_worker() {
     let Some(args) = helper_args() else { return };
     let ignore_sigterm = args.first().is_some_and(|a| a == "ignore-sigterm");
-    let daemon = Process::new(move || {
+    let daemon_ready = Shared::new(Futex::new(0)).unwrap();
+    let main_done = Shared::new(Futex::new(0)).unwrap();
+    let daemon = Process::new(|| {
         if ignore_sigterm {
             // SAFETY: setting a signal's disposition to "ignore".
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
         }
+        raise(&daemon_ready);
         run_until_killed();
         println!("daemon finished");
     })
@@ -34,14 +49,17 @@ fn helper_main_with_daemon_and_worker() {
     .start()
     .unwrap();
     let worker = Process::new(|| {
-        std::thread::sleep(Duration::from_millis(100));
+        // Still running when main's code ends; finishes only after that.
+        wait_raised(&main_done);
         println!("worker finished");
     })
     .start()
     .unwrap();
     helper_report("daemon_pid", daemon.pid());
     helper_report("worker_pid", worker.pid());
+    wait_raised(&daemon_ready);
     println!("main finished");
+    raise(&main_done);
     // Dropping the handles detaches nothing: the exit rule still applies.
     drop((daemon, worker));
     std::process::exit(0);
