@@ -169,16 +169,9 @@ fn event_pingpong_samecpu(c: &mut Criterion) {
     contenders(c, "W5s_event_pingpong_samecpu", true);
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = benches::criterion_config(10, Duration::from_secs(2));
     targets = event_pingpong, event_pingpong_samecpu
 }
 criterion_main!(benches);

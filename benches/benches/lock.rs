@@ -88,16 +88,9 @@ fn lock_contended_np(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = benches::criterion_config(10, Duration::from_secs(1));
     targets = lock_uncontended, lock_contended_2p, lock_contended_np
 }
 criterion_main!(benches);

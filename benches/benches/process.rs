@@ -33,16 +33,9 @@ fn spawn_join(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = benches::criterion_config(20, Duration::from_secs(2));
     targets = spawn_join
 }
 criterion_main!(benches);

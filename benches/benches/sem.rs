@@ -120,16 +120,9 @@ fn sem_contended_4p(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = benches::criterion_config(10, Duration::from_secs(1));
     targets = sem_uncontended, sem_contended_4p
 }
 criterion_main!(benches);

@@ -306,3 +306,13 @@ pub fn scaled(iters: u64, measure: impl FnOnce(u64) -> Duration) -> Duration {
     let elapsed = measure(ops);
     Duration::from_secs_f64(elapsed.as_secs_f64() * iters as f64 / ops as f64)
 }
+
+/// The criterion settings every bench group uses: few samples, a short
+/// warm-up, `measurement` per contender (the whole suite stays near five
+/// minutes on two cores).
+pub fn criterion_config(samples: usize, measurement: Duration) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(samples)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(measurement)
+}

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use daemon::{Error, Process, DAEMON_GRACE};
 use shm::{Futex, Shared};
-use testkit::{deadline, helper_args, helper_report, reported, run_helper, GENEROUS};
+use testkit::{
+    deadline, helper_args, helper_report, raise, reported, run_helper, wait_for, GENEROUS,
+};
 
 /// Loops until killed (bounded by GENEROUS so a broken rule cannot leave
 /// it running for ever).
@@ -15,18 +17,6 @@ fn run_until_killed() {
     while Instant::now() < limit {
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Raises `flag` and wakes its waiters.
-fn raise(flag: &Futex) {
-    flag.store(1, Ordering::SeqCst);
-    flag.wake_all();
-}
-
-/// Waits (at most GENEROUS) until `flag` is raised.
-fn wait_raised(flag: &Futex) {
-    let limit = deadline(GENEROUS);
-    while flag.load(Ordering::SeqCst) == 0 && flag.wait(0, Some(limit)) {}
 }
 
 /// A "main" that ends with a daemon and a non-daemon child still running.
@@ -50,14 +40,14 @@ fn helper_main_with_daemon_and_worker() {
     .unwrap();
     let worker = Process::new(|| {
         // Still running when main's code ends; finishes only after that.
-        wait_raised(&main_done);
+        wait_for(&main_done, 1);
         println!("worker finished");
     })
     .start()
     .unwrap();
     helper_report("daemon_pid", daemon.pid());
     helper_report("worker_pid", worker.pid());
-    wait_raised(&daemon_ready);
+    wait_for(&daemon_ready, 1);
     println!("main finished");
     raise(&main_done);
     // Dropping the handles detaches nothing: the exit rule still applies.

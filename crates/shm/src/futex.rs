@@ -129,6 +129,25 @@ impl Futex {
         true
     }
 
+    /// The sleeping half of a primitive with a "sleepers" flag: sets `flag`
+    /// in the word if it still holds `seen` (telling the next releaser a
+    /// wake-up is needed), then sleeps while the word holds `seen | flag`,
+    /// until woken or `deadline`. Returns at once if the word changed first.
+    ///
+    /// Like [`wait`](Futex::wait), a return says nothing about why: the
+    /// caller re-checks its condition (and its deadline) in a loop.
+    pub fn flag_and_wait(&self, seen: u32, flag: u32, deadline: Option<Instant>) {
+        if seen & flag == 0
+            && self
+                .word
+                .compare_exchange(seen, seen | flag, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.wait(seen | flag, deadline);
+    }
+
     /// Wakes at most `count` waiters sleeping in [`wait`](Futex::wait) on this
     /// word, in any process. Returns how many were woken.
     ///

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Error, Futex, Shared};
 use testkit::{
-    deadline, helper_args, helper_report, name_exists, reported, run_helper, unique_name, GENEROUS,
+    deadline, helper_args, helper_report, name_exists, raise, reported, run_helper, unique_name,
+    GENEROUS,
 };
 
 #[test]
@@ -290,8 +291,7 @@ fn openers_wait_for_a_slow_creator() {
     };
     let creator = Process::new(|| {
         let mut value = Shared::open_or_create(&name, || {
-            phase.store(1, Ordering::SeqCst);
-            phase.wake_all();
+            raise(&phase);
             wait_for_phase(2);
             AtomicU64::new(123)
         })

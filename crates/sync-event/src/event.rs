@@ -142,15 +142,7 @@ impl Event {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
-            if seen & SLEEPERS == 0
-                && self
-                    .word
-                    .compare_exchange(seen, seen | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            self.word.wait(seen | SLEEPERS, deadline);
+            self.word.flag_and_wait(seen, SLEEPERS, deadline);
         }
     }
 }

@@ -187,16 +187,8 @@ impl RawLock {
             if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
-            if seen & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(seen, seen | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
             self.word
-                .wait(seen | WAITERS, Some(owner_check.wake_at(deadline)));
+                .flag_and_wait(seen, WAITERS, Some(owner_check.wake_at(deadline)));
         }
     }
 

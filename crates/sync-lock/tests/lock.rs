@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{Lock, TryLockError};
-use testkit::{deadline, monotonic_ns, Rng, GENEROUS};
+use testkit::{deadline, monotonic_ns, park_until_killed, raise, wait_for, Rng, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -28,25 +28,11 @@ fn guarded() -> Shared<Guarded> {
     .unwrap()
 }
 
-/// Waits (with a deadline that fails the test) until `word` is non-zero.
-fn wait_raised(word: &Futex) {
-    let limit = deadline(GENEROUS);
-    while word.load(Ordering::Acquire) == 0 {
-        assert!(
-            word.wait(0, Some(limit)),
-            "the other process never signalled"
-        );
-    }
-}
-
 /// Locks, raises `holding`, then keeps the lock until killed (or GENEROUS).
 fn hold_until_killed(g: &Guarded) {
     let _guard = g.lock.lock().unwrap_or_else(|d| d.into_inner());
-    g.holding.store(1, Ordering::Release);
-    g.holding.wake_all();
-    let parked = Futex::new(0);
-    let limit = deadline(GENEROUS);
-    while parked.wait(0, Some(limit)) {}
+    raise(&g.holding);
+    park_until_killed();
 }
 
 #[test]
@@ -77,7 +63,7 @@ fn four_processes_never_overlap() {
 fn try_lock_fails_at_once_while_another_process_holds_it() {
     let g = guarded();
     let holder = Process::new(|| hold_until_killed(&g)).start().unwrap();
-    wait_raised(&g.holding);
+    wait_for(&g.holding, 1);
     assert_eq!(g.lock.owner(), Some(holder.pid() as u32));
     let started = Instant::now();
     assert!(matches!(g.lock.try_lock(), Err(TryLockError::WouldBlock)));
@@ -93,13 +79,12 @@ fn lock_timeout_fails_on_time_and_succeeds_when_freed_in_time() {
     let release = Shared::new(Futex::new(0)).unwrap();
     let holder = Process::new(|| {
         let _guard = g.lock.lock().unwrap();
-        g.holding.store(1, Ordering::Release);
-        g.holding.wake_all();
-        wait_raised(&release);
+        raise(&g.holding);
+        wait_for(&release, 1);
     })
     .start()
     .unwrap();
-    wait_raised(&g.holding);
+    wait_for(&g.holding, 1);
 
     let timeout = Duration::from_millis(20);
     let started = Instant::now();
@@ -113,8 +98,7 @@ fn lock_timeout_fails_on_time_and_succeeds_when_freed_in_time() {
         started.elapsed()
     );
 
-    release.store(1, Ordering::Release);
-    release.wake_all();
+    raise(&release);
     let guard = g.lock.lock_timeout(GENEROUS).expect("freed in time");
     drop(guard);
     holder.join().unwrap();
@@ -124,7 +108,7 @@ fn lock_timeout_fails_on_time_and_succeeds_when_freed_in_time() {
 fn a_holder_killed_by_sigkill_is_reported_to_the_next_locker() {
     let g = guarded();
     let holder = Process::new(|| hold_until_killed(&g)).start().unwrap();
-    wait_raised(&g.holding);
+    wait_for(&g.holding, 1);
 
     // A killer process SIGKILLs the holder while we wait in lock(), and
     // notes the time; we note when lock() returns.
@@ -168,13 +152,12 @@ fn a_zombie_holder_counts_as_dead() {
     // reap it, so it stays a zombie.
     let holder = Process::new(|| -> u8 {
         std::mem::forget(g.lock.lock().unwrap());
-        g.holding.store(1, Ordering::Release);
-        g.holding.wake_all();
+        raise(&g.holding);
         daemon::exit(0)
     })
     .start()
     .unwrap();
-    wait_raised(&g.holding);
+    wait_for(&g.holding, 1);
     let guard = g.lock.lock_timeout(GENEROUS);
     assert!(
         matches!(guard, Err(TryLockError::OwnerDied(_))),

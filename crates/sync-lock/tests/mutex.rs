@@ -1,11 +1,12 @@
 //! `Mutex<T>` across fork and by name, and repairing data after a holder died.
 
-use std::sync::atomic::Ordering;
-
 use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::Mutex;
-use testkit::{deadline, helper_args, helper_report, reported, run_helper, unique_name, GENEROUS};
+use testkit::{
+    helper_args, helper_report, park_until_killed, raise, reported, run_helper, unique_name,
+    wait_for, GENEROUS,
+};
 
 #[derive(ShmSafe, Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
@@ -109,18 +110,13 @@ fn a_half_done_update_is_flagged_and_repaired() {
     let child = Process::new(|| -> u8 {
         let mut a = account.lock().unwrap();
         a.debit += 1; // ... and dies before the credit
-        halfway.store(1, Ordering::Release);
-        halfway.wake_all();
-        let parked = Futex::new(0);
-        while parked.wait(0, Some(deadline(GENEROUS))) {}
+        raise(&halfway);
+        park_until_killed();
         0
     })
     .start()
     .unwrap();
-    let limit = deadline(GENEROUS);
-    while halfway.load(Ordering::Acquire) == 0 {
-        assert!(halfway.wait(0, Some(limit)));
-    }
+    wait_for(&halfway, 1);
     child.kill().unwrap();
     assert!(matches!(child.join(), Err(JoinError::Signaled { .. })));
 

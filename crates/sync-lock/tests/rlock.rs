@@ -1,12 +1,11 @@
 //! `RLock`: re-entry by the holding thread, refusal for everyone else.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use daemon::Process;
 use shm::{Futex, Shared};
 use sync_lock::{NotOwner, RLock, TryLockError};
-use testkit::{deadline, GENEROUS};
+use testkit::{park_until_killed, raise, wait_for, GENEROUS};
 
 #[test]
 fn the_holding_thread_nests_to_any_depth() {
@@ -72,18 +71,13 @@ fn a_dead_holder_is_reported_and_the_depth_restarts() {
         for _ in 0..3 {
             lock.acquire().unwrap();
         }
-        holding.store(1, Ordering::Release);
-        holding.wake_all();
-        let parked = Futex::new(0);
-        while parked.wait(0, Some(deadline(GENEROUS))) {}
+        raise(&holding);
+        park_until_killed();
         0
     })
     .start()
     .unwrap();
-    let limit = deadline(GENEROUS);
-    while holding.load(Ordering::Acquire) == 0 {
-        assert!(holding.wait(0, Some(limit)));
-    }
+    wait_for(&holding, 1);
     child.kill().unwrap();
     let _ = child.join();
     let guard = match lock.lock_timeout(GENEROUS) {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 use shm::{Futex, ShmSafe};
 
+use crate::error::{checked_release, clamp_permits};
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
 /// Set while some process may sleep on the word.
@@ -74,13 +75,8 @@ impl Semaphore {
     /// A semaphore with `permits` free permits (at most
     /// [`MAX_PERMITS`]; larger values are clamped).
     pub const fn new(permits: u32) -> Semaphore {
-        let permits = if permits > MAX_PERMITS {
-            MAX_PERMITS
-        } else {
-            permits
-        };
         Semaphore {
-            word: Futex::new(permits),
+            word: Futex::new(clamp_permits(permits)),
             bound: MAX_PERMITS,
         }
     }
@@ -91,11 +87,7 @@ impl Semaphore {
     /// increment are one atomic step, so racing releasers cannot slip past
     /// it (CPython's check and increment are separate).
     pub const fn bounded(permits: u32) -> Semaphore {
-        let permits = if permits > MAX_PERMITS {
-            MAX_PERMITS
-        } else {
-            permits
-        };
+        let permits = clamp_permits(permits);
         Semaphore {
             word: Futex::new(permits),
             bound: permits,
@@ -143,28 +135,12 @@ impl Semaphore {
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         let mut seen = self.word.load(Ordering::Relaxed);
         loop {
-            let value = seen & COUNT;
-            let would_be = u64::from(value) + u64::from(n);
-            if would_be > u64::from(self.bound) {
-                return Err(if self.bound == MAX_PERMITS {
-                    ReleaseError::Overflow {
-                        released: n,
-                        value,
-                        max: MAX_PERMITS,
-                    }
-                } else {
-                    ReleaseError::AboveBound {
-                        released: n,
-                        would_be,
-                        bound: self.bound,
-                    }
-                });
-            }
+            let would_be = checked_release(seen & COUNT, n, self.bound)?;
             // Clearing the sleepers bit here is safe: a sleeper that finds no
             // permit after waking sets it again before sleeping.
             match self.word.compare_exchange_weak(
                 seen,
-                would_be as u32,
+                would_be,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -240,15 +216,7 @@ impl Semaphore {
                 backoff.spin();
                 continue;
             }
-            if seen & SLEEPERS == 0
-                && self
-                    .word
-                    .compare_exchange(seen, seen | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            self.word.wait(SLEEPERS, deadline);
+            self.word.flag_and_wait(seen, SLEEPERS, deadline);
         }
     }
 }

@@ -8,6 +8,7 @@ use crossbeam_utils::Backoff;
 use shm::{pid, Futex, ShmSafe};
 use sync_lock::{Acquired, OwnerCheck, RawLock};
 
+use crate::error::{checked_release, clamp_permits};
 use crate::plain::{COUNT, SLEEPERS};
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
@@ -132,22 +133,13 @@ impl RobustSemaphore {
 
     /// A bounded one: releasing above `permits` is an error.
     pub const fn bounded(permits: u32) -> RobustSemaphore {
-        let permits = if permits > MAX_PERMITS {
-            MAX_PERMITS
-        } else {
-            permits
-        };
+        let permits = clamp_permits(permits);
         RobustSemaphore::with_bound(permits, permits)
     }
 
     const fn with_bound(permits: u32, bound: u32) -> RobustSemaphore {
-        let permits = if permits > MAX_PERMITS {
-            MAX_PERMITS
-        } else {
-            permits
-        };
         RobustSemaphore {
-            word: Futex::new(permits),
+            word: Futex::new(clamp_permits(permits)),
             bound,
             guard: RawLock::new(),
             journal: Journal {
@@ -189,7 +181,7 @@ impl RobustSemaphore {
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         let held = self.lock();
         let seen = self.word.load(Ordering::Relaxed);
-        let new_count = self.checked_add(seen & COUNT, n)?;
+        let new_count = checked_release(seen & COUNT, n, self.bound)?;
         self.commit(new_count, None);
         drop(held);
         if seen & SLEEPERS != 0 {
@@ -323,7 +315,7 @@ impl RobustSemaphore {
         // Fails only if `release` calls refilled the semaphore while this
         // permit was out: the program released more than it took. A drop
         // cannot return an error, so it panics, and the count is unchanged.
-        let new_count = match self.checked_add(seen & COUNT, 1) {
+        let new_count = match checked_release(seen & COUNT, 1, self.bound) {
             Ok(count) => count,
             Err(err) => {
                 drop(held);
@@ -448,25 +440,5 @@ impl RobustSemaphore {
                 let r = self.holders[s].load(Ordering::Relaxed);
                 row_pid(r) == me && row_held(r) > 0
             })
-    }
-
-    fn checked_add(&self, value: u32, n: u32) -> Result<u32, ReleaseError> {
-        let would_be = u64::from(value) + u64::from(n);
-        if would_be <= u64::from(self.bound) {
-            return Ok(would_be as u32);
-        }
-        Err(if self.bound == MAX_PERMITS {
-            ReleaseError::Overflow {
-                released: n,
-                value,
-                max: MAX_PERMITS,
-            }
-        } else {
-            ReleaseError::AboveBound {
-                released: n,
-                would_be,
-                bound: self.bound,
-            }
-        })
     }
 }

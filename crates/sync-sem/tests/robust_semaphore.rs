@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_sem::{AcquireError, ReleaseError, RobustSemaphore};
-use testkit::{deadline, monotonic_ns, Rng, GENEROUS};
+use testkit::{deadline, monotonic_ns, park_until_killed, raise, wait_for, Rng, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -26,22 +26,6 @@ fn room(permits: u32) -> Shared<Room> {
         ready: Futex::new(0),
     })
     .unwrap()
-}
-
-fn wait_ready(room: &Room, at_least: u32) {
-    let limit = deadline(GENEROUS);
-    loop {
-        let seen = room.ready.load(Ordering::SeqCst);
-        if seen >= at_least {
-            return;
-        }
-        assert!(room.ready.wait(seen, Some(limit)), "child never got ready");
-    }
-}
-
-fn raise_ready(room: &Room) {
-    room.ready.fetch_add(1, Ordering::SeqCst);
-    room.ready.wake_all();
 }
 
 #[test]
@@ -74,15 +58,14 @@ fn a_killed_holder_of_two_permits_gives_them_back_to_a_blocked_acquirer() {
     let holder = Process::new(|| -> u8 {
         let a = room.sem.acquire().unwrap();
         let b = room.sem.acquire().unwrap();
-        raise_ready(&room);
-        let parked = Futex::new(0);
-        while parked.wait(0, Some(deadline(GENEROUS))) {}
+        raise(&room.ready);
+        park_until_killed();
         drop((a, b));
         0
     })
     .start()
     .unwrap();
-    wait_ready(&room, 1);
+    wait_for(&room.ready, 1);
     assert_eq!(room.sem.value(), 1);
     assert_eq!(room.sem.held_by(holder.pid() as u32), 2);
     let mine = room.sem.acquire().unwrap();
@@ -122,12 +105,12 @@ fn reclaim_returns_a_zombies_permits() {
     let room = room(2);
     let holder = Process::new(|| -> u8 {
         std::mem::forget(room.sem.acquire().unwrap());
-        raise_ready(&room);
+        raise(&room.ready);
         daemon::exit(0)
     })
     .start()
     .unwrap();
-    wait_ready(&room, 1);
+    wait_for(&room.ready, 1);
     // Not reaped yet: a zombie still "exists" but holds nothing.
     let limit = deadline(GENEROUS);
     while room.sem.reclaim() == 0 {

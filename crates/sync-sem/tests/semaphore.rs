@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Futex, Shared, ShmSafe};
 use sync_sem::{AcquireError, ReleaseError, Semaphore, MAX_PERMITS};
-use testkit::{deadline, GENEROUS};
+use testkit::{deadline, raise, wait_for, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -159,16 +159,12 @@ fn a_dead_holder_never_hangs_a_waiter_with_a_timeout() {
     let holding = Shared::new(Futex::new(0)).unwrap();
     let child = Process::new(|| -> u8 {
         std::mem::forget(sem.acquire());
-        holding.store(1, Ordering::SeqCst);
-        holding.wake_all();
+        raise(&holding);
         std::process::abort()
     })
     .start()
     .unwrap();
-    let limit = deadline(GENEROUS);
-    while holding.load(Ordering::SeqCst) == 0 {
-        assert!(holding.wait(0, Some(limit)));
-    }
+    wait_for(&holding, 1);
     assert!(child.join().is_err());
     let timeout = Duration::from_millis(20);
     let started = Instant::now();

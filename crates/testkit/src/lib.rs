@@ -7,6 +7,8 @@
 //!   itself), the way two programs meet through a named segment.
 //! - [`deadline`]: the timeout every wait in a test gets, so a broken
 //!   primitive fails the test instead of hanging it.
+//! - [`raise`] and [`wait_for`]: one process tells another "I got this
+//!   far" through a futex word in shared memory (never a sleep).
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -147,4 +149,35 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % bound
     }
+}
+
+/// Adds one to `signal` and wakes every process waiting on it: "I got this
+/// far" for [`wait_for`].
+pub fn raise(signal: &shm::Futex) {
+    signal.fetch_add(1, Ordering::SeqCst);
+    signal.wake_all();
+}
+
+/// Waits until `signal` has been raised at least `times` times, failing the
+/// test after [`GENEROUS`] instead of hanging it.
+pub fn wait_for(signal: &shm::Futex, times: u32) {
+    let limit = deadline(GENEROUS);
+    loop {
+        let seen = signal.load(Ordering::SeqCst);
+        if seen >= times {
+            return;
+        }
+        assert!(
+            signal.wait(seen, Some(limit)),
+            "the other process never signalled (at {seen} of {times})"
+        );
+    }
+}
+
+/// Sleeps until this process is killed, or [`GENEROUS`] has passed (so a
+/// test that forgets to kill it cannot leave it behind for long).
+pub fn park_until_killed() {
+    let parked = shm::Futex::new(0);
+    let limit = deadline(GENEROUS);
+    while parked.wait(0, Some(limit)) {}
 }
