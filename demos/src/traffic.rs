@@ -10,7 +10,7 @@ use shm::{Futex, Shared, ShmSafe};
 use sync_event::Event;
 use sync_lock::Lock;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::cli::{print_line, Context, DemoError, Summary};
 
 /// Arguments of `demos traffic`.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,28 +54,23 @@ struct Crossing {
     police_max_wait_us: AtomicU64,
 }
 
-fn red(ctx: &Context, colour: bool) {
-    let text = ctx_text(ctx, "红灯亮", "red light");
+/// The seed's `print("\033[1;31m 红灯亮\033[0m")`: in colour on a terminal,
+/// plain otherwise. `ansi` is 31 for red, 32 for green.
+fn announce(ctx: &Context, colour: bool, ansi: u8, zh: &str, en: &str) {
+    let text = ctx_text(ctx, zh, en);
     if colour {
-        ctx.say(
-            format!("\x1b[1;31m {text}\x1b[0m"),
-            format!("\x1b[1;31m {text}\x1b[0m"),
-        );
+        print_line(format_args!("\x1b[1;{ansi}m {text}\x1b[0m"));
     } else {
-        ctx.say(format!(" {text}"), format!(" {text}"));
+        print_line(format_args!(" {text}"));
     }
 }
 
+fn red(ctx: &Context, colour: bool) {
+    announce(ctx, colour, 31, "红灯亮", "red light");
+}
+
 fn green(ctx: &Context, colour: bool) {
-    let text = ctx_text(ctx, "绿灯亮", "green light");
-    if colour {
-        ctx.say(
-            format!("\x1b[1;32m {text}\x1b[0m"),
-            format!("\x1b[1;32m {text}\x1b[0m"),
-        );
-    } else {
-        ctx.say(format!(" {text}"), format!(" {text}"));
-    }
+    announce(ctx, colour, 32, "绿灯亮", "green light");
 }
 
 fn ctx_text<'a>(ctx: &Context, zh: &'a str, en: &'a str) -> &'a str {

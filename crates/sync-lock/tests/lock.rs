@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{Lock, TryLockError};
-use testkit::{deadline, monotonic_ns, park_until_killed, raise, wait_for, Rng, GENEROUS};
+use testkit::{
+    deadline, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for, Rng, GENEROUS,
+};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -112,24 +114,15 @@ fn a_holder_killed_by_sigkill_is_reported_to_the_next_locker() {
 
     // A killer process SIGKILLs the holder while we wait in lock(), and
     // notes the time; we note when lock() returns.
-    let holder_pid = holder.pid();
-    let killed_at = Shared::new(AtomicU64::new(0)).unwrap();
-    let killer = Process::new(|| {
-        // SAFETY: signalling our sibling; its pid is not reused while the
-        // parent has not reaped it.
-        unsafe { libc::kill(holder_pid, libc::SIGKILL) };
-        killed_at.store(monotonic_ns(), Ordering::SeqCst);
-    })
-    .start()
-    .unwrap();
+    let killer = sigkill_from_sibling(holder.pid());
     let result = g.lock.lock();
     let acquired_at = monotonic_ns();
     let guard = match result {
         Err(died) => died.into_inner(),
         Ok(_) => panic!("the holder's death was not reported"),
     };
-    killer.join().unwrap();
-    let detect = Duration::from_nanos(acquired_at.saturating_sub(killed_at.load(Ordering::SeqCst)));
+    let killed_at = killer.join().unwrap();
+    let detect = Duration::from_nanos(acquired_at.saturating_sub(killed_at));
     eprintln!("owner death detected {detect:?} after the kill");
     assert!(detect < Duration::from_secs(1), "took {detect:?}");
     assert!(matches!(

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_sem::{AcquireError, ReleaseError, RobustSemaphore};
-use testkit::{deadline, monotonic_ns, park_until_killed, raise, wait_for, Rng, GENEROUS};
+use testkit::{
+    deadline, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for, Rng, GENEROUS,
+};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -73,27 +75,20 @@ fn a_killed_holder_of_two_permits_gives_them_back_to_a_blocked_acquirer() {
 
     // A killer SIGKILLs the holder while we are blocked in acquire().
     let holder_pid = holder.pid();
-    let killed_at = Shared::new(AtomicU64::new(0)).unwrap();
-    let killer = Process::new(|| {
-        // SAFETY: our unreaped sibling; its pid cannot be reused yet.
-        unsafe { libc::kill(holder_pid, libc::SIGKILL) };
-        killed_at.store(monotonic_ns(), Ordering::SeqCst);
-    })
-    .start()
-    .unwrap();
+    let killer = sigkill_from_sibling(holder_pid);
     let second = room
         .sem
         .acquire_timeout(GENEROUS)
         .expect("a reclaimed permit");
     let got_at = monotonic_ns();
-    killer.join().unwrap();
+    let killed_at = killer.join().unwrap();
     assert!(matches!(
         holder.join(),
         Err(JoinError::Signaled { signal: 9, .. })
     ));
     eprintln!(
         "reclaimed {:?} after the kill",
-        Duration::from_nanos(got_at.saturating_sub(killed_at.load(Ordering::SeqCst)))
+        Duration::from_nanos(got_at.saturating_sub(killed_at))
     );
     drop((mine, second));
     assert_eq!(room.sem.value(), 3, "every permit is back");

@@ -181,3 +181,18 @@ pub fn park_until_killed() {
     let limit = deadline(GENEROUS);
     while parked.wait(0, Some(limit)) {}
 }
+
+/// Starts a process that SIGKILLs `pid` (a sibling: a child of this
+/// process, not yet reaped, so its pid cannot have been reused) while this
+/// process goes on to block; joining it gives the CLOCK_MONOTONIC time of
+/// the kill in nanoseconds (see [`monotonic_ns`]).
+pub fn sigkill_from_sibling(pid: i32) -> daemon::Child<u64> {
+    daemon::Process::new(|| {
+        // SAFETY: kill has no memory-safety preconditions; see above for
+        // why `pid` names the intended process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        monotonic_ns()
+    })
+    .start()
+    .expect("start the killer process")
+}
