@@ -46,6 +46,25 @@ fn a_large_result_larger_than_the_socket_buffer_arrives_whole() {
 }
 
 #[test]
+fn results_of_every_size_around_the_buffer_limits_arrive_whole() {
+    // Inline (256 bytes), socket buffer (64 KiB announced as streaming).
+    for len in [
+        0usize, 1, 250, 255, 256, 257, 300, 65_535, 65_536, 65_537, 300_000,
+    ] {
+        let bytes = Process::new(|| (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+            .start()
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(bytes.len(), len);
+        assert!(
+            bytes.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
+            "len {len}"
+        );
+    }
+}
+
+#[test]
 fn the_closure_borrows_the_parents_data() {
     let words: Vec<String> = "process isolation".split(" ").map(String::from).collect();
     let total = Process::new(|| words.iter().map(|w| w.len()).sum::<usize>())
