@@ -483,7 +483,7 @@ fn ratio(unit: Unit, value: f64, base: f64) -> String {
     } else {
         base / value
     };
-    format!("{cost:.2}x")
+    format!("{}x", fmt(cost))
 }
 
 fn fmt(v: f64) -> String {
@@ -491,8 +491,10 @@ fn fmt(v: f64) -> String {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
-    } else {
+    } else if v >= 0.1 {
         format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
     }
 }
 
