@@ -16,6 +16,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Permission bits other than `0o777`'s were asked for.
+    #[error(
+        "invalid mode {mode:#o} for a segment: only permission bits (at most 0o777) are allowed"
+    )]
+    InvalidMode {
+        /// The mode as given.
+        mode: u32,
+    },
+
     /// `create` found a segment of that name already there.
     #[error("segment {name:?} already exists (open it, or unlink it first)")]
     AlreadyExists {

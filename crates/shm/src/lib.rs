@@ -53,7 +53,7 @@ mod slice;
 
 pub use error::{Error, Result};
 pub use futex::Futex;
-pub use region::{DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN};
+pub use region::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN};
 pub use safe::ShmSafe;
 pub use segment::Segment;
 pub use shared::Shared;

@@ -15,6 +15,10 @@ use crate::{Error, Futex, Result};
 /// initialising it.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The permissions a named segment is created with unless told otherwise:
+/// read and write for its owner only.
+pub const DEFAULT_MODE: u32 = 0o600;
+
 /// The longest name a segment may have, in bytes (the file name under
 /// `/dev/shm`, without the leading `/`).
 pub const MAX_NAME_LEN: usize = 255;
@@ -340,6 +344,7 @@ impl Region {
     pub(crate) fn create(
         name: &str,
         layout: &Layout,
+        mode: u32,
         init: impl FnOnce(*mut u8),
     ) -> Result<Region> {
         let name = ShmName::parse(name)?;
@@ -347,10 +352,22 @@ impl Region {
         let data_offset = layout.data_offset()?;
         let total = data_offset + data_len;
 
+        if mode & !0o777 != 0 {
+            return Err(Error::InvalidMode { mode });
+        }
         let fd = shm_open(&name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)?;
         // From here on the name exists: remove it again unless we succeed
         // (an error below, or a panic in `init`).
         let unlink_on_failure = UnlinkOnDrop(&name);
+        // Exactly `mode`, whatever the umask (which shm_open applies).
+        // SAFETY: a valid descriptor; plain permission bits.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
+            return Err(os_error(
+                "fchmod",
+                name.as_str(),
+                io::Error::last_os_error(),
+            ));
+        }
         // SAFETY: a valid open descriptor; a size that fits off_t (checked in data_bytes).
         if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
             return Err(os_error(
@@ -551,7 +568,9 @@ impl Region {
         // Between a failed create (it exists) and our open, the owner may
         // unlink it; then creating is right again. A few rounds settle it.
         for _ in 0..16 {
-            match Region::create(name, layout, |p| (init.take().expect("init runs once"))(p)) {
+            match Region::create(name, layout, DEFAULT_MODE, |p| {
+                (init.take().expect("init runs once"))(p)
+            }) {
                 Ok(region) => return Ok((region, true)),
                 Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),

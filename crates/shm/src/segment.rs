@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::region::{self, Layout, Region, DEFAULT_OPEN_TIMEOUT};
+use crate::region::{self, Layout, Region, DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT};
 use crate::{Error, Result};
 
 /// A run of bytes shared between processes, by name and size: Python's
@@ -48,8 +48,14 @@ impl Segment {
     /// Creates the named segment `name` of `size` zero bytes, mode 0600.
     /// Dropping this handle removes the name.
     pub fn create(name: &str, size: usize) -> Result<Segment> {
+        Segment::create_with_mode(name, size, DEFAULT_MODE)
+    }
+
+    /// [`create`](Segment::create) with permission bits `mode`, applied
+    /// exactly, whatever the umask.
+    pub fn create_with_mode(name: &str, size: usize, mode: u32) -> Result<Segment> {
         Ok(Segment {
-            region: Region::create(name, &Layout::bytes(Some(size)), |_| {})?,
+            region: Region::create(name, &Layout::bytes(Some(size)), mode, |_| {})?,
         })
     }
 

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
-use crate::region::{self, Layout, Region, DEFAULT_OPEN_TIMEOUT};
+use crate::region::{self, Layout, Region, DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT};
 use crate::{Result, ShmSafe};
 
 /// A `T` in memory shared between processes: Python's `Value` and
@@ -68,7 +68,14 @@ impl<T: ShmSafe + Sync> Shared<T> {
     /// `value`, mode 0600. Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
     /// if the name is taken. Dropping this handle removes the name.
     pub fn create(name: &str, value: T) -> Result<Shared<T>> {
-        let region = Region::create(name, &Layout::value::<T>(), |data| {
+        Shared::create_with_mode(name, value, DEFAULT_MODE)
+    }
+
+    /// [`create`](Shared::create) with permission bits `mode` (for example
+    /// `0o660` to let the owner's group open it too), applied exactly,
+    /// whatever the umask.
+    pub fn create_with_mode(name: &str, value: T, mode: u32) -> Result<Shared<T>> {
+        let region = Region::create(name, &Layout::value::<T>(), mode, |data| {
             // SAFETY: `data` is aligned for T and T-sized; not yet published.
             unsafe { data.cast::<T>().write(value) }
         })?;

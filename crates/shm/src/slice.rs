@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
-use crate::region::{self, Layout, Region, DEFAULT_OPEN_TIMEOUT};
+use crate::region::{self, Layout, Region, DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT};
 use crate::{Result, ShmSafe};
 
 /// A fixed-length slice of `T` in memory shared between processes: Python's
@@ -65,7 +65,18 @@ impl<T: ShmSafe + Sync> SharedSlice<T> {
     /// Creates the named slice `name` of `len` elements, element `i` being
     /// `f(i)`; mode 0600. Dropping this handle removes the name.
     pub fn create(name: &str, len: usize, f: impl FnMut(usize) -> T) -> Result<SharedSlice<T>> {
-        let region = Region::create(name, &Layout::slice::<T>(Some(len)), |data| {
+        SharedSlice::create_with_mode(name, len, DEFAULT_MODE, f)
+    }
+
+    /// [`create`](SharedSlice::create) with permission bits `mode`, applied
+    /// exactly, whatever the umask.
+    pub fn create_with_mode(
+        name: &str,
+        len: usize,
+        mode: u32,
+        f: impl FnMut(usize) -> T,
+    ) -> Result<SharedSlice<T>> {
+        let region = Region::create(name, &Layout::slice::<T>(Some(len)), mode, |data| {
             fill(data, len, f)
         })?;
         Ok(SharedSlice::from_region(region, len))

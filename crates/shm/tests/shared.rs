@@ -343,19 +343,6 @@ fn bad_names_are_refused_with_the_reason() {
 }
 
 #[test]
-fn named_segments_are_private_to_their_owner() {
-    use std::os::unix::fs::PermissionsExt;
-    let name = unique_name("mode");
-    let value = Shared::create(&name, AtomicU64::new(0)).unwrap();
-    let mode = std::fs::metadata(std::path::Path::new("/dev/shm").join(&name))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    drop(value);
-}
-
-#[test]
 fn zz_this_suite_left_no_names_behind() {
     // Runs last (tests run in name order, one at a time: see .cargo/config.toml).
     assert_eq!(
