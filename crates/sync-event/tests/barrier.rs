@@ -19,6 +19,19 @@ struct Race {
     leaders: AtomicU32,
 }
 
+/// Waits (at most GENEROUS) until `parties` processes wait in `barrier`.
+fn wait_until_waiting(barrier: &Barrier, parties: u32) {
+    let limit = deadline(GENEROUS);
+    while barrier.n_waiting() < parties {
+        assert!(
+            Instant::now() < limit,
+            "only {} parties arrived",
+            barrier.n_waiting()
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A child's error, as text that can travel back to the parent.
 fn failure<T>(result: Result<T, BarrierError>) -> Option<String> {
     result.err().map(|e| e.to_string())
@@ -76,11 +89,7 @@ fn a_party_killed_while_others_wait_breaks_the_barrier_for_them() {
     };
     let doomed = waiter();
     let survivors = [waiter(), waiter()];
-    let limit = deadline(GENEROUS);
-    while barrier.n_waiting() < 3 {
-        assert!(Instant::now() < limit, "parties never arrived");
-        std::thread::yield_now();
-    }
+    wait_until_waiting(&barrier, 3);
     doomed.kill().unwrap();
     let _ = doomed.join();
     for survivor in survivors {
@@ -111,11 +120,7 @@ fn a_timeout_breaks_it_for_everyone() {
     let patient = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
         .start()
         .unwrap();
-    let limit = deadline(GENEROUS);
-    while barrier.n_waiting() < 1 {
-        assert!(Instant::now() < limit);
-        std::thread::yield_now();
-    }
+    wait_until_waiting(&barrier, 1);
     let started = Instant::now();
     assert_eq!(
         barrier.wait_timeout(Duration::from_millis(20)).unwrap_err(),
@@ -134,11 +139,7 @@ fn reset_and_abort_break_current_waiters() {
     let waiting = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
         .start()
         .unwrap();
-    let limit = deadline(GENEROUS);
-    while barrier.n_waiting() < 1 {
-        assert!(Instant::now() < limit);
-        std::thread::yield_now();
-    }
+    wait_until_waiting(&barrier, 1);
     barrier.reset();
     assert_eq!(
         waiting.join().unwrap(),
