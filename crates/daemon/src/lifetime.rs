@@ -31,6 +31,8 @@ pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
 pub(crate) struct Registered {
     pub(crate) pid: i32,
     pub(crate) daemon: bool,
+    /// The process that started it: only that process ends or joins it.
+    pub(crate) parent: i32,
 }
 
 static CHILDREN: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
@@ -66,7 +68,13 @@ pub(crate) fn forget(registry: &mut Vec<Registered>, pid: i32) {
 }
 
 extern "C" fn at_exit() {
-    let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|p| p.into_inner()));
+    // A child forked by other means (not `Process::start`, which clears the
+    // registry) inherits a copy of it; if that child leaves through `exit`,
+    // it must not end or join its parent's children.
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    children.retain(|c| c.parent == me);
     end_children(&children, DAEMON_GRACE);
 }
 

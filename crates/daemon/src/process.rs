@@ -141,6 +141,7 @@ where
         children.push(lifetime::Registered {
             pid,
             daemon: self.daemon,
+            parent: parent_pid,
         });
         drop(children);
         drop(child_end);

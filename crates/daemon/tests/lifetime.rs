@@ -163,3 +163,28 @@ fn a_daemon_may_start_only_daemons() {
     assert_eq!(outcome, (true, true, Some(5)));
     assert!(!daemon::is_daemon_process());
 }
+
+#[test]
+fn a_child_forked_by_other_means_leaves_its_parents_children_alone() {
+    let mut daemon = Process::new(testkit::park_until_killed)
+        .daemon(true)
+        .start()
+        .unwrap();
+    // A plain fork inherits this process's record of children; its `exit`
+    // runs the exit rule, which must not touch them.
+    // SAFETY: the child only leaves through `exit`, the point of the test.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        std::process::exit(0);
+    }
+    let mut status = 0;
+    // SAFETY: our child; a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status));
+    assert!(
+        daemon.is_alive(),
+        "the plain fork's exit ended its parent's daemon"
+    );
+    daemon.kill().unwrap();
+    assert!(daemon.join_timeout(GENEROUS).is_err());
+}

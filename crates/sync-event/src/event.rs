@@ -80,10 +80,8 @@ impl Event {
     /// process sleeps on it.
     #[inline]
     pub fn set(&self) {
-        if self.word.load(Ordering::Relaxed) == SET {
-            // Already set, nobody asleep: nothing to write.
-            return;
-        }
+        // Always a release RMW, even when already set: what this process
+        // wrote before `set` must be visible to whoever then sees the flag.
         let before = self.word.swap(SET, Ordering::Release);
         if before & SLEEPERS != 0 {
             self.word.wake_all();
