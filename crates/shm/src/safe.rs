@@ -59,6 +59,38 @@ use std::sync::atomic::{
 /// }
 /// ```
 ///
+/// Generic structs get the bound on their parameters: `Pair<AtomicU32>`
+/// is `ShmSafe`, `Pair<String>` is not.
+///
+/// ```
+/// use shm::{Shared, ShmSafe};
+/// use std::sync::atomic::AtomicU32;
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Pair<T> {
+///     left: T,
+///     right: T,
+/// }
+///
+/// let pair = Shared::new(Pair { left: AtomicU32::new(1), right: AtomicU32::new(2) })?;
+/// # let _ = pair;
+/// # Ok::<(), shm::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// use shm::{Shared, ShmSafe};
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Pair<T> {
+///     left: T,
+///     right: T,
+/// }
+///
+/// let pair = Shared::new(Pair { left: String::new(), right: String::new() });
+/// ```
+///
 /// And an enum:
 ///
 /// ```compile_fail
