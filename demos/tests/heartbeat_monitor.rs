@@ -39,3 +39,41 @@ fn the_monitor_lists_a_reporter_that_beats() {
         "summary: reporters=1 alive=1 stuck=0 silent=0 beats=1"
     );
 }
+
+#[test]
+fn the_monitor_reads_a_reporters_database() {
+    let dir = std::env::temp_dir().join(format!("procsync-monitor-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("beats.sqlite");
+    // A reporter of this test process writes the database ("写数据库").
+    let beat = daemon::heartbeat::Reporter::new("db-probe")
+        .interval(std::time::Duration::from_millis(100))
+        .sqlite(&db)
+        .start()
+        .unwrap();
+    beat.progress(3);
+    let out = Command::new(env!("CARGO_BIN_EXE_demos"))
+        .args(["heartbeat-monitor", "--listen", "127.0.0.1:0", "--for", "1"])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    drop(beat);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("db-probe") && l.contains("ALIVE")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("summary: reporters=1 alive=1"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
