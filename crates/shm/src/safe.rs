@@ -15,7 +15,7 @@ use std::sync::atomic::{
 /// process maps it. Destructors of values in shared memory never run:
 /// another process may still be using the value.
 ///
-/// Implemented for the integers, floats, `bool`, the atomics, arrays of
+/// Implemented for the integers, floats, `bool`, `()`, the atomics, arrays of
 /// `ShmSafe` types, [`Futex`](crate::Futex) and the procsync primitives. Not
 /// for tuples: their layout is `repr(Rust)` and may differ between two
 /// binaries that map the same segment.
@@ -155,3 +155,7 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 
 // SAFETY: zero-sized and holds nothing.
 unsafe impl<T: ?Sized> ShmSafe for std::marker::PhantomData<T> {}
+
+// SAFETY: zero-sized and holds nothing (so `Mutex<()>` is a plain lock that
+// a `Condvar` can wait with, like Python's `Condition(Lock())`).
+unsafe impl ShmSafe for () {}

@@ -133,3 +133,38 @@ fn a_killed_waiter_blocks_neither_notifiers_nor_other_waiters() {
     assert!(started.elapsed() < GENEROUS / 2, "notify blocked");
     assert!(survivor.join().unwrap(), "the surviving waiter was woken");
 }
+
+#[test]
+fn a_bare_mutex_and_condvar_work_like_pythons_condition() {
+    #[derive(ShmSafe)]
+    #[repr(C)]
+    struct Condition {
+        lock: Mutex<()>,
+        changed: Condvar,
+        ready: std::sync::atomic::AtomicBool,
+    }
+    let c = Shared::new(Condition {
+        lock: Mutex::new(()),
+        changed: Condvar::new(),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    })
+    .unwrap();
+    let waiter = Process::new(|| {
+        let guard = c.lock.lock().unwrap();
+        let (_guard, result) = c
+            .changed
+            .wait_timeout_while(guard, GENEROUS, |_| {
+                !c.ready.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .unwrap();
+        !result.timed_out()
+    })
+    .start()
+    .unwrap();
+    {
+        let _guard = c.lock.lock().unwrap();
+        c.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    c.changed.notify_all();
+    assert!(waiter.join().unwrap());
+}
