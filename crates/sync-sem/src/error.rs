@@ -47,34 +47,3 @@ pub enum AcquireError {
         holders: usize,
     },
 }
-
-/// `permits`, at most [`MAX_PERMITS`](crate::MAX_PERMITS).
-pub(crate) const fn clamp_permits(permits: u32) -> u32 {
-    if permits > crate::MAX_PERMITS {
-        crate::MAX_PERMITS
-    } else {
-        permits
-    }
-}
-
-/// The value after releasing `n` onto `value`, or why that would break the
-/// semaphore's `bound` (`MAX_PERMITS` when unbounded).
-pub(crate) fn checked_release(value: u32, n: u32, bound: u32) -> Result<u32, ReleaseError> {
-    let would_be = u64::from(value) + u64::from(n);
-    if would_be <= u64::from(bound) {
-        return Ok(would_be as u32);
-    }
-    Err(if bound == crate::MAX_PERMITS {
-        ReleaseError::Overflow {
-            released: n,
-            value,
-            max: crate::MAX_PERMITS,
-        }
-    } else {
-        ReleaseError::AboveBound {
-            released: n,
-            would_be,
-            bound,
-        }
-    })
-}

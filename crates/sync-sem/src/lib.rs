@@ -21,6 +21,7 @@
 //! concurrency among workers that may be killed (the KTV rooms must come
 //! back when a singer is thrown out).
 
+mod count;
 mod error;
 mod permit;
 mod plain;

@@ -6,13 +6,11 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 use shm::{Futex, ShmSafe};
 
-use crate::error::{checked_release, clamp_permits};
+use crate::count::{
+    checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
+};
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
-/// Set while some process may sleep on the word.
-pub(crate) const SLEEPERS: u32 = 1 << 31;
-/// The count of free permits.
-pub(crate) const COUNT: u32 = !SLEEPERS;
 /// Rounds of exponential spinning (about 130 pause instructions in all)
 /// before a waiter sleeps.
 const SPIN_ROUNDS: u32 = 7;
@@ -148,20 +146,18 @@ impl Semaphore {
                 Err(now) => seen = now,
             }
         }
-        if seen & SLEEPERS != 0 {
-            self.word.wake_all();
-        }
+        wake_sleepers_of(&self.word, seen);
         Ok(())
     }
 
     /// The number of free permits now (Python's `get_value()`).
     pub fn value(&self) -> u32 {
-        self.word.load(Ordering::Relaxed) & COUNT
+        permits_in(&self.word)
     }
 
     /// The bound of a [`bounded`](Semaphore::bounded) semaphore, or `None`.
     pub fn bound(&self) -> Option<u32> {
-        (self.bound != MAX_PERMITS).then_some(self.bound)
+        public_bound(self.bound)
     }
 
     /// One permit back from a dropped [`Permit`]. It can only fail if

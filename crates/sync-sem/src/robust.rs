@@ -8,8 +8,9 @@ use crossbeam_utils::Backoff;
 use shm::{pid, Futex, ShmSafe};
 use sync_lock::{Acquired, OwnerCheck, RawLock};
 
-use crate::error::{checked_release, clamp_permits};
-use crate::plain::{COUNT, SLEEPERS};
+use crate::count::{
+    checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
+};
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
 /// How many processes can hold permits of one [`RobustSemaphore`] at once.
@@ -184,9 +185,7 @@ impl RobustSemaphore {
         let new_count = checked_release(seen & COUNT, n, self.bound)?;
         self.commit(new_count, None);
         drop(held);
-        if seen & SLEEPERS != 0 {
-            self.word.wake_all();
-        }
+        wake_sleepers_of(&self.word, seen);
         Ok(())
     }
 
@@ -194,12 +193,12 @@ impl RobustSemaphore {
     /// once taken back (by a waiter, `try_acquire` or
     /// [`reclaim`](RobustSemaphore::reclaim)).
     pub fn value(&self) -> u32 {
-        self.word.load(Ordering::Relaxed) & COUNT
+        permits_in(&self.word)
     }
 
     /// The bound of a [`bounded`](RobustSemaphore::bounded) semaphore, or `None`.
     pub fn bound(&self) -> Option<u32> {
-        (self.bound != MAX_PERMITS).then_some(self.bound)
+        public_bound(self.bound)
     }
 
     /// Takes back the permits of every holder that has died and returns how
@@ -327,9 +326,7 @@ impl RobustSemaphore {
         };
         self.commit(new_count, Some((slot, new_row)));
         drop(held);
-        if seen & SLEEPERS != 0 {
-            self.word.wake_all();
-        }
+        wake_sleepers_of(&self.word, seen);
     }
 
     /// A forgotten permit: stays taken, no longer this process's.
