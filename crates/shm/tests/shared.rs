@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Error, Futex, Shared};
 use testkit::{
-    deadline, helper_args, helper_report, name_exists, raise, reported, run_helper, unique_name,
-    GENEROUS,
+    deadline, helper_args, helper_report, in_processes, name_exists, raise, reported, run_helper,
+    unique_name, GENEROUS,
 };
 
 #[test]
@@ -50,20 +50,10 @@ fn a_derived_struct_is_shared_field_by_field() {
         buckets: Default::default(),
     })
     .unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|i| {
-            let stats = &stats;
-            Process::new(move || {
-                stats.requests.fetch_add(10, Ordering::SeqCst);
-                stats.buckets[i].fetch_add(1, Ordering::SeqCst);
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(4, |i| {
+        stats.requests.fetch_add(10, Ordering::SeqCst);
+        stats.buckets[i].fetch_add(1, Ordering::SeqCst);
+    });
     assert_eq!(stats.requests.load(Ordering::SeqCst), 40);
     assert_eq!(stats.errors.load(Ordering::SeqCst), 0);
     assert!(stats.buckets.iter().all(|b| b.load(Ordering::SeqCst) == 1));
@@ -250,27 +240,19 @@ fn a_creator_that_died_initialising_is_reported_at_once() {
 fn exactly_one_of_many_racing_openers_creates() {
     let name = unique_name("race");
     let inits = Shared::new(AtomicU32::new(0)).unwrap();
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            Process::new(|| {
-                let value = Shared::open_or_create(&name, || {
-                    inits.fetch_add(1, Ordering::SeqCst);
-                    AtomicU64::new(77)
-                })
-                .expect("open_or_create");
-                let seen = value.load(Ordering::SeqCst);
-                // Keep the name alive until every racer has opened it.
-                let mut value = value;
-                value.persist();
-                seen
-            })
-            .start()
-            .unwrap()
+    let seen = in_processes(6, |_| {
+        let value = Shared::open_or_create(&name, || {
+            inits.fetch_add(1, Ordering::SeqCst);
+            AtomicU64::new(77)
         })
-        .collect();
-    for child in children {
-        assert_eq!(child.join().unwrap(), 77);
-    }
+        .expect("open_or_create");
+        let seen = value.load(Ordering::SeqCst);
+        // Keep the name alive until every racer has opened it.
+        let mut value = value;
+        value.persist();
+        seen
+    });
+    assert_eq!(seen, [77; 6]);
     assert_eq!(inits.load(Ordering::SeqCst), 1, "init ran exactly once");
     Shared::<AtomicU64>::unlink(&name).unwrap();
 }

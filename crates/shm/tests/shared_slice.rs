@@ -2,24 +2,15 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use daemon::Process;
 use shm::{Error, SharedSlice};
-use testkit::{helper_args, helper_report, reported, run_helper, unique_name, GENEROUS};
+use testkit::{
+    helper_args, helper_report, in_processes, reported, run_helper, unique_name, GENEROUS,
+};
 
 #[test]
 fn children_fill_their_own_slots() {
     let slots = SharedSlice::from_fn(8, |_| AtomicU32::new(0)).unwrap();
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            let slots = &slots;
-            Process::new(move || slots[i].store(i as u32 * 10, Ordering::SeqCst))
-                .start()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(8, |i| slots[i].store(i as u32 * 10, Ordering::SeqCst));
     let seen: Vec<u32> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     assert_eq!(seen, [0, 10, 20, 30, 40, 50, 60, 70]);
 }

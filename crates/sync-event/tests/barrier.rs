@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Shared, ShmSafe};
 use sync_event::{Barrier, BarrierError};
-use testkit::{deadline, GENEROUS};
+use testkit::{deadline, in_processes, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -46,28 +46,19 @@ fn four_processes_keep_step_for_a_hundred_generations() {
         leaders: AtomicU32::new(0),
     })
     .unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Process::new(|| {
-                for generation in 0..100 {
-                    race.arrived[generation].fetch_add(1, Ordering::SeqCst);
-                    let result = race.barrier.wait_timeout(GENEROUS).expect("no party fails");
-                    // Nobody passes before all four have arrived.
-                    assert_eq!(race.arrived[generation].load(Ordering::SeqCst), 4);
-                    assert!(result.index() < 4);
-                    if result.is_leader() {
-                        race.leaders.fetch_add(1, Ordering::SeqCst);
-                    }
-                    race.passed[generation].fetch_add(1, Ordering::SeqCst);
-                }
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(4, |_| {
+        for generation in 0..100 {
+            race.arrived[generation].fetch_add(1, Ordering::SeqCst);
+            let result = race.barrier.wait_timeout(GENEROUS).expect("no party fails");
+            // Nobody passes before all four have arrived.
+            assert_eq!(race.arrived[generation].load(Ordering::SeqCst), 4);
+            assert!(result.index() < 4);
+            if result.is_leader() {
+                race.leaders.fetch_add(1, Ordering::SeqCst);
+            }
+            race.passed[generation].fetch_add(1, Ordering::SeqCst);
+        }
+    });
     assert!(race.passed.iter().all(|p| p.load(Ordering::SeqCst) == 4));
     assert_eq!(
         race.leaders.load(Ordering::SeqCst),

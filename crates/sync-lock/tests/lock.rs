@@ -8,7 +8,8 @@ use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{Lock, TryLockError};
 use testkit::{
-    deadline, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for, Rng, GENEROUS,
+    deadline, in_processes, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for,
+    Rng, GENEROUS,
 };
 
 #[derive(ShmSafe)]
@@ -41,22 +42,13 @@ fn hold_until_killed(g: &Guarded) {
 fn four_processes_never_overlap() {
     const EACH: u64 = 100_000;
     let g = guarded();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Process::new(|| {
-                for _ in 0..EACH {
-                    let _guard = g.lock.lock().expect("nobody dies here");
-                    let v = g.counter.load(Ordering::Relaxed);
-                    g.counter.store(v + 1, Ordering::Relaxed);
-                }
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(4, |_| {
+        for _ in 0..EACH {
+            let _guard = g.lock.lock().expect("nobody dies here");
+            let v = g.counter.load(Ordering::Relaxed);
+            g.counter.store(v + 1, Ordering::Relaxed);
+        }
+    });
     assert_eq!(g.counter.load(Ordering::SeqCst), 4 * EACH);
     assert!(!g.lock.is_locked());
 }

@@ -4,8 +4,8 @@ use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::Mutex;
 use testkit::{
-    helper_args, helper_report, park_until_killed, raise, reported, run_helper, unique_name,
-    wait_for, GENEROUS,
+    helper_args, helper_report, in_processes, park_until_killed, raise, reported, run_helper,
+    unique_name, wait_for, GENEROUS,
 };
 
 #[derive(ShmSafe, Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,22 +23,13 @@ fn forked_children_update_the_data_exactly() {
         credit: 0,
     }))
     .unwrap();
-    let children: Vec<_> = (0..3)
-        .map(|_| {
-            Process::new(|| {
-                for _ in 0..20_000 {
-                    let mut a = account.lock().unwrap();
-                    a.debit += 1;
-                    a.credit += 1;
-                }
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(3, |_| {
+        for _ in 0..20_000 {
+            let mut a = account.lock().unwrap();
+            a.debit += 1;
+            a.credit += 1;
+        }
+    });
     assert_eq!(
         *account.lock().unwrap(),
         Account {

@@ -7,7 +7,8 @@ use daemon::{JoinError, Process};
 use shm::{Futex, Shared, ShmSafe};
 use sync_sem::{AcquireError, ReleaseError, RobustSemaphore};
 use testkit::{
-    deadline, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for, Rng, GENEROUS,
+    deadline, in_processes, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for,
+    Rng, GENEROUS,
 };
 
 #[derive(ShmSafe)]
@@ -33,23 +34,14 @@ fn room(permits: u32) -> Shared<Room> {
 #[test]
 fn never_more_inside_than_permits() {
     let room = room(3);
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            Process::new(|| {
-                for _ in 0..3_000 {
-                    let _permit = room.sem.acquire().unwrap();
-                    let now = room.inside.fetch_add(1, Ordering::SeqCst) + 1;
-                    room.most.fetch_max(now, Ordering::SeqCst);
-                    room.inside.fetch_sub(1, Ordering::SeqCst);
-                }
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(6, |_| {
+        for _ in 0..3_000 {
+            let _permit = room.sem.acquire().unwrap();
+            let now = room.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            room.most.fetch_max(now, Ordering::SeqCst);
+            room.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    });
     assert!(room.most.load(Ordering::SeqCst) <= 3);
     assert_eq!(room.sem.value(), 3);
 }

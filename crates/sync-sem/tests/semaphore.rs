@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Futex, Shared, ShmSafe};
 use sync_sem::{AcquireError, ReleaseError, Semaphore, MAX_PERMITS};
-use testkit::{deadline, raise, wait_for, GENEROUS};
+use testkit::{in_processes, raise, wait_for, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -31,35 +31,22 @@ fn eight_processes_never_exceed_three_inside_and_reach_three() {
             room.most.wake_all();
         }
     };
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            Process::new(|| {
-                // First, gather: stay inside until three have been inside at
-                // once (three permits exist, so three get in).
-                {
-                    let _permit = room.sem.acquire();
-                    enter(&room);
-                    let limit = deadline(GENEROUS);
-                    while room.most.load(Ordering::SeqCst) < 3 {
-                        let seen = room.most.load(Ordering::SeqCst);
-                        assert!(room.most.wait(seen, Some(limit)), "three never got in");
-                    }
-                    room.inside.fetch_sub(1, Ordering::SeqCst);
-                }
-                // Then hammer.
-                for _ in 0..20_000 {
-                    let _permit = room.sem.acquire();
-                    enter(&room);
-                    room.inside.fetch_sub(1, Ordering::SeqCst);
-                }
-            })
-            .start()
-            .unwrap()
-        })
-        .collect();
-    for child in children {
-        child.join().unwrap();
-    }
+    in_processes(8, |_| {
+        // First, gather: stay inside until three have been inside at once
+        // (three permits exist, so three get in).
+        {
+            let _permit = room.sem.acquire();
+            enter(&room);
+            wait_for(&room.most, 3);
+            room.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+        // Then hammer.
+        for _ in 0..20_000 {
+            let _permit = room.sem.acquire();
+            enter(&room);
+            room.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    });
     assert_eq!(room.most.load(Ordering::SeqCst), 3);
     assert_eq!(room.sem.value(), 3);
 }

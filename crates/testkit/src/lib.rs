@@ -196,3 +196,25 @@ pub fn sigkill_from_sibling(pid: i32) -> daemon::Child<u64> {
     .start()
     .expect("start the killer process")
 }
+
+/// Runs `work(i)` for `i` in `0..n`, each in its own forked process, all at
+/// once, and returns what they returned, in order. A child that panics or
+/// dies fails the test.
+pub fn in_processes<T, W>(n: usize, work: W) -> Vec<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    W: Fn(usize) -> T,
+{
+    let work = &work;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            daemon::Process::new(move || work(i))
+                .start()
+                .expect("start a child process")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| child.join().expect("a child process failed"))
+        .collect()
+}
