@@ -20,7 +20,7 @@
 //! References: `futex(2)`, `futex(7)` and Ulrich Drepper's *Futexes Are
 //! Tricky*.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// A 32-bit word that processes can sleep on until another process changes
@@ -92,41 +92,7 @@ impl Futex {
     ///
     /// `deadline: None` waits without a time limit.
     pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> bool {
-        let timeout = match deadline {
-            None => None,
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return false;
-                }
-                Some(duration_to_timespec(deadline - now))
-            }
-        };
-        let timeout_ptr = timeout
-            .as_ref()
-            .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
-        // SAFETY: `self.word` is a live, aligned u32 for the whole call; the
-        // timeout pointer is null or points to a timespec on this stack frame;
-        // FUTEX_WAIT reads only those and ignores the last two arguments.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                timeout_ptr,
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
-        if rc == -1 && last_errno() == libc::ETIMEDOUT {
-            // The kernel's timer never fires early, but our `now` above was
-            // read before the syscall; confirm against the clock ourselves.
-            return deadline.is_none_or(|d| Instant::now() < d);
-        }
-        // 0: woken (or spurious). EAGAIN: the word no longer held `expected`.
-        // EINTR: a signal arrived. In every case the caller re-checks.
-        true
+        futex_wait(self.word.as_ptr(), expected, deadline)
     }
 
     /// The sleeping half of a primitive with a "sleepers" flag: sets `flag`
@@ -154,21 +120,7 @@ impl Futex {
     /// This is a system call even when nobody waits: primitives keep their own
     /// record of sleepers and skip it when there are none.
     pub fn wake(&self, count: u32) -> u32 {
-        let count = count.min(i32::MAX as u32);
-        // SAFETY: FUTEX_WAKE only uses the word's address as a key; the word is
-        // live for the call and the remaining arguments are ignored.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.word.as_ptr(),
-                libc::FUTEX_WAKE,
-                count,
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
-        u32::try_from(rc).unwrap_or(0)
+        futex_wake(self.word.as_ptr(), count)
     }
 
     /// Wakes one waiter, if any. See [`wake`](Futex::wake).
@@ -186,6 +138,179 @@ impl Futex {
     pub fn value(&self) -> u32 {
         self.word.load(Ordering::Acquire)
     }
+}
+
+/// A 64-bit atomic word whose low 32 bits are a futex word: wide enough to
+/// hold a whole [`Identity`](crate::pid::Identity) beside a few flags, and
+/// changed only by 64-bit atomic operations, so a compare-and-swap compares
+/// the identity as a whole.
+///
+/// Sleepers wait on the low half (the kernel's futex word is 32 bits), so a
+/// change of the high half alone does not end a [`wait`](Futex64::wait):
+/// a primitive built on it must change the low half, or wake, whenever a
+/// sleeper needs to look again. The lock word does: every release clears
+/// the low half.
+///
+/// # Example
+///
+/// ```
+/// use shm::{futex::Futex64, Shared};
+/// use std::sync::atomic::Ordering;
+/// use std::time::{Duration, Instant};
+///
+/// let word = Shared::new(Futex64::new(0))?;
+/// let child = daemon::Process::new(|| {
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     while word.load(Ordering::Acquire) == 0 {
+///         if !word.wait(0, Some(deadline)) {
+///             return false;
+///         }
+///     }
+///     true
+/// })
+/// .start()?;
+/// word.store(1 << 40 | 1, Ordering::Release);
+/// word.wake_all();
+/// assert!(child.join()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[repr(C, align(8))]
+#[derive(Debug, Default)]
+pub struct Futex64 {
+    word: AtomicU64,
+}
+
+// SAFETY: a single AtomicU64: plain data, valid at any 8-aligned address;
+// its futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex64 {}
+
+impl std::ops::Deref for Futex64 {
+    type Target = AtomicU64;
+
+    fn deref(&self) -> &AtomicU64 {
+        &self.word
+    }
+}
+
+impl Futex64 {
+    /// A word holding `value`.
+    pub const fn new(value: u64) -> Futex64 {
+        Futex64 {
+            word: AtomicU64::new(value),
+        }
+    }
+
+    /// The address of the low half, which the kernel sees as the futex
+    /// word. Only ever handed to the kernel: Rust reads and writes the word
+    /// as a whole `AtomicU64`, never through this pointer.
+    fn low_half(&self) -> *mut u32 {
+        #[cfg(target_endian = "little")]
+        const LOW_HALF: usize = 0;
+        #[cfg(target_endian = "big")]
+        const LOW_HALF: usize = 1;
+        (self.word.as_ptr() as *mut u32).wrapping_add(LOW_HALF)
+    }
+
+    /// Sleeps while the word's low half equals `expected`'s low half, until
+    /// woken or `deadline`. Returns as [`Futex::wait`] does: `false` only
+    /// once the deadline has passed; callers re-check in a loop.
+    pub fn wait(&self, expected: u64, deadline: Option<Instant>) -> bool {
+        futex_wait(self.low_half(), expected as u32, deadline)
+    }
+
+    /// Sets `flag` (a bit of the low half) if the word still holds `seen`,
+    /// then sleeps while it holds `seen | flag`; see
+    /// [`Futex::flag_and_wait`].
+    pub fn flag_and_wait(&self, seen: u64, flag: u64, deadline: Option<Instant>) {
+        debug_assert!(
+            flag != 0 && flag >> 32 == 0,
+            "the flag is a bit of the low half"
+        );
+        if seen & flag == 0
+            && self
+                .word
+                .compare_exchange(seen, seen | flag, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.wait(seen | flag, deadline);
+    }
+
+    /// Wakes at most `count` sleepers; see [`Futex::wake`].
+    pub fn wake(&self, count: u32) -> u32 {
+        futex_wake(self.low_half(), count)
+    }
+
+    /// Wakes one sleeper, if any.
+    pub fn wake_one(&self) -> u32 {
+        self.wake(1)
+    }
+
+    /// Wakes every sleeper.
+    pub fn wake_all(&self) -> u32 {
+        self.wake(u32::MAX)
+    }
+}
+
+/// `FUTEX_WAIT` on `word` while it holds `expected`; see [`Futex::wait`].
+fn futex_wait(word: *mut u32, expected: u32, deadline: Option<Instant>) -> bool {
+    let timeout = match deadline {
+        None => None,
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            Some(duration_to_timespec(deadline - now))
+        }
+    };
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
+    // SAFETY: `word` points to a live, aligned u32 (a Futex, or the low half
+    // of a Futex64) for the whole call; the kernel only compares it
+    // atomically with `expected`. The timeout
+    // pointer is null or points to a timespec on this stack frame;
+    // FUTEX_WAIT reads only those and ignores the last two arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAIT,
+            expected,
+            timeout_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if rc == -1 && last_errno() == libc::ETIMEDOUT {
+        // The kernel's timer never fires early, but our `now` above was
+        // read before the syscall; confirm against the clock ourselves.
+        return deadline.is_none_or(|d| Instant::now() < d);
+    }
+    // 0: woken (or spurious). EAGAIN: the word no longer held `expected`.
+    // EINTR: a signal arrived. In every case the caller re-checks.
+    true
+}
+
+/// `FUTEX_WAKE` of at most `count` sleepers on `word`; see [`Futex::wake`].
+fn futex_wake(word: *mut u32, count: u32) -> u32 {
+    let count = count.min(i32::MAX as u32);
+    // SAFETY: FUTEX_WAKE only uses the word's address as a key; the word is
+    // live for the call and the remaining arguments are ignored.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAKE,
+            count,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    u32::try_from(rc).unwrap_or(0)
 }
 
 fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {

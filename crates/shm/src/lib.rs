@@ -52,7 +52,7 @@ mod shared;
 mod slice;
 
 pub use error::{Error, Result};
-pub use futex::Futex;
+pub use futex::{Futex, Futex64};
 pub use region::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN};
 pub use safe::ShmSafe;
 pub use segment::Segment;

@@ -6,13 +6,22 @@
 //! `getpid(2)` call on every acquisition, so [`current`] caches the pid and a
 //! `pthread_atfork(3)` child handler forgets it in every forked child.
 //!
+//! A pid alone does not name a process for long: this machine's `pid_max`
+//! is 32,768 (the kernel default), so pids wrap after that many process
+//! starts, and a dead holder's pid may belong to a new, live process by the
+//! time anyone looks. [`Identity`] names one process for the whole boot: its
+//! pid plus a *start tag* that a new process with the same pid never shares
+//! (see [`Identity`] for where the tag comes from). Primitives record
+//! identities, not pids, wherever a liveness check decides who may enter.
+//!
 //! All processes sharing a primitive must live in one pid namespace: a pid
 //! from another namespace names a different process here.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
 static CACHED_PID: AtomicU32 = AtomicU32::new(0);
+static CACHED_IDENTITY: AtomicU64 = AtomicU64::new(0);
 static FORGET_IN_CHILDREN: Once = Once::new();
 
 /// This process's id, from a cache after the first call.
@@ -34,6 +43,7 @@ fn refresh() -> u32 {
     FORGET_IN_CHILDREN.call_once(|| {
         extern "C" fn forget() {
             CACHED_PID.store(0, Ordering::Relaxed);
+            CACHED_IDENTITY.store(0, Ordering::Relaxed);
         }
         // SAFETY: registers a handler that only stores to an atomic, which is
         // async-signal-safe and so fine in a just-forked child.
@@ -51,39 +61,19 @@ fn refresh() -> u32 {
 /// Errs towards `true`: a process that exists but cannot be inspected
 /// counts as running, because declaring a live holder dead would let two
 /// processes into a lock at once. If `pid` died and its number was reused
-/// before the check, the answer is `true` for the newcomer: a waiter then
-/// waits on (liveness is lost), but never enters beside a live holder.
+/// before the check, the answer is `true` for the newcomer: that is why
+/// primitives record an [`Identity`] and ask [`Identity::is_running`].
 ///
 /// Costs three system calls (`pidfd_open(2)`, a zero-timeout `poll(2)`, and
 /// `close`): a pidfd polls readable once its process has terminated, zombie
 /// or not.
 pub fn is_running(pid: u32) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        return false;
+    match PidFd::open(pid) {
+        None => false,
+        Some(Ok(pidfd)) => !pidfd.has_terminated(),
+        // Too old a kernel, or out of descriptors: ask /proc instead.
+        Some(Err(_)) => exists_and_not_zombie(pid as libc::pid_t),
     }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0u32) };
-    if fd < 0 {
-        return match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::ESRCH) => false,
-            // Too old a kernel, or out of descriptors: ask /proc instead.
-            _ => exists_and_not_zombie(raw),
-        };
-    }
-    let fd = fd as libc::c_int;
-    let mut poll_fd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; zero timeout.
-    let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
-    // SAFETY: the descriptor pidfd_open gave us, closed once.
-    unsafe { libc::close(fd) };
-    !(ready == 1 && poll_fd.revents & libc::POLLIN != 0)
 }
 
 fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
@@ -103,4 +93,219 @@ fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
         .rposition(|&b| b == b')')
         .and_then(|close| stat.get(close + 2));
     !matches!(state, Some(b'Z') | Some(b'X'))
+}
+
+/// One process for the whole boot: its pid and a start tag that no later
+/// process with the same pid shares.
+///
+/// Stored in shared memory as one `u64` ([`Identity::to_bits`]): the pid in
+/// the low 32 bits (Linux pids are below 2^22, so bits 22..32 stay free for
+/// the flags of a lock word), the start tag in the high 32 bits. A lock word
+/// that holds a whole identity and is changed only by 64-bit
+/// compare-and-swap cannot be fooled by pid reuse: a waiter that judged the
+/// holder dead swaps from exactly that identity, and a new process with the
+/// same pid writes a different one.
+///
+/// Where the start tag comes from:
+///
+/// - On kernels with pidfs (Linux 6.9 and later), the inode number of a
+///   pidfd. The kernel gives every process a new one from a 64-bit counter
+///   that is never reset while the machine runs; the tag is its low 32 bits,
+///   so two processes with one pid share a tag only if 2^32 processes were
+///   started between them.
+/// - On older kernels, the process's start time in clock ticks since boot
+///   (`/proc/PID/stat`, field 22). Two processes with one pid then share a
+///   tag only if the pid was reused within one tick (10 ms), which the
+///   kernel's cyclic pid allocation rules out short of starting `pid_max`
+///   processes in that tick (or forcing the pid as root, through
+///   `ns_last_pid` or `clone3`'s `set_tid`).
+///
+/// # Example
+///
+/// ```
+/// use shm::pid::{self, Identity};
+///
+/// let me = pid::current_identity();
+/// assert_eq!(me.pid(), std::process::id());
+/// assert!(me.is_running());
+/// assert_eq!(Identity::from_bits(me.to_bits()), Some(me));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pid: u32,
+    start_tag: u32,
+}
+
+/// `statfs(2)`'s `f_type` of the pidfs file system (Linux 6.9 and later).
+const PIDFS_MAGIC: i64 = 0x5049_4446;
+
+impl Identity {
+    /// The process id part.
+    pub fn pid(self) -> u32 {
+        self.pid
+    }
+
+    /// The start tag part (see [`Identity`]).
+    pub fn start_tag(self) -> u32 {
+        self.start_tag
+    }
+
+    /// The identity as one word for shared memory; never 0.
+    pub fn to_bits(self) -> u64 {
+        u64::from(self.pid) | (u64::from(self.start_tag) << 32)
+    }
+
+    /// The identity stored by [`to_bits`](Identity::to_bits); `None` for a
+    /// word with no pid (0, a free slot).
+    pub fn from_bits(bits: u64) -> Option<Identity> {
+        let pid = bits as u32;
+        (pid != 0).then_some(Identity {
+            pid,
+            start_tag: (bits >> 32) as u32,
+        })
+    }
+
+    /// Whether this very process still runs: a process with this pid exists,
+    /// is not a zombie, and has this start tag. A new process that reuses
+    /// the pid is *not* this one.
+    ///
+    /// Errs towards `true` only where it cannot look (out of file
+    /// descriptors with no `/proc`), because declaring a live holder dead
+    /// would let two processes in.
+    pub fn is_running(self) -> bool {
+        let Some(pidfd) = PidFd::open(self.pid) else {
+            return false;
+        };
+        let pidfd = match pidfd {
+            Ok(fd) => fd,
+            Err(_) => return exists_and_not_zombie(self.pid as libc::pid_t),
+        };
+        if pidfd.has_terminated() {
+            return false;
+        }
+        match pidfd.start_tag(self.pid) {
+            Some(tag) => tag == self.start_tag && !pidfd.has_terminated(),
+            // The process ended while we read its tag.
+            None => false,
+        }
+    }
+}
+
+/// This process's [`Identity`], from a cache after the first call in each
+/// process (a forked child computes its own).
+///
+/// # Panics
+///
+/// The first call in a process needs one free file descriptor for a
+/// moment (`pidfd_open(2)`); it panics, saying so, if there is none.
+#[inline]
+pub fn current_identity() -> Identity {
+    match Identity::from_bits(CACHED_IDENTITY.load(Ordering::Relaxed)) {
+        Some(me) => me,
+        None => refresh_identity(),
+    }
+}
+
+#[cold]
+fn refresh_identity() -> Identity {
+    let pid = current();
+    let pidfd = match PidFd::open(pid) {
+        Some(Ok(fd)) => fd,
+        other => panic!(
+            "procsync: cannot learn this process's identity: pidfd_open({pid}) failed \
+             ({:?}); it needs one free file descriptor once per process",
+            other.map(|r| r.err())
+        ),
+    };
+    let start_tag = pidfd
+        .start_tag(pid)
+        .expect("a running process can read its own start tag");
+    let me = Identity { pid, start_tag };
+    CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
+    me
+}
+
+/// A pidfd: a descriptor for one process that polls readable once that
+/// process has terminated, and stays tied to it even if its pid is reused.
+struct PidFd(libc::c_int);
+
+impl PidFd {
+    /// `None`: no process has this pid. `Some(Err)`: could not open one
+    /// (too old a kernel, out of descriptors).
+    fn open(pid: u32) -> Option<std::io::Result<PidFd>> {
+        let raw = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0)?;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new
+        // descriptor or -1; it touches no memory of ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0u32) };
+        if fd >= 0 {
+            return Some(Ok(PidFd(fd as libc::c_int)));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ESRCH) => None,
+            _ => Some(Err(err)),
+        }
+    }
+
+    /// Whether the process has terminated (zombies included).
+    fn has_terminated(&self) -> bool {
+        let mut poll_fd = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on our stack; zero timeout.
+        let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+        ready == 1 && poll_fd.revents & libc::POLLIN != 0
+    }
+
+    /// The process's start tag (see [`Identity`]); `None` if it could not
+    /// be read because the process is gone.
+    fn start_tag(&self, pid: u32) -> Option<u32> {
+        if on_pidfs(self.0) {
+            // SAFETY: fstat writes one stat struct we own; any fd is allowed.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; the descriptor is ours and open.
+            if unsafe { libc::fstat(self.0, &mut st) } == 0 {
+                return Some(st.st_ino as u32);
+            }
+        }
+        // Older kernels: the start time. The pidfd keeps the pid from being
+        // reused while the process is a zombie, and the caller re-polls it
+        // afterwards, so what we read belongs to this process.
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = stat.iter().rposition(|&b| b == b')')? + 2;
+        // Field 3 (state) starts after the name; starttime is field 22.
+        let field = std::str::from_utf8(&stat[after_name..])
+            .ok()?
+            .split(' ')
+            .nth(22 - 3)?;
+        field.parse::<u64>().ok().map(|ticks| ticks as u32)
+    }
+}
+
+impl Drop for PidFd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor pidfd_open gave us, closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Whether pidfds live on pidfs (their inode numbers are then unique for
+/// the boot); the same answer for every process on this kernel.
+fn on_pidfs(fd: libc::c_int) -> bool {
+    static ANSWER: AtomicU32 = AtomicU32::new(0); // 0 unknown, 1 no, 2 yes
+    match ANSWER.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: fstatfs writes one statfs struct we own.
+            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; the descriptor is open.
+            let yes = unsafe { libc::fstatfs(fd, &mut fs) } == 0
+                && i64::from(fs.f_type as u32) == PIDFS_MAGIC;
+            ANSWER.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
+    }
 }

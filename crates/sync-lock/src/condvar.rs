@@ -1,20 +1,26 @@
 //! [`Condvar`]: wait for a condition on a [`Mutex`]'s data, across processes.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shm::{Futex, ShmSafe};
 
 use crate::mutex::MutexGuard;
 use crate::poison::{lock_result, LockResult, OwnerDied};
+use crate::raw::Acquired;
 
 /// A condition variable between processes (Python's `Condition`): wait,
 /// with a [`Mutex`](crate::Mutex) unlocked, until another process notifies.
 ///
-/// Waits may wake spuriously, as with std's; [`wait_while`](Condvar::wait_while)
-/// loops for you. A waiter killed mid-wait leaves nothing that blocks
-/// anyone: notifiers never wait for waiters (Python's `Condition` can hang
-/// there, CPython gh-75158).
+/// Python's promises hold: [`notify(n)`](Condvar::notify) ends at most `n`
+/// waits, and only waits that began before it; a wait ends only when
+/// notified or timed out (no spurious wake-ups, though std allows them and
+/// [`wait_while`](Condvar::wait_while) loops anyway). A waiter killed
+/// mid-wait leaves nothing that blocks anyone: notifiers never wait for
+/// waiters (Python's `Condition` can hang there, CPython gh-75158). The one
+/// trace it leaves: if a notify had already chosen it, that notification is
+/// left for a later waiter, so one later notify may end one wait more than
+/// it asked.
 ///
 /// # Example
 ///
@@ -57,16 +63,78 @@ use crate::poison::{lock_result, LockResult, OwnerDied};
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Condvar {
-    /// Bumped by every notify; waiters sleep on the value they saw.
+    /// Three wrapping counters (see [`Tally`]): waits entered, grants made
+    /// (by notifies, or by a timed-out waiter to itself), grants taken.
+    tally: AtomicU64,
+    /// Bumped after every grant; waiters sleep on the value they read
+    /// before looking at the tally, so no grant is slept through.
+    /// [`SLEEPERS`] says a wake system call is needed.
     sequence: Futex,
-    /// Processes inside `wait`: lets notify skip the wake system call when 0.
-    /// A waiter killed inside leaves it too high, which costs only a wasted
-    /// wake call per notify.
-    waiters: AtomicU32,
 }
 
-// SAFETY: a futex word and an atomic: plain data.
+// SAFETY: an atomic and a futex word: plain data.
 unsafe impl ShmSafe for Condvar {}
+
+/// Set in `sequence` while some process may sleep on it.
+const SLEEPERS: u32 = 1 << 31;
+
+/// The condvar's bookkeeping, one u64 changed by compare-and-swap:
+///
+/// | bits   | counter  | changed by                                    |
+/// |--------|----------|-----------------------------------------------|
+/// | 0..21  | entered  | +1 by each wait as it begins                  |
+/// | 21..42 | granted  | +k by notify(n), k = min(n, entered - granted)|
+/// |        |          | +1 by a timed-out waiter nobody granted       |
+/// | 42..63 | taken    | +1 by each wait that ends                     |
+///
+/// All three wrap at 2^21; only differences are read, and those stay below
+/// the number of concurrent waiters. `entered - granted` is the number of
+/// waiters no notify has chosen yet (what the next notify may end);
+/// `granted - taken` the grants not yet taken. A waiter may take a grant
+/// only once `granted` has moved since it entered: a notify never ends a
+/// wait that began after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tally(u64);
+
+const COUNTER_BITS: u32 = 21;
+const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
+
+impl Tally {
+    fn entered(self) -> u64 {
+        self.0 & COUNTER_MASK
+    }
+    fn granted(self) -> u64 {
+        (self.0 >> COUNTER_BITS) & COUNTER_MASK
+    }
+    fn taken(self) -> u64 {
+        (self.0 >> (2 * COUNTER_BITS)) & COUNTER_MASK
+    }
+    fn from_counters(entered: u64, granted: u64, taken: u64) -> Tally {
+        Tally(
+            (entered & COUNTER_MASK)
+                | (granted & COUNTER_MASK) << COUNTER_BITS
+                | (taken & COUNTER_MASK) << (2 * COUNTER_BITS),
+        )
+    }
+    /// Waiters that no notify has chosen yet.
+    fn ungranted(self) -> u64 {
+        self.entered().wrapping_sub(self.granted()) & COUNTER_MASK
+    }
+    /// Whether a waiter that entered when `granted` was `granted_at_entry`
+    /// may take a grant now.
+    fn grant_for(self, granted_at_entry: u64) -> bool {
+        self.granted() != granted_at_entry && self.taken() != self.granted()
+    }
+    fn enter(self) -> Tally {
+        Tally::from_counters(self.entered() + 1, self.granted(), self.taken())
+    }
+    fn grant(self, count: u64) -> Tally {
+        Tally::from_counters(self.entered(), self.granted() + count, self.taken())
+    }
+    fn take(self) -> Tally {
+        Tally::from_counters(self.entered(), self.granted(), self.taken() + 1)
+    }
+}
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,18 +151,18 @@ impl Condvar {
     /// A condition variable nobody waits on.
     pub const fn new() -> Condvar {
         Condvar {
+            tally: AtomicU64::new(0),
             sequence: Futex::new(0),
-            waiters: AtomicU32::new(0),
         }
     }
 
-    /// Unlocks the guard's mutex, sleeps until notified (or spuriously), and
-    /// locks again. `Err(OwnerDied)` holds the lock and says a holder died
+    /// Unlocks the guard's mutex, sleeps until notified, and locks again.
+    /// `Err(OwnerDied)` holds the lock and says a holder died (or panicked)
     /// meanwhile.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         self.wait_until(guard, None)
             .map(|(g, _)| g)
-            .map_err(|d| OwnerDied::new(d.into_inner().0))
+            .map_err(|d| d.map(|(g, _)| g))
     }
 
     /// [`wait`](Condvar::wait), giving up after `timeout`.
@@ -109,61 +177,56 @@ impl Condvar {
     /// Waits until `condition` on the data is false; returns holding the lock.
     pub fn wait_while<'a, T>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<MutexGuard<'a, T>> {
-        let mut died = false;
-        while condition(&mut guard) {
-            guard = match self.wait(guard) {
-                Ok(g) => g,
-                Err(d) => {
-                    died = true;
-                    d.into_inner()
-                }
-            };
-        }
-        if died {
-            Err(OwnerDied::new(guard))
-        } else {
-            Ok(guard)
-        }
+        self.wait_while_until(guard, None, &mut condition)
+            .map(|(g, _)| g)
+            .map_err(|d| d.map(|(g, _)| g))
     }
 
     /// [`wait_while`](Condvar::wait_while), giving up after `timeout`; the
     /// result says whether it timed out with the condition still true.
     pub fn wait_timeout_while<'a, T>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut died = false;
-        loop {
-            if !condition(&mut guard) {
+        self.wait_while_until(guard, Instant::now().checked_add(timeout), &mut condition)
+    }
+
+    fn wait_while_until<'a, T>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+        condition: &mut dyn FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        // The first unclean relock is the one reported, once, at the end.
+        let mut report: Option<Acquired> = None;
+        let mut timed_out = false;
+        while condition(&mut guard) {
+            if timed_out {
                 break;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let result = (guard, WaitTimeoutResult(true));
-                return if died {
-                    Err(OwnerDied::new(result))
-                } else {
-                    Ok(result)
-                };
-            }
-            guard = match self.wait_until(guard, deadline) {
-                Ok((g, _)) => g,
-                Err(d) => {
-                    died = true;
-                    d.into_inner().0
+            let (g, result) = match self.wait_until(guard, deadline) {
+                Ok(done) => done,
+                Err(died) => {
+                    report.get_or_insert(if died.holder_panicked() {
+                        Acquired::HolderPanicked
+                    } else {
+                        Acquired::OwnerDied
+                    });
+                    died.into_inner()
                 }
             };
+            guard = g;
+            timed_out = result.timed_out();
         }
-        let result = (guard, WaitTimeoutResult(false));
-        if died {
-            Err(OwnerDied::new(result))
-        } else {
-            Ok(result)
+        let result = (guard, WaitTimeoutResult(timed_out));
+        match report {
+            None => Ok(result),
+            Some(how) => Err(OwnerDied::new(result, how)),
         }
     }
 
@@ -173,31 +236,100 @@ impl Condvar {
         deadline: Option<Instant>,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let mutex = guard.mutex();
-        // Read under the lock: a notify after our unlock changes it, so the
-        // futex wait below returns at once instead of missing it.
-        let seen = self.sequence.load(Ordering::Acquire);
-        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // Enter while still holding the mutex: a notify that follows our
+        // unlock counts us among the waiters it may end.
+        let entered = Tally(
+            self.tally
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                    Some(Tally(t).enter().0)
+                })
+                .expect("the update always succeeds"),
+        );
+        let granted_at_entry = entered.granted();
         drop(guard);
-        let in_time = self.sequence.wait(seen, deadline);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        let notified = self.await_grant(granted_at_entry, deadline);
         let how = mutex.raw().lock_until(None).expect("no deadline");
-        let guard = crate::mutex::relocked(mutex);
-        lock_result(how, (guard, WaitTimeoutResult(!in_time)))
+        // SAFETY: this process has just acquired the mutex's raw lock.
+        let guard = unsafe { MutexGuard::new(mutex) };
+        lock_result(how, (guard, WaitTimeoutResult(!notified)))
     }
 
-    /// Wakes one process waiting on this condition, if any.
-    pub fn notify_one(&self) {
-        self.sequence.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
-            self.sequence.wake_one();
+    /// Sleeps until this waiter takes a grant (`true`) or `deadline`
+    /// passes with none to take (`false`, after withdrawing).
+    fn await_grant(&self, granted_at_entry: u64, deadline: Option<Instant>) -> bool {
+        loop {
+            // Read the sequence before the tally: a grant made after this
+            // read bumps the sequence, so the sleep below returns at once.
+            let seen = self.sequence.load(Ordering::SeqCst);
+            let mut tally = Tally(self.tally.load(Ordering::SeqCst));
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            loop {
+                let next = if tally.grant_for(granted_at_entry) {
+                    tally.take()
+                } else if out_of_time {
+                    // Withdraw: grant ourselves and take it, so `entered -
+                    // granted` counts only the waiters still waiting.
+                    tally.grant(1).take()
+                } else {
+                    break;
+                };
+                match self.tally.compare_exchange(
+                    tally.0,
+                    next.0,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => return next.granted() == tally.granted(),
+                    Err(now) => tally = Tally(now),
+                }
+            }
+            self.sequence.flag_and_wait(seen, SLEEPERS, deadline);
         }
     }
 
-    /// Wakes every process waiting on this condition.
-    pub fn notify_all(&self) {
-        self.sequence.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+    /// Ends at most `n` of the waits that began before this call (Python's
+    /// `notify(n)`); returns how many it chose. Only a system call if some
+    /// chosen waiter may sleep.
+    pub fn notify(&self, n: u32) -> u32 {
+        let mut tally = Tally(self.tally.load(Ordering::SeqCst));
+        let chosen = loop {
+            let chosen = tally.ungranted().min(u64::from(n));
+            if chosen == 0 {
+                return 0;
+            }
+            match self.tally.compare_exchange(
+                tally.0,
+                tally.grant(chosen).0,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break chosen,
+                Err(now) => tally = Tally(now),
+            }
+        };
+        let before = self
+            .sequence
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                Some(s.wrapping_add(1) & !SLEEPERS)
+            })
+            .expect("the update always succeeds");
+        if before & SLEEPERS != 0 {
+            // Every sleeper looks: the grant is for any waiter that entered
+            // before it, and the kernel cannot tell which those are.
             self.sequence.wake_all();
         }
+        chosen as u32
+    }
+
+    /// Ends one wait that began before this call, if any (Python's
+    /// `notify()`).
+    pub fn notify_one(&self) {
+        self.notify(1);
+    }
+
+    /// Ends every wait that began before this call (Python's
+    /// `notify_all()`).
+    pub fn notify_all(&self) {
+        self.notify(u32::MAX);
     }
 }

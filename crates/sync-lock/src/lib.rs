@@ -5,7 +5,7 @@
 //!   `&mut T` only while held.
 //! - [`RLock`]: re-entrant for the holding thread (Python's `RLock`).
 //! - [`Condvar`]: wait for a condition on a `Mutex`'s data (Python's
-//!   `Condition`).
+//!   `Condition`, with its `notify(n)` that ends at most n waits).
 //! - [`RawLock`]: the lock word under all of them, for building others.
 //!
 //! Every one is a small `#[repr(C)]` struct of atomics with a `const fn
@@ -24,10 +24,16 @@
 //! robustness is paid only by waiters, who check now and then
 //! ([`OWNER_CHECK_INTERVAL`]) that the holder still runs.
 //!
-//! Holding is per process (the word records the holder's pid); all
-//! processes sharing a lock must be in one pid namespace. If a dead holder's
-//! pid is reused before anyone notices the death, waiters wait on for the
-//! newcomer: liveness can be lost that way, mutual exclusion never.
+//! Holding is per process: the word records the holder's
+//! [`Identity`](shm::pid::Identity), its pid and a start tag, so a new
+//! process that reuses a dead holder's pid is never taken for the holder,
+//! and a waiter acting on a stale judgement of a holder's death fails its
+//! compare-and-swap instead of entering beside a live newcomer. All
+//! processes sharing a lock must be in one pid namespace.
+//!
+//! A guard belongs to the process that locked (a forked child's copy
+//! refuses the data and leaves the lock alone), and a guard dropped while
+//! its thread panics tells the next locker, as std's poisoning does.
 //!
 //! # Names
 //!
@@ -37,6 +43,7 @@
 //! the guard.
 
 mod condvar;
+mod guard;
 mod lock;
 mod mutex;
 mod poison;

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use shm::ShmSafe;
 
+use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use crate::raw::RawLock;
 
@@ -64,7 +65,8 @@ impl Lock {
     #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         let how = self.raw.lock_until(None).expect("no deadline");
-        lock_result(how, LockGuard { lock: self })
+        // SAFETY: this process has just acquired the lock.
+        lock_result(how, unsafe { LockGuard::new(self) })
     }
 
     /// Locks if nobody holds the lock now (Python's `acquire(False)`);
@@ -72,7 +74,8 @@ impl Lock {
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
         try_lock_result(self.raw.try_lock(), TryLockError::WouldBlock, || {
-            LockGuard { lock: self }
+            // SAFETY: called only once the lock is acquired.
+            unsafe { LockGuard::new(self) }
         })
     }
 
@@ -83,7 +86,8 @@ impl Lock {
         try_lock_result(
             self.raw.lock_until(deadline),
             TryLockError::TimedOut,
-            || LockGuard { lock: self },
+            // SAFETY: called only once the lock is acquired.
+            || unsafe { LockGuard::new(self) },
         )
     }
 
@@ -99,16 +103,44 @@ impl Lock {
 }
 
 /// Holds a [`Lock`]; dropping it unlocks (Python's `release()`).
+///
+/// The guard belongs to the process that locked: dropped in any other
+/// process (a forked child's copy, or moved into a `daemon::Process`
+/// closure) it leaves the lock alone, held by the locking process until
+/// that process drops its own guard or ends. Dropped while its thread
+/// panics, it releases the lock and the next locker learns
+/// [`OwnerDied`](crate::OwnerDied) with
+/// [`holder_panicked`](crate::OwnerDied::holder_panicked).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    acquirer: Acquirer,
+}
+
+// `Send` and `Sync` are derived, and right: the guard holds only a
+// reference to a `Sync` lock and the acquirer's identity; the lock is held
+// by the process, so any of its threads may end the acquisition.
+
+impl<'a> LockGuard<'a> {
+    /// The guard of an acquisition just made.
+    ///
+    /// # Safety
+    ///
+    /// The calling process has just acquired `lock`, and no other guard
+    /// stands for that acquisition.
+    unsafe fn new(lock: &'a Lock) -> LockGuard<'a> {
+        LockGuard {
+            lock,
+            acquirer: Acquirer::here(),
+        }
+    }
 }
 
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { self.lock.raw.unlock() };
+        unsafe { self.acquirer.release(&self.lock.raw) };
     }
 }

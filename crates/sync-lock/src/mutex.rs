@@ -1,11 +1,13 @@
 //! [`Mutex<T>`]: data guarded by a robust lock, between processes.
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use shm::ShmSafe;
 
+use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use crate::raw::RawLock;
 
@@ -73,15 +75,20 @@ impl<T> Mutex<T> {
     }
 
     /// Locks, waiting as long as it takes.
+    ///
+    /// `Err(OwnerDied)` still holds the lock: the previous holder died or
+    /// panicked holding it, so check or repair the data.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         let how = self.raw.lock_until(None).expect("no deadline");
-        lock_result(how, MutexGuard { mutex: self })
+        // SAFETY: this process has just acquired the lock.
+        lock_result(how, unsafe { MutexGuard::new(self) })
     }
 
     /// Locks if nobody holds it now.
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
         try_lock_result(self.raw.try_lock(), TryLockError::WouldBlock, || {
-            MutexGuard { mutex: self }
+            // SAFETY: called only once the lock is acquired.
+            unsafe { MutexGuard::new(self) }
         })
     }
 
@@ -91,7 +98,8 @@ impl<T> Mutex<T> {
         try_lock_result(
             self.raw.lock_until(deadline),
             TryLockError::TimedOut,
-            || MutexGuard { mutex: self },
+            // SAFETY: called only once the lock is acquired.
+            || unsafe { MutexGuard::new(self) },
         )
     }
 
@@ -117,13 +125,60 @@ impl<T> Mutex<T> {
 }
 
 /// Holds a [`Mutex`]: `&mut T` while it lives; dropping it unlocks.
+///
+/// The guard belongs to the process that locked: in any other process (a
+/// forked child that inherited a copy, or a `daemon::Process` closure it
+/// was moved into) reaching the data panics, and dropping it leaves the
+/// lock alone, still held by the locking process until that process drops
+/// its own guard or ends.
+///
+/// It may move to another thread of its process (the lock is held by the
+/// process, not the thread) when `T: Send`, and be shared between threads
+/// when `T: Sync`, as std's guard. A guard over a `Cell` is not `Sync`, so
+/// two threads cannot both reach the `Cell` through `&guard`:
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<sync_lock::MutexGuard<'static, std::cell::Cell<u32>>>();
+/// ```
+///
+/// ```
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<sync_lock::MutexGuard<'static, u32>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
+    acquirer: Acquirer,
+    /// Opts out of the auto traits: `Send` and `Sync` are argued below.
+    _not_auto: PhantomData<*const ()>,
 }
 
+// SAFETY: the lock is held by the process, so any of its threads may end
+// the acquisition; moving the guard moves the right to `&mut T`, which needs
+// `T: Send`, as for std's `Mutex<T>: Sync`.
+unsafe impl<T: Send> Send for MutexGuard<'_, T> {}
+// SAFETY: `&MutexGuard` hands out only `&T`, on as many threads as share
+// the reference: that needs `T: Sync` (std's rule; `T: Send` is not enough,
+// a `Cell` would be mutated from two threads).
+unsafe impl<T: Sync> Sync for MutexGuard<'_, T> {}
+
 impl<'a, T> MutexGuard<'a, T> {
+    /// The guard of an acquisition just made.
+    ///
+    /// # Safety
+    ///
+    /// The calling process has just acquired `mutex`'s raw lock, and no
+    /// other guard stands for that acquisition.
+    pub(crate) unsafe fn new(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        MutexGuard {
+            mutex,
+            acquirer: Acquirer::here(),
+            _not_auto: PhantomData,
+        }
+    }
+
     pub(crate) fn mutex(&self) -> &'a Mutex<T> {
         self.mutex
     }
@@ -132,28 +187,30 @@ impl<'a, T> MutexGuard<'a, T> {
 impl<T> Deref for MutexGuard<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the guard proves this process holds the lock.
+        self.acquirer.assert_here("MutexGuard");
+        // SAFETY: the guard proves that this process (checked just above)
+        // holds the lock.
         unsafe { &*self.mutex.data.get() }
     }
 }
 
 impl<T> DerefMut for MutexGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves this process holds the lock, and `&mut
-        // self` that this is the only reference through it.
+        self.acquirer.assert_here("MutexGuard");
+        // SAFETY: the guard proves that this process (checked just above)
+        // holds the lock, and `&mut self` that this is the only reference
+        // through it.
         unsafe { &mut *self.mutex.data.get() }
     }
 }
 
 impl<T> Drop for MutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { self.mutex.raw.unlock() };
+        unsafe { self.acquirer.release(&self.mutex.raw) };
     }
-}
-
-/// A guard for a mutex this process has just locked through its raw lock.
-pub(crate) fn relocked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    MutexGuard { mutex }
 }

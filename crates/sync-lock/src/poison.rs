@@ -1,15 +1,17 @@
-//! What a lock reports besides the guard: the previous owner died, the lock
-//! was busy, the wait timed out.
+//! What a lock reports besides the guard: the previous owner died (or
+//! panicked), the lock was busy, the wait timed out.
 
 use std::fmt;
 
 /// The lock was acquired, but its previous holder's process died while
-/// holding it: what the lock protects may be half-updated.
+/// holding it, or the holder's thread panicked while holding it (std's
+/// poisoning; [`holder_panicked`](OwnerDied::holder_panicked) tells which):
+/// what the lock protects may be half-updated.
 ///
 /// Like std's `PoisonError`, it carries the guard: repair the data through it
 /// (or check it is consistent), then carry on. Unlike std's poisoning, the
-/// report is made once, to the process that takes over; the lock is usable
-/// again afterwards.
+/// report is made once, to the next acquirer (in whatever process); the
+/// lock is usable again afterwards.
 ///
 /// ```
 /// use sync_lock::Mutex;
@@ -23,11 +25,31 @@ use std::fmt;
 /// ```
 pub struct OwnerDied<G> {
     guard: G,
+    panicked: bool,
 }
 
 impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G) -> OwnerDied<G> {
-        OwnerDied { guard }
+    /// The report of an acquisition that was not clean.
+    pub(crate) fn new(guard: G, how: crate::raw::Acquired) -> OwnerDied<G> {
+        debug_assert!(how != crate::raw::Acquired::Clean);
+        OwnerDied {
+            guard,
+            panicked: how == crate::raw::Acquired::HolderPanicked,
+        }
+    }
+
+    /// The same report around another guard (or guard-carrying value).
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
+        OwnerDied {
+            guard: f(self.guard),
+            panicked: self.panicked,
+        }
+    }
+
+    /// `true` if the previous holder's thread panicked while holding the
+    /// lock (its process may still run); `false` if its process died.
+    pub fn holder_panicked(&self) -> bool {
+        self.panicked
     }
 
     /// The guard: this process holds the lock.
@@ -48,16 +70,21 @@ impl<G> OwnerDied<G> {
 
 impl<G> fmt::Debug for OwnerDied<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnerDied").finish_non_exhaustive()
+        f.debug_struct("OwnerDied")
+            .field("holder_panicked", &self.panicked)
+            .finish_non_exhaustive()
     }
 }
 
 impl<G> fmt::Display for OwnerDied<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
+        f.write_str(if self.panicked {
+            "the previous holder panicked while holding the lock; \
+             this process now holds it and should check the protected data"
+        } else {
             "the previous holder's process died while holding the lock; \
-             this process now holds it and should check the protected data",
-        )
+             this process now holds it and should check the protected data"
+        })
     }
 }
 
@@ -113,7 +140,7 @@ pub type TryLockResult<G> = Result<G, TryLockError<G>>;
 pub(crate) fn lock_result<G>(how: crate::raw::Acquired, guard: G) -> LockResult<G> {
     match how {
         crate::raw::Acquired::Clean => Ok(guard),
-        crate::raw::Acquired::OwnerDied => Err(OwnerDied::new(guard)),
+        how => Err(OwnerDied::new(guard, how)),
     }
 }
 

@@ -4,12 +4,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
-use shm::{pid, Futex, ShmSafe};
-
-/// Set while some process may be asleep on the word: the unlocker must wake.
-const WAITERS: u32 = 1 << 31;
-/// The holder's pid (Linux pids are below 2^22), or 0 when free.
-const OWNER: u32 = !WAITERS;
+use shm::pid::{self, Identity};
+use shm::{Futex64, ShmSafe};
 
 /// The longest a sleeping waiter goes without checking whether the holder
 /// still runs. Bounds how long after a holder's death a waiter takes over,
@@ -71,10 +67,46 @@ pub enum Acquired {
     /// The previous holder's process died holding it. The caller now holds
     /// the lock and should repair what it protects.
     OwnerDied,
+    /// The previous holder released it while its thread was panicking
+    /// (std's poisoning): what it protects may be half-updated. Reported to
+    /// the next acquirer only, as [`OwnerDied`](Acquired::OwnerDied) is.
+    HolderPanicked,
 }
 
-/// A lock word in shared memory: 0 when free, else the holder's pid, plus a
-/// bit saying sleepers may need waking.
+// The word, one u64 changed only by 64-bit atomic operations:
+//
+// | bits   | meaning                                                     |
+// |--------|-------------------------------------------------------------|
+// | 0..30  | holder's pid (Linux pids are below 2^22); 0 when free       |
+// | 30     | POISONED: free, and the last holder released while panicking|
+// | 31     | WAITERS: some process may sleep on the word; unlock wakes   |
+// | 32..64 | holder's start tag (see `shm::pid::Identity`); 0 when free  |
+//
+// | state                 | word                     | next                    |
+// |-----------------------|--------------------------|-------------------------|
+// | free                  | 0 (or POISONED)          | lock: CAS to me         |
+// | held by H             | H (+ WAITERS)            | H unlocks: CAS to 0,    |
+// |                       |                          | wake if WAITERS was set |
+// | held by H, H dead     | H (+ WAITERS)            | a waiter that saw H dead|
+// |                       |                          | CASes from exactly H    |
+//
+// A takeover compares the whole identity, pid *and* start tag: a new
+// process that reuses a dead holder's pid writes a different word, so a
+// waiter acting on its stale judgement of "H is dead" fails its CAS instead
+// of entering beside the newcomer.
+
+/// Set while some process may be asleep on the word: the unlocker must wake.
+const WAITERS: u64 = 1 << 31;
+/// Set in a free word whose last holder released it while panicking.
+const POISONED: u64 = 1 << 30;
+/// The holder's pid.
+const PID: u64 = POISONED - 1;
+/// The holder's whole identity (pid and start tag).
+const HOLDER: u64 = !(WAITERS | POISONED);
+
+/// A lock word in shared memory: 0 when free, else the holder's
+/// [`Identity`] (pid and start tag), plus a bit saying sleepers may need
+/// waking and one saying the last holder panicked.
 ///
 /// This is the raw lock under [`Lock`](crate::Lock), [`Mutex`](crate::Mutex)
 /// and [`RLock`](crate::RLock); it has no guard and knows nothing of the
@@ -85,32 +117,48 @@ pub enum Acquired {
 /// - Contended, a locker spins briefly, then sleeps on the futex word; an
 ///   unlocker calls `futex_wake` only when the sleepers bit is set.
 /// - A sleeper wakes every [`OWNER_CHECK_INTERVAL`] to check that the
-///   holder's process still runs (zombies count as dead). If it died, the
-///   sleeper takes the lock over and learns [`Acquired::OwnerDied`].
+///   holder's process still runs (zombies count as dead, and so does a new
+///   process that reused the holder's pid). If it died, the sleeper takes
+///   the lock over and learns [`Acquired::OwnerDied`].
+/// - A waiter whose holder is another thread of its own process does not
+///   check liveness (it runs), and sleeps until woken or its deadline.
 ///
 /// Holding is per process: the lock records which process holds it, not
 /// which thread.
+///
+/// # Example
+///
+/// ```
+/// use sync_lock::{Acquired, RawLock};
+///
+/// let raw = RawLock::new();
+/// assert_eq!(raw.try_lock(), Some(Acquired::Clean));
+/// assert!(raw.is_held_by_current_process());
+/// // SAFETY: this code made the acquisition it ends.
+/// assert!(unsafe { raw.unlock() });
+/// assert!(!raw.is_locked());
+/// ```
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RawLock {
-    word: Futex,
+    word: Futex64,
 }
 
-// SAFETY: one futex word, plain data valid at any address.
+// SAFETY: one 64-bit futex word, plain data valid at any 8-aligned address.
 unsafe impl ShmSafe for RawLock {}
 
 impl RawLock {
     /// A free lock.
     pub const fn new() -> RawLock {
         RawLock {
-            word: Futex::new(0),
+            word: Futex64::new(0),
         }
     }
 
     /// Takes the lock if it is free right now, or if its holder has died.
     /// Never sleeps.
     pub fn try_lock(&self) -> Option<Acquired> {
-        let me = pid::current();
+        let me = pid::current_identity().to_bits();
         if self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -119,20 +167,22 @@ impl RawLock {
             return Some(Acquired::Clean);
         }
         let seen = self.word.load(Ordering::Relaxed);
-        match seen & OWNER {
-            0 => self.claim(seen, me, Acquired::Clean),
-            owner if owner != me && !pid::is_running(owner) => {
-                self.claim(seen, me, Acquired::OwnerDied)
-            }
-            _ => None,
+        if seen & PID == 0 {
+            return self.claim_free(seen, me);
         }
+        let holder = seen & HOLDER;
+        if holder != me && !holder_is_running(holder) {
+            return self.claim(seen, me | (seen & WAITERS), Acquired::OwnerDied);
+        }
+        None
     }
 
     /// Takes the lock, waiting until `deadline` (`None`: for ever). Returns
     /// `None` when the deadline passed first; never before it.
     #[inline]
     pub fn lock_until(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        let me = pid::current();
+        let me = pid::current_identity().to_bits();
+        // Fast path: free, never poisoned, nobody asleep.
         if self
             .word
             .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -144,13 +194,13 @@ impl RawLock {
     }
 
     #[cold]
-    fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+    fn lock_contended(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
         // Spin while the holder is likely to release soon.
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             let seen = self.word.load(Ordering::Relaxed);
-            if seen & OWNER == 0 {
-                if let Some(how) = self.claim(seen, me, Acquired::Clean) {
+            if seen & PID == 0 {
+                if let Some(how) = self.claim_free(seen, me) {
                     return Some(how);
                 }
             }
@@ -160,47 +210,46 @@ impl RawLock {
         let mut owner_check = OwnerCheck::starting_now();
         loop {
             let seen = self.word.load(Ordering::Relaxed);
-            let owner = seen & OWNER;
-            if owner == 0 {
-                // Others may sleep too: keep the bit so our unlock wakes one.
-                if self
-                    .word
-                    .compare_exchange(seen, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(Acquired::Clean);
+            if seen & PID == 0 {
+                // Others may sleep too: set the bit so our unlock wakes one.
+                if let Some(how) = self.claim(seen, me | WAITERS, free_outcome(seen)) {
+                    return Some(how);
                 }
                 continue;
             }
+            let holder = seen & HOLDER;
             let now = Instant::now();
-            if owner != me && owner_check.due(now) && !pid::is_running(owner) {
+            // Another thread of this process holds it: it runs, so there is
+            // no liveness to check; sleep until woken or the deadline.
+            let held_here = holder == me;
+            if !held_here && owner_check.due(now) && !holder_is_running(holder) {
                 // The holder died: take over from exactly that dead holder.
-                if self
-                    .word
-                    .compare_exchange(seen, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(Acquired::OwnerDied);
+                if let Some(how) = self.claim(seen, me | WAITERS, Acquired::OwnerDied) {
+                    return Some(how);
                 }
                 continue;
             }
             if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
-            self.word
-                .flag_and_wait(seen, WAITERS, Some(owner_check.wake_at(deadline)));
+            let wake_at = if held_here {
+                deadline
+            } else {
+                Some(owner_check.wake_at(deadline))
+            };
+            self.word.flag_and_wait(seen, WAITERS, wake_at);
         }
     }
 
-    /// CAS from `seen` to held-by-`me`, keeping the sleepers bit.
-    fn claim(&self, seen: u32, me: u32, how: Acquired) -> Option<Acquired> {
+    /// Claims a free word `seen` (maybe poisoned), keeping the sleepers bit.
+    fn claim_free(&self, seen: u64, me: u64) -> Option<Acquired> {
+        self.claim(seen, me | (seen & WAITERS), free_outcome(seen))
+    }
+
+    /// CAS from `seen` to `new`, reporting `how` on success.
+    fn claim(&self, seen: u64, new: u64, how: Acquired) -> Option<Acquired> {
         self.word
-            .compare_exchange(
-                seen,
-                me | (seen & WAITERS),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| how)
     }
@@ -214,7 +263,7 @@ impl RawLock {
     /// lets two threads in at once.
     #[inline]
     pub unsafe fn unlock(&self) -> bool {
-        let me = pid::current();
+        let me = pid::current_identity().to_bits();
         if self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
@@ -222,20 +271,31 @@ impl RawLock {
         {
             return true;
         }
-        self.unlock_contended(me)
+        self.unlock_contended(me, 0)
+    }
+
+    /// Releases the lock as [`unlock`](RawLock::unlock) does, and marks it
+    /// so that the next acquirer learns [`Acquired::HolderPanicked`]. For
+    /// guards dropped while their thread panics.
+    ///
+    /// # Safety
+    ///
+    /// As for [`unlock`](RawLock::unlock).
+    pub unsafe fn unlock_poisoned(&self) -> bool {
+        self.unlock_contended(pid::current_identity().to_bits(), POISONED)
     }
 
     #[cold]
-    fn unlock_contended(&self, me: u32) -> bool {
+    fn unlock_contended(&self, me: u64, released: u64) -> bool {
         let mut seen = self.word.load(Ordering::Relaxed);
         loop {
-            if seen & OWNER != me {
-                // Not ours: a handle copied into a forked child, say.
+            if seen & HOLDER != me {
+                // Not ours: a guard's bitwise copy in a forked child, say.
                 return false;
             }
             match self
                 .word
-                .compare_exchange(seen, 0, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(seen, released, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(now) => seen = now,
@@ -249,19 +309,36 @@ impl RawLock {
 
     /// The pid of the process holding the lock, if any (it may have died).
     pub fn owner(&self) -> Option<u32> {
-        match self.word.load(Ordering::Relaxed) & OWNER {
-            0 => None,
-            pid => Some(pid),
-        }
+        self.owner_identity().map(Identity::pid)
+    }
+
+    /// The identity of the process holding the lock, if any (it may have
+    /// died).
+    pub fn owner_identity(&self) -> Option<Identity> {
+        Identity::from_bits(self.word.load(Ordering::Relaxed) & HOLDER)
     }
 
     /// Whether some process holds the lock right now.
     pub fn is_locked(&self) -> bool {
-        self.owner().is_some()
+        self.word.load(Ordering::Relaxed) & PID != 0
     }
 
     /// Whether this process holds the lock.
     pub fn is_held_by_current_process(&self) -> bool {
-        self.owner() == Some(pid::current())
+        self.owner_identity() == Some(pid::current_identity())
     }
+}
+
+/// What claiming a free word `seen` reports.
+fn free_outcome(seen: u64) -> Acquired {
+    if seen & POISONED != 0 {
+        Acquired::HolderPanicked
+    } else {
+        Acquired::Clean
+    }
+}
+
+/// Whether the holder recorded in a word still runs.
+fn holder_is_running(holder: u64) -> bool {
+    Identity::from_bits(holder).is_some_and(Identity::is_running)
 }

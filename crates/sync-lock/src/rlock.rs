@@ -72,20 +72,47 @@ impl std::fmt::Display for NotOwner {
 
 impl std::error::Error for NotOwner {}
 
-/// A key for the calling thread, unique within this process. Combined with
-/// the pid it names a thread on the machine; a forked child's thread keeps
-/// its key but has a new pid.
+/// A key for the calling thread: 64 random bits, drawn anew in each
+/// process (a forked child's thread does not keep its parent's key).
+///
+/// The key must never match a key left in an `RLock` by a thread of a dead
+/// process: when this process takes over from a dead holder, the raw lock
+/// already names this process while `owner_thread` still holds the dead
+/// thread's key, and a thread that matched it would re-enter beside the
+/// taker. A per-process counter fails there (every main thread is key 1);
+/// random keys collide with probability 2^-64.
 fn thread_key() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
-        static KEY: Cell<u64> = const { Cell::new(0) };
+        /// (the process the key was drawn in, the key)
+        static KEY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
-    KEY.with(|key| {
-        if key.get() == 0 {
-            key.set(NEXT.fetch_add(1, Ordering::Relaxed));
+    let here = shm::pid::current_identity().to_bits();
+    KEY.with(|key| match key.get() {
+        (drawn_in, key) if drawn_in == here => key,
+        _ => {
+            let fresh = random_key();
+            key.set((here, fresh));
+            fresh
         }
-        key.get()
     })
+}
+
+/// 64 random bits from the kernel, never 0 (0 means "no thread").
+#[cold]
+fn random_key() -> u64 {
+    let mut bytes = [0u8; 8];
+    loop {
+        // SAFETY: getrandom writes at most `bytes.len()` bytes into the
+        // buffer we own; flags 0 reads the urandom source.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if n == bytes.len() as isize {
+            let key = u64::from_ne_bytes(bytes);
+            if key != 0 {
+                return key;
+            }
+        }
+        // EINTR, or a short read: try again.
+    }
 }
 
 impl RLock {
@@ -158,10 +185,9 @@ impl RLock {
     /// [`release`](RLock::release). `Err(OwnerDied)` still holds the lock.
     #[inline]
     pub fn acquire(&self) -> LockResult<()> {
-        self.lock().map(std::mem::forget).map_err(|died| {
-            std::mem::forget(died.into_inner());
-            crate::OwnerDied::new(())
-        })
+        self.lock()
+            .map(std::mem::forget)
+            .map_err(|died| died.map(std::mem::forget))
     }
 
     /// Python's `release()`: undoes one `acquire` (or one guard's worth).
@@ -176,8 +202,15 @@ impl RLock {
         if self.depth.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.owner_thread.store(0, Ordering::Relaxed);
             // SAFETY: this thread holds the lock (checked above) and this is
-            // its last level.
-            unsafe { self.raw.unlock() };
+            // its last level. A level released while the thread panics
+            // (a guard dropped in unwinding) tells the next locker.
+            unsafe {
+                if std::thread::panicking() {
+                    self.raw.unlock_poisoned();
+                } else {
+                    self.raw.unlock();
+                }
+            }
         }
         Ok(())
     }

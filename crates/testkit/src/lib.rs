@@ -218,3 +218,64 @@ where
         .map(|child| child.join().expect("a child process failed"))
         .collect()
 }
+
+/// Whether this process may force the pid of its next child (root, with a
+/// writable `/proc/sys/kernel/ns_last_pid`): what [`start_with_pid`] needs.
+/// CI runs as root; a developer's run without it skips the pid-reuse tests,
+/// saying so.
+pub fn can_force_pids() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/kernel/ns_last_pid")
+        .is_ok()
+}
+
+/// Starts a process whose pid is `target` (a pid that is free now, such as
+/// a reaped child's), and runs `work` in it: a new process that reuses a
+/// dead process's pid, on demand.
+///
+/// Forces the pid through `/proc/sys/kernel/ns_last_pid` (the kernel then
+/// gives the next process `target`), retrying while other processes on the
+/// machine take it first. Each try's child waits at a gate until the parent
+/// has seen its pid; a child with the wrong pid leaves without running
+/// `work`. Panics if the pid cannot be had in 1,000 tries or without root
+/// (check [`can_force_pids`] first).
+pub fn start_with_pid<T, W>(target: u32, work: W) -> daemon::Child<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    W: Fn() -> T,
+{
+    const GO: u32 = 1;
+    const WRONG_PID: u32 = 2;
+    assert!(target > 1, "pid {target} cannot be forced");
+    let work = &work;
+    for _ in 0..1_000 {
+        let gate = shm::Shared::new(shm::Futex::new(0)).expect("a gate in shared memory");
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (target - 1).to_string())
+            .expect("write ns_last_pid (needs root)");
+        let gate_ref = &gate;
+        let mut child = daemon::Process::new(move || {
+            let limit = deadline(GENEROUS);
+            while gate_ref.load(Ordering::SeqCst) == 0 {
+                assert!(gate_ref.wait(0, Some(limit)), "the gate never opened");
+            }
+            if gate_ref.load(Ordering::SeqCst) == WRONG_PID {
+                // SAFETY: leaves at once, running nothing of the test.
+                unsafe { libc::_exit(0) };
+            }
+            work()
+        })
+        .start()
+        .expect("start a child process");
+        let got = child.pid() as u32 == target;
+        gate.store(if got { GO } else { WRONG_PID }, Ordering::SeqCst);
+        gate.wake_all();
+        if got {
+            return child;
+        }
+        let _ = child.join_timeout(GENEROUS);
+    }
+    panic!("could not get pid {target} for a new process in 1,000 tries");
+}

@@ -1,0 +1,177 @@
+//! Owner identity: a holder is a process, named by pid *and* start tag, so
+//! a new process that reuses a dead holder's pid is never taken for it.
+//! Pids are forced as root through `ns_last_pid` (testkit::start_with_pid);
+//! without root these tests say they were skipped.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use daemon::Process;
+use shm::{Shared, ShmSafe};
+use sync_lock::{Lock, Mutex, RLock, TryLockError};
+use testkit::{can_force_pids, start_with_pid, GENEROUS};
+
+/// How a `try_lock` went, as plain data a child can send back.
+fn outcome<G>(result: Result<G, TryLockError<G>>) -> String {
+    match result {
+        Ok(_) => "clean",
+        Err(TryLockError::OwnerDied(_)) => "owner-died",
+        Err(TryLockError::WouldBlock) => "would-block",
+        Err(TryLockError::TimedOut) => "timed-out",
+    }
+    .to_string()
+}
+
+/// Runs `hold` in a child that then exits holding what it took, reaps it,
+/// and returns its (now free) pid.
+fn pid_of_dead_holder(hold: impl Fn()) -> u32 {
+    let holder = Process::new(hold).start().unwrap();
+    let pid = holder.pid() as u32;
+    holder.join().expect("the holder exits normally");
+    pid
+}
+
+fn skip() -> bool {
+    if can_force_pids() {
+        return false;
+    }
+    eprintln!("skipped: forcing a pid needs root and /proc/sys/kernel/ns_last_pid");
+    true
+}
+
+#[test]
+fn lock_a_new_process_with_a_dead_holders_pid_is_not_the_holder() {
+    if skip() {
+        return;
+    }
+    let lock = Shared::new(Lock::new()).unwrap();
+    let dead = pid_of_dead_holder(|| std::mem::forget(lock.lock().unwrap()));
+    assert_eq!(lock.owner(), Some(dead));
+    let reuser = start_with_pid(dead, || {
+        // The word names a process with this very pid; it is not this one.
+        outcome(lock.try_lock())
+    });
+    assert_eq!(reuser.join().unwrap(), "owner-died");
+}
+
+#[test]
+fn lock_a_waiter_with_a_dead_holders_pid_takes_over_instead_of_waiting() {
+    if skip() {
+        return;
+    }
+    let lock = Shared::new(Lock::new()).unwrap();
+    let dead = pid_of_dead_holder(|| std::mem::forget(lock.lock().unwrap()));
+    let reuser = start_with_pid(dead, || outcome(lock.lock_timeout(GENEROUS)));
+    assert_eq!(reuser.join().unwrap(), "owner-died");
+}
+
+#[test]
+fn mutex_a_new_process_with_a_dead_holders_pid_cannot_unlock_it() {
+    if skip() {
+        return;
+    }
+    let m = Shared::new(Mutex::new(0u64)).unwrap();
+    let dead = pid_of_dead_holder(|| std::mem::forget(m.lock().unwrap()));
+    // The reuser locks for real (taking over), so the dead holder's
+    // acquisition is over, then a third process must find it held.
+    let reuser = start_with_pid(dead, || {
+        let held = m.try_lock();
+        let taken = match &held {
+            Err(TryLockError::OwnerDied(_)) => "owner-died".to_string(),
+            _ => format!("{held:?}"),
+        };
+        let third = Process::new(|| outcome(m.try_lock())).start().unwrap();
+        let third = third.join().unwrap();
+        drop(held);
+        (taken, third)
+    });
+    let (taken, third) = reuser.join().unwrap();
+    assert_eq!(
+        (taken.as_str(), third.as_str()),
+        ("owner-died", "would-block")
+    );
+}
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Reentry {
+    lock: RLock,
+    /// Threads of the taking-over process that are inside at once.
+    inside: AtomicU32,
+    most_inside: AtomicU32,
+}
+
+/// Issue 11, defect 8: thread keys were a per-process counter, so the
+/// dead holder's key (inherited from this test thread through fork) matched
+/// a thread of the process taking over, which re-entered beside the taker.
+#[test]
+fn rlock_a_dead_holders_thread_key_never_lets_another_thread_in() {
+    let r = Shared::new(Reentry {
+        lock: RLock::new(),
+        inside: AtomicU32::new(0),
+        most_inside: AtomicU32::new(0),
+    })
+    .unwrap();
+    let enter = |r: &Reentry| {
+        let now = r.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        r.most_inside.fetch_max(now, Ordering::SeqCst);
+        r.inside.fetch_sub(1, Ordering::SeqCst);
+    };
+    for _ in 0..200 {
+        // The dead holder is forked from this thread, so it had this
+        // thread's key under the old scheme.
+        let _ = pid_of_dead_holder(|| std::mem::forget(r.lock.lock().unwrap()));
+        std::thread::scope(|s| {
+            let taker = s.spawn(|| {
+                let guard = r.lock.lock_timeout(GENEROUS).unwrap_or_else(|e| match e {
+                    TryLockError::OwnerDied(d) => d.into_inner(),
+                    other => panic!("the taker could not lock: {other}"),
+                });
+                enter(&r);
+                drop(guard);
+            });
+            // This thread tries while the taker takes over.
+            while !taker.is_finished() {
+                if let Ok(guard) = r.lock.try_lock() {
+                    enter(&r);
+                    drop(guard);
+                }
+            }
+        });
+        // Free for the next round.
+        while r.lock.is_locked() {
+            std::hint::spin_loop();
+        }
+    }
+    assert_eq!(r.most_inside.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn rlock_a_new_process_with_a_dead_holders_pid_is_not_the_holder() {
+    if skip() {
+        return;
+    }
+    let lock = Shared::new(RLock::new()).unwrap();
+    let dead = pid_of_dead_holder(|| std::mem::forget(lock.lock().unwrap()));
+    let reuser = start_with_pid(dead, || {
+        let reentered = lock.is_held_by_current_thread();
+        (reentered, outcome(lock.try_lock()))
+    });
+    assert_eq!(reuser.join().unwrap(), (false, "owner-died".to_string()));
+}
+
+#[test]
+fn the_identity_of_a_reused_pid_differs() {
+    if skip() {
+        return;
+    }
+    let first = Process::new(|| shm::pid::current_identity().to_bits())
+        .start()
+        .unwrap();
+    let dead = first.pid() as u32;
+    let first_identity = shm::pid::Identity::from_bits(first.join().unwrap()).unwrap();
+    let second = start_with_pid(dead, || shm::pid::current_identity().to_bits());
+    let second_identity = second.join().unwrap();
+    assert_eq!(first_identity.pid(), dead);
+    assert_ne!(first_identity.to_bits(), second_identity);
+    assert!(!first_identity.is_running());
+}
