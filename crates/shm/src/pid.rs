@@ -208,6 +208,7 @@ pub fn current_identity() -> Identity {
 
 #[cold]
 fn refresh_identity() -> Identity {
+    check_pid_namespace();
     let pid = current();
     let pidfd = match PidFd::open(pid) {
         Some(Ok(fd)) => fd,
@@ -223,6 +224,38 @@ fn refresh_identity() -> Identity {
     let me = Identity { pid, start_tag };
     CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
     me
+}
+
+/// The pid namespace this process's pids belong to, as the inode number of
+/// `/proc/self/ns/pid` (0 if it cannot be read).
+///
+/// Processes that share a primitive must share this namespace: a pid from
+/// another namespace names a different process here, so a live holder
+/// would look dead. Named segments record it at creation and refuse to
+/// open elsewhere.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// The pid namespace of the nearest ancestor that learnt its identity
+/// (this memory is inherited through fork and never reset in a child).
+static INHERITED_PID_NAMESPACE: AtomicU64 = AtomicU64::new(0);
+
+/// Refuses to go on in a forked child that lives in another pid namespace
+/// than the ancestor whose memory (and so whose anonymous shared
+/// primitives) it inherited: its pids mean other processes there, and a
+/// live holder would look dead, letting two in.
+fn check_pid_namespace() {
+    let here = pid_namespace();
+    let inherited = INHERITED_PID_NAMESPACE.swap(here, Ordering::Relaxed);
+    if inherited != 0 && here != 0 && inherited != here {
+        panic!(
+            "procsync: this process is in another pid namespace than the process it was \
+             forked from; primitives inherited from it would take live holders for dead \
+             ones. Share procsync primitives only within one pid namespace"
+        );
+    }
 }
 
 /// A pidfd: a descriptor for one process that polls readable once that

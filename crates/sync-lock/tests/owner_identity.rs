@@ -159,3 +159,33 @@ fn the_identity_of_a_reused_pid_differs() {
     assert_ne!(first_identity.to_bits(), second_identity);
     assert!(!first_identity.is_running());
 }
+
+/// Issue 11, defect 7: a process in another pid namespace misjudged every
+/// holder (the holder's pid means another process there, or none) and took
+/// a live holder's lock. A forked child that moved to a new pid namespace
+/// must refuse to use what it inherited, saying why.
+#[test]
+fn a_process_in_another_pid_namespace_refuses_an_inherited_lock() {
+    if skip() {
+        return;
+    }
+    let lock = Shared::new(Lock::new()).unwrap();
+    let held = lock.lock().unwrap();
+    let outsider = Process::new(|| {
+        // SAFETY: unshare changes only which namespace this process's
+        // future children are born in.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0);
+        let in_new_namespace = Process::new(|| outcome(lock.try_lock())).start().unwrap();
+        match in_new_namespace.join() {
+            Ok(outcome) => outcome,
+            Err(daemon::JoinError::Panicked { message, .. }) => message,
+            Err(other) => format!("{other}"),
+        }
+    })
+    .start()
+    .unwrap();
+    let said = outsider.join().unwrap();
+    assert!(said.contains("another pid namespace"), "{said}");
+    assert!(lock.is_locked(), "the live holder still holds it");
+    drop(held);
+}
