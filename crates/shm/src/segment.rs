@@ -14,7 +14,9 @@ use crate::{Error, Result};
 /// so a segment truncated by another process, even during the copy, gives
 /// [`Error::Truncated`] (a read that meets the end of the file; a write to
 /// a file shorter than the segment), never a `SIGBUS`. (A write racing with
-/// a truncation may make the file longer again.) Copies are not atomic:
+/// a truncation may make the file longer again; a truncation to zero bytes
+/// while another process is inside `open`, reading the header through its
+/// mapping, can still raise `SIGBUS` there.) Copies are not atomic:
 /// coordinate writers with a lock. [`as_ptr`](Segment::as_ptr) gives raw
 /// access for `unsafe` code.
 ///
