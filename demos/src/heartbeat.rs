@@ -71,8 +71,8 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             .map_err(|e| e.to_string())?;
         // Works until killed below; the bound only matters if the demo
         // fails first, so that its exit (which joins this child) ends.
-        let give_up = Instant::now() + interval * (args.beats as u32 + 30);
-        while Instant::now() < give_up {
+        let give_up = after_beats(interval, args.beats, 30);
+        while give_up.is_none_or(|g| Instant::now() < g) {
             beat.progress(1);
             std::thread::sleep(interval / 10);
         }
@@ -81,7 +81,7 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     .name("main-1")
     .start()?;
 
-    let limit = Instant::now() + interval * (args.beats as u32 + 20);
+    let limit = after_beats(interval, args.beats, 20);
     let mut last_seq = None;
     loop {
         monitor.poll(interval / 4)?;
@@ -103,7 +103,7 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
                 break;
             }
         }
-        if Instant::now() > limit {
+        if limit.is_some_and(|l| Instant::now() > l) {
             return Err("the reporter never sent enough beats".into());
         }
     }
@@ -113,8 +113,10 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         "主进程被杀死 (SIGKILL)",
         "the main process is killed (SIGKILL)",
     );
-    let silent_limit = killed + interval * 20;
-    while monitor.health("main-1") != Some(Health::Silent) && Instant::now() < silent_limit {
+    let silent_limit = killed.checked_add(interval.saturating_mul(20));
+    while monitor.health("main-1") != Some(Health::Silent)
+        && silent_limit.is_none_or(|l| Instant::now() < l)
+    {
         monitor.poll(interval / 20)?;
     }
     let detected = monitor.health("main-1") == Some(Health::Silent);
@@ -179,4 +181,13 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
         .with("beats", monitor.beats_received());
     summary.print();
     Ok(summary)
+}
+
+/// Now plus `beats + spare` intervals; `None` (no limit) past the end of
+/// the clock.
+fn after_beats(interval: Duration, beats: u64, spare: u32) -> Option<Instant> {
+    let count = u32::try_from(beats)
+        .unwrap_or(u32::MAX)
+        .saturating_add(spare);
+    Instant::now().checked_add(interval.saturating_mul(count))
 }

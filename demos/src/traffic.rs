@@ -85,16 +85,16 @@ fn ctx_text<'a>(ctx: &Context, zh: &'a str, en: &'a str) -> &'a str {
 fn light(ctx: &Context, x: &Crossing, colour: bool) {
     red(ctx, colour);
     loop {
-        let until = Instant::now() + ctx.scaled(PHASE);
-        while x.done.load(Ordering::Acquire) == 0 && x.done.wait(0, Some(until)) {}
+        let until = Instant::now().checked_add(ctx.scaled(PHASE));
+        while x.done.load(Ordering::Acquire) == 0 && x.done.wait(0, until) {}
         if x.done.load(Ordering::Acquire) != 0 {
             return;
         }
         if x.green.is_set() {
             red(ctx, colour);
             x.green.clear();
-            let clear_at = Instant::now() + ctx.scaled(CLEARANCE);
-            while x.done.load(Ordering::Acquire) == 0 && x.done.wait(0, Some(clear_at)) {}
+            let clear_at = Instant::now().checked_add(ctx.scaled(CLEARANCE));
+            while x.done.load(Ordering::Acquire) == 0 && x.done.wait(0, clear_at) {}
             let _crossing = x.crossing.lock().unwrap_or_else(|died| died.into_inner());
             x.red.store(1, Ordering::SeqCst);
         } else {

@@ -44,8 +44,9 @@ impl DeathLock for AtomicFloor {
         }
     }
     fn acquire_within(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        // `None`: no limit (a timeout past the end of the clock).
+        let deadline = Instant::now().checked_add(timeout);
+        while deadline.is_none_or(|d| Instant::now() < d) {
             if self.try_acquire() {
                 return true;
             }

@@ -245,7 +245,9 @@ impl Sinks {
 /// (an absolute schedule, so late wake-ups do not accumulate into drift).
 fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_pid: u32) {
     let host = hostname();
-    let start = Instant::now();
+    // The next beat's time; `None` once past the end of the clock (an
+    // interval of `Duration::MAX`): no more beats after the first.
+    let mut next = Some(Instant::now());
     for seq in 0.. {
         sinks.send(&Beat {
             id: config.id.clone(),
@@ -256,9 +258,16 @@ fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_p
             sent_at_ms: unix_ms(),
             interval_ms: config.interval.as_millis() as u64,
         });
-        let next = start + config.interval * (seq as u32 + 1);
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        next = next.and_then(|n| n.checked_add(config.interval));
+        match next {
+            Some(next) => {
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            None => loop {
+                std::thread::park();
+            },
         }
     }
 }
@@ -414,17 +423,19 @@ impl Monitor {
     }
 
     /// Receives beats for `duration`, then re-judges every reporter.
+    /// `Duration::MAX` receives for ever.
     pub fn poll(&mut self, duration: Duration) -> Result<(), HeartbeatError> {
-        let until = Instant::now() + duration;
+        // `None`: no end (`Duration::MAX`, or past the end of the clock).
+        let until = Instant::now().checked_add(duration);
         let mut buf = [0u8; 2048];
         if let Some(socket) = self.socket.take() {
             let result = loop {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|l| l.is_zero()) {
                     break Ok(());
                 }
                 socket
-                    .set_read_timeout(Some(left))
+                    .set_read_timeout(left)
                     .map_err(io_error("set the monitor's timeout"))?;
                 match socket.recv(&mut buf) {
                     Ok(n) => {
@@ -484,10 +495,11 @@ impl Monitor {
     /// Re-judges every reporter as of `now`, recording changes as alerts.
     pub fn judge(&mut self, now: Instant) {
         for (id, t) in &mut self.tracked {
-            let silent =
-                now.saturating_duration_since(t.last_seen) > t.interval * self.silent_after;
-            let stuck =
-                now.saturating_duration_since(t.progress_moved) > t.interval * self.stuck_after;
+            // Saturating: the interval comes from the beat (the network).
+            let silent = now.saturating_duration_since(t.last_seen)
+                > t.interval.saturating_mul(self.silent_after);
+            let stuck = now.saturating_duration_since(t.progress_moved)
+                > t.interval.saturating_mul(self.stuck_after);
             let health = if silent {
                 Health::Silent
             } else if stuck {

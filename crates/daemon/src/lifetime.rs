@@ -90,9 +90,10 @@ fn end_children(children: &[Registered], grace: Duration) {
         // SAFETY: an uncollected child of ours: the pid cannot be reused.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
-    let deadline = Instant::now() + grace;
+    // `None`: no limit (a grace past the end of the clock).
+    let deadline = Instant::now().checked_add(grace);
     let mut left: Vec<i32> = daemons;
-    while !left.is_empty() && Instant::now() < deadline {
+    while !left.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
         left.retain(|&pid| !collect(pid, libc::WNOHANG));
         if !left.is_empty() {
             std::thread::sleep(Duration::from_millis(1));

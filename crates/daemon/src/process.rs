@@ -1,8 +1,8 @@
 //! [`Process`] and [`Child`]: fork a closure, get its result back.
 
-use std::ffi::CString;
 use std::io::{self, Write};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -34,16 +34,37 @@ enum Outcome<T> {
 /// leaves with `_exit`, never running this process's exit handlers or
 /// destructors. [`Child::join`] returns the value.
 ///
+/// # Ownership
+///
+/// As with `thread::spawn`, what the closure owns (what was moved into it)
+/// belongs to the child once `start` succeeds: the child drops it, once,
+/// when the closure returns; this process never does. A semaphore permit,
+/// a lock guard or an owning [`shm::Shared`] handle moved in is released by
+/// the child alone. (This process's copy of that memory is left as it was,
+/// never freed: move in handles, and borrow large data instead.) The return
+/// value is moved to the parent: it is serialized and sent, and the
+/// child's copy is not dropped. If the fork itself fails, there is no
+/// child and the closure is dropped here.
+///
+/// A panic in the child, in the closure, in the drop of what it captured or
+/// in the result's `Serialize`, comes back as [`JoinError::Panicked`]
+/// (exit code [`PANIC_EXIT_CODE`]); the child never returns from `start`.
+/// (A destructor that panics while a panic unwinds aborts the child, as
+/// anywhere in Rust: [`JoinError::Signaled`] with `SIGABRT`.)
+///
 /// # Threads and fork
 ///
 /// A forked child has one thread: the one that called `start`. Locks held by
 /// other threads at that instant (inside `malloc` of a non-glibc allocator,
-/// a `std::sync::Mutex` of yours, the stdout lock) stay held forever in the
-/// child. If this process has other threads, the closure should touch only
-/// what the forking thread owns and what is async-signal-safe; glibc's
-/// `malloc` is safe after fork. procsync's own fork path flushes stdout
-/// *before* forking (so nothing buffered prints twice; stderr is unbuffered)
-/// and after the fork uses only the closure, the socket and `_exit`.
+/// a `std::sync::Mutex` of yours) stay held forever in the child. If this
+/// process has other threads, the closure should touch only what the
+/// forking thread owns and what is async-signal-safe; glibc's `malloc` is
+/// safe after fork. procsync's own fork path takes nothing another thread
+/// may hold: `start` takes the stdout lock and flushes stdout *before*
+/// forking (so nothing buffered prints twice; stderr is unbuffered) and
+/// holds the lock across the fork, so the child's copy is its own and the
+/// child may print, and flushes what it printed on its way out. After the
+/// fork it uses only the closure, the socket, stdout and `_exit`.
 ///
 /// # Example
 ///
@@ -104,15 +125,29 @@ where
 
     /// Forks and runs the closure in the child. Returns at once in the
     /// parent with a handle to the running child.
+    ///
+    /// Returns only in the parent: the child never comes back from this
+    /// call, whatever panics there.
     pub fn start(self) -> Result<Child<T>, Error> {
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
         let (parent_end, child_end) = socket_pair()?;
         let streaming = event_fd()?;
-        // Anything still buffered would otherwise be printed by both. (Rust's
-        // stderr is unbuffered: nothing to flush there.)
-        let _ = io::stdout().flush();
+        let Process { body, name, daemon } = self;
+        // Once the fork succeeds the closure belongs to the child, as with
+        // `thread::spawn`: the parent must never drop its copy, or whatever
+        // was moved in (a permit, a guard, an owning handle) would be
+        // released twice, once by each process.
+        let body = ManuallyDrop::new(body);
+        // The stdout lock is held across the fork, so that in the child it
+        // is held by the child's own thread (and released just below), never
+        // by a parent thread that does not exist there: the child can print
+        // and flush on its way out without waiting for ever. Anything still
+        // buffered is flushed first, or both processes would print it.
+        // (Rust's stderr is unbuffered: nothing to flush there.)
+        let mut stdout = io::stdout().lock();
+        let _ = stdout.flush();
         // SAFETY: getpid has no preconditions.
         let parent_pid = unsafe { libc::getpid() };
         // Held across the fork: no other thread can be half-way through a
@@ -123,24 +158,34 @@ where
         // (see the type's documentation for the rule on threads).
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(Error::Os {
-                op: "fork",
-                source: io::Error::last_os_error(),
-            });
+            let source = io::Error::last_os_error();
+            drop(children);
+            drop(stdout);
+            // No child: the closure is still ours to drop.
+            drop(ManuallyDrop::into_inner(body));
+            return Err(Error::Os { op: "fork", source });
         }
         if pid == 0 {
             // The parent's children are not ours to end or join.
             children.clear();
             drop(children);
+            drop(stdout);
             drop(parent_end);
-            if self.daemon {
-                become_daemon(parent_pid);
-            }
-            run_child(self.body, self.name.as_deref(), child_end, &streaming);
+            run_child(
+                body,
+                Setup {
+                    name: name.as_deref(),
+                    daemon,
+                    parent_pid,
+                },
+                child_end,
+                &streaming,
+            );
         }
+        drop(stdout);
         children.push(lifetime::Registered {
             pid,
-            daemon: self.daemon,
+            daemon,
             parent: parent_pid,
         });
         drop(children);
@@ -151,7 +196,7 @@ where
         })?;
         Ok(Child {
             pid,
-            name: self.name,
+            name,
             pidfd,
             results: parent_end,
             streaming,
@@ -165,54 +210,88 @@ where
     }
 }
 
+/// What a new child sets up before running its closure.
+struct Setup<'a> {
+    name: Option<&'a str>,
+    daemon: bool,
+    parent_pid: i32,
+}
+
+impl Setup<'_> {
+    fn apply(&self) {
+        if let Some(name) = self.name {
+            // On the stack: no allocation in the child (see `run_child`).
+            // A NUL inside the name ends it there.
+            let mut comm = [0u8; 16];
+            let n = name.len().min(15);
+            comm[..n].copy_from_slice(&name.as_bytes()[..n]);
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most
+            // 16 bytes; `comm[15]` is always 0.
+            unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+        }
+        if self.daemon {
+            become_daemon(self.parent_pid);
+        }
+    }
+}
+
 /// In a new daemon child: die with the parent.
 fn become_daemon(parent_pid: i32) {
     lifetime::mark_daemon_process();
     // SAFETY: PR_SET_PDEATHSIG takes a signal number.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     // The parent may have died before the line above: then nobody will send
-    // the signal, and the parent id has already changed.
+    // the signal, and the parent id has already changed. Nothing of the
+    // child's own can be buffered yet: leave at once.
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } != parent_pid {
-        crate::exit(0);
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(0) };
     }
 }
 
-/// The child side: never returns.
+/// A child's encoded outcome: in the caller's stack buffer, or on the heap.
+enum Encoded {
+    Inline(usize),
+    Heap(Vec<u8>),
+}
+
+/// The child side: never returns, whatever panics.
+///
+/// Everything the child does after the fork runs inside one
+/// `catch_unwind`: the closure, the drop of what it captured, the result's
+/// `Serialize`. A panic in any of them is reported to the parent as the
+/// child's panic; nothing can unwind back into `start` and run the
+/// parent's code a second time in the child.
 fn run_child<F: FnOnce() -> T, T: Serialize>(
-    body: F,
-    name: Option<&str>,
+    body: ManuallyDrop<F>,
+    setup: Setup<'_>,
     results: OwnedFd,
     streaming: &OwnedFd,
 ) -> ! {
-    if let Some(name) = name
-        .and_then(|n| CString::new(n.as_bytes().iter().take(15).copied().collect::<Vec<_>>()).ok())
-    {
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
-    }
     // Small results are encoded on the stack: every heap page the child
     // writes to is a copy-on-write fault, which the parent's side of a
     // start-and-join pays for in time (W6).
     let mut small = [0u8; INLINE_RECEIVED];
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        setup.apply();
+        // The child's one drop of the closure: calling it by value drops
+        // its captures when it returns (or unwinds).
+        let value = ManuallyDrop::into_inner(body)();
+        encode_result(value, &mut small)
+    }));
     let large: Vec<u8>;
-    let (bytes, code): (&[u8], i32) = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(value) => match postcard::to_slice(&Outcome::Returned(&value), &mut small) {
-            Ok(bytes) => (bytes, 0),
-            Err(_) => match postcard::to_stdvec(&Outcome::Returned(value)) {
-                Ok(bytes) => {
-                    large = bytes;
-                    (&large, 0)
-                }
-                Err(e) => {
-                    large =
-                        encode_panic(format!("the child's result could not be serialized: {e}"));
-                    (&large, UNSENDABLE_RESULT_EXIT_CODE)
-                }
-            },
-        },
+    let (bytes, code): (&[u8], i32) = match done {
+        Ok((Encoded::Inline(len), code)) => (&small[..len], code),
+        Ok((Encoded::Heap(bytes), code)) => {
+            large = bytes;
+            (&large, code)
+        }
         Err(payload) => {
             large = encode_panic(panic_message(payload.as_ref()));
+            // Never dropped: a payload's destructor is user code that could
+            // panic again, and `_exit` below frees everything anyway.
+            std::mem::forget(payload);
             (&large, PANIC_EXIT_CODE)
         }
     };
@@ -227,7 +306,37 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
     let _ = send_all(results.as_raw_fd(), bytes);
     // `_exit` closes it; a `close` call here would only cost time.
     std::mem::forget(results);
-    crate::exit(code)
+    // What the closure printed and left buffered. The stdout lock cannot be
+    // held by a thread of the parent (`start` held it across the fork and
+    // the child released it); a panic here changes nothing any more.
+    let _ = catch_unwind(|| io::stdout().flush());
+    // SAFETY: _exit ends the process at once, running none of the parent's
+    // exit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Encodes the closure's result. Once encoded it belongs to the parent
+/// (like a thread's result, moved to whoever joins): the child forgets its
+/// copy instead of dropping it. A result that cannot be encoded is dropped
+/// here.
+fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encoded, i32) {
+    let encoded = match postcard::to_slice(&Outcome::Returned(&value), small) {
+        Ok(bytes) => Encoded::Inline(bytes.len()),
+        Err(_) => match postcard::to_stdvec(&Outcome::Returned(&value)) {
+            Ok(bytes) => Encoded::Heap(bytes),
+            Err(e) => {
+                drop(value);
+                return (
+                    Encoded::Heap(encode_panic(format!(
+                        "the child's result could not be serialized: {e}"
+                    ))),
+                    UNSENDABLE_RESULT_EXIT_CODE,
+                );
+            }
+        },
+    };
+    std::mem::forget(value);
+    (encoded, 0)
 }
 
 fn encode_panic(message: String) -> Vec<u8> {
@@ -286,7 +395,8 @@ impl<T: DeserializeOwned> Child<T> {
         if self.joined {
             return Err(JoinError::AlreadyJoined { pid: self.pid });
         }
-        if !self.wait_until(Some(Instant::now() + timeout))? {
+        // `Duration::MAX` (or any timeout past the clock's end): no limit.
+        if !self.wait_until(Instant::now().checked_add(timeout))? {
             return Err(JoinError::Timeout {
                 pid: self.pid,
                 timeout,

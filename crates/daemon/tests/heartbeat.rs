@@ -229,3 +229,75 @@ fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
         "lost more than 1% of beats: {received}"
     );
 }
+
+// ---- Duration::MAX and enormous intervals never panic (issue #11) ----
+
+#[test]
+fn monitor_poll_of_duration_max_receives_for_ever() {
+    let mut child = Process::new(|| {
+        let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+        monitor.poll(Duration::MAX).map_err(|e| e.to_string())
+    })
+    .start()
+    .unwrap();
+    // Still polling (a panic would have ended it at once).
+    assert!(matches!(
+        child.join_timeout(Duration::from_millis(300)),
+        Err(daemon::JoinError::Timeout { .. })
+    ));
+    child.kill().unwrap();
+    assert!(matches!(
+        child.join_timeout(GENEROUS),
+        Err(daemon::JoinError::Signaled { .. })
+    ));
+}
+
+/// The state letter of process `pid` in /proc (`Z` for a zombie).
+fn process_state(pid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.trim_start().chars().next().unwrap()
+}
+
+#[test]
+fn a_reporter_with_an_endless_interval_beats_once_and_lives_on() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(GENEROUS)).unwrap();
+    let beat = Reporter::new("endless")
+        .interval(Duration::MAX)
+        .udp(socket.local_addr().unwrap())
+        .start()
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).expect("the first beat");
+    let first: Beat = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(first.seq, 0);
+    // No second beat, and the reporter has not died computing its time.
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(socket.recv(&mut buf).is_err(), "a second beat came");
+    assert_ne!(process_state(beat.pid()), 'Z', "the reporter died");
+}
+
+#[test]
+fn a_beat_with_an_enormous_interval_is_judged_without_panicking() {
+    let mut monitor = Monitor::without_socket()
+        .silent_after(u32::MAX)
+        .stuck_after(u32::MAX);
+    let now = Instant::now();
+    monitor.record(
+        Beat {
+            id: "far".into(),
+            host: "h".into(),
+            pid: 1,
+            seq: 0,
+            progress: 0,
+            sent_at_ms: 0,
+            interval_ms: u64::MAX,
+        },
+        now,
+    );
+    monitor.judge(now + Duration::from_secs(3600));
+    assert_eq!(monitor.health("far"), Some(Health::Alive));
+}

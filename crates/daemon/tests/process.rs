@@ -2,6 +2,8 @@
 //! signals and timeouts, each in a real child process.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemon::{ExitStatus, JoinError, Process, PANIC_EXIT_CODE};
@@ -210,4 +212,241 @@ fn the_child_is_named() {
         .join()
         .unwrap();
     assert_eq!(name.trim_end(), "ticket-buyer-nu", "truncated to 15 bytes");
+}
+
+// ---- What is moved into the closure belongs to the child (issue #11) ----
+
+#[test]
+fn an_owning_shared_moved_into_a_child_is_not_dropped_by_the_parent() {
+    let name = testkit::unique_name("moved-shared");
+    let owner = shm::Shared::create(&name, AtomicU32::new(5)).unwrap();
+    assert!(owner.owns_name());
+    let child = Process::new(move || owner.fetch_add(1, Ordering::SeqCst))
+        .start()
+        .unwrap();
+    // The parent dropped nothing: its name is still there.
+    assert!(testkit::name_exists(&name), "start() unlinked {name}");
+    assert_eq!(child.join().unwrap(), 5);
+    // The child's drop never unlinks (it is not the creating process): the
+    // name stays until someone removes it.
+    let seen = shm::Shared::<AtomicU32>::open(&name).unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
+    shm::Shared::<AtomicU32>::unlink(&name).unwrap();
+}
+
+#[test]
+fn what_is_moved_in_is_dropped_once_by_the_child_and_never_by_the_parent() {
+    /// Counts its drops in shared memory, by process.
+    struct Counted<'a> {
+        drops: &'a [AtomicU32; 2],
+        parent: u32,
+    }
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            let slot = usize::from(std::process::id() != self.parent);
+            self.drops[slot].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = shm::Shared::new([AtomicU32::new(0), AtomicU32::new(0)]).unwrap();
+    let counted = Counted {
+        drops: &drops,
+        parent: std::process::id(),
+    };
+    let child = Process::new(move || {
+        let _moved_in = &counted;
+    })
+    .start()
+    .unwrap();
+    child.join().unwrap();
+    assert_eq!(drops[0].load(Ordering::SeqCst), 0, "dropped by the parent");
+    assert_eq!(drops[1].load(Ordering::SeqCst), 1, "dropped by the child");
+}
+
+// ---- Nothing unwinds out of start() in the child (issue #11) ----
+
+/// Starts `process`, then counts (in shared memory) every process that gets
+/// past `start()`. A child that unwound out of `start()` counts itself and
+/// leaves at once, so the test sees it instead of the child running the
+/// rest of this test binary. Returns the started child.
+fn start_and_count_returns<F, T>(
+    process: Process<F>,
+    returns: &shm::Shared<AtomicU32>,
+) -> daemon::Child<T>
+where
+    F: FnOnce() -> T,
+    T: serde::Serialize,
+{
+    let me = std::process::id();
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process.start()));
+    returns.fetch_add(1, Ordering::SeqCst);
+    match started {
+        Ok(child) => child.unwrap(),
+        Err(panic) if std::process::id() == me => std::panic::resume_unwind(panic),
+        // SAFETY: leaves the escaped child at once, running nothing more.
+        Err(_) => unsafe { libc::_exit(77) },
+    }
+}
+
+#[test]
+fn a_captured_value_whose_drop_panics_is_the_childs_panic() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a captured value's drop panicked");
+        }
+    }
+    let returns = shm::Shared::new(AtomicU32::new(0)).unwrap();
+    let bomb = PanicsOnDrop;
+    let child = start_and_count_returns(
+        Process::new(move || {
+            let _moved_in = &bomb;
+            7u8
+        }),
+        &returns,
+    );
+    match child.join() {
+        Err(JoinError::Panicked { message, .. }) => {
+            assert_eq!(message, "a captured value's drop panicked")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(returns.load(Ordering::SeqCst), 1);
+}
+
+/// A result whose `Serialize` panics.
+#[derive(Debug, serde::Deserialize)]
+struct SerializePanics;
+
+impl serde::Serialize for SerializePanics {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("serializing the result panicked")
+    }
+}
+
+#[test]
+fn a_result_whose_serialize_panics_is_the_childs_panic() {
+    let returns = shm::Shared::new(AtomicU32::new(0)).unwrap();
+    let mut child = start_and_count_returns(Process::new(|| SerializePanics), &returns);
+    match child.join_timeout(GENEROUS) {
+        Err(JoinError::Panicked { message, .. }) => {
+            assert_eq!(message, "serializing the result panicked")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(child.exit_code(), Some(PANIC_EXIT_CODE));
+    assert_eq!(returns.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panic_payload_whose_drop_panics_is_still_reported() {
+    struct Payload;
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            panic!("the payload's drop panicked");
+        }
+    }
+    let returns = shm::Shared::new(AtomicU32::new(0)).unwrap();
+    let child = start_and_count_returns(
+        Process::new(|| -> u8 { std::panic::panic_any(Payload) }),
+        &returns,
+    );
+    assert!(matches!(child.join(), Err(JoinError::Panicked { .. })));
+    assert_eq!(returns.load(Ordering::SeqCst), 1);
+}
+
+// ---- Another thread holding the stdout lock at the fork (issue #11) ----
+
+/// The helper side: a thread holds std's stdout lock nearly all the time
+/// (printing now and then, little enough never to fill the pipe) while
+/// this thread starts and joins children.
+#[test]
+fn helper_start_while_a_thread_prints() {
+    let Some(_) = testkit::helper_args() else {
+        return;
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let printer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut out = std::io::stdout().lock();
+                for _ in 0..1000 {
+                    std::hint::black_box(&mut out);
+                }
+                n += 1;
+                if n.is_multiple_of(4096) {
+                    let _ = write!(out, ".");
+                }
+            }
+        })
+    };
+    let mut finished = 0;
+    for i in 0..200u32 {
+        // Some children print a partial line: flushed at their exit.
+        let mut child = Process::new(move || {
+            if i.is_multiple_of(2) {
+                print!("child-{i}-done");
+            }
+            i
+        })
+        .start()
+        .unwrap();
+        match child.join_timeout(Duration::from_secs(5)) {
+            Ok(v) if v == i => finished += 1,
+            other => {
+                let _ = child.kill();
+                let _ = child.join_timeout(GENEROUS);
+                testkit::helper_report("stuck", format!("child {i}: {other:?}"));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    printer.join().unwrap();
+    testkit::helper_report("finished", finished);
+}
+
+#[test]
+fn children_finish_while_another_thread_holds_the_stdout_lock() {
+    let out = testkit::run_helper("helper_start_while_a_thread_prints", &["go"], GENEROUS * 6);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        testkit::reported(&out, "stuck"),
+        None,
+        "a child hung on its way out"
+    );
+    assert_eq!(testkit::reported(&out, "finished").as_deref(), Some("200"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in (0..200).step_by(2) {
+        assert_eq!(
+            stdout.matches(&format!("child-{i}-done")).count(),
+            1,
+            "child {i}'s partial line"
+        );
+    }
+}
+
+// ---- Duration::MAX means no limit (issue #11) ----
+
+#[test]
+fn join_timeout_of_duration_max_waits_without_limit() {
+    let mut done = Process::new(|| 12u8).start().unwrap();
+    assert_eq!(done.join_timeout(Duration::MAX).unwrap(), 12);
+    assert!(matches!(
+        done.join_timeout(Duration::MAX),
+        Err(JoinError::AlreadyJoined { .. })
+    ));
+}
+
+#[test]
+fn zz_this_suite_left_no_names_behind() {
+    assert_eq!(
+        testkit::leaked_names(std::process::id()),
+        Vec::<String>::new()
+    );
 }

@@ -86,6 +86,30 @@ fn endless_timeouts_succeed_at_once_when_free() {
         .unwrap()
         .wait_timeout(Duration::MAX)
         .is_ok()));
+
+    // Opening a ready segment, joining a finished child.
+    let name = testkit::unique_name("endless");
+    let _segment = Segment::create(&name, 8).unwrap();
+    assert!(promptly("Segment::open_timeout", || Segment::open_timeout(
+        &name,
+        Duration::MAX
+    )
+    .is_ok()));
+    let value_name = format!("{name}-value");
+    let _value = Shared::create(&value_name, Futex::new(1)).unwrap();
+    assert!(promptly("Shared::open_timeout", || {
+        Shared::<Futex>::open_timeout(&value_name, Duration::MAX).is_ok()
+    }));
+    let slice_name = format!("{name}-slice");
+    let _slice = SharedSlice::create(&slice_name, 2, |_| Futex::new(0)).unwrap();
+    assert!(promptly("SharedSlice::open_timeout", || {
+        SharedSlice::<Futex>::open_timeout(&slice_name, Duration::MAX).is_ok()
+    }));
+    let mut child = daemon::Process::new(|| 5u8).start().unwrap();
+    assert_eq!(
+        promptly("Child::join_timeout", || child.join_timeout(Duration::MAX)).unwrap(),
+        5
+    );
 }
 
 #[test]

@@ -287,6 +287,19 @@ impl ShmName {
         &self.display
     }
 
+    /// The identity of the file the name stands for now, if any. glibc
+    /// (and musl) keep POSIX shared memory under `/dev/shm`.
+    fn file_id(&self) -> Option<FileId> {
+        let path = CString::new(format!("/dev/shm/{}", self.display)).ok()?;
+        // SAFETY: all-zero is a valid `stat`; stat fills it in.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid NUL-terminated path and a valid out-pointer.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some(file_id(&st))
+    }
+
     fn unlink(&self) -> io::Result<()> {
         // SAFETY: a valid NUL-terminated path that lives across the call.
         if unsafe { libc::shm_unlink(self.c_path.as_ptr()) } == 0 {
@@ -317,8 +330,19 @@ pub(crate) struct Region {
     /// The pid whose drop unlinks the name: the creator's. A forked child
     /// carries a copy of this struct but another pid, so never unlinks.
     unlink_by: Option<u32>,
-    /// Kept open so that `check_size` can see truncation by others.
+    /// Kept open so that `check_size` can see truncation by others (and
+    /// named segments' bytes can be copied with `pread`/`pwrite`).
     fd: Option<OwnedFd>,
+    /// The file this handle created (device and inode), so that its drop
+    /// removes the name only while it still names that file.
+    created: Option<FileId>,
+}
+
+/// A file's identity: device and inode number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
 }
 
 impl Region {
@@ -335,6 +359,7 @@ impl Region {
             name: None,
             unlink_by: None,
             fd: None,
+            created: None,
         })
     }
 
@@ -359,6 +384,9 @@ impl Region {
         // From here on the name exists: remove it again unless we succeed
         // (an error below, or a panic in `init`).
         let unlink_on_failure = UnlinkOnDrop(&name);
+        let created = fstat(&fd)
+            .map(|st| file_id(&st))
+            .map_err(|e| os_error("fstat", name.as_str(), e))?;
         // Exactly `mode`, whatever the umask (which shm_open applies).
         // SAFETY: a valid descriptor; plain permission bits.
         if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
@@ -411,6 +439,7 @@ impl Region {
             name: Some(name),
             unlink_by: Some(crate::pid::current()),
             fd: Some(fd),
+            created: Some(created),
         })
     }
 
@@ -420,7 +449,10 @@ impl Region {
         let name = ShmName::parse(name)?;
         let fd = shm_open(&name, libc::O_RDWR, 0)?;
         let started = Instant::now();
-        let deadline = started + timeout;
+        // `None`: no limit (`Duration::MAX`, or any timeout past the end of
+        // the clock).
+        let deadline = started.checked_add(timeout);
+        let expired = || deadline.is_some_and(|d| Instant::now() >= d);
         let uninitialized = |creator_pid: i32| Error::Uninitialized {
             name: name.as_str().to_string(),
             creator_pid,
@@ -434,7 +466,7 @@ impl Region {
             if size != 0 {
                 break size;
             }
-            if Instant::now() >= deadline {
+            if expired() {
                 return Err(uninitialized(0));
             }
             std::thread::sleep(Duration::from_micros(200));
@@ -455,6 +487,10 @@ impl Region {
                 reason: format!("it is {size} bytes, smaller than a procsync header"),
             });
         }
+        // `size` is the one size this open uses: the mapping's length, and
+        // (below) what the header's promise is checked against. A second
+        // look at the file could see it resized in between and hand out a
+        // data area longer than the mapping.
         let map = Mapping::new(Some(&fd), size as usize)
             .map_err(|e| os_error("mmap", name.as_str(), e))?;
         let mut region = Region {
@@ -464,6 +500,7 @@ impl Region {
             name: Some(name.clone()),
             unlink_by: None,
             fd: Some(fd),
+            created: None,
         };
         let header = region.header_ptr();
         // SAFETY: the mapping is at least a header long (checked above); the
@@ -497,15 +534,13 @@ impl Region {
                 });
             }
             let pid = creator_pid.load(Ordering::Relaxed);
-            if Instant::now() >= deadline || (pid > 0 && !crate::pid::is_running(pid as u32)) {
+            if expired() || (pid > 0 && !crate::pid::is_running(pid as u32)) {
                 return Err(uninitialized(pid));
             }
             // Sleep until the creator publishes; wake now and then to notice
             // a creator that died half-way.
-            state.wait(
-                0,
-                Some(deadline.min(Instant::now() + Duration::from_millis(10))),
-            );
+            let tick = Instant::now() + Duration::from_millis(10);
+            state.wait(0, Some(deadline.map_or(tick, |d| d.min(tick))));
         }
 
         // SAFETY: READY was read with acquire ordering, so the creator's plain
@@ -550,9 +585,19 @@ impl Region {
             len: Some(found.len as usize),
             ..layout.clone()
         };
-        region.data_offset = opened.data_offset()?;
-        region.data_len = opened.data_bytes(&format!("segment {:?}", name.as_str()))?;
-        region.check_size()?;
+        let data_offset = opened.data_offset()?;
+        let data_len = opened.data_bytes(&format!("segment {:?}", name.as_str()))?;
+        // Both at most isize::MAX / 2 (data_bytes, a page): no overflow.
+        let expected = (data_offset + data_len) as u64;
+        if expected > size {
+            return Err(Error::Truncated {
+                name: name.as_str().to_string(),
+                expected,
+                actual: size,
+            });
+        }
+        region.data_offset = data_offset;
+        region.data_len = data_len;
         Ok(region)
     }
 
@@ -624,6 +669,109 @@ impl Region {
         self.unlink_by = None;
     }
 
+    /// Copies `buf.len()` bytes from the data area at `offset` (in bounds:
+    /// the caller checked) into `buf`. A named segment's bytes are read with
+    /// `pread`, which meets a truncated file as a short read, never as a
+    /// SIGBUS: a truncation racing with the copy gives [`Error::Truncated`].
+    pub(crate) fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let (Some(fd), Some(name)) = (&self.fd, &self.name) else {
+            // SAFETY: an anonymous mapping cannot shrink; the range is inside
+            // the data area (the caller checked) and `buf` is a distinct,
+            // exclusive Rust buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data_ptr().add(offset),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            return Ok(());
+        };
+        let start = self.data_offset + offset;
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: a valid descriptor; `rest` is writable for its length.
+            let n = unsafe {
+                libc::pread(
+                    fd.as_raw_fd(),
+                    rest.as_mut_ptr().cast(),
+                    rest.len(),
+                    (start + done) as libc::off_t,
+                )
+            };
+            match n {
+                0 => return Err(self.truncated_at((start + done) as u64)),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let err = io::Error::last_os_error();
+                    if err.raw_os_error() != Some(libc::EINTR) {
+                        return Err(os_error("pread", name.as_str(), err));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the data area at `offset` (in bounds: the caller
+    /// checked). A named segment first checks the file's size (a truncated
+    /// one gives [`Error::Truncated`]), then writes with `pwrite`, never
+    /// through the mapping: a truncation racing with the copy makes the
+    /// file longer again instead of raising SIGBUS.
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        let (Some(fd), Some(name)) = (&self.fd, &self.name) else {
+            // SAFETY: as in `read`; the segment's bytes belong to no Rust
+            // reference, only to this raw copy.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    self.data_ptr().add(offset),
+                    data.len(),
+                )
+            };
+            return Ok(());
+        };
+        self.check_size()?;
+        let start = self.data_offset + offset;
+        let mut done = 0;
+        while done < data.len() {
+            let rest = &data[done..];
+            // SAFETY: a valid descriptor; `rest` is readable for its length.
+            let n = unsafe {
+                libc::pwrite(
+                    fd.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    (start + done) as libc::off_t,
+                )
+            };
+            if n >= 0 {
+                done += n as usize;
+            } else {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EINTR) {
+                    return Err(os_error("pwrite", name.as_str(), err));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for a named segment's file found ending at or before `end`.
+    fn truncated_at(&self, end: u64) -> Error {
+        let name = self.name().unwrap_or_default().to_string();
+        let actual = match &self.fd {
+            Some(fd) => file_size(fd).map_or(end, |size| size.min(end)),
+            None => end,
+        };
+        Error::Truncated {
+            name,
+            expected: (self.data_offset + self.data_len) as u64,
+            actual,
+        }
+    }
+
     /// Fails with [`Error::Truncated`] if another process shrank the file
     /// below what the header promises (touching the missing pages would raise
     /// SIGBUS).
@@ -646,8 +794,19 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        if self.owns_name() {
-            if let Some(name) = &self.name {
+        if !self.owns_name() {
+            return;
+        }
+        if let (Some(name), Some(created)) = (&self.name, self.created) {
+            // Only while the name still names the file this handle created:
+            // another process may have removed it and made a new segment
+            // under the same name, which is theirs. (Our descriptor is still
+            // open, so no other file can have our device and inode now.)
+            // The race that remains: another process removing and
+            // re-creating the name between this check and the unlink just
+            // after, a window of two system calls; Linux has no "unlink
+            // only this inode".
+            if name.file_id() == Some(created) {
                 // Already gone (someone else unlinked it) is fine.
                 let _ = name.unlink();
             }
@@ -685,14 +844,25 @@ fn shm_open(name: &ShmName, flags: i32, mode: libc::mode_t) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn file_size(fd: &OwnedFd) -> io::Result<u64> {
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
     // SAFETY: all-zero is a valid `stat`; fstat fills it in.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and a valid out-pointer.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(st.st_size as u64)
+    Ok(st)
+}
+
+fn file_size(fd: &OwnedFd) -> io::Result<u64> {
+    fstat(fd).map(|st| st.st_size as u64)
+}
+
+fn file_id(st: &libc::stat) -> FileId {
+    FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    }
 }
 
 fn page_size() -> usize {

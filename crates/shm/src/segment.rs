@@ -9,11 +9,16 @@ use crate::{Error, Result};
 /// `multiprocessing.shared_memory.SharedMemory`.
 ///
 /// [`read`](Segment::read) and [`write`](Segment::write) copy byte ranges in
-/// and out, checked against the segment's bounds, and (for a named segment)
-/// against its file's current size, so a segment truncated by another
-/// process gives [`Error::Truncated`] instead of a `SIGBUS`. Copies are not
-/// atomic: coordinate writers with a lock. [`as_ptr`](Segment::as_ptr) gives
-/// raw access for `unsafe` code.
+/// and out, checked against the segment's bounds. A named segment's bytes
+/// are copied with `pread`/`pwrite` on its file, never through the mapping,
+/// so a segment truncated by another process, even during the copy, gives
+/// [`Error::Truncated`] (a read that meets the end of the file; a write to
+/// a file shorter than the segment), never a `SIGBUS`. (A write racing with
+/// a truncation may make the file longer again; a truncation to zero bytes
+/// while another process is inside `open`, reading the header through its
+/// mapping, can still raise `SIGBUS` there.) Copies are not atomic:
+/// coordinate writers with a lock. [`as_ptr`](Segment::as_ptr) gives raw
+/// access for `unsafe` code.
 ///
 /// # Example
 ///
@@ -101,20 +106,14 @@ impl Segment {
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        let src = self.checked_range(offset, buf.len())?;
-        // SAFETY: the range is inside the mapping and the file (checked just
-        // now); `buf` is a distinct, exclusive Rust buffer.
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        self.check_bounds(offset, buf.len())?;
+        self.region.read(offset, buf)
     }
 
     /// Copies `data` into the segment starting at `offset`.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
-        let dst = self.checked_range(offset, data.len())?;
-        // SAFETY: as in `read`; the segment's bytes belong to no Rust
-        // reference, only to this raw copy.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
+        self.check_bounds(offset, data.len())?;
+        self.region.write(offset, data)
     }
 
     /// The first byte. Reading or writing through it is `unsafe` code's
@@ -140,7 +139,7 @@ impl Segment {
         self.region.persist();
     }
 
-    fn checked_range(&self, offset: usize, len: usize) -> Result<*mut u8> {
+    fn check_bounds(&self, offset: usize, len: usize) -> Result<()> {
         let size = self.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(Error::OutOfBounds {
@@ -150,8 +149,6 @@ impl Segment {
                 size,
             });
         }
-        self.region.check_size()?;
-        // SAFETY: offset + len <= size, within the data area.
-        Ok(unsafe { self.region.data_ptr().add(offset) })
+        Ok(())
     }
 }

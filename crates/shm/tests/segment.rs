@@ -1,7 +1,10 @@
 //! `Segment`: raw bytes by name and size.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
 use daemon::Process;
-use shm::{Error, Segment};
+use shm::{Error, Futex, Segment, Shared};
 use testkit::{helper_args, helper_report, reported, run_helper, unique_name, GENEROUS};
 
 #[test]
@@ -110,6 +113,120 @@ fn open_or_create_creates_once() {
         Segment::open_or_create(&name, 64),
         Err(Error::TypeMismatch { .. })
     ));
+}
+
+/// The size of the file behind the named segment `name`.
+fn file_len(name: &str) -> u64 {
+    std::fs::metadata(std::path::Path::new("/dev/shm").join(name))
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn opening_while_another_process_resizes_never_faults() {
+    const DATA: usize = 1 << 20;
+    let name = unique_name("resized");
+    let segment = Segment::create(&name, DATA).unwrap();
+    let full = file_len(&name);
+    // The header stays whole (the first page is never cut off).
+    let short = 1000;
+    let ready = Shared::new(Futex::new(0)).unwrap();
+    let stop = Shared::new(AtomicU32::new(0)).unwrap();
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    let resizer = Process::new(|| {
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        testkit::raise(&ready);
+        while stop.load(Ordering::Relaxed) == 0 {
+            file.set_len(short).unwrap();
+            file.set_len(full).unwrap();
+        }
+    })
+    .daemon(true)
+    .start()
+    .unwrap();
+    testkit::wait_for(&ready, 1);
+    // In a child of its own: a SIGSEGV or SIGBUS shows as its death.
+    let opener = Process::new(|| {
+        let (mut opened, mut read_whole) = (0u32, 0u32);
+        let mut buf = vec![0u8; DATA];
+        for _ in 0..3000 {
+            match Segment::open(&name) {
+                Ok(seen) => {
+                    opened += 1;
+                    assert_eq!(seen.len(), DATA);
+                    match seen.read(0, &mut buf) {
+                        Ok(()) => read_whole += 1,
+                        Err(Error::Truncated { .. }) => {}
+                        Err(e) => panic!("read: {e:?}"),
+                    }
+                }
+                Err(Error::Truncated { .. }) => {}
+                Err(e) => panic!("open: {e:?}"),
+            }
+        }
+        (opened, read_whole)
+    })
+    .start()
+    .unwrap();
+    let outcome = opener.join();
+    stop.store(1, Ordering::Relaxed);
+    resizer.join().unwrap();
+    let (opened, _read_whole) = outcome.unwrap();
+    assert!(opened > 0, "never opened at full size");
+    drop(segment);
+}
+
+#[test]
+fn a_creators_drop_leaves_a_segment_made_since_under_its_name() {
+    let name = unique_name("recreated");
+    let first = Segment::create(&name, 16).unwrap();
+    Segment::unlink(&name).unwrap();
+    // Another process makes a new segment under the same name, and leaves.
+    Process::new(|| {
+        let mut theirs = Segment::create(&name, 32).unwrap();
+        theirs.write(0, b"theirs").unwrap();
+        theirs.persist();
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+    drop(first);
+    assert!(
+        testkit::name_exists(&name),
+        "the first creator's drop removed a segment it did not make"
+    );
+    let theirs = Segment::open(&name).unwrap();
+    let mut buf = [0u8; 6];
+    theirs.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"theirs");
+    Segment::unlink(&name).unwrap();
+}
+
+#[test]
+fn a_creators_drop_still_removes_its_own_segment() {
+    let name = unique_name("own");
+    drop(Segment::create(&name, 16).unwrap());
+    assert!(!testkit::name_exists(&name));
+}
+
+#[test]
+fn open_timeout_of_duration_max_means_no_limit() {
+    let name = unique_name("endless");
+    let _segment = Segment::create(&name, 8).unwrap();
+    assert_eq!(
+        Segment::open_timeout(&name, Duration::MAX).unwrap().len(),
+        8
+    );
+    let _value = Shared::create(&format!("{name}-value"), AtomicU32::new(3)).unwrap();
+    let value = Shared::<AtomicU32>::open_timeout(&format!("{name}-value"), Duration::MAX).unwrap();
+    assert_eq!(value.load(Ordering::SeqCst), 3);
+    let _slice =
+        shm::SharedSlice::create(&format!("{name}-slice"), 2, |_| AtomicU32::new(4)).unwrap();
+    let slice =
+        shm::SharedSlice::<AtomicU32>::open_timeout(&format!("{name}-slice"), Duration::MAX)
+            .unwrap();
+    assert_eq!(slice.len(), 2);
 }
 
 #[test]

@@ -46,9 +46,10 @@ pub(crate) fn demos(args: &[&str], timeout: Duration) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start demos");
-    let limit = Instant::now() + timeout;
+    // `None`: no limit (a timeout past the end of the clock).
+    let limit = Instant::now().checked_add(timeout);
     while child.try_wait().expect("poll demos").is_none() {
-        if Instant::now() >= limit {
+        if limit.is_some_and(|l| Instant::now() >= l) {
             let _ = child.kill();
             let out = child.wait_with_output().expect("collect demos");
             panic!(

@@ -1,0 +1,91 @@
+//! What a closure owns belongs to the child it runs in (issue #11): the
+//! parent never drops it after `Process::start`, so a permit or a guard
+//! moved into a child is not released by the parent behind its back.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use daemon::Process;
+use shm::{Futex, Shared, ShmSafe};
+use sync_lock::Mutex;
+use sync_sem::{RobustSemaphore, Semaphore};
+use testkit::{raise, wait_for};
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Arena {
+    plain: Semaphore,
+    robust: RobustSemaphore,
+    data: Mutex<u32>,
+    /// Raised by the parent once it has checked, while the child holds.
+    checked: Futex,
+}
+
+fn arena() -> Shared<Arena> {
+    Shared::new(Arena {
+        plain: Semaphore::new(1),
+        robust: RobustSemaphore::new(1),
+        data: Mutex::new(0),
+        checked: Futex::new(0),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_semaphore_permit_moved_into_a_child_is_released_once() {
+    let arena = arena();
+    let permit = arena.plain.acquire();
+    let checked = &arena.checked;
+    let child = Process::new(move || {
+        let _permit = permit;
+        wait_for(checked, 1);
+    })
+    .start()
+    .unwrap();
+    // The child still holds it: nobody else gets in.
+    assert!(arena.plain.try_acquire().is_err());
+    raise(&arena.checked);
+    child.join().unwrap();
+    assert_eq!(arena.plain.value(), 1);
+}
+
+#[test]
+fn a_robust_semaphore_admits_no_second_holder_while_a_moved_permit_is_out() {
+    let arena = arena();
+    let permit = arena.robust.acquire();
+    let checked = &arena.checked;
+    let child = Process::new(move || {
+        let _permit = permit;
+        wait_for(checked, 1);
+    })
+    .start()
+    .unwrap();
+    assert!(
+        arena.robust.try_acquire().is_err(),
+        "a second holder got in while the first permit was in the child"
+    );
+    raise(&arena.checked);
+    child.join().unwrap();
+}
+
+#[test]
+fn a_mutex_guard_moved_into_a_child_is_not_unlocked_by_the_parent() {
+    let arena = arena();
+    let wrote = Shared::new(AtomicU32::new(0)).unwrap();
+    let (checked, wrote) = (&arena.checked, &wrote);
+    let mut guard = arena.data.lock().unwrap();
+    let child = Process::new(move || {
+        wait_for(checked, 1);
+        *guard += 1;
+        wrote.store(*guard, Ordering::SeqCst);
+    })
+    .start()
+    .unwrap();
+    // The child still writes through the guard: the lock must stay taken.
+    assert!(
+        arena.data.try_lock().is_err(),
+        "the parent unlocked a guard the child holds"
+    );
+    raise(&arena.checked);
+    child.join().unwrap();
+    assert_eq!(wrote.load(Ordering::SeqCst), 1);
+}
