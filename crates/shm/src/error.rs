@@ -67,6 +67,23 @@ pub enum Error {
         expected: u32,
     },
 
+    /// The segment was created in another pid namespace: its primitives
+    /// record holders by pid, and a pid from there names another process
+    /// here (a live holder would look dead), so it is not opened.
+    #[error(
+        "segment {name:?} was created in another pid namespace (pid namespace {found}, this \
+         process is in {ours}); procsync primitives work only between processes of one pid \
+         namespace"
+    )]
+    OtherPidNamespace {
+        /// The segment's name.
+        name: String,
+        /// The creator's pid namespace (inode of `/proc/PID/ns/pid`).
+        found: u64,
+        /// This process's pid namespace.
+        ours: u64,
+    },
+
     /// The segment holds a different type (or kind of segment) than asked for.
     #[error("segment {name:?} holds {found}, but {expected} was asked for")]
     TypeMismatch {

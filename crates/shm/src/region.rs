@@ -221,7 +221,7 @@ impl Layout {
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PROCSYNC");
 /// Bumped whenever `Header` or a primitive's layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// The header's `state` once the creator has finished. Before that it is 0
 /// (a freshly truncated file is all zeros).
 const READY: u32 = 0x5244_5921;
@@ -241,6 +241,8 @@ struct Header {
     elem_align: u64,
     len: u64,
     fingerprint: u64,
+    /// The creator's pid namespace (`shm::pid::pid_namespace`; 0 unknown).
+    pid_namespace: u64,
     type_name_len: u32,
     type_name: [u8; TYPE_NAME_CAP],
 }
@@ -420,6 +422,7 @@ impl Region {
             (*header).elem_align = layout.elem_align as u64;
             (*header).len = layout.len.unwrap_or(0) as u64;
             (*header).fingerprint = layout.fingerprint();
+            (*header).pid_namespace = crate::pid::pid_namespace();
             let type_name = layout.type_name.as_bytes();
             let n = type_name.len().min(TYPE_NAME_CAP);
             (&mut (*header).type_name)[..n].copy_from_slice(&type_name[..n]);
@@ -555,6 +558,14 @@ impl Region {
                 name: name.as_str().to_string(),
                 found: found.layout_version,
                 expected: LAYOUT_VERSION,
+            });
+        }
+        let ours = crate::pid::pid_namespace();
+        if found.pid_namespace != 0 && ours != 0 && found.pid_namespace != ours {
+            return Err(Error::OtherPidNamespace {
+                name: name.as_str().to_string(),
+                found: found.pid_namespace,
+                ours,
             });
         }
         let found_kind = Kind::from_u32(found.kind);

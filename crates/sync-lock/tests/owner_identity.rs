@@ -189,3 +189,30 @@ fn a_process_in_another_pid_namespace_refuses_an_inherited_lock() {
     assert!(lock.is_locked(), "the live holder still holds it");
     drop(held);
 }
+
+/// Defect 7 for unrelated programs: a named segment records its creator's
+/// pid namespace, and a process in another one is refused at `open`.
+#[test]
+fn a_named_lock_is_refused_in_another_pid_namespace() {
+    if skip() {
+        return;
+    }
+    let name = testkit::unique_name("pidns");
+    let _lock = Shared::create(&name, Lock::new()).unwrap();
+    let outsider = Process::new(|| {
+        // SAFETY: as above: only future children change namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0);
+        Process::new(|| match Shared::<Lock>::open(&name) {
+            Ok(_) => "opened".to_string(),
+            Err(e) => e.to_string(),
+        })
+        .start()
+        .unwrap()
+        .join()
+        .unwrap()
+    })
+    .start()
+    .unwrap();
+    let said = outsider.join().unwrap();
+    assert!(said.contains("another pid namespace"), "{said}");
+}
