@@ -74,15 +74,26 @@ pub(crate) enum Lang {
     En,
 }
 
+/// The slowest `--speed`: a one-minute lesson step then takes ~11 days.
+const MIN_SPEED: f64 = 1e-4;
+/// The fastest `--speed`: a one-second lesson step then takes 1 µs.
+const MAX_SPEED: f64 = 1e6;
+
 fn parse_speed(text: &str) -> Result<f64, String> {
     let speed: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number (try 1, 10 or 0.5)"))?;
-    if speed.is_finite() && speed > 0.0 {
-        Ok(speed)
-    } else {
-        Err(format!("the speed must be a positive number, not {text}"))
+    if !(speed.is_finite() && speed > 0.0) {
+        return Err(format!("the speed must be a positive number, not {text}"));
     }
+    // Every lesson duration is divided by the speed: keep the results
+    // within what a Duration holds (a lesson lasts minutes, not aeons).
+    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
+        return Err(format!(
+            "the speed must be between {MIN_SPEED} and {MAX_SPEED}, not {text}"
+        ));
+    }
+    Ok(speed)
 }
 
 impl Cli {
