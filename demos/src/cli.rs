@@ -74,7 +74,7 @@ pub(crate) enum Lang {
     En,
 }
 
-/// The slowest `--speed`: a one-minute lesson step then takes ~11 days.
+/// The slowest `--speed`: a one-minute lesson step then takes about a week.
 const MIN_SPEED: f64 = 1e-4;
 /// The fastest `--speed`: a one-second lesson step then takes 1 µs.
 const MAX_SPEED: f64 = 1e6;
