@@ -18,11 +18,17 @@
 //! from another namespace names a different process here.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
 
 static CACHED_PID: AtomicU32 = AtomicU32::new(0);
 static CACHED_IDENTITY: AtomicU64 = AtomicU64::new(0);
-static FORGET_IN_CHILDREN: Once = Once::new();
+/// Whether the `pthread_atfork` handler that empties the caches in every
+/// child is registered: [`NOT_REGISTERED`], [`REGISTERED`], or the pid of
+/// the process whose thread is registering it. Nothing is cached before it
+/// is registered: a fork before that would hand the child a cache nobody
+/// empties.
+static FORGET_IN_CHILDREN: AtomicU32 = AtomicU32::new(NOT_REGISTERED);
+const NOT_REGISTERED: u32 = 0;
+const REGISTERED: u32 = u32::MAX;
 
 /// This process's id, from a cache after the first call.
 ///
@@ -40,19 +46,51 @@ pub fn current() -> u32 {
 
 #[cold]
 fn refresh() -> u32 {
-    FORGET_IN_CHILDREN.call_once(|| {
-        extern "C" fn forget() {
-            CACHED_PID.store(0, Ordering::Relaxed);
-            CACHED_IDENTITY.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: registers a handler that only stores to an atomic, which is
-        // async-signal-safe and so fine in a just-forked child.
-        unsafe { libc::pthread_atfork(None, None, Some(forget)) };
-    });
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() } as u32;
-    CACHED_PID.store(pid, Ordering::Relaxed);
+    if may_cache(pid) {
+        CACHED_PID.store(pid, Ordering::Relaxed);
+    }
     pid
+}
+
+/// Registers the handler that empties the caches in every forked child, if
+/// no thread of this process has yet; returns whether it is registered, so
+/// that caching is safe. Never blocks: a thread that finds another one of
+/// its process registering just does not cache this time. (A `Once` would
+/// make it wait, and a child forked while another thread ran the `Once`
+/// would wait for ever: the registering thread is not copied.) A child
+/// forked in the middle of a registration finds its parent's pid in the
+/// state and registers again (a second registration of the handler only
+/// empties the caches twice).
+fn may_cache(me: u32) -> bool {
+    let mut state = FORGET_IN_CHILDREN.load(Ordering::Acquire);
+    loop {
+        match state {
+            REGISTERED => return true,
+            registrant if registrant == me => return false,
+            stale_or_none => {
+                match FORGET_IN_CHILDREN.compare_exchange(
+                    stale_or_none,
+                    me,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => state = now,
+                }
+            }
+        }
+    }
+    extern "C" fn forget() {
+        CACHED_PID.store(0, Ordering::Relaxed);
+        CACHED_IDENTITY.store(0, Ordering::Relaxed);
+    }
+    // SAFETY: registers a handler that only stores to atomics, which is
+    // async-signal-safe and so fine in a just-forked child.
+    unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+    FORGET_IN_CHILDREN.store(REGISTERED, Ordering::Release);
+    true
 }
 
 /// Whether process `pid` is still running. A zombie (exited, not yet reaped
@@ -222,7 +260,9 @@ fn refresh_identity() -> Identity {
         .start_tag(pid)
         .expect("a running process can read its own start tag");
     let me = Identity { pid, start_tag };
-    CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
+    if may_cache(pid) {
+        CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
+    }
     me
 }
 
