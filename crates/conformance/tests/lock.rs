@@ -21,7 +21,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{assert_timeout, join, Bunch, Log, SHORT};
+use common::{assert_timeout, join, start, Bunch, Log, SHORT};
 use daemon::Process;
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{Lock, TryLockError};
@@ -180,14 +180,12 @@ fn lock_tests_lock_reacquire() {
         phase: Futex::new(0),
     })
     .unwrap();
-    let worker = Process::new(|| {
+    let worker = start(Process::new(|| {
         let _first = lock(&s.lock);
         raise(&s.phase);
         let second = s.lock.lock_timeout(SHORT);
         matches!(second, Err(TryLockError::TimedOut))
-    })
-    .start()
-    .unwrap();
+    }));
     wait_for(&s.phase, 1);
     assert!(join(worker).unwrap(), "the holder's second lock() blocked");
 }
@@ -201,12 +199,10 @@ fn lock_tests_lock_reacquire() {
 fn lock_tests_lock_different_thread() {
     let l = new_lock();
     let mut held = Some(lock(&l));
-    let child = Process::new(|| {
+    let child = start(Process::new(|| {
         drop(held.take());
         l.is_locked()
-    })
-    .start()
-    .unwrap();
+    }));
     assert!(join(child).unwrap(), "still locked after the child's drop");
     assert!(l.is_locked());
     drop(held);

@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_timeout, join, Bunch, Log, SHORT};
+use common::{assert_timeout, join, start, Bunch, Log, SHORT};
 use daemon::Process;
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{NotOwner, RLock, TryLockError};
@@ -222,15 +222,13 @@ fn lock_tests_rlock_recursion_count() {
     l.release().unwrap();
     assert_eq!(l.depth(), 0);
 
-    let worker = Process::new(|| {
+    let worker = start(Process::new(|| {
         acquire(l);
         raise(&s.phase);
         wait_for(&s.phase, 2);
         l.release().unwrap();
         raise(&s.phase);
-    })
-    .start()
-    .unwrap();
+    }));
     wait_for(&s.phase, 1);
     assert!(!l.is_held_by_current_thread());
     assert_eq!(l.depth(), 1, "the worker's count (procsync difference)");
@@ -249,14 +247,12 @@ fn lock_tests_rlock_different_thread() {
         phase: Futex::new(0),
     })
     .unwrap();
-    let worker = Process::new(|| {
+    let worker = start(Process::new(|| {
         acquire(&s.lock);
         raise(&s.phase);
         wait_for(&s.phase, 2);
         s.lock.release().unwrap();
-    })
-    .start()
-    .unwrap();
+    }));
     wait_for(&s.phase, 1);
     assert_eq!(
         s.lock.release(),

@@ -92,12 +92,7 @@ impl<T: Serialize + DeserializeOwned> Bunch<T> {
     pub fn start(n: usize, f: impl Fn(usize) -> T) -> Bunch<T> {
         let f = &f;
         let children = (0..n)
-            .map(|i| {
-                Process::new(move || f(i))
-                    .daemon(true)
-                    .start()
-                    .expect("start a worker process")
-            })
+            .map(|i| start(Process::new(move || f(i)).daemon(true)))
             .collect();
         Bunch { children }
     }
@@ -112,6 +107,15 @@ impl<T: Serialize + DeserializeOwned> Bunch<T> {
     pub fn wait_all_asleep(&self) {
         for pid in self.pids() {
             wait_until_asleep(&format!("/proc/{pid}/stat"));
+        }
+    }
+
+    /// Waits until every worker is asleep in the kernel or has finished:
+    /// the moment to check that a wake-up reached no more workers than it
+    /// should have.
+    pub fn wait_all_asleep_or_finished(&self) {
+        for pid in self.pids() {
+            wait_for_state(&format!("/proc/{pid}/stat"), &['S', 'Z']);
         }
     }
 
@@ -155,17 +159,42 @@ impl<T> Drop for Bunch<T> {
     }
 }
 
+/// Starts `process`, holding this process's stdout lock across the fork.
+///
+/// A child forked while another thread (libtest's, printing a result) holds
+/// the stdout lock would inherit it held, and hang for ever in the stdout
+/// flush of `daemon::exit` (a defect reported with the suite). Held by the
+/// forking thread instead, the lock is re-entrant for the child's only
+/// thread, a copy of this one.
+pub fn start<F, T>(process: Process<F>) -> Child<T>
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    let _stdout = std::io::stdout().lock();
+    process.start().expect("start a child process")
+}
+
 /// Waits until the thread whose `/proc/.../stat` file is `stat` is asleep
 /// (state `S`), failing after `GENEROUS`.
 pub fn wait_until_asleep(stat: &str) {
+    wait_for_state(stat, &['S']);
+}
+
+/// Waits until the thread whose `/proc/.../stat` file is `stat` is in one
+/// of `states` (or gone, when `Z` is among them), failing after `GENEROUS`.
+fn wait_for_state(stat: &str, states: &[char]) {
     let limit = deadline(GENEROUS);
     loop {
-        let text = std::fs::read_to_string(stat).unwrap_or_default();
+        let Ok(text) = std::fs::read_to_string(stat) else {
+            assert!(states.contains(&'Z'), "{stat} is gone");
+            return;
+        };
         // "pid (comm) S ...": the state follows the last ')'.
         let state = text
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.trim_start().chars().next());
-        if state == Some('S') {
+        if state.is_some_and(|s| states.contains(&s)) {
             return;
         }
         assert!(
