@@ -172,7 +172,6 @@ fn lock_tests_barrier_abort() {
 // BarrierTests::test_reset, _TestBarrier::test_reset: a reset frees the
 // waiting parties (with BrokenBarrierError), and the barrier works again.
 #[test]
-#[ignore = "issue 11 defect 2: a waiter of a generation ended by reset() gets Ok"]
 fn lock_tests_barrier_reset() {
     let s = new_outcomes();
     Bunch::start(N as usize, |_| {
