@@ -30,10 +30,10 @@
 //! Tests that fail because of a known defect are `#[ignore]`d with the
 //! defect's number; run them with `cargo test -p conformance -- --ignored`.
 //!
-//! Children are started through `tests/common/mod.rs`'s `start`, which
-//! works around two defects of forking from a multi-threaded test binary
-//! that this suite found (reproducers: the ignored tests at the end of
-//! `process.rs`).
+//! This suite found two hangs of forking from a multi-threaded test binary
+//! (a stdout lock held by another thread at the fork; a fork during another
+//! thread's first pid lookup); both are fixed, and their reproducers are
+//! the last tests of `process.rs`.
 //!
 //! No test sleeps to synchronise: processes signal progress through futex
 //! words (`testkit::raise` / `testkit::wait_for`), and where Python waits

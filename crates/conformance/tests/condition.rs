@@ -78,14 +78,6 @@ impl Cond {
     }
 }
 
-/// `cond.notify(n)` as `n` calls of `notify_one`, until `Condvar` has a
-/// `notify_n` (then call it here).
-fn notify_n(cond: &Condvar, n: u32) {
-    for _ in 0..n {
-        cond.notify_one();
-    }
-}
-
 // ConditionTests::test_acquire, with an explicit lock (the Mutex): while
 // the condition's lock is held, another acquire fails, in this process and
 // in another one.
@@ -154,7 +146,7 @@ fn check_notify(c: &Cond, round: u32) {
     assert_eq!(c.results1.len(), results_base);
 
     // Phase 1: notify three.
-    notify_n(&c.cond, COUNT1 as u32);
+    c.cond.notify(COUNT1 as u32);
     guard.value = base + 1;
     drop(guard);
     c.results1.wait_len(results_base + COUNT1);
@@ -164,7 +156,7 @@ fn check_notify(c: &Cond, round: u32) {
     // The three woken are back in (their second) wait.
     c.ready.wait_len(ready_base + N + COUNT1);
     let mut guard = c.lock();
-    notify_n(&c.cond, N as u32);
+    c.cond.notify(N as u32);
     guard.value = base + 2;
     drop(guard);
     c.results1.wait_len(results_base + N);
@@ -190,7 +182,6 @@ fn check_notify(c: &Cond, round: u32) {
 
 // ConditionTests::test_notify, with notify(n) as n calls of notify_one.
 #[test]
-#[ignore = "issue 11 defect 4: Condvar::notify_one can end two waits"]
 fn lock_tests_condition_notify() {
     let c = new_cond();
     check_notify(&c, 0);
@@ -309,7 +300,6 @@ fn acquire_one(sem: &Semaphore) {
 // checking that nobody else woke; the port checks at once (a late extra
 // wake-up would escape both).
 #[test]
-#[ignore = "issue 11 defect 4: Condvar::notify_one can end two waits"]
 fn mp_condition_notify() {
     let c = new_counted();
     let bunch = Bunch::start(2, |_| sleeper(&c, GENEROUS));
@@ -368,7 +358,6 @@ fn mp_condition_notify_all() {
 // _TestCondition::test_notify_n: six waiters; notify(2) wakes two,
 // notify(4) the other four, notify(3) nobody.
 #[test]
-#[ignore = "notify(n) not yet in the API"]
 fn mp_condition_notify_n() {
     let c = new_counted();
     let waiting = Bunch::start(6, |_| sleeper(&c, GENEROUS));
@@ -378,7 +367,7 @@ fn mp_condition_notify_n() {
     assert_eq!(c.woken.value(), 0);
     {
         let _guard = c.mutex.lock().unwrap();
-        notify_n(&c.cond, 2);
+        c.cond.notify(2);
     }
     acquire_one(&c.woken);
     acquire_one(&c.woken);
@@ -386,14 +375,14 @@ fn mp_condition_notify_n() {
     assert_eq!(c.woken.value(), 0, "notify(2) woke more than two");
     {
         let _guard = c.mutex.lock().unwrap();
-        notify_n(&c.cond, 4);
+        c.cond.notify(4);
     }
     for _ in 0..4 {
         acquire_one(&c.woken);
     }
     {
         let _guard = c.mutex.lock().unwrap();
-        notify_n(&c.cond, 3);
+        c.cond.notify(3);
     }
     assert_eq!(c.woken.value(), 0);
     assert_eq!(waiting.join(), [false; 6]);

@@ -114,7 +114,10 @@ fn lock_tests_lock_acquire_contended() {
 }
 
 // BaseLockTests::test_with: a scope guard releases, also when the scope
-// ends by a panic (Python: an exception inside `with lock:`).
+// ends by a panic (Python: an exception inside `with lock:`). procsync
+// differs on purpose: a guard released by a panic tells the next locker
+// (any process) once, with `OwnerDied` whose `holder_panicked()` is true,
+// as std's poisoning does; Python says nothing.
 #[test]
 fn lock_tests_lock_with() {
     let l = new_lock();
@@ -128,6 +131,13 @@ fn lock_tests_lock_with() {
         panic!("TypeError");
     });
     assert!(panicked.is_err());
+    assert!(!l.is_locked());
+    let told = Bunch::start(1, |_| match l.lock() {
+        Err(died) => died.holder_panicked(),
+        Ok(_) => false,
+    })
+    .join();
+    assert_eq!(told, [true], "the next locker is told of the panic");
     Bunch::start(1, f).join();
     assert!(!l.is_locked());
 }

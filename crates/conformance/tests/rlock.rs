@@ -109,7 +109,9 @@ fn lock_tests_rlock_acquire_contended() {
     assert_eq!(s.finished.len(), N);
 }
 
-// BaseLockTests::test_with
+// BaseLockTests::test_with. procsync differs on purpose: the level
+// released by a panic tells the next locker once (`holder_panicked()`), as
+// std's poisoning does; Python says nothing.
 #[test]
 fn lock_tests_rlock_with() {
     let l = new_rlock();
@@ -126,6 +128,16 @@ fn lock_tests_rlock_with() {
         panic!("TypeError");
     });
     assert!(panicked.is_err());
+    assert!(!l.is_locked());
+    let told = Bunch::start(1, |_| match l.acquire() {
+        Err(died) => {
+            l.release().unwrap();
+            died.holder_panicked()
+        }
+        Ok(()) => false,
+    })
+    .join();
+    assert_eq!(told, [true], "the next locker is told of the panic");
     Bunch::start(1, f).join();
     assert!(!l.is_locked());
 }

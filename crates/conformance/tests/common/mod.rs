@@ -159,25 +159,15 @@ impl<T> Drop for Bunch<T> {
     }
 }
 
-/// Starts `process`, working around two defects found by this suite (see
-/// `process.rs`), both about forking while another thread (libtest runs
-/// tests on several) holds a lock the child then needs:
-///
-/// - it holds this process's stdout lock across the fork: a child forked
-///   while another thread (libtest's, printing a result) holds it would
-///   hang for ever in the stdout flush of `daemon::exit`. Held by the
-///   forking thread, the lock is re-entrant for the child's only thread, a
-///   copy of this one;
-/// - it calls `shm::pid::current()` first, so the `Once` inside is complete
-///   before any fork: a child forked while another thread runs it for the
-///   first time would hang in its first `pid::current()`.
+/// Starts `process`, failing the test if it cannot. (It once worked around
+/// two fork-with-threads hangs, reproduced in `process.rs`, that are now
+/// fixed: a stdout lock held by another thread at the fork, and a fork
+/// during another thread's first pid lookup.)
 pub fn start<F, T>(process: Process<F>) -> Child<T>
 where
     F: FnOnce() -> T,
     T: Serialize,
 {
-    shm::pid::current();
-    let _stdout = std::io::stdout().lock();
     process.start().expect("start a child process")
 }
 
