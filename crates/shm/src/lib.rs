@@ -13,6 +13,8 @@
 //! - [`Futex`]: a 32-bit word processes sleep on and wake each other
 //!   through; the `sync-lock`, `sync-sem` and `sync-event` primitives are
 //!   built on it.
+//! - [`crash`] and [`crash_point!`]: places where a test build (feature
+//!   `crash-points`) kills or stops the process on purpose.
 //! - [`pid`]: this process's id without a system call, and a liveness check,
 //!   used to notice that a process holding something died.
 //!
@@ -42,6 +44,7 @@
 //! # Ok::<(), shm::Error>(())
 //! ```
 
+pub mod crash;
 mod error;
 pub mod futex;
 pub mod pid;

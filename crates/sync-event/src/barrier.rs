@@ -1,15 +1,124 @@
 //! [`Barrier`]: wait until every party has arrived.
+//!
+//! # Design
+//!
+//! There is no internal lock: every step is one compare-and-swap (or one
+//! store) on the barrier's own words, so a party killed or stopped between
+//! two steps leaves a state every other party can read and go on from, and
+//! no wait depends on another process making progress except through the
+//! caller's own deadline.
+//!
+//! - `state` (64 bits) holds the generation (40 bits, wrapping), the
+//!   arrivals of the current generation, `BROKEN`, and the outcome of the
+//!   *previous* generation (`PREVIOUS_RELEASED`) with whether all its
+//!   waiters have already been told (`PREVIOUS_SETTLED`). Arriving, releasing,
+//!   breaking and resetting are each one CAS of it.
+//! - Each waiting party holds a slot: its process (for the liveness check)
+//!   and a word "waiting in generation g", which the party that ends g
+//!   turns into "g was released" or "g was broken". So a waiter learns the
+//!   exact outcome of *its* generation, however many generations and resets
+//!   pass before it wakes.
+//! - Until the slots of generation g are all told (`PREVIOUS_SETTLED`),
+//!   `PREVIOUS_RELEASED` in `state` tells the outcome of g, and nobody ends
+//!   g + 1 before telling them: a waiter that finds its slot untold and the
+//!   generation moved on reads the outcome from `state`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shm::{pid, Futex, ShmSafe};
-use sync_lock::{OwnerCheck, RawLock};
+use shm::{crash_point, pid, Futex, ShmSafe};
+use sync_lock::{OwnerCheck, OWNER_CHECK_INTERVAL};
 
-/// How many waiting parties a barrier watches for death. With more parties
-/// than this, the excess still wait correctly, but a death among them is
-/// noticed only through the others' timeouts.
-pub const MAX_TRACKED_PARTIES: usize = 64;
+/// The most parties a barrier can have: it keeps a slot for each waiting
+/// party, to check that it still runs and to tell it the outcome of its
+/// generation. [`Barrier::new`] refuses more
+/// ([`BarrierError::TooManyParties`]). If more processes than this wait at
+/// once (more processes than parties share the barrier, and some are slow to
+/// leave), the others wait for a slot to come free, within their timeout.
+pub const MAX_PARTIES: u32 = 1024;
+
+const SLOTS: usize = MAX_PARTIES as usize;
+
+/// The names of the barrier's crash points (see `shm::crash`), one after
+/// each shared store of its multi-store paths.
+pub const BARRIER_CRASH_POINTS: &[&str] = &[
+    "barrier: slot claimed",
+    "barrier: slot counted",
+    "barrier: waiting recorded",
+    "barrier: arrived",
+    "barrier: generation ended",
+    "barrier: outcome recorded",
+    "barrier: generation settled",
+    "barrier: bell rung",
+    "barrier: unbroken",
+    "barrier: check scheduled",
+    "barrier: dead party's slot taken",
+    "barrier: slot emptied",
+    "barrier: slot freed",
+];
+
+/// How often, at most, some process checks that the waiting parties still
+/// run (one check serves every waiter): half the interval at which each
+/// waiter looks, so a death is noticed within about that interval.
+const CHECK_EVERY: Duration = Duration::from_nanos(OWNER_CHECK_INTERVAL.as_nanos() as u64 / 2);
+
+// `state`: generation << GENERATION_SHIFT | arrived << ARRIVED_SHIFT | flags.
+/// The barrier is broken (until `reset`); the current generation gathers
+/// nobody.
+const BROKEN: u64 = 1;
+/// The generation before the current one was released (else it broke).
+const PREVIOUS_RELEASED: u64 = 1 << 1;
+/// Every slot waiting in the previous generation has been told its outcome.
+const PREVIOUS_SETTLED: u64 = 1 << 2;
+const ARRIVED_SHIFT: u32 = 3;
+const ARRIVED_BITS: u32 = 21;
+const ONE_ARRIVAL: u64 = 1 << ARRIVED_SHIFT;
+const ARRIVED_MASK: u64 = ((1 << ARRIVED_BITS) - 1) << ARRIVED_SHIFT;
+const GENERATION_SHIFT: u32 = ARRIVED_SHIFT + ARRIVED_BITS;
+const GENERATION_MASK: u64 = u64::MAX >> GENERATION_SHIFT;
+
+const _: () = assert!(MAX_PARTIES as u64 <= ARRIVED_MASK >> ARRIVED_SHIFT);
+
+fn generation_of(state: u64) -> u64 {
+    state >> GENERATION_SHIFT
+}
+
+fn arrived_of(state: u64) -> u32 {
+    ((state & ARRIVED_MASK) >> ARRIVED_SHIFT) as u32
+}
+
+fn next_generation(generation: u64) -> u64 {
+    generation.wrapping_add(1) & GENERATION_MASK
+}
+
+fn previous_generation(generation: u64) -> u64 {
+    generation.wrapping_sub(1) & GENERATION_MASK
+}
+
+// A slot's word: generation << 2 | status; 0 when empty.
+const EMPTY: u64 = 0;
+const WAITING: u64 = 1;
+const RELEASED: u64 = 2;
+const BROKE: u64 = 3;
+const STATUS: u64 = 3;
+
+fn slot_word(generation: u64, status: u64) -> u64 {
+    generation << 2 | status
+}
+
+// Who a slot belongs to. The only place the barrier knows what identifies a
+// process: a pid for now, 0 for nobody.
+type Who = u32;
+type WhoCell = AtomicU32;
+const NOBODY: Who = 0;
+
+fn me() -> Who {
+    pid::current()
+}
+
+fn alive(who: Who) -> bool {
+    pid::is_running(who)
+}
 
 /// Why a barrier wait did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +136,12 @@ pub enum BarrierError {
     /// `Barrier::new(0)`: a barrier needs at least one party.
     #[error("a barrier needs at least one party")]
     NoParties,
+    /// `Barrier::new` with more than [`MAX_PARTIES`] parties.
+    #[error("a barrier has at most {max} parties")]
+    TooManyParties {
+        /// The limit, [`MAX_PARTIES`].
+        max: u32,
+    },
 }
 
 /// What a completed [`Barrier::wait`] tells a party.
@@ -56,6 +171,16 @@ impl BarrierWaitResult {
 /// Unlike Python's (CPython gh-123899), a party that dies while others wait
 /// breaks the barrier within about a millisecond, so nobody hangs.
 ///
+/// Every waiter learns the exact outcome of its own generation: released
+/// (`Ok`) or broken ([`BarrierError::Broken`]), even if it wakes only after
+/// later generations, aborts and resets. There is no internal lock: a party
+/// killed or stopped at any instruction leaves a state the others go on
+/// from, and `wait_timeout` returns by its deadline whatever other parties
+/// do (a stopped party is waited for only until then).
+///
+/// At most [`MAX_PARTIES`] parties; the barrier takes about 16 KiB of
+/// shared memory, one slot per possible waiting party.
+///
 /// # Example
 ///
 /// ```
@@ -74,53 +199,82 @@ impl BarrierWaitResult {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C)]
-#[derive(Debug)]
 pub struct Barrier {
     parties: u32,
-    /// The generation; bumped when a generation is released or reset.
-    /// Waiters sleep on it.
-    generation: Futex,
-    /// 1 while the current generation is broken.
-    broken: AtomicU32,
-    /// The last generation that ended by `reset` while parties waited.
-    reset_generation: AtomicU32,
-    /// Parties arrived in the current generation.
-    arrived: AtomicU32,
-    /// Serialises arrivals, releases and breaks.
-    guard: RawLock,
-    /// Pids of the waiting parties of the current generation.
-    waiting: [AtomicU32; MAX_TRACKED_PARTIES],
+    /// Bumped after every end of a generation that had waiters; waiters
+    /// sleep on it.
+    bell: Futex,
+    /// Generation, arrivals, flags: see the module's documentation.
+    state: AtomicU64,
+    /// CLOCK_MONOTONIC nanoseconds before which nobody need check that the
+    /// waiting parties still run.
+    next_check: AtomicU64,
+    /// Every slot ever claimed is below this index.
+    in_use: AtomicU32,
+    _pad: u32,
+    slots: [Slot; SLOTS],
 }
 
-// SAFETY: a repr(C) struct of atomics and integers: plain data.
+/// One waiting party: its process and what it waits for.
+#[repr(C)]
+struct Slot {
+    owner: WhoCell,
+    _pad: u32,
+    /// `slot_word(generation, WAITING | RELEASED | BROKE)`, or `EMPTY`.
+    word: AtomicU64,
+}
+
+// SAFETY: repr(C) structs of atomics and integers, with explicit padding:
+// plain data.
 unsafe impl ShmSafe for Barrier {}
 
-/// Holds the barrier's guard; unlocks on drop.
-struct Held<'a>(&'a RawLock);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // SAFETY: the acquisition made in `Barrier::lock`.
-        unsafe { self.0.unlock() };
-    }
+/// How a generation ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Every party arrived.
+    Release,
+    /// A timeout, a death or `abort`: broken until `reset`.
+    Break,
+    /// `reset` while parties waited: they get `Broken`, the next
+    /// generation starts at once.
+    Reset,
 }
 
 impl Barrier {
     /// A barrier for `parties` processes; `parties == 0` is
-    /// [`BarrierError::NoParties`].
+    /// [`BarrierError::NoParties`], more than [`MAX_PARTIES`] is
+    /// [`BarrierError::TooManyParties`].
     pub const fn new(parties: u32) -> Result<Barrier, BarrierError> {
         if parties == 0 {
             return Err(BarrierError::NoParties);
         }
-        Ok(Barrier {
+        if parties > MAX_PARTIES {
+            return Err(BarrierError::TooManyParties { max: MAX_PARTIES });
+        }
+        Ok(Barrier::starting_at(parties, 0))
+    }
+
+    /// A barrier whose first generation is `generation` (tests of the
+    /// wrap-around).
+    const fn starting_at(parties: u32, generation: u64) -> Barrier {
+        Barrier {
             parties,
-            generation: Futex::new(0),
-            broken: AtomicU32::new(0),
-            reset_generation: AtomicU32::new(u32::MAX),
-            arrived: AtomicU32::new(0),
-            guard: RawLock::new(),
-            waiting: [const { AtomicU32::new(0) }; MAX_TRACKED_PARTIES],
-        })
+            bell: Futex::new(0),
+            // No generation before the first: nothing to settle.
+            state: AtomicU64::new(
+                (generation & GENERATION_MASK) << GENERATION_SHIFT | PREVIOUS_SETTLED,
+            ),
+            next_check: AtomicU64::new(0),
+            in_use: AtomicU32::new(0),
+            _pad: 0,
+            slots: [const {
+                Slot {
+                    owner: WhoCell::new(NOBODY),
+                    _pad: 0,
+                    word: AtomicU64::new(EMPTY),
+                }
+            }; SLOTS],
+        }
     }
 
     /// Waits until all parties have arrived.
@@ -129,115 +283,259 @@ impl Barrier {
     }
 
     /// Waits at most `timeout`; on timeout the barrier breaks for everyone
-    /// and this party gets [`BarrierError::TimedOut`].
+    /// and this party gets [`BarrierError::TimedOut`] (unless its generation
+    /// was released or broken at that very moment: then that outcome).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
-        let held = self.lock();
-        if self.broken.load(Ordering::Relaxed) != 0 {
-            return Err(BarrierError::Broken);
-        }
-        let generation = self.generation.load(Ordering::Relaxed);
-        let index = self.arrived.load(Ordering::Relaxed);
-        if index + 1 == self.parties {
-            // The last to arrive releases the generation.
-            self.arrived.store(0, Ordering::Relaxed);
-            self.clear_waiting();
-            self.generation
-                .store(generation.wrapping_add(1), Ordering::Release);
-            drop(held);
-            self.generation.wake_all();
-            return Ok(BarrierWaitResult {
-                index,
-                leader: true,
-            });
-        }
-        self.arrived.store(index + 1, Ordering::Relaxed);
-        if let Some(slot) = self.waiting.get(index as usize) {
-            slot.store(pid::current(), Ordering::Relaxed);
-        }
-        drop(held);
-
-        let mut check = OwnerCheck::starting_soon();
+        // Claimed only when this party has to wait.
+        let mut slot: Option<&Slot> = None;
         loop {
-            if let Some(outcome) = self.outcome(generation) {
-                return outcome.map(|()| BarrierWaitResult {
-                    index,
-                    leader: false,
-                });
+            let state = self.state.load(Ordering::Acquire);
+            if state & BROKEN != 0 {
+                self.leave(slot);
+                return Err(BarrierError::Broken);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                let held = self.lock();
-                // Released or broken at the last moment?
-                if let Some(outcome) = self.outcome(generation) {
-                    return outcome.map(|()| BarrierWaitResult {
+            let generation = generation_of(state);
+            let index = arrived_of(state);
+            if index + 1 == self.parties {
+                // The last to arrive releases the generation.
+                if self.end(state, Ending::Release) {
+                    self.leave(slot);
+                    return Ok(BarrierWaitResult {
                         index,
-                        leader: false,
+                        leader: true,
                     });
-                }
-                self.break_generation(held);
-                return Err(BarrierError::TimedOut);
-            }
-            if check.due(now) {
-                let held = self.lock();
-                if self.outcome(generation).is_none() && self.a_waiter_died() {
-                    self.break_generation(held);
                 }
                 continue;
             }
-            if self.broken.load(Ordering::Acquire) == 0 {
-                self.generation
-                    .wait(generation, Some(check.wake_at(deadline)));
+            let Some(mine) = slot else {
+                match self.claim_slot(deadline) {
+                    Some(claimed) => slot = Some(claimed),
+                    None => {
+                        // Not even a slot came free in time.
+                        self.break_generation(None);
+                        return Err(BarrierError::TimedOut);
+                    }
+                }
+                continue;
+            };
+            // Recorded before arriving, so that whoever ends this generation
+            // finds it. If the arrival fails, it is written again.
+            mine.word
+                .store(slot_word(generation, WAITING), Ordering::Release);
+            crash_point!(BARRIER_CRASH_POINTS, "barrier: waiting recorded");
+            if self
+                .state
+                .compare_exchange(
+                    state,
+                    state + ONE_ARRIVAL,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                crash_point!(BARRIER_CRASH_POINTS, "barrier: arrived");
+                return self.wait_for_outcome(mine, generation, index, deadline);
             }
         }
     }
 
-    /// `None` while generation `generation` is still gathering.
-    fn outcome(&self, generation: u32) -> Option<Result<(), BarrierError>> {
-        let now = self.generation.load(Ordering::Acquire);
-        if now == generation {
-            return (self.broken.load(Ordering::Acquire) != 0).then_some(Err(BarrierError::Broken));
+    /// Having arrived in `generation`: waits until it ends or `deadline`.
+    fn wait_for_outcome(
+        &self,
+        slot: &Slot,
+        generation: u64,
+        index: u32,
+        deadline: Option<Instant>,
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        let passed = BarrierWaitResult {
+            index,
+            leader: false,
+        };
+        let mut check = OwnerCheck::starting_soon();
+        loop {
+            let bell = self.bell.load(Ordering::Acquire);
+            if let Some(outcome) = self.outcome(slot, generation) {
+                self.leave(Some(slot));
+                return outcome.map(|()| passed);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                if self.break_generation(Some(generation)) {
+                    self.leave(Some(slot));
+                    return Err(BarrierError::TimedOut);
+                }
+                // It ended just now: its outcome is readable.
+                continue;
+            }
+            if check.due(now) {
+                self.check_parties();
+                continue;
+            }
+            self.bell.wait(bell, Some(check.wake_at(deadline)));
         }
-        if self.reset_generation.load(Ordering::Acquire) == generation {
-            Some(Err(BarrierError::Broken))
-        } else {
-            Some(Ok(()))
+    }
+
+    /// The outcome of `generation` for the party waiting in `slot`; `None`
+    /// while it is still gathering.
+    fn outcome(&self, slot: &Slot, generation: u64) -> Option<Result<(), BarrierError>> {
+        loop {
+            let told = slot.word.load(Ordering::Acquire);
+            debug_assert_eq!(told >> 2, generation, "a slot holds its own generation");
+            match told & STATUS {
+                RELEASED => return Some(Ok(())),
+                BROKE => return Some(Err(BarrierError::Broken)),
+                _ => {}
+            }
+            let state = self.state.load(Ordering::Acquire);
+            if generation_of(state) == generation {
+                return None;
+            }
+            if slot.word.load(Ordering::Acquire) != told {
+                continue; // told just now
+            }
+            // Still untold after seeing the generation move: nobody has
+            // ended the next one (it settles ours first), so `state` is the
+            // next generation's and records ours as the previous.
+            debug_assert_eq!(generation_of(state), next_generation(generation));
+            return Some(if state & PREVIOUS_RELEASED != 0 {
+                Ok(())
+            } else {
+                Err(BarrierError::Broken)
+            });
+        }
+    }
+
+    /// Ends the generation of `state` (which must be the current value):
+    /// one CAS, then the waiters are told. False if `state` changed first.
+    fn end(&self, state: u64, ending: Ending) -> bool {
+        let generation = generation_of(state);
+        if state & PREVIOUS_SETTLED == 0 {
+            // The record of the previous generation's outcome is about to
+            // be overwritten: its waiters must all hold it first.
+            self.settle(
+                previous_generation(generation),
+                state & PREVIOUS_RELEASED != 0,
+            );
+        }
+        let had_waiters = arrived_of(state) > 0;
+        let released = ending == Ending::Release;
+        let mut next = next_generation(generation) << GENERATION_SHIFT;
+        if released {
+            next |= PREVIOUS_RELEASED;
+        }
+        if ending == Ending::Break {
+            next |= BROKEN;
+        }
+        if !had_waiters {
+            next |= PREVIOUS_SETTLED;
+        }
+        if self
+            .state
+            .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        crash_point!(BARRIER_CRASH_POINTS, "barrier: generation ended");
+        if had_waiters {
+            self.settle(generation, released);
+            self.mark_settled(next_generation(generation));
+            self.bell.fetch_add(1, Ordering::Release);
+            crash_point!(BARRIER_CRASH_POINTS, "barrier: bell rung");
+            self.bell.wake_all();
+        }
+        true
+    }
+
+    /// Tells every slot waiting in `generation` its outcome (idempotent:
+    /// any process may do it, any number of times).
+    fn settle(&self, generation: u64, released: bool) {
+        let waiting = slot_word(generation, WAITING);
+        let told = slot_word(generation, if released { RELEASED } else { BROKE });
+        for slot in self.slots_in_use() {
+            if slot.word.load(Ordering::Relaxed) == waiting
+                && slot
+                    .word
+                    .compare_exchange(waiting, told, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                crash_point!(BARRIER_CRASH_POINTS, "barrier: outcome recorded");
+            }
+        }
+    }
+
+    /// Records that the generation before `generation` is settled, if
+    /// `generation` is still the current one.
+    fn mark_settled(&self, generation: u64) {
+        let mut state = self.state.load(Ordering::Acquire);
+        while generation_of(state) == generation && state & PREVIOUS_SETTLED == 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state | PREVIOUS_SETTLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    crash_point!(BARRIER_CRASH_POINTS, "barrier: generation settled");
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Breaks the current generation (only if it is `only`, when given);
+    /// true if this call broke it.
+    fn break_generation(&self, only: Option<u64>) -> bool {
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if state & BROKEN != 0 || only.is_some_and(|g| generation_of(state) != g) {
+                return false;
+            }
+            if self.end(state, Ending::Break) {
+                return true;
+            }
         }
     }
 
     /// Breaks the barrier: current and future waiters get
     /// [`BarrierError::Broken`] until [`reset`](Barrier::reset).
     pub fn abort(&self) {
-        let held = self.lock();
-        self.break_generation(held);
+        self.break_generation(None);
     }
 
     /// Returns the barrier to its initial, unbroken state. Parties waiting
     /// in it now get [`BarrierError::Broken`].
     pub fn reset(&self) {
-        let held = self.lock();
-        let generation = self.generation.load(Ordering::Relaxed);
-        if self.arrived.load(Ordering::Relaxed) > 0 && self.broken.load(Ordering::Relaxed) == 0 {
-            self.reset_generation.store(generation, Ordering::Release);
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if state & BROKEN != 0 {
+                // Broken generations have no waiters: just mend it.
+                if self
+                    .state
+                    .compare_exchange(state, state & !BROKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    crash_point!(BARRIER_CRASH_POINTS, "barrier: unbroken");
+                    return;
+                }
+            } else if arrived_of(state) == 0 || self.end(state, Ending::Reset) {
+                return;
+            }
         }
-        self.arrived.store(0, Ordering::Relaxed);
-        self.clear_waiting();
-        self.broken.store(0, Ordering::Release);
-        self.generation
-            .store(generation.wrapping_add(1), Ordering::Release);
-        drop(held);
-        self.generation.wake_all();
     }
 
     /// How many parties wait in the current generation.
     pub fn n_waiting(&self) -> u32 {
-        if self.is_broken() {
+        let state = self.state.load(Ordering::Acquire);
+        if state & BROKEN != 0 {
             0
         } else {
-            self.arrived.load(Ordering::Relaxed)
+            arrived_of(state)
         }
     }
 
@@ -248,34 +546,178 @@ impl Barrier {
 
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Acquire) != 0
+        self.state.load(Ordering::Acquire) & BROKEN != 0
     }
 
-    fn lock(&self) -> Held<'_> {
-        // The guard protects only single-store updates, so a holder that
-        // died inside leaves nothing half-done: the report needs no repair.
-        let _ = self.guard.lock_until(None);
-        Held(&self.guard)
+    fn slots_in_use(&self) -> &[Slot] {
+        let in_use = self.in_use.load(Ordering::Acquire) as usize;
+        &self.slots[..in_use.min(SLOTS)]
     }
 
-    fn break_generation(&self, held: Held<'_>) {
-        self.broken.store(1, Ordering::Release);
-        self.arrived.store(0, Ordering::Relaxed);
-        self.clear_waiting();
-        drop(held);
-        self.generation.wake_all();
-    }
-
-    fn clear_waiting(&self) {
-        for slot in &self.waiting {
-            slot.store(0, Ordering::Relaxed);
+    /// A free slot for this party, the lowest one; waits (until `deadline`)
+    /// only if every slot is taken.
+    fn claim_slot(&self, deadline: Option<Instant>) -> Option<&Slot> {
+        let me = me();
+        let mut check = OwnerCheck::starting_now();
+        loop {
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.owner.load(Ordering::Relaxed) == NOBODY
+                    && slot
+                        .owner
+                        .compare_exchange(NOBODY, me, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    crash_point!(BARRIER_CRASH_POINTS, "barrier: slot claimed");
+                    self.in_use.fetch_max(i as u32 + 1, Ordering::AcqRel);
+                    crash_point!(BARRIER_CRASH_POINTS, "barrier: slot counted");
+                    return Some(slot);
+                }
+            }
+            let now = Instant::now();
+            if check.due(now) && self.reclaim_dead() {
+                continue;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            std::thread::sleep(check.wake_at(deadline).saturating_duration_since(now));
         }
     }
 
-    fn a_waiter_died(&self) -> bool {
-        self.waiting.iter().any(|slot| {
-            let pid = slot.load(Ordering::Relaxed);
-            pid != 0 && !pid::is_running(pid)
-        })
+    /// Gives up a slot (this party's, or one taken from a dead party).
+    fn leave(&self, slot: Option<&Slot>) {
+        if let Some(slot) = slot {
+            slot.word.store(EMPTY, Ordering::Release);
+            crash_point!(BARRIER_CRASH_POINTS, "barrier: slot emptied");
+            slot.owner.store(NOBODY, Ordering::Release);
+            crash_point!(BARRIER_CRASH_POINTS, "barrier: slot freed");
+        }
+    }
+
+    /// A waiter's periodic check, shared: at most one process checks per
+    /// `CHECK_EVERY`, however many wait.
+    fn check_parties(&self) {
+        let now = monotonic_ns();
+        let due = self.next_check.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_check
+                .compare_exchange(
+                    due,
+                    now + CHECK_EVERY.as_nanos() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        crash_point!(BARRIER_CRASH_POINTS, "barrier: check scheduled");
+        self.reclaim_dead();
+    }
+
+    /// Breaks the current generation if a party waiting in it died, and
+    /// frees the slots of dead processes. True if a slot was freed.
+    fn reclaim_dead(&self) -> bool {
+        let mut freed = false;
+        for slot in self.slots_in_use() {
+            let owner = slot.owner.load(Ordering::Acquire);
+            if owner == NOBODY || alive(owner) {
+                continue;
+            }
+            let state = self.state.load(Ordering::Acquire);
+            let generation = generation_of(state);
+            if state & BROKEN == 0
+                && slot.word.load(Ordering::Acquire) == slot_word(generation, WAITING)
+            {
+                // A party of the gathering generation died.
+                self.break_generation(Some(generation));
+            }
+            // Only one process takes it from the dead owner (who writes
+            // nothing more), then frees it like its own.
+            if slot
+                .owner
+                .compare_exchange(owner, me(), Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                crash_point!(BARRIER_CRASH_POINTS, "barrier: dead party's slot taken");
+                self.leave(Some(slot));
+                freed = true;
+            }
+        }
+        freed
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.load(Ordering::Acquire);
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("generation", &generation_of(state))
+            .field("arrived", &arrived_of(state))
+            .field("broken", &(state & BROKEN != 0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `parties` threads through `rounds` generations of `barrier`;
+    /// every wait must pass.
+    fn run_generations(barrier: &Barrier, rounds: usize) {
+        std::thread::scope(|s| {
+            for _ in 0..barrier.parties() {
+                s.spawn(|| {
+                    for round in 0..rounds {
+                        barrier
+                            .wait_timeout(Duration::from_secs(10))
+                            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn generations_wrap_around_without_a_sentinel() {
+        // The old barrier used u32::MAX as "no reset generation": its
+        // waiters got Broken. Around both the old and the new wrap point,
+        // every generation passes.
+        for first in [
+            u64::from(u32::MAX) - 2,
+            GENERATION_MASK - 2,
+            GENERATION_MASK,
+        ] {
+            let barrier = Barrier::starting_at(3, first);
+            run_generations(&barrier, 6);
+            assert_eq!(
+                generation_of(barrier.state.load(Ordering::SeqCst)),
+                (first + 6) & GENERATION_MASK
+            );
+        }
+    }
+
+    #[test]
+    fn the_state_fields_do_not_overlap() {
+        let state = (GENERATION_MASK << GENERATION_SHIFT) | ARRIVED_MASK;
+        assert_eq!(generation_of(state), GENERATION_MASK);
+        assert_eq!(arrived_of(state), (1 << ARRIVED_BITS) - 1);
+        assert_eq!(state & (BROKEN | PREVIOUS_RELEASED | PREVIOUS_SETTLED), 0);
+        assert_eq!(next_generation(GENERATION_MASK), 0);
+        assert_eq!(previous_generation(0), GENERATION_MASK);
     }
 }

@@ -5,9 +5,16 @@ use std::time::{Duration, Instant};
 
 use shm::{Futex, ShmSafe};
 
+/// The flag.
 const SET: u32 = 1;
 /// Some process may sleep on the word: `set` must wake.
 const SLEEPERS: u32 = 1 << 31;
+/// The set generation, bits 1 to 30: bumped by every `set`. A waiter that
+/// sees it move was let through by a set, even if a `clear` followed before
+/// it woke (Python's `wait` returns True when notified).
+const GENERATION: u32 = !(SET | SLEEPERS);
+/// One step of the set generation.
+const ONE_SET: u32 = 1 << 1;
 
 /// How long a waiter spins (yielding its CPU between checks) before it
 /// sleeps in the kernel. A set on another CPU is seen within this window
@@ -24,8 +31,12 @@ const SPINS_PER_YIELD: u32 = 32;
 /// `multiprocessing.Event`.
 ///
 /// [`wait`](Event::wait) returns at once while the flag is set and blocks
-/// while it is clear; [`set`](Event::set) sets it and lets every waiter
-/// through; [`clear`](Event::clear) clears it. Four bytes in shared memory.
+/// while it is clear; [`set`](Event::set) sets it and lets through every
+/// process waiting at that moment, even if a [`clear`](Event::clear) follows
+/// before the waiter wakes (as Python's `wait` returns True once notified);
+/// `clear` clears it for waiters that arrive afterwards. Four bytes in
+/// shared memory: the flag, a count of sets (so a sleeper can tell that a
+/// set happened while it slept) and a sleepers bit.
 ///
 /// `set`, `clear` and `is_set` never block and never wait for anyone: a
 /// waiter killed mid-wait cannot disturb them or the other waiters (Python's
@@ -66,7 +77,7 @@ impl Event {
     /// An event that starts set.
     pub const fn new_set() -> Event {
         Event {
-            word: Futex::new(SET),
+            word: Futex::new(SET | ONE_SET),
         }
     }
 
@@ -76,19 +87,35 @@ impl Event {
         self.word.load(Ordering::Acquire) & SET != 0
     }
 
-    /// Sets the flag and wakes every waiter. A system call only if some
-    /// process sleeps on it.
+    /// Sets the flag and lets through every process waiting now, even one
+    /// that wakes only after a later [`clear`](Event::clear). One
+    /// compare-and-swap (repeated only if another process changed the word
+    /// in between); a system call only if some process sleeps on it.
     #[inline]
     pub fn set(&self) {
         // Always a release RMW, even when already set: what this process
         // wrote before `set` must be visible to whoever then sees the flag.
-        let before = self.word.swap(SET, Ordering::Release);
-        if before & SLEEPERS != 0 {
+        // It bumps the set generation and clears the sleepers bit (a woken
+        // sleeper that goes back to sleep sets it again).
+        let mut seen = self.word.load(Ordering::Relaxed);
+        loop {
+            let next = (seen.wrapping_add(ONE_SET) & GENERATION) | SET;
+            match self
+                .word
+                .compare_exchange_weak(seen, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if seen & SLEEPERS != 0 {
             self.word.wake_all();
         }
     }
 
-    /// Clears the flag: waiters from now on block until the next `set`.
+    /// Clears the flag: processes that start waiting from now on block
+    /// until the next `set`. A process already waiting when a `set` came is
+    /// let through all the same.
     #[inline]
     pub fn clear(&self) {
         self.word.fetch_and(!SET, Ordering::Release);
@@ -99,21 +126,27 @@ impl Event {
         self.wait_until(None);
     }
 
-    /// Blocks until the flag is set or `timeout` passes; returns the flag,
-    /// as Python's `wait(timeout)` does. Never returns `false` early.
+    /// Blocks until the flag is set or `timeout` passes. Returns `true` if
+    /// the flag was set or a `set` let this waiter through (even if a
+    /// `clear` followed), `false` on timeout, as Python's `wait(timeout)`
+    /// does. Never returns `false` early.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
-    /// Blocks until the flag is set or `deadline` (`None`: never) passes;
-    /// returns the flag.
+    /// Blocks until the flag is set, or a `set` comes, or `deadline`
+    /// (`None`: never) passes; `true` unless the deadline passed first.
     #[inline]
     pub fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        self.is_set() || self.wait_contended(deadline)
+        let start = self.word.load(Ordering::Acquire);
+        start & SET != 0 || self.wait_contended(start, deadline)
     }
 
     #[cold]
-    fn wait_contended(&self, deadline: Option<Instant>) -> bool {
+    fn wait_contended(&self, start: u32, deadline: Option<Instant>) -> bool {
+        // Let through by a set since `start` (the flag was clear then): the
+        // flag is set now, or the set generation moved (set, then clear).
+        let let_through = |word: u32| word & SET != 0 || (word ^ start) & GENERATION != 0;
         // Spin, yielding: on another CPU the setter is seen in a cache-line
         // transfer; on this CPU the yield lets it run.
         let started = Instant::now();
@@ -122,7 +155,7 @@ impl Event {
         });
         loop {
             for _ in 0..SPINS_PER_YIELD {
-                if self.is_set() {
+                if let_through(self.word.load(Ordering::Acquire)) {
                     return true;
                 }
                 std::hint::spin_loop();
@@ -134,7 +167,7 @@ impl Event {
         }
         loop {
             let seen = self.word.load(Ordering::Acquire);
-            if seen & SET != 0 {
+            if let_through(seen) {
                 return true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

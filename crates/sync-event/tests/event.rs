@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::{JoinError, Process};
 use shm::{Shared, ShmSafe};
 use sync_event::Event;
-use testkit::{deadline, GENEROUS};
+use testkit::{deadline, process_state, wait_until, GENEROUS};
 
 #[derive(ShmSafe)]
 #[repr(C)]
@@ -167,4 +167,62 @@ fn set_and_clear_race_without_losing_a_wakeup() {
         pp.pong.clear();
     }
     assert!(peer.join().unwrap());
+}
+
+#[test]
+fn set_then_clear_lets_every_sleeping_waiter_through() {
+    // CPython's test_set_and_clear (gh-57711): five waiters blocked in
+    // wait(), then set(); clear() before they wake. Python's wait returns
+    // True for each; so must ours. Thirty rounds: the old Event failed
+    // about one round in three.
+    const WAITERS: usize = 5;
+    let timeout = Duration::from_secs(3);
+    for round in 0..30 {
+        let light = light();
+        let cars: Vec<_> = (0..WAITERS)
+            .map(|_| {
+                Process::new(|| {
+                    light.arrived.fetch_add(1, Ordering::SeqCst);
+                    let started = Instant::now();
+                    (light.green.wait_timeout(timeout), started.elapsed())
+                })
+                .start()
+                .unwrap()
+            })
+            .collect();
+        wait_arrived(&light, WAITERS as u32);
+        // Asleep in the kernel, past the spin phase.
+        wait_until("every waiter asleep", || {
+            cars.iter().all(|c| process_state(c.pid()) == Some(b'S'))
+        });
+        light.green.set();
+        light.green.clear();
+        for car in cars {
+            let (passed, waited) = car.join().unwrap();
+            assert!(passed, "round {round}: a waiter missed the set");
+            assert!(
+                waited < timeout,
+                "round {round}: let through only by the timeout"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_clear_after_set_does_not_let_later_waiters_through() {
+    let event = Event::new();
+    event.set();
+    event.clear();
+    let started = Instant::now();
+    assert!(!event.wait_timeout(Duration::from_millis(20)));
+    assert!(started.elapsed() >= Duration::from_millis(20));
+    assert!(!event.is_set());
+    // Sets while set, then a clear: still clear, and a set still sets.
+    event.set();
+    event.set();
+    assert!(event.is_set());
+    event.clear();
+    assert!(!event.is_set());
+    assert!(!event.wait_timeout(Duration::ZERO));
+    assert!(Event::new_set().is_set());
 }

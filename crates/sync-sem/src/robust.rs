@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
-use shm::{pid, Futex, ShmSafe};
+use shm::{crash_point, pid, Futex, ShmSafe};
 use sync_lock::{Acquired, OwnerCheck, RawLock};
 
 use crate::count::{
@@ -13,11 +13,33 @@ use crate::count::{
 };
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
-/// How many processes can hold permits of one [`RobustSemaphore`] at once.
-pub const MAX_HOLDERS: usize = 64;
+/// How many processes can hold permits of one [`RobustSemaphore`] at once
+/// (one row each in its holder table; 8 KiB of shared memory). An
+/// acquisition by one more process first takes back the rows of dead
+/// holders, then fails with [`AcquireError::TooManyHolders`].
+pub const MAX_HOLDERS: usize = 1024;
 
-/// `slot` of the journal when an operation touches no holder slot.
-const NO_SLOT: u32 = u32::MAX;
+/// The names of the semaphore's crash points (see `shm::crash`), one after
+/// each shared store made under its internal lock.
+pub const ROBUST_SEMAPHORE_CRASH_POINTS: &[&str] = &[
+    "robust semaphore: journal word",
+    "robust semaphore: journal slot",
+    "robust semaphore: journal row",
+    "robust semaphore: journal armed",
+    "robust semaphore: row applied",
+    "robust semaphore: count applied",
+    "robust semaphore: journal disarmed",
+    "robust semaphore: count stored",
+    "robust semaphore: sleepers flagged",
+    "robust semaphore: row disowned",
+    "robust semaphore: replay disarmed",
+];
+
+/// How many times `try_acquire` tries the internal lock before answering
+/// "would block": a running holder keeps it well under a microsecond; a
+/// holder that is stopped or not scheduled must not make `try_acquire`
+/// block.
+const TRY_LOCK_ROUNDS: u32 = 7;
 
 /// A counting semaphore whose permits come back when a process holding
 /// them dies.
@@ -41,6 +63,16 @@ const NO_SLOT: u32 = u32::MAX;
 ///
 /// Permits given up with [`Permit::forget`] or added with `release` belong
 /// to no process and are never taken back.
+///
+/// # Stopped processes
+///
+/// A process stopped (SIGSTOP, a debugger, a frozen cgroup) inside the
+/// internal lock, during the microsecond a change takes, holds up the
+/// others only as far as their deadlines allow: `acquire_timeout` returns
+/// [`AcquireError::TimedOut`] on time and `try_acquire` answers
+/// [`AcquireError::WouldBlock`] without waiting. `acquire`, `release`,
+/// `reclaim` and dropping a [`Permit`] have no deadline: they wait until it
+/// resumes (or dies).
 ///
 /// # Cost
 ///
@@ -103,16 +135,33 @@ struct Journal {
 // SAFETY: a repr(C) struct of atomics and integers: plain data.
 unsafe impl ShmSafe for RobustSemaphore {}
 
-fn row(pid: u32, held: u32) -> u64 {
-    (u64::from(pid) << 32) | u64::from(held)
+// Who holds a row. The only place the semaphore knows what identifies a
+// process: a pid for now, in the high half of a row.
+type Who = u32;
+
+fn me() -> Who {
+    pid::current()
 }
 
-fn row_pid(row: u64) -> u32 {
+fn alive(who: Who) -> bool {
+    pid::is_running(who)
+}
+
+fn row(who: Who, held: u32) -> u64 {
+    (u64::from(who) << 32) | u64::from(held)
+}
+
+fn row_owner(row: u64) -> Who {
     (row >> 32) as u32
 }
 
 fn row_held(row: u64) -> u32 {
     row as u32
+}
+
+/// The row to start looking at for `who`.
+fn home_row(who: Who) -> usize {
+    who as usize % MAX_HOLDERS
 }
 
 /// Holds the internal lock; releases it on drop.
@@ -158,18 +207,25 @@ impl RobustSemaphore {
     /// Fails only with [`AcquireError::TooManyHolders`]: [`MAX_HOLDERS`]
     /// live processes already hold permits.
     pub fn acquire(&self) -> Result<Permit<'_>, AcquireError> {
-        self.take(None, true)
+        self.take(Wait::Forever)
     }
 
     /// Takes a permit if one is free now (after taking back the permits of
-    /// dead holders, if none is).
+    /// dead holders, if none is). Never waits for another process: if the
+    /// semaphore's internal lock is held by a process that is not running
+    /// (stopped by SIGSTOP or a debugger, frozen, or not scheduled), the
+    /// answer is [`AcquireError::WouldBlock`] after a few tries.
     pub fn try_acquire(&self) -> Result<Permit<'_>, AcquireError> {
-        self.take(Some(Instant::now()), false)
+        self.take(Wait::No)
     }
 
-    /// Takes a permit, waiting at most `timeout`.
+    /// Takes a permit, waiting at most `timeout`, including any wait for the
+    /// internal lock (whose holder may be stopped).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
-        self.take(Instant::now().checked_add(timeout), true)
+        self.take(match Instant::now().checked_add(timeout) {
+            Some(deadline) => Wait::Until(deadline),
+            None => Wait::Forever,
+        })
     }
 
     /// Adds one permit that belongs to no process (for signalling).
@@ -219,31 +275,33 @@ impl RobustSemaphore {
         self.holders
             .iter()
             .map(|r| r.load(Ordering::Relaxed))
-            .filter(|&r| row_pid(r) == pid)
+            .filter(|&r| row_owner(r) == pid)
             .map(row_held)
             .sum()
     }
 
-    fn take(&self, deadline: Option<Instant>, wait: bool) -> Result<Permit<'_>, AcquireError> {
-        let me = pid::current();
+    fn take(&self, wait: Wait) -> Result<Permit<'_>, AcquireError> {
+        let me = me();
         // First try without reading the clock: the uncontended path.
-        let held = self.lock();
+        let held = self.lock_for(wait)?;
         if self.take_one(me)? {
             return Ok(Permit::robust(self));
         }
         drop(held);
-        self.take_contended(me, deadline, wait)
+        self.take_contended(me, wait)
     }
 
     /// With the internal lock held: takes a permit if one is free.
-    fn take_one(&self, me: u32) -> Result<bool, AcquireError> {
-        let seen = self.word.load(Ordering::Relaxed);
-        if seen & COUNT == 0 {
+    fn take_one(&self, me: Who) -> Result<bool, AcquireError> {
+        if permits_in(&self.word) == 0 {
             return Ok(false);
         }
+        // Finding a row may sweep dead holders, which changes the count:
+        // read it only after.
         let slot = self.slot_for(me).ok_or(AcquireError::TooManyHolders {
             holders: MAX_HOLDERS,
         })?;
+        let seen = self.word.load(Ordering::Relaxed);
         let current = self.holders[slot].load(Ordering::Relaxed);
         self.commit(
             ((seen & COUNT) - 1) | (seen & SLEEPERS),
@@ -253,35 +311,35 @@ impl RobustSemaphore {
     }
 
     #[cold]
-    fn take_contended(
-        &self,
-        me: u32,
-        deadline: Option<Instant>,
-        wait: bool,
-    ) -> Result<Permit<'_>, AcquireError> {
+    fn take_contended(&self, me: Who, wait: Wait) -> Result<Permit<'_>, AcquireError> {
         let backoff = Backoff::new();
         // `try_acquire` looks for dead holders at once; a waiter first
         // spins and sleeps, then checks every interval.
-        let mut sweep = if wait {
-            OwnerCheck::starting_soon()
-        } else {
-            OwnerCheck::starting_now()
+        let mut sweep = match wait {
+            Wait::No => OwnerCheck::starting_now(),
+            _ => OwnerCheck::starting_soon(),
         };
         loop {
-            let held = self.lock();
+            let held = self.lock_for(wait)?;
             if self.take_one(me)? {
                 return Ok(Permit::robust(self));
             }
             let now = Instant::now();
-            if sweep.due(now) && self.sweep_dead().0 > 0 {
-                continue;
+            if sweep.due(now) {
+                let (returned, had_sleepers) = self.sweep_dead();
+                if returned > 0 {
+                    drop(held);
+                    if returned > 1 && had_sleepers {
+                        // One is ours; the others are for the sleepers.
+                        self.word.wake_all();
+                    }
+                    continue;
+                }
             }
-            if !wait || deadline.is_some_and(|d| now >= d) {
-                return Err(if wait {
-                    AcquireError::TimedOut
-                } else {
-                    AcquireError::WouldBlock
-                });
+            match wait {
+                Wait::No => return Err(AcquireError::WouldBlock),
+                Wait::Until(deadline) if now >= deadline => return Err(AcquireError::TimedOut),
+                _ => {}
             }
             if !backoff.is_completed() {
                 drop(held);
@@ -290,15 +348,20 @@ impl RobustSemaphore {
             }
             // A single store: no journal needed.
             self.word.store(SLEEPERS, Ordering::Relaxed);
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: sleepers flagged"
+            );
             drop(held);
-            self.word.wait(SLEEPERS, Some(sweep.wake_at(deadline)));
+            self.word
+                .wait(SLEEPERS, Some(sweep.wake_at(wait.deadline())));
         }
     }
 
     /// One permit back from a dropped [`Permit`] of this process.
     pub(crate) fn give_back_one(&self) {
         let held = self.lock();
-        let me = pid::current();
+        let me = me();
         let seen = self.word.load(Ordering::Relaxed);
         let Some(slot) = self.slot_holding(me) else {
             // Not ours: a permit copied into a forked child. Leave it.
@@ -332,7 +395,7 @@ impl RobustSemaphore {
     /// A forgotten permit: stays taken, no longer this process's.
     pub(crate) fn disown_one(&self) {
         let _held = self.lock();
-        let me = pid::current();
+        let me = me();
         if let Some(slot) = self.slot_holding(me) {
             let current = self.holders[slot].load(Ordering::Relaxed);
             let remaining = row_held(current) - 1;
@@ -345,18 +408,58 @@ impl RobustSemaphore {
                 },
                 Ordering::Relaxed,
             );
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: row disowned"
+            );
         }
     }
 
-    /// Takes the internal lock, finishing the change of a holder that died
-    /// inside it.
+    /// Takes the internal lock, however long it takes.
+    #[inline]
     fn lock(&self) -> Held<'_> {
-        if self.guard.lock_until(None) == Some(Acquired::OwnerDied) {
-            self.replay();
+        match self.lock_for(Wait::Forever) {
+            Ok(held) => held,
+            Err(_) => unreachable!("an endless wait for the lock cannot time out"),
         }
-        Held(self)
     }
 
+    /// Takes the internal lock within what `wait` allows, finishing the
+    /// change of a holder that died inside it.
+    #[inline(always)]
+    fn lock_for(&self, wait: Wait) -> Result<Held<'_>, AcquireError> {
+        let how = match wait {
+            Wait::No => self.try_lock(),
+            Wait::Until(_) | Wait::Forever => self.guard.lock_until(wait.deadline()),
+        };
+        match how {
+            Some(Acquired::Clean) => Ok(Held(self)),
+            Some(Acquired::OwnerDied) => {
+                self.replay();
+                Ok(Held(self))
+            }
+            None => Err(wait.gave_up()),
+        }
+    }
+
+    /// A few tries of the lock, spinning in between; never sleeps.
+    #[cold]
+    fn try_lock(&self) -> Option<Acquired> {
+        let backoff = Backoff::new();
+        for _ in 0..TRY_LOCK_ROUNDS {
+            // `try_lock` on a held lock checks that the holder runs (system
+            // calls): only the last try does that.
+            if !self.guard.is_locked() {
+                if let Some(how) = self.guard.try_lock() {
+                    return Some(how);
+                }
+            }
+            backoff.spin();
+        }
+        self.guard.try_lock()
+    }
+
+    #[cold]
     fn replay(&self) {
         if self.journal.armed.load(Ordering::Acquire) == 1 {
             self.apply(
@@ -365,31 +468,67 @@ impl RobustSemaphore {
                 self.journal.row.load(Ordering::Relaxed),
             );
             self.journal.armed.store(0, Ordering::Release);
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: replay disarmed"
+            );
         }
     }
 
     /// Sets the word and (maybe) one holder row as one crash-safe step.
     /// Called with the internal lock held.
     fn commit(&self, new_word: u32, row_change: Option<(usize, u64)>) {
-        let (slot, new_row) = row_change.map_or((NO_SLOT, 0), |(s, r)| (s as u32, r));
-        if slot == NO_SLOT {
+        let Some((slot, new_row)) = row_change else {
             // One store: atomic by itself.
             self.word.store(new_word, Ordering::Release);
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: count stored"
+            );
             return;
-        }
+        };
+        let slot = slot as u32;
         self.journal.word.store(new_word, Ordering::Relaxed);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal word"
+        );
         self.journal.slot.store(slot, Ordering::Relaxed);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal slot"
+        );
         self.journal.row.store(new_row, Ordering::Relaxed);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal row"
+        );
         self.journal.armed.store(1, Ordering::Release);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal armed"
+        );
         self.apply(new_word, slot, new_row);
         self.journal.armed.store(0, Ordering::Release);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal disarmed"
+        );
     }
 
     fn apply(&self, new_word: u32, slot: u32, new_row: u64) {
         if let Some(cell) = self.holders.get(slot as usize) {
             cell.store(new_row, Ordering::Relaxed);
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: row applied"
+            );
         }
         self.word.store(new_word, Ordering::Release);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: count applied"
+        );
     }
 
     /// Returns the permits of dead holders; (permits returned, whether
@@ -399,13 +538,14 @@ impl RobustSemaphore {
         let mut had_sleepers = false;
         for (slot, cell) in self.holders.iter().enumerate() {
             let current = cell.load(Ordering::Relaxed);
-            if current == 0 || pid::is_running(row_pid(current)) {
+            if current == 0 || alive(row_owner(current)) {
                 continue;
             }
             let seen = self.word.load(Ordering::Relaxed);
             had_sleepers |= seen & SLEEPERS != 0;
+            // The sleepers bit stays: whoever next adds a permit wakes them.
             let count = ((seen & COUNT) + row_held(current)).min(self.bound);
-            self.commit(count, Some((slot, 0)));
+            self.commit(count | (seen & SLEEPERS), Some((slot, 0)));
             returned += row_held(current);
         }
         (returned, had_sleepers)
@@ -413,13 +553,13 @@ impl RobustSemaphore {
 
     /// The row to count a new permit of `me` in: one `me` already has, or a
     /// free one (reclaiming dead holders' rows if none is free).
-    fn slot_for(&self, me: u32) -> Option<usize> {
-        let start = me as usize % MAX_HOLDERS;
+    fn slot_for(&self, me: Who) -> Option<usize> {
+        let start = home_row(me);
         let probe = || (0..MAX_HOLDERS).map(|i| (start + i) % MAX_HOLDERS);
         let find = || {
             probe().find(|&s| {
                 let r = self.holders[s].load(Ordering::Relaxed);
-                r == 0 || row_pid(r) == me
+                r == 0 || row_owner(r) == me
             })
         };
         find().or_else(|| {
@@ -429,13 +569,41 @@ impl RobustSemaphore {
     }
 
     /// A row where `me` holds at least one permit.
-    fn slot_holding(&self, me: u32) -> Option<usize> {
-        let start = me as usize % MAX_HOLDERS;
+    fn slot_holding(&self, me: Who) -> Option<usize> {
+        let start = home_row(me);
         (0..MAX_HOLDERS)
             .map(|i| (start + i) % MAX_HOLDERS)
             .find(|&s| {
                 let r = self.holders[s].load(Ordering::Relaxed);
-                row_pid(r) == me && row_held(r) > 0
+                row_owner(r) == me && row_held(r) > 0
             })
+    }
+}
+
+/// How long an acquisition may wait, for a permit and for the internal lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// `try_acquire`: not at all.
+    No,
+    /// `acquire_timeout`.
+    Until(Instant),
+    /// `acquire`.
+    Forever,
+}
+
+impl Wait {
+    /// The error when the wait ran out (for the lock or for a permit).
+    fn gave_up(self) -> AcquireError {
+        match self {
+            Wait::No => AcquireError::WouldBlock,
+            Wait::Until(_) | Wait::Forever => AcquireError::TimedOut,
+        }
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::No | Wait::Forever => None,
+        }
     }
 }

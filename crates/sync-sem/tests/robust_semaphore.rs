@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use daemon::{JoinError, Process};
-use shm::{Futex, Shared, ShmSafe};
-use sync_sem::{AcquireError, ReleaseError, RobustSemaphore};
+use shm::crash::{self, Action};
+use shm::{pid, Futex, Shared, ShmSafe};
+use sync_sem::{AcquireError, ReleaseError, RobustSemaphore, MAX_HOLDERS};
 use testkit::{
     deadline, in_processes, monotonic_ns, park_until_killed, raise, sigkill_from_sibling, wait_for,
-    Rng, GENEROUS,
+    wait_stopped_or_exited, Rng, GENEROUS,
 };
 
 #[derive(ShmSafe)]
@@ -193,4 +194,75 @@ fn acquire_timeout_is_never_early() {
         Err(AcquireError::TimedOut)
     ));
     assert!(started.elapsed() >= timeout);
+}
+
+#[test]
+fn dead_holders_swept_to_make_room_give_their_permits_back() {
+    // Every row of the holder table belongs to a dead holder: the next
+    // acquisition sweeps them to find a row, and must count the permits
+    // the sweep gave back. (The old code then committed a count read
+    // before the sweep: a semaphore made with 70 ended at 66.)
+    let extra = 6;
+    let total = MAX_HOLDERS as u32 + extra;
+    let sem = Shared::new(RobustSemaphore::new(total)).unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..MAX_HOLDERS / 64 {
+        pids.extend(in_processes(64, |_| {
+            std::mem::forget(sem.acquire().unwrap());
+            pid::current()
+        }));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), MAX_HOLDERS, "a row each");
+    assert_eq!(sem.value(), extra);
+    let mine = sem.acquire().expect("a row freed by the sweep");
+    assert_eq!(sem.value(), total - 1, "the swept permits are counted");
+    drop(mine);
+    assert_eq!(sem.value(), total);
+}
+
+#[test]
+fn a_stopped_holder_of_the_internal_lock_delays_nobody_past_their_deadline() {
+    // A process stopped (SIGSTOP) inside the semaphore's internal lock,
+    // half-way through an acquisition. try_acquire answers at once and
+    // acquire_timeout on time (they used to wait until it was resumed).
+    let room = room(2);
+    let stopped = Process::new(|| {
+        crash::arm("robust semaphore: journal armed", Action::Stop);
+        drop(room.sem.acquire().unwrap());
+    })
+    .daemon(true)
+    .start()
+    .unwrap();
+    assert!(wait_stopped_or_exited(stopped.pid()), "never stopped");
+    let mut checker = Process::new(|| {
+        let started = Instant::now();
+        let tried = matches!(room.sem.try_acquire(), Err(AcquireError::WouldBlock));
+        let tried_for = started.elapsed();
+        let timeout = Duration::from_millis(100);
+        let started = Instant::now();
+        let timed = matches!(
+            room.sem.acquire_timeout(timeout),
+            Err(AcquireError::TimedOut)
+        );
+        (tried, tried_for, timed, started.elapsed())
+    })
+    .daemon(true)
+    .start()
+    .unwrap();
+    let checked = checker.join_timeout(GENEROUS);
+    stopped.signal(libc::SIGCONT).unwrap();
+    let (tried, tried_for, timed, timed_for) = checked.expect("blocked by the stopped process");
+    assert!(
+        tried && tried_for < Duration::from_millis(50),
+        "try_acquire: {tried_for:?}"
+    );
+    assert!(timed, "acquire_timeout");
+    assert!(
+        timed_for >= Duration::from_millis(100) && timed_for < Duration::from_millis(600),
+        "a 100 ms acquire_timeout took {timed_for:?}"
+    );
+    stopped.join().unwrap();
+    assert_eq!(room.sem.value(), 2);
 }

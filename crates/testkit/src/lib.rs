@@ -283,3 +283,41 @@ where
     }
     panic!("could not get pid {target} for a new process in 1,000 tries");
 }
+
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`,
+/// `T` for stopped, `Z` for a zombie, ...), or `None` once it is gone.
+pub fn process_state(pid: i32) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and ')': the state follows the
+    // last ')'.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// Waits (at most [`GENEROUS`]) until process `pid` is stopped (true) or
+/// has exited (false).
+pub fn wait_stopped_or_exited(pid: i32) -> bool {
+    let limit = deadline(GENEROUS);
+    loop {
+        match process_state(pid) {
+            Some(b'T') | Some(b't') => return true,
+            None | Some(b'Z') | Some(b'X') => return false,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < limit,
+            "process {pid} neither stopped nor exited"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Waits (at most [`GENEROUS`]) until `condition` holds, yielding between
+/// checks; panics with `what` otherwise.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let limit = deadline(GENEROUS);
+    while !condition() {
+        assert!(Instant::now() < limit, "never happened: {what}");
+        std::thread::yield_now();
+    }
+}
