@@ -112,7 +112,6 @@ fn lock_tests_event_timeout() {
 // EventTests::test_set_and_clear (CPython gh-57711): wait() returns true
 // even when the event is cleared before the waiter is woken up.
 #[test]
-#[ignore = "issue 11 defect 1: Event::wait misses a set(); clear() pulse"]
 fn lock_tests_event_set_and_clear() {
     let evt = Shared::new(Event::new()).unwrap();
     let bunch = Bunch::start(5, |_| evt.wait_timeout(GENEROUS));

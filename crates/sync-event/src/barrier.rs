@@ -107,17 +107,18 @@ fn slot_word(generation: u64, status: u64) -> u64 {
 }
 
 // Who a slot belongs to. The only place the barrier knows what identifies a
-// process: a pid for now, 0 for nobody.
-type Who = u32;
-type WhoCell = AtomicU32;
+// process: its identity (pid and start tag, so that a new process reusing a
+// dead party's pid is not taken for it), 0 for nobody.
+type Who = u64;
+type WhoCell = AtomicU64;
 const NOBODY: Who = 0;
 
 fn me() -> Who {
-    pid::current()
+    pid::current_identity().to_bits()
 }
 
 fn alive(who: Who) -> bool {
-    pid::is_running(who)
+    pid::Identity::from_bits(who).is_some_and(pid::Identity::is_running)
 }
 
 /// Why a barrier wait did not complete.
@@ -219,7 +220,6 @@ pub struct Barrier {
 #[repr(C)]
 struct Slot {
     owner: WhoCell,
-    _pad: u32,
     /// `slot_word(generation, WAITING | RELEASED | BROKE)`, or `EMPTY`.
     word: AtomicU64,
 }
@@ -270,7 +270,6 @@ impl Barrier {
             slots: [const {
                 Slot {
                     owner: WhoCell::new(NOBODY),
-                    _pad: 0,
                     word: AtomicU64::new(EMPTY),
                 }
             }; SLOTS],

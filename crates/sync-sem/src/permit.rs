@@ -6,7 +6,9 @@ use crate::{RobustSemaphore, Semaphore};
 #[derive(Clone, Copy)]
 enum Source<'a> {
     Plain(&'a Semaphore),
-    Robust(&'a RobustSemaphore),
+    /// The semaphore and the process that acquired the permit: its row
+    /// counts the permit, whichever process drops it.
+    Robust(&'a RobustSemaphore, crate::robust::Who),
 }
 
 /// A permit of a [`Semaphore`] or [`RobustSemaphore`]. Dropping it releases
@@ -25,9 +27,12 @@ impl<'a> Permit<'a> {
     }
 
     #[inline]
-    pub(crate) fn robust(semaphore: &'a RobustSemaphore) -> Permit<'a> {
+    pub(crate) fn robust(
+        semaphore: &'a RobustSemaphore,
+        acquirer: crate::robust::Who,
+    ) -> Permit<'a> {
         Permit {
-            source: Source::Robust(semaphore),
+            source: Source::Robust(semaphore, acquirer),
         }
     }
 
@@ -36,8 +41,8 @@ impl<'a> Permit<'a> {
     /// hands a permit to another). A [`RobustSemaphore`] stops counting it
     /// as this process's, so it is not returned if this process dies.
     pub fn forget(self) {
-        if let Source::Robust(semaphore) = self.source {
-            semaphore.disown_one();
+        if let Source::Robust(semaphore, acquirer) = self.source {
+            semaphore.disown_one(acquirer);
         }
         std::mem::forget(self);
     }
@@ -48,7 +53,7 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         match self.source {
             Source::Plain(semaphore) => semaphore.give_back_one(),
-            Source::Robust(semaphore) => semaphore.give_back_one(),
+            Source::Robust(semaphore, acquirer) => semaphore.give_back_one(acquirer),
         }
     }
 }
@@ -57,7 +62,7 @@ impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.source {
             Source::Plain(_) => "Semaphore",
-            Source::Robust(_) => "RobustSemaphore",
+            Source::Robust(..) => "RobustSemaphore",
         };
         f.debug_struct("Permit").field("of", &kind).finish()
     }

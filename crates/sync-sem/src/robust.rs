@@ -14,7 +14,7 @@ use crate::count::{
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
 /// How many processes can hold permits of one [`RobustSemaphore`] at once
-/// (one row each in its holder table; 8 KiB of shared memory). An
+/// (one row each in its holder table; 16 KiB of shared memory). An
 /// acquisition by one more process first takes back the rows of dead
 /// holders, then fails with [`AcquireError::TooManyHolders`].
 pub const MAX_HOLDERS: usize = 1024;
@@ -24,8 +24,10 @@ pub const MAX_HOLDERS: usize = 1024;
 pub const ROBUST_SEMAPHORE_CRASH_POINTS: &[&str] = &[
     "robust semaphore: journal word",
     "robust semaphore: journal slot",
+    "robust semaphore: journal row count",
     "robust semaphore: journal row",
     "robust semaphore: journal armed",
+    "robust semaphore: row count applied",
     "robust semaphore: row applied",
     "robust semaphore: count applied",
     "robust semaphore: journal disarmed",
@@ -114,9 +116,66 @@ pub struct RobustSemaphore {
     /// Serialises every change to `word` and `holders`.
     guard: RawLock,
     journal: Journal,
-    /// Row per holding process: pid in the high half, permits held in the
-    /// low half; 0 when free. One atomic word, so a row changes in one store.
-    holders: [AtomicU64; MAX_HOLDERS],
+    /// Row per holding process: its identity and the permits it holds.
+    holders: [HolderRow; MAX_HOLDERS],
+}
+
+/// One holder: the process's [`Identity`](pid::Identity) as bits (0 when the
+/// row is free) and how many permits it holds. Two words, changed under the
+/// internal lock through the journal; `held` is written before `owner`, and
+/// a row is free exactly when `owner` is 0 (its `held` then means nothing).
+#[repr(C)]
+#[derive(Debug)]
+struct HolderRow {
+    owner: AtomicU64,
+    held: AtomicU32,
+    _pad: u32,
+}
+
+impl HolderRow {
+    const fn free() -> HolderRow {
+        HolderRow {
+            owner: AtomicU64::new(0),
+            held: AtomicU32::new(0),
+            _pad: 0,
+        }
+    }
+
+    fn load(&self) -> Row {
+        Row {
+            owner: self.owner.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a holder row says, or is to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Row {
+    owner: Who,
+    held: u32,
+}
+
+impl Row {
+    const FREE: Row = Row { owner: 0, held: 0 };
+
+    /// `who`'s row holding `held` permits (free if none).
+    fn of(who: Who, held: u32) -> Row {
+        if held == 0 {
+            Row::FREE
+        } else {
+            Row { owner: who, held }
+        }
+    }
+
+    /// Permits `who` holds according to this row.
+    fn held_by(self, who: Who) -> u32 {
+        if self.owner == who && who != 0 {
+            self.held
+        } else {
+            0
+        }
+    }
 }
 
 /// The change being made, written before it is applied: whoever takes over
@@ -129,39 +188,29 @@ struct Journal {
     armed: AtomicU32,
     word: AtomicU32,
     slot: AtomicU32,
-    row: AtomicU64,
+    row_owner: AtomicU64,
+    row_held: AtomicU32,
 }
 
 // SAFETY: a repr(C) struct of atomics and integers: plain data.
 unsafe impl ShmSafe for RobustSemaphore {}
 
-// Who holds a row. The only place the semaphore knows what identifies a
-// process: a pid for now, in the high half of a row.
-type Who = u32;
+// Who holds a row: a process's identity (pid and start tag) as one word,
+// so that a new process that reuses a dead holder's pid is not taken for
+// it. The only place the semaphore knows what identifies a process.
+pub(crate) type Who = u64;
 
-fn me() -> Who {
-    pid::current()
+pub(crate) fn me() -> Who {
+    pid::current_identity().to_bits()
 }
 
 fn alive(who: Who) -> bool {
-    pid::is_running(who)
+    pid::Identity::from_bits(who).is_some_and(pid::Identity::is_running)
 }
 
-fn row(who: Who, held: u32) -> u64 {
-    (u64::from(who) << 32) | u64::from(held)
-}
-
-fn row_owner(row: u64) -> Who {
-    (row >> 32) as u32
-}
-
-fn row_held(row: u64) -> u32 {
-    row as u32
-}
-
-/// The row to start looking at for `who`.
+/// The row to start looking at for `who` (by its pid).
 fn home_row(who: Who) -> usize {
-    who as usize % MAX_HOLDERS
+    (who as u32) as usize % MAX_HOLDERS
 }
 
 /// Holds the internal lock; releases it on drop.
@@ -196,9 +245,10 @@ impl RobustSemaphore {
                 armed: AtomicU32::new(0),
                 word: AtomicU32::new(0),
                 slot: AtomicU32::new(0),
-                row: AtomicU64::new(0),
+                row_owner: AtomicU64::new(0),
+                row_held: AtomicU32::new(0),
             },
-            holders: [const { AtomicU64::new(0) }; MAX_HOLDERS],
+            holders: [const { HolderRow::free() }; MAX_HOLDERS],
         }
     }
 
@@ -274,9 +324,9 @@ impl RobustSemaphore {
     pub fn held_by(&self, pid: u32) -> u32 {
         self.holders
             .iter()
-            .map(|r| r.load(Ordering::Relaxed))
-            .filter(|&r| row_owner(r) == pid)
-            .map(row_held)
+            .map(HolderRow::load)
+            .filter(|r| r.owner != 0 && r.owner as u32 == pid)
+            .map(|r| r.held)
             .sum()
     }
 
@@ -285,7 +335,7 @@ impl RobustSemaphore {
         // First try without reading the clock: the uncontended path.
         let held = self.lock_for(wait)?;
         if self.take_one(me)? {
-            return Ok(Permit::robust(self));
+            return Ok(Permit::robust(self, me));
         }
         drop(held);
         self.take_contended(me, wait)
@@ -302,10 +352,10 @@ impl RobustSemaphore {
             holders: MAX_HOLDERS,
         })?;
         let seen = self.word.load(Ordering::Relaxed);
-        let current = self.holders[slot].load(Ordering::Relaxed);
+        let current = self.holders[slot].load();
         self.commit(
             ((seen & COUNT) - 1) | (seen & SLEEPERS),
-            Some((slot, row(me, row_held(current) + 1))),
+            Some((slot, Row::of(me, current.held_by(me) + 1))),
         );
         Ok(true)
     }
@@ -322,7 +372,7 @@ impl RobustSemaphore {
         loop {
             let held = self.lock_for(wait)?;
             if self.take_one(me)? {
-                return Ok(Permit::robust(self));
+                return Ok(Permit::robust(self, me));
             }
             let now = Instant::now();
             if sweep.due(now) {
@@ -358,22 +408,19 @@ impl RobustSemaphore {
         }
     }
 
-    /// One permit back from a dropped [`Permit`] of this process.
-    pub(crate) fn give_back_one(&self) {
+    /// One permit back from a dropped [`Permit`] that `acquirer` took. The
+    /// permit is counted under the process that acquired it, whichever
+    /// process drops it (a permit moved into a child is the child's to
+    /// drop, and comes off the acquirer's row).
+    pub(crate) fn give_back_one(&self, acquirer: Who) {
         let held = self.lock();
-        let me = me();
         let seen = self.word.load(Ordering::Relaxed);
-        let Some(slot) = self.slot_holding(me) else {
-            // Not ours: a permit copied into a forked child. Leave it.
+        let Some(slot) = self.slot_holding(acquirer) else {
+            // The acquirer died and its permits were taken back already.
             return;
         };
-        let current = self.holders[slot].load(Ordering::Relaxed);
-        let remaining = row_held(current) - 1;
-        let new_row = if remaining == 0 {
-            0
-        } else {
-            row(me, remaining)
-        };
+        let current = self.holders[slot].load();
+        let new_row = Row::of(acquirer, current.held - 1);
         // Fails only if `release` calls refilled the semaphore while this
         // permit was out: the program released more than it took. A drop
         // cannot return an error, so it panics, and the count is unchanged.
@@ -392,22 +439,15 @@ impl RobustSemaphore {
         wake_sleepers_of(&self.word, seen);
     }
 
-    /// A forgotten permit: stays taken, no longer this process's.
-    pub(crate) fn disown_one(&self) {
+    /// A forgotten permit: stays taken, no longer `acquirer`'s.
+    pub(crate) fn disown_one(&self, acquirer: Who) {
         let _held = self.lock();
-        let me = me();
-        if let Some(slot) = self.slot_holding(me) {
-            let current = self.holders[slot].load(Ordering::Relaxed);
-            let remaining = row_held(current) - 1;
-            // One store: no journal needed.
-            self.holders[slot].store(
-                if remaining == 0 {
-                    0
-                } else {
-                    row(me, remaining)
-                },
-                Ordering::Relaxed,
-            );
+        if let Some(slot) = self.slot_holding(acquirer) {
+            let current = self.holders[slot].load();
+            // No journal needed: a death between the row's two stores
+            // leaves the row counting one permit fewer (the one disowned)
+            // under a dead owner, which a sweep frees.
+            self.store_row(slot, Row::of(acquirer, current.held - 1));
             crash_point!(
                 ROBUST_SEMAPHORE_CRASH_POINTS,
                 "robust semaphore: row disowned"
@@ -434,7 +474,9 @@ impl RobustSemaphore {
         };
         match how {
             Some(Acquired::Clean) => Ok(Held(self)),
-            Some(Acquired::OwnerDied) => {
+            // A holder that died (or, never here, panicked: `Held` releases
+            // without poisoning) may have left a change half-applied.
+            Some(Acquired::OwnerDied | Acquired::HolderPanicked) => {
                 self.replay();
                 Ok(Held(self))
             }
@@ -465,7 +507,10 @@ impl RobustSemaphore {
             self.apply(
                 self.journal.word.load(Ordering::Relaxed),
                 self.journal.slot.load(Ordering::Relaxed),
-                self.journal.row.load(Ordering::Relaxed),
+                Row {
+                    owner: self.journal.row_owner.load(Ordering::Relaxed),
+                    held: self.journal.row_held.load(Ordering::Relaxed),
+                },
             );
             self.journal.armed.store(0, Ordering::Release);
             crash_point!(
@@ -477,7 +522,7 @@ impl RobustSemaphore {
 
     /// Sets the word and (maybe) one holder row as one crash-safe step.
     /// Called with the internal lock held.
-    fn commit(&self, new_word: u32, row_change: Option<(usize, u64)>) {
+    fn commit(&self, new_word: u32, row_change: Option<(usize, Row)>) {
         let Some((slot, new_row)) = row_change else {
             // One store: atomic by itself.
             self.word.store(new_word, Ordering::Release);
@@ -498,7 +543,14 @@ impl RobustSemaphore {
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal slot"
         );
-        self.journal.row.store(new_row, Ordering::Relaxed);
+        self.journal.row_held.store(new_row.held, Ordering::Relaxed);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: journal row count"
+        );
+        self.journal
+            .row_owner
+            .store(new_row.owner, Ordering::Relaxed);
         crash_point!(
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal row"
@@ -516,9 +568,9 @@ impl RobustSemaphore {
         );
     }
 
-    fn apply(&self, new_word: u32, slot: u32, new_row: u64) {
-        if let Some(cell) = self.holders.get(slot as usize) {
-            cell.store(new_row, Ordering::Relaxed);
+    fn apply(&self, new_word: u32, slot: u32, new_row: Row) {
+        if (slot as usize) < MAX_HOLDERS {
+            self.store_row(slot as usize, new_row);
             crash_point!(
                 ROBUST_SEMAPHORE_CRASH_POINTS,
                 "robust semaphore: row applied"
@@ -531,22 +583,34 @@ impl RobustSemaphore {
         );
     }
 
+    /// Writes a row: the count first, then the owner, so that a row is never
+    /// seen owned with a count that was not meant for its owner.
+    fn store_row(&self, slot: usize, row: Row) {
+        let cell = &self.holders[slot];
+        cell.held.store(row.held, Ordering::Relaxed);
+        crash_point!(
+            ROBUST_SEMAPHORE_CRASH_POINTS,
+            "robust semaphore: row count applied"
+        );
+        cell.owner.store(row.owner, Ordering::Relaxed);
+    }
+
     /// Returns the permits of dead holders; (permits returned, whether
     /// sleepers were flagged). Called with the internal lock held.
     fn sweep_dead(&self) -> (u32, bool) {
         let mut returned = 0;
         let mut had_sleepers = false;
         for (slot, cell) in self.holders.iter().enumerate() {
-            let current = cell.load(Ordering::Relaxed);
-            if current == 0 || alive(row_owner(current)) {
+            let current = cell.load();
+            if current.owner == 0 || alive(current.owner) {
                 continue;
             }
             let seen = self.word.load(Ordering::Relaxed);
             had_sleepers |= seen & SLEEPERS != 0;
             // The sleepers bit stays: whoever next adds a permit wakes them.
-            let count = ((seen & COUNT) + row_held(current)).min(self.bound);
-            self.commit(count | (seen & SLEEPERS), Some((slot, 0)));
-            returned += row_held(current);
+            let count = ((seen & COUNT) + current.held).min(self.bound);
+            self.commit(count | (seen & SLEEPERS), Some((slot, Row::FREE)));
+            returned += current.held;
         }
         (returned, had_sleepers)
     }
@@ -558,8 +622,8 @@ impl RobustSemaphore {
         let probe = || (0..MAX_HOLDERS).map(|i| (start + i) % MAX_HOLDERS);
         let find = || {
             probe().find(|&s| {
-                let r = self.holders[s].load(Ordering::Relaxed);
-                r == 0 || row_owner(r) == me
+                let owner = self.holders[s].owner.load(Ordering::Relaxed);
+                owner == 0 || owner == me
             })
         };
         find().or_else(|| {
@@ -573,10 +637,7 @@ impl RobustSemaphore {
         let start = home_row(me);
         (0..MAX_HOLDERS)
             .map(|i| (start + i) % MAX_HOLDERS)
-            .find(|&s| {
-                let r = self.holders[s].load(Ordering::Relaxed);
-                row_owner(r) == me && row_held(r) > 0
-            })
+            .find(|&s| self.holders[s].load().held_by(me) > 0)
     }
 }
 

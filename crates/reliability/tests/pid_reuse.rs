@@ -1,0 +1,72 @@
+//! Pid reuse on demand for the primitives that record holders beside the
+//! lock word: a `RobustSemaphore` row and a `Barrier` slot name a process
+//! by its identity (pid and start tag), so a new process that gets a dead
+//! holder's pid is not taken for it. Pids are forced as root through
+//! `ns_last_pid` (`testkit::start_with_pid`); without root these tests say
+//! they were skipped.
+
+use std::time::Duration;
+
+use daemon::Process;
+use shm::Shared;
+use sync_event::{Barrier, BarrierError};
+use sync_sem::RobustSemaphore;
+use testkit::{can_force_pids, park_until_killed, start_with_pid, wait_until, GENEROUS};
+
+fn skip() -> bool {
+    if can_force_pids() {
+        return false;
+    }
+    eprintln!("skipped: forcing a pid needs root and /proc/sys/kernel/ns_last_pid");
+    true
+}
+
+/// A dead holder's permit comes back even when a live process now has its
+/// pid (the old pid-keyed rows took the newcomer for the holder: the permit
+/// was lost for as long as the newcomer ran, and the newcomer's own drop
+/// could release it).
+#[test]
+fn a_robust_semaphore_takes_back_a_dead_holders_permit_from_under_a_reused_pid() {
+    if skip() {
+        return;
+    }
+    let sem = Shared::new(RobustSemaphore::new(1)).unwrap();
+    let holder = Process::new(|| std::mem::forget(sem.acquire().unwrap()))
+        .start()
+        .unwrap();
+    let dead = holder.pid() as u32;
+    holder.join().unwrap();
+    assert_eq!(sem.value(), 0);
+    let reuser = start_with_pid(dead, || {
+        let taken_back = sem.reclaim();
+        // The newcomer holds nothing, whatever its pid says.
+        let got = sem.try_acquire().map(drop).is_ok();
+        (taken_back, got)
+    });
+    assert_eq!(reuser.join().unwrap(), (1, true));
+    assert_eq!(sem.value(), 1);
+}
+
+/// A party that died waiting breaks the barrier even when a live process
+/// now has its pid (with pid-keyed slots the newcomer looked like the
+/// waiting party, alive, and the others waited until their timeout).
+#[test]
+fn a_barrier_breaks_for_a_dead_party_whose_pid_is_reused() {
+    if skip() {
+        return;
+    }
+    let barrier = Shared::new(Barrier::new(3).unwrap()).unwrap();
+    let party = Process::new(|| barrier.wait_timeout(GENEROUS).is_ok())
+        .daemon(true)
+        .start()
+        .unwrap();
+    wait_until("the party waits at the barrier", || barrier.n_waiting() == 1);
+    party.kill().unwrap();
+    let dead = party.pid() as u32;
+    assert!(party.join().is_err(), "killed");
+    let reuser = start_with_pid(dead, park_until_killed);
+    let outcome = barrier.wait_timeout(Duration::from_secs(5));
+    reuser.kill().unwrap();
+    let _ = reuser.join();
+    assert_eq!(outcome, Err(BarrierError::Broken));
+}
