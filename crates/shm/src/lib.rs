@@ -15,6 +15,9 @@
 //!   built on it.
 //! - [`pid`]: this process's id without a system call, and a liveness check,
 //!   used to notice that a process holding something died.
+//! - [`sync`]: the seam through which the primitives get their atomics,
+//!   futex and liveness check, swapped for `loom`'s and a model under
+//!   `cfg(loom)` to model-check their protocols.
 //!
 //! Each of the three containers is either **anonymous** (`new`, `from_fn`,
 //! `anonymous`: shared with children forked afterwards) or **named**
@@ -50,6 +53,7 @@ mod safe;
 mod segment;
 mod shared;
 mod slice;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};
