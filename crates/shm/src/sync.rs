@@ -31,14 +31,18 @@
 //! every crate of the build):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \
-//!     cargo test -p sync-lock --release --target-dir target/loom --test 'loom_*'
+//! RUSTFLAGS="--cfg loom" cargo test -p sync-lock --release \
+//!     --target-dir target/loom --test 'loom_*' -- --nocapture
 //! ```
+//!
+//! Each model bounds the preemptions loom tries (two or three; a bug
+//! needing more is rare, and each one more multiplies the time);
+//! `LOOM_MAX_PREEMPTIONS` overrides the bound for all of them.
 //!
 //! `.ci/run` runs them, and each prints how many interleavings it explored.
 //! A failing model panics with what it found: a deadlock (a lost wake-up),
 //! concurrent access to a loom cell (two holders), or a failed assertion.
-//! `LOOM_LOG=trace LOOM_LOCATION=1` prints the interleaving. (A deadlock
+//! `LOOM_LOCATION=1` adds where each thread stood. (A deadlock
 //! makes loom panic again while unwinding, which aborts the whole test
 //! binary: run the failing model alone.)
 //!

@@ -47,7 +47,7 @@ fn locker(w: &Arc<World>, who: Identity) -> thread::JoinHandle<Acquired> {
 
 #[test]
 fn two_processes_exclude_each_other_and_lose_no_wake_up() {
-    check("raw: 2 processes", || {
+    check("raw: 2 processes", 3, || {
         let w = world();
         let a = locker(&w, process(10, 1));
         let b = locker(&w, process(20, 1));
@@ -60,7 +60,7 @@ fn two_processes_exclude_each_other_and_lose_no_wake_up() {
 
 #[test]
 fn three_processes_exclude_each_other_and_lose_no_wake_up() {
-    check("raw: 3 processes", || {
+    check("raw: 3 processes", 3, || {
         let w = world();
         let lockers: Vec<_> = (1..=3).map(|p| locker(&w, process(p * 10, 1))).collect();
         for l in lockers {
@@ -73,7 +73,7 @@ fn three_processes_exclude_each_other_and_lose_no_wake_up() {
 
 #[test]
 fn two_threads_of_one_process_and_one_of_another() {
-    check("raw: 2 threads of P + 1 of Q", || {
+    check("raw: 2 threads of P + 1 of Q", 3, || {
         let w = world();
         let p = process(10, 1);
         let lockers = [locker(&w, p), locker(&w, p), locker(&w, process(20, 1))];
@@ -90,7 +90,7 @@ fn two_threads_of_one_process_and_one_of_another() {
 /// both (a double takeover), and they never hold it together.
 #[test]
 fn a_dead_holder_is_taken_over_exactly_once() {
-    check("raw: dead holder, 2 waiters", || {
+    check("raw: dead holder, 2 waiters", 3, || {
         let w = world();
         model::play(process(10, 1));
         assert_eq!(w.lock.lock_until(None), Some(Acquired::Clean));
@@ -113,7 +113,7 @@ fn a_dead_holder_is_taken_over_exactly_once() {
 /// dead: one takeover in all, and the newcomer is never taken for dead.
 #[test]
 fn a_new_process_with_a_dead_holders_pid_is_not_the_holder() {
-    check("raw: dead holder, pid reused", || {
+    check("raw: dead holder, pid reused", 3, || {
         let w = world();
         model::play(process(10, 1));
         assert_eq!(w.lock.lock_until(None), Some(Acquired::Clean));

@@ -17,18 +17,31 @@ pub(crate) fn process(pid: u32, start_tag: u32) -> Identity {
     Identity::from_bits(u64::from(pid) | u64::from(start_tag) << 32).expect("pid is not 0")
 }
 
-/// Explores every interleaving of `model` (within `LOOM_MAX_PREEMPTIONS`),
-/// then prints how many there were.
-pub(crate) fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
+/// The process the model's main thread plays unless it says otherwise.
+pub(crate) const MAIN: (u32, u32) = (1, 1);
+
+/// Explores every interleaving of `model` with at most `preemptions`
+/// preemptions (`LOOM_MAX_PREEMPTIONS` overrides it), then prints how many
+/// there were. The bounds keep the whole loom step of `.ci/run` within a
+/// few minutes; most bugs need only two or three preemptions. The main
+/// thread plays process [`MAIN`]; spawned threads choose theirs.
+pub(crate) fn check(name: &str, preemptions: usize, model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
+    let bound = builder.preemption_bound;
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
-    loom::model(move || {
+    builder.check(move || {
         counted.fetch_add(1, Ordering::Relaxed);
+        shm::sync::model::play(process(MAIN.0, MAIN.1));
         model();
     });
     println!(
-        "loom model {name}: {} interleavings explored",
-        runs.load(Ordering::Relaxed)
+        "loom model {name}: {} interleavings explored (preemption bound {})",
+        runs.load(Ordering::Relaxed),
+        bound.map_or("none".to_string(), |b| b.to_string()),
     );
 }
 
