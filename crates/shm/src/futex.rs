@@ -19,9 +19,13 @@
 //!
 //! References: `futex(2)`, `futex(7)` and Ulrich Drepper's *Futexes Are
 //! Tricky*.
+//!
+//! Under `cfg(loom)` the words are loom atomics and `wait`/`wake` are the
+//! model's (see [`crate::sync`]).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
+
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A 32-bit word that processes can sleep on until another process changes
 /// it and wakes them.
@@ -74,10 +78,12 @@ impl std::ops::Deref for Futex {
 }
 
 impl Futex {
-    /// A futex word holding `value`.
-    pub const fn new(value: u32) -> Futex {
-        Futex {
-            word: AtomicU32::new(value),
+    crate::const_unless_loom! {
+        /// A futex word holding `value`.
+        pub const fn new(value: u32) -> Futex {
+            Futex {
+                word: AtomicU32::new(value),
+            }
         }
     }
 
@@ -91,8 +97,16 @@ impl Futex {
     /// wake-ups. Callers re-check their condition in a loop.
     ///
     /// `deadline: None` waits without a time limit.
+    #[cfg(not(loom))]
     pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> bool {
         futex_wait(self.word.as_ptr(), expected, deadline)
+    }
+
+    /// [`wait`](Futex::wait) in a loom model (see [`crate::sync::model`]).
+    #[cfg(loom)]
+    pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> bool {
+        let holds = || self.word.load(Ordering::SeqCst) == expected;
+        crate::sync::model::futex_wait(self.key(), holds, deadline)
     }
 
     /// The sleeping half of a primitive with a "sleepers" flag: sets `flag`
@@ -119,8 +133,21 @@ impl Futex {
     ///
     /// This is a system call even when nobody waits: primitives keep their own
     /// record of sleepers and skip it when there are none.
+    #[cfg(not(loom))]
     pub fn wake(&self, count: u32) -> u32 {
         futex_wake(self.word.as_ptr(), count)
+    }
+
+    /// [`wake`](Futex::wake) in a loom model (see [`crate::sync::model`]).
+    #[cfg(loom)]
+    pub fn wake(&self, count: u32) -> u32 {
+        crate::sync::model::futex_wake(self.key(), count)
+    }
+
+    /// The model's key for this word: its address.
+    #[cfg(loom)]
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Wakes one waiter, if any. See [`wake`](Futex::wake).
@@ -193,16 +220,19 @@ impl std::ops::Deref for Futex64 {
 }
 
 impl Futex64 {
-    /// A word holding `value`.
-    pub const fn new(value: u64) -> Futex64 {
-        Futex64 {
-            word: AtomicU64::new(value),
+    crate::const_unless_loom! {
+        /// A word holding `value`.
+        pub const fn new(value: u64) -> Futex64 {
+            Futex64 {
+                word: AtomicU64::new(value),
+            }
         }
     }
 
     /// The address of the low half, which the kernel sees as the futex
     /// word. Only ever handed to the kernel: Rust reads and writes the word
     /// as a whole `AtomicU64`, never through this pointer.
+    #[cfg(not(loom))]
     fn low_half(&self) -> *mut u32 {
         #[cfg(target_endian = "little")]
         const LOW_HALF: usize = 0;
@@ -214,8 +244,17 @@ impl Futex64 {
     /// Sleeps while the word's low half equals `expected`'s low half, until
     /// woken or `deadline`. Returns as [`Futex::wait`] does: `false` only
     /// once the deadline has passed; callers re-check in a loop.
+    #[cfg(not(loom))]
     pub fn wait(&self, expected: u64, deadline: Option<Instant>) -> bool {
         futex_wait(self.low_half(), expected as u32, deadline)
+    }
+
+    /// [`wait`](Futex64::wait) in a loom model (see [`crate::sync::model`]):
+    /// compares the low half only, as the kernel does.
+    #[cfg(loom)]
+    pub fn wait(&self, expected: u64, deadline: Option<Instant>) -> bool {
+        let holds = || self.word.load(Ordering::SeqCst) as u32 == expected as u32;
+        crate::sync::model::futex_wait(self.key(), holds, deadline)
     }
 
     /// Sets `flag` (a bit of the low half) if the word still holds `seen`,
@@ -238,8 +277,21 @@ impl Futex64 {
     }
 
     /// Wakes at most `count` sleepers; see [`Futex::wake`].
+    #[cfg(not(loom))]
     pub fn wake(&self, count: u32) -> u32 {
         futex_wake(self.low_half(), count)
+    }
+
+    /// [`wake`](Futex64::wake) in a loom model (see [`crate::sync::model`]).
+    #[cfg(loom)]
+    pub fn wake(&self, count: u32) -> u32 {
+        crate::sync::model::futex_wake(self.key(), count)
+    }
+
+    /// The model's key for this word: its address.
+    #[cfg(loom)]
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Wakes one sleeper, if any.
@@ -254,6 +306,7 @@ impl Futex64 {
 }
 
 /// `FUTEX_WAIT` on `word` while it holds `expected`; see [`Futex::wait`].
+#[cfg(not(loom))]
 fn futex_wait(word: *mut u32, expected: u32, deadline: Option<Instant>) -> bool {
     let timeout = match deadline {
         None => None,
@@ -295,6 +348,7 @@ fn futex_wait(word: *mut u32, expected: u32, deadline: Option<Instant>) -> bool 
 }
 
 /// `FUTEX_WAKE` of at most `count` sleepers on `word`; see [`Futex::wake`].
+#[cfg(not(loom))]
 fn futex_wake(word: *mut u32, count: u32) -> u32 {
     let count = count.min(i32::MAX as u32);
     // SAFETY: FUTEX_WAKE only uses the word's address as a key; the word is
@@ -313,6 +367,7 @@ fn futex_wake(word: *mut u32, count: u32) -> u32 {
     u32::try_from(rc).unwrap_or(0)
 }
 
+#[cfg(not(loom))]
 fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
@@ -320,6 +375,7 @@ fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
     }
 }
 
+#[cfg(not(loom))]
 fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

@@ -17,6 +17,9 @@
 //!   `crash-points`) kills or stops the process on purpose.
 //! - [`pid`]: this process's id without a system call, and a liveness check,
 //!   used to notice that a process holding something died.
+//! - [`sync`]: the seam through which the primitives get their atomics,
+//!   futex and liveness check, swapped for `loom`'s and a model under
+//!   `cfg(loom)` to model-check their protocols.
 //!
 //! Each of the three containers is either **anonymous** (`new`, `from_fn`,
 //! `anonymous`: shared with children forked afterwards) or **named**
@@ -53,6 +56,7 @@ mod safe;
 mod segment;
 mod shared;
 mod slice;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};

@@ -16,6 +16,13 @@
 //!
 //! All processes sharing a primitive must live in one pid namespace: a pid
 //! from another namespace names a different process here.
+//!
+//! Under `cfg(loom)`, [`current`], [`current_identity`], [`is_running`] and
+//! [`Identity::is_running`] answer from the model instead (each loom thread
+//! plays a process; see `crate::sync::model`).
+
+// Under loom the real look-ups below are not called.
+#![cfg_attr(loom, allow(dead_code))]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -36,12 +43,19 @@ const REGISTERED: u32 = u32::MAX;
 /// `nix::unistd::fork`), which run the `pthread_atfork` handlers. A child
 /// made by a raw `clone(2)` system call skips them and would see its
 /// parent's pid; procsync never does that.
+#[cfg(not(loom))]
 #[inline]
 pub fn current() -> u32 {
     match CACHED_PID.load(Ordering::Relaxed) {
         0 => refresh(),
         pid => pid,
     }
+}
+
+/// The pid of the process the calling loom thread plays.
+#[cfg(loom)]
+pub fn current() -> u32 {
+    current_identity().pid()
 }
 
 #[cold]
@@ -105,6 +119,7 @@ fn may_cache(me: u32) -> bool {
 /// Costs three system calls (`pidfd_open(2)`, a zero-timeout `poll(2)`, and
 /// `close`): a pidfd polls readable once its process has terminated, zombie
 /// or not.
+#[cfg(not(loom))]
 pub fn is_running(pid: u32) -> bool {
     match PidFd::open(pid) {
         None => false,
@@ -112,6 +127,12 @@ pub fn is_running(pid: u32) -> bool {
         // Too old a kernel, or out of descriptors: ask /proc instead.
         Some(Err(_)) => exists_and_not_zombie(pid as libc::pid_t),
     }
+}
+
+/// Whether some process of the loom model with this pid runs.
+#[cfg(loom)]
+pub fn is_running(pid: u32) -> bool {
+    crate::sync::model::pid_is_running(pid)
 }
 
 fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
@@ -210,6 +231,7 @@ impl Identity {
     /// Errs towards `true` only where it cannot look (out of file
     /// descriptors with no `/proc`), because declaring a live holder dead
     /// would let two processes in.
+    #[cfg(not(loom))]
     pub fn is_running(self) -> bool {
         let Some(pidfd) = PidFd::open(self.pid) else {
             return false;
@@ -229,6 +251,22 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Whether the loom model says this process runs: it has played and
+    /// not died (see [`crate::sync::model`]).
+    #[cfg(loom)]
+    pub fn is_running(self) -> bool {
+        crate::sync::model::is_running(self)
+    }
+}
+
+/// The [`Identity`] the calling loom thread plays (see
+/// [`crate::sync::model::play`]).
+#[cfg(loom)]
+pub fn current_identity() -> Identity {
+    crate::sync::model::current_identity()
+}
+
 /// This process's [`Identity`], from a cache after the first call in each
 /// process (a forked child computes its own).
 ///
@@ -236,6 +274,7 @@ impl Identity {
 ///
 /// The first call in a process needs one free file descriptor for a
 /// moment (`pidfd_open(2)`); it panics, saying so, if there is none.
+#[cfg(not(loom))]
 #[inline]
 pub fn current_identity() -> Identity {
     match Identity::from_bits(CACHED_IDENTITY.load(Ordering::Relaxed)) {

@@ -1,8 +1,8 @@
 //! [`Condvar`]: wait for a condition on a [`Mutex`]'s data, across processes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use shm::sync::atomic::{AtomicU64, Ordering};
 use shm::{Futex, ShmSafe};
 
 use crate::mutex::MutexGuard;
@@ -148,11 +148,13 @@ impl WaitTimeoutResult {
 }
 
 impl Condvar {
-    /// A condition variable nobody waits on.
-    pub const fn new() -> Condvar {
-        Condvar {
-            tally: AtomicU64::new(0),
-            sequence: Futex::new(0),
+    shm::const_unless_loom! {
+        /// A condition variable nobody waits on.
+        pub const fn new() -> Condvar {
+            Condvar {
+                tally: AtomicU64::new(0),
+                sequence: Futex::new(0),
+            }
         }
     }
 
@@ -171,7 +173,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_until(guard, Instant::now().checked_add(timeout))
+        self.wait_until(guard, shm::sync::now().checked_add(timeout))
     }
 
     /// Waits until `condition` on the data is false; returns holding the lock.
@@ -193,7 +195,7 @@ impl Condvar {
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_while_until(guard, Instant::now().checked_add(timeout), &mut condition)
+        self.wait_while_until(guard, shm::sync::now().checked_add(timeout), &mut condition)
     }
 
     fn wait_while_until<'a, T>(
@@ -262,7 +264,7 @@ impl Condvar {
             // read bumps the sequence, so the sleep below returns at once.
             let seen = self.sequence.load(Ordering::SeqCst);
             let mut tally = Tally(self.tally.load(Ordering::SeqCst));
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            let out_of_time = deadline.is_some_and(|d| shm::sync::now() >= d);
             loop {
                 let next = if tally.grant_for(granted_at_entry) {
                     tally.take()

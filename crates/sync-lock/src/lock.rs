@@ -1,6 +1,6 @@
 //! [`Lock`]: Python's `multiprocessing.Lock`, robust to its holder's death.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shm::ShmSafe;
 
@@ -51,10 +51,12 @@ pub struct Lock {
 unsafe impl ShmSafe for Lock {}
 
 impl Lock {
-    /// An unlocked lock.
-    pub const fn new() -> Lock {
-        Lock {
-            raw: RawLock::new(),
+    shm::const_unless_loom! {
+        /// An unlocked lock.
+        pub const fn new() -> Lock {
+            Lock {
+                raw: RawLock::new(),
+            }
         }
     }
 
@@ -82,7 +84,7 @@ impl Lock {
     /// Locks, waiting at most `timeout` (Python's `acquire(timeout=...)`);
     /// [`TryLockError::TimedOut`] once it has passed, never earlier.
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = shm::sync::now().checked_add(timeout);
         try_lock_result(
             self.raw.lock_until(deadline),
             TryLockError::TimedOut,

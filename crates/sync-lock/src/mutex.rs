@@ -3,7 +3,7 @@
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shm::ShmSafe;
 
@@ -66,11 +66,13 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 unsafe impl<T: Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    /// An unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Mutex<T> {
-        Mutex {
-            raw: RawLock::new(),
-            data: UnsafeCell::new(value),
+    shm::const_unless_loom! {
+        /// An unlocked mutex holding `value`.
+        pub const fn new(value: T) -> Mutex<T> {
+            Mutex {
+                raw: RawLock::new(),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 
@@ -94,7 +96,7 @@ impl<T> Mutex<T> {
 
     /// Locks, waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T>> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = shm::sync::now().checked_add(timeout);
         try_lock_result(
             self.raw.lock_until(deadline),
             TryLockError::TimedOut,

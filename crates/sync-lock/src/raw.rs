@@ -1,10 +1,10 @@
 //! [`RawLock`]: the word under every lock in this crate.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
 use shm::pid::{self, Identity};
+use shm::sync::atomic::Ordering;
+use shm::sync::Backoff;
 use shm::{Futex64, ShmSafe};
 
 /// The longest a sleeping waiter goes without checking whether the holder
@@ -31,7 +31,7 @@ impl OwnerCheck {
     /// A schedule whose first check is due now.
     pub fn starting_now() -> OwnerCheck {
         OwnerCheck {
-            next: Instant::now(),
+            next: shm::sync::now(),
             interval: FIRST_CHECK_INTERVAL,
         }
     }
@@ -148,10 +148,12 @@ pub struct RawLock {
 unsafe impl ShmSafe for RawLock {}
 
 impl RawLock {
-    /// A free lock.
-    pub const fn new() -> RawLock {
-        RawLock {
-            word: Futex64::new(0),
+    shm::const_unless_loom! {
+        /// A free lock.
+        pub const fn new() -> RawLock {
+            RawLock {
+                word: Futex64::new(0),
+            }
         }
     }
 
@@ -218,7 +220,7 @@ impl RawLock {
                 continue;
             }
             let holder = seen & HOLDER;
-            let now = Instant::now();
+            let now = shm::sync::now();
             // Another thread of this process holds it: it runs, so there is
             // no liveness to check; sleep until woken or the deadline.
             let held_here = holder == me;

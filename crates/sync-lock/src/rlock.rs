@@ -2,9 +2,9 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::ShmSafe;
 
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
@@ -82,7 +82,7 @@ impl std::error::Error for NotOwner {}
 /// taker. A per-process counter fails there (every main thread is key 1);
 /// random keys collide with probability 2^-64.
 fn thread_key() -> u64 {
-    thread_local! {
+    shm::sync::thread_local! {
         /// (the process the key was drawn in, the key)
         static KEY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
@@ -116,12 +116,14 @@ fn random_key() -> u64 {
 }
 
 impl RLock {
-    /// A free re-entrant lock.
-    pub const fn new() -> RLock {
-        RLock {
-            raw: RawLock::new(),
-            owner_thread: AtomicU64::new(0),
-            depth: AtomicU32::new(0),
+    shm::const_unless_loom! {
+        /// A free re-entrant lock.
+        pub const fn new() -> RLock {
+            RLock {
+                raw: RawLock::new(),
+                owner_thread: AtomicU64::new(0),
+                depth: AtomicU32::new(0),
+            }
         }
     }
 
@@ -175,7 +177,7 @@ impl RLock {
             Some(()) => Some(Acquired::Clean),
             None => self
                 .raw
-                .lock_until(Instant::now().checked_add(timeout))
+                .lock_until(shm::sync::now().checked_add(timeout))
                 .map(|how| self.took(how)),
         };
         try_lock_result(how, TryLockError::TimedOut, || RLockGuard::new(self))
