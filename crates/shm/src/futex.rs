@@ -23,7 +23,7 @@
 //! Under `cfg(loom)` the words are loom atomics and `wait`/`wake` are the
 //! model's (see [`crate::sync`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -302,6 +302,60 @@ impl Futex64 {
     /// Wakes every sleeper.
     pub fn wake_all(&self) -> u32 {
         self.wake(u32::MAX)
+    }
+}
+
+/// The longest a sleeper goes without looking at its word again, when the
+/// one that would wake it could die between changing the word and calling
+/// wake: a setter killed there leaves the flag set and every sleeper
+/// asleep. Bounds how long such a death can delay a waiter with no
+/// deadline (it would otherwise sleep for ever).
+pub const RECHECK_AT_MOST: Duration = Duration::from_millis(50);
+
+/// The first interval of a [`Recheck`].
+const FIRST_RECHECK: Duration = Duration::from_millis(1);
+
+/// When a sleeper next looks at its word even if nobody woke it: after
+/// 1 ms, doubling up to [`RECHECK_AT_MOST`]. A wake-up lost to a waker's
+/// death costs a waiter at most that long; a long wait costs one spare
+/// wake-up every 50 ms.
+///
+/// ```
+/// use shm::futex::{Recheck, RECHECK_AT_MOST};
+/// use std::time::Instant;
+///
+/// let mut recheck = Recheck::new();
+/// let wake_at = recheck.wake_at(None).expect("always a time to look again");
+/// assert!(wake_at <= Instant::now() + RECHECK_AT_MOST);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Recheck {
+    interval: Duration,
+}
+
+impl Default for Recheck {
+    fn default() -> Recheck {
+        Recheck::new()
+    }
+}
+
+impl Recheck {
+    /// A schedule whose first re-check is 1 ms away.
+    pub fn new() -> Recheck {
+        Recheck {
+            interval: FIRST_RECHECK,
+        }
+    }
+
+    /// When the next sleep should end: at the next re-check or at
+    /// `deadline`, whichever is sooner. Schedules the re-check after it.
+    pub fn wake_at(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        let next = Instant::now().checked_add(self.interval);
+        self.interval = (self.interval * 2).min(RECHECK_AT_MOST);
+        match (next, deadline) {
+            (Some(next), Some(deadline)) => Some(next.min(deadline)),
+            (next, deadline) => next.or(deadline),
+        }
     }
 }
 

@@ -3,7 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shm::{Futex, ShmSafe};
+use shm::futex::Recheck;
+use shm::{crash_point, Futex, ShmSafe};
+
+/// The names of the event's crash points (see `shm::crash`): `set` makes
+/// one store, but the wake that follows it is a second step a death can
+/// separate from it.
+pub const EVENT_CRASH_POINTS: &[&str] = &["event: set stored"];
 
 /// The flag.
 const SET: u32 = 1;
@@ -108,6 +114,7 @@ impl Event {
                 Err(now) => seen = now,
             }
         }
+        crash_point!(EVENT_CRASH_POINTS, "event: set stored");
         if seen & SLEEPERS != 0 {
             self.word.wake_all();
         }
@@ -165,6 +172,9 @@ impl Event {
                 break;
             }
         }
+        // A setter killed between its store and its wake leaves the flag
+        // set and us asleep: look again now and then.
+        let mut recheck = Recheck::new();
         loop {
             let seen = self.word.load(Ordering::Acquire);
             if let_through(seen) {
@@ -173,7 +183,8 @@ impl Event {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
-            self.word.flag_and_wait(seen, SLEEPERS, deadline);
+            self.word
+                .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
         }
     }
 }

@@ -20,4 +20,4 @@ mod barrier;
 mod event;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult, BARRIER_CRASH_POINTS, MAX_PARTIES};
-pub use event::{Event, SPIN_BEFORE_SLEEP};
+pub use event::{Event, EVENT_CRASH_POINTS, SPIN_BEFORE_SLEEP};

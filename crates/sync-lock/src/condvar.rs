@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use shm::futex::Recheck;
 use shm::sync::atomic::{AtomicU64, Ordering};
 use shm::{Futex, ShmSafe};
 
@@ -259,6 +260,9 @@ impl Condvar {
     /// Sleeps until this waiter takes a grant (`true`) or `deadline`
     /// passes with none to take (`false`, after withdrawing).
     fn await_grant(&self, granted_at_entry: u64, deadline: Option<Instant>) -> bool {
+        // A notifier killed between its grant and its wake leaves the
+        // grant and us asleep: look again now and then.
+        let mut recheck = Recheck::new();
         loop {
             // Read the sequence before the tally: a grant made after this
             // read bumps the sequence, so the sleep below returns at once.
@@ -285,7 +289,8 @@ impl Condvar {
                     Err(now) => tally = Tally(now),
                 }
             }
-            self.sequence.flag_and_wait(seen, SLEEPERS, deadline);
+            self.sequence
+                .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
         }
     }
 

@@ -29,7 +29,7 @@ mod robust;
 
 pub use error::{AcquireError, ReleaseError};
 pub use permit::Permit;
-pub use plain::Semaphore;
+pub use plain::{Semaphore, SEMAPHORE_CRASH_POINTS};
 pub use robust::{RobustSemaphore, MAX_HOLDERS, ROBUST_SEMAPHORE_CRASH_POINTS};
 
 /// The most permits a semaphore can count (the top bit of its word is

@@ -4,7 +4,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
-use shm::{Futex, ShmSafe};
+use shm::futex::Recheck;
+use shm::{crash_point, Futex, ShmSafe};
+
+/// The names of the semaphore's crash points (see `shm::crash`): a release
+/// makes one store, but the wake that follows it is a second step a death
+/// can separate from it.
+pub const SEMAPHORE_CRASH_POINTS: &[&str] = &["semaphore: release stored"];
 
 use crate::count::{
     checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
@@ -146,6 +152,7 @@ impl Semaphore {
                 Err(now) => seen = now,
             }
         }
+        crash_point!(SEMAPHORE_CRASH_POINTS, "semaphore: release stored");
         wake_sleepers_of(&self.word, seen);
         Ok(())
     }
@@ -189,6 +196,7 @@ impl Semaphore {
     fn take_contended(&self, deadline: Option<Instant>) -> bool {
         let backoff = Backoff::new();
         let mut spins = 0;
+        let mut recheck = Recheck::new();
         loop {
             let seen = self.word.load(Ordering::Relaxed);
             if seen & COUNT != 0 {
@@ -212,7 +220,10 @@ impl Semaphore {
                 backoff.spin();
                 continue;
             }
-            self.word.flag_and_wait(seen, SLEEPERS, deadline);
+            // A releaser killed between its store and its wake leaves a
+            // permit free and us asleep: look again now and then.
+            self.word
+                .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
         }
     }
 }
