@@ -67,7 +67,11 @@ fn a_robust_semaphore_admits_no_second_holder_while_a_moved_permit_is_out() {
     child.join().unwrap();
     // The child dropped it, under the identity that acquired it: it is
     // back, released exactly once, and no row is left for this process.
-    assert_eq!(arena.robust.value(), 1, "the child's drop released the permit");
+    assert_eq!(
+        arena.robust.value(),
+        1,
+        "the child's drop released the permit"
+    );
     assert_eq!(arena.robust.held_by(std::process::id()), 0);
 }
 

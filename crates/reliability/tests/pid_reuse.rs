@@ -60,7 +60,9 @@ fn a_barrier_breaks_for_a_dead_party_whose_pid_is_reused() {
         .daemon(true)
         .start()
         .unwrap();
-    wait_until("the party waits at the barrier", || barrier.n_waiting() == 1);
+    wait_until("the party waits at the barrier", || {
+        barrier.n_waiting() == 1
+    });
     party.kill().unwrap();
     let dead = party.pid() as u32;
     assert!(party.join().is_err(), "killed");

@@ -75,3 +75,69 @@ fn an_inherited_guard_copy_does_not_release_the_childs_own_lock() {
          released the child's own acquisition"
     );
 }
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Arena2 {
+    data: Mutex<u32>,
+    started: Futex,
+    m_dead: Futex,
+    c_holds: Futex,
+    checked: Futex,
+    c_pid: AtomicU32,
+}
+
+/// The same hole in safe code only: the guard is moved into a
+/// `daemon::Process` closure by a process M that then dies. The child C
+/// takes the lock over (`OwnerDied`), drops the moved-in guard, and that
+/// drop releases C's own acquisition.
+#[test]
+#[ignore = "review: a MutexGuard moved into a daemon::Process releases the child's own later acquisition (safe code, two holders)"]
+fn a_moved_guard_does_not_release_the_childs_own_takeover() {
+    use daemon::Process;
+    let arena = Shared::new(Arena2 {
+        data: Mutex::new(0),
+        started: Futex::new(0),
+        m_dead: Futex::new(0),
+        c_holds: Futex::new(0),
+        checked: Futex::new(0),
+        c_pid: AtomicU32::new(0),
+    })
+    .unwrap();
+    let a = &*arena;
+    let m = Process::new(move || {
+        let moved = a.data.lock().unwrap();
+        let c = Process::new(move || {
+            wait_for(&a.m_dead, 1);
+            let mut mine = a.data.lock().unwrap_or_else(|died| died.into_inner());
+            *mine += 1;
+            drop(moved); // the guard M moved in: releases `mine`'s lock
+            raise(&a.c_holds);
+            wait_for(&a.checked, 1);
+            drop(mine);
+        })
+        .start()
+        .unwrap();
+        a.c_pid.store(c.pid() as u32, Ordering::SeqCst);
+        raise(&a.started);
+        testkit::park_until_killed();
+    })
+    .start()
+    .unwrap();
+    wait_for(&a.started, 1);
+    m.kill().unwrap();
+    let _ = m.join();
+    raise(&a.m_dead);
+    wait_for(&a.c_holds, 1);
+    let second = a.data.try_lock().is_ok();
+    raise(&a.checked);
+    let c_pid = a.c_pid.load(Ordering::SeqCst) as i32;
+    testkit::wait_until("C exits", || {
+        matches!(testkit::process_state(c_pid), None | Some(b'Z'))
+    });
+    assert!(
+        !second,
+        "two holders: this process locked the mutex while C held the guard of its own \
+         takeover, released by the drop of the guard M had moved into C"
+    );
+}
