@@ -23,7 +23,6 @@ struct Arena {
 }
 
 #[test]
-#[ignore = "review: an inherited MutexGuard copy releases the child's own acquisition (two holders)"]
 fn an_inherited_guard_copy_does_not_release_the_childs_own_lock() {
     let arena = Shared::new(Arena {
         data: Mutex::new(0),
@@ -45,14 +44,18 @@ fn an_inherited_guard_copy_does_not_release_the_childs_own_lock() {
             };
             *mine += 1;
             raise(&arena.step); // 1
-                                // Safe code: the inherited copy now passes the "held here"
-                                // check, because the word names this process.
-            let mut copy = inherited;
-            *copy += 100;
-            if *mine == 101 {
+                                // The inherited copy stands for the parent's acquisition, not
+                                // this process's: reaching the data through it must panic, and
+                                // dropping it (in the unwinding) must leave the lock alone.
+            let copy = inherited;
+            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let mut copy = copy;
+                *copy += 100;
+            }))
+            .is_err();
+            if !refused || *mine != 1 {
                 arena.aliased.store(1, Ordering::SeqCst);
             }
-            drop(copy); // releases the lock while `mine` lives
             raise(&arena.step); // 2
             wait_for(&arena.step, 3);
             drop(mine);
@@ -92,7 +95,6 @@ struct Arena2 {
 /// takes the lock over (`OwnerDied`), drops the moved-in guard, and that
 /// drop releases C's own acquisition.
 #[test]
-#[ignore = "review: a MutexGuard moved into a daemon::Process releases the child's own later acquisition (safe code, two holders)"]
 fn a_moved_guard_does_not_release_the_childs_own_takeover() {
     use daemon::Process;
     let arena = Shared::new(Arena2 {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use shm::ShmSafe;
 
-use crate::guard;
+use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use crate::raw::RawLock;
 
@@ -117,10 +117,11 @@ impl Lock {
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    acquirer: Acquirer,
 }
 
 // `Send` and `Sync` are derived, and right: the guard holds only a
-// reference to a `Sync` lock; the lock is held
+// reference to a `Sync` lock and the acquirer's identity; the lock is held
 // by the process, so any of its threads may end the acquisition.
 
 impl<'a> LockGuard<'a> {
@@ -131,7 +132,10 @@ impl<'a> LockGuard<'a> {
     /// The calling process has just acquired `lock`, and no other guard
     /// stands for that acquisition.
     unsafe fn new(lock: &'a Lock) -> LockGuard<'a> {
-        LockGuard { lock }
+        LockGuard {
+            lock,
+            acquirer: Acquirer::here(),
+        }
     }
 }
 
@@ -139,6 +143,6 @@ impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { guard::release(&self.lock.raw) };
+        unsafe { self.acquirer.release(&self.lock.raw) };
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shm::ShmSafe;
 
-use crate::guard;
+use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use crate::raw::RawLock;
 
@@ -152,6 +152,7 @@ impl<T> Mutex<T> {
 #[derive(Debug)]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
+    acquirer: Acquirer,
     /// Opts out of the auto traits: `Send` and `Sync` are argued below.
     _not_auto: PhantomData<*const ()>,
 }
@@ -175,6 +176,7 @@ impl<'a, T> MutexGuard<'a, T> {
     pub(crate) unsafe fn new(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
         MutexGuard {
             mutex,
+            acquirer: Acquirer::here(),
             _not_auto: PhantomData,
         }
     }
@@ -189,8 +191,9 @@ impl<T> Deref for MutexGuard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        guard::assert_held_here(&self.mutex.raw, "MutexGuard");
-        // SAFETY: the guard proves that this process (checked just above)
+        self.acquirer.assert_here("MutexGuard");
+        // SAFETY: the guard proves that this process (checked just above to be
+        // the one that acquired it)
         // holds the lock.
         unsafe { &*self.mutex.data.get() }
     }
@@ -199,8 +202,9 @@ impl<T> Deref for MutexGuard<'_, T> {
 impl<T> DerefMut for MutexGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        guard::assert_held_here(&self.mutex.raw, "MutexGuard");
-        // SAFETY: the guard proves that this process (checked just above)
+        self.acquirer.assert_here("MutexGuard");
+        // SAFETY: the guard proves that this process (checked just above to be
+        // the one that acquired it)
         // holds the lock, and `&mut self` that this is the only reference
         // through it.
         unsafe { &mut *self.mutex.data.get() }
@@ -211,6 +215,6 @@ impl<T> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { guard::release(&self.mutex.raw) };
+        unsafe { self.acquirer.release(&self.mutex.raw) };
     }
 }

@@ -121,7 +121,9 @@ const HOLDER: u64 = !(WAITERS | POISONED);
 ///   process that reused the holder's pid). If it died, the sleeper takes
 ///   the lock over and learns [`Acquired::OwnerDied`].
 /// - A waiter whose holder is another thread of its own process does not
-///   check liveness (it runs), and sleeps until woken or its deadline.
+///   check liveness (it runs); it too looks at the word again at least
+///   every [`OWNER_CHECK_INTERVAL`], so a wake-up lost to a waiter that
+///   gave up on its deadline delays the others by at most that.
 ///
 /// Holding is per process: the lock records which process holds it, not
 /// which thread.
@@ -221,10 +223,15 @@ impl RawLock {
             }
             let holder = seen & HOLDER;
             let now = shm::sync::now();
-            // Another thread of this process holds it: it runs, so there is
-            // no liveness to check; sleep until woken or the deadline.
             let held_here = holder == me;
-            if !held_here && owner_check.due(now) && !holder_is_running(holder) {
+            // The schedule advances even when the holder is this process
+            // (which runs, so its liveness needs no check): every sleep is
+            // bounded by it. A wake-up can be lost without anyone dying: the
+            // one sleeper an unlock woke may give up on its deadline after
+            // a fast-path locker took the lock (whose unlock then sees no
+            // sleepers flag), and the rest would sleep on.
+            let check_due = owner_check.due(now);
+            if !held_here && check_due && !holder_is_running(holder) {
                 // The holder died: take over from exactly that dead holder.
                 if let Some(how) = self.claim(seen, me | WAITERS, Acquired::OwnerDied) {
                     return Some(how);
@@ -234,11 +241,7 @@ impl RawLock {
             if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
-            let wake_at = if held_here {
-                deadline
-            } else {
-                Some(owner_check.wake_at(deadline))
-            };
+            let wake_at = Some(owner_check.wake_at(deadline));
             self.word.flag_and_wait(seen, WAITERS, wake_at);
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::ShmSafe;
 
+use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use crate::raw::{Acquired, RawLock};
 
@@ -243,6 +244,8 @@ impl RLock {
 #[derive(Debug)]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    /// The process whose thread took this level.
+    acquirer: Acquirer,
     /// Stays on the holding thread.
     _not_send: PhantomData<*const ()>,
 }
@@ -252,6 +255,7 @@ impl<'a> RLockGuard<'a> {
     fn new(lock: &'a RLock) -> RLockGuard<'a> {
         RLockGuard {
             lock,
+            acquirer: Acquirer::here(),
             _not_send: PhantomData,
         }
     }
@@ -260,9 +264,13 @@ impl<'a> RLockGuard<'a> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // A guard is only ever dropped by its thread (it is not Send); the
-        // one way to fail is a bitwise copy in a forked child, which does
-        // not hold the lock and must leave it alone.
-        let _ = self.lock.release();
+        // A guard is only ever dropped by its thread (it is not Send). A
+        // bitwise copy in a forked child stands for no level there, even if
+        // that child's thread (whose key is redrawn, but whose process may
+        // have locked the RLock itself since) holds the lock: it leaves the
+        // lock alone.
+        if self.acquirer.is_here() {
+            let _ = self.lock.release();
+        }
     }
 }
