@@ -35,7 +35,6 @@ fn entered(arena: &Arena) -> u32 {
 }
 
 #[test]
-#[ignore = "review: Condvar notify(1) to a stopped waiter is stolen by later waiters; the notified waiter is never woken"]
 fn a_notified_waiter_keeps_its_notification_when_later_waiters_arrive() {
     let arena = Shared::new(Arena {
         waiting: Mutex::new(0),

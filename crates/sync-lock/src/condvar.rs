@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use shm::futex::Recheck;
-use shm::sync::atomic::{AtomicU64, Ordering};
-use shm::{Futex, ShmSafe};
+use shm::pid;
+use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use shm::{crash_point, Futex, ShmSafe};
 
 use crate::mutex::MutexGuard;
 use crate::poison::{lock_result, LockResult, OwnerDied};
@@ -14,14 +15,18 @@ use crate::raw::Acquired;
 /// with a [`Mutex`](crate::Mutex) unlocked, until another process notifies.
 ///
 /// Python's promises hold: [`notify(n)`](Condvar::notify) ends at most `n`
-/// waits, and only waits that began before it; a wait ends only when
-/// notified or timed out (no spurious wake-ups, though std allows them and
-/// [`wait_while`](Condvar::wait_while) loops anyway). A waiter killed
-/// mid-wait leaves nothing that blocks anyone: notifiers never wait for
-/// waiters (Python's `Condition` can hang there, CPython gh-75158). The one
-/// trace it leaves: if a notify had already chosen it, that notification is
-/// left for a later waiter, so one later notify may end one wait more than
-/// it asked.
+/// waits, the oldest first, and only waits that began before it; a wait
+/// ends only when notified or timed out (no spurious wake-ups, though std
+/// allows them and [`wait_while`](Condvar::wait_while) loops anyway). A
+/// notified waiter keeps its notification however long it takes to run
+/// (stopped, descheduled). A waiter killed mid-wait blocks nobody:
+/// notifiers never wait for waiters (Python's `Condition` can hang there,
+/// CPython gh-75158), and a notify skips waiters whose process has died
+/// instead of spending a notification on them.
+///
+/// At most [`MAX_WAITERS`] processes (or threads) wait on one condvar at
+/// once; a wait that finds every slot taken returns at once, as a spurious
+/// wake-up would (`wait_while` then waits again).
 ///
 /// # Example
 ///
@@ -62,80 +67,96 @@ use crate::raw::Acquired;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Condvar {
-    /// Three wrapping counters (see [`Tally`]): waits entered, grants made
-    /// (by notifies, or by a timed-out waiter to itself), grants taken.
-    tally: AtomicU64,
-    /// Bumped after every grant; waiters sleep on the value they read
-    /// before looking at the tally, so no grant is slept through.
+    /// Bumped by every notify; waiters sleep on the value they read before
+    /// looking at their slot, so no notification is slept through.
     /// [`SLEEPERS`] says a wake system call is needed.
     sequence: Futex,
+    /// The arrival number of the next wait: notify ends the oldest first.
+    next_arrival: AtomicU32,
+    /// Every slot ever claimed is below this index.
+    in_use: AtomicU32,
+    _pad: u32,
+    slots: [Slot; MAX_WAITERS],
 }
 
-// SAFETY: an atomic and a futex word: plain data.
+/// How many waits one condvar holds at once (a slot each, 16 bytes: 16 KiB
+/// in all; fewer in loom models, which explore every access).
+#[cfg(not(loom))]
+pub const MAX_WAITERS: usize = 1024;
+/// How many waits one condvar holds at once (fewer in loom models).
+#[cfg(loom)]
+pub const MAX_WAITERS: usize = 3;
+
+/// One waiting process (or thread): who, and where its wait stands.
+///
+/// `word` holds the wait's arrival number (high half) and its state (low
+/// half):
+///
+/// | state      | meaning                                   | next                      |
+/// |------------|-------------------------------------------|---------------------------|
+/// | `FREE`     | nobody (if `owner` is set, being claimed or released) | claim: CAS `owner` 0 → me |
+/// | `WAITING`  | `owner` waits, arrived as `arrival`       | notify: CAS → `NOTIFIED`; timeout: CAS → `FREE` |
+/// | `NOTIFIED` | a notify chose this wait                  | the waiter sees it, frees the slot |
+///
+/// The CAS on `word` decides every race between a notify and a timeout:
+/// exactly one of them wins, so a wait ends notified exactly when a notify
+/// counted it. Carrying the arrival number, the CAS also fails on a slot
+/// that was freed and claimed again by a later wait meanwhile.
+#[repr(C)]
+#[derive(Debug)]
+struct Slot {
+    /// The waiter's identity bits; 0 when free.
+    owner: AtomicU64,
+    /// `arrival << 32 | state`.
+    word: AtomicU64,
+}
+
+impl Slot {
+    shm::const_unless_loom! {
+        /// A free slot.
+        const fn free() -> Slot {
+            Slot {
+                owner: AtomicU64::new(0),
+                word: AtomicU64::new(0),
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+const fn free_slots() -> [Slot; MAX_WAITERS] {
+    [const { Slot::free() }; MAX_WAITERS]
+}
+
+#[cfg(loom)]
+fn free_slots() -> [Slot; MAX_WAITERS] {
+    std::array::from_fn(|_| Slot::free())
+}
+
+fn slot_word(arrival: u32, state: u32) -> u64 {
+    (u64::from(arrival) << 32) | u64::from(state)
+}
+
+fn state_of(word: u64) -> u32 {
+    word as u32
+}
+
+fn arrival_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const NOTIFIED: u32 = 2;
+
+// SAFETY: repr(C) structs of atomics and integers with explicit padding:
+// plain data.
 unsafe impl ShmSafe for Condvar {}
 
 /// Set in `sequence` while some process may sleep on it.
 const SLEEPERS: u32 = 1 << 31;
-
-/// The condvar's bookkeeping, one u64 changed by compare-and-swap:
-///
-/// | bits   | counter  | changed by                                    |
-/// |--------|----------|-----------------------------------------------|
-/// | 0..21  | entered  | +1 by each wait as it begins                  |
-/// | 21..42 | granted  | +k by notify(n), k = min(n, entered - granted)|
-/// |        |          | +1 by a timed-out waiter nobody granted       |
-/// | 42..63 | taken    | +1 by each wait that ends                     |
-///
-/// All three wrap at 2^21; only differences are read, and those stay below
-/// the number of concurrent waiters. `entered - granted` is the number of
-/// waiters no notify has chosen yet (what the next notify may end);
-/// `granted - taken` the grants not yet taken. A waiter may take a grant
-/// only once `granted` has moved since it entered: a notify never ends a
-/// wait that began after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Tally(u64);
-
-const COUNTER_BITS: u32 = 21;
-const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
-
-impl Tally {
-    fn entered(self) -> u64 {
-        self.0 & COUNTER_MASK
-    }
-    fn granted(self) -> u64 {
-        (self.0 >> COUNTER_BITS) & COUNTER_MASK
-    }
-    fn taken(self) -> u64 {
-        (self.0 >> (2 * COUNTER_BITS)) & COUNTER_MASK
-    }
-    fn from_counters(entered: u64, granted: u64, taken: u64) -> Tally {
-        Tally(
-            (entered & COUNTER_MASK)
-                | (granted & COUNTER_MASK) << COUNTER_BITS
-                | (taken & COUNTER_MASK) << (2 * COUNTER_BITS),
-        )
-    }
-    /// Waiters that no notify has chosen yet.
-    fn ungranted(self) -> u64 {
-        self.entered().wrapping_sub(self.granted()) & COUNTER_MASK
-    }
-    /// Whether a waiter that entered when `granted` was `granted_at_entry`
-    /// may take a grant now.
-    fn grant_for(self, granted_at_entry: u64) -> bool {
-        self.granted() != granted_at_entry && self.taken() != self.granted()
-    }
-    fn enter(self) -> Tally {
-        Tally::from_counters(self.entered() + 1, self.granted(), self.taken())
-    }
-    fn grant(self, count: u64) -> Tally {
-        Tally::from_counters(self.entered(), self.granted() + count, self.taken())
-    }
-    fn take(self) -> Tally {
-        Tally::from_counters(self.entered(), self.granted(), self.taken() + 1)
-    }
-}
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +174,11 @@ impl Condvar {
         /// A condition variable nobody waits on.
         pub const fn new() -> Condvar {
             Condvar {
-                tally: AtomicU64::new(0),
                 sequence: Futex::new(0),
+                next_arrival: AtomicU32::new(0),
+                in_use: AtomicU32::new(0),
+                _pad: 0,
+                slots: free_slots(),
             }
         }
     }
@@ -240,95 +264,174 @@ impl Condvar {
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let mutex = guard.mutex();
         // Enter while still holding the mutex: a notify that follows our
-        // unlock counts us among the waiters it may end.
-        let entered = Tally(
-            self.tally
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
-                    Some(Tally(t).enter().0)
-                })
-                .expect("the update always succeeds"),
-        );
-        let granted_at_entry = entered.granted();
+        // unlock finds us waiting.
+        let slot = self.enter();
         drop(guard);
-        let notified = self.await_grant(granted_at_entry, deadline);
+        let notified = match slot {
+            Some(slot) => self.await_notify(slot, deadline),
+            // Every slot taken: return at once, as a spurious wake-up.
+            None => true,
+        };
         let how = mutex.raw().lock_until(None).expect("no deadline");
         // SAFETY: this process has just acquired the mutex's raw lock.
         let guard = unsafe { MutexGuard::new(mutex) };
         lock_result(how, (guard, WaitTimeoutResult(!notified)))
     }
 
-    /// Sleeps until this waiter takes a grant (`true`) or `deadline`
-    /// passes with none to take (`false`, after withdrawing).
-    fn await_grant(&self, granted_at_entry: u64, deadline: Option<Instant>) -> bool {
-        // A notifier killed between its grant and its wake leaves the
-        // grant and us asleep: look again now and then.
+    /// Claims a free slot and records this wait in it; `None` if every
+    /// slot is taken. Lock-free: claiming is a CAS on the slot's owner, and
+    /// the slot counts as waiting only from its last store on.
+    fn enter(&self) -> Option<usize> {
+        let me = pid::current_identity().to_bits();
+        let index = self.slots.iter().position(|slot| {
+            let owner = slot.owner.load(Ordering::Relaxed);
+            let claimable = owner == 0
+                // A waiter killed while claiming its slot (still FREE) or
+                // after a notify chose it (NOTIFIED, never released) left
+                // it owned: take it back. (Dead waiters still WAITING are
+                // freed by notify.)
+                || (state_of(slot.word.load(Ordering::Relaxed)) != WAITING
+                    && owner != me
+                    && !waiter_is_running(owner));
+            claimable
+                && slot
+                    .owner
+                    .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+        })?;
+        self.in_use.fetch_max(index as u32 + 1, Ordering::Relaxed);
+        let slot = &self.slots[index];
+        let arrival = self.next_arrival.fetch_add(1, Ordering::SeqCst);
+        slot.word
+            .store(slot_word(arrival, WAITING), Ordering::SeqCst);
+        Some(index)
+    }
+
+    /// Gives a slot back: its state is `FREE` already (or the waiter that
+    /// owned it is gone); clearing the owner lets the next wait claim it.
+    fn release_slot(&self, slot: &Slot) {
+        slot.word.store(slot_word(0, FREE), Ordering::Relaxed);
+        slot.owner.store(0, Ordering::Release);
+    }
+
+    /// Sleeps until a notify chooses this wait (`true`) or `deadline`
+    /// passes first (`false`: the wait withdrew, and no notify counted it).
+    fn await_notify(&self, index: usize, deadline: Option<Instant>) -> bool {
+        let slot = &self.slots[index];
+        // A notifier killed between choosing us and its wake leaves us
+        // chosen and asleep: look again now and then.
         let mut recheck = Recheck::new();
         loop {
-            // Read the sequence before the tally: a grant made after this
-            // read bumps the sequence, so the sleep below returns at once.
+            // Read the sequence before the slot: a notify after this read
+            // bumps the sequence, so the sleep below returns at once.
             let seen = self.sequence.load(Ordering::SeqCst);
-            let mut tally = Tally(self.tally.load(Ordering::SeqCst));
-            let out_of_time = deadline.is_some_and(|d| shm::sync::now() >= d);
-            loop {
-                let next = if tally.grant_for(granted_at_entry) {
-                    tally.take()
-                } else if out_of_time {
-                    // Withdraw: grant ourselves and take it, so `entered -
-                    // granted` counts only the waiters still waiting.
-                    tally.grant(1).take()
-                } else {
-                    break;
-                };
-                match self.tally.compare_exchange(
-                    tally.0,
-                    next.0,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => return next.granted() == tally.granted(),
-                    Err(now) => tally = Tally(now),
-                }
+            let word = slot.word.load(Ordering::SeqCst);
+            if state_of(word) == NOTIFIED {
+                self.release_slot(slot);
+                return true;
+            }
+            if deadline.is_some_and(|d| shm::sync::now() >= d) {
+                // Withdraw, unless a notify chose us first: the CAS decides.
+                let withdrew = slot
+                    .word
+                    .compare_exchange(
+                        word,
+                        slot_word(arrival_of(word), FREE),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_ok();
+                self.release_slot(slot);
+                return !withdrew;
             }
             self.sequence
                 .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
         }
     }
 
-    /// Ends at most `n` of the waits that began before this call (Python's
-    /// `notify(n)`); returns how many it chose. Only a system call if some
-    /// chosen waiter may sleep.
+    /// Ends at most `n` of the waits that began before this call, the
+    /// oldest first (Python's `notify(n)`); returns how many it ended. A
+    /// wait whose process has died is passed over (its slot freed), so no
+    /// notification is spent on it. Never waits for anyone; a system call
+    /// only if some chosen waiter may sleep.
     pub fn notify(&self, n: u32) -> u32 {
-        let mut tally = Tally(self.tally.load(Ordering::SeqCst));
-        let chosen = loop {
-            let chosen = tally.ungranted().min(u64::from(n));
-            if chosen == 0 {
-                return 0;
+        let me = pid::current_identity().to_bits();
+        let in_use = (self.in_use.load(Ordering::Acquire) as usize).min(MAX_WAITERS);
+        let slots = &self.slots[..in_use];
+        // Waits that began before this call: those with an arrival number
+        // below the next one now.
+        let horizon = self.next_arrival.load(Ordering::SeqCst);
+        // The waits this call may end: waiting, and begun before it
+        // (arrival numbers wrap: compare by distance back from the horizon).
+        let age = |word: u64| horizon.wrapping_sub(arrival_of(word));
+        let eligible =
+            |word: u64| state_of(word) == WAITING && age(word) != 0 && age(word) <= MAX_ARRIVAL_AGE;
+        let waiting = slots
+            .iter()
+            .filter(|slot| eligible(slot.word.load(Ordering::SeqCst)))
+            .count();
+        // Every eligible wait is to end: one pass in any order. Otherwise
+        // the oldest first, one at a time.
+        let everyone = waiting <= n as usize;
+        let mut ended = 0;
+        while ended < n {
+            let chosen = if everyone {
+                slots
+                    .iter()
+                    .map(|slot| (slot, slot.word.load(Ordering::SeqCst)))
+                    .find(|&(_, word)| eligible(word))
+            } else {
+                slots
+                    .iter()
+                    .map(|slot| (slot, slot.word.load(Ordering::SeqCst)))
+                    .filter(|&(_, word)| eligible(word))
+                    .max_by_key(|&(_, word)| age(word))
+            };
+            let Some((slot, word)) = chosen else {
+                break;
+            };
+            let owner = slot.owner.load(Ordering::Relaxed);
+            let next_state = if owner == me || waiter_is_running(owner) {
+                NOTIFIED
+            } else {
+                // A waiter killed mid-wait: free its slot, pass it over.
+                FREE
+            };
+            let won = slot
+                .word
+                .compare_exchange(
+                    word,
+                    slot_word(arrival_of(word), next_state),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok();
+            match (won, next_state) {
+                (true, NOTIFIED) => ended += 1,
+                (true, _) => self.release_slot(slot),
+                // Lost the CAS: that wait timed out, or another notify
+                // chose it; look again.
+                (false, _) => {}
             }
-            match self.tally.compare_exchange(
-                tally.0,
-                tally.grant(chosen).0,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => break chosen,
-                Err(now) => tally = Tally(now),
-            }
-        };
-        let before = self
-            .sequence
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                Some(s.wrapping_add(1) & !SLEEPERS)
-            })
-            .expect("the update always succeeds");
-        if before & SLEEPERS != 0 {
-            // Every sleeper looks: the grant is for any waiter that entered
-            // before it, and the kernel cannot tell which those are.
-            self.sequence.wake_all();
         }
-        chosen as u32
+        if ended > 0 {
+            let before = self
+                .sequence
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                    Some(s.wrapping_add(1) & !SLEEPERS)
+                })
+                .expect("the update always succeeds");
+            crash_point!(CONDVAR_CRASH_POINTS, "condvar: notified");
+            if before & SLEEPERS != 0 {
+                // Every sleeper looks: the kernel cannot tell which
+                // sleepers were chosen; the others sleep again.
+                self.sequence.wake_all();
+            }
+        }
+        ended
     }
 
-    /// Ends one wait that began before this call, if any (Python's
+    /// Ends the oldest wait that began before this call, if any (Python's
     /// `notify()`).
     pub fn notify_one(&self) {
         self.notify(1);
@@ -339,4 +442,24 @@ impl Condvar {
     pub fn notify_all(&self) {
         self.notify(u32::MAX);
     }
+}
+
+impl Default for Condvar {
+    fn default() -> Condvar {
+        Condvar::new()
+    }
+}
+
+/// The names of the condvar's crash points (see `shm::crash`): notify's
+/// choice of waiters and its wake are separate steps a death can split.
+pub const CONDVAR_CRASH_POINTS: &[&str] = &["condvar: notified"];
+
+/// Waits older than this many arrivals are not told apart from waits that
+/// began after the notify (arrival numbers wrap at 2^32): far beyond the
+/// number of waits that can be outstanding at once.
+const MAX_ARRIVAL_AGE: u32 = 1 << 31;
+
+/// Whether the waiter recorded in a slot still runs.
+fn waiter_is_running(owner: u64) -> bool {
+    pid::Identity::from_bits(owner).is_some_and(pid::Identity::is_running)
 }

@@ -50,7 +50,7 @@ mod poison;
 mod raw;
 mod rlock;
 
-pub use condvar::{Condvar, WaitTimeoutResult};
+pub use condvar::{Condvar, WaitTimeoutResult, CONDVAR_CRASH_POINTS, MAX_WAITERS};
 pub use lock::{Lock, LockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use poison::{LockResult, OwnerDied, TryLockError, TryLockResult};
