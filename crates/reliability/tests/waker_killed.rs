@@ -8,6 +8,7 @@ use daemon::{JoinError, Process};
 use shm::crash::{self, Action};
 use shm::Shared;
 use sync_event::{Event, EVENT_CRASH_POINTS};
+use sync_lock::{Condvar, Mutex, CONDVAR_CRASH_POINTS};
 use sync_sem::{Semaphore, SEMAPHORE_CRASH_POINTS};
 use testkit::{wait_until, GENEROUS};
 
@@ -67,6 +68,39 @@ fn a_semaphore_waiter_survives_a_releaser_killed_before_its_wake() {
                 true
             },
             || sem.release().unwrap(),
+        );
+    }
+}
+
+#[derive(shm::ShmSafe)]
+#[repr(C)]
+struct Signal {
+    ready: Mutex<u32>,
+    changed: Condvar,
+}
+
+#[test]
+fn a_condvar_waiter_survives_a_notifier_killed_before_its_wake() {
+    for &point in CONDVAR_CRASH_POINTS {
+        let signal = Shared::new(Signal {
+            ready: Mutex::new(0),
+            changed: Condvar::new(),
+        })
+        .unwrap();
+        waiter_survives_a_waker_killed_at(
+            point,
+            || {
+                let guard = signal.ready.lock().unwrap();
+                let guard = signal
+                    .changed
+                    .wait_while(guard, |ready| *ready == 0)
+                    .unwrap();
+                *guard == 1
+            },
+            || {
+                *signal.ready.lock().unwrap() = 1;
+                signal.changed.notify_one();
+            },
         );
     }
 }
