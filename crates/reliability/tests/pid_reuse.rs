@@ -11,14 +11,10 @@ use daemon::Process;
 use shm::Shared;
 use sync_event::{Barrier, BarrierError};
 use sync_sem::RobustSemaphore;
-use testkit::{can_force_pids, park_until_killed, start_with_pid, wait_until, GENEROUS};
+use testkit::{park_until_killed, start_with_pid, wait_until, GENEROUS};
 
 fn skip() -> bool {
-    if can_force_pids() {
-        return false;
-    }
-    eprintln!("skipped: forcing a pid needs root and /proc/sys/kernel/ns_last_pid");
-    true
+    testkit::skip_unless_pids_can_be_forced()
 }
 
 /// A dead holder's permit comes back even when a live process now has its

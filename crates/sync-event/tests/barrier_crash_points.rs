@@ -282,20 +282,11 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
 }
 
 fn every_point(action: Action) {
-    let mut unreached = Vec::new();
-    for &point in BARRIER_CRASH_POINTS {
-        let hits: Vec<_> = SCENARIOS
-            .iter()
-            .filter(|&&scenario| run(scenario, point, action))
-            .collect();
-        eprintln!("{point:?} ({action:?}): hit in {hits:?}");
-        if hits.is_empty() {
-            unreached.push(point);
-        }
-    }
-    assert!(
-        unreached.is_empty(),
-        "crash points no scenario reaches: {unreached:?}"
+    testkit::every_crash_point(
+        BARRIER_CRASH_POINTS,
+        &SCENARIOS,
+        action,
+        |scenario, point| run(scenario, point, action),
     );
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use daemon::Process;
 use shm::Shared;
 use sync_lock::{Lock, Mutex, RLock, TryLockError};
-use testkit::{can_force_pids, start_with_pid, GENEROUS};
+use testkit::{start_with_pid, GENEROUS};
 
 /// How a `try_lock` went, as plain data a child can send back.
 fn outcome<G>(result: Result<G, TryLockError<G>>) -> String {
@@ -31,11 +31,7 @@ fn pid_of_dead_holder(hold: impl Fn()) -> u32 {
 }
 
 fn skip() -> bool {
-    if can_force_pids() {
-        return false;
-    }
-    eprintln!("skipped: forcing a pid needs root and /proc/sys/kernel/ns_last_pid");
-    true
+    testkit::skip_unless_pids_can_be_forced()
 }
 
 #[test]

@@ -321,3 +321,42 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::yield_now();
     }
 }
+
+/// Says why a pid-reuse test does nothing here and returns `true` when
+/// this process cannot force pids (see [`can_force_pids`]); CI runs as
+/// root, where it returns `false` and the test runs.
+pub fn skip_unless_pids_can_be_forced() -> bool {
+    if can_force_pids() {
+        return false;
+    }
+    eprintln!("skipped: forcing a pid needs root and /proc/sys/kernel/ns_last_pid");
+    true
+}
+
+/// Runs every scenario against every crash point of a module's list
+/// (`run(scenario, point)` returns whether the point was reached), and
+/// fails the test if some point is reached by no scenario: a point a
+/// suite never hits is a window it never tests.
+pub fn every_crash_point<S: std::fmt::Debug + Copy>(
+    points: &[&'static str],
+    scenarios: &[S],
+    action: impl std::fmt::Debug,
+    mut run: impl FnMut(S, &'static str) -> bool,
+) {
+    let mut unreached = Vec::new();
+    for &point in points {
+        let hits: Vec<S> = scenarios
+            .iter()
+            .copied()
+            .filter(|&scenario| run(scenario, point))
+            .collect();
+        eprintln!("{point:?} ({action:?}): hit in {hits:?}");
+        if hits.is_empty() {
+            unreached.push(point);
+        }
+    }
+    assert!(
+        unreached.is_empty(),
+        "crash points no scenario reaches: {unreached:?}"
+    );
+}
