@@ -60,7 +60,7 @@ pub mod sync;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};
-pub use region::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN};
+pub use region::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN, SEGMENT_CRASH_POINTS};
 pub use safe::ShmSafe;
 pub use segment::Segment;
 pub use shared::Shared;

@@ -23,6 +23,24 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// `/dev/shm`, without the leading `/`).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The names of a named segment's crash points (see [`crate::crash`]): one
+/// after each step of `create` that others can see (the file, its mode and
+/// size, the header's creator pid, the rest of the header, the data, the
+/// published state, the wake-up), and after each step of the creator's
+/// unlink on drop. `open` stores nothing shared and has none.
+pub const SEGMENT_CRASH_POINTS: &[&str] = &[
+    "segment: file created",
+    "segment: mode set",
+    "segment: sized",
+    "segment: creator recorded",
+    "segment: header written",
+    "segment: data initialised",
+    "segment: published",
+    "segment: openers woken",
+    "segment: name checked",
+    "segment: unlinked",
+];
+
 /// A `mmap`ed range, unmapped on drop.
 #[derive(Debug)]
 struct Mapping {
@@ -386,6 +404,7 @@ impl Region {
         // From here on the name exists: remove it again unless we succeed
         // (an error below, or a panic in `init`).
         let unlink_on_failure = UnlinkOnDrop(&name);
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: file created");
         let created = fstat(&fd)
             .map(|st| file_id(&st))
             .map_err(|e| os_error("fstat", name.as_str(), e))?;
@@ -398,6 +417,7 @@ impl Region {
                 io::Error::last_os_error(),
             ));
         }
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: mode set");
         // SAFETY: a valid open descriptor; a size that fits off_t (checked in data_bytes).
         if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
             return Err(os_error(
@@ -406,15 +426,21 @@ impl Region {
                 io::Error::last_os_error(),
             ));
         }
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: sized");
         let map = Mapping::new(Some(&fd), total).map_err(|e| os_error("mmap", name.as_str(), e))?;
         let header = map.ptr.as_ptr().cast::<Header>();
         // SAFETY: the header lies at the start of our fresh, writable,
-        // page-aligned mapping of at least `total` bytes. Nobody reads the
-        // non-atomic fields before we publish READY below.
+        // page-aligned mapping of at least `total` bytes; `creator_pid` is
+        // atomic.
         unsafe {
             (*header)
                 .creator_pid
                 .store(crate::pid::current() as i32, Ordering::Relaxed);
+        }
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator recorded");
+        // SAFETY: as above. Nobody reads the non-atomic fields before we
+        // publish READY below.
+        unsafe {
             (*header).magic.store(MAGIC, Ordering::Relaxed);
             (*header).layout_version = LAYOUT_VERSION;
             (*header).kind = layout.kind as u32;
@@ -428,12 +454,16 @@ impl Region {
             (&mut (*header).type_name)[..n].copy_from_slice(&type_name[..n]);
             (*header).type_name_len = n as u32;
         }
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: header written");
         // SAFETY: data_offset + data_len == total, the mapping's length.
         init(unsafe { map.ptr.as_ptr().add(data_offset) });
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: data initialised");
         // SAFETY: as above; `state` is atomic.
         let state = unsafe { &(*header).state };
         state.store(READY, Ordering::Release);
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: published");
         state.wake_all();
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: openers woken");
         std::mem::forget(unlink_on_failure);
         Ok(Region {
             map,
@@ -818,8 +848,10 @@ impl Drop for Region {
             // after, a window of two system calls; Linux has no "unlink
             // only this inode".
             if name.file_id() == Some(created) {
+                crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: name checked");
                 // Already gone (someone else unlinked it) is fine.
                 let _ = name.unlink();
+                crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: unlinked");
             }
         }
     }
