@@ -43,7 +43,9 @@ mod lifetime;
 mod process;
 
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
-pub use process::{Child, Process, PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
+pub use process::{
+    Child, Process, PANIC_EXIT_CODE, PROCESS_CRASH_POINTS, UNSENDABLE_RESULT_EXIT_CODE,
+};
 
 use std::io::{self, Write};
 use std::time::Duration;

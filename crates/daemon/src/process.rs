@@ -12,6 +12,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{lifetime, Error, ExitStatus, JoinError};
 
+/// The names of a child's crash points (see `shm::crash`), in the order it
+/// reaches them: just after the fork, once the closure's result is encoded,
+/// after announcing a large result (one too big for the socket buffer),
+/// after the whole result is sent, and just before `_exit`.
+pub const PROCESS_CRASH_POINTS: &[&str] = &[
+    "process: forked",
+    "process: result encoded",
+    "process: streaming announced",
+    "process: result sent",
+    "process: exiting",
+];
+
 /// The exit code of a child whose closure panicked (Rust's own code for a
 /// panicking `main`).
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -166,6 +178,7 @@ where
             return Err(Error::Os { op: "fork", source });
         }
         if pid == 0 {
+            shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
             // The parent's children are not ours to end or join.
             children.clear();
             drop(children);
@@ -280,6 +293,7 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
         let value = ManuallyDrop::into_inner(body)();
         encode_result(value, &mut small)
     }));
+    shm::crash_point!(PROCESS_CRASH_POINTS, "process: result encoded");
     let large: Vec<u8>;
     let (bytes, code): (&[u8], i32) = match done {
         Ok((Encoded::Inline(len), code)) => (&small[..len], code),
@@ -301,15 +315,18 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
         let one = 1u64.to_ne_bytes();
         // SAFETY: an eventfd takes an 8-byte counter increment.
         unsafe { libc::write(streaming.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        shm::crash_point!(PROCESS_CRASH_POINTS, "process: streaming announced");
     }
     // If the parent is gone or dropped its handle, nobody wants the result.
     let _ = send_all(results.as_raw_fd(), bytes);
+    shm::crash_point!(PROCESS_CRASH_POINTS, "process: result sent");
     // `_exit` closes it; a `close` call here would only cost time.
     std::mem::forget(results);
     // What the closure printed and left buffered. The stdout lock cannot be
     // held by a thread of the parent (`start` held it across the fork and
     // the child released it); a panic here changes nothing any more.
     let _ = catch_unwind(|| io::stdout().flush());
+    shm::crash_point!(PROCESS_CRASH_POINTS, "process: exiting");
     // SAFETY: _exit ends the process at once, running none of the parent's
     // exit handlers or destructors.
     unsafe { libc::_exit(code) }
