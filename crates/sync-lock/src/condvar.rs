@@ -299,11 +299,13 @@ impl Condvar {
                     .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
         })?;
+        crash_point!(CONDVAR_CRASH_POINTS, "condvar: slot claimed");
         self.in_use.fetch_max(index as u32 + 1, Ordering::Relaxed);
         let slot = &self.slots[index];
         let arrival = self.next_arrival.fetch_add(1, Ordering::SeqCst);
         slot.word
             .store(slot_word(arrival, WAITING), Ordering::SeqCst);
+        crash_point!(CONDVAR_CRASH_POINTS, "condvar: entered");
         Some(index)
     }
 
@@ -311,6 +313,7 @@ impl Condvar {
     /// owned it is gone); clearing the owner lets the next wait claim it.
     fn release_slot(&self, slot: &Slot) {
         slot.word.store(slot_word(0, FREE), Ordering::Relaxed);
+        crash_point!(CONDVAR_CRASH_POINTS, "condvar: slot freed");
         slot.owner.store(0, Ordering::Release);
     }
 
@@ -341,6 +344,7 @@ impl Condvar {
                         Ordering::SeqCst,
                     )
                     .is_ok();
+                crash_point!(CONDVAR_CRASH_POINTS, "condvar: withdrawn");
                 self.release_slot(slot);
                 return !withdrew;
             }
@@ -407,7 +411,10 @@ impl Condvar {
                 )
                 .is_ok();
             match (won, next_state) {
-                (true, NOTIFIED) => ended += 1,
+                (true, NOTIFIED) => {
+                    crash_point!(CONDVAR_CRASH_POINTS, "condvar: chosen");
+                    ended += 1;
+                }
                 (true, _) => self.release_slot(slot),
                 // Lost the CAS: that wait timed out, or another notify
                 // chose it; look again.
@@ -450,9 +457,18 @@ impl Default for Condvar {
     }
 }
 
-/// The names of the condvar's crash points (see `shm::crash`): notify's
-/// choice of waiters and its wake are separate steps a death can split.
-pub const CONDVAR_CRASH_POINTS: &[&str] = &["condvar: notified"];
+/// The names of the condvar's crash points (see `shm::crash`): one after
+/// each shared store of a wait (claiming a slot, entering, withdrawing,
+/// freeing the slot) and of a notify (choosing a waiter, bumping the
+/// sequence before the wake).
+pub const CONDVAR_CRASH_POINTS: &[&str] = &[
+    "condvar: slot claimed",
+    "condvar: entered",
+    "condvar: withdrawn",
+    "condvar: slot freed",
+    "condvar: chosen",
+    "condvar: notified",
+];
 
 /// Waits older than this many arrivals are not told apart from waits that
 /// began after the notify (arrival numbers wrap at 2^32): far beyond the
