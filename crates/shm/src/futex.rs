@@ -350,7 +350,7 @@ impl Recheck {
     /// When the next sleep should end: at the next re-check or at
     /// `deadline`, whichever is sooner. Schedules the re-check after it.
     pub fn wake_at(&mut self, deadline: Option<Instant>) -> Option<Instant> {
-        let next = Instant::now().checked_add(self.interval);
+        let next = crate::sync::now().checked_add(self.interval);
         self.interval = (self.interval * 2).min(RECHECK_AT_MOST);
         match (next, deadline) {
             (Some(next), Some(deadline)) => Some(next.min(deadline)),

@@ -23,8 +23,9 @@
 //!   g + 1 before telling them: a waiter that finds its slot untold and the
 //!   generation moved on reads the outcome from `state`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shm::{crash_point, pid, Futex, ShmSafe};
 use sync_lock::{OwnerCheck, OWNER_CHECK_INTERVAL};
@@ -37,7 +38,12 @@ use sync_lock::{OwnerCheck, OWNER_CHECK_INTERVAL};
 /// leave), the others wait for a slot to come free, within their timeout.
 pub const MAX_PARTIES: u32 = 1024;
 
+/// Slots: one per possible waiting party, or in the loom model
+/// (`shm::sync`) four, enough for its few processes and cheap to explore.
+#[cfg(not(loom))]
 const SLOTS: usize = MAX_PARTIES as usize;
+#[cfg(loom)]
+const SLOTS: usize = 4;
 
 /// The names of the barrier's crash points (see `shm::crash`), one after
 /// each shared store of its multi-store paths.
@@ -228,6 +234,31 @@ struct Slot {
 // plain data.
 unsafe impl ShmSafe for Barrier {}
 
+impl Slot {
+    shm::const_unless_loom! {
+        /// An empty slot.
+        const fn empty() -> Slot {
+            Slot {
+                owner: WhoCell::new(NOBODY),
+                word: AtomicU64::new(EMPTY),
+            }
+        }
+    }
+
+    /// Every slot, empty.
+    #[cfg(not(loom))]
+    const fn table() -> [Slot; SLOTS] {
+        [const { Slot::empty() }; SLOTS]
+    }
+
+    /// Every slot, empty (loom's atomics cannot be made in a const
+    /// context).
+    #[cfg(loom)]
+    fn table() -> [Slot; SLOTS] {
+        std::array::from_fn(|_| Slot::empty())
+    }
+}
+
 /// How a generation ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -241,38 +272,37 @@ enum Ending {
 }
 
 impl Barrier {
-    /// A barrier for `parties` processes; `parties == 0` is
-    /// [`BarrierError::NoParties`], more than [`MAX_PARTIES`] is
-    /// [`BarrierError::TooManyParties`].
-    pub const fn new(parties: u32) -> Result<Barrier, BarrierError> {
-        if parties == 0 {
-            return Err(BarrierError::NoParties);
+    shm::const_unless_loom! {
+        /// A barrier for `parties` processes; `parties == 0` is
+        /// [`BarrierError::NoParties`], more than [`MAX_PARTIES`] is
+        /// [`BarrierError::TooManyParties`].
+        pub const fn new(parties: u32) -> Result<Barrier, BarrierError> {
+            if parties == 0 {
+                return Err(BarrierError::NoParties);
+            }
+            if parties > MAX_PARTIES {
+                return Err(BarrierError::TooManyParties { max: MAX_PARTIES });
+            }
+            Ok(Barrier::starting_at(parties, 0))
         }
-        if parties > MAX_PARTIES {
-            return Err(BarrierError::TooManyParties { max: MAX_PARTIES });
-        }
-        Ok(Barrier::starting_at(parties, 0))
     }
 
-    /// A barrier whose first generation is `generation` (tests of the
-    /// wrap-around).
-    const fn starting_at(parties: u32, generation: u64) -> Barrier {
-        Barrier {
-            parties,
-            bell: Futex::new(0),
-            // No generation before the first: nothing to settle.
-            state: AtomicU64::new(
-                (generation & GENERATION_MASK) << GENERATION_SHIFT | PREVIOUS_SETTLED,
-            ),
-            next_check: AtomicU64::new(0),
-            in_use: AtomicU32::new(0),
-            _pad: 0,
-            slots: [const {
-                Slot {
-                    owner: WhoCell::new(NOBODY),
-                    word: AtomicU64::new(EMPTY),
-                }
-            }; SLOTS],
+    shm::const_unless_loom! {
+        /// A barrier whose first generation is `generation` (tests of the
+        /// wrap-around).
+        const fn starting_at(parties: u32, generation: u64) -> Barrier {
+            Barrier {
+                parties,
+                bell: Futex::new(0),
+                // No generation before the first: nothing to settle.
+                state: AtomicU64::new(
+                    (generation & GENERATION_MASK) << GENERATION_SHIFT | PREVIOUS_SETTLED,
+                ),
+                next_check: AtomicU64::new(0),
+                in_use: AtomicU32::new(0),
+                _pad: 0,
+                slots: Slot::table(),
+            }
         }
     }
 
@@ -285,7 +315,7 @@ impl Barrier {
     /// and this party gets [`BarrierError::TimedOut`] (unless its generation
     /// was released or broken at that very moment: then that outcome).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_until(Instant::now().checked_add(timeout))
+        self.wait_until(shm::sync::now().checked_add(timeout))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
@@ -361,7 +391,7 @@ impl Barrier {
                 self.leave(Some(slot));
                 return outcome.map(|()| passed);
             }
-            let now = Instant::now();
+            let now = shm::sync::now();
             if deadline.is_some_and(|d| now >= d) {
                 if self.break_generation(Some(generation)) {
                     self.leave(Some(slot));
@@ -572,7 +602,7 @@ impl Barrier {
                     return Some(slot);
                 }
             }
-            let now = Instant::now();
+            let now = shm::sync::now();
             if check.due(now) && self.reclaim_dead() {
                 continue;
             }
@@ -661,6 +691,7 @@ impl std::fmt::Debug for Barrier {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process.
+#[cfg(not(loom))]
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -669,6 +700,14 @@ fn monotonic_ns() -> u64 {
     // SAFETY: a valid out-pointer for clock_gettime.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The model clock (`shm::sync::now`) in nanoseconds since its origin.
+#[cfg(loom)]
+fn monotonic_ns() -> u64 {
+    shm::sync::now()
+        .saturating_duration_since(shm::sync::model::origin())
+        .as_nanos() as u64
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! [`Event`]: a flag processes wait on.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shm::futex::Recheck;
+use shm::sync::atomic::Ordering;
 use shm::{crash_point, Futex, ShmSafe};
 
 /// The names of the event's crash points (see `shm::crash`): `set` makes
@@ -31,6 +31,7 @@ pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// Busy-wait checks between two yields: long enough to catch a set from
 /// another CPU (a cache-line transfer, under a microsecond), short enough
 /// that a setter waiting for this CPU gets it soon.
+#[cfg(not(loom))]
 const SPINS_PER_YIELD: u32 = 32;
 
 /// A flag, clear or set, that processes wait on: Python's
@@ -73,17 +74,21 @@ pub struct Event {
 unsafe impl ShmSafe for Event {}
 
 impl Event {
-    /// A clear event.
-    pub const fn new() -> Event {
-        Event {
-            word: Futex::new(0),
+    shm::const_unless_loom! {
+        /// A clear event.
+        pub const fn new() -> Event {
+            Event {
+                word: Futex::new(0),
+            }
         }
     }
 
-    /// An event that starts set.
-    pub const fn new_set() -> Event {
-        Event {
-            word: Futex::new(SET | ONE_SET),
+    shm::const_unless_loom! {
+        /// An event that starts set.
+        pub const fn new_set() -> Event {
+            Event {
+                word: Futex::new(SET | ONE_SET),
+            }
         }
     }
 
@@ -138,7 +143,7 @@ impl Event {
     /// `clear` followed), `false` on timeout, as Python's `wait(timeout)`
     /// does. Never returns `false` early.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Instant::now().checked_add(timeout))
+        self.wait_until(shm::sync::now().checked_add(timeout))
     }
 
     /// Blocks until the flag is set, or a `set` comes, or `deadline`
@@ -154,8 +159,30 @@ impl Event {
         // Let through by a set since `start` (the flag was clear then): the
         // flag is set now, or the set generation moved (set, then clear).
         let let_through = |word: u32| word & SET != 0 || (word ^ start) & GENERATION != 0;
-        // Spin, yielding: on another CPU the setter is seen in a cache-line
-        // transfer; on this CPU the yield lets it run.
+        if self.spin_for(let_through, deadline) {
+            return true;
+        }
+        // A setter killed between its store and its wake leaves the flag
+        // set and us asleep: look again now and then.
+        let mut recheck = Recheck::new();
+        loop {
+            let seen = self.word.load(Ordering::Acquire);
+            if let_through(seen) {
+                return true;
+            }
+            if deadline.is_some_and(|d| shm::sync::now() >= d) {
+                return false;
+            }
+            self.word
+                .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
+        }
+    }
+
+    /// Spins, yielding, for [`SPIN_BEFORE_SLEEP`] at most: true if the word
+    /// let the waiter through meanwhile. On another CPU the setter is seen
+    /// in a cache-line transfer; on this CPU the yield lets it run.
+    #[cfg(not(loom))]
+    fn spin_for(&self, let_through: impl Fn(u32) -> bool, deadline: Option<Instant>) -> bool {
         let started = Instant::now();
         let spin_until = deadline.map_or(started + SPIN_BEFORE_SLEEP, |d| {
             d.min(started + SPIN_BEFORE_SLEEP)
@@ -169,22 +196,15 @@ impl Event {
             }
             std::thread::yield_now();
             if Instant::now() >= spin_until {
-                break;
-            }
-        }
-        // A setter killed between its store and its wake leaves the flag
-        // set and us asleep: look again now and then.
-        let mut recheck = Recheck::new();
-        loop {
-            let seen = self.word.load(Ordering::Acquire);
-            if let_through(seen) {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
-            self.word
-                .flag_and_wait(seen, SLEEPERS, recheck.wake_at(deadline));
         }
+    }
+
+    /// In the loom model (`shm::sync`) no spin: the model clock stands
+    /// still, and the sleeping loop looks at the word first anyway.
+    #[cfg(loom)]
+    fn spin_for(&self, _: impl Fn(u32) -> bool, _: Option<Instant>) -> bool {
+        false
     }
 }

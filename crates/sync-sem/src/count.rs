@@ -1,8 +1,7 @@
 //! The count word both semaphores share: free permits plus the sleepers
 //! bit, and the rules for changing it.
 
-use std::sync::atomic::Ordering;
-
+use shm::sync::atomic::Ordering;
 use shm::Futex;
 
 use crate::{ReleaseError, MAX_PERMITS};

@@ -1,10 +1,10 @@
 //! [`Semaphore`]: a counting semaphore between processes.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
 use shm::futex::Recheck;
+use shm::sync::atomic::Ordering;
+use shm::sync::Backoff;
 use shm::{crash_point, Futex, ShmSafe};
 
 /// The names of the semaphore's crash points (see `shm::crash`): a release
@@ -19,7 +19,11 @@ use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
 /// Rounds of exponential spinning (about 130 pause instructions in all)
 /// before a waiter sleeps.
+#[cfg(not(loom))]
 const SPIN_ROUNDS: u32 = 7;
+/// In the loom model: as many looks as the model's `Backoff` makes.
+#[cfg(loom)]
+const SPIN_ROUNDS: u32 = shm::sync::model::SPINS;
 
 /// A counting semaphore between processes: Python's
 /// `multiprocessing.Semaphore`, or `BoundedSemaphore` when made with
@@ -76,25 +80,29 @@ pub struct Semaphore {
 unsafe impl ShmSafe for Semaphore {}
 
 impl Semaphore {
-    /// A semaphore with `permits` free permits (at most
-    /// [`MAX_PERMITS`]; larger values are clamped).
-    pub const fn new(permits: u32) -> Semaphore {
-        Semaphore {
-            word: Futex::new(clamp_permits(permits)),
-            bound: MAX_PERMITS,
+    shm::const_unless_loom! {
+        /// A semaphore with `permits` free permits (at most
+        /// [`MAX_PERMITS`]; larger values are clamped).
+        pub const fn new(permits: u32) -> Semaphore {
+            Semaphore {
+                word: Futex::new(clamp_permits(permits)),
+                bound: MAX_PERMITS,
+            }
         }
     }
 
-    /// A bounded semaphore (Python's `BoundedSemaphore`): a release that
-    /// would take the value above `permits` fails with
-    /// [`ReleaseError::AboveBound`] and changes nothing. The check and the
-    /// increment are one atomic step, so racing releasers cannot slip past
-    /// it (CPython's check and increment are separate).
-    pub const fn bounded(permits: u32) -> Semaphore {
-        let permits = clamp_permits(permits);
-        Semaphore {
-            word: Futex::new(permits),
-            bound: permits,
+    shm::const_unless_loom! {
+        /// A bounded semaphore (Python's `BoundedSemaphore`): a release that
+        /// would take the value above `permits` fails with
+        /// [`ReleaseError::AboveBound`] and changes nothing. The check and the
+        /// increment are one atomic step, so racing releasers cannot slip past
+        /// it (CPython's check and increment are separate).
+        pub const fn bounded(permits: u32) -> Semaphore {
+            let permits = clamp_permits(permits);
+            Semaphore {
+                word: Futex::new(permits),
+                bound: permits,
+            }
         }
     }
 
@@ -121,7 +129,7 @@ impl Semaphore {
     /// `acquire(timeout=...)`). [`AcquireError::TimedOut`] once it has
     /// passed, never before.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
-        if self.try_take() || self.take_contended(Instant::now().checked_add(timeout)) {
+        if self.try_take() || self.take_contended(shm::sync::now().checked_add(timeout)) {
             Ok(Permit::plain(self))
         } else {
             Err(AcquireError::TimedOut)
@@ -209,7 +217,7 @@ impl Semaphore {
                 }
                 continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| shm::sync::now() >= d) {
                 return false;
             }
             // Spin briefly, without yielding: measured on two CPUs with four

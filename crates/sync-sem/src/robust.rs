@@ -1,10 +1,10 @@
 //! [`RobustSemaphore`]: a semaphore that takes back the permits of
 //! processes that die.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
+use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use shm::sync::Backoff;
 use shm::{crash_point, pid, Futex, ShmSafe};
 use sync_lock::{Acquired, OwnerCheck, RawLock};
 
@@ -18,6 +18,13 @@ use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 /// acquisition by one more process first takes back the rows of dead
 /// holders, then fails with [`AcquireError::TooManyHolders`].
 pub const MAX_HOLDERS: usize = 1024;
+
+/// The rows of the holder table: [`MAX_HOLDERS`], or in the loom model
+/// (`shm::sync`) four, enough for its few processes and cheap to explore.
+#[cfg(not(loom))]
+const ROWS: usize = MAX_HOLDERS;
+#[cfg(loom)]
+const ROWS: usize = 4;
 
 /// The names of the semaphore's crash points (see `shm::crash`), one after
 /// each shared store made under its internal lock.
@@ -41,7 +48,11 @@ pub const ROBUST_SEMAPHORE_CRASH_POINTS: &[&str] = &[
 /// "would block": a running holder keeps it well under a microsecond; a
 /// holder that is stopped or not scheduled must not make `try_acquire`
 /// block.
+#[cfg(not(loom))]
 const TRY_LOCK_ROUNDS: u32 = 7;
+/// In the loom model: as many as the model's `Backoff` spins.
+#[cfg(loom)]
+const TRY_LOCK_ROUNDS: u32 = shm::sync::model::SPINS;
 
 /// A counting semaphore whose permits come back when a process holding
 /// them dies.
@@ -117,7 +128,7 @@ pub struct RobustSemaphore {
     guard: RawLock,
     journal: Journal,
     /// Row per holding process: its identity and the permits it holds.
-    holders: [HolderRow; MAX_HOLDERS],
+    holders: [HolderRow; ROWS],
 }
 
 /// One holder: the process's [`Identity`](pid::Identity) as bits (0 when the
@@ -133,12 +144,27 @@ struct HolderRow {
 }
 
 impl HolderRow {
-    const fn free() -> HolderRow {
-        HolderRow {
-            owner: AtomicU64::new(0),
-            held: AtomicU32::new(0),
-            _pad: 0,
+    shm::const_unless_loom! {
+        const fn free() -> HolderRow {
+            HolderRow {
+                owner: AtomicU64::new(0),
+                held: AtomicU32::new(0),
+                _pad: 0,
+            }
         }
+    }
+
+    /// A table of free rows.
+    #[cfg(not(loom))]
+    const fn table() -> [HolderRow; ROWS] {
+        [const { HolderRow::free() }; ROWS]
+    }
+
+    /// A table of free rows (loom's atomics cannot be made in a const
+    /// context).
+    #[cfg(loom)]
+    fn table() -> [HolderRow; ROWS] {
+        std::array::from_fn(|_| HolderRow::free())
     }
 
     fn load(&self) -> Row {
@@ -210,7 +236,7 @@ fn alive(who: Who) -> bool {
 
 /// The row to start looking at for `who` (by its pid).
 fn home_row(who: Who) -> usize {
-    (who as u32) as usize % MAX_HOLDERS
+    (who as u32) as usize % ROWS
 }
 
 /// Holds the internal lock; releases it on drop.
@@ -224,31 +250,37 @@ impl Drop for Held<'_> {
 }
 
 impl RobustSemaphore {
-    /// A semaphore with `permits` free permits (at most [`MAX_PERMITS`];
-    /// larger values are clamped).
-    pub const fn new(permits: u32) -> RobustSemaphore {
-        RobustSemaphore::with_bound(permits, MAX_PERMITS)
+    shm::const_unless_loom! {
+        /// A semaphore with `permits` free permits (at most [`MAX_PERMITS`];
+        /// larger values are clamped).
+        pub const fn new(permits: u32) -> RobustSemaphore {
+            RobustSemaphore::with_bound(permits, MAX_PERMITS)
+        }
     }
 
-    /// A bounded one: releasing above `permits` is an error.
-    pub const fn bounded(permits: u32) -> RobustSemaphore {
-        let permits = clamp_permits(permits);
-        RobustSemaphore::with_bound(permits, permits)
+    shm::const_unless_loom! {
+        /// A bounded one: releasing above `permits` is an error.
+        pub const fn bounded(permits: u32) -> RobustSemaphore {
+            let permits = clamp_permits(permits);
+            RobustSemaphore::with_bound(permits, permits)
+        }
     }
 
-    const fn with_bound(permits: u32, bound: u32) -> RobustSemaphore {
-        RobustSemaphore {
-            word: Futex::new(clamp_permits(permits)),
-            bound,
-            guard: RawLock::new(),
-            journal: Journal {
-                armed: AtomicU32::new(0),
-                word: AtomicU32::new(0),
-                slot: AtomicU32::new(0),
-                row_owner: AtomicU64::new(0),
-                row_held: AtomicU32::new(0),
-            },
-            holders: [const { HolderRow::free() }; MAX_HOLDERS],
+    shm::const_unless_loom! {
+        const fn with_bound(permits: u32, bound: u32) -> RobustSemaphore {
+            RobustSemaphore {
+                word: Futex::new(clamp_permits(permits)),
+                bound,
+                guard: RawLock::new(),
+                journal: Journal {
+                    armed: AtomicU32::new(0),
+                    word: AtomicU32::new(0),
+                    slot: AtomicU32::new(0),
+                    row_owner: AtomicU64::new(0),
+                    row_held: AtomicU32::new(0),
+                },
+                holders: HolderRow::table(),
+            }
         }
     }
 
@@ -272,7 +304,7 @@ impl RobustSemaphore {
     /// Takes a permit, waiting at most `timeout`, including any wait for the
     /// internal lock (whose holder may be stopped).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
-        self.take(match Instant::now().checked_add(timeout) {
+        self.take(match shm::sync::now().checked_add(timeout) {
             Some(deadline) => Wait::Until(deadline),
             None => Wait::Forever,
         })
@@ -374,7 +406,7 @@ impl RobustSemaphore {
             if self.take_one(me)? {
                 return Ok(Permit::robust(self, me));
             }
-            let now = Instant::now();
+            let now = shm::sync::now();
             if sweep.due(now) {
                 let (returned, had_sleepers) = self.sweep_dead();
                 if returned > 0 {
@@ -569,7 +601,7 @@ impl RobustSemaphore {
     }
 
     fn apply(&self, new_word: u32, slot: u32, new_row: Row) {
-        if (slot as usize) < MAX_HOLDERS {
+        if (slot as usize) < ROWS {
             self.store_row(slot as usize, new_row);
             crash_point!(
                 ROBUST_SEMAPHORE_CRASH_POINTS,
@@ -619,7 +651,7 @@ impl RobustSemaphore {
     /// free one (reclaiming dead holders' rows if none is free).
     fn slot_for(&self, me: Who) -> Option<usize> {
         let start = home_row(me);
-        let probe = || (0..MAX_HOLDERS).map(|i| (start + i) % MAX_HOLDERS);
+        let probe = || (0..ROWS).map(|i| (start + i) % ROWS);
         let find = || {
             probe().find(|&s| {
                 let owner = self.holders[s].owner.load(Ordering::Relaxed);
@@ -635,8 +667,8 @@ impl RobustSemaphore {
     /// A row where `me` holds at least one permit.
     fn slot_holding(&self, me: Who) -> Option<usize> {
         let start = home_row(me);
-        (0..MAX_HOLDERS)
-            .map(|i| (start + i) % MAX_HOLDERS)
+        (0..ROWS)
+            .map(|i| (start + i) % ROWS)
             .find(|&s| self.holders[s].load().held_by(me) > 0)
     }
 }

@@ -9,6 +9,12 @@
 //! it. A new process that reuses a dead one's pid is another identity with
 //! that pid and a different start tag.
 //!
+//! A process can also die while one of its threads sleeps in a futex wait
+//! (a waiter killed mid-wait): another thread of that process, having seen
+//! it asleep with [`sleeping`], calls [`die`]. The sleeper then never runs
+//! another instruction of the primitive: its wait ends by unwinding with
+//! [`Gone`], which the model's thread catches (`std::panic::catch_unwind`).
+//!
 //! The futex model follows the kernel: one table of sleepers (keyed by the
 //! word's address, as the kernel keys a futex by its page), guarded by one
 //! lock that `wait` holds while it compares the word with the expected
@@ -62,6 +68,7 @@ struct Kernel {
 }
 
 struct Sleeper {
+    who: Identity,
     key: usize,
     ticket: u64,
     timed: bool,
@@ -147,6 +154,27 @@ pub fn die() {
     CHANGED.notify_all();
 }
 
+/// The payload a futex wait unwinds with when the waiting thread's process
+/// has died (see the module's documentation): the thread is gone.
+#[derive(Debug)]
+pub struct Gone;
+
+/// How many threads of process `who` sleep in a futex wait now.
+pub fn sleeping(who: Identity) -> usize {
+    kernel()
+        .sleepers
+        .iter()
+        .filter(|s| s.who == who && s.state == Sleep::Asleep)
+        .count()
+}
+
+/// Ends the calling thread, whose process has died: it unwinds with
+/// [`Gone`] (without running the panic hook). Call it without holding the
+/// kernel's lock.
+fn gone() -> ! {
+    std::panic::resume_unwind(Box::new(Gone))
+}
+
 /// Whether process `id` runs: it has played and has not died.
 pub fn is_running(id: Identity) -> bool {
     let played = setup().played.contains(&id);
@@ -182,8 +210,9 @@ pub fn now() -> Instant {
 }
 
 /// The clock's origin, one instant for the whole test process so that
-/// every execution computes the same deadlines.
-fn origin() -> Instant {
+/// every execution computes the same deadlines. (A primitive that keeps
+/// time as a number, as `CLOCK_MONOTONIC` nanoseconds, counts from here.)
+pub fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     *ORIGIN.get_or_init(Instant::now)
 }
@@ -210,7 +239,12 @@ pub(crate) fn futex_wait(key: usize, holds: impl Fn() -> bool, deadline: Option<
     if deadline.is_some_and(|d| now() >= d) {
         return false;
     }
+    let me = current_identity();
     let mut kernel = kernel();
+    if kernel.dead.contains(&me) {
+        drop(kernel);
+        gone();
+    }
     if !holds() {
         return true; // EAGAIN
     }
@@ -229,6 +263,7 @@ pub(crate) fn futex_wait(key: usize, holds: impl Fn() -> bool, deadline: Option<
     let ticket = kernel.next_ticket;
     kernel.next_ticket += 1;
     kernel.sleepers.push(Sleeper {
+        who: me,
         key,
         ticket,
         timed: deadline.is_some(),
@@ -247,10 +282,18 @@ pub(crate) fn futex_wait(key: usize, holds: impl Fn() -> bool, deadline: Option<
             Sleep::Asleep => continue,
             Sleep::Woken => {
                 kernel.sleepers.remove(at);
+                if kernel.dead.contains(&me) {
+                    drop(kernel);
+                    gone();
+                }
                 return true;
             }
             Sleep::TimedOut => {
                 kernel.sleepers.remove(at);
+                if kernel.dead.contains(&me) {
+                    drop(kernel);
+                    gone();
+                }
                 let deaths = kernel.deaths;
                 drop(kernel);
                 let deadline = deadline.expect("only timed sleepers time out");
