@@ -86,3 +86,35 @@ fn a_waiter_that_claims_a_slot_being_freed_by_a_notify_is_notified() {
         "notify(1) with one live waiter ended {ended} waits; W ended notified: {w_notified}"
     );
 }
+
+/// Waiters killed mid-wait keep their slots until some notify passes over
+/// them: `enter` reclaims a dead waiter's slot only when it is not WAITING.
+/// So `MAX_WAITERS` kills with no notify between them fill the table for
+/// good, and every later wait "returns at once, as a spurious wake-up":
+/// a `wait_timeout` reports notified (not timed out) though nobody
+/// notified, and `wait_while` spins. Killed waiters do block the living.
+#[test]
+#[ignore = "review: waiters killed while WAITING fill the slot table; later waits return at once"]
+fn waiters_killed_mid_wait_do_not_fill_the_table() {
+    let arena = arena();
+    let a = &*arena;
+    for i in 1..=sync_lock::MAX_WAITERS as u32 {
+        let w = Process::new(move || waiter(a, Duration::from_secs(60)))
+            .start()
+            .unwrap();
+        wait_until("the waiter waits", || entered(a) == i);
+        w.kill().unwrap();
+        assert!(w.join().is_err());
+    }
+    let g = a.waiting.lock().unwrap_or_else(|d| d.into_inner());
+    let start = std::time::Instant::now();
+    let (_g, result) =
+        a.cv.wait_timeout(g, Duration::from_millis(500))
+            .unwrap_or_else(|d| d.into_inner());
+    assert!(
+        result.timed_out(),
+        "with every waiter dead and no notify, wait_timeout(500 ms) returned after {:?} \
+         reporting a notification",
+        start.elapsed()
+    );
+}
