@@ -47,7 +47,6 @@ fn entered(arena: &Arena) -> u32 {
 /// takes for a dead waiter: it frees the slot instead of notifying, returns
 /// 0, and the waiter is never woken (without a timeout: for ever).
 #[test]
-#[ignore = "review: notify's release of a dead waiter's slot clears a new waiter's claim"]
 fn a_waiter_that_claims_a_slot_being_freed_by_a_notify_is_notified() {
     let arena = arena();
     let a = &*arena;
@@ -59,17 +58,17 @@ fn a_waiter_that_claims_a_slot_being_freed_by_a_notify_is_notified() {
     .start()
     .unwrap();
     assert!(dead.join().is_err(), "D was killed mid-wait");
-    // N notifies, passes D over, and stops between the two stores that free
-    // D's slot.
+    // N notifies, passes D over, and stops between freeing D's slot word
+    // and giving up D's ownership.
     let notifier = Process::new(move || {
-        crash::arm("condvar: slot freed", Action::Stop);
+        crash::arm("condvar: dead passed over", Action::Stop);
         a.cv.notify(1)
     })
     .start()
     .unwrap();
     assert!(
         wait_stopped_or_exited(notifier.pid()),
-        "N stops in release_slot"
+        "N stops after passing D over"
     );
     // W begins a wait meanwhile (and so claims D's slot).
     let w = Process::new(move || waiter(a, Duration::from_secs(3)))
@@ -94,7 +93,6 @@ fn a_waiter_that_claims_a_slot_being_freed_by_a_notify_is_notified() {
 /// a `wait_timeout` reports notified (not timed out) though nobody
 /// notified, and `wait_while` spins. Killed waiters do block the living.
 #[test]
-#[ignore = "review: waiters killed while WAITING fill the slot table; later waits return at once"]
 fn waiters_killed_mid_wait_do_not_fill_the_table() {
     let arena = arena();
     let a = &*arena;

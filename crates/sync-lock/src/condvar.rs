@@ -283,22 +283,10 @@ impl Condvar {
     /// the slot counts as waiting only from its last store on.
     fn enter(&self) -> Option<usize> {
         let me = pid::current_identity().to_bits();
-        let index = self.slots.iter().position(|slot| {
-            let owner = slot.owner.load(Ordering::Relaxed);
-            let claimable = owner == 0
-                // A waiter killed while claiming its slot (still FREE) or
-                // after a notify chose it (NOTIFIED, never released) left
-                // it owned: take it back. (Dead waiters still WAITING are
-                // freed by notify.)
-                || (state_of(slot.word.load(Ordering::Relaxed)) != WAITING
-                    && owner != me
-                    && !waiter_is_running(owner));
-            claimable
-                && slot
-                    .owner
-                    .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-        })?;
+        let index = self
+            .claim_slot(me, false)
+            // Full: take back the slots of waiters killed mid-wait too.
+            .or_else(|| self.claim_slot(me, true))?;
         crash_point!(CONDVAR_CRASH_POINTS, "condvar: slot claimed");
         self.in_use.fetch_max(index as u32 + 1, Ordering::Relaxed);
         let slot = &self.slots[index];
@@ -309,8 +297,49 @@ impl Condvar {
         Some(index)
     }
 
-    /// Gives a slot back: its state is `FREE` already (or the waiter that
-    /// owned it is gone); clearing the owner lets the next wait claim it.
+    /// Claims a slot for `me`: a free one, or one whose owner died while it
+    /// was not waiting (killed while claiming it, or after a notify chose
+    /// it); with `dead_waiters`, also one whose owner died waiting (first
+    /// freed with a CAS on its word, so a notify choosing it meanwhile
+    /// wins or loses cleanly). Ownership changes only by CAS on `owner`.
+    /// Liveness is checked only for slots that are owned but not waiting
+    /// (rare) unless `dead_waiters`.
+    fn claim_slot(&self, me: u64, dead_waiters: bool) -> Option<usize> {
+        self.slots.iter().position(|slot| {
+            let owner = slot.owner.load(Ordering::Acquire);
+            if owner == 0 {
+                return slot
+                    .owner
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok();
+            }
+            let word = slot.word.load(Ordering::SeqCst);
+            let waiting = state_of(word) == WAITING;
+            if owner == me || (waiting && !dead_waiters) || waiter_is_running(owner) {
+                return false;
+            }
+            if waiting
+                && slot
+                    .word
+                    .compare_exchange(
+                        word,
+                        slot_word(arrival_of(word), FREE),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_err()
+            {
+                return false;
+            }
+            slot.owner
+                .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Gives back the slot of a wait that has ended (its own waiter's call):
+    /// its state is decided already; clearing the owner lets the next wait
+    /// claim it.
     fn release_slot(&self, slot: &Slot) {
         slot.word.store(slot_word(0, FREE), Ordering::Relaxed);
         crash_point!(CONDVAR_CRASH_POINTS, "condvar: slot freed");
@@ -395,12 +424,9 @@ impl Condvar {
                 break;
             };
             let owner = slot.owner.load(Ordering::Relaxed);
-            let next_state = if owner == me || waiter_is_running(owner) {
-                NOTIFIED
-            } else {
-                // A waiter killed mid-wait: free its slot, pass it over.
-                FREE
-            };
+            let dead = owner != 0 && owner != me && !waiter_is_running(owner);
+            // A waiter killed mid-wait is passed over: its slot is freed.
+            let next_state = if dead { FREE } else { NOTIFIED };
             let won = slot
                 .word
                 .compare_exchange(
@@ -410,12 +436,19 @@ impl Condvar {
                     Ordering::SeqCst,
                 )
                 .is_ok();
-            match (won, next_state) {
-                (true, NOTIFIED) => {
+            match (won, dead) {
+                (true, false) => {
                     crash_point!(CONDVAR_CRASH_POINTS, "condvar: chosen");
                     ended += 1;
                 }
-                (true, _) => self.release_slot(slot),
+                (true, true) => {
+                    crash_point!(CONDVAR_CRASH_POINTS, "condvar: dead passed over");
+                    // Only from the dead owner: a wait that has claimed the
+                    // freed slot since keeps it.
+                    let _ =
+                        slot.owner
+                            .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
                 // Lost the CAS: that wait timed out, or another notify
                 // chose it; look again.
                 (false, _) => {}
@@ -467,6 +500,7 @@ pub const CONDVAR_CRASH_POINTS: &[&str] = &[
     "condvar: withdrawn",
     "condvar: slot freed",
     "condvar: chosen",
+    "condvar: dead passed over",
     "condvar: notified",
 ];
 

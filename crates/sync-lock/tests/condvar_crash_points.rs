@@ -41,9 +41,17 @@ enum Scenario {
     TimedOut,
     /// B sleeps; A notifies it; then a second notify from elsewhere.
     Notifier,
+    /// D waits and is killed, then B waits; A's `notify(1)` passes D over
+    /// and must end B's wait.
+    DeadWaiter,
 }
 
-const SCENARIOS: [Scenario; 3] = [Scenario::Waiter, Scenario::TimedOut, Scenario::Notifier];
+const SCENARIOS: [Scenario; 4] = [
+    Scenario::Waiter,
+    Scenario::TimedOut,
+    Scenario::Notifier,
+    Scenario::DeadWaiter,
+];
 
 /// A wait's outcome: whether it was notified, and how long it took.
 type Outcome = (bool, Duration);
@@ -248,6 +256,33 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
             notified_on_time(other, &context);
             if let Some((chose_one, _)) = resume(&fate, a, || {}, &context) {
                 assert!(chose_one, "{context}: the resumed notifier");
+            }
+            fate
+        }
+        Scenario::DeadWaiter => {
+            let dead = waiter(r, GENEROUS);
+            inside(r, 1, None);
+            dead.kill().unwrap();
+            assert!(dead.join().is_err(), "{context}: the waiter was killed");
+            let other = waiter(r, GENEROUS);
+            inside(r, 2, None);
+            wait_until("the live waiter sleeps", || {
+                process_state(other.pid()) == Some(b'S')
+            });
+            let mut a = armed(point, action, move || {
+                (r.changed.notify(1) == 1, Duration::ZERO)
+            });
+            let fate = fate_of(&mut a);
+            // Whatever became of A, the live waiter is not left asleep:
+            // a further notify ends it if A did not.
+            if !matches!(fate, Fate::Finished) {
+                notify(r, 1, &context);
+            }
+            notified_on_time(other, &context);
+            if let Some((chose, _)) = resume(&fate, a, || {}, &context) {
+                // Resumed after the live waiter was ended by our notify:
+                // A may find nobody left.
+                let _ = chose;
             }
             fate
         }
