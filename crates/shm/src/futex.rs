@@ -350,6 +350,14 @@ impl Recheck {
     /// When the next sleep should end: at the next re-check or at
     /// `deadline`, whichever is sooner. Schedules the re-check after it.
     pub fn wake_at(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        // In the loom model a timed sleep ends at once or at a death (see
+        // `shm::sync::model`), never by the clock: the re-check adds
+        // nothing there but iterations to explore, except to an endless
+        // sleep, which it turns into one a death ends.
+        #[cfg(loom)]
+        if deadline.is_some() {
+            return deadline;
+        }
         let next = crate::sync::now().checked_add(self.interval);
         self.interval = (self.interval * 2).min(RECHECK_AT_MOST);
         match (next, deadline) {
