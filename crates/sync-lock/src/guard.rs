@@ -31,6 +31,12 @@ impl Acquirer {
         Acquirer(pid::current_identity())
     }
 
+    /// The calling process, whose identity the caller has just read.
+    #[inline]
+    pub(crate) fn known(me: Identity) -> Acquirer {
+        Acquirer(me)
+    }
+
     /// Whether the calling process made this acquisition.
     #[inline]
     pub(crate) fn is_here(self) -> bool {
@@ -55,15 +61,16 @@ impl Acquirer {
     /// The caller is the guard of this acquisition, ending it once.
     #[inline]
     pub(crate) unsafe fn release(self, raw: &RawLock) {
-        if !self.is_here() {
+        let here = pid::current_identity();
+        if here != self.0 {
             return;
         }
         if std::thread::panicking() {
             // SAFETY: this process made the acquisition the caller ends.
             unsafe { raw.unlock_poisoned() };
         } else {
-            // SAFETY: as above.
-            unsafe { raw.unlock() };
+            // SAFETY: as above; `here` is this process's identity.
+            unsafe { raw.unlock_as(here) };
         }
     }
 }

@@ -66,9 +66,13 @@ impl Lock {
     /// died holding it.
     #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        let how = self.raw.lock_until(None).expect("no deadline");
-        // SAFETY: this process has just acquired the lock.
-        lock_result(how, unsafe { LockGuard::new(self) })
+        let me = shm::pid::current_identity();
+        let how = self.raw.lock_until_as(me, None).expect("no deadline");
+        let guard = LockGuard {
+            lock: self,
+            acquirer: Acquirer::known(me),
+        };
+        lock_result(how, guard)
     }
 
     /// Locks if nobody holds the lock now (Python's `acquire(False)`);

@@ -81,9 +81,14 @@ impl<T> Mutex<T> {
     /// `Err(OwnerDied)` still holds the lock: the previous holder died or
     /// panicked holding it, so check or repair the data.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        let how = self.raw.lock_until(None).expect("no deadline");
-        // SAFETY: this process has just acquired the lock.
-        lock_result(how, unsafe { MutexGuard::new(self) })
+        let me = shm::pid::current_identity();
+        let how = self.raw.lock_until_as(me, None).expect("no deadline");
+        let guard = MutexGuard {
+            mutex: self,
+            acquirer: Acquirer::known(me),
+            _not_auto: PhantomData,
+        };
+        lock_result(how, guard)
     }
 
     /// Locks if nobody holds it now.

@@ -185,7 +185,18 @@ impl RawLock {
     /// `None` when the deadline passed first; never before it.
     #[inline]
     pub fn lock_until(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        let me = pid::current_identity().to_bits();
+        self.lock_until_as(pid::current_identity(), deadline)
+    }
+
+    /// [`lock_until`](RawLock::lock_until) for a caller that has read this
+    /// process's identity already (a guard keeps it).
+    #[inline]
+    pub(crate) fn lock_until_as(
+        &self,
+        me: Identity,
+        deadline: Option<Instant>,
+    ) -> Option<Acquired> {
+        let me = me.to_bits();
         // Fast path: free, never poisoned, nobody asleep.
         if self
             .word
@@ -268,7 +279,20 @@ impl RawLock {
     /// lets two threads in at once.
     #[inline]
     pub unsafe fn unlock(&self) -> bool {
-        let me = pid::current_identity().to_bits();
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.unlock_as(pid::current_identity()) }
+    }
+
+    /// [`unlock`](RawLock::unlock) for a caller that has read this
+    /// process's identity already.
+    ///
+    /// # Safety
+    ///
+    /// As for [`unlock`](RawLock::unlock), and `me` is this process's
+    /// identity.
+    #[inline]
+    pub(crate) unsafe fn unlock_as(&self, me: Identity) -> bool {
+        let me = me.to_bits();
         if self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
