@@ -114,6 +114,21 @@ struct Slot {
 }
 
 impl Slot {
+    /// Moves the wait in this slot from `word` to `state`, keeping its
+    /// arrival number; fails if the word changed since (a notify, a
+    /// timeout or a new wait got there first). Every change of a wait's
+    /// state is this one compare-and-swap.
+    fn move_to(&self, word: u64, state: u32) -> bool {
+        self.word
+            .compare_exchange(
+                word,
+                slot_word(arrival_of(word), state),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
+
     shm::const_unless_loom! {
         /// A free slot.
         const fn free() -> Slot {
@@ -318,17 +333,7 @@ impl Condvar {
             if owner == me || (waiting && !dead_waiters) || waiter_is_running(owner) {
                 return false;
             }
-            if waiting
-                && slot
-                    .word
-                    .compare_exchange(
-                        word,
-                        slot_word(arrival_of(word), FREE),
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    )
-                    .is_err()
-            {
+            if waiting && !slot.move_to(word, FREE) {
                 return false;
             }
             slot.owner
@@ -364,15 +369,7 @@ impl Condvar {
             }
             if deadline.is_some_and(|d| shm::sync::now() >= d) {
                 // Withdraw, unless a notify chose us first: the CAS decides.
-                let withdrew = slot
-                    .word
-                    .compare_exchange(
-                        word,
-                        slot_word(arrival_of(word), FREE),
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    )
-                    .is_ok();
+                let withdrew = slot.move_to(word, FREE);
                 crash_point!(CONDVAR_CRASH_POINTS, "condvar: withdrawn");
                 self.release_slot(slot);
                 return !withdrew;
@@ -427,15 +424,7 @@ impl Condvar {
             let dead = owner != 0 && owner != me && !waiter_is_running(owner);
             // A waiter killed mid-wait is passed over: its slot is freed.
             let next_state = if dead { FREE } else { NOTIFIED };
-            let won = slot
-                .word
-                .compare_exchange(
-                    word,
-                    slot_word(arrival_of(word), next_state),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
-                .is_ok();
+            let won = slot.move_to(word, next_state);
             match (won, dead) {
                 (true, false) => {
                     crash_point!(CONDVAR_CRASH_POINTS, "condvar: chosen");
