@@ -21,7 +21,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{assert_timeout, join, start, Bunch, Log, SHORT};
+use common::{join, start, times_out_in_another_process, Bunch, Log, SHORT};
 use daemon::Process;
 use shm::{Futex, Shared, ShmSafe};
 use sync_lock::{Lock, TryLockError};
@@ -159,15 +159,9 @@ fn lock_tests_lock_timeout() {
     let started = Instant::now();
     let guard = l.lock_timeout(Duration::from_secs(5)).expect("a free lock");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let results = Bunch::start(1, |_| {
-        let started = Instant::now();
-        let timed_out = matches!(l.lock_timeout(SHORT), Err(TryLockError::TimedOut));
-        (timed_out, started.elapsed())
-    })
-    .join();
-    let (timed_out, elapsed) = results[0];
-    assert!(timed_out);
-    assert_timeout(elapsed, SHORT);
+    times_out_in_another_process(|timeout| {
+        matches!(l.lock_timeout(timeout), Err(TryLockError::TimedOut))
+    });
     drop(guard);
 }
 

@@ -231,3 +231,18 @@ pub fn join<T: DeserializeOwned>(mut child: Child<T>) -> Result<T, JoinError> {
     }
     result
 }
+
+/// The timing half of `BaseLockTests::test_timeout`, for any lock held by
+/// this process: in another process, `attempt(SHORT)` (a timed lock that
+/// returns whether it timed out) must time out, and not early.
+#[allow(dead_code)] // not every test file uses it
+pub fn times_out_in_another_process(attempt: impl Fn(Duration) -> bool) {
+    let results = Bunch::start(1, |_| {
+        let started = Instant::now();
+        (attempt(SHORT), started.elapsed())
+    })
+    .join();
+    let (timed_out, elapsed) = results[0];
+    assert!(timed_out);
+    assert_timeout(elapsed, SHORT);
+}
