@@ -19,6 +19,8 @@ fn lock_uncontended(c: &mut Criterion) {
     }
     let floor = Shared::new(AtomicFloor::default()).unwrap();
     group.bench_function("atomic-floor", |b| b.iter(|| pair(&*floor)));
+    let probe = Shared::new(benches::TwoRmwProbe::default()).unwrap();
+    group.bench_function("two-rmw-probe", |b| b.iter(|| pair(&*probe)));
     let lock = Shared::new(sync_lock::Lock::new()).unwrap();
     group.bench_function("procsync-Lock", |b| b.iter(|| pair(&*lock)));
     let mutex = Shared::new(sync_lock::Mutex::new(0u64)).unwrap();

@@ -84,6 +84,39 @@ impl BenchLock for AtomicFloor {
     }
 }
 
+/// The least a lock that can park a waiter does uncontended: one
+/// compare-and-swap to take the word and a second read-modify-write to
+/// release it (the release must learn, atomically, whether a sleeper asked
+/// to be woken). Not a lock anyone should use: it never parks. It shows in
+/// the same run what [`AtomicFloor`]'s plain release store saves, which is
+/// what W1's 2.0x goal allows for.
+#[repr(C)]
+#[derive(Default)]
+pub struct TwoRmwProbe {
+    held: AtomicU32,
+}
+
+// SAFETY: one atomic.
+unsafe impl ShmSafe for TwoRmwProbe {}
+
+impl BenchLock for TwoRmwProbe {
+    #[inline]
+    fn locked(&self, critical: impl FnOnce()) {
+        while self
+            .held
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        critical();
+        // The sleepers bit a parking lock would test here.
+        if self.held.swap(0, Ordering::Release) & (1 << 31) != 0 {
+            unreachable!("nobody sleeps on the probe");
+        }
+    }
+}
+
 /// A C object initialised in place in shared memory (pthread and semaphore
 /// objects may not be moved after initialisation).
 pub struct InPlace<T> {

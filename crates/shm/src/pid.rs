@@ -189,10 +189,21 @@ fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
 /// assert!(me.is_running());
 /// assert_eq!(Identity::from_bits(me.to_bits()), Some(me));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identity {
-    pid: u32,
-    start_tag: u32,
+    // The pid in the low half, the start tag in the high half: the form the
+    // lock words store, so comparing and storing an identity is one 64-bit
+    // operation on the uncontended paths. The pid half is never 0.
+    bits: u64,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("pid", &self.pid())
+            .field("start_tag", &self.start_tag())
+            .finish()
+    }
 }
 
 /// `statfs(2)`'s `f_type` of the pidfs file system (Linux 6.9 and later).
@@ -201,27 +212,23 @@ const PIDFS_MAGIC: i64 = 0x5049_4446;
 impl Identity {
     /// The process id part.
     pub fn pid(self) -> u32 {
-        self.pid
+        self.bits as u32
     }
 
     /// The start tag part (see [`Identity`]).
     pub fn start_tag(self) -> u32 {
-        self.start_tag
+        (self.bits >> 32) as u32
     }
 
     /// The identity as one word for shared memory; never 0.
     pub fn to_bits(self) -> u64 {
-        u64::from(self.pid) | (u64::from(self.start_tag) << 32)
+        self.bits
     }
 
     /// The identity stored by [`to_bits`](Identity::to_bits); `None` for a
     /// word with no pid (0, a free slot).
     pub fn from_bits(bits: u64) -> Option<Identity> {
-        let pid = bits as u32;
-        (pid != 0).then_some(Identity {
-            pid,
-            start_tag: (bits >> 32) as u32,
-        })
+        (bits as u32 != 0).then_some(Identity { bits })
     }
 
     /// Whether this very process still runs: a process with this pid exists,
@@ -233,18 +240,18 @@ impl Identity {
     /// would let two processes in.
     #[cfg(not(loom))]
     pub fn is_running(self) -> bool {
-        let Some(pidfd) = PidFd::open(self.pid) else {
+        let Some(pidfd) = PidFd::open(self.pid()) else {
             return false;
         };
         let pidfd = match pidfd {
             Ok(fd) => fd,
-            Err(_) => return exists_and_not_zombie(self.pid as libc::pid_t),
+            Err(_) => return exists_and_not_zombie(self.pid() as libc::pid_t),
         };
         if pidfd.has_terminated() {
             return false;
         }
-        match pidfd.start_tag(self.pid) {
-            Some(tag) => tag == self.start_tag && !pidfd.has_terminated(),
+        match pidfd.start_tag(self.pid()) {
+            Some(tag) => tag == self.start_tag() && !pidfd.has_terminated(),
             // The process ended while we read its tag.
             None => false,
         }
@@ -298,7 +305,9 @@ fn refresh_identity() -> Identity {
     let start_tag = pidfd
         .start_tag(pid)
         .expect("a running process can read its own start tag");
-    let me = Identity { pid, start_tag };
+    let me = Identity {
+        bits: u64::from(pid) | u64::from(start_tag) << 32,
+    };
     if may_cache(pid) {
         CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
     }
