@@ -27,6 +27,13 @@ use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// The sleepers bit: by convention, bit 31 of every procsync futex word (the
+/// low half of a [`Futex64`]) says "some process may sleep here". A waiter
+/// sets it ([`Futex::flag_and_wait`]) before it sleeps; a releaser calls
+/// `futex_wake` only when it clears a word that had it, so a release makes
+/// no system call while nobody sleeps.
+pub const SLEEPERS: u32 = 1 << 31;
+
 /// A 32-bit word that processes can sleep on until another process changes
 /// it and wakes them.
 ///

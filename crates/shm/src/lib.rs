@@ -13,6 +13,8 @@
 //! - [`Futex`]: a 32-bit word processes sleep on and wake each other
 //!   through; the `sync-lock`, `sync-sem` and `sync-event` primitives are
 //!   built on it.
+//! - [`lockword`]: the robust lock word ([`RawLock`](lockword::RawLock)) every
+//!   lock stands on, and [`spin`]: the one spin-then-park policy.
 //! - [`crash`] and [`crash_point!`]: places where a test build (feature
 //!   `crash-points`) kills or stops the process on purpose.
 //! - [`pid`]: this process's id without a system call, and a liveness check,
@@ -50,12 +52,14 @@
 pub mod crash;
 mod error;
 pub mod futex;
+pub mod lockword;
 pub mod pid;
 mod region;
 mod safe;
 mod segment;
 mod shared;
 mod slice;
+pub mod spin;
 pub mod sync;
 
 pub use error::{Error, Result};

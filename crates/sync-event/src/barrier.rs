@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use shm::lockword::{OwnerCheck, OWNER_CHECK_INTERVAL};
 use shm::{crash_point, pid, Futex, ShmSafe};
-use sync_lock::{OwnerCheck, OWNER_CHECK_INTERVAL};
 
 /// The most parties a barrier can have: it keeps a slot for each waiting
 /// party, to check that it still runs and to tell it the outcome of its

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use shm::futex::Recheck;
+use shm::futex::{Recheck, SLEEPERS};
+use shm::spin::Spin;
 use shm::sync::atomic::Ordering;
 use shm::{crash_point, Futex, ShmSafe};
 
@@ -13,8 +14,6 @@ pub const EVENT_CRASH_POINTS: &[&str] = &["event: set stored"];
 
 /// The flag.
 const SET: u32 = 1;
-/// Some process may sleep on the word: `set` must wake.
-const SLEEPERS: u32 = 1 << 31;
 /// The set generation, bits 1 to 30: bumped by every `set`. A waiter that
 /// sees it move was let through by a set, even if a `clear` followed before
 /// it woke (Python's `wait` returns True when notified).
@@ -27,12 +26,6 @@ const ONE_SET: u32 = 1 << 1;
 /// without a sleep and a wake-up (about 40 µs here); when the setter needs
 /// this very CPU, each yield lets it run.
 pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
-
-/// Busy-wait checks between two yields: long enough to catch a set from
-/// another CPU (a cache-line transfer, under a microsecond), short enough
-/// that a setter waiting for this CPU gets it soon.
-#[cfg(not(loom))]
-const SPINS_PER_YIELD: u32 = 32;
 
 /// A flag, clear or set, that processes wait on: Python's
 /// `multiprocessing.Event`.
@@ -178,33 +171,19 @@ impl Event {
         }
     }
 
-    /// Spins, yielding, for [`SPIN_BEFORE_SLEEP`] at most: true if the word
-    /// let the waiter through meanwhile. On another CPU the setter is seen
-    /// in a cache-line transfer; on this CPU the yield lets it run.
-    #[cfg(not(loom))]
+    /// Spins, yielding, for [`SPIN_BEFORE_SLEEP`] at most (`shm::spin`'s
+    /// timed budget): true if the word let the waiter through meanwhile. On
+    /// another CPU the setter is seen in a cache-line transfer; on this CPU
+    /// the yield lets it run.
     fn spin_for(&self, let_through: impl Fn(u32) -> bool, deadline: Option<Instant>) -> bool {
-        let started = Instant::now();
-        let spin_until = deadline.map_or(started + SPIN_BEFORE_SLEEP, |d| {
-            d.min(started + SPIN_BEFORE_SLEEP)
-        });
+        let mut spin = Spin::timed(SPIN_BEFORE_SLEEP, deadline);
         loop {
-            for _ in 0..SPINS_PER_YIELD {
-                if let_through(self.word.load(Ordering::Acquire)) {
-                    return true;
-                }
-                std::hint::spin_loop();
+            if let_through(self.word.load(Ordering::Acquire)) {
+                return true;
             }
-            std::thread::yield_now();
-            if Instant::now() >= spin_until {
+            if !spin.spin_once() {
                 return false;
             }
         }
-    }
-
-    /// In the loom model (`shm::sync`) no spin: the model clock stands
-    /// still, and the sleeping loop looks at the word first anyway.
-    #[cfg(loom)]
-    fn spin_for(&self, _: impl Fn(u32) -> bool, _: Option<Instant>) -> bool {
-        false
     }
 }

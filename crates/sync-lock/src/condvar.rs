@@ -2,14 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use shm::futex::Recheck;
+use shm::futex::{Recheck, SLEEPERS};
+use shm::lockword::Acquired;
 use shm::pid;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::{crash_point, Futex, ShmSafe};
 
 use crate::mutex::MutexGuard;
 use crate::poison::{lock_result, LockResult, OwnerDied};
-use crate::raw::Acquired;
 
 /// A condition variable between processes (Python's `Condition`): wait,
 /// with a [`Mutex`](crate::Mutex) unlocked, until another process notifies.
@@ -169,9 +169,6 @@ const NOTIFIED: u32 = 2;
 // SAFETY: repr(C) structs of atomics and integers with explicit padding:
 // plain data.
 unsafe impl ShmSafe for Condvar {}
-
-/// Set in `sequence` while some process may sleep on it.
-const SLEEPERS: u32 = 1 << 31;
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

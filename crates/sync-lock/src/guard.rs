@@ -18,7 +18,7 @@
 
 use shm::pid::{self, Identity};
 
-use crate::raw::RawLock;
+use shm::lockword::RawLock;
 
 /// The process that made an acquisition: what a guard carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

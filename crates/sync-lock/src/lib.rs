@@ -47,12 +47,11 @@ mod guard;
 mod lock;
 mod mutex;
 mod poison;
-mod raw;
 mod rlock;
 
 pub use condvar::{Condvar, WaitTimeoutResult, CONDVAR_CRASH_POINTS, MAX_WAITERS};
 pub use lock::{Lock, LockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use poison::{LockResult, OwnerDied, TryLockError, TryLockResult};
-pub use raw::{Acquired, OwnerCheck, RawLock, OWNER_CHECK_INTERVAL};
 pub use rlock::{NotOwner, RLock, RLockGuard};
+pub use shm::lockword::{Acquired, OwnerCheck, RawLock, OWNER_CHECK_INTERVAL};

@@ -6,7 +6,7 @@ use shm::ShmSafe;
 
 use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
-use crate::raw::RawLock;
+use shm::lockword::RawLock;
 
 /// A lock between processes (Python's `multiprocessing.Lock`): while one
 /// process holds it, every other process that asks waits.

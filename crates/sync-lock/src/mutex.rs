@@ -9,7 +9,7 @@ use shm::ShmSafe;
 
 use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
-use crate::raw::RawLock;
+use shm::lockword::RawLock;
 
 /// Data that one process at a time may change: Python's
 /// `Value(..., lock=True)`, for any `ShmSafe` struct.

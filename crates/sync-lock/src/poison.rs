@@ -30,11 +30,11 @@ pub struct OwnerDied<G> {
 
 impl<G> OwnerDied<G> {
     /// The report of an acquisition that was not clean.
-    pub(crate) fn new(guard: G, how: crate::raw::Acquired) -> OwnerDied<G> {
-        debug_assert!(how != crate::raw::Acquired::Clean);
+    pub(crate) fn new(guard: G, how: shm::lockword::Acquired) -> OwnerDied<G> {
+        debug_assert!(how != shm::lockword::Acquired::Clean);
         OwnerDied {
             guard,
-            panicked: how == crate::raw::Acquired::HolderPanicked,
+            panicked: how == shm::lockword::Acquired::HolderPanicked,
         }
     }
 
@@ -137,16 +137,16 @@ pub type LockResult<G> = Result<G, OwnerDied<G>>;
 pub type TryLockResult<G> = Result<G, TryLockError<G>>;
 
 /// Turns a raw acquisition into the std-style results.
-pub(crate) fn lock_result<G>(how: crate::raw::Acquired, guard: G) -> LockResult<G> {
+pub(crate) fn lock_result<G>(how: shm::lockword::Acquired, guard: G) -> LockResult<G> {
     match how {
-        crate::raw::Acquired::Clean => Ok(guard),
+        shm::lockword::Acquired::Clean => Ok(guard),
         how => Err(OwnerDied::new(guard, how)),
     }
 }
 
 /// Like [`lock_result`], with `None` (not acquired) becoming `absent`.
 pub(crate) fn try_lock_result<G>(
-    how: Option<crate::raw::Acquired>,
+    how: Option<shm::lockword::Acquired>,
     absent: TryLockError<G>,
     guard: impl FnOnce() -> G,
 ) -> TryLockResult<G> {

@@ -9,7 +9,7 @@ use shm::ShmSafe;
 
 use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
-use crate::raw::{Acquired, RawLock};
+use shm::lockword::{Acquired, RawLock};
 
 /// A lock the holding thread may take again (Python's `RLock`): each
 /// `lock` needs its own release, and only the holding thread of the holding

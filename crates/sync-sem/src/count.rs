@@ -6,8 +6,8 @@ use shm::Futex;
 
 use crate::{ReleaseError, MAX_PERMITS};
 
-/// Set while some process may sleep on the word.
-pub(crate) const SLEEPERS: u32 = 1 << 31;
+/// Set while some process may sleep on the word (the ground's convention).
+pub(crate) use shm::futex::SLEEPERS;
 /// The count of free permits.
 pub(crate) const COUNT: u32 = !SLEEPERS;
 

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use shm::futex::Recheck;
+use shm::spin::Spin;
 use shm::sync::atomic::Ordering;
-use shm::sync::Backoff;
 use shm::{crash_point, Futex, ShmSafe};
 
 /// The names of the semaphore's crash points (see `shm::crash`): a release
@@ -19,11 +19,8 @@ use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
 /// Rounds of exponential spinning (about 130 pause instructions in all)
 /// before a waiter sleeps.
-#[cfg(not(loom))]
+/// (the model's few under loom: see `shm::spin`).
 const SPIN_ROUNDS: u32 = 7;
-/// In the loom model: as many looks as the model's `Backoff` makes.
-#[cfg(loom)]
-const SPIN_ROUNDS: u32 = shm::sync::model::SPINS;
 
 /// A counting semaphore between processes: Python's
 /// `multiprocessing.Semaphore`, or `BoundedSemaphore` when made with
@@ -202,8 +199,7 @@ impl Semaphore {
     /// Waits for a permit until `deadline`; true if one was taken.
     #[cold]
     fn take_contended(&self, deadline: Option<Instant>) -> bool {
-        let backoff = Backoff::new();
-        let mut spins = 0;
+        let mut spin = Spin::busy(SPIN_ROUNDS);
         let mut recheck = Recheck::new();
         loop {
             let seen = self.word.load(Ordering::Relaxed);
@@ -223,9 +219,7 @@ impl Semaphore {
             // Spin briefly, without yielding: measured on two CPUs with four
             // processes, yielding to a peer that then contends for the same
             // word halves the throughput (docs/benchmarks.md, W4).
-            if spins < SPIN_ROUNDS {
-                spins += 1;
-                backoff.spin();
+            if spin.spin_once() {
                 continue;
             }
             // A releaser killed between its store and its wake leaves a

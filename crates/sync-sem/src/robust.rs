@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use shm::lockword::{Acquired, OwnerCheck, RawLock};
+use shm::spin::Spin;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use shm::sync::Backoff;
 use shm::{crash_point, pid, Futex, ShmSafe};
-use sync_lock::{Acquired, OwnerCheck, RawLock};
 
 use crate::count::{
     checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
@@ -48,11 +48,8 @@ pub const ROBUST_SEMAPHORE_CRASH_POINTS: &[&str] = &[
 /// "would block": a running holder keeps it well under a microsecond; a
 /// holder that is stopped or not scheduled must not make `try_acquire`
 /// block.
-#[cfg(not(loom))]
+/// (The model's few under loom: see `shm::spin`.)
 const TRY_LOCK_ROUNDS: u32 = 7;
-/// In the loom model: as many as the model's `Backoff` spins.
-#[cfg(loom)]
-const TRY_LOCK_ROUNDS: u32 = shm::sync::model::SPINS;
 
 /// A counting semaphore whose permits come back when a process holding
 /// them dies.
@@ -70,7 +67,7 @@ const TRY_LOCK_ROUNDS: u32 = shm::sync::model::SPINS;
 /// acquisition or release leaves a state the next process completes rather
 /// than a permit counted twice or lost. A process waiting for a permit
 /// checks the table at least every
-/// [`OWNER_CHECK_INTERVAL`](sync_lock::OWNER_CHECK_INTERVAL) and returns the permits
+/// [`OWNER_CHECK_INTERVAL`](shm::lockword::OWNER_CHECK_INTERVAL) and returns the permits
 /// of holders that have died (zombies included), waking the other waiters.
 /// [`reclaim`](RobustSemaphore::reclaim) does the same on demand.
 ///
@@ -394,7 +391,7 @@ impl RobustSemaphore {
 
     #[cold]
     fn take_contended(&self, me: Who, wait: Wait) -> Result<Permit<'_>, AcquireError> {
-        let backoff = Backoff::new();
+        let mut spin = Spin::snoozing();
         // `try_acquire` looks for dead holders at once; a waiter first
         // spins and sleeps, then checks every interval.
         let mut sweep = match wait {
@@ -423,9 +420,8 @@ impl RobustSemaphore {
                 Wait::Until(deadline) if now >= deadline => return Err(AcquireError::TimedOut),
                 _ => {}
             }
-            if !backoff.is_completed() {
+            if spin.spin_once() {
                 drop(held);
-                backoff.snooze();
                 continue;
             }
             // A single store: no journal needed.
@@ -519,8 +515,8 @@ impl RobustSemaphore {
     /// A few tries of the lock, spinning in between; never sleeps.
     #[cold]
     fn try_lock(&self) -> Option<Acquired> {
-        let backoff = Backoff::new();
-        for _ in 0..TRY_LOCK_ROUNDS {
+        let mut spin = Spin::busy(TRY_LOCK_ROUNDS);
+        loop {
             // `try_lock` on a held lock checks that the holder runs (system
             // calls): only the last try does that.
             if !self.guard.is_locked() {
@@ -528,7 +524,9 @@ impl RobustSemaphore {
                     return Some(how);
                 }
             }
-            backoff.spin();
+            if !spin.spin_once() {
+                break;
+            }
         }
         self.guard.try_lock()
     }

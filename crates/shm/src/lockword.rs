@@ -1,11 +1,17 @@
-//! [`RawLock`]: the word under every lock in this crate.
+//! [`RawLock`]: the lock word every procsync lock stands on, and what a
+//! waiter needs to judge its holder: [`OwnerCheck`], [`Acquired`].
+//!
+//! It lives in the ground crate, not in `sync-lock`, because the other
+//! primitives use it too (the robust semaphore's table lock) and must not
+//! pull in the typed locks to get it.
 
 use std::time::{Duration, Instant};
 
-use shm::pid::{self, Identity};
-use shm::sync::atomic::Ordering;
-use shm::sync::Backoff;
-use shm::{Futex64, ShmSafe};
+use crate::futex::SLEEPERS;
+use crate::pid::{self, Identity};
+use crate::spin::Spin;
+use crate::sync::atomic::Ordering;
+use crate::{Futex64, ShmSafe};
 
 /// The longest a sleeping waiter goes without checking whether the holder
 /// still runs. Bounds how long after a holder's death a waiter takes over,
@@ -31,7 +37,7 @@ impl OwnerCheck {
     /// A schedule whose first check is due now.
     pub fn starting_now() -> OwnerCheck {
         OwnerCheck {
-            next: shm::sync::now(),
+            next: crate::sync::now(),
             interval: FIRST_CHECK_INTERVAL,
         }
     }
@@ -59,7 +65,9 @@ impl OwnerCheck {
     }
 }
 
-/// How an acquisition went.
+/// How an acquisition went. `#[must_use]`: a primitive built on the word
+/// has to decide what a dead or panicked holder means for it.
+#[must_use = "a dead or panicked holder leaves what the lock protects half-updated: report or repair it"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Acquired {
     /// The lock was free or released normally.
@@ -96,7 +104,7 @@ pub enum Acquired {
 // of entering beside the newcomer.
 
 /// Set while some process may be asleep on the word: the unlocker must wake.
-const WAITERS: u64 = 1 << 31;
+const WAITERS: u64 = SLEEPERS as u64;
 /// Set in a free word whose last holder released it while panicking.
 const POISONED: u64 = 1 << 30;
 /// The holder's pid.
@@ -108,8 +116,8 @@ const HOLDER: u64 = !(WAITERS | POISONED);
 /// [`Identity`] (pid and start tag), plus a bit saying sleepers may need
 /// waking and one saying the last holder panicked.
 ///
-/// This is the raw lock under [`Lock`](crate::Lock), [`Mutex`](crate::Mutex)
-/// and [`RLock`](crate::RLock); it has no guard and knows nothing of the
+/// This is the raw lock under `sync-lock`'s `Lock`, `Mutex` and `RLock` and
+/// the robust semaphore's table; it has no guard and knows nothing of the
 /// data it protects. Use it directly only to build another primitive.
 ///
 /// - Uncontended, locking is one compare-and-swap and unlocking is another:
@@ -131,7 +139,7 @@ const HOLDER: u64 = !(WAITERS | POISONED);
 /// # Example
 ///
 /// ```
-/// use sync_lock::{Acquired, RawLock};
+/// use shm::lockword::{Acquired, RawLock};
 ///
 /// let raw = RawLock::new();
 /// assert_eq!(raw.try_lock(), Some(Acquired::Clean));
@@ -150,7 +158,7 @@ pub struct RawLock {
 unsafe impl ShmSafe for RawLock {}
 
 impl RawLock {
-    shm::const_unless_loom! {
+    crate::const_unless_loom! {
         /// A free lock.
         pub const fn new() -> RawLock {
             RawLock {
@@ -191,11 +199,12 @@ impl RawLock {
     /// [`lock_until`](RawLock::lock_until) for a caller that has read this
     /// process's identity already (a guard keeps it).
     #[inline]
-    pub(crate) fn lock_until_as(
-        &self,
-        me: Identity,
-        deadline: Option<Instant>,
-    ) -> Option<Acquired> {
+    pub fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
+        debug_assert_eq!(
+            me,
+            pid::current_identity(),
+            "lock_until_as: not this process"
+        );
         let me = me.to_bits();
         // Fast path: free, never poisoned, nobody asleep.
         if self
@@ -211,15 +220,17 @@ impl RawLock {
     #[cold]
     fn lock_contended(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
         // Spin while the holder is likely to release soon.
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
+        let mut spin = Spin::snoozing();
+        loop {
             let seen = self.word.load(Ordering::Relaxed);
             if seen & PID == 0 {
                 if let Some(how) = self.claim_free(seen, me) {
                     return Some(how);
                 }
             }
-            backoff.snooze();
+            if !spin.spin_once() {
+                break;
+            }
         }
         // Sleep, checking now and then that the holder still runs.
         let mut owner_check = OwnerCheck::starting_now();
@@ -233,7 +244,7 @@ impl RawLock {
                 continue;
             }
             let holder = seen & HOLDER;
-            let now = shm::sync::now();
+            let now = crate::sync::now();
             let held_here = holder == me;
             // The schedule advances even when the holder is this process
             // (which runs, so its liveness needs no check): every sleep is
@@ -291,7 +302,7 @@ impl RawLock {
     /// As for [`unlock`](RawLock::unlock), and `me` is this process's
     /// identity.
     #[inline]
-    pub(crate) unsafe fn unlock_as(&self, me: Identity) -> bool {
+    pub unsafe fn unlock_as(&self, me: Identity) -> bool {
         let me = me.to_bits();
         if self
             .word
