@@ -43,7 +43,6 @@
 //! the guard.
 
 mod condvar;
-mod guard;
 mod lock;
 mod mutex;
 mod poison;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use shm::lockword::RawLockGuard;
 use shm::ShmSafe;
 
-use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use shm::lockword::RawLock;
 
@@ -69,8 +69,9 @@ impl Lock {
         let me = shm::pid::current_identity();
         let how = self.raw.lock_until_as(me, None).expect("no deadline");
         let guard = LockGuard {
-            lock: self,
-            acquirer: Acquirer::known(me),
+            // SAFETY: this process (`me`) has just acquired the lock; this
+            // guard alone stands for it.
+            _held: unsafe { RawLockGuard::new(&self.raw, me) },
         };
         lock_result(how, guard)
     }
@@ -120,13 +121,10 @@ impl Lock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
-    lock: &'a Lock,
-    acquirer: Acquirer,
+    /// Unlocks on drop, in the acquiring process only (see
+    /// [`RawLockGuard`]); `Send` and `Sync` are its, argued there.
+    _held: RawLockGuard<'a>,
 }
-
-// `Send` and `Sync` are derived, and right: the guard holds only a
-// reference to a `Sync` lock and the acquirer's identity; the lock is held
-// by the process, so any of its threads may end the acquisition.
 
 impl<'a> LockGuard<'a> {
     /// The guard of an acquisition just made.
@@ -136,17 +134,8 @@ impl<'a> LockGuard<'a> {
     /// The calling process has just acquired `lock`, and no other guard
     /// stands for that acquisition.
     unsafe fn new(lock: &'a Lock) -> LockGuard<'a> {
-        LockGuard {
-            lock,
-            acquirer: Acquirer::here(),
-        }
-    }
-}
-
-impl Drop for LockGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { self.acquirer.release(&self.lock.raw) };
+        // SAFETY: the caller's promise, passed on; the identity is ours.
+        let held = unsafe { RawLockGuard::new(&lock.raw, shm::pid::current_identity()) };
+        LockGuard { _held: held }
     }
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use shm::ShmSafe;
 
-use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
-use shm::lockword::RawLock;
+use shm::lockword::{RawLock, RawLockGuard};
 
 /// Data that one process at a time may change: Python's
 /// `Value(..., lock=True)`, for any `ShmSafe` struct.
@@ -85,7 +84,9 @@ impl<T> Mutex<T> {
         let how = self.raw.lock_until_as(me, None).expect("no deadline");
         let guard = MutexGuard {
             mutex: self,
-            acquirer: Acquirer::known(me),
+            // SAFETY: this process (`me`) has just acquired the lock; this
+            // guard alone stands for it.
+            held: unsafe { RawLockGuard::new(&self.raw, me) },
             _not_auto: PhantomData,
         };
         lock_result(how, guard)
@@ -157,7 +158,9 @@ impl<T> Mutex<T> {
 #[derive(Debug)]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
-    acquirer: Acquirer,
+    /// Unlocks on drop, in the acquiring process only (see
+    /// [`RawLockGuard`]).
+    held: RawLockGuard<'a>,
     /// Opts out of the auto traits: `Send` and `Sync` are argued below.
     _not_auto: PhantomData<*const ()>,
 }
@@ -181,7 +184,8 @@ impl<'a, T> MutexGuard<'a, T> {
     pub(crate) unsafe fn new(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
         MutexGuard {
             mutex,
-            acquirer: Acquirer::here(),
+            // SAFETY: the caller's promise, passed on; the identity is ours.
+            held: unsafe { RawLockGuard::new(&mutex.raw, shm::pid::current_identity()) },
             _not_auto: PhantomData,
         }
     }
@@ -196,7 +200,7 @@ impl<T> Deref for MutexGuard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        self.acquirer.assert_here("MutexGuard");
+        self.held.assert_here("MutexGuard");
         // SAFETY: the guard proves that this process (checked just above to be
         // the one that acquired it)
         // holds the lock.
@@ -207,19 +211,11 @@ impl<T> Deref for MutexGuard<'_, T> {
 impl<T> DerefMut for MutexGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        self.acquirer.assert_here("MutexGuard");
+        self.held.assert_here("MutexGuard");
         // SAFETY: the guard proves that this process (checked just above to be
         // the one that acquired it)
         // holds the lock, and `&mut self` that this is the only reference
         // through it.
         unsafe { &mut *self.mutex.data.get() }
-    }
-}
-
-impl<T> Drop for MutexGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the guard is this acquisition; it ends here.
-        unsafe { self.acquirer.release(&self.mutex.raw) };
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::ShmSafe;
 
-use crate::guard::Acquirer;
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
 use shm::lockword::{Acquired, RawLock};
+use shm::pid::{self, Identity};
 
 /// A lock the holding thread may take again (Python's `RLock`): each
 /// `lock` needs its own release, and only the holding thread of the holding
@@ -245,7 +245,7 @@ impl RLock {
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     /// The process whose thread took this level.
-    acquirer: Acquirer,
+    acquirer: Identity,
     /// Stays on the holding thread.
     _not_send: PhantomData<*const ()>,
 }
@@ -255,7 +255,7 @@ impl<'a> RLockGuard<'a> {
     fn new(lock: &'a RLock) -> RLockGuard<'a> {
         RLockGuard {
             lock,
-            acquirer: Acquirer::here(),
+            acquirer: pid::current_identity(),
             _not_send: PhantomData,
         }
     }
@@ -269,7 +269,7 @@ impl Drop for RLockGuard<'_> {
         // that child's thread (whose key is redrawn, but whose process may
         // have locked the RLock itself since) holds the lock: it leaves the
         // lock alone.
-        if self.acquirer.is_here() {
+        if pid::current_identity() == self.acquirer {
             let _ = self.lock.release();
         }
     }

@@ -7,6 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+mod guard;
+
+pub use guard::RawLockGuard;
+
 use crate::futex::SLEEPERS;
 use crate::pid::{self, Identity};
 use crate::spin::Spin;
