@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use shm::futex::{Recheck, SLEEPERS};
-use shm::lockword::Acquired;
+use shm::lockword::{Acquired, RawRobustLock};
 use shm::pid;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::{crash_point, Futex, ShmSafe};
@@ -198,27 +198,30 @@ impl Condvar {
     /// Unlocks the guard's mutex, sleeps until notified, and locks again.
     /// `Err(OwnerDied)` holds the lock and says a holder died (or panicked)
     /// meanwhile.
-    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+    pub fn wait<'a, T, R: RawRobustLock>(
+        &self,
+        guard: MutexGuard<'a, T, R>,
+    ) -> LockResult<MutexGuard<'a, T, R>> {
         self.wait_until(guard, None)
             .map(|(g, _)| g)
             .map_err(|d| d.map(|(g, _)| g))
     }
 
     /// [`wait`](Condvar::wait), giving up after `timeout`.
-    pub fn wait_timeout<'a, T>(
+    pub fn wait_timeout<'a, T, R: RawRobustLock>(
         &self,
-        guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T, R>,
         timeout: Duration,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+    ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
         self.wait_until(guard, shm::sync::now().checked_add(timeout))
     }
 
     /// Waits until `condition` on the data is false; returns holding the lock.
-    pub fn wait_while<'a, T>(
+    pub fn wait_while<'a, T, R: RawRobustLock>(
         &self,
-        guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T, R>,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<MutexGuard<'a, T>> {
+    ) -> LockResult<MutexGuard<'a, T, R>> {
         self.wait_while_until(guard, None, &mut condition)
             .map(|(g, _)| g)
             .map_err(|d| d.map(|(g, _)| g))
@@ -226,21 +229,21 @@ impl Condvar {
 
     /// [`wait_while`](Condvar::wait_while), giving up after `timeout`; the
     /// result says whether it timed out with the condition still true.
-    pub fn wait_timeout_while<'a, T>(
+    pub fn wait_timeout_while<'a, T, R: RawRobustLock>(
         &self,
-        guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T, R>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+    ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
         self.wait_while_until(guard, shm::sync::now().checked_add(timeout), &mut condition)
     }
 
-    fn wait_while_until<'a, T>(
+    fn wait_while_until<'a, T, R: RawRobustLock>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        mut guard: MutexGuard<'a, T, R>,
         deadline: Option<Instant>,
         condition: &mut dyn FnMut(&mut T) -> bool,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+    ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
         // The first unclean relock is the one reported, once, at the end.
         let mut report: Option<Acquired> = None;
         let mut timed_out = false;
@@ -269,11 +272,11 @@ impl Condvar {
         }
     }
 
-    fn wait_until<'a, T>(
+    fn wait_until<'a, T, R: RawRobustLock>(
         &self,
-        guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T, R>,
         deadline: Option<Instant>,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+    ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
         let mutex = guard.mutex();
         // Enter while still holding the mutex: a notify that follows our
         // unlock finds us waiting.
@@ -284,7 +287,10 @@ impl Condvar {
             // Every slot taken: return at once, as a spurious wake-up.
             None => true,
         };
-        let how = mutex.raw().lock_until(None).expect("no deadline");
+        let how = mutex
+            .raw()
+            .lock_until_as(pid::current_identity(), None)
+            .expect("no deadline");
         // SAFETY: this process has just acquired the mutex's raw lock.
         let guard = unsafe { MutexGuard::new(mutex) };
         lock_result(how, (guard, WaitTimeoutResult(!notified)))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use shm::ShmSafe;
 
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
-use shm::lockword::{RawLock, RawLockGuard};
+use shm::lockword::{RawLock, RawLockGuard, RawRobustLock};
 
 /// Data that one process at a time may change: Python's
 /// `Value(..., lock=True)`, for any `ShmSafe` struct.
@@ -48,21 +48,25 @@ use shm::lockword::{RawLock, RawLockGuard};
 /// assert_eq!((t.left, t.sold), (0, 1)); // never oversold
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// The raw lock underneath is a type parameter (`R`, [`RawLock`] unless
+/// said otherwise): any [`RawRobustLock`] serves, as `lock_api`'s
+/// `Mutex<R, T>` takes any `RawMutex`.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct Mutex<T> {
-    raw: RawLock,
+pub struct Mutex<T, R: RawRobustLock = RawLock> {
+    raw: R,
     data: UnsafeCell<T>,
 }
 
-// SAFETY: a RawLock and a ShmSafe value side by side in a repr(C) struct:
-// plain data valid at any address.
-unsafe impl<T: ShmSafe> ShmSafe for Mutex<T> {}
+// SAFETY: a raw lock (ShmSafe by its trait) and a ShmSafe value side by
+// side in a repr(C) struct: plain data valid at any address.
+unsafe impl<T: ShmSafe, R: RawRobustLock> ShmSafe for Mutex<T, R> {}
 // SAFETY: the lock lets one holder at a time reach the data, which may be
 // sent to whichever thread holds it.
-unsafe impl<T: Send> Sync for Mutex<T> {}
+unsafe impl<T: Send, R: RawRobustLock> Sync for Mutex<T, R> {}
 // SAFETY: as for std's Mutex.
-unsafe impl<T: Send> Send for Mutex<T> {}
+unsafe impl<T: Send, R: RawRobustLock + Send> Send for Mutex<T, R> {}
 
 impl<T> Mutex<T> {
     shm::const_unless_loom! {
@@ -74,12 +78,23 @@ impl<T> Mutex<T> {
             }
         }
     }
+}
+
+impl<T, R: RawRobustLock> Mutex<T, R> {
+    /// A mutex over the raw lock `raw` (which should be free) holding
+    /// `value`.
+    pub const fn from_raw(raw: R, value: T) -> Mutex<T, R> {
+        Mutex {
+            raw,
+            data: UnsafeCell::new(value),
+        }
+    }
 
     /// Locks, waiting as long as it takes.
     ///
     /// `Err(OwnerDied)` still holds the lock: the previous holder died or
     /// panicked holding it, so check or repair the data.
-    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T, R>> {
         let me = shm::pid::current_identity();
         let how = self.raw.lock_until_as(me, None).expect("no deadline");
         let guard = MutexGuard {
@@ -93,7 +108,7 @@ impl<T> Mutex<T> {
     }
 
     /// Locks if nobody holds it now.
-    pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
+    pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T, R>> {
         try_lock_result(self.raw.try_lock(), TryLockError::WouldBlock, || {
             // SAFETY: called only once the lock is acquired.
             unsafe { MutexGuard::new(self) }
@@ -101,10 +116,11 @@ impl<T> Mutex<T> {
     }
 
     /// Locks, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T, R>> {
         let deadline = shm::sync::now().checked_add(timeout);
         try_lock_result(
-            self.raw.lock_until(deadline),
+            self.raw
+                .lock_until_as(shm::pid::current_identity(), deadline),
             TryLockError::TimedOut,
             // SAFETY: called only once the lock is acquired.
             || unsafe { MutexGuard::new(self) },
@@ -127,7 +143,10 @@ impl<T> Mutex<T> {
         self.data.into_inner()
     }
 
-    pub(crate) fn raw(&self) -> &RawLock {
+    /// The raw lock underneath: to read its state (`is_locked`, the
+    /// holder). Locking it directly gives no guard and no access to the
+    /// data; releasing it is `unsafe`.
+    pub fn raw(&self) -> &R {
         &self.raw
     }
 }
@@ -156,11 +175,11 @@ impl<T> Mutex<T> {
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
-pub struct MutexGuard<'a, T> {
-    mutex: &'a Mutex<T>,
+pub struct MutexGuard<'a, T, R: RawRobustLock = RawLock> {
+    mutex: &'a Mutex<T, R>,
     /// Unlocks on drop, in the acquiring process only (see
     /// [`RawLockGuard`]).
-    held: RawLockGuard<'a>,
+    held: RawLockGuard<'a, R>,
     /// Opts out of the auto traits: `Send` and `Sync` are argued below.
     _not_auto: PhantomData<*const ()>,
 }
@@ -168,20 +187,20 @@ pub struct MutexGuard<'a, T> {
 // SAFETY: the lock is held by the process, so any of its threads may end
 // the acquisition; moving the guard moves the right to `&mut T`, which needs
 // `T: Send`, as for std's `Mutex<T>: Sync`.
-unsafe impl<T: Send> Send for MutexGuard<'_, T> {}
+unsafe impl<T: Send, R: RawRobustLock> Send for MutexGuard<'_, T, R> {}
 // SAFETY: `&MutexGuard` hands out only `&T`, on as many threads as share
 // the reference: that needs `T: Sync` (std's rule; `T: Send` is not enough,
 // a `Cell` would be mutated from two threads).
-unsafe impl<T: Sync> Sync for MutexGuard<'_, T> {}
+unsafe impl<T: Sync, R: RawRobustLock> Sync for MutexGuard<'_, T, R> {}
 
-impl<'a, T> MutexGuard<'a, T> {
+impl<'a, T, R: RawRobustLock> MutexGuard<'a, T, R> {
     /// The guard of an acquisition just made.
     ///
     /// # Safety
     ///
     /// The calling process has just acquired `mutex`'s raw lock, and no
     /// other guard stands for that acquisition.
-    pub(crate) unsafe fn new(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+    pub(crate) unsafe fn new(mutex: &'a Mutex<T, R>) -> MutexGuard<'a, T, R> {
         MutexGuard {
             mutex,
             // SAFETY: the caller's promise, passed on; the identity is ours.
@@ -190,12 +209,12 @@ impl<'a, T> MutexGuard<'a, T> {
         }
     }
 
-    pub(crate) fn mutex(&self) -> &'a Mutex<T> {
+    pub(crate) fn mutex(&self) -> &'a Mutex<T, R> {
         self.mutex
     }
 }
 
-impl<T> Deref for MutexGuard<'_, T> {
+impl<T, R: RawRobustLock> Deref for MutexGuard<'_, T, R> {
     type Target = T;
 
     #[inline]
@@ -208,7 +227,7 @@ impl<T> Deref for MutexGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for MutexGuard<'_, T> {
+impl<T, R: RawRobustLock> DerefMut for MutexGuard<'_, T, R> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         self.held.assert_here("MutexGuard");

@@ -20,9 +20,9 @@
 
 use crate::pid::{self, Identity};
 
-use super::RawLock;
+use super::{RawLock, RawRobustLock};
 
-/// One acquisition of a [`RawLock`] by the process that made it: dropping
+/// One acquisition of a [`RawLock`] (or any [`RawRobustLock`]) by the process that made it: dropping
 /// it unlocks (marking the word poisoned if the thread is panicking) when
 /// dropped in that process, and does nothing in any other.
 ///
@@ -30,7 +30,7 @@ use super::RawLock;
 /// promise that the acquisition happened.
 ///
 /// `Send` and `Sync` (derived, and right): the guard holds a shared
-/// reference to a `Sync` word and a plain identity. The lock is held by the
+/// reference to a `Sync` word (`RawRobustLock: Sync`) and a plain identity. The lock is held by the
 /// *process*, so any of its threads may end the acquisition; a typed guard
 /// that hands out data (`sync-lock`'s `MutexGuard`) narrows its own
 /// `Send`/`Sync` by what the data allows.
@@ -53,12 +53,12 @@ use super::RawLock;
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
-pub struct RawLockGuard<'a> {
-    raw: &'a RawLock,
+pub struct RawLockGuard<'a, R: RawRobustLock = RawLock> {
+    raw: &'a R,
     acquirer: Identity,
 }
 
-impl<'a> RawLockGuard<'a> {
+impl<'a, R: RawRobustLock> RawLockGuard<'a, R> {
     /// The guard of an acquisition just made by the calling process, whose
     /// identity is `acquirer`.
     ///
@@ -68,13 +68,13 @@ impl<'a> RawLockGuard<'a> {
     /// has just acquired `raw` (it holds it now), and no other guard stands
     /// for that acquisition: the guard's drop releases it.
     #[inline]
-    pub unsafe fn new(raw: &'a RawLock, acquirer: Identity) -> RawLockGuard<'a> {
+    pub unsafe fn new(raw: &'a R, acquirer: Identity) -> RawLockGuard<'a, R> {
         debug_assert_eq!(acquirer, pid::current_identity());
         RawLockGuard { raw, acquirer }
     }
 
     /// The lock word this guard holds.
-    pub fn raw(&self) -> &'a RawLock {
+    pub fn raw(&self) -> &'a R {
         self.raw
     }
 
@@ -100,7 +100,7 @@ impl<'a> RawLockGuard<'a> {
     }
 }
 
-impl Drop for RawLockGuard<'_> {
+impl<R: RawRobustLock> Drop for RawLockGuard<'_, R> {
     #[inline]
     fn drop(&mut self) {
         let here = pid::current_identity();

@@ -373,6 +373,108 @@ impl RawLock {
     }
 }
 
+/// A lock word held by a *process*, whose holder's death is reported: what
+/// `sync-lock`'s typed locks are generic over (the shape of `lock_api`'s
+/// `RawMutex`, plus [`Acquired`]'s owner-death report). [`RawLock`] is the
+/// one procsync ships; another (a ticket lock, a pthread robust mutex) plugs
+/// in under the same `Mutex<T, R>` and guards.
+///
+/// # Safety
+///
+/// An implementation is a lock between processes: once
+/// [`lock_until_as`](RawRobustLock::lock_until_as) or
+/// [`try_lock`](RawRobustLock::try_lock) has returned `Some` to process P,
+/// no caller in any process gets `Some` until P releases it
+/// ([`unlock_as`](RawRobustLock::unlock_as),
+/// [`unlock_poisoned`](RawRobustLock::unlock_poisoned)) or P dies, and the
+/// first acquirer after a death is told [`Acquired::OwnerDied`]. Acquiring
+/// synchronizes-with the release before it (acquire/release ordering). The
+/// typed locks hand out `&mut T` on this promise.
+///
+/// # Example
+///
+/// ```
+/// use shm::lockword::{Acquired, RawLock, RawRobustLock};
+/// use shm::pid;
+///
+/// fn locked_twice<R: RawRobustLock>(raw: &R) -> bool {
+///     let me = pid::current_identity();
+///     assert_eq!(raw.lock_until_as(me, None), Some(Acquired::Clean));
+///     let again = raw.try_lock().is_some();
+///     // SAFETY: this process made the acquisition it ends.
+///     unsafe { raw.unlock_as(me) };
+///     again
+/// }
+/// assert!(!locked_twice(&RawLock::new()));
+/// ```
+pub unsafe trait RawRobustLock: ShmSafe + Sync {
+    /// Takes the lock for this process (`me` is its identity, from
+    /// [`pid::current_identity`]), waiting until `deadline` (`None`: for
+    /// ever); `None` when the deadline passed first.
+    fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired>;
+
+    /// Takes the lock if it is free now or its holder has died; never
+    /// sleeps.
+    fn try_lock(&self) -> Option<Acquired>;
+
+    /// Releases this process's acquisition; whether it held the lock.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the acquisition being ended (in process `me`, which
+    /// is the calling process).
+    unsafe fn unlock_as(&self, me: Identity) -> bool;
+
+    /// Releases as [`unlock_as`](RawRobustLock::unlock_as), and tells the
+    /// next acquirer [`Acquired::HolderPanicked`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`unlock_as`](RawRobustLock::unlock_as).
+    unsafe fn unlock_poisoned(&self) -> bool;
+
+    /// Whether some process holds it now.
+    fn is_locked(&self) -> bool;
+
+    /// The holder's identity, if any (it may have died).
+    fn owner_identity(&self) -> Option<Identity>;
+}
+
+// SAFETY: RawLock is such a lock: taking it is a CAS from free (or from
+// exactly a dead holder's identity) to the taker's identity with acquire
+// ordering, releasing a CAS from the holder's identity with release
+// ordering, and a takeover from a dead holder reports `OwnerDied`; the loom
+// models of sync-lock explore these protocols.
+unsafe impl RawRobustLock for RawLock {
+    #[inline]
+    fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
+        RawLock::lock_until_as(self, me, deadline)
+    }
+
+    fn try_lock(&self) -> Option<Acquired> {
+        RawLock::try_lock(self)
+    }
+
+    #[inline]
+    unsafe fn unlock_as(&self, me: Identity) -> bool {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { RawLock::unlock_as(self, me) }
+    }
+
+    unsafe fn unlock_poisoned(&self) -> bool {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { RawLock::unlock_poisoned(self) }
+    }
+
+    fn is_locked(&self) -> bool {
+        RawLock::is_locked(self)
+    }
+
+    fn owner_identity(&self) -> Option<Identity> {
+        RawLock::owner_identity(self)
+    }
+}
+
 /// What claiming a free word `seen` reports.
 fn free_outcome(seen: u64) -> Acquired {
     if seen & POISONED != 0 {
