@@ -50,7 +50,9 @@ impl<'a> Permit<'a> {
     /// as one crash-safe change (a process killed at any point of it leaves
     /// the permit counted once, under one of the two): from then on the
     /// permit is released under the calling process, and taken back when
-    /// *it* dies, not when the acquirer does.
+    /// *it* dies, not when the acquirer does. (A child that dies before
+    /// adopting leaves the permit counted under the acquirer, which gets it
+    /// back only when it dies itself.)
     ///
     /// In the process that acquired the permit (or one that adopted it
     /// already), and for a plain [`Semaphore`] permit, it does nothing and
