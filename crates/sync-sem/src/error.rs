@@ -47,3 +47,27 @@ pub enum AcquireError {
         holders: usize,
     },
 }
+
+/// A [`Permit::adopt`](crate::Permit::adopt) that did not make the calling
+/// process the permit's holder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdoptError {
+    /// The process that acquired the permit died and its permits were taken
+    /// back (by a waiter's sweep or [`reclaim`](crate::RobustSemaphore::reclaim))
+    /// before this process adopted it: another process may hold the permit
+    /// now. The permit is spent: dropping it releases nothing.
+    #[error("the permit was reclaimed: its acquirer died and its permits were taken back before this process adopted it")]
+    Reclaimed,
+    /// [`MAX_HOLDERS`](crate::MAX_HOLDERS) live processes already hold
+    /// permits, so this process gets no row. The permit stays counted under
+    /// the process that acquired it (as if not adopted); adopting again may
+    /// succeed once a holder is gone.
+    #[error(
+        "{holders} processes already hold permits; a robust semaphore tracks at most that many"
+    )]
+    TooManyHolders {
+        /// The limit.
+        holders: usize,
+    },
+}

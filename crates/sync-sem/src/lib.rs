@@ -19,7 +19,8 @@
 //! are handed from one process to another ([`Permit::forget`] in one,
 //! [`Semaphore::release`] in another). Use [`RobustSemaphore`] to limit
 //! concurrency among workers that may be killed (the KTV rooms must come
-//! back when a singer is thrown out).
+//! back when a singer is thrown out); a robust permit moved into a child
+//! process is made the child's with [`Permit::adopt`].
 
 mod count;
 mod error;
@@ -27,7 +28,7 @@ mod permit;
 mod plain;
 mod robust;
 
-pub use error::{AcquireError, ReleaseError};
+pub use error::{AcquireError, AdoptError, ReleaseError};
 pub use permit::Permit;
 pub use plain::{Semaphore, SEMAPHORE_CRASH_POINTS};
 pub use robust::{RobustSemaphore, MAX_HOLDERS, ROBUST_SEMAPHORE_CRASH_POINTS};

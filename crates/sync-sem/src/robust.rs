@@ -11,7 +11,7 @@ use shm::{crash_point, pid, Futex, ShmSafe};
 use crate::count::{
     checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
 };
-use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
+use crate::{AcquireError, AdoptError, Permit, ReleaseError, MAX_PERMITS};
 
 /// How many processes can hold permits of one [`RobustSemaphore`] at once
 /// (one row each in its holder table; 16 KiB of shared memory). An
@@ -27,15 +27,20 @@ const ROWS: usize = MAX_HOLDERS;
 const ROWS: usize = 4;
 
 /// The names of the semaphore's crash points (see `shm::crash`), one after
-/// each shared store made under its internal lock.
+/// each shared store made under its internal lock (the `second` ones only
+/// in a [`Permit::adopt`], which changes two holder rows at once).
 pub const ROBUST_SEMAPHORE_CRASH_POINTS: &[&str] = &[
     "robust semaphore: journal word",
     "robust semaphore: journal slot",
     "robust semaphore: journal row count",
     "robust semaphore: journal row",
+    "robust semaphore: journal second row count",
+    "robust semaphore: journal second row",
     "robust semaphore: journal armed",
     "robust semaphore: row count applied",
     "robust semaphore: row applied",
+    "robust semaphore: second row count applied",
+    "robust semaphore: second row applied",
     "robust semaphore: count applied",
     "robust semaphore: journal disarmed",
     "robust semaphore: count stored",
@@ -73,6 +78,11 @@ const TRY_LOCK_ROUNDS: u32 = 7;
 ///
 /// Permits given up with [`Permit::forget`] or added with `release` belong
 /// to no process and are never taken back.
+///
+/// A permit moved into a child process (a `daemon::Process` closure) still
+/// counts under the process that acquired it, and is taken back when that
+/// process dies, even while the child holds it: the child makes it its own
+/// with [`Permit::adopt`], first thing.
 ///
 /// # Stopped processes
 ///
@@ -203,16 +213,38 @@ impl Row {
 
 /// The change being made, written before it is applied: whoever takes over
 /// the guard from a dead holder applies it again (every value is absolute,
-/// so applying twice is the same as once).
+/// so applying twice is the same as once). A change sets the word and one
+/// row, or (a [`Permit::adopt`]) two rows.
 #[repr(C)]
 #[derive(Debug)]
 struct Journal {
-    /// 1 while `word`/`slot`/`row` describe a change not yet fully applied.
+    /// 1 while the other fields describe a change not yet fully applied.
     armed: AtomicU32,
     word: AtomicU32,
-    slot: AtomicU32,
+    /// The rows changed, packed by [`slots`]: written whole by every
+    /// change, so a second row is never one left from an earlier change.
+    slots: AtomicU32,
     row_owner: AtomicU64,
     row_held: AtomicU32,
+    /// The second row's new value, meant only when `slots` names one.
+    second_held: AtomicU32,
+    second_owner: AtomicU64,
+}
+
+/// In the journal's `slots`: no second row.
+const NO_ROW: u32 = 0xFFFF;
+const _: () = assert!(ROWS < NO_ROW as usize, "a slot fits in half a word");
+
+/// The journal's `slots` word for a change of row `first` and maybe row
+/// `second`.
+fn slots(first: usize, second: Option<usize>) -> u32 {
+    first as u32 | second.map_or(NO_ROW, |s| s as u32) << 16
+}
+
+/// The rows a journal's `slots` word names (a value of [`ROWS`] or more
+/// means none).
+fn unpack(slots: u32) -> (usize, usize) {
+    ((slots & 0xFFFF) as usize, (slots >> 16) as usize)
 }
 
 // SAFETY: a repr(C) struct of atomics and integers: plain data.
@@ -272,9 +304,11 @@ impl RobustSemaphore {
                 journal: Journal {
                     armed: AtomicU32::new(0),
                     word: AtomicU32::new(0),
-                    slot: AtomicU32::new(0),
+                    slots: AtomicU32::new(0),
                     row_owner: AtomicU64::new(0),
                     row_held: AtomicU32::new(0),
+                    second_held: AtomicU32::new(0),
+                    second_owner: AtomicU64::new(0),
                 },
                 holders: HolderRow::table(),
             }
@@ -436,10 +470,10 @@ impl RobustSemaphore {
         }
     }
 
-    /// One permit back from a dropped [`Permit`] that `acquirer` took. The
-    /// permit is counted under the process that acquired it, whichever
-    /// process drops it (a permit moved into a child is the child's to
-    /// drop, and comes off the acquirer's row).
+    /// One permit back from a dropped [`Permit`] counted under `acquirer`:
+    /// the process that acquired it, or the one that adopted it since
+    /// (a permit moved into a child and not adopted is the child's to drop,
+    /// and comes off the acquirer's row).
     pub(crate) fn give_back_one(&self, acquirer: Who) {
         let held = self.lock();
         let seen = self.word.load(Ordering::Relaxed);
@@ -467,6 +501,34 @@ impl RobustSemaphore {
         wake_sleepers_of(&self.word, seen);
     }
 
+    /// [`Permit::adopt`]: moves one permit from `acquirer`'s row to the
+    /// calling process's, as one journalled change (a death at any store
+    /// leaves it counted on exactly one of the two rows, never both nor
+    /// neither). Returns the calling process, under which the permit now
+    /// counts.
+    pub(crate) fn adopt_one(&self, acquirer: Who) -> Result<Who, AdoptError> {
+        let me = me();
+        if me == acquirer {
+            return Ok(me);
+        }
+        let _held = self.lock();
+        // Finding a row may sweep dead holders, the acquirer among them:
+        // look for the acquirer's row only after.
+        let mine = self.slot_for(me);
+        let theirs = self.slot_holding(acquirer).ok_or(AdoptError::Reclaimed)?;
+        let mine = mine.ok_or(AdoptError::TooManyHolders {
+            holders: MAX_HOLDERS,
+        })?;
+        let from = self.holders[theirs].load();
+        let to = self.holders[mine].load();
+        self.journalled(
+            self.word.load(Ordering::Relaxed),
+            (mine, Row::of(me, to.held_by(me) + 1)),
+            Some((theirs, Row::of(acquirer, from.held - 1))),
+        );
+        Ok(me)
+    }
+
     /// A forgotten permit: stays taken, no longer `acquirer`'s.
     pub(crate) fn disown_one(&self, acquirer: Who) {
         let _held = self.lock();
@@ -475,7 +537,12 @@ impl RobustSemaphore {
             // No journal needed: a death between the row's two stores
             // leaves the row counting one permit fewer (the one disowned)
             // under a dead owner, which a sweep frees.
-            self.store_row(slot, Row::of(acquirer, current.held - 1));
+            self.store_row(slot, Row::of(acquirer, current.held - 1), || {
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: row count applied"
+                );
+            });
             crash_point!(
                 ROBUST_SEMAPHORE_CRASH_POINTS,
                 "robust semaphore: row disowned"
@@ -536,10 +603,14 @@ impl RobustSemaphore {
         if self.journal.armed.load(Ordering::Acquire) == 1 {
             self.apply(
                 self.journal.word.load(Ordering::Relaxed),
-                self.journal.slot.load(Ordering::Relaxed),
+                self.journal.slots.load(Ordering::Relaxed),
                 Row {
                     owner: self.journal.row_owner.load(Ordering::Relaxed),
                     held: self.journal.row_held.load(Ordering::Relaxed),
+                },
+                Row {
+                    owner: self.journal.second_owner.load(Ordering::Relaxed),
+                    held: self.journal.second_held.load(Ordering::Relaxed),
                 },
             );
             self.journal.armed.store(0, Ordering::Release);
@@ -553,22 +624,30 @@ impl RobustSemaphore {
     /// Sets the word and (maybe) one holder row as one crash-safe step.
     /// Called with the internal lock held.
     fn commit(&self, new_word: u32, row_change: Option<(usize, Row)>) {
-        let Some((slot, new_row)) = row_change else {
-            // One store: atomic by itself.
-            self.word.store(new_word, Ordering::Release);
-            crash_point!(
-                ROBUST_SEMAPHORE_CRASH_POINTS,
-                "robust semaphore: count stored"
-            );
-            return;
-        };
-        let slot = slot as u32;
+        match row_change {
+            Some(row) => self.journalled(new_word, row, None),
+            None => {
+                // One store: atomic by itself.
+                self.word.store(new_word, Ordering::Release);
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: count stored"
+                );
+            }
+        }
+    }
+
+    /// Sets the word and one or two holder rows as one crash-safe step,
+    /// through the journal. Called with the internal lock held.
+    fn journalled(&self, new_word: u32, first: (usize, Row), second: Option<(usize, Row)>) {
+        let (slot, new_row) = first;
         self.journal.word.store(new_word, Ordering::Relaxed);
         crash_point!(
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal word"
         );
-        self.journal.slot.store(slot, Ordering::Relaxed);
+        let slots = slots(slot, second.map(|(s, _)| s));
+        self.journal.slots.store(slots, Ordering::Relaxed);
         crash_point!(
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal slot"
@@ -585,12 +664,31 @@ impl RobustSemaphore {
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal row"
         );
+        let second_row = match second {
+            Some((_, row)) => {
+                self.journal.second_held.store(row.held, Ordering::Relaxed);
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: journal second row count"
+                );
+                self.journal
+                    .second_owner
+                    .store(row.owner, Ordering::Relaxed);
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: journal second row"
+                );
+                row
+            }
+            // Not read: `slots` names no second row.
+            None => Row::FREE,
+        };
         self.journal.armed.store(1, Ordering::Release);
         crash_point!(
             ROBUST_SEMAPHORE_CRASH_POINTS,
             "robust semaphore: journal armed"
         );
-        self.apply(new_word, slot, new_row);
+        self.apply(new_word, slots, new_row, second_row);
         self.journal.armed.store(0, Ordering::Release);
         crash_point!(
             ROBUST_SEMAPHORE_CRASH_POINTS,
@@ -598,12 +696,31 @@ impl RobustSemaphore {
         );
     }
 
-    fn apply(&self, new_word: u32, slot: u32, new_row: Row) {
-        if (slot as usize) < ROWS {
-            self.store_row(slot as usize, new_row);
+    /// Applies a journalled change: the rows `slots` names, then the word.
+    fn apply(&self, new_word: u32, slots: u32, new_row: Row, second_row: Row) {
+        let (slot, second) = unpack(slots);
+        if slot < ROWS {
+            self.store_row(slot, new_row, || {
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: row count applied"
+                );
+            });
             crash_point!(
                 ROBUST_SEMAPHORE_CRASH_POINTS,
                 "robust semaphore: row applied"
+            );
+        }
+        if second < ROWS {
+            self.store_row(second, second_row, || {
+                crash_point!(
+                    ROBUST_SEMAPHORE_CRASH_POINTS,
+                    "robust semaphore: second row count applied"
+                );
+            });
+            crash_point!(
+                ROBUST_SEMAPHORE_CRASH_POINTS,
+                "robust semaphore: second row applied"
             );
         }
         self.word.store(new_word, Ordering::Release);
@@ -615,13 +732,12 @@ impl RobustSemaphore {
 
     /// Writes a row: the count first, then the owner, so that a row is never
     /// seen owned with a count that was not meant for its owner.
-    fn store_row(&self, slot: usize, row: Row) {
+    /// `between` runs between the two stores (a crash point).
+    #[inline(always)]
+    fn store_row(&self, slot: usize, row: Row, between: impl FnOnce()) {
         let cell = &self.holders[slot];
         cell.held.store(row.held, Ordering::Relaxed);
-        crash_point!(
-            ROBUST_SEMAPHORE_CRASH_POINTS,
-            "robust semaphore: row count applied"
-        );
+        between();
         cell.owner.store(row.owner, Ordering::Relaxed);
     }
 

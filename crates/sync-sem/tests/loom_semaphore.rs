@@ -1,7 +1,8 @@
 //! Loom models of the semaphores' count word: permits never below zero nor
 //! above the bound, no lost wake-up when a release races a sleeper, a
-//! bounded release that is exact, and a [`RobustSemaphore`] permit held by
-//! a process that dies coming back exactly once. Built only under
+//! bounded release that is exact, a [`RobustSemaphore`] permit held by a
+//! process that dies coming back exactly once, and one adopted by a child
+//! never taken back from it. Built only under
 //! `cfg(loom)`; see `shm::sync` for how to run.
 
 #![cfg(loom)]
@@ -15,7 +16,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shm::pid::Identity;
 use shm::sync::model;
-use sync_sem::{ReleaseError, RobustSemaphore, Semaphore};
+use sync_sem::{AdoptError, ReleaseError, RobustSemaphore, Semaphore};
 
 use loom_support::{check, process, Guarded};
 
@@ -188,4 +189,49 @@ fn a_dead_holders_permit_comes_back_exactly_once() {
         assert_eq!(w.inside.get(), 2);
         assert_eq!(w.sem.value(), 1, "the dead holder's permit came back once");
     });
+}
+
+/// A `RobustSemaphore(1)` permit acquired by one process (the model's main
+/// thread) is moved into its "child" (a thread playing another process),
+/// which adopts it; the acquirer dies at any point of that, and a third
+/// process contends, sweeping the dead. Never two holders at once: the
+/// child is inside only if its adopt succeeded, and then the sweep takes
+/// nothing back from it; if the sweep came first, the adopt says
+/// `Reclaimed`. The value ends at 1 either way.
+#[test]
+fn an_adopted_permit_survives_its_acquirers_death() {
+    check(
+        "robust semaphore: adopt, acquirer dies, contender",
+        3,
+        || {
+            // Leaked: a permit moved into a thread must borrow a semaphore that
+            // lives for ever (loom has no scoped threads). One per execution.
+            let w: &'static Exclusive<RobustSemaphore> = Box::leak(Box::new(Exclusive {
+                sem: RobustSemaphore::new(1),
+                inside: Guarded::new(),
+            }));
+            model::play(process(10, 1));
+            let permit = w.sem.acquire().expect("a row is free");
+            let child = spawn_as(process(20, 1), move || {
+                let mut permit = permit;
+                match permit.adopt() {
+                    Ok(()) => {
+                        w.inside.bump();
+                        true
+                    }
+                    Err(AdoptError::Reclaimed) => false,
+                    Err(e) => panic!("{e:?}"),
+                }
+            });
+            let contender = spawn_as(process(30, 1), move || {
+                let _permit = w.sem.acquire().expect("a row is free");
+                w.inside.bump();
+            });
+            model::die();
+            let adopted = child.join().unwrap();
+            contender.join().unwrap();
+            assert_eq!(w.inside.get(), 1 + u32::from(adopted));
+            assert_eq!(w.sem.value(), 1, "the permit came back once");
+        },
+    );
 }

@@ -2,7 +2,9 @@
 //! (SIGKILL), or stopped (SIGSTOP), right after each shared store it makes
 //! under the internal lock, in every scenario that reaches it. Then: no
 //! permit lost or doubled (every permit comes back, except one the dead
-//! process had given away on purpose), nobody waits past its deadline
+//! process had given away on purpose, or one moved into it that it died
+//! before adopting: that one stays counted, exactly once, under the test
+//! process that acquired it), nobody waits past its deadline
 //! while the stopped process holds the internal lock, and the semaphore
 //! works. The list of points comes from the code
 //! (`ROBUST_SEMAPHORE_CRASH_POINTS`); a point that no scenario reaches
@@ -20,7 +22,7 @@ const PERMITS: u32 = 3;
 /// How late past its deadline a call may return on a loaded machine.
 const SLACK: Duration = Duration::from_millis(500);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Scenario {
     /// The armed process takes and gives back a permit, takes one and
     /// forgets it (gives it away), then releases one.
@@ -33,14 +35,44 @@ enum Scenario {
     /// A process is killed inside the internal lock half-way through a
     /// change; the armed process takes the lock over and completes it.
     Replayer,
+    /// A permit acquired by the test is moved into the armed process,
+    /// which adopts it (a change of two rows) and drops it.
+    Adopter,
+    /// As `Replayer`, the change left half-way being an adopt (two rows).
+    AdoptReplayer,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario::Holder,
     Scenario::Sleeper,
     Scenario::Sweeper,
     Scenario::Replayer,
+    Scenario::Adopter,
+    Scenario::AdoptReplayer,
 ];
+
+/// The stores an adopt makes before its journal is armed: killed at one of
+/// them, the adopt never happened and the permit is still counted under
+/// its acquirer.
+const BEFORE_ARMED: [&str; 6] = [
+    "robust semaphore: journal word",
+    "robust semaphore: journal slot",
+    "robust semaphore: journal row count",
+    "robust semaphore: journal row",
+    "robust semaphore: journal second row count",
+    "robust semaphore: journal second row",
+];
+
+/// Moves a permit this process acquired into a process that adopts it and
+/// drops it, with `point` armed there.
+fn adopter(s: &RobustSemaphore, point: &'static str, action: Action) -> Child<()> {
+    let permit = s.acquire().unwrap();
+    armed(point, action, move || {
+        let mut permit = permit;
+        permit.adopt().expect("the acquirer (the test) lives");
+        drop(permit);
+    })
+}
 
 /// The point at which `Replayer` kills the first process: inside the lock,
 /// with the journal armed and nothing applied.
@@ -178,20 +210,40 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
             });
             fate_of(s, child, &context, || {})
         }
-        Scenario::Replayer => {
-            let half_way = armed(HALF_WAY, Action::Kill, || {
-                drop(s.acquire().unwrap());
-            });
+        Scenario::Replayer | Scenario::AdoptReplayer => {
+            let half_way = match scenario {
+                Scenario::Replayer => armed(HALF_WAY, Action::Kill, || {
+                    drop(s.acquire().unwrap());
+                }),
+                _ => adopter(s, HALF_WAY, Action::Kill),
+            };
             assert_eq!(fate_of(s, half_way, &context, || {}), Fate::Killed);
             let child = armed(point, action, || {
                 drop(s.acquire().unwrap());
             });
             fate_of(s, child, &context, || {})
         }
+        Scenario::Adopter => {
+            let child = adopter(s, point, action);
+            fate_of(s, child, &context, || {})
+        }
     };
     // Every process but this one is gone: every permit comes back, but
     // for one given away on purpose, none twice.
     s.reclaim();
+    // A permit moved into an adopter that was killed before its adopt was
+    // journalled is still counted under this process, its acquirer, and
+    // comes back when this process dies; otherwise it moved to the
+    // adopter's row, and came back with the adopter's death or drop.
+    let lent = s.held_by(std::process::id());
+    let not_adopted =
+        scenario == Scenario::Adopter && fate == Fate::Killed && BEFORE_ARMED.contains(&point);
+    assert_eq!(
+        lent,
+        u32::from(not_adopted),
+        "{context}: permits counted under the test process"
+    );
+    given_away += lent;
     assert_eq!(
         s.value(),
         PERMITS - given_away,

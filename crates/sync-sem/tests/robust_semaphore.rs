@@ -127,6 +127,49 @@ fn forgotten_and_released_permits_are_never_taken_back() {
     assert_eq!(room.sem.value(), 2);
 }
 
+/// `adopt` in a child moves one permit from the acquirer's row to the
+/// child's; in the acquirer it changes nothing. The child's drop then
+/// releases it under the child's name.
+#[test]
+fn adopt_moves_one_permit_to_the_adopting_process() {
+    let shared = room(3);
+    let room = &*shared;
+    let me = std::process::id();
+    let mut kept = room.sem.acquire().unwrap();
+    let moved = room.sem.acquire().unwrap();
+    assert_eq!(kept.adopt(), Ok(()), "adopting in the acquirer: no-op");
+    assert_eq!(room.sem.held_by(me), 2);
+    let child = Process::new(move || {
+        let mut moved = moved;
+        moved.adopt().unwrap();
+        raise(&room.ready);
+        wait_for(&room.ready, 2);
+        drop(moved);
+    })
+    .start()
+    .unwrap();
+    wait_for(&room.ready, 1);
+    assert_eq!(
+        room.sem.held_by(me),
+        1,
+        "one permit left this process's row"
+    );
+    assert_eq!(
+        room.sem.held_by(child.pid() as u32),
+        1,
+        "and is the child's"
+    );
+    assert_eq!(room.sem.value(), 1);
+    raise(&room.ready);
+    let child_pid = child.pid() as u32;
+    child.join().unwrap();
+    assert_eq!(room.sem.held_by(child_pid), 0);
+    assert_eq!(room.sem.value(), 2, "the child's drop released it once");
+    drop(kept);
+    assert_eq!(room.sem.held_by(me), 0);
+    assert_eq!(room.sem.value(), 3);
+}
+
 #[test]
 fn killed_at_random_moments_the_count_always_comes_back() {
     let room = room(2);

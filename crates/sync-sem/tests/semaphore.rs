@@ -166,3 +166,22 @@ fn a_dead_holder_never_hangs_a_waiter_with_a_timeout() {
         "the plain semaphore does not reclaim (RobustSemaphore does)"
     );
 }
+
+/// A plain semaphore counts no holders, so a permit moved into a child
+/// needs no adopting: `adopt` there is `Ok` and changes nothing, and the
+/// child's drop releases the permit once.
+#[test]
+fn adopting_a_plain_permit_in_a_child_changes_nothing() {
+    let shared = Shared::new(Semaphore::new(1)).unwrap();
+    let sem = &*shared;
+    let permit = sem.acquire();
+    let child = Process::new(move || {
+        let mut permit = permit;
+        let adopted = permit.adopt();
+        (adopted.is_ok(), sem.value())
+    })
+    .start()
+    .unwrap();
+    assert_eq!(child.join().unwrap(), (true, 0));
+    assert_eq!(sem.value(), 1);
+}
