@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use shm::lockword::{Acquired, OwnerCheck, RawLock};
+use shm::lockword::{Acquired, OwnerCheck, RawLock, RawLockGuard};
 use shm::spin::Spin;
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::{crash_point, pid, Futex, ShmSafe};
@@ -268,15 +268,8 @@ fn home_row(who: Who) -> usize {
     (who as u32) as usize % ROWS
 }
 
-/// Holds the internal lock; releases it on drop.
-struct Held<'a>(&'a RobustSemaphore);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // SAFETY: this guard is the acquisition of `guard` made in `lock`.
-        unsafe { self.0.guard.unlock() };
-    }
-}
+/// Holds the internal lock; releases it on drop (the ground's guard).
+type Held<'a> = RawLockGuard<'a>;
 
 impl RobustSemaphore {
     shm::const_unless_loom! {
@@ -568,12 +561,15 @@ impl RobustSemaphore {
             Wait::Until(_) | Wait::Forever => self.guard.lock_until(wait.deadline()),
         };
         match how {
-            Some(Acquired::Clean) => Ok(Held(self)),
-            // A holder that died (or, never here, panicked: `Held` releases
-            // without poisoning) may have left a change half-applied.
+            // SAFETY: this process has just acquired the internal lock, and
+            // this guard alone stands for it.
+            Some(Acquired::Clean) => Ok(unsafe { Held::new(&self.guard, pid::current_identity()) }),
+            // A holder that died (or panicked: a panic inside is a bug, but
+            // the guard marks it) may have left a change half-applied.
             Some(Acquired::OwnerDied | Acquired::HolderPanicked) => {
                 self.replay();
-                Ok(Held(self))
+                // SAFETY: as above.
+                Ok(unsafe { Held::new(&self.guard, pid::current_identity()) })
             }
             None => Err(wait.gave_up()),
         }
