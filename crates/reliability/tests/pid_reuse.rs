@@ -68,3 +68,28 @@ fn a_barrier_breaks_for_a_dead_party_whose_pid_is_reused() {
     let _ = reuser.join();
     assert_eq!(outcome, Err(BarrierError::Broken));
 }
+
+/// `held_by(pid)` counts what the process running under `pid` holds: a
+/// dead holder's row not yet swept is not counted for a new process that
+/// got its pid (the old check compared the pid alone and said 1).
+#[test]
+fn held_by_does_not_count_a_dead_holders_row_for_the_process_that_reuses_its_pid() {
+    if skip() {
+        return;
+    }
+    let sem = Shared::new(RobustSemaphore::new(2)).unwrap();
+    let holder = Process::new(|| std::mem::forget(sem.acquire().unwrap()))
+        .start()
+        .unwrap();
+    let dead = holder.pid() as u32;
+    holder.join().unwrap();
+    assert_eq!(sem.held_by(dead), 0, "a dead process holds nothing");
+    let sem_ref = &*sem;
+    let reuser = start_with_pid(dead, move || sem_ref.held_by(std::process::id()));
+    assert_eq!(
+        reuser.join().unwrap(),
+        0,
+        "the newcomer was counted as holding the dead process's permit"
+    );
+    assert_eq!(sem.value(), 1, "nobody swept the dead row: held_by only reads");
+}

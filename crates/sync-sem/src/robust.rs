@@ -375,13 +375,17 @@ impl RobustSemaphore {
         returned
     }
 
-    /// How many permits process `pid` holds through permits (not counting
-    /// forgotten ones).
+    /// How many permits the process now running under `pid` holds (the
+    /// ones it acquired or adopted and has not released; not those given
+    /// up with [`Permit::forget`]). A dead process holds none: its rows, until a sweep returns
+    /// them, belong to nobody, and a new process that reuses its pid is not
+    /// taken for it (rows record the whole identity). Checks liveness, a
+    /// few system calls per row of that pid.
     pub fn held_by(&self, pid: u32) -> u32 {
         self.holders
             .iter()
             .map(HolderRow::load)
-            .filter(|r| r.owner != 0 && r.owner as u32 == pid)
+            .filter(|r| r.owner != 0 && r.owner as u32 == pid && alive(r.owner))
             .map(|r| r.held)
             .sum()
     }
