@@ -47,16 +47,22 @@
 //! # Ok::<(), shm::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod crash;
 mod error;
 pub mod futex;
 pub mod pid;
 mod region;
+#[allow(unsafe_code)] // declares the unsafe trait ShmSafe and implements it for std types
 mod safe;
 mod segment;
+#[allow(unsafe_code)] // writes a T into its mapping and hands out &T
 mod shared;
+#[allow(unsafe_code)] // writes T's into its mapping and hands out &[T]
 mod slice;
 pub mod sync;
+mod sys;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};
