@@ -66,9 +66,20 @@ pub struct Futex {
 }
 
 #[allow(unsafe_code)] // a hand impl of the unsafe trait ShmSafe
-// SAFETY: a single AtomicU32: plain data, valid at any address, and its
-// futex key is the shared page, not this process's address.
-unsafe impl crate::ShmSafe for Futex {}
+                      // SAFETY: a single AtomicU32: plain data, valid at any address, and its
+                      // futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex {
+    fn describe_layout(out: &mut crate::layout::LayoutWriter) {
+        out.structure(
+            "Futex",
+            "transparent",
+            size_of::<Futex>(),
+            align_of::<Futex>(),
+            1,
+        );
+        out.field::<std::sync::atomic::AtomicU32>("word", std::mem::offset_of!(Futex, word));
+    }
+}
 
 impl std::ops::Deref for Futex {
     type Target = AtomicU32;
@@ -209,9 +220,20 @@ pub struct Futex64 {
 }
 
 #[allow(unsafe_code)] // a hand impl of the unsafe trait ShmSafe
-// SAFETY: a single AtomicU64: plain data, valid at any 8-aligned address;
-// its futex key is the shared page, not this process's address.
-unsafe impl crate::ShmSafe for Futex64 {}
+                      // SAFETY: a single AtomicU64: plain data, valid at any 8-aligned address;
+                      // its futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex64 {
+    fn describe_layout(out: &mut crate::layout::LayoutWriter) {
+        out.structure(
+            "Futex64",
+            "C, align(8)",
+            size_of::<Futex64>(),
+            align_of::<Futex64>(),
+            1,
+        );
+        out.field::<std::sync::atomic::AtomicU64>("word", std::mem::offset_of!(Futex64, word));
+    }
+}
 
 impl std::ops::Deref for Futex64 {
     type Target = AtomicU64;

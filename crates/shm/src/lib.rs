@@ -52,6 +52,7 @@
 pub mod crash;
 mod error;
 pub mod futex;
+pub mod layout;
 pub mod pid;
 mod region;
 #[allow(unsafe_code)] // declares the unsafe trait ShmSafe and implements it for std types

@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::header::{Header, Layout, MAGIC, READY};
+use super::header::{Header, Layout, LAYOUT_VERSION, MAGIC, READY, STATE_OFFSET, VERSION_OFFSET};
 use super::mapping::Mapping;
 use super::name::ShmName;
 use super::{os_error, Region};
@@ -138,19 +138,7 @@ impl Region {
             std::thread::sleep(Duration::from_micros(200));
         };
         if size < size_of::<Header>() as u64 {
-            let mut magic = [0u8; 8];
-            let n = sys::pread(fd.as_fd(), &mut magic, 0).unwrap_or(0);
-            if n == 8 && u64::from_ne_bytes(magic) == MAGIC {
-                return Err(Error::Truncated {
-                    name: name.as_str().to_string(),
-                    expected: size_of::<Header>() as u64,
-                    actual: size,
-                });
-            }
-            return Err(Error::Foreign {
-                name: name.as_str().to_string(),
-                reason: format!("it is {size} bytes, smaller than a procsync header"),
-            });
+            return Err(too_short(&fd, &name, size));
         }
         // `size` is the one size this open uses: the mapping's length, and
         // (below) what the header's promise is checked against. A second
@@ -283,6 +271,38 @@ struct UnlinkOnDrop<'a>(&'a ShmName);
 impl Drop for UnlinkOnDrop<'_> {
     fn drop(&mut self) {
         let _ = self.0.unlink();
+    }
+}
+
+/// The error for a file of `size` bytes, too short for a header: a
+/// published segment of another layout version (whose header may be
+/// shorter), a procsync segment truncated by someone, or a foreign file.
+fn too_short(fd: &std::os::fd::OwnedFd, name: &ShmName, size: u64) -> Error {
+    let mut start = [0u8; VERSION_OFFSET + 4];
+    let n = sys::pread(fd.as_fd(), &mut start, 0).unwrap_or(0);
+    let whole = n == start.len();
+    let word = |at: usize| u32::from_ne_bytes(start[at..at + 4].try_into().expect("4 bytes"));
+    let magic = u64::from_ne_bytes(start[..8].try_into().expect("8 bytes"));
+    if whole && magic == MAGIC {
+        let version = word(VERSION_OFFSET);
+        if word(STATE_OFFSET) == READY && version != LAYOUT_VERSION {
+            return Error::LayoutVersion {
+                name: name.as_str().to_string(),
+                found: version,
+                expected: LAYOUT_VERSION,
+            };
+        }
+    }
+    if n >= 8 && magic == MAGIC {
+        return Error::Truncated {
+            name: name.as_str().to_string(),
+            expected: size_of::<Header>() as u64,
+            actual: size,
+        };
+    }
+    Error::Foreign {
+        name: name.as_str().to_string(),
+        reason: format!("it is {size} bytes, smaller than a procsync header"),
     }
 }
 
