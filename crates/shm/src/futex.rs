@@ -1,7 +1,8 @@
 //! The futex word: a 32-bit atomic that processes wait on and wake each other
 //! through, wherever each of them has it mapped.
 //!
-//! This is the only place in procsync that calls the `futex(2)` system call.
+//! This is the only place in procsync that calls the `futex(2)` system call
+//! (through the crate's OS layer, `sys`).
 //! The primitives in `sync-lock`, `sync-sem` and `sync-event` are built on
 //! [`Futex`]; they spin briefly in user space first and only come here to
 //! sleep.
