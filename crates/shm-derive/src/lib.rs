@@ -10,6 +10,11 @@
 //!
 //! Enums and unions are rejected: a process could store a discriminant or a
 //! bit pattern that another process's code does not expect.
+//!
+//! The impl also describes the struct's layout (`ShmSafe::describe_layout`):
+//! its `repr`, size and alignment, then each field's name, offset and type's
+//! own description, so that a named segment is checked by layout, not by
+//! the struct's Rust path (see `shm::layout`).
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -44,7 +49,8 @@ fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
             ))
         }
     };
-    if !has_stable_repr(input)? {
+    let repr = repr_items(input)?;
+    if !repr.iter().any(|r| r == "C" || r == "transparent") {
         return Err(Error::new_spanned(
             &input.ident,
             "ShmSafe requires #[repr(C)] (or #[repr(transparent)]): processes built from \
@@ -61,6 +67,22 @@ fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
         let ty = &field.ty;
         predicates.push(syn::parse_quote!(#ty: ::shm::ShmSafe));
     }
+    let type_name = name.to_string();
+    let repr = repr.join(", ");
+    let count = fields.len();
+    let described = fields.iter().enumerate().map(|(i, field)| {
+        let ty = &field.ty;
+        let (label, member) = match &field.ident {
+            Some(ident) => (ident.to_string(), quote!(#ident)),
+            None => {
+                let index = syn::Index::from(i);
+                (i.to_string(), quote!(#index))
+            }
+        };
+        quote! {
+            out.field::<#ty>(#label, ::core::mem::offset_of!(Self, #member));
+        }
+    });
 
     Ok(quote! {
         // SAFETY: the struct has a stable C layout (checked above) and the
@@ -70,24 +92,42 @@ fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
         where
             #(#predicates,)*
         {
+            fn describe_layout(out: &mut ::shm::layout::LayoutWriter) {
+                out.structure(
+                    #type_name,
+                    #repr,
+                    ::core::mem::size_of::<Self>(),
+                    ::core::mem::align_of::<Self>(),
+                    #count,
+                );
+                #(#described)*
+            }
         }
     })
 }
 
-fn has_stable_repr(input: &DeriveInput) -> Result<bool, Error> {
-    let mut stable = false;
+/// The items of the struct's `#[repr(...)]` attributes, sorted (`C`,
+/// `align(64)`, `packed`, `transparent`, ...).
+fn repr_items(input: &DeriveInput) -> Result<Vec<String>, Error> {
+    let mut items = Vec::new();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
         attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
-                stable = true;
-            } else if meta.input.peek(syn::token::Paren) {
-                // align(N) / packed(N): consume the argument, keep looking.
+            let path = meta
+                .path
+                .get_ident()
+                .map_or_else(|| "?".to_string(), |i| i.to_string());
+            if meta.input.peek(syn::token::Paren) {
+                // align(N) / packed(N): keep the argument.
                 let content;
                 syn::parenthesized!(content in meta.input);
-                let _: proc_macro2::TokenStream = content.parse()?;
+                let arg: proc_macro2::TokenStream = content.parse()?;
+                items.push(format!("{path}({arg})"));
+            } else {
+                items.push(path);
             }
             Ok(())
         })?;
     }
-    Ok(stable)
+    items.sort();
+    Ok(items)
 }

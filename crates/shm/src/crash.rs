@@ -89,6 +89,7 @@ macro_rules! crash_point {
 pub use armed::{arm, disarm, hit, Action, ACTION_ENV, POINT_ENV};
 
 #[cfg(feature = "crash-points")]
+#[allow(unsafe_code)] // reads back the `&'static str` that `arm` keeps as two atomics
 mod armed {
     use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
@@ -164,11 +165,9 @@ mod armed {
         }
         if ACTION.load(Ordering::SeqCst) == Action::Stop as u8 {
             disarm();
-            // SAFETY: raise has no memory-safety preconditions.
-            unsafe { libc::raise(libc::SIGSTOP) };
+            crate::sys::stop_self();
         } else {
-            // SAFETY: as above; SIGKILL ends the process here.
-            unsafe { libc::raise(libc::SIGKILL) };
+            crate::sys::kill_self();
         }
     }
 

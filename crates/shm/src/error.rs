@@ -84,8 +84,10 @@ pub enum Error {
         ours: u64,
     },
 
-    /// The segment holds a different type (or kind of segment) than asked for.
-    #[error("segment {name:?} holds {found}, but {expected} was asked for")]
+    /// The segment holds a different type (or kind of segment) than asked
+    /// for. Types are compared by layout (see [`crate::layout`]), not by
+    /// name or module path.
+    #[error("segment {name:?} holds {found}, but {expected} was asked for: {difference}")]
     TypeMismatch {
         /// The segment's name.
         name: String,
@@ -93,6 +95,10 @@ pub enum Error {
         expected: String,
         /// What the segment's header says it holds.
         found: String,
+        /// The first difference, in words: for example "field `count`:
+        /// `u32` here, `u64` in the segment", or "field 2 is `b` here, `c`
+        /// in the segment".
+        difference: String,
     },
 
     /// The segment's creator did not finish initialising it in time.

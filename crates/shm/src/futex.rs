@@ -1,7 +1,8 @@
 //! The futex word: a 32-bit atomic that processes wait on and wake each other
 //! through, wherever each of them has it mapped.
 //!
-//! This is the only place in procsync that calls the `futex(2)` system call.
+//! This is the only place in procsync that calls the `futex(2)` system call
+//! (through the crate's OS layer, `sys`).
 //! The primitives in `sync-lock`, `sync-sem` and `sync-event` are built on
 //! [`Futex`]; they spin briefly in user space first and only come here to
 //! sleep.
@@ -72,9 +73,21 @@ pub struct Futex {
     word: AtomicU32,
 }
 
-// SAFETY: a single AtomicU32: plain data, valid at any address, and its
-// futex key is the shared page, not this process's address.
-unsafe impl crate::ShmSafe for Futex {}
+#[allow(unsafe_code)] // a hand impl of the unsafe trait ShmSafe
+                      // SAFETY: a single AtomicU32: plain data, valid at any address, and its
+                      // futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex {
+    fn describe_layout(out: &mut crate::layout::LayoutWriter) {
+        out.structure(
+            "Futex",
+            "transparent",
+            size_of::<Futex>(),
+            align_of::<Futex>(),
+            1,
+        );
+        out.field::<std::sync::atomic::AtomicU32>("word", std::mem::offset_of!(Futex, word));
+    }
+}
 
 impl std::ops::Deref for Futex {
     type Target = AtomicU32;
@@ -106,7 +119,7 @@ impl Futex {
     /// `deadline: None` waits without a time limit.
     #[cfg(not(loom))]
     pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> bool {
-        futex_wait(self.word.as_ptr(), expected, deadline)
+        futex_wait(&self.word, expected, deadline)
     }
 
     /// [`wait`](Futex::wait) in a loom model (see [`crate::sync::model`]).
@@ -142,7 +155,7 @@ impl Futex {
     /// record of sleepers and skip it when there are none.
     #[cfg(not(loom))]
     pub fn wake(&self, count: u32) -> u32 {
-        futex_wake(self.word.as_ptr(), count)
+        futex_wake(&self.word, count)
     }
 
     /// [`wake`](Futex::wake) in a loom model (see [`crate::sync::model`]).
@@ -214,9 +227,21 @@ pub struct Futex64 {
     word: AtomicU64,
 }
 
-// SAFETY: a single AtomicU64: plain data, valid at any 8-aligned address;
-// its futex key is the shared page, not this process's address.
-unsafe impl crate::ShmSafe for Futex64 {}
+#[allow(unsafe_code)] // a hand impl of the unsafe trait ShmSafe
+                      // SAFETY: a single AtomicU64: plain data, valid at any 8-aligned address;
+                      // its futex key is the shared page, not this process's address.
+unsafe impl crate::ShmSafe for Futex64 {
+    fn describe_layout(out: &mut crate::layout::LayoutWriter) {
+        out.structure(
+            "Futex64",
+            "C, align(8)",
+            size_of::<Futex64>(),
+            align_of::<Futex64>(),
+            1,
+        );
+        out.field::<std::sync::atomic::AtomicU64>("word", std::mem::offset_of!(Futex64, word));
+    }
+}
 
 impl std::ops::Deref for Futex64 {
     type Target = AtomicU64;
@@ -236,16 +261,12 @@ impl Futex64 {
         }
     }
 
-    /// The address of the low half, which the kernel sees as the futex
-    /// word. Only ever handed to the kernel: Rust reads and writes the word
-    /// as a whole `AtomicU64`, never through this pointer.
+    /// The low half, which the kernel sees as the futex word. Only ever
+    /// handed to the kernel: Rust reads and writes the word as a whole
+    /// `AtomicU64`, never through this.
     #[cfg(not(loom))]
-    fn low_half(&self) -> *mut u32 {
-        #[cfg(target_endian = "little")]
-        const LOW_HALF: usize = 0;
-        #[cfg(target_endian = "big")]
-        const LOW_HALF: usize = 1;
-        (self.word.as_ptr() as *mut u32).wrapping_add(LOW_HALF)
+    fn low_half(&self) -> &std::sync::atomic::AtomicU32 {
+        crate::sys::low_half(&self.word)
     }
 
     /// Sleeps while the word's low half equals `expected`'s low half, until
@@ -376,7 +397,11 @@ impl Recheck {
 
 /// `FUTEX_WAIT` on `word` while it holds `expected`; see [`Futex::wait`].
 #[cfg(not(loom))]
-fn futex_wait(word: *mut u32, expected: u32, deadline: Option<Instant>) -> bool {
+fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+) -> bool {
     let timeout = match deadline {
         None => None,
         Some(deadline) => {
@@ -384,67 +409,21 @@ fn futex_wait(word: *mut u32, expected: u32, deadline: Option<Instant>) -> bool 
             if now >= deadline {
                 return false;
             }
-            Some(duration_to_timespec(deadline - now))
+            Some(deadline - now)
         }
     };
-    let timeout_ptr = timeout
-        .as_ref()
-        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
-    // SAFETY: `word` points to a live, aligned u32 (a Futex, or the low half
-    // of a Futex64) for the whole call; the kernel only compares it
-    // atomically with `expected`. The timeout
-    // pointer is null or points to a timespec on this stack frame;
-    // FUTEX_WAIT reads only those and ignores the last two arguments.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word,
-            libc::FUTEX_WAIT,
-            expected,
-            timeout_ptr,
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    if rc == -1 && last_errno() == libc::ETIMEDOUT {
+    if !crate::sys::futex_wait(word, expected, timeout) {
         // The kernel's timer never fires early, but our `now` above was
         // read before the syscall; confirm against the clock ourselves.
         return deadline.is_none_or(|d| Instant::now() < d);
     }
-    // 0: woken (or spurious). EAGAIN: the word no longer held `expected`.
-    // EINTR: a signal arrived. In every case the caller re-checks.
+    // Woken (or spurious), the word no longer held `expected`, or a signal
+    // arrived. In every case the caller re-checks.
     true
 }
 
 /// `FUTEX_WAKE` of at most `count` sleepers on `word`; see [`Futex::wake`].
 #[cfg(not(loom))]
-fn futex_wake(word: *mut u32, count: u32) -> u32 {
-    let count = count.min(i32::MAX as u32);
-    // SAFETY: FUTEX_WAKE only uses the word's address as a key; the word is
-    // live for the call and the remaining arguments are ignored.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word,
-            libc::FUTEX_WAKE,
-            count,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    u32::try_from(rc).unwrap_or(0)
-}
-
-#[cfg(not(loom))]
-fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32), // < 1e9 fits any c_long
-    }
-}
-
-#[cfg(not(loom))]
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> u32 {
+    crate::sys::futex_wake(word, count)
 }

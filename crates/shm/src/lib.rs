@@ -19,6 +19,7 @@
 //!   `crash-points`) kills or stops the process on purpose.
 //! - [`pid`]: this process's id without a system call, and a liveness check,
 //!   used to notice that a process holding something died.
+//! - [`layout`]: the layout description a named segment is checked by.
 //! - [`sync`]: the seam through which the primitives get their atomics,
 //!   futex and liveness check, swapped for `loom`'s and a model under
 //!   `cfg(loom)` to model-check their protocols.
@@ -27,8 +28,9 @@
 //! `anonymous`: shared with children forked afterwards) or **named**
 //! (`create`, `open`, `open_or_create`: unrelated processes meet by a name
 //! under `/dev/shm`). A named segment starts with a header recording the
-//! type's name, size and alignment, so opening it as the wrong type is an
-//! [`Error`], not undefined behaviour. The creating handle removes the name
+//! type's layout (see [`layout`]: fields, offsets, sizes, not the Rust
+//! path), so opening it as the wrong type is an [`Error`] naming the
+//! difference, not undefined behaviour. The creating handle removes the name
 //! when dropped, unless told to [`persist`](Shared::persist); handles that
 //! forked children inherit never do.
 //!
@@ -49,18 +51,28 @@
 //! # Ok::<(), shm::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod crash;
 mod error;
 pub mod futex;
+pub mod layout;
+// Declares the unsafe trait RawRobustLock and the unsafe release calls a
+// guard makes on the acquisition it owns.
+#[allow(unsafe_code)]
 pub mod lockword;
 pub mod pid;
 mod region;
+#[allow(unsafe_code)] // declares the unsafe trait ShmSafe and implements it for std types
 mod safe;
 mod segment;
+#[allow(unsafe_code)] // writes a T into its mapping and hands out &T
 mod shared;
+#[allow(unsafe_code)] // writes T's into its mapping and hands out &[T]
 mod slice;
 pub mod spin;
 pub mod sync;
+mod sys;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};

@@ -24,6 +24,7 @@
 // Under loom the real look-ups below are not called.
 #![cfg_attr(loom, allow(dead_code))]
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static CACHED_PID: AtomicU32 = AtomicU32::new(0);
@@ -60,8 +61,7 @@ pub fn current() -> u32 {
 
 #[cold]
 fn refresh() -> u32 {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    let pid = unsafe { libc::getpid() } as u32;
+    let pid = crate::sys::getpid();
     if may_cache(pid) {
         CACHED_PID.store(pid, Ordering::Relaxed);
     }
@@ -100,9 +100,9 @@ fn may_cache(me: u32) -> bool {
         CACHED_PID.store(0, Ordering::Relaxed);
         CACHED_IDENTITY.store(0, Ordering::Relaxed);
     }
-    // SAFETY: registers a handler that only stores to atomics, which is
-    // async-signal-safe and so fine in a just-forked child.
-    unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+    // `forget` only stores to atomics, which is async-signal-safe and so
+    // fine in a just-forked child.
+    crate::sys::at_fork_in_child(forget);
     FORGET_IN_CHILDREN.store(REGISTERED, Ordering::Release);
     true
 }
@@ -125,7 +125,7 @@ pub fn is_running(pid: u32) -> bool {
         None => false,
         Some(Ok(pidfd)) => !pidfd.has_terminated(),
         // Too old a kernel, or out of descriptors: ask /proc instead.
-        Some(Err(_)) => exists_and_not_zombie(pid as libc::pid_t),
+        Some(Err(_)) => exists_and_not_zombie(pid),
     }
 }
 
@@ -135,14 +135,11 @@ pub fn is_running(pid: u32) -> bool {
     crate::sync::model::pid_is_running(pid)
 }
 
-fn exists_and_not_zombie(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    if unsafe { libc::kill(pid, 0) } == -1
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-    {
+fn exists_and_not_zombie(pid: u32) -> bool {
+    if !crate::sys::process_exists(pid) {
         return false;
     }
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+    let Some(stat) = crate::sys::proc_stat(pid) else {
         return true;
     };
     // The command name may contain spaces and ')': the state follows the
@@ -245,7 +242,7 @@ impl Identity {
         };
         let pidfd = match pidfd {
             Ok(fd) => fd,
-            Err(_) => return exists_and_not_zombie(self.pid() as libc::pid_t),
+            Err(_) => return exists_and_not_zombie(self.pid()),
         };
         if pidfd.has_terminated() {
             return false;
@@ -322,8 +319,7 @@ fn refresh_identity() -> Identity {
 /// would look dead. Named segments record it at creation and refuse to
 /// open elsewhere.
 pub fn pid_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    crate::sys::pid_namespace_inode()
 }
 
 /// The pid namespace of the nearest ancestor that learnt its identity
@@ -348,53 +344,36 @@ fn check_pid_namespace() {
 
 /// A pidfd: a descriptor for one process that polls readable once that
 /// process has terminated, and stays tied to it even if its pid is reused.
-struct PidFd(libc::c_int);
+/// Closed on drop.
+struct PidFd(std::os::fd::OwnedFd);
 
 impl PidFd {
     /// `None`: no process has this pid. `Some(Err)`: could not open one
     /// (too old a kernel, out of descriptors).
     fn open(pid: u32) -> Option<std::io::Result<PidFd>> {
-        let raw = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0)?;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new
-        // descriptor or -1; it touches no memory of ours.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0u32) };
-        if fd >= 0 {
-            return Some(Ok(PidFd(fd as libc::c_int)));
+        if pid == 0 {
+            return None;
         }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ESRCH) => None,
-            _ => Some(Err(err)),
-        }
+        Some(crate::sys::pidfd_open(pid)?.map(PidFd))
     }
 
     /// Whether the process has terminated (zombies included).
     fn has_terminated(&self) -> bool {
-        let mut poll_fd = libc::pollfd {
-            fd: self.0,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on our stack; zero timeout.
-        let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
-        ready == 1 && poll_fd.revents & libc::POLLIN != 0
+        crate::sys::readable_now(self.0.as_fd())
     }
 
     /// The process's start tag (see [`Identity`]); `None` if it could not
     /// be read because the process is gone.
     fn start_tag(&self, pid: u32) -> Option<u32> {
-        if on_pidfs(self.0) {
-            // SAFETY: fstat writes one stat struct we own; any fd is allowed.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above; the descriptor is ours and open.
-            if unsafe { libc::fstat(self.0, &mut st) } == 0 {
-                return Some(st.st_ino as u32);
+        if on_pidfs(self.0.as_fd()) {
+            if let Ok(st) = crate::sys::fstat(self.0.as_fd()) {
+                return Some(st.ino as u32);
             }
         }
         // Older kernels: the start time. The pidfd keeps the pid from being
         // reused while the process is a zombie, and the caller re-polls it
         // afterwards, so what we read belongs to this process.
-        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        let stat = crate::sys::proc_stat(pid)?;
         let after_name = stat.iter().rposition(|&b| b == b')')? + 2;
         // Field 3 (state) starts after the name; starttime is field 22.
         let field = std::str::from_utf8(&stat[after_name..])
@@ -405,26 +384,15 @@ impl PidFd {
     }
 }
 
-impl Drop for PidFd {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor pidfd_open gave us, closed once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
 /// Whether pidfds live on pidfs (their inode numbers are then unique for
 /// the boot); the same answer for every process on this kernel.
-fn on_pidfs(fd: libc::c_int) -> bool {
+fn on_pidfs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     static ANSWER: AtomicU32 = AtomicU32::new(0); // 0 unknown, 1 no, 2 yes
     match ANSWER.load(Ordering::Relaxed) {
         1 => false,
         2 => true,
         _ => {
-            // SAFETY: fstatfs writes one statfs struct we own.
-            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-            // SAFETY: as above; the descriptor is open.
-            let yes = unsafe { libc::fstatfs(fd, &mut fs) } == 0
-                && i64::from(fs.f_type as u32) == PIDFS_MAGIC;
+            let yes = crate::sys::fs_type(fd).is_ok_and(|t| t == PIDFS_MAGIC);
             ANSWER.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
             yes
         }

@@ -1,5 +1,6 @@
 //! [`ShmSafe`]: which types may live in memory shared between processes.
 
+use crate::layout::LayoutWriter;
 use std::sync::atomic::{
     AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32,
     AtomicU64, AtomicU8, AtomicUsize,
@@ -104,19 +105,50 @@ use std::sync::atomic::{
 /// }
 /// ```
 ///
+/// # Layout description
+///
+/// A named segment is checked by layout, not by Rust path: the derive also
+/// writes [`describe_layout`](ShmSafe::describe_layout), which records the
+/// struct's `repr`, size and alignment and each field's name, offset and
+/// type (see [`crate::layout`]). Two programs that declare the same struct
+/// in different modules open each other's segments; a field of another
+/// type, name or offset is refused, naming the field.
+///
 /// # Safety
 ///
 /// Implement it by hand only for a type that meets every rule above. A wrong
 /// implementation lets another process create an invalid value or a dangling
 /// pointer in this one.
-pub unsafe trait ShmSafe: Sized {}
+///
+/// A hand-written impl should also describe its fields in
+/// [`describe_layout`](ShmSafe::describe_layout) (see
+/// [`LayoutWriter`](crate::layout::LayoutWriter) for an example); the
+/// default records only the type's short name, size and alignment, so a
+/// changed field of the same size goes unnoticed. The description must be
+/// true: it is what lets another program's segment be taken for this type.
+pub unsafe trait ShmSafe: Sized {
+    /// Writes this type's layout description into `out` (see
+    /// [`crate::layout`]). The default describes the type as opaque: its
+    /// name without module path, its size and alignment.
+    fn describe_layout(out: &mut LayoutWriter) {
+        out.opaque(
+            &crate::layout::short_type_name::<Self>(),
+            size_of::<Self>(),
+            align_of::<Self>(),
+        );
+    }
+}
 
 macro_rules! impl_shm_safe {
-    ($($ty:ty),* $(,)?) => {
+    ($($ty:ident),* $(,)?) => {
         $(
             // SAFETY: a primitive or an atomic of one: plain data with a fixed
             // layout, valid at any address.
-            unsafe impl ShmSafe for $ty {}
+            unsafe impl ShmSafe for $ty {
+                fn describe_layout(out: &mut LayoutWriter) {
+                    out.primitive(stringify!($ty), size_of::<$ty>(), align_of::<$ty>());
+                }
+            }
         )*
     };
 }
@@ -151,11 +183,23 @@ impl_shm_safe!(
 );
 
 // SAFETY: an array of plain data is plain data, laid out element after element.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
+    fn describe_layout(out: &mut LayoutWriter) {
+        out.array::<T>(N);
+    }
+}
 
 // SAFETY: zero-sized and holds nothing.
-unsafe impl<T: ?Sized> ShmSafe for std::marker::PhantomData<T> {}
+unsafe impl<T: ?Sized> ShmSafe for std::marker::PhantomData<T> {
+    fn describe_layout(out: &mut LayoutWriter) {
+        out.primitive("PhantomData", 0, 1);
+    }
+}
 
 // SAFETY: zero-sized and holds nothing (so `Mutex<()>` is a plain lock that
 // a `Condvar` can wait with, like Python's `Condition(Lock())`).
-unsafe impl ShmSafe for () {}
+unsafe impl ShmSafe for () {
+    fn describe_layout(out: &mut LayoutWriter) {
+        out.primitive("()", 0, 1);
+    }
+}

@@ -1,0 +1,298 @@
+//! The operating-system layer of `shm`: every system call the crate makes,
+//! each behind a small safe wrapper whose `unsafe` (if any) is argued once,
+//! here.
+//!
+//! Calls go through [`rustix`] (raw Linux system calls, I/O-safe descriptor
+//! types, `futex(2)` and `pidfd_open(2)`); `libc` only for what must pass
+//! through glibc itself (`pthread_atfork(3)`, whose handlers glibc's `fork`
+//! runs). Errors come back as `std::io::Error`.
+//!
+//! Nothing above this module names `libc` or `rustix`.
+
+// Under loom the futex and liveness wrappers give way to the model's.
+#![cfg_attr(loom, allow(dead_code))]
+#![allow(unsafe_code)] // the one place that calls the kernel and maps memory
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+/// Where glibc (and musl) keep POSIX shared memory: `shm_open("/name")`
+/// opens `/dev/shm/name`.
+const SHM_DIR: &str = "/dev/shm";
+
+/// How [`shm_open`] opens a name.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ShmOpen {
+    /// Make a new file (fail with `AlreadyExists` if the name is taken),
+    /// with permission bits `mode` before the umask.
+    CreateNew {
+        /// Permission bits (at most `0o777`).
+        mode: u32,
+    },
+    /// Open an existing file (fail with `NotFound` if there is none).
+    Existing,
+}
+
+/// `shm_open(3)` of `/name` for reading and writing, as glibc does it: an
+/// `open(2)` of `/dev/shm/name` with `O_NOFOLLOW | O_CLOEXEC`. (`rustix`'s
+/// own `shm::open` leaves out `O_NOFOLLOW`, which glibc adds so that a
+/// symbolic link planted in the shared `/dev/shm` is not followed.)
+/// `name` is a single file name, checked by the caller.
+///
+/// Errors to tell apart by `ErrorKind`: `AlreadyExists`, `NotFound`,
+/// `PermissionDenied` (`EACCES`, `EPERM`), `InvalidFilename`
+/// (`ENAMETOOLONG`).
+pub(crate) fn shm_open(name: &str, how: ShmOpen) -> io::Result<OwnedFd> {
+    let base = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let (flags, mode) = match how {
+        ShmOpen::CreateNew { mode } => (
+            base | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_bits_truncate(mode),
+        ),
+        ShmOpen::Existing => (base, Mode::empty()),
+    };
+    Ok(rustix::fs::open(shm_path(name), flags, mode)?)
+}
+
+/// `shm_unlink(3)` of `/name`: an `unlink(2)` of `/dev/shm/name`.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlink(shm_path(name))?)
+}
+
+fn shm_path(name: &str) -> String {
+    format!("{SHM_DIR}/{name}")
+}
+
+/// What `fstat(2)`/`stat(2)` tell about a file that `shm` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    /// The device the file lives on.
+    pub(crate) dev: u64,
+    /// Its inode number (with `dev`, the file's identity).
+    pub(crate) ino: u64,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+}
+
+impl From<rustix::fs::Stat> for FileStat {
+    fn from(st: rustix::fs::Stat) -> FileStat {
+        FileStat {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+        }
+    }
+}
+
+/// `fstat(2)`.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    Ok(rustix::fs::fstat(fd)?.into())
+}
+
+/// `stat(2)` of the file that shared-memory name `name` stands for now.
+pub(crate) fn shm_stat(name: &str) -> io::Result<FileStat> {
+    Ok(rustix::fs::stat(shm_path(name))?.into())
+}
+
+/// `fchmod(2)`: sets exactly the permission bits `mode` (no umask).
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_bits_truncate(mode))?)
+}
+
+/// `ftruncate(2)`: makes the file `len` bytes long (zero-filled).
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `pread(2)` into `buf` from `offset`; 0 means the file ends there.
+/// Interrupted calls come back as `ErrorKind::Interrupted` (callers retry).
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    Ok(rustix::io::pread(fd, buf, offset)?)
+}
+
+/// `pwrite(2)` of `data` at `offset` (a file shorter than that grows).
+/// Interrupted calls come back as `ErrorKind::Interrupted` (callers retry).
+pub(crate) fn pwrite(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> io::Result<usize> {
+    Ok(rustix::io::pwrite(fd, data, offset)?)
+}
+
+/// The size of a memory page (from the auxiliary vector; no system call).
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// `mmap(2)` of `len` bytes, readable and writable, `MAP_SHARED`: of the
+/// file `fd` from its start, or anonymous shared memory when `fd` is `None`
+/// (inherited by children forked afterwards, unlike a `MAP_PRIVATE`
+/// mapping, of which they would get a copy-on-write copy).
+///
+/// Safe to call: the kernel picks a fresh address that overlaps no Rust
+/// object. Using the memory, and unmapping it with [`munmap`], is the
+/// caller's business.
+pub(crate) fn mmap_shared(fd: Option<BorrowedFd<'_>>, len: usize) -> io::Result<NonNull<u8>> {
+    use rustix::mm::{MapFlags, ProtFlags};
+    let prot = ProtFlags::READ | ProtFlags::WRITE;
+    let ptr = match fd {
+        // SAFETY: a null hint: the kernel places the mapping where nothing
+        // is mapped, so no existing memory changes under anyone.
+        Some(fd) => unsafe {
+            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)
+        },
+        // SAFETY: as above.
+        None => unsafe {
+            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::SHARED)
+        },
+    }?;
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))
+}
+
+/// `munmap(2)`.
+///
+/// # Safety
+///
+/// `ptr` and `len` are exactly a mapping [`mmap_shared`] returned, not yet
+/// unmapped, and no reference into it outlives this call.
+pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller's promise above.
+    let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// `FUTEX_WAIT` (shared, *not* `FUTEX_PRIVATE_FLAG`: the word is keyed by
+/// its page, so a waker in another process that maps the same page at
+/// another address reaches this sleeper) while `word` holds `expected`,
+/// for at most `timeout` (`None`: no limit).
+///
+/// Returns `false` if the kernel says the timeout expired; `true` when
+/// woken, when the word did not hold `expected`, on a signal, or spuriously.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    use rustix::thread::futex;
+    let timeout = timeout.map(|d| futex::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    !matches!(
+        futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()),
+        Err(Errno::TIMEDOUT)
+    )
+}
+
+/// `FUTEX_WAKE` (shared, as [`futex_wait`]) of at most `count` sleepers on
+/// `word`, in any process. Returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> u32 {
+    use rustix::thread::futex;
+    let count = count.min(i32::MAX as u32);
+    futex::wake(word, futex::Flags::empty(), count).map_or(0, |n| n as u32)
+}
+
+/// The low 32 bits of a 64-bit word, as the 32-bit futex word the kernel
+/// sees there.
+///
+/// Only for [`futex_wait`] and [`futex_wake`], which hand its address to
+/// the kernel: Rust code keeps reading and writing the word as the whole
+/// `AtomicU64`, never through the returned reference.
+pub(crate) fn low_half(word: &AtomicU64) -> &AtomicU32 {
+    #[cfg(target_endian = "little")]
+    const LOW_HALF: usize = 0;
+    #[cfg(target_endian = "big")]
+    const LOW_HALF: usize = 1;
+    let ptr = word.as_ptr().cast::<AtomicU32>().wrapping_add(LOW_HALF);
+    // SAFETY: in bounds (half of the 8-byte word), 4-aligned (the word is
+    // 8-aligned), and live as long as `word`. `AtomicU32` allows shared
+    // access; the kernel reads it atomically, and no Rust code accesses the
+    // memory through this reference (so no mixed-size atomic accesses are
+    // made by Rust).
+    unsafe { &*ptr }
+}
+
+/// This process's id: `getpid(2)`.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Whether a process with id `pid` exists (zombies included): `kill(pid,
+/// 0)`. Errs towards `true`: only `ESRCH` says no.
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(pid) = to_pid(pid) else {
+        return false;
+    };
+    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+}
+
+fn to_pid(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+}
+
+/// `pidfd_open(2)`: `None` if no process has id `pid`; `Some(Err)` if a
+/// descriptor could not be made (too old a kernel, out of descriptors).
+pub(crate) fn pidfd_open(pid: u32) -> Option<io::Result<OwnedFd>> {
+    let pid = to_pid(pid)?;
+    match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(Ok(fd)),
+        Err(Errno::SRCH) => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
+/// Whether `fd` polls readable right now: a zero-timeout `poll(2)`. A
+/// pidfd is readable once its process has terminated.
+pub(crate) fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1))
+        && fds[0].revents().contains(PollFlags::IN)
+}
+
+/// `statfs(2)`'s `f_type` of the file system `fd` lives on.
+pub(crate) fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    let fs = rustix::fs::fstatfs(fd)?;
+    // f_type is a 32-bit magic number whatever the width of the field.
+    Ok(i64::from(fs.f_type as u32))
+}
+
+/// The bytes of `/proc/PID/stat`, or `None` if it cannot be read.
+pub(crate) fn proc_stat(pid: u32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The inode number of `/proc/self/ns/pid`: this process's pid namespace
+/// (0 if it cannot be read).
+pub(crate) fn pid_namespace_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Registers `handler` to run in every child that glibc's `fork(3)` makes
+/// (`pthread_atfork(3)`'s child handler). Through libc: the handlers live
+/// in glibc, which runs them.
+///
+/// The handler must be async-signal-safe (it runs in a just-forked child).
+pub(crate) fn at_fork_in_child(handler: extern "C" fn()) {
+    // SAFETY: registers a function pointer that lives for ever; glibc calls
+    // it in each child after fork. The caller promises it is
+    // async-signal-safe.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
+/// Sends `SIGKILL` to this process: it dies here.
+#[cfg(feature = "crash-points")]
+pub(crate) fn kill_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+}
+
+/// Sends `SIGSTOP` to this process: it stops here until `SIGCONT`.
+#[cfg(feature = "crash-points")]
+pub(crate) fn stop_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+}
