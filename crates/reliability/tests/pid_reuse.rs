@@ -91,5 +91,9 @@ fn held_by_does_not_count_a_dead_holders_row_for_the_process_that_reuses_its_pid
         0,
         "the newcomer was counted as holding the dead process's permit"
     );
-    assert_eq!(sem.value(), 1, "nobody swept the dead row: held_by only reads");
+    assert_eq!(
+        sem.value(),
+        1,
+        "nobody swept the dead row: held_by only reads"
+    );
 }

@@ -48,7 +48,13 @@ pub struct Lock {
 }
 
 // SAFETY: a RawLock: plain data valid at any address.
-unsafe impl ShmSafe for Lock {}
+unsafe impl ShmSafe for Lock {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        let (size, align) = (std::mem::size_of::<Lock>(), std::mem::align_of::<Lock>());
+        out.structure("Lock", "C", size, align, 1);
+        out.field::<RawLock>("raw", std::mem::offset_of!(Lock, raw));
+    }
+}
 
 impl Lock {
     shm::const_unless_loom! {

@@ -2,9 +2,11 @@
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::mem::{align_of, offset_of, size_of};
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use shm::layout::LayoutWriter;
 use shm::ShmSafe;
 
 use crate::poison::{lock_result, try_lock_result, LockResult, TryLockError, TryLockResult};
@@ -61,7 +63,15 @@ pub struct Mutex<T, R: RawRobustLock = RawLock> {
 
 // SAFETY: a raw lock (ShmSafe by its trait) and a ShmSafe value side by
 // side in a repr(C) struct: plain data valid at any address.
-unsafe impl<T: ShmSafe, R: RawRobustLock> ShmSafe for Mutex<T, R> {}
+unsafe impl<T: ShmSafe, R: RawRobustLock> ShmSafe for Mutex<T, R> {
+    /// Described field by field, so that a named `Mutex<T>` whose `T` changed
+    /// shape (even at the same size) is refused, naming the field.
+    fn describe_layout(out: &mut LayoutWriter) {
+        out.structure("Mutex", "C", size_of::<Self>(), align_of::<Self>(), 2);
+        out.field::<R>("raw", offset_of!(Self, raw));
+        out.field::<T>("data", offset_of!(Self, data));
+    }
+}
 // SAFETY: the lock lets one holder at a time reach the data, which may be
 // sent to whichever thread holds it.
 unsafe impl<T: Send, R: RawRobustLock> Sync for Mutex<T, R> {}

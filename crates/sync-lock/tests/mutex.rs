@@ -155,3 +155,40 @@ fn zz_this_suite_left_no_names_behind() {
         Vec::<String>::new()
     );
 }
+
+/// A named `Mutex<T>` is checked by `T`'s layout, field by field: the same
+/// type name and size with its fields in another order is refused, and the
+/// error names the difference (described as an opaque `Mutex<Tickets>`
+/// of 16 bytes, both would have opened).
+#[test]
+fn a_named_mutex_whose_data_changed_shape_is_refused() {
+    mod v1 {
+        #[derive(shm::ShmSafe)]
+        #[repr(C)]
+        pub struct Tickets {
+            pub left: u32,
+            pub sold: u32,
+        }
+    }
+    mod v2 {
+        #[derive(shm::ShmSafe)]
+        #[repr(C)]
+        pub struct Tickets {
+            pub sold: u32,
+            pub left: u32,
+        }
+    }
+    let name = testkit::unique_name("mutex-shape");
+    let db = Shared::create(&name, Mutex::new(v1::Tickets { left: 1, sold: 0 })).unwrap();
+    assert!(Shared::<Mutex<v1::Tickets>>::open(&name).is_ok());
+    match Shared::<Mutex<v2::Tickets>>::open(&name) {
+        Err(shm::Error::TypeMismatch { difference, .. }) => {
+            assert!(
+                difference.contains("sold") || difference.contains("left"),
+                "{difference}"
+            );
+        }
+        other => panic!("expected TypeMismatch, got {:?}", other.map(|_| ())),
+    }
+    drop(db);
+}

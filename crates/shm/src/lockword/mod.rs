@@ -159,7 +159,18 @@ pub struct RawLock {
 }
 
 // SAFETY: one 64-bit futex word, plain data valid at any 8-aligned address.
-unsafe impl ShmSafe for RawLock {}
+unsafe impl ShmSafe for RawLock {
+    fn describe_layout(out: &mut crate::layout::LayoutWriter) {
+        out.structure(
+            "RawLock",
+            "C",
+            std::mem::size_of::<RawLock>(),
+            std::mem::align_of::<RawLock>(),
+            1,
+        );
+        out.field::<Futex64>("word", std::mem::offset_of!(RawLock, word));
+    }
+}
 
 impl RawLock {
     crate::const_unless_loom! {
