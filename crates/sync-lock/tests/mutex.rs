@@ -165,17 +165,17 @@ fn a_named_mutex_whose_data_changed_shape_is_refused() {
     mod v1 {
         #[derive(shm::ShmSafe)]
         #[repr(C)]
-        pub struct Tickets {
-            pub left: u32,
-            pub sold: u32,
+        pub(super) struct Tickets {
+            pub(super) left: u32,
+            pub(super) sold: u32,
         }
     }
     mod v2 {
         #[derive(shm::ShmSafe)]
         #[repr(C)]
-        pub struct Tickets {
-            pub sold: u32,
-            pub left: u32,
+        pub(super) struct Tickets {
+            pub(super) sold: u32,
+            pub(super) left: u32,
         }
     }
     let name = testkit::unique_name("mutex-shape");
