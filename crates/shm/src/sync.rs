@@ -108,6 +108,20 @@ pub fn now() -> std::time::Instant {
 #[cfg(loom)]
 pub use model::now;
 
+/// `CLOCK_MONOTONIC` in nanoseconds, the same in every process: a time
+/// that can be stored in shared memory and compared by another process. The
+/// model clock, counted from its origin, under `cfg(loom)`.
+#[cfg(not(loom))]
+pub fn monotonic_ns() -> u64 {
+    crate::sys::monotonic_ns()
+}
+
+/// The model clock (`now`) in nanoseconds since its origin.
+#[cfg(loom)]
+pub fn monotonic_ns() -> u64 {
+    now().saturating_duration_since(model::origin()).as_nanos() as u64
+}
+
 /// Defines a `const fn`, or under `cfg(loom)` the same function without
 /// `const` (loom's atomics, mutexes and condvars cannot be made in a const
 /// context). For the constructors of the primitives, so that the normal

@@ -210,6 +210,14 @@ pub(crate) fn low_half(word: &AtomicU64) -> &AtomicU32 {
     unsafe { &*ptr }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock that every process of the
+/// machine reads alike (what `Instant` measures, as a number that can be
+/// stored in shared memory).
+pub(crate) fn monotonic_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// This process's id: `getpid(2)`.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32

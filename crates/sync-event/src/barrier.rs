@@ -626,7 +626,7 @@ impl Barrier {
     /// A waiter's periodic check, shared: at most one process checks per
     /// `CHECK_EVERY`, however many wait.
     fn check_parties(&self) {
-        let now = monotonic_ns();
+        let now = shm::sync::monotonic_ns();
         let due = self.next_check.load(Ordering::Relaxed);
         if now < due
             || self
@@ -688,26 +688,6 @@ impl std::fmt::Debug for Barrier {
             .field("broken", &(state & BROKEN != 0))
             .finish_non_exhaustive()
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process.
-#[cfg(not(loom))]
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// The model clock (`shm::sync::now`) in nanoseconds since its origin.
-#[cfg(loom)]
-fn monotonic_ns() -> u64 {
-    shm::sync::now()
-        .saturating_duration_since(shm::sync::model::origin())
-        .as_nanos() as u64
 }
 
 #[cfg(test)]

@@ -16,7 +16,11 @@
 //! Both are `#[repr(C)]` structs of atomics, [`ShmSafe`](shm::ShmSafe), to
 //! put in `shm::Shared` memory.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // implements ShmSafe
 mod barrier;
+#[allow(unsafe_code)] // implements ShmSafe
 mod event;
 
 pub use barrier::{Barrier, BarrierError, BarrierWaitResult, BARRIER_CRASH_POINTS, MAX_PARTIES};

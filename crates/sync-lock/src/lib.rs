@@ -42,11 +42,18 @@
 //! `acquire(timeout=t)` is [`Lock::lock_timeout`], `release()` is dropping
 //! the guard.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // implements ShmSafe; rebuilds the guard it took apart to wait
 mod condvar;
+#[allow(unsafe_code)] // implements ShmSafe; builds guards of acquisitions it made
 mod lock;
+#[allow(unsafe_code)] // hands out &T / &mut T through the lock; Send/Sync argued there
 mod mutex;
 mod poison;
+#[allow(unsafe_code)] // implements ShmSafe; releases acquisitions it made
 mod rlock;
+mod sys;
 
 pub use condvar::{Condvar, WaitTimeoutResult, CONDVAR_CRASH_POINTS, MAX_WAITERS};
 pub use lock::{Lock, LockGuard};

@@ -101,18 +101,11 @@ fn thread_key() -> u64 {
 /// 64 random bits from the kernel, never 0 (0 means "no thread").
 #[cold]
 fn random_key() -> u64 {
-    let mut bytes = [0u8; 8];
     loop {
-        // SAFETY: getrandom writes at most `bytes.len()` bytes into the
-        // buffer we own; flags 0 reads the urandom source.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if n == bytes.len() as isize {
-            let key = u64::from_ne_bytes(bytes);
-            if key != 0 {
-                return key;
-            }
+        let key = crate::sys::random_u64();
+        if key != 0 {
+            return key;
         }
-        // EINTR, or a short read: try again.
     }
 }
 

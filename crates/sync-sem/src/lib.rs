@@ -22,10 +22,14 @@
 //! back when a singer is thrown out); a robust permit moved into a child
 //! process is made the child's with [`Permit::adopt`].
 
+#![deny(unsafe_code)]
+
 mod count;
 mod error;
 mod permit;
+#[allow(unsafe_code)] // implements ShmSafe
 mod plain;
+#[allow(unsafe_code)] // implements ShmSafe; guards its table lock's acquisitions
 mod robust;
 
 pub use error::{AcquireError, AdoptError, ReleaseError};

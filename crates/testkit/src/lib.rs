@@ -10,6 +10,11 @@
 //! - [`raise`] and [`wait_for`]: one process tells another "I got this
 //!   far" through a futex word in shared memory (never a sleep).
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // _exit in a forked child
+mod sys;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -122,13 +127,7 @@ pub const GENEROUS: Duration = Duration::from_secs(10);
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the
 /// machine (unlike `Instant`, which cannot cross a process boundary).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    shm::sync::monotonic_ns()
 }
 
 /// A small deterministic pseudo-random sequence (xorshift), so a failing
@@ -192,9 +191,8 @@ pub fn park_until_killed() {
 /// the kill in nanoseconds (see [`monotonic_ns`]).
 pub fn sigkill_from_sibling(pid: i32) -> daemon::Child<u64> {
     daemon::Process::new(|| {
-        // SAFETY: kill has no memory-safety preconditions; see above for
-        // why `pid` names the intended process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // `pid` names the intended process: see above.
+        sys::sigkill(pid);
         monotonic_ns()
     })
     .start()
@@ -228,8 +226,7 @@ where
 /// CI runs as root; a developer's run without it skips the pid-reuse tests,
 /// saying so.
 pub fn can_force_pids() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = sys::is_root();
     root && std::fs::OpenOptions::new()
         .write(true)
         .open("/proc/sys/kernel/ns_last_pid")
@@ -266,8 +263,8 @@ where
                 assert!(gate_ref.wait(0, Some(limit)), "the gate never opened");
             }
             if gate_ref.load(Ordering::SeqCst) == WRONG_PID {
-                // SAFETY: leaves at once, running nothing of the test.
-                unsafe { libc::_exit(0) };
+                // Leaves at once, running nothing of the test.
+                sys::exit_now(0);
             }
             work()
         })
