@@ -56,6 +56,7 @@
 pub mod crash;
 mod error;
 pub mod futex;
+mod identity;
 pub mod layout;
 // Declares the unsafe trait RawRobustLock and the unsafe release calls a
 // guard makes on the acquisition it owns.

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use loom::sync::{Condvar, Mutex};
 
-use crate::pid::Identity;
+use crate::identity::Identity;
 
 /// When a timed futex wait (one with a deadline) times out in the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
