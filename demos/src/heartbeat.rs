@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use daemon::heartbeat::{Health, Monitor, Reporter};
+use ::heartbeat::{Health, Monitor, Reporter};
 use daemon::Process;
 
 use crate::cli::{Context, DemoError, Summary};

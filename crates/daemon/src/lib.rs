@@ -14,9 +14,10 @@
 //!   daemon children are terminated (SIGTERM, then SIGKILL after
 //!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
 //!   if its parent is killed.
-//! - [`heartbeat`]: a daemon that reports "the main process is alive" (报活)
-//!   over UDP or into SQLite, and a [`heartbeat::Monitor`] that notices
-//!   silence and stalls.
+//!
+//! Heartbeats (报活), a daemon that reports "the main process is alive" and
+//! a monitor that notices silence, are built on this crate in the
+//! `heartbeat` crate.
 //!
 //! The seed lesson asks how a parent gets a child's result, since the two
 //! share no memory. Its answer is a socket; here the closure's return value
@@ -38,7 +39,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod heartbeat;
 mod lifetime;
 mod process;
 

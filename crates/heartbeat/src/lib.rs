@@ -24,7 +24,7 @@
 //! # Example
 //!
 //! ```
-//! use daemon::heartbeat::{Health, Monitor, Reporter};
+//! use heartbeat::{Health, Monitor, Reporter};
 //! use std::time::Duration;
 //!
 //! let mut monitor = Monitor::udp("127.0.0.1:0")?;
@@ -55,7 +55,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shm::Shared;
 
-use crate::{Child, Process};
+use daemon::{Child, Process};
 
 /// The lesson's interval: one report a minute. Most users want less.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -108,7 +108,7 @@ pub enum HeartbeatError {
     },
     /// Starting the reporting daemon failed.
     #[error("starting the heartbeat reporter: {0}")]
-    Start(#[from] crate::Error),
+    Start(#[from] daemon::Error),
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]
     NoSink,
