@@ -39,13 +39,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod child;
 mod lifetime;
 mod process;
+mod wire;
 
+pub use child::Child;
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
-pub use process::{
-    Child, Process, PANIC_EXIT_CODE, PROCESS_CRASH_POINTS, UNSENDABLE_RESULT_EXIT_CODE,
-};
+pub use process::{Process, PROCESS_CRASH_POINTS};
+pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
 use std::io::{self, Write};
 use std::time::Duration;
