@@ -3,13 +3,15 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+use rustix::process::Signal;
 use serde::de::DeserializeOwned;
 
 use crate::wire::{Outcome, Received};
-use crate::{lifetime, ExitStatus, JoinError};
+use crate::{lifetime, sys, ExitStatus, JoinError};
 
 /// A running (or finished) child process started by
 /// [`Process::start`](crate::Process::start).
@@ -161,13 +163,13 @@ impl<T> Child<T> {
     /// Sends SIGTERM (Python's `terminate()`). Does nothing if the child has
     /// already been collected.
     pub fn terminate(&self) -> io::Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(Signal::TERM.as_raw())
     }
 
     /// Sends SIGKILL (Python's `kill()`). Does nothing if the child has
     /// already been collected.
     pub fn kill(&self) -> io::Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(Signal::KILL.as_raw())
     }
 
     /// Sends `signal` to the child. Goes through a pidfd, so it can never
@@ -176,26 +178,10 @@ impl<T> Child<T> {
         if self.status.is_some() {
             return Ok(());
         }
-        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            let err = io::Error::last_os_error();
+        match sys::pidfd_send_signal(self.pidfd.as_fd(), signal) {
             // ESRCH: it has exited and is waiting to be collected.
-            if err.raw_os_error() == Some(libc::ESRCH) {
-                Ok(())
-            } else {
-                Err(err)
-            }
+            Err(err) if err.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => Ok(()),
+            sent => sent,
         }
     }
 
@@ -203,38 +189,31 @@ impl<T> Child<T> {
     /// the child has finished (and its status is collected).
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, JoinError> {
         while self.status.is_none() {
-            let timeout_ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    // Round up so that poll never returns before the deadline.
-                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            };
+            let timeout_ms = deadline.map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so that poll never returns before the deadline.
+                u32::try_from(left.as_micros().div_ceil(1000))
+                    .unwrap_or(u32::MAX)
+                    .min(i32::MAX as u32)
+            });
             // Small results wait in the socket buffer until the child has
             // exited, so the parent wakes once, not once for the data and
             // again for the exit (measured: 1.5x a bare fork + waitpid
             // with two wake-ups, 1.1x with one).
             let second = if !self.reading {
-                self.streaming.as_raw_fd()
+                Some(self.streaming.as_fd())
             } else if self.results_closed {
-                -1
+                None
             } else {
-                self.results.as_raw_fd()
+                Some(self.results.as_fd())
             };
-            let mut fds = [poll_fd(self.pidfd.as_raw_fd()), poll_fd(second)];
-            // SAFETY: two valid pollfd structs; a negative fd is ignored.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-            if rc < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(JoinError::Os {
-                    op: "poll",
-                    source: io::Error::last_os_error(),
-                });
-            }
-            if fds[1].revents != 0 {
+            let (exited, second_ready) =
+                match sys::poll_readable(self.pidfd.as_fd(), second, timeout_ms) {
+                    Ok(ready) => ready,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => return Err(JoinError::Os { op: "poll", source }),
+                };
+            if second_ready {
                 if self.reading {
                     self.read_results(false)
                         .map_err(|source| JoinError::Os { op: "recv", source })?;
@@ -242,9 +221,9 @@ impl<T> Child<T> {
                     self.reading = true;
                 }
             }
-            if fds[0].revents != 0 {
+            if exited {
                 self.reap()?;
-            } else if rc == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            } else if !second_ready && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
         }
@@ -259,29 +238,12 @@ impl<T> Child<T> {
     /// is something); with it, until there is nothing more right now.
     fn read_results(&mut self, drain: bool) -> io::Result<()> {
         while !self.results_closed {
-            let spare = self.received.spare(self.reading);
-            // SAFETY: a valid socket; `spare` is writable for its length,
-            // and recv writes at most that many bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.results.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => self.results_closed = true,
-                // SAFETY: recv initialised the first n bytes of `spare`.
-                n if n > 0 => unsafe { self.received.filled(n as usize) },
-                _ => {
-                    let err = io::Error::last_os_error();
-                    match err.raw_os_error() {
-                        Some(libc::EINTR) => continue,
-                        Some(libc::EAGAIN) => return Ok(()),
-                        _ => return Err(err),
-                    }
-                }
+            match self.received.recv(self.results.as_fd(), self.reading) {
+                Ok(0) => self.results_closed = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
             if !drain {
                 return Ok(());
@@ -291,32 +253,23 @@ impl<T> Child<T> {
     }
 
     fn reap(&mut self) -> Result<(), JoinError> {
-        let mut raw = 0;
         // Collected and forgotten under the registry's lock, so the exit
         // handler never signals a pid that was collected and reused.
         let mut children = lifetime::registry();
-        // SAFETY: our own child; a valid out-pointer.
-        let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
-        if rc == self.pid {
-            lifetime::forget(&mut children, self.pid);
-            self.status = Some(ExitStatus::from_raw(raw));
-        } else if rc < 0 {
-            let source = io::Error::last_os_error();
-            if source.raw_os_error() != Some(libc::EINTR) {
+        match sys::waitpid(self.pid, false) {
+            Ok(Some(status)) => {
+                lifetime::forget(&mut children, self.pid);
+                self.status = Some(status);
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
                 return Err(JoinError::Os {
                     op: "waitpid",
                     source,
-                });
+                })
             }
         }
         Ok(())
-    }
-}
-
-fn poll_fd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }

@@ -3,11 +3,12 @@
 
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::Serialize;
 
+use crate::sys::{self, Forked};
 use crate::wire::{
     encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
     PANIC_EXIT_CODE,
@@ -132,8 +133,14 @@ where
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
-        let (parent_end, child_end) = socket_pair()?;
-        let streaming = event_fd()?;
+        let (parent_end, child_end) = sys::socket_pair().map_err(|source| Error::Os {
+            op: "socketpair",
+            source,
+        })?;
+        let streaming = sys::event_fd().map_err(|source| Error::Os {
+            op: "eventfd",
+            source,
+        })?;
         let Process { body, name, daemon } = self;
         // Once the fork succeeds the closure belongs to the child, as with
         // `thread::spawn`: the parent must never drop its copy, or whatever
@@ -148,41 +155,41 @@ where
         // (Rust's stderr is unbuffered: nothing to flush there.)
         let mut stdout = io::stdout().lock();
         let _ = stdout.flush();
-        // SAFETY: getpid has no preconditions.
-        let parent_pid = unsafe { libc::getpid() };
+        let parent_pid = sys::getpid();
         // Held across the fork: no other thread can be half-way through a
         // change of it, and the child clears its copy.
         let mut children = lifetime::registry();
-        // SAFETY: fork has no memory-safety preconditions; the child below
-        // runs only the closure and async-signal-safe calls before `_exit`
-        // (see the type's documentation for the rule on threads).
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let source = io::Error::last_os_error();
-            drop(children);
-            drop(stdout);
-            // No child: the closure is still ours to drop.
-            drop(ManuallyDrop::into_inner(body));
-            return Err(Error::Os { op: "fork", source });
-        }
-        if pid == 0 {
-            shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
-            // The parent's children are not ours to end or join.
-            children.clear();
-            drop(children);
-            drop(stdout);
-            drop(parent_end);
-            run_child(
-                body,
-                Setup {
-                    name: name.as_deref(),
-                    daemon,
-                    parent_pid,
-                },
-                child_end,
-                &streaming,
-            );
-        }
+        // The child below runs only the closure and async-signal-safe calls
+        // before `_exit` (see the type's documentation for the rule on
+        // threads).
+        let pid = match sys::fork() {
+            Err(source) => {
+                drop(children);
+                drop(stdout);
+                // No child: the closure is still ours to drop.
+                drop(ManuallyDrop::into_inner(body));
+                return Err(Error::Os { op: "fork", source });
+            }
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => {
+                shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
+                // The parent's children are not ours to end or join.
+                children.clear();
+                drop(children);
+                drop(stdout);
+                drop(parent_end);
+                run_child(
+                    body,
+                    Setup {
+                        name: name.as_deref(),
+                        daemon,
+                        parent_pid,
+                    },
+                    child_end,
+                    &streaming,
+                );
+            }
+        };
         drop(stdout);
         children.push(lifetime::Registered {
             pid,
@@ -191,7 +198,7 @@ where
         });
         drop(children);
         drop(child_end);
-        let pidfd = pidfd_open(pid).map_err(|source| Error::Os {
+        let pidfd = sys::pidfd_open(pid).map_err(|source| Error::Os {
             op: "pidfd_open",
             source,
         })?;
@@ -209,14 +216,9 @@ struct Setup<'a> {
 impl Setup<'_> {
     fn apply(&self) {
         if let Some(name) = self.name {
-            // On the stack: no allocation in the child (see `run_child`).
-            // A NUL inside the name ends it there.
-            let mut comm = [0u8; 16];
-            let n = name.len().min(15);
-            comm[..n].copy_from_slice(&name.as_bytes()[..n]);
-            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most
-            // 16 bytes; `comm[15]` is always 0.
-            unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+            // No allocation in the child (see `run_child`). A NUL inside
+            // the name ends it there.
+            sys::set_thread_name(name);
         }
         if self.daemon {
             become_daemon(self.parent_pid);
@@ -227,15 +229,12 @@ impl Setup<'_> {
 /// In a new daemon child: die with the parent.
 fn become_daemon(parent_pid: i32) {
     lifetime::mark_daemon_process();
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    sys::die_with_parent();
     // The parent may have died before the line above: then nobody will send
     // the signal, and the parent id has already changed. Nothing of the
     // child's own can be buffered yet: leave at once.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != parent_pid {
-        // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(0) };
+    if sys::getppid() != parent_pid {
+        sys::exit_now(0);
     }
 }
 
@@ -282,13 +281,11 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
     if bytes.len() > INLINE_RESULT_LIMIT {
         // Too big to leave in the socket buffer: ask the parent to read
         // while we write.
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: an eventfd takes an 8-byte counter increment.
-        unsafe { libc::write(streaming.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        sys::event_fd_signal(streaming.as_fd());
         shm::crash_point!(PROCESS_CRASH_POINTS, "process: streaming announced");
     }
     // If the parent is gone or dropped its handle, nobody wants the result.
-    let _ = send_all(results.as_raw_fd(), bytes);
+    let _ = sys::send_all(results.as_fd(), bytes);
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: result sent");
     // `_exit` closes it; a `close` call here would only cost time.
     std::mem::forget(results);
@@ -297,69 +294,6 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
     // the child released it); a panic here changes nothing any more.
     let _ = catch_unwind(|| io::stdout().flush());
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: exiting");
-    // SAFETY: _exit ends the process at once, running none of the parent's
-    // exit handlers or destructors.
-    unsafe { libc::_exit(code) }
-}
-
-fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: a valid out-array of two ints.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(Error::Os {
-            op: "socketpair",
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: socketpair just returned these two descriptors; nobody else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; our unreaped child's pid
-    // cannot be reused, so the pidfd names it.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn event_fd() -> Result<OwnedFd, Error> {
-    // SAFETY: eventfd takes an initial value and flags.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::Os {
-            op: "eventfd",
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: a valid socket and a readable buffer; MSG_NOSIGNAL turns a
-        // closed peer into EPIPE instead of killing us with SIGPIPE.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(err);
-        }
-        bytes = &bytes[n as usize..];
-    }
-    Ok(())
+    // Running none of the parent's exit handlers or destructors.
+    sys::exit_now(code)
 }

@@ -4,7 +4,12 @@
 //! up to [`INLINE_RESULT_LIMIT`] waits in the socket buffer until the child
 //! has exited; a larger one is announced and streamed.
 
+use std::io;
+use std::os::fd::BorrowedFd;
+
 use serde::{Deserialize, Serialize};
+
+use crate::sys;
 
 /// The exit code of a child whose closure panicked (Rust's own code for a
 /// panicking `main`).
@@ -70,8 +75,9 @@ pub(crate) const INLINE_RECEIVED: usize = 256;
 /// A small result then costs the parent no allocation, and so no
 /// copy-on-write fault on the allocator's pages (measured: the allocation
 /// and free of a Vec were a third of the extra page faults of a start+join).
+/// The heap is in use once it has any capacity.
 pub(crate) struct Received {
-    inline: [std::mem::MaybeUninit<u8>; INLINE_RECEIVED],
+    inline: [u8; INLINE_RECEIVED],
     inline_len: usize,
     heap: Vec<u8>,
 }
@@ -79,7 +85,7 @@ pub(crate) struct Received {
 impl Default for Received {
     fn default() -> Received {
         Received {
-            inline: [std::mem::MaybeUninit::uninit(); INLINE_RECEIVED],
+            inline: [0; INLINE_RECEIVED],
             inline_len: 0,
             heap: Vec::new(),
         }
@@ -95,44 +101,27 @@ impl std::fmt::Debug for Received {
 }
 
 impl Received {
-    /// Room for the next read: the rest of the inline buffer, or (once on
-    /// the heap, or when `streaming` a big result) 64 KiB of heap.
-    pub(crate) fn spare(&mut self, streaming: bool) -> &mut [std::mem::MaybeUninit<u8>] {
-        if self.heap.is_empty() && !streaming && self.inline_len < INLINE_RECEIVED {
-            return &mut self.inline[self.inline_len..];
+    /// One read from `socket`, without waiting, into the room for it: the
+    /// rest of the inline buffer, or (once on the heap, or when `streaming`
+    /// a big result) 64 KiB of heap. Returns the bytes read (0: the child
+    /// closed its end); nothing there yet is `WouldBlock`.
+    pub(crate) fn recv(&mut self, socket: BorrowedFd<'_>, streaming: bool) -> io::Result<usize> {
+        if self.heap.capacity() == 0 && !streaming && self.inline_len < INLINE_RECEIVED {
+            let n = sys::recv_now(socket, &mut self.inline[self.inline_len..])?;
+            self.inline_len += n;
+            return Ok(n);
         }
-        if self.heap.is_empty() {
-            // SAFETY: the first inline_len bytes were written by recv.
-            let inline = unsafe {
-                std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.inline_len)
-            };
-            self.heap.extend_from_slice(inline);
+        if self.heap.capacity() == 0 {
+            self.heap.extend_from_slice(&self.inline[..self.inline_len]);
         }
         self.heap.reserve(64 * 1024);
-        self.heap.spare_capacity_mut()
+        sys::recv_now_appending(socket, &mut self.heap)
     }
 
-    /// Records that the first `n` bytes of the last [`spare`](Received::spare)
-    /// were written.
-    ///
-    /// # Safety
-    ///
-    /// Those `n` bytes must have been initialised.
-    pub(crate) unsafe fn filled(&mut self, n: usize) {
-        if self.heap.is_empty() && self.heap.capacity() == 0 {
-            self.inline_len += n;
-        } else {
-            // SAFETY: the caller wrote n bytes into the spare capacity.
-            unsafe { self.heap.set_len(self.heap.len() + n) };
-        }
-    }
-
+    /// Everything received.
     pub(crate) fn as_slice(&self) -> &[u8] {
         if self.heap.capacity() == 0 {
-            // SAFETY: the first inline_len bytes were written by recv.
-            unsafe {
-                std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.inline_len)
-            }
+            &self.inline[..self.inline_len]
         } else {
             &self.heap
         }

@@ -61,8 +61,6 @@
 mod monitor;
 mod reporter;
 mod sinks;
-// The OS layer: the only module with `unsafe` code (two calls into libc).
-#[allow(unsafe_code)]
 mod sys;
 mod wire;
 

@@ -1,42 +1,29 @@
-//! The OS layer: every system call of this crate, each wrapped once.
+//! The OS layer: every system call of this crate, each wrapped once. All
+//! through `rustix`, so there is no `unsafe` code here either.
 
 use std::net::UdpSocket;
 
 /// This process's id.
 pub(crate) fn getpid() -> u32 {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() as u32 }
+    rustix::process::getpid().as_raw_pid() as u32
 }
 
 /// A monitor of many reporters receives bursts; the default buffer (about
-/// 200 KiB) drops datagrams, which would read as false silence.
+/// 200 KiB) drops datagrams, which would read as false silence. Asks for 8
+/// MiB, beyond the system's limit if privileged (`SO_RCVBUFFORCE`), within
+/// it otherwise (`SO_RCVBUF`); best effort.
 pub(crate) fn enlarge_receive_buffer(socket: &UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 8 << 20;
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: a valid socket and a pointer to an int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&size as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return;
-        }
+    const SIZE: usize = 8 << 20;
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, SIZE).is_err() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(socket, SIZE);
     }
 }
 
-/// This machine's name (`gethostname(2)`), or "unknown".
+/// This machine's name (`uname(2)`'s node name, which is what
+/// `gethostname(2)` returns).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: a writable buffer of the given length.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
