@@ -1,9 +1,9 @@
-//! Command line, language and time scale shared by every scenario.
+//! The command line: parses the arguments and dispatches to the scenario
+//! asked for.
 
-use std::fmt::Display;
-use std::time::Duration;
+use clap::{Parser, Subcommand};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::context::{print_line, Context, DemoError, Lang, Summary};
 
 /// Runs the scenarios of the classic lesson on Python processes
 /// ("python进程数据隔离,守护进程,锁,信号量和事件") with procsync, between real
@@ -23,7 +23,7 @@ pub(crate) struct Cli {
     speed: Option<f64>,
 
     #[command(subcommand)]
-    pub(crate) scenario: Scenario,
+    scenario: Scenario,
 }
 
 /// The scenarios.
@@ -65,15 +65,6 @@ pub(crate) enum Scenario {
     All,
 }
 
-/// Message language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Lang {
-    /// The seed lesson's own words.
-    Zh,
-    /// English.
-    En,
-}
-
 /// The slowest `--speed`: a one-minute lesson step then takes about a week.
 const MIN_SPEED: f64 = 1e-4;
 /// The fastest `--speed`: a one-second lesson step then takes 1 µs.
@@ -97,7 +88,29 @@ fn parse_speed(text: &str) -> Result<f64, String> {
 }
 
 impl Cli {
-    pub(crate) fn context(&self) -> Context {
+    /// Runs the scenario asked for; its summaries (one, or one per
+    /// scenario for `all`).
+    pub(crate) fn run(self) -> Result<Vec<Summary>, DemoError> {
+        let ctx = self.context();
+        match self.scenario {
+            Scenario::Isolation => crate::isolation::run(&ctx).map(|s| vec![s]),
+            Scenario::Tickets(args) => crate::tickets::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Ktv(args) => crate::ktv::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Traffic(args) => crate::traffic::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Daemon => crate::daemons::run_daemon(&ctx).map(|s| vec![s]),
+            Scenario::DaemonOrder => crate::daemons::run_daemon_order(&ctx).map(|s| vec![s]),
+            Scenario::Result => crate::daemons::run_result(&ctx).map(|s| vec![s]),
+            Scenario::Heartbeat(args) => crate::heartbeat::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::HeartbeatMonitor(args) => {
+                crate::heartbeat::run_monitor(&ctx, &args).map(|s| vec![s])
+            }
+            Scenario::EchoServer(args) => crate::echo::run_server(&ctx, &args).map(|s| vec![s]),
+            Scenario::EchoClient(args) => crate::echo::run_client(&ctx, &args).map(|s| vec![s]),
+            Scenario::All => run_all(&ctx),
+        }
+    }
+
+    fn context(&self) -> Context {
         let default_speed = match self.scenario {
             Scenario::All => ALL_DEFAULT_SPEED,
             _ => 1.0,
@@ -109,61 +122,11 @@ impl Cli {
     }
 }
 
-/// What every scenario needs: the language and the time scale.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Context {
-    pub(crate) lang: Lang,
-    pub(crate) speed: f64,
-}
-
-impl Context {
-    /// Prints a line in the chosen language.
-    pub(crate) fn say(&self, zh: impl Display, en: impl Display) {
-        match self.lang {
-            Lang::Zh => print_line(zh),
-            Lang::En => print_line(en),
-        }
-    }
-
-    /// A lesson duration scaled by `--speed`.
-    pub(crate) fn scaled(&self, lesson_time: Duration) -> Duration {
-        lesson_time.div_f64(self.speed)
-    }
-}
-
-/// A scenario's measured outcome, printed as `summary: k=v ...`.
-#[derive(Debug, Default)]
-pub(crate) struct Summary {
-    pairs: Vec<(&'static str, String)>,
-}
-
-impl Summary {
-    pub(crate) fn with(mut self, key: &'static str, value: impl Display) -> Summary {
-        self.pairs.push((key, value.to_string()));
-        self
-    }
-
-    pub(crate) fn print(&self) {
-        let fields: Vec<String> = self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        print_line(format_args!("summary: {}", fields.join(" ")));
-    }
-}
-
-/// Prints one line; a closed stdout (`demos all | head`) is not an error
-/// worth a panic in every child process.
-pub(crate) fn print_line(line: impl Display) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// The error type of a scenario.
-pub(crate) type DemoError = Box<dyn std::error::Error>;
-
 /// `demos all` runs the whole lesson in well under a minute at this speed.
 const ALL_DEFAULT_SPEED: f64 = 5.0;
 
 /// A scenario's entry point.
-pub(crate) type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
+type ScenarioFn = fn(&Context) -> Result<Summary, DemoError>;
 
 /// Every scenario, in the lesson's order.
 const ALL: &[(&str, ScenarioFn)] = &[
@@ -187,7 +150,7 @@ const ALL: &[(&str, ScenarioFn)] = &[
 ];
 
 /// Runs every scenario in the lesson's order.
-pub(crate) fn run_all(ctx: &Context) -> Result<Vec<Summary>, DemoError> {
+fn run_all(ctx: &Context) -> Result<Vec<Summary>, DemoError> {
     let mut summaries = Vec::new();
     for &(name, run) in ALL {
         print_line(format_args!("\n=== {name} ==="));

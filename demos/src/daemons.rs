@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use daemon::Process;
 use shm::{Shared, ShmSafe};
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// What the seed's processes report back, in memory the demo shares with
 /// them (their own output is just printed, as in the seed).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use daemon::{Child, Process};
 use shm::Shared;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// The seed's reply.
 const REPLY: &[u8] = b"hi";

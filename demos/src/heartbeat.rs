@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use daemon::heartbeat::{Health, Monitor, Reporter};
+use ::heartbeat::{Health, Monitor, Reporter};
 use daemon::Process;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// Arguments of `demos heartbeat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -149,12 +149,12 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
         if let Some(db) = &args.db {
             monitor.read_database(db)?;
         }
-        crate::cli::print_line(format_args!(
+        crate::context::print_line(format_args!(
             "{:<20} {:<12} {:>8} {:>8} {:>10} {:<7} {:>8}",
             "id", "host", "pid", "seq", "progress", "health", "silent"
         ));
         for r in monitor.reporters() {
-            crate::cli::print_line(format_args!(
+            crate::context::print_line(format_args!(
                 "{:<20} {:<12} {:>8} {:>8} {:>10} {:<7} {:>7.1}s",
                 r.id,
                 r.host,
@@ -166,7 +166,7 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
             ));
         }
         for alert in monitor.take_alerts() {
-            crate::cli::print_line(format_args!(
+            crate::context::print_line(format_args!(
                 "ALERT {}: {} -> {}",
                 alert.id, alert.from, alert.to
             ));

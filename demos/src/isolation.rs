@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use daemon::Process;
 use shm::Shared;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// The seed's global `n = 100`. (An atomic only because Rust wants globals
 /// to be safe to change; it is ordinary, process-private memory, which `fork`

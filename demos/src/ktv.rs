@@ -7,7 +7,7 @@ use daemon::Process;
 use shm::{Shared, ShmSafe};
 use sync_sem::RobustSemaphore;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// Arguments of `demos ktv`.
 #[derive(Debug, Clone, clap::Args)]

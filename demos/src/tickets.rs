@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shm::Shared;
 use sync_lock::Lock;
 
-use crate::cli::{Context, DemoError, Summary};
+use crate::context::{Context, DemoError, Summary};
 
 /// Arguments of `demos tickets`.
 #[derive(Debug, Clone, clap::Args)]

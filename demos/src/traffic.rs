@@ -10,7 +10,7 @@ use shm::{Futex, Shared, ShmSafe};
 use sync_event::Event;
 use sync_lock::Lock;
 
-use crate::cli::{print_line, Context, DemoError, Summary};
+use crate::context::{print_line, Context, DemoError, Summary};
 
 /// Arguments of `demos traffic`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,8 +75,8 @@ fn green(ctx: &Context, colour: bool) {
 
 fn ctx_text<'a>(ctx: &Context, zh: &'a str, en: &'a str) -> &'a str {
     match ctx.lang {
-        crate::cli::Lang::Zh => zh,
-        crate::cli::Lang::En => en,
+        crate::context::Lang::Zh => zh,
+        crate::context::Lang::En => en,
     }
 }
 

@@ -46,7 +46,7 @@ fn the_monitor_reads_a_reporters_database() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("beats.sqlite");
     // A reporter of this test process writes the database ("写数据库").
-    let beat = daemon::heartbeat::Reporter::new("db-probe")
+    let beat = heartbeat::Reporter::new("db-probe")
         .interval(std::time::Duration::from_millis(100))
         .sqlite(&db)
         .start()

@@ -14,9 +14,10 @@
 //!   daemon children are terminated (SIGTERM, then SIGKILL after
 //!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
 //!   if its parent is killed.
-//! - [`heartbeat`]: a daemon that reports "the main process is alive" (报活)
-//!   over UDP or into SQLite, and a [`heartbeat::Monitor`] that notices
-//!   silence and stalls.
+//!
+//! Heartbeats (报活), a daemon that reports "the main process is alive" and
+//! a monitor that notices silence, are built on this crate in the
+//! `heartbeat` crate.
 //!
 //! The seed lesson asks how a parent gets a child's result, since the two
 //! share no memory. Its answer is a socket; here the closure's return value
@@ -38,14 +39,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod heartbeat;
+#![deny(unsafe_code)]
+
+mod child;
 mod lifetime;
 mod process;
+// The OS layer: the only module with `unsafe` code, each block argued there.
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
 
+pub use child::Child;
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
-pub use process::{
-    Child, Process, PANIC_EXIT_CODE, PROCESS_CRASH_POINTS, UNSENDABLE_RESULT_EXIT_CODE,
-};
+pub use process::{Process, PROCESS_CRASH_POINTS};
+pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -65,14 +72,6 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(code) => code,
             ExitStatus::Signaled(signal) => -signal,
-        }
-    }
-
-    fn from_raw(raw: i32) -> ExitStatus {
-        if libc::WIFSIGNALED(raw) {
-            ExitStatus::Signaled(libc::WTERMSIG(raw))
-        } else {
-            ExitStatus::Exited(libc::WEXITSTATUS(raw))
         }
     }
 }
@@ -167,6 +166,5 @@ pub enum JoinError {
 pub fn exit(code: i32) -> ! {
     // stderr is unbuffered; only stdout can hold a partial line.
     let _ = io::stdout().flush();
-    // SAFETY: _exit ends the process at once; nothing runs after it.
-    unsafe { libc::_exit(code) }
+    sys::exit_now(code)
 }

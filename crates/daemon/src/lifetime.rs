@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
+use crate::sys;
+
 /// How long daemon children get between SIGTERM and SIGKILL when the main
 /// code ends.
 pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
@@ -53,9 +57,8 @@ pub(crate) fn mark_daemon_process() {
 /// child inherits it unlocked-by-its-own-guard and can reset it.
 pub(crate) fn registry() -> MutexGuard<'static, Vec<Registered>> {
     INSTALL_HANDLER.call_once(|| {
-        // SAFETY: registers a plain `extern "C" fn()`; atexit has no other
-        // preconditions. A failure (no room) only loses the exit rule.
-        unsafe { libc::atexit(at_exit) };
+        // A failure (no room) only loses the exit rule.
+        sys::at_exit(at_exit);
     });
     CHILDREN
         .lock()
@@ -72,8 +75,7 @@ extern "C" fn at_exit() {
     // A child forked by other means (not `Process::start`, which clears the
     // registry) inherits a copy of it; if that child leaves through `exit`,
     // it must not end or join its parent's children.
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = sys::getpid();
     children.retain(|c| c.parent == me);
     end_children(&children, DAEMON_GRACE);
 }
@@ -87,37 +89,36 @@ fn end_children(children: &[Registered], grace: Duration) {
         .map(|c| c.pid)
         .collect();
     for &pid in &daemons {
-        // SAFETY: an uncollected child of ours: the pid cannot be reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // An uncollected child of ours: the pid cannot be reused.
+        let _ = sys::kill(pid, Signal::TERM);
     }
     // `None`: no limit (a grace past the end of the clock).
     let deadline = Instant::now().checked_add(grace);
     let mut left: Vec<i32> = daemons;
     while !left.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
-        left.retain(|&pid| !collect(pid, libc::WNOHANG));
+        left.retain(|&pid| !collect(pid, false));
         if !left.is_empty() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     for &pid in &left {
-        // SAFETY: as above; it ignored SIGTERM.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        collect(pid, 0);
+        // As above; it ignored SIGTERM.
+        let _ = sys::kill(pid, Signal::KILL);
+        collect(pid, true);
     }
     for child in children.iter().filter(|c| !c.daemon) {
-        collect(child.pid, 0);
+        collect(child.pid, true);
     }
 }
 
-/// `waitpid(pid, flags)`; true once the child is collected (or gone).
-fn collect(pid: i32, flags: i32) -> bool {
-    let mut status = 0;
+/// `waitpid(pid)`, waiting only with `block`; true once the child is
+/// collected (or gone).
+fn collect(pid: i32, block: bool) -> bool {
     loop {
-        // SAFETY: a valid out-pointer; `pid` is our child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        match sys::waitpid(pid, block) {
+            Ok(collected) => return collected.is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
         }
-        return rc != 0;
     }
 }

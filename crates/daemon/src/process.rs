@@ -1,16 +1,19 @@
-//! [`Process`] and [`Child`]: fork a closure, get its result back.
+//! [`Process`]: the builder, the fork, and the child's side of it, from the
+//! fork to `_exit`.
 
 use std::io::{self, Write};
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::{lifetime, Error, ExitStatus, JoinError};
+use crate::sys::{self, Forked};
+use crate::wire::{
+    encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
+    PANIC_EXIT_CODE,
+};
+use crate::{lifetime, Child, Error};
 
 /// The names of a child's crash points (see `shm::crash`), in the order it
 /// reaches them: just after the fork, once the closure's result is encoded,
@@ -23,20 +26,6 @@ pub const PROCESS_CRASH_POINTS: &[&str] = &[
     "process: result sent",
     "process: exiting",
 ];
-
-/// The exit code of a child whose closure panicked (Rust's own code for a
-/// panicking `main`).
-pub const PANIC_EXIT_CODE: i32 = 101;
-/// The exit code of a child whose result could not be serialized.
-pub const UNSENDABLE_RESULT_EXIT_CODE: i32 = 102;
-
-/// What the child sends back over the socket.
-#[derive(Serialize, Deserialize)]
-enum Outcome<T> {
-    Returned(T),
-    Panicked(String),
-}
-
 /// A child process to be started: Python's `multiprocessing.Process`, with
 /// the closure as its `target`.
 ///
@@ -59,10 +48,10 @@ enum Outcome<T> {
 /// child and the closure is dropped here.
 ///
 /// A panic in the child, in the closure, in the drop of what it captured or
-/// in the result's `Serialize`, comes back as [`JoinError::Panicked`]
+/// in the result's `Serialize`, comes back as [`JoinError::Panicked`](crate::JoinError::Panicked)
 /// (exit code [`PANIC_EXIT_CODE`]); the child never returns from `start`.
 /// (A destructor that panics while a panic unwinds aborts the child, as
-/// anywhere in Rust: [`JoinError::Signaled`] with `SIGABRT`.)
+/// anywhere in Rust: [`JoinError::Signaled`](crate::JoinError::Signaled) with `SIGABRT`.)
 ///
 /// # Threads and fork
 ///
@@ -144,8 +133,14 @@ where
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
-        let (parent_end, child_end) = socket_pair()?;
-        let streaming = event_fd()?;
+        let (parent_end, child_end) = sys::socket_pair().map_err(|source| Error::Os {
+            op: "socketpair",
+            source,
+        })?;
+        let streaming = sys::event_fd().map_err(|source| Error::Os {
+            op: "eventfd",
+            source,
+        })?;
         let Process { body, name, daemon } = self;
         // Once the fork succeeds the closure belongs to the child, as with
         // `thread::spawn`: the parent must never drop its copy, or whatever
@@ -160,41 +155,41 @@ where
         // (Rust's stderr is unbuffered: nothing to flush there.)
         let mut stdout = io::stdout().lock();
         let _ = stdout.flush();
-        // SAFETY: getpid has no preconditions.
-        let parent_pid = unsafe { libc::getpid() };
+        let parent_pid = sys::getpid();
         // Held across the fork: no other thread can be half-way through a
         // change of it, and the child clears its copy.
         let mut children = lifetime::registry();
-        // SAFETY: fork has no memory-safety preconditions; the child below
-        // runs only the closure and async-signal-safe calls before `_exit`
-        // (see the type's documentation for the rule on threads).
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let source = io::Error::last_os_error();
-            drop(children);
-            drop(stdout);
-            // No child: the closure is still ours to drop.
-            drop(ManuallyDrop::into_inner(body));
-            return Err(Error::Os { op: "fork", source });
-        }
-        if pid == 0 {
-            shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
-            // The parent's children are not ours to end or join.
-            children.clear();
-            drop(children);
-            drop(stdout);
-            drop(parent_end);
-            run_child(
-                body,
-                Setup {
-                    name: name.as_deref(),
-                    daemon,
-                    parent_pid,
-                },
-                child_end,
-                &streaming,
-            );
-        }
+        // The child below runs only the closure and async-signal-safe calls
+        // before `_exit` (see the type's documentation for the rule on
+        // threads).
+        let pid = match sys::fork() {
+            Err(source) => {
+                drop(children);
+                drop(stdout);
+                // No child: the closure is still ours to drop.
+                drop(ManuallyDrop::into_inner(body));
+                return Err(Error::Os { op: "fork", source });
+            }
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => {
+                shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
+                // The parent's children are not ours to end or join.
+                children.clear();
+                drop(children);
+                drop(stdout);
+                drop(parent_end);
+                run_child(
+                    body,
+                    Setup {
+                        name: name.as_deref(),
+                        daemon,
+                        parent_pid,
+                    },
+                    child_end,
+                    &streaming,
+                );
+            }
+        };
         drop(stdout);
         children.push(lifetime::Registered {
             pid,
@@ -203,23 +198,11 @@ where
         });
         drop(children);
         drop(child_end);
-        let pidfd = pidfd_open(pid).map_err(|source| Error::Os {
+        let pidfd = sys::pidfd_open(pid).map_err(|source| Error::Os {
             op: "pidfd_open",
             source,
         })?;
-        Ok(Child {
-            pid,
-            name,
-            pidfd,
-            results: parent_end,
-            streaming,
-            reading: false,
-            received: Received::default(),
-            results_closed: false,
-            status: None,
-            joined: false,
-            _result: PhantomData,
-        })
+        Ok(Child::new(pid, name, pidfd, parent_end, streaming))
     }
 }
 
@@ -233,14 +216,9 @@ struct Setup<'a> {
 impl Setup<'_> {
     fn apply(&self) {
         if let Some(name) = self.name {
-            // On the stack: no allocation in the child (see `run_child`).
-            // A NUL inside the name ends it there.
-            let mut comm = [0u8; 16];
-            let n = name.len().min(15);
-            comm[..n].copy_from_slice(&name.as_bytes()[..n]);
-            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most
-            // 16 bytes; `comm[15]` is always 0.
-            unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+            // No allocation in the child (see `run_child`). A NUL inside
+            // the name ends it there.
+            sys::set_thread_name(name);
         }
         if self.daemon {
             become_daemon(self.parent_pid);
@@ -251,22 +229,13 @@ impl Setup<'_> {
 /// In a new daemon child: die with the parent.
 fn become_daemon(parent_pid: i32) {
     lifetime::mark_daemon_process();
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    sys::die_with_parent();
     // The parent may have died before the line above: then nobody will send
     // the signal, and the parent id has already changed. Nothing of the
     // child's own can be buffered yet: leave at once.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != parent_pid {
-        // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(0) };
+    if sys::getppid() != parent_pid {
+        sys::exit_now(0);
     }
-}
-
-/// A child's encoded outcome: in the caller's stack buffer, or on the heap.
-enum Encoded {
-    Inline(usize),
-    Heap(Vec<u8>),
 }
 
 /// The child side: never returns, whatever panics.
@@ -312,13 +281,11 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
     if bytes.len() > INLINE_RESULT_LIMIT {
         // Too big to leave in the socket buffer: ask the parent to read
         // while we write.
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: an eventfd takes an 8-byte counter increment.
-        unsafe { libc::write(streaming.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        sys::event_fd_signal(streaming.as_fd());
         shm::crash_point!(PROCESS_CRASH_POINTS, "process: streaming announced");
     }
     // If the parent is gone or dropped its handle, nobody wants the result.
-    let _ = send_all(results.as_raw_fd(), bytes);
+    let _ = sys::send_all(results.as_fd(), bytes);
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: result sent");
     // `_exit` closes it; a `close` call here would only cost time.
     std::mem::forget(results);
@@ -327,471 +294,6 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
     // the child released it); a panic here changes nothing any more.
     let _ = catch_unwind(|| io::stdout().flush());
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: exiting");
-    // SAFETY: _exit ends the process at once, running none of the parent's
-    // exit handlers or destructors.
-    unsafe { libc::_exit(code) }
-}
-
-/// Encodes the closure's result. Once encoded it belongs to the parent
-/// (like a thread's result, moved to whoever joins): the child forgets its
-/// copy instead of dropping it. A result that cannot be encoded is dropped
-/// here.
-fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encoded, i32) {
-    let encoded = match postcard::to_slice(&Outcome::Returned(&value), small) {
-        Ok(bytes) => Encoded::Inline(bytes.len()),
-        Err(_) => match postcard::to_stdvec(&Outcome::Returned(&value)) {
-            Ok(bytes) => Encoded::Heap(bytes),
-            Err(e) => {
-                drop(value);
-                return (
-                    Encoded::Heap(encode_panic(format!(
-                        "the child's result could not be serialized: {e}"
-                    ))),
-                    UNSENDABLE_RESULT_EXIT_CODE,
-                );
-            }
-        },
-    };
-    std::mem::forget(value);
-    (encoded, 0)
-}
-
-fn encode_panic(message: String) -> Vec<u8> {
-    postcard::to_stdvec(&Outcome::<()>::Panicked(message)).unwrap_or_default()
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "the child panicked with a non-string payload".to_string()
-    }
-}
-
-/// A running (or finished) child process started by [`Process::start`].
-///
-/// Dropping a `Child` does not stop the process: it runs on, detached, and
-/// its exit status is collected by nobody until this process exits.
-#[derive(Debug)]
-pub struct Child<T> {
-    pid: i32,
-    name: Option<String>,
-    pidfd: OwnedFd,
-    results: OwnedFd,
-    /// Readable once the child announces a result too big for the socket
-    /// buffer; from then on the parent reads while the child writes.
-    streaming: OwnedFd,
-    /// Whether the parent reads `results` while waiting (see `streaming`).
-    reading: bool,
-    received: Received,
-    results_closed: bool,
-    status: Option<ExitStatus>,
-    joined: bool,
-    _result: PhantomData<fn() -> T>,
-}
-
-impl<T: DeserializeOwned> Child<T> {
-    /// Waits for the child to finish and returns what its closure returned.
-    ///
-    /// Fails with [`JoinError::Panicked`] (carrying the panic message),
-    /// [`JoinError::Exited`] (it called [`exit`](crate::exit) or
-    /// `std::process::exit` with a code) or [`JoinError::Signaled`] (it was
-    /// killed).
-    pub fn join(mut self) -> Result<T, JoinError> {
-        self.wait_until(None)?;
-        self.take_result()
-    }
-
-    /// [`join`](Child::join), giving up after `timeout` with
-    /// [`JoinError::Timeout`]; the child is untouched then and may be joined
-    /// again. Never returns before `timeout` has passed unless the child
-    /// finished.
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<T, JoinError> {
-        if self.joined {
-            return Err(JoinError::AlreadyJoined { pid: self.pid });
-        }
-        // `Duration::MAX` (or any timeout past the clock's end): no limit.
-        if !self.wait_until(Instant::now().checked_add(timeout))? {
-            return Err(JoinError::Timeout {
-                pid: self.pid,
-                timeout,
-            });
-        }
-        self.take_result()
-    }
-
-    fn take_result(&mut self) -> Result<T, JoinError> {
-        self.joined = true;
-        let status = self.status.expect("waited for exit");
-        let received = std::mem::take(&mut self.received);
-        let received = received.as_slice();
-        if !received.is_empty() {
-            match postcard::from_bytes::<Outcome<T>>(received) {
-                Ok(Outcome::Returned(value)) => return Ok(value),
-                Ok(Outcome::Panicked(message)) => {
-                    return Err(JoinError::Panicked {
-                        pid: self.pid,
-                        message,
-                    })
-                }
-                Err(_) => {
-                    return Err(JoinError::BadResult {
-                        pid: self.pid,
-                        reason: format!(
-                            "{} bytes that do not decode as `{}`",
-                            received.len(),
-                            std::any::type_name::<T>()
-                        ),
-                    })
-                }
-            }
-        }
-        Err(match status {
-            ExitStatus::Exited(code) => JoinError::Exited {
-                pid: self.pid,
-                code,
-            },
-            ExitStatus::Signaled(signal) => JoinError::Signaled {
-                pid: self.pid,
-                signal,
-            },
-        })
-    }
-}
-
-impl<T> Child<T> {
-    /// The child's process id.
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    /// The name given with [`Process::name`], if any.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// Whether the child is still running (Python's `is_alive()`). Collects
-    /// its exit status if it has finished.
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.wait_until(Some(Instant::now())), Ok(false))
-    }
-
-    /// Python's `exitcode`: `None` while the child runs, its exit code once
-    /// it exited, or minus the signal number that killed it.
-    pub fn exit_code(&mut self) -> Option<i32> {
-        let _ = self.wait_until(Some(Instant::now()));
-        self.status.map(ExitStatus::code)
-    }
-
-    /// The exit status, once the child has finished (`None` before).
-    pub fn status(&mut self) -> Option<ExitStatus> {
-        let _ = self.wait_until(Some(Instant::now()));
-        self.status
-    }
-
-    /// Sends SIGTERM (Python's `terminate()`). Does nothing if the child has
-    /// already been collected.
-    pub fn terminate(&self) -> io::Result<()> {
-        self.signal(libc::SIGTERM)
-    }
-
-    /// Sends SIGKILL (Python's `kill()`). Does nothing if the child has
-    /// already been collected.
-    pub fn kill(&self) -> io::Result<()> {
-        self.signal(libc::SIGKILL)
-    }
-
-    /// Sends `signal` to the child. Goes through a pidfd, so it can never
-    /// reach an unrelated process that reused the pid.
-    pub fn signal(&self, signal: i32) -> io::Result<()> {
-        if self.status.is_some() {
-            return Ok(());
-        }
-        // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            let err = io::Error::last_os_error();
-            // ESRCH: it has exited and is waiting to be collected.
-            if err.raw_os_error() == Some(libc::ESRCH) {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
-
-    /// Reads results and waits for the exit until `deadline`. Returns whether
-    /// the child has finished (and its status is collected).
-    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, JoinError> {
-        while self.status.is_none() {
-            let timeout_ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    // Round up so that poll never returns before the deadline.
-                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            };
-            // Small results wait in the socket buffer until the child has
-            // exited, so the parent wakes once, not once for the data and
-            // again for the exit (measured: 1.5x a bare fork + waitpid
-            // with two wake-ups, 1.1x with one).
-            let second = if !self.reading {
-                self.streaming.as_raw_fd()
-            } else if self.results_closed {
-                -1
-            } else {
-                self.results.as_raw_fd()
-            };
-            let mut fds = [poll_fd(self.pidfd.as_raw_fd()), poll_fd(second)];
-            // SAFETY: two valid pollfd structs; a negative fd is ignored.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-            if rc < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(JoinError::Os {
-                    op: "poll",
-                    source: io::Error::last_os_error(),
-                });
-            }
-            if fds[1].revents != 0 {
-                if self.reading {
-                    self.read_results(false)
-                        .map_err(|source| JoinError::Os { op: "recv", source })?;
-                } else {
-                    self.reading = true;
-                }
-            }
-            if fds[0].revents != 0 {
-                self.reap()?;
-            } else if rc == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-        }
-        // The child has exited: everything it sent is buffered. Take it without
-        // waiting (a grandchild that inherited the socket may keep it open).
-        self.read_results(true)
-            .map_err(|source| JoinError::Os { op: "recv", source })?;
-        Ok(true)
-    }
-
-    /// Reads what is available. Without `drain`, one read (poll said there
-    /// is something); with it, until there is nothing more right now.
-    fn read_results(&mut self, drain: bool) -> io::Result<()> {
-        while !self.results_closed {
-            let spare = self.received.spare(self.reading);
-            // SAFETY: a valid socket; `spare` is writable for its length,
-            // and recv writes at most that many bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.results.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => self.results_closed = true,
-                // SAFETY: recv initialised the first n bytes of `spare`.
-                n if n > 0 => unsafe { self.received.filled(n as usize) },
-                _ => {
-                    let err = io::Error::last_os_error();
-                    match err.raw_os_error() {
-                        Some(libc::EINTR) => continue,
-                        Some(libc::EAGAIN) => return Ok(()),
-                        _ => return Err(err),
-                    }
-                }
-            }
-            if !drain {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    fn reap(&mut self) -> Result<(), JoinError> {
-        let mut raw = 0;
-        // Collected and forgotten under the registry's lock, so the exit
-        // handler never signals a pid that was collected and reused.
-        let mut children = lifetime::registry();
-        // SAFETY: our own child; a valid out-pointer.
-        let rc = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
-        if rc == self.pid {
-            lifetime::forget(&mut children, self.pid);
-            self.status = Some(ExitStatus::from_raw(raw));
-        } else if rc < 0 {
-            let source = io::Error::last_os_error();
-            if source.raw_os_error() != Some(libc::EINTR) {
-                return Err(JoinError::Os {
-                    op: "waitpid",
-                    source,
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-fn poll_fd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
-}
-
-fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: a valid out-array of two ints.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(Error::Os {
-            op: "socketpair",
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: socketpair just returned these two descriptors; nobody else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; our unreaped child's pid
-    // cannot be reused, so the pidfd names it.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Bytes of a result kept inline in the `Child` before spilling to the heap.
-const INLINE_RECEIVED: usize = 256;
-
-/// What the child sent so far: inline while small, on the heap beyond.
-/// A small result then costs the parent no allocation, and so no
-/// copy-on-write fault on the allocator's pages (measured: the allocation
-/// and free of a Vec were a third of the extra page faults of a start+join).
-struct Received {
-    inline: [std::mem::MaybeUninit<u8>; INLINE_RECEIVED],
-    inline_len: usize,
-    heap: Vec<u8>,
-}
-
-impl Default for Received {
-    fn default() -> Received {
-        Received {
-            inline: [std::mem::MaybeUninit::uninit(); INLINE_RECEIVED],
-            inline_len: 0,
-            heap: Vec::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Received {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Received")
-            .field("len", &self.as_slice().len())
-            .finish()
-    }
-}
-
-impl Received {
-    /// Room for the next read: the rest of the inline buffer, or (once on
-    /// the heap, or when `streaming` a big result) 64 KiB of heap.
-    fn spare(&mut self, streaming: bool) -> &mut [std::mem::MaybeUninit<u8>] {
-        if self.heap.is_empty() && !streaming && self.inline_len < INLINE_RECEIVED {
-            return &mut self.inline[self.inline_len..];
-        }
-        if self.heap.is_empty() {
-            // SAFETY: the first inline_len bytes were written by recv.
-            let inline = unsafe {
-                std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.inline_len)
-            };
-            self.heap.extend_from_slice(inline);
-        }
-        self.heap.reserve(64 * 1024);
-        self.heap.spare_capacity_mut()
-    }
-
-    /// Records that the first `n` bytes of the last [`spare`](Received::spare)
-    /// were written.
-    ///
-    /// # Safety
-    ///
-    /// Those `n` bytes must have been initialised.
-    unsafe fn filled(&mut self, n: usize) {
-        if self.heap.is_empty() && self.heap.capacity() == 0 {
-            self.inline_len += n;
-        } else {
-            // SAFETY: the caller wrote n bytes into the spare capacity.
-            unsafe { self.heap.set_len(self.heap.len() + n) };
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        if self.heap.capacity() == 0 {
-            // SAFETY: the first inline_len bytes were written by recv.
-            unsafe {
-                std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.inline_len)
-            }
-        } else {
-            &self.heap
-        }
-    }
-}
-
-/// Results up to this size are left in the socket buffer (about 200 KiB
-/// by default on Linux) for the parent to read after the exit.
-const INLINE_RESULT_LIMIT: usize = 64 * 1024;
-
-fn event_fd() -> Result<OwnedFd, Error> {
-    // SAFETY: eventfd takes an initial value and flags.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::Os {
-            op: "eventfd",
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: a valid socket and a readable buffer; MSG_NOSIGNAL turns a
-        // closed peer into EPIPE instead of killing us with SIGPIPE.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(err);
-        }
-        bytes = &bytes[n as usize..];
-    }
-    Ok(())
+    // Running none of the parent's exit handlers or destructors.
+    sys::exit_now(code)
 }

@@ -121,6 +121,24 @@ fn sleeper() -> daemon::Child<()> {
     .unwrap()
 }
 
+/// `Child::signal` takes any number: named signals, and also those without
+/// a name (0, which only checks; a real-time signal; an invalid number,
+/// refused by the kernel), which take another path to the same system call.
+#[test]
+fn signal_takes_unnamed_numbers_too() {
+    let mut child = sleeper();
+    child.signal(0).unwrap();
+    assert!(child.is_alive(), "signal 0 only checks");
+    let invalid = child.signal(1000).unwrap_err();
+    assert_eq!(invalid.raw_os_error(), Some(libc::EINVAL));
+    assert!(child.is_alive());
+    child.signal(libc::SIGRTMIN()).unwrap();
+    assert!(matches!(
+        child.join_timeout(GENEROUS),
+        Err(JoinError::Signaled { signal, .. }) if signal == libc::SIGRTMIN()
+    ));
+}
+
 #[test]
 fn terminate_and_kill_give_minus_the_signal() {
     let mut child = sleeper();

@@ -4,8 +4,8 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use daemon::heartbeat::{Beat, Health, Monitor, Reporter};
 use daemon::Process;
+use heartbeat::{Beat, Health, Monitor, Reporter};
 use testkit::{deadline, GENEROUS};
 
 const INTERVAL: Duration = Duration::from_millis(100);

@@ -1,0 +1,236 @@
+//! The OS layer: every system call `daemon` makes, each in one small
+//! wrapper, each `unsafe` argued once, here.
+//!
+//! [`rustix`] makes the calls it offers: raw system calls (no libc in
+//! between, nothing that could take a lock in a forked child), errors as
+//! `io::Error`, descriptors as `OwnedFd`/`BorrowedFd`. `libc` is used where
+//! glibc itself must take part: [`fork`] (glibc's, so that the
+//! `pthread_atfork` handlers run: malloc's locks are reset in the child),
+//! [`exit_now`] (`_exit`) and [`at_exit`] (`atexit`, a glibc list), and for
+//! the one signal number rustix cannot name (see [`pidfd_send_signal`]).
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, WaitStatus};
+
+use crate::ExitStatus;
+
+/// This process's id.
+pub(crate) fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_pid()
+}
+
+/// The parent's id; 0 if it is outside this pid namespace.
+pub(crate) fn getppid() -> i32 {
+    Pid::as_raw(rustix::process::getppid())
+}
+
+/// Which side of a [`fork`] this is.
+pub(crate) enum Forked {
+    /// The new child.
+    Child,
+    /// The parent, with the child's pid.
+    Parent(i32),
+}
+
+/// `fork(2)`, glibc's: its `pthread_atfork` handlers run (malloc's locks
+/// are taken around the fork and reset in the child), which a raw system
+/// call would skip.
+///
+/// The child has one thread, the caller's; what another thread held at
+/// that instant stays held there (see [`Process`](crate::Process)).
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions: the child is a copy
+    // of this process with the calling thread alone; what it may then do is
+    // the caller's rule (only the closure and async-signal-safe calls
+    // before `_exit`, see `Process`).
+    match unsafe { libc::fork() } {
+        pid if pid < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// `_exit(2)`: ends this process at once with `code`, running no exit
+/// handler, destructor or stdio flush.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; nothing runs after it, so no
+    // invariant of this process can be observed broken.
+    unsafe { libc::_exit(code) }
+}
+
+/// `atexit(3)`: runs `handler` when this process leaves through `exit`. A
+/// failure (no room left) is ignored: the handler just never runs.
+pub(crate) fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: registers a plain `extern "C" fn()` with no arguments, which
+    // is what atexit takes; atexit has no other preconditions.
+    unsafe { libc::atexit(handler) };
+}
+
+/// Names the calling thread (`PR_SET_NAME`: what `ps -L` and `top -H`
+/// show), cut to 15 bytes or at a NUL. Allocates nothing.
+pub(crate) fn set_thread_name(name: &str) {
+    let mut comm = [0u8; 16];
+    let n = name.len().min(15);
+    comm[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // `comm[15]` is always 0, so there is a NUL.
+    if let Ok(comm) = CStr::from_bytes_until_nul(&comm) {
+        let _ = rustix::thread::set_name(comm);
+    }
+}
+
+/// Asks for SIGKILL when the thread that forked this process ends
+/// (`PR_SET_PDEATHSIG`).
+pub(crate) fn die_with_parent() {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec.
+pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A new eventfd at 0, close-on-exec.
+pub(crate) fn event_fd() -> io::Result<OwnedFd> {
+    Ok(rustix::event::eventfd(0, EventfdFlags::CLOEXEC)?)
+}
+
+/// Adds 1 to an eventfd's counter, making it readable. Best effort.
+pub(crate) fn event_fd_signal(fd: BorrowedFd<'_>) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Sends all of `bytes` on a socket. A closed peer is `EPIPE`, never a
+/// SIGPIPE; an interrupted send is resumed.
+pub(crate) fn send_all(socket: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(socket, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One `recv` into `buf` without waiting: the bytes read (0: the peer has
+/// closed). Nothing there yet is `WouldBlock`.
+pub(crate) fn recv_now(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(socket, buf, RecvFlags::DONTWAIT)?.0)
+}
+
+/// [`recv_now`] into the spare capacity of `buf`, which grows by the bytes
+/// read.
+pub(crate) fn recv_now_appending(socket: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    Ok(rustix::net::recv(
+        socket,
+        rustix::buffer::spare_capacity(buf),
+        RecvFlags::DONTWAIT,
+    )?
+    .0)
+}
+
+/// `poll(2)` for readability of `first` and, if given, `second`, for at
+/// most `timeout_ms` (`None`: no limit). Returns which are ready (hung up
+/// or in error counts as ready).
+pub(crate) fn poll_readable(
+    first: BorrowedFd<'_>,
+    second: Option<BorrowedFd<'_>>,
+    timeout_ms: Option<u32>,
+) -> io::Result<(bool, bool)> {
+    let timeout = timeout_ms.map(|ms| Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
+    });
+    let mut fds = [
+        PollFd::from_borrowed_fd(first, PollFlags::IN),
+        // Replaced below, or left out of the call.
+        PollFd::from_borrowed_fd(first, PollFlags::IN),
+    ];
+    let count = match second {
+        Some(second) => {
+            fds[1] = PollFd::from_borrowed_fd(second, PollFlags::IN);
+            2
+        }
+        None => 1,
+    };
+    rustix::event::poll(&mut fds[..count], timeout.as_ref())?;
+    Ok((
+        !fds[0].revents().is_empty(),
+        count == 2 && !fds[1].revents().is_empty(),
+    ))
+}
+
+/// A pidfd for `pid` (`pidfd_open(2)`): it names that process for ever,
+/// even once the pid is reused.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends `signal` through a pidfd (`pidfd_send_signal(2)`): it can never
+/// reach an unrelated process that reused the pid.
+///
+/// A named signal goes through rustix; any other number (0, which only
+/// checks; a real-time signal; an invalid one, which the kernel refuses
+/// with `EINVAL`) has no safe rustix `Signal` and is passed as it is.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    if let Some(named) = Signal::from_named_raw(signal) {
+        return Ok(rustix::process::pidfd_send_signal(pidfd, named)?);
+    }
+    // SAFETY: pidfd_send_signal with a pidfd borrowed for the call, any
+    // signal number (the kernel checks it), no siginfo and no flags: it
+    // reads and writes no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `kill(2)`. Only for our own uncollected children, whose pids cannot be
+/// reused.
+pub(crate) fn kill(pid: i32, signal: Signal) -> io::Result<()> {
+    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
+    Ok(rustix::process::kill_process(pid, signal)?)
+}
+
+/// `waitpid(2)` for our child `pid`: its status once collected, `None` if
+/// it still runs (only without `block`).
+pub(crate) fn waitpid(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
+    let options = if block {
+        WaitOptions::empty()
+    } else {
+        WaitOptions::NOHANG
+    };
+    Ok(rustix::process::waitpid(Some(pid), options)?.map(|(_, status)| exit_status(status)))
+}
+
+/// A wait status as [`ExitStatus`]: killed by a signal, or exited with a
+/// code (`WEXITSTATUS`).
+fn exit_status(status: WaitStatus) -> ExitStatus {
+    match status.terminating_signal() {
+        Some(signal) => ExitStatus::Signaled(signal),
+        None => ExitStatus::Exited((status.as_raw() >> 8) & 0xff),
+    }
+}

@@ -1,0 +1,133 @@
+//! The wire format between a child and its parent: the child's
+//! [`Outcome`] encoded with `postcard` (on the child's stack when small),
+//! and what the parent has [`Received`] of it (inline when small). A result
+//! up to [`INLINE_RESULT_LIMIT`] waits in the socket buffer until the child
+//! has exited; a larger one is announced and streamed.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+/// The exit code of a child whose closure panicked (Rust's own code for a
+/// panicking `main`).
+pub const PANIC_EXIT_CODE: i32 = 101;
+/// The exit code of a child whose result could not be serialized.
+pub const UNSENDABLE_RESULT_EXIT_CODE: i32 = 102;
+
+/// What the child sends back over the socket.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Outcome<T> {
+    Returned(T),
+    Panicked(String),
+}
+
+/// A child's encoded outcome: in the caller's stack buffer, or on the heap.
+pub(crate) enum Encoded {
+    Inline(usize),
+    Heap(Vec<u8>),
+}
+
+/// Encodes the closure's result. Once encoded it belongs to the parent
+/// (like a thread's result, moved to whoever joins): the child forgets its
+/// copy instead of dropping it. A result that cannot be encoded is dropped
+/// here.
+pub(crate) fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encoded, i32) {
+    let encoded = match postcard::to_slice(&Outcome::Returned(&value), small) {
+        Ok(bytes) => Encoded::Inline(bytes.len()),
+        Err(_) => match postcard::to_stdvec(&Outcome::Returned(&value)) {
+            Ok(bytes) => Encoded::Heap(bytes),
+            Err(e) => {
+                drop(value);
+                return (
+                    Encoded::Heap(encode_panic(format!(
+                        "the child's result could not be serialized: {e}"
+                    ))),
+                    UNSENDABLE_RESULT_EXIT_CODE,
+                );
+            }
+        },
+    };
+    std::mem::forget(value);
+    (encoded, 0)
+}
+
+pub(crate) fn encode_panic(message: String) -> Vec<u8> {
+    postcard::to_stdvec(&Outcome::<()>::Panicked(message)).unwrap_or_default()
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the child panicked with a non-string payload".to_string()
+    }
+}
+
+/// Bytes of a result kept inline in the `Child` before spilling to the heap.
+pub(crate) const INLINE_RECEIVED: usize = 256;
+
+/// What the child sent so far: inline while small, on the heap beyond.
+/// A small result then costs the parent no allocation, and so no
+/// copy-on-write fault on the allocator's pages (measured: the allocation
+/// and free of a Vec were a third of the extra page faults of a start+join).
+/// The heap is in use once it has any capacity.
+pub(crate) struct Received {
+    inline: [u8; INLINE_RECEIVED],
+    inline_len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for Received {
+    fn default() -> Received {
+        Received {
+            inline: [0; INLINE_RECEIVED],
+            inline_len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("len", &self.as_slice().len())
+            .finish()
+    }
+}
+
+impl Received {
+    /// One read from `socket`, without waiting, into the room for it: the
+    /// rest of the inline buffer, or (once on the heap, or when `streaming`
+    /// a big result) 64 KiB of heap. Returns the bytes read (0: the child
+    /// closed its end); nothing there yet is `WouldBlock`.
+    pub(crate) fn recv(&mut self, socket: BorrowedFd<'_>, streaming: bool) -> io::Result<usize> {
+        if self.heap.capacity() == 0 && !streaming && self.inline_len < INLINE_RECEIVED {
+            let n = sys::recv_now(socket, &mut self.inline[self.inline_len..])?;
+            self.inline_len += n;
+            return Ok(n);
+        }
+        if self.heap.capacity() == 0 {
+            self.heap.extend_from_slice(&self.inline[..self.inline_len]);
+        }
+        self.heap.reserve(64 * 1024);
+        sys::recv_now_appending(socket, &mut self.heap)
+    }
+
+    /// Everything received.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.heap.capacity() == 0 {
+            &self.inline[..self.inline_len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+/// Results up to this size are left in the socket buffer (about 200 KiB
+/// by default on Linux) for the parent to read after the exit.
+pub(crate) const INLINE_RESULT_LIMIT: usize = 64 * 1024;

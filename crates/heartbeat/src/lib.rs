@@ -1,0 +1,121 @@
+//! Heartbeats ("报活"): a daemon child reports that its main process is
+//! alive, and how far it has got, to a [`Monitor`].
+//!
+//! The lesson's question: with 10,000 processes on 100 machines, how do you
+//! know each one still works? Its answer: a daemon process that every
+//! interval *sends* a message or *writes a database*. A daemon, because it
+//! ends with its main process (so silence means death), costs almost no CPU,
+//! and keeps its rhythm while the main process is busy, which the main
+//! process itself could not promise.
+//!
+//! - [`Reporter`]: configure and [`start`](Reporter::start) the reporting
+//!   daemon; it returns a [`Heartbeat`] whose [`progress`](Heartbeat::progress)
+//!   counter the main process bumps as it works, so a monitor can tell
+//!   *alive but stuck* from *working*.
+//! - [`Monitor`]: receives beats over UDP (and/or reads the SQLite table),
+//!   and reports each reporter [`Health::Silent`] after `silent_after`
+//!   missed intervals and [`Health::Stuck`] when its progress has not moved
+//!   for `stuck_after` intervals.
+//!
+//! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
+//! "sent_at_ms", "interval_ms"}`, in one UDP datagram, or one row of the
+//! table `heartbeats` (keyed by `id`).
+//!
+//! # Example
+//!
+//! ```
+//! use heartbeat::{Health, Monitor, Reporter};
+//! use std::time::Duration;
+//!
+//! let mut monitor = Monitor::udp("127.0.0.1:0")?;
+//! let beat = Reporter::new("worker-1")
+//!     .interval(Duration::from_millis(50))
+//!     .udp(monitor.local_addr()?)
+//!     .start()?;
+//! monitor.poll(Duration::from_millis(60))?;
+//! let seen = monitor.reporters();
+//! assert_eq!(seen[0].id, "worker-1");
+//! assert_eq!(seen[0].health, Health::Alive);
+//!
+//! // Beats keep coming, but the work does not move: STUCK after three
+//! // intervals. (`beat.progress(1)` as the work advances prevents that.)
+//! monitor.poll(Duration::from_millis(300))?;
+//! assert_eq!(monitor.health("worker-1"), Some(Health::Stuck));
+//! # drop(beat);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+//!
+//! # Where code lives
+//!
+//! - `reporter`: [`Reporter`] and the reporting daemon's loop, [`Heartbeat`].
+//! - `monitor`: [`Monitor`] and its verdicts ([`Health`], [`Alert`],
+//!   [`ReporterState`]).
+//! - `sinks`: where beats go, a UDP socket and (feature `sqlite`, on by
+//!   default) the SQLite table.
+//! - `wire`: the [`Beat`] and its JSON form.
+//! - `sys`: every system call, each wrapped once.
+
+#![deny(unsafe_code)]
+
+mod monitor;
+mod reporter;
+mod sinks;
+mod sys;
+mod wire;
+
+use std::io;
+#[cfg(feature = "sqlite")]
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use monitor::{Alert, Health, Monitor, ReporterState};
+pub use reporter::{Heartbeat, Reporter};
+pub use sys::hostname;
+pub use wire::Beat;
+
+/// The lesson's interval: one report a minute. Most users want less.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Missed intervals before a reporter counts as silent.
+pub const DEFAULT_SILENT_AFTER: u32 = 3;
+/// Intervals without progress before a reporter counts as stuck.
+pub const DEFAULT_STUCK_AFTER: u32 = 3;
+
+/// A heartbeat failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeartbeatError {
+    /// A socket, file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The SQLite database could not be used.
+    #[cfg(feature = "sqlite")]
+    #[error("heartbeat database {path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Starting the reporting daemon failed.
+    #[error("starting the heartbeat reporter: {0}")]
+    Start(#[from] daemon::Error),
+    /// A reporter needs somewhere to report to.
+    #[error("a reporter needs a UDP address or a database file to report to")]
+    NoSink,
+    /// The shared progress counter could not be made.
+    #[error("shared memory for the progress counter: {0}")]
+    Shared(#[from] shm::Error),
+}
+
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> HeartbeatError {
+    let what = what.into();
+    move |source| HeartbeatError::Io { what, source }
+}

@@ -1,0 +1,137 @@
+//! Where beats go: a UDP socket, and (feature `sqlite`) the table
+//! `heartbeats` of a SQLite file, upserted by the reporter and read by the
+//! monitor.
+
+use std::net::{SocketAddr, UdpSocket};
+#[cfg(feature = "sqlite")]
+use std::path::{Path, PathBuf};
+#[cfg(feature = "sqlite")]
+use std::time::Duration;
+
+use crate::wire::Beat;
+use crate::{io_error, HeartbeatError, Reporter};
+
+/// Where a reporter writes.
+pub(crate) struct Sinks {
+    udp: Option<(UdpSocket, SocketAddr)>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) database: Option<(rusqlite::Connection, PathBuf)>,
+}
+
+impl Sinks {
+    pub(crate) fn open(config: &Reporter) -> Result<Sinks, HeartbeatError> {
+        let udp = match config.udp {
+            None => None,
+            Some(addr) => {
+                let local: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let socket =
+                    UdpSocket::bind(local).map_err(io_error("bind a UDP socket for heartbeats"))?;
+                Some((socket, addr))
+            }
+        };
+        #[cfg(feature = "sqlite")]
+        let database = match &config.database {
+            None => None,
+            Some(path) => Some((open_database(path)?, path.clone())),
+        };
+        Ok(Sinks {
+            udp,
+            #[cfg(feature = "sqlite")]
+            database,
+        })
+    }
+
+    /// Best effort: a monitor that is down must not stop the beats.
+    pub(crate) fn send(&self, beat: &Beat) {
+        if let Some((socket, addr)) = &self.udp {
+            if let Some(json) = beat.to_json() {
+                let _ = socket.send_to(&json, addr);
+            }
+        }
+        #[cfg(feature = "sqlite")]
+        if let Some((db, _)) = &self.database {
+            let _ = upsert(db, beat);
+        }
+    }
+}
+
+/// Opens (creating if needed) the SQLite file and its table.
+#[cfg(feature = "sqlite")]
+pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, HeartbeatError> {
+    let database = |source| HeartbeatError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    let db = rusqlite::Connection::open(path).map_err(database)?;
+    db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS heartbeats (
+             id TEXT PRIMARY KEY,
+             host TEXT NOT NULL,
+             pid INTEGER NOT NULL,
+             seq INTEGER NOT NULL,
+             progress INTEGER NOT NULL,
+             sent_at_ms INTEGER NOT NULL,
+             interval_ms INTEGER NOT NULL
+         )",
+    )
+    .map_err(database)?;
+    Ok(db)
+}
+
+#[cfg(feature = "sqlite")]
+fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
+    db.execute(
+        "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(id) DO UPDATE SET host = ?2, pid = ?3, seq = ?4, progress = ?5,
+             sent_at_ms = ?6, interval_ms = ?7",
+        rusqlite::params![
+            beat.id,
+            beat.host,
+            beat.pid,
+            beat.seq as i64,
+            beat.progress as i64,
+            beat.sent_at_ms as i64,
+            beat.interval_ms as i64
+        ],
+    )
+}
+
+/// Reads every row of the `heartbeats` table of the SQLite file `path`,
+/// handing them to `read` as they come.
+#[cfg(feature = "sqlite")]
+pub(crate) fn read_database<R>(
+    path: &Path,
+    read: impl FnOnce(
+        &mut dyn Iterator<Item = Result<Beat, HeartbeatError>>,
+    ) -> Result<R, HeartbeatError>,
+) -> Result<R, HeartbeatError> {
+    let db = open_database(path)?;
+    let database = |source| HeartbeatError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut query = db
+        .prepare("SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms FROM heartbeats")
+        .map_err(database)?;
+    let rows = query
+        .query_map([], |r| {
+            Ok(Beat {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                pid: r.get(2)?,
+                seq: r.get::<_, i64>(3)? as u64,
+                progress: r.get::<_, i64>(4)? as u64,
+                sent_at_ms: r.get::<_, i64>(5)? as u64,
+                interval_ms: r.get::<_, i64>(6)? as u64,
+            })
+        })
+        .map_err(database)?;
+    let mut rows = rows.map(|row| row.map_err(database));
+    read(&mut rows)
+}

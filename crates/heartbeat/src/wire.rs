@@ -1,0 +1,44 @@
+//! The wire format: a [`Beat`] is one JSON object, in one UDP datagram
+//! (or one row of the SQLite table, see `sinks`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    /// The reporter's name, unique among those a monitor watches.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// The pid of the main process it reports for.
+    pub pid: u32,
+    /// 0, 1, 2, ... one per interval.
+    pub seq: u64,
+    /// The main process's progress counter.
+    pub progress: u64,
+    /// Wall-clock time of sending, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The reporter's interval, so a monitor knows when to expect the next.
+    pub interval_ms: u64,
+}
+
+impl Beat {
+    /// The beat as one datagram's JSON.
+    pub(crate) fn to_json(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok()
+    }
+
+    /// A beat from one datagram; `None` if it is not one.
+    pub(crate) fn from_json(bytes: &[u8]) -> Option<Beat> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
