@@ -143,7 +143,7 @@ fn w8(name: &str, as_daemon: bool) {
             .daemon(true)
             .start()
             .expect("fork");
-            let pid = child.pid();
+            let pid = child.pid().as_raw();
             std::mem::forget(child);
             pid
         } else {
@@ -168,16 +168,17 @@ fn w8(name: &str, as_daemon: bool) {
     while child_pid.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
-    let pid = child_pid.load(Ordering::SeqCst);
+    let raw_pid = child_pid.load(Ordering::SeqCst);
+    let pid = shm::pid::Pid::from_raw(raw_pid).expect("a child's pid");
     parent.kill().expect("kill");
     let killed = Instant::now();
-    while killed.elapsed() < W8_WAIT && shm::pid::is_running(pid as u32) {
+    while killed.elapsed() < W8_WAIT && shm::pid::is_running(pid) {
         std::thread::sleep(Duration::from_micros(200));
     }
     let _ = parent.join();
-    if shm::pid::is_running(pid as u32) {
+    if shm::pid::is_running(pid) {
         // SAFETY: the orphan we made; clean it up.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        unsafe { libc::kill(raw_pid, libc::SIGKILL) };
         println!(r#"{{"workload":"W8","contender":"{name}","outcome":"orphan survives"}}"#);
     } else {
         let micros = killed.elapsed().as_micros();

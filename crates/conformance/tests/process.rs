@@ -74,7 +74,7 @@ fn mp_process_parent_process() {
     let status = Shared::new(Log::new()).unwrap();
     let child = start(Process::new(|| {
         let grandchild = start(Process::new(|| {
-            let parent = std::os::unix::process::parent_id();
+            let parent = shm::pid::Pid::from_u32(std::os::unix::process::parent_id()).unwrap();
             status.push(u32::from(shm::pid::is_running(parent)));
             let limit = deadline(GENEROUS);
             while shm::pid::is_running(parent) && Instant::now() < limit {
@@ -119,7 +119,7 @@ fn mp_process_process() {
     let (args, name, pid) = child.join_timeout(GENEROUS).unwrap();
     assert_eq!(args, (1, 2));
     assert_eq!(name, "SomeProcess");
-    assert_eq!(pid, child.pid() as u32);
+    assert_eq!(child.pid(), pid);
     assert_eq!(child.exit_code(), Some(0));
     assert!(!child.is_alive());
 }

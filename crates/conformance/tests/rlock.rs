@@ -263,7 +263,7 @@ fn lock_tests_rlock_different_thread() {
     assert_eq!(
         s.lock.release(),
         Err(NotOwner {
-            holder: Some(worker.pid() as u32)
+            holder: Some(worker.pid())
         })
     );
     raise(&s.phase);

@@ -1,6 +1,7 @@
 //! [`Child`]: the parent's handle on a started child: join (with or
 //! without a timeout), status, signals.
 
+use shm::pid::Pid;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,7 +21,7 @@ use crate::{lifetime, sys, ExitStatus, JoinError};
 /// its exit status is collected by nobody until this process exits.
 #[derive(Debug)]
 pub struct Child<T> {
-    pid: i32,
+    pid: Pid,
     name: Option<String>,
     pidfd: OwnedFd,
     results: OwnedFd,
@@ -39,7 +40,7 @@ pub struct Child<T> {
 impl<T> Child<T> {
     /// The handle on a child just forked by [`Process::start`](crate::Process::start).
     pub(crate) fn new(
-        pid: i32,
+        pid: Pid,
         name: Option<String>,
         pidfd: OwnedFd,
         results: OwnedFd,
@@ -132,7 +133,7 @@ impl<T: DeserializeOwned> Child<T> {
 
 impl<T> Child<T> {
     /// The child's process id.
-    pub fn pid(&self) -> i32 {
+    pub fn pid(&self) -> Pid {
         self.pid
     }
 

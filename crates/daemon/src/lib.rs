@@ -54,6 +54,7 @@ pub use lifetime::{is_daemon_process, DAEMON_GRACE};
 pub use process::{Process, PROCESS_CRASH_POINTS};
 pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
+use shm::pid::Pid;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ pub enum JoinError {
     #[error("child {pid} panicked: {message}")]
     Panicked {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
         /// The panic message.
         message: String,
     },
@@ -113,7 +114,7 @@ pub enum JoinError {
     #[error("child {pid} exited with code {code} without returning a value")]
     Exited {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
         /// Its exit code.
         code: i32,
     },
@@ -121,7 +122,7 @@ pub enum JoinError {
     #[error("child {pid} was killed by signal {signal}")]
     Signaled {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
         /// The signal number.
         signal: i32,
     },
@@ -129,7 +130,7 @@ pub enum JoinError {
     #[error("child {pid} sent an unreadable result: {reason}")]
     BadResult {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
         /// What was wrong.
         reason: String,
     },
@@ -137,7 +138,7 @@ pub enum JoinError {
     #[error("child {pid} still running after {timeout:?}")]
     Timeout {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
         /// The timeout.
         timeout: Duration,
     },
@@ -145,7 +146,7 @@ pub enum JoinError {
     #[error("child {pid} was already joined")]
     AlreadyJoined {
         /// The child's pid.
-        pid: i32,
+        pid: Pid,
     },
     /// A system call failed while waiting.
     #[error("{op} failed while joining a child: {source}")]

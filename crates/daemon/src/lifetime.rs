@@ -18,6 +18,7 @@
 //! its daemon children die anyway, by the parent-death signal each one set
 //! when it started.
 
+use shm::pid::Pid;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
@@ -33,10 +34,10 @@ pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
 /// A started, not yet collected child.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Registered {
-    pub(crate) pid: i32,
+    pub(crate) pid: Pid,
     pub(crate) daemon: bool,
     /// The process that started it: only that process ends or joins it.
-    pub(crate) parent: i32,
+    pub(crate) parent: Pid,
 }
 
 static CHILDREN: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
@@ -66,7 +67,7 @@ pub(crate) fn registry() -> MutexGuard<'static, Vec<Registered>> {
 }
 
 /// Forgets `pid`, collected by its `Child`.
-pub(crate) fn forget(registry: &mut Vec<Registered>, pid: i32) {
+pub(crate) fn forget(registry: &mut Vec<Registered>, pid: Pid) {
     registry.retain(|r| r.pid != pid);
 }
 
@@ -83,7 +84,7 @@ extern "C" fn at_exit() {
 /// Terminates the daemons (SIGTERM, then SIGKILL after `grace`) and joins
 /// the others, in Python's order.
 fn end_children(children: &[Registered], grace: Duration) {
-    let daemons: Vec<i32> = children
+    let daemons: Vec<Pid> = children
         .iter()
         .filter(|c| c.daemon)
         .map(|c| c.pid)
@@ -94,7 +95,7 @@ fn end_children(children: &[Registered], grace: Duration) {
     }
     // `None`: no limit (a grace past the end of the clock).
     let deadline = Instant::now().checked_add(grace);
-    let mut left: Vec<i32> = daemons;
+    let mut left: Vec<Pid> = daemons;
     while !left.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
         left.retain(|&pid| !collect(pid, false));
         if !left.is_empty() {
@@ -113,7 +114,7 @@ fn end_children(children: &[Registered], grace: Duration) {
 
 /// `waitpid(pid)`, waiting only with `block`; true once the child is
 /// collected (or gone).
-fn collect(pid: i32, block: bool) -> bool {
+fn collect(pid: Pid, block: bool) -> bool {
     loop {
         match sys::waitpid(pid, block) {
             Ok(collected) => return collected.is_some(),

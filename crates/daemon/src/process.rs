@@ -1,6 +1,7 @@
 //! [`Process`]: the builder, the fork, and the child's side of it, from the
 //! fork to `_exit`.
 
+use shm::pid::Pid;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, OwnedFd};
@@ -210,7 +211,7 @@ where
 struct Setup<'a> {
     name: Option<&'a str>,
     daemon: bool,
-    parent_pid: i32,
+    parent_pid: Pid,
 }
 
 impl Setup<'_> {
@@ -227,13 +228,13 @@ impl Setup<'_> {
 }
 
 /// In a new daemon child: die with the parent.
-fn become_daemon(parent_pid: i32) {
+fn become_daemon(parent_pid: Pid) {
     lifetime::mark_daemon_process();
     sys::die_with_parent();
     // The parent may have died before the line above: then nobody will send
     // the signal, and the parent id has already changed. Nothing of the
     // child's own can be buffered yet: leave at once.
-    if sys::getppid() != parent_pid {
+    if sys::getppid() != Some(parent_pid) {
         sys::exit_now(0);
     }
 }

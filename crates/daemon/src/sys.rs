@@ -18,16 +18,23 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, WaitStatus};
 
+use shm::pid::Pid as ProcessId;
+
 use crate::ExitStatus;
 
 /// This process's id.
-pub(crate) fn getpid() -> i32 {
-    rustix::process::getpid().as_raw_pid()
+pub(crate) fn getpid() -> ProcessId {
+    ProcessId::from_raw(rustix::process::getpid().as_raw_pid()).expect("a pid is positive")
 }
 
-/// The parent's id; 0 if it is outside this pid namespace.
-pub(crate) fn getppid() -> i32 {
-    Pid::as_raw(rustix::process::getppid())
+/// The parent's id; `None` if it is outside this pid namespace.
+pub(crate) fn getppid() -> Option<ProcessId> {
+    ProcessId::from_raw(Pid::as_raw(rustix::process::getppid()))
+}
+
+/// rustix's view of one of our pids.
+fn raw(pid: ProcessId) -> Pid {
+    Pid::from_raw(pid.as_raw()).expect("a Pid is positive")
 }
 
 /// Which side of a [`fork`] this is.
@@ -35,7 +42,7 @@ pub(crate) enum Forked {
     /// The new child.
     Child,
     /// The parent, with the child's pid.
-    Parent(i32),
+    Parent(ProcessId),
 }
 
 /// `fork(2)`, glibc's: its `pthread_atfork` handlers run (malloc's locks
@@ -52,7 +59,9 @@ pub(crate) fn fork() -> io::Result<Forked> {
     match unsafe { libc::fork() } {
         pid if pid < 0 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid)),
+        pid => Ok(Forked::Parent(
+            ProcessId::from_raw(pid).expect("fork returns a positive pid"),
+        )),
     }
 }
 
@@ -173,9 +182,8 @@ pub(crate) fn poll_readable(
 
 /// A pidfd for `pid` (`pidfd_open(2)`): it names that process for ever,
 /// even once the pid is reused.
-pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
-    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+pub(crate) fn pidfd_open(pid: ProcessId) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(raw(pid), PidfdFlags::empty())?)
 }
 
 /// Sends `signal` through a pidfd (`pidfd_send_signal(2)`): it can never
@@ -209,15 +217,14 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Resul
 
 /// `kill(2)`. Only for our own uncollected children, whose pids cannot be
 /// reused.
-pub(crate) fn kill(pid: i32, signal: Signal) -> io::Result<()> {
-    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
-    Ok(rustix::process::kill_process(pid, signal)?)
+pub(crate) fn kill(pid: ProcessId, signal: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process(raw(pid), signal)?)
 }
 
 /// `waitpid(2)` for our child `pid`: its status once collected, `None` if
 /// it still runs (only without `block`).
-pub(crate) fn waitpid(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
-    let pid = Pid::from_raw(pid).ok_or(io::Error::from(Errno::INVAL))?;
+pub(crate) fn waitpid(pid: ProcessId, block: bool) -> io::Result<Option<ExitStatus>> {
+    let pid = raw(pid);
     let options = if block {
         WaitOptions::empty()
     } else {

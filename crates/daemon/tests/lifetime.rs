@@ -109,7 +109,7 @@ fn a_daemon_dies_within_100_ms_of_its_parent_being_killed() {
     let daemon_pid = Shared::new(AtomicI32::new(0)).unwrap();
     let parent = Process::new(|| {
         let daemon = Process::new(run_until_killed).daemon(true).start().unwrap();
-        daemon_pid.store(daemon.pid(), Ordering::SeqCst);
+        daemon_pid.store(daemon.pid().as_raw(), Ordering::SeqCst);
         run_until_killed();
     })
     .start()
@@ -124,12 +124,12 @@ fn a_daemon_dies_within_100_ms_of_its_parent_being_killed() {
                 );
                 std::thread::yield_now();
             }
-            pid => break pid,
+            pid => break shm::pid::Pid::from_raw(pid).expect("a pid"),
         }
     };
     parent.kill().unwrap();
     let killed = Instant::now();
-    while shm::pid::is_running(pid as u32) {
+    while shm::pid::is_running(pid) {
         assert!(
             killed.elapsed() < Duration::from_secs(1),
             "orphan daemon {pid} survived"

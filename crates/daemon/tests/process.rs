@@ -464,7 +464,7 @@ fn join_timeout_of_duration_max_waits_without_limit() {
 #[test]
 fn zz_this_suite_left_no_names_behind() {
     assert_eq!(
-        testkit::leaked_names(std::process::id()),
+        testkit::leaked_names(shm::pid::current()),
         Vec::<String>::new()
     );
 }

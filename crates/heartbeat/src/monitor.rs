@@ -46,7 +46,7 @@ pub struct ReporterState {
     /// Its host.
     pub host: String,
     /// Its main process's pid.
-    pub pid: u32,
+    pub pid: shm::pid::Pid,
     /// The last sequence number seen.
     pub seq: u64,
     /// The last progress value seen.

@@ -65,7 +65,7 @@ impl Reporter {
             return Err(HeartbeatError::NoSink);
         }
         let progress = Shared::new(AtomicU64::new(0))?;
-        let main_pid = sys::getpid();
+        let main_pid = shm::pid::current();
         // Open the sinks here, so that errors reach the caller. SQLite
         // connections must not cross a fork: the child opens its own.
         #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
@@ -88,7 +88,7 @@ impl Reporter {
 
 /// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
 /// (an absolute schedule, so late wake-ups do not accumulate into drift).
-fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_pid: u32) {
+fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_pid: shm::pid::Pid) {
     let host = sys::hostname();
     // The next beat's time; `None` once past the end of the clock (an
     // interval of `Duration::MAX`): no more beats after the first.
@@ -136,7 +136,7 @@ impl Heartbeat {
     }
 
     /// The reporting daemon's pid.
-    pub fn pid(&self) -> i32 {
+    pub fn pid(&self) -> shm::pid::Pid {
         self.child.pid()
     }
 }

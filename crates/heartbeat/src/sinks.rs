@@ -93,7 +93,7 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
         rusqlite::params![
             beat.id,
             beat.host,
-            beat.pid,
+            beat.pid.get(),
             beat.seq as i64,
             beat.progress as i64,
             beat.sent_at_ms as i64,
@@ -124,7 +124,11 @@ pub(crate) fn read_database<R>(
             Ok(Beat {
                 id: r.get(0)?,
                 host: r.get(1)?,
-                pid: r.get(2)?,
+                pid: {
+                    let n: u32 = r.get(2)?;
+                    shm::pid::Pid::from_u32(n)
+                        .ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(2, i64::from(n)))?
+                },
                 seq: r.get::<_, i64>(3)? as u64,
                 progress: r.get::<_, i64>(4)? as u64,
                 sent_at_ms: r.get::<_, i64>(5)? as u64,

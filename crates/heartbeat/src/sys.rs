@@ -3,11 +3,6 @@
 
 use std::net::UdpSocket;
 
-/// This process's id.
-pub(crate) fn getpid() -> u32 {
-    rustix::process::getpid().as_raw_pid() as u32
-}
-
 /// A monitor of many reporters receives bursts; the default buffer (about
 /// 200 KiB) drops datagrams, which would read as false silence. Asks for 8
 /// MiB, beyond the system's limit if privileged (`SO_RCVBUFFORCE`), within

@@ -13,7 +13,7 @@ pub struct Beat {
     /// The machine it runs on.
     pub host: String,
     /// The pid of the main process it reports for.
-    pub pid: u32,
+    pub pid: shm::pid::Pid,
     /// 0, 1, 2, ... one per interval.
     pub seq: u64,
     /// The main process's progress counter.

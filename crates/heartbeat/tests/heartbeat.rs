@@ -194,7 +194,7 @@ fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
                 let beat = Beat {
                     id: format!("r{r}"),
                     host: "sim".into(),
-                    pid: 1,
+                    pid: shm::pid::Pid::from_u32(1).unwrap(),
                     seq: round,
                     progress: round,
                     sent_at_ms: 0,
@@ -253,7 +253,7 @@ fn monitor_poll_of_duration_max_receives_for_ever() {
 }
 
 /// The state letter of process `pid` in /proc (`Z` for a zombie).
-fn process_state(pid: i32) -> char {
+fn process_state(pid: shm::pid::Pid) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 1..];
     after_name.trim_start().chars().next().unwrap()
@@ -290,7 +290,7 @@ fn a_beat_with_an_enormous_interval_is_judged_without_panicking() {
         Beat {
             id: "far".into(),
             host: "h".into(),
-            pid: 1,
+            pid: shm::pid::Pid::from_u32(1).unwrap(),
             seq: 0,
             progress: 0,
             sent_at_ms: 0,

@@ -133,12 +133,12 @@ fn worker(arena: &Arena, slot: usize, seed: u64) {
             }
             4 => {
                 if let Ok(permit) = arena.rooms.acquire_timeout(OP_TIMEOUT) {
-                    arena.inside[slot].store(me, Ordering::SeqCst);
+                    arena.inside[slot].store(me.get(), Ordering::SeqCst);
                     let inside = arena
                         .inside
                         .iter()
                         .map(|p| p.load(Ordering::SeqCst))
-                        .filter(|&p| p != 0 && pid::is_running(p))
+                        .filter(|&p| pid::Pid::from_u32(p).is_some_and(pid::is_running))
                         .count();
                     if inside > PERMITS as usize {
                         violation(arena, "more processes inside the semaphore than permits");

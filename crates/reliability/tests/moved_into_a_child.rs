@@ -72,7 +72,7 @@ fn a_robust_semaphore_admits_no_second_holder_while_a_moved_permit_is_out() {
         1,
         "the child's drop released the permit"
     );
-    assert_eq!(arena.robust.held_by(std::process::id()), 0);
+    assert_eq!(arena.robust.held_by(shm::pid::current()), 0);
 }
 
 /// A guard moved into a child is not the child's to use: the lock is held

@@ -30,7 +30,7 @@ fn a_robust_semaphore_takes_back_a_dead_holders_permit_from_under_a_reused_pid()
     let holder = Process::new(|| std::mem::forget(sem.acquire().unwrap()))
         .start()
         .unwrap();
-    let dead = holder.pid() as u32;
+    let dead = holder.pid();
     holder.join().unwrap();
     assert_eq!(sem.value(), 0);
     let reuser = start_with_pid(dead, || {
@@ -60,7 +60,7 @@ fn a_barrier_breaks_for_a_dead_party_whose_pid_is_reused() {
         barrier.n_waiting() == 1
     });
     party.kill().unwrap();
-    let dead = party.pid() as u32;
+    let dead = party.pid();
     assert!(party.join().is_err(), "killed");
     let reuser = start_with_pid(dead, park_until_killed);
     let outcome = barrier.wait_timeout(Duration::from_secs(5));
@@ -81,11 +81,11 @@ fn held_by_does_not_count_a_dead_holders_row_for_the_process_that_reuses_its_pid
     let holder = Process::new(|| std::mem::forget(sem.acquire().unwrap()))
         .start()
         .unwrap();
-    let dead = holder.pid() as u32;
+    let dead = holder.pid();
     holder.join().unwrap();
     assert_eq!(sem.held_by(dead), 0, "a dead process holds nothing");
     let sem_ref = &*sem;
-    let reuser = start_with_pid(dead, move || sem_ref.held_by(std::process::id()));
+    let reuser = start_with_pid(dead, move || sem_ref.held_by(shm::pid::current()));
     assert_eq!(
         reuser.join().unwrap(),
         0,

@@ -48,7 +48,7 @@ fn outcome(result: Result<(), AdoptError>) -> u32 {
 
 /// Waits until the grandchild (not this process's child: it cannot be
 /// joined) has ended.
-fn wait_ended(pid: i32) {
+fn wait_ended(pid: shm::pid::Pid) {
     wait_until("the grandchild ends", || {
         matches!(process_state(pid), None | Some(b'Z') | Some(b'X'))
     });
@@ -86,7 +86,7 @@ fn a_permit_moved_into_a_child_is_not_taken_back_when_its_acquirer_dies() {
     assert_eq!(a.adopted.load(Ordering::SeqCst), 1, "C adopted the permit");
     p.kill().unwrap();
     assert!(p.join().is_err());
-    let c_pid = a.holder.load(Ordering::SeqCst) as i32;
+    let c_pid = shm::pid::Pid::from_u32(a.holder.load(Ordering::SeqCst)).expect("the holder's pid");
     assert!(
         matches!(process_state(c_pid), Some(s) if s != b'Z'),
         "C still runs, holding the permit"
@@ -97,7 +97,7 @@ fn a_permit_moved_into_a_child_is_not_taken_back_when_its_acquirer_dies() {
     let got_in = second.is_ok();
     drop(second);
     let reclaimed = a.robust.reclaim();
-    let held_by_c = a.robust.held_by(c_pid as u32);
+    let held_by_c = a.robust.held_by(c_pid);
     raise(&a.checked);
     wait_ended(c_pid);
     assert!(
@@ -108,7 +108,7 @@ fn a_permit_moved_into_a_child_is_not_taken_back_when_its_acquirer_dies() {
     assert_eq!(held_by_c, 1, "the permit counted under the child");
     // C's drop released it, under its own name, once.
     assert_eq!(a.robust.value(), 1);
-    assert_eq!(a.robust.held_by(c_pid as u32), 0);
+    assert_eq!(a.robust.held_by(c_pid), 0);
 }
 
 /// The race `adopt` cannot close: the acquirer dies and its permit is swept
@@ -140,7 +140,7 @@ fn a_permit_reclaimed_before_the_child_adopts_it_is_reported_and_released_by_nob
     wait_for(&a.handed, 1);
     p.kill().unwrap();
     assert!(p.join().is_err());
-    let c_pid = a.holder.load(Ordering::SeqCst) as i32;
+    let c_pid = shm::pid::Pid::from_u32(a.holder.load(Ordering::SeqCst)).expect("the holder's pid");
     assert_eq!(
         a.robust.reclaim(),
         1,
@@ -157,7 +157,7 @@ fn a_permit_reclaimed_before_the_child_adopts_it_is_reported_and_released_by_nob
     // The child dropped its spent permit while this process held the only
     // one: nothing was released.
     assert_eq!(a.robust.value(), 0, "the spent permit released one");
-    assert_eq!(a.robust.held_by(c_pid as u32), 0);
+    assert_eq!(a.robust.held_by(c_pid), 0);
     assert!(matches!(
         a.robust.try_acquire(),
         Err(AcquireError::WouldBlock)

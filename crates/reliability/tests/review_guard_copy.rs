@@ -120,7 +120,7 @@ fn a_moved_guard_does_not_release_the_childs_own_takeover() {
         })
         .start()
         .unwrap();
-        a.c_pid.store(c.pid() as u32, Ordering::SeqCst);
+        a.c_pid.store(c.pid().get(), Ordering::SeqCst);
         raise(&a.started);
         testkit::park_until_killed();
     })
@@ -133,7 +133,7 @@ fn a_moved_guard_does_not_release_the_childs_own_takeover() {
     wait_for(&a.c_holds, 1);
     let second = a.data.try_lock().is_ok();
     raise(&a.checked);
-    let c_pid = a.c_pid.load(Ordering::SeqCst) as i32;
+    let c_pid = shm::pid::Pid::from_u32(a.c_pid.load(Ordering::SeqCst)).expect("C's pid");
     testkit::wait_until("C exits", || {
         matches!(testkit::process_state(c_pid), None | Some(b'Z'))
     });

@@ -103,14 +103,16 @@ pub enum Error {
 
     /// The segment's creator did not finish initialising it in time.
     #[error(
-        "segment {name:?} was not initialised within {waited:?} (creator pid {creator_pid}, {})",
+        "segment {name:?} was not initialised within {waited:?} (creator pid {}, {})",
+        creator_pid.map_or("not recorded".to_string(), |p| p.to_string()),
         if *creator_alive { "still running" } else { "no longer running: unlink the name and create it again" }
     )]
     Uninitialized {
         /// The segment's name.
         name: String,
-        /// The pid of the process that created it (0 if not yet recorded).
-        creator_pid: i32,
+        /// The pid of the process that created it (`None` if not yet
+        /// recorded).
+        creator_pid: Option<crate::pid::Pid>,
         /// Whether that process still runs.
         creator_alive: bool,
         /// How long `open` waited.

@@ -57,8 +57,8 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// The process id part.
-    pub fn pid(self) -> u32 {
-        self.bits as u32
+    pub fn pid(self) -> Pid {
+        Pid::from_u32(self.bits as u32).expect("an identity's pid is not 0")
     }
 
     /// The start tag part (see [`Identity`]).
@@ -80,5 +80,110 @@ impl Identity {
     /// word with no pid (0, a free slot).
     pub fn from_bits(bits: u64) -> Option<Identity> {
         (bits as u32 != 0).then_some(Identity { bits })
+    }
+}
+
+/// A process id, as every procsync crate takes and returns it: positive,
+/// and on Linux below 2^22 (`PID_MAX_LIMIT`). One type instead of `u32`
+/// here and `i32` (`pid_t`) there; [`Pid::as_raw`] is the `pid_t` for a
+/// system call, [`Pid::get`] the number.
+///
+/// A pid names a process only while that process (or its zombie) exists:
+/// pids are reused once it is reaped (see [`Identity`] for what names a
+/// process for the whole boot).
+///
+/// # Example
+///
+/// ```
+/// use shm::pid::{self, Pid};
+///
+/// let me = pid::current();
+/// assert_eq!(me.get(), std::process::id());
+/// assert_eq!(Pid::from_raw(me.as_raw()), Some(me));
+/// assert_eq!(Pid::from_raw(0), None); // no process has pid 0
+/// assert_eq!(me.to_string(), std::process::id().to_string());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct Pid(std::num::NonZeroU32);
+
+impl Pid {
+    /// The pid `raw` (a `pid_t`); `None` unless it is positive.
+    pub const fn from_raw(raw: i32) -> Option<Pid> {
+        if raw > 0 {
+            Pid::from_u32(raw as u32)
+        } else {
+            None
+        }
+    }
+
+    /// The pid numbered `n`; `None` for 0 or a number above `i32::MAX`
+    /// (no `pid_t` has it).
+    pub const fn from_u32(n: u32) -> Option<Pid> {
+        if n > i32::MAX as u32 {
+            return None;
+        }
+        match std::num::NonZeroU32::new(n) {
+            Some(n) => Some(Pid(n)),
+            None => None,
+        }
+    }
+
+    /// The number.
+    pub const fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The `pid_t` a system call takes.
+    pub const fn as_raw(self) -> i32 {
+        self.0.get() as i32
+    }
+}
+
+impl std::fmt::Display for Pid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Pid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Pid> for u32 {
+    fn from(pid: Pid) -> u32 {
+        pid.get()
+    }
+}
+
+impl From<Pid> for i32 {
+    fn from(pid: Pid) -> i32 {
+        pid.as_raw()
+    }
+}
+
+impl PartialEq<u32> for Pid {
+    /// A pid equals its number: `pid == std::process::id()`.
+    fn eq(&self, other: &u32) -> bool {
+        self.get() == *other
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Pid {
+    /// As its number.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.get())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Pid {
+    /// From its number; 0 and numbers above `i32::MAX` are refused.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pid, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        Pid::from_u32(n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a pid")))
     }
 }

@@ -27,7 +27,7 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub use crate::identity::Identity;
+pub use crate::identity::{Identity, Pid};
 
 static CACHED_PID: AtomicU32 = AtomicU32::new(0);
 static CACHED_IDENTITY: AtomicU64 = AtomicU64::new(0);
@@ -48,26 +48,26 @@ const REGISTERED: u32 = u32::MAX;
 /// parent's pid; procsync never does that.
 #[cfg(not(loom))]
 #[inline]
-pub fn current() -> u32 {
-    match CACHED_PID.load(Ordering::Relaxed) {
-        0 => refresh(),
-        pid => pid,
+pub fn current() -> Pid {
+    match Pid::from_u32(CACHED_PID.load(Ordering::Relaxed)) {
+        Some(pid) => pid,
+        None => refresh(),
     }
 }
 
 /// The pid of the process the calling loom thread plays.
 #[cfg(loom)]
-pub fn current() -> u32 {
+pub fn current() -> Pid {
     current_identity().pid()
 }
 
 #[cold]
-fn refresh() -> u32 {
+fn refresh() -> Pid {
     let pid = crate::sys::getpid();
     if may_cache(pid) {
         CACHED_PID.store(pid, Ordering::Relaxed);
     }
-    pid
+    Pid::from_u32(pid).expect("getpid returns a pid")
 }
 
 /// Registers the handler that empties the caches in every forked child, if
@@ -122,7 +122,8 @@ fn may_cache(me: u32) -> bool {
 /// `close`): a pidfd polls readable once its process has terminated, zombie
 /// or not.
 #[cfg(not(loom))]
-pub fn is_running(pid: u32) -> bool {
+pub fn is_running(pid: Pid) -> bool {
+    let pid = pid.get();
     match PidFd::open(pid) {
         None => false,
         Some(Ok(pidfd)) => !pidfd.has_terminated(),
@@ -133,8 +134,8 @@ pub fn is_running(pid: u32) -> bool {
 
 /// Whether some process of the loom model with this pid runs.
 #[cfg(loom)]
-pub fn is_running(pid: u32) -> bool {
-    crate::sync::model::pid_is_running(pid)
+pub fn is_running(pid: Pid) -> bool {
+    crate::sync::model::pid_is_running(pid.get())
 }
 
 fn exists_and_not_zombie(pid: u32) -> bool {
@@ -166,17 +167,17 @@ impl Identity {
     /// would let two processes in.
     #[cfg(not(loom))]
     pub fn is_running(self) -> bool {
-        let Some(pidfd) = PidFd::open(self.pid()) else {
+        let Some(pidfd) = PidFd::open(self.pid().get()) else {
             return false;
         };
         let pidfd = match pidfd {
             Ok(fd) => fd,
-            Err(_) => return exists_and_not_zombie(self.pid()),
+            Err(_) => return exists_and_not_zombie(self.pid().get()),
         };
         if pidfd.has_terminated() {
             return false;
         }
-        match pidfd.start_tag(self.pid()) {
+        match pidfd.start_tag(self.pid().get()) {
             Some(tag) => tag == self.start_tag() && !pidfd.has_terminated(),
             // The process ended while we read its tag.
             None => false,
@@ -219,7 +220,7 @@ pub fn current_identity() -> Identity {
 #[cold]
 fn refresh_identity() -> Identity {
     check_pid_namespace();
-    let pid = current();
+    let pid = current().get();
     let pidfd = match PidFd::open(pid) {
         Some(Ok(fd)) => fd,
         other => panic!(

@@ -191,7 +191,7 @@ fn separately_built_programs_share_a_struct_by_layout() {
 #[test]
 fn zz_this_suite_left_no_names_behind() {
     assert_eq!(
-        testkit::leaked_names(std::process::id()),
+        testkit::leaked_names(shm::pid::current()),
         Vec::<String>::new()
     );
 }

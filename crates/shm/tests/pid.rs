@@ -10,7 +10,7 @@ fn the_cached_pid_is_right_in_a_forked_child() {
     let child = Process::new(|| (pid::current(), std::process::id()))
         .start()
         .unwrap();
-    let child_pid = child.pid() as u32;
+    let child_pid = child.pid();
     let (cached, real) = child.join().unwrap();
     assert_eq!(cached, real);
     assert_eq!(cached, child_pid);
@@ -19,12 +19,14 @@ fn the_cached_pid_is_right_in_a_forked_child() {
 
 #[test]
 fn running_dead_and_zombie_processes() {
-    assert!(pid::is_running(std::process::id()));
-    assert!(!pid::is_running(0));
-    assert!(!pid::is_running(u32::MAX));
+    assert!(pid::is_running(pid::current()));
+    // The largest pid_t: above any pid_max, so no process has it.
+    assert!(!pid::is_running(pid::Pid::from_raw(i32::MAX).unwrap()));
+    assert_eq!(pid::Pid::from_raw(0), None);
+    assert_eq!(pid::Pid::from_u32(u32::MAX), None);
 
     let mut child = Process::new(|| -> () { daemon::exit(0) }).start().unwrap();
-    let child_pid = child.pid() as u32;
+    let child_pid = child.pid();
     // Wait until it has exited but do not reap it: `is_alive` would. Poll
     // the liveness check itself, which must turn false for the zombie.
     let limit = testkit::deadline(GENEROUS);

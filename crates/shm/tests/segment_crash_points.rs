@@ -34,7 +34,7 @@ enum Fate {
 /// Opens `name` once with the short timeout and checks the outcome against
 /// the invariants. `creator` is the creator's pid; `stopped` whether it is
 /// stopped (alive) right now.
-fn open_and_check(name: &str, creator: i32, stopped: bool, context: &str) {
+fn open_and_check(name: &str, creator: shm::pid::Pid, stopped: bool, context: &str) {
     let started = Instant::now();
     let result = Shared::<AtomicU64>::open_timeout(name, SHORT);
     let waited = started.elapsed();
@@ -54,12 +54,12 @@ fn open_and_check(name: &str, creator: i32, stopped: bool, context: &str) {
             creator_alive,
             ..
         }) => {
-            if creator_pid == 0 {
+            if creator_pid.is_none() {
                 // The creator is not recorded yet: nobody can tell whether
                 // it lives, so the open waits out its timeout.
                 assert!(waited >= SHORT, "{context}: gave up early ({waited:?})");
             } else {
-                assert_eq!(creator_pid, creator, "{context}: the wrong creator");
+                assert_eq!(creator_pid, Some(creator), "{context}: the wrong creator");
                 assert_eq!(creator_alive, stopped, "{context}: creator_alive");
                 if stopped {
                     assert!(waited >= SHORT, "{context}: gave up early ({waited:?})");

@@ -66,7 +66,7 @@ fn open_or_create_checks_the_length() {
 #[test]
 fn zz_this_suite_left_no_names_behind() {
     assert_eq!(
-        testkit::leaked_names(std::process::id()),
+        testkit::leaked_names(shm::pid::current()),
         Vec::<String>::new()
     );
 }

@@ -110,7 +110,7 @@ impl Lock {
     }
 
     /// The pid of the holder, if any.
-    pub fn owner(&self) -> Option<u32> {
+    pub fn owner(&self) -> Option<shm::pid::Pid> {
         self.raw.owner()
     }
 }

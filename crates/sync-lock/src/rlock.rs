@@ -56,7 +56,7 @@ unsafe impl ShmSafe for RLock {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotOwner {
     /// The pid holding it, if any.
-    pub holder: Option<u32>,
+    pub holder: Option<shm::pid::Pid>,
 }
 
 impl std::fmt::Display for NotOwner {

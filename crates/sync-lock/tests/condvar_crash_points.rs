@@ -75,13 +75,13 @@ fn waiter(room: &Room, timeout: Duration) -> Child<Outcome> {
 }
 
 /// Whether process `pid` is stopped or gone.
-fn halted(pid: i32) -> bool {
+fn halted(pid: shm::pid::Pid) -> bool {
     !matches!(process_state(pid), Some(b'R' | b'S' | b'D'))
 }
 
 /// Waits until `count` waits have begun and their waiters have let go of
 /// the lock (so all are inside `wait`), or until `armed` halted.
-fn inside(room: &Room, count: u32, armed: Option<i32>) {
+fn inside(room: &Room, count: u32, armed: Option<shm::pid::Pid>) {
     wait_until("the waiters are inside wait", || {
         if armed.is_some_and(halted) {
             return true;

@@ -58,7 +58,7 @@ fn try_lock_fails_at_once_while_another_process_holds_it() {
     let g = guarded();
     let holder = Process::new(|| hold_until_killed(&g)).start().unwrap();
     wait_for(&g.holding, 1);
-    assert_eq!(g.lock.owner(), Some(holder.pid() as u32));
+    assert_eq!(g.lock.owner(), Some(holder.pid()));
     let started = Instant::now();
     assert!(matches!(g.lock.try_lock(), Err(TryLockError::WouldBlock)));
     assert!(started.elapsed() < GENEROUS / 2);
@@ -177,7 +177,7 @@ fn a_waiter_killed_while_waiting_blocks_nobody() {
 }
 
 /// Whether `pid` sleeps (state S in /proc).
-fn is_asleep(pid: i32) -> bool {
+fn is_asleep(pid: shm::pid::Pid) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')

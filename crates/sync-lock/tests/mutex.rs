@@ -151,7 +151,7 @@ fn get_mut_and_into_inner_need_no_lock() {
 #[test]
 fn zz_this_suite_left_no_names_behind() {
     assert_eq!(
-        testkit::leaked_names(std::process::id()),
+        testkit::leaked_names(shm::pid::current()),
         Vec::<String>::new()
     );
 }

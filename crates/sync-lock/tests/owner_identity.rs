@@ -23,9 +23,9 @@ fn outcome<G>(result: Result<G, TryLockError<G>>) -> String {
 
 /// Runs `hold` in a child that then exits holding what it took, reaps it,
 /// and returns its (now free) pid.
-fn pid_of_dead_holder(hold: impl Fn()) -> u32 {
+fn pid_of_dead_holder(hold: impl Fn()) -> shm::pid::Pid {
     let holder = Process::new(hold).start().unwrap();
-    let pid = holder.pid() as u32;
+    let pid = holder.pid();
     holder.join().expect("the holder exits normally");
     pid
 }
@@ -147,7 +147,7 @@ fn the_identity_of_a_reused_pid_differs() {
     let first = Process::new(|| shm::pid::current_identity().to_bits())
         .start()
         .unwrap();
-    let dead = first.pid() as u32;
+    let dead = first.pid();
     let first_identity = shm::pid::Identity::from_bits(first.join().unwrap()).unwrap();
     let second = start_with_pid(dead, || shm::pid::current_identity().to_bits());
     let second_identity = second.join().unwrap();

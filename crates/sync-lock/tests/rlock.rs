@@ -42,7 +42,7 @@ fn another_process_waits_until_every_level_is_released() {
 fn releasing_from_another_process_is_an_error() {
     let lock = Shared::new(RLock::new()).unwrap();
     lock.acquire().unwrap();
-    let my_pid = std::process::id();
+    let my_pid = shm::pid::current();
     let child = Process::new(|| lock.release().map_err(|e| e.holder))
         .start()
         .unwrap();

@@ -87,7 +87,7 @@ impl<'a> Permit<'a> {
     ///         // First thing: from here on the room is this process's, and
     ///         // stays taken if the parent dies.
     ///         let adopted = permit.adopt().is_ok();
-    ///         adopted && rooms.held_by(std::process::id()) == 1
+    ///         adopted && rooms.held_by(shm::pid::current()) == 1
     ///     })
     ///     .start()
     ///     .expect("fork");

@@ -381,11 +381,11 @@ impl RobustSemaphore {
     /// them, belong to nobody, and a new process that reuses its pid is not
     /// taken for it (rows record the whole identity). Checks liveness, a
     /// few system calls per row of that pid.
-    pub fn held_by(&self, pid: u32) -> u32 {
+    pub fn held_by(&self, pid: shm::pid::Pid) -> u32 {
         self.holders
             .iter()
             .map(HolderRow::load)
-            .filter(|r| r.owner != 0 && r.owner as u32 == pid && alive(r.owner))
+            .filter(|r| r.owner != 0 && r.owner as u32 == pid.get() && alive(r.owner))
             .map(|r| r.held)
             .sum()
     }

@@ -235,7 +235,7 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
     // journalled is still counted under this process, its acquirer, and
     // comes back when this process dies; otherwise it moved to the
     // adopter's row, and came back with the adopter's death or drop.
-    let lent = s.held_by(std::process::id());
+    let lent = s.held_by(shm::pid::current());
     let not_adopted =
         scenario == Scenario::Adopter && fate == Fate::Killed && BEFORE_ARMED.contains(&point);
     assert_eq!(

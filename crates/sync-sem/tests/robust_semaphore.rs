@@ -62,7 +62,7 @@ fn a_killed_holder_of_two_permits_gives_them_back_to_a_blocked_acquirer() {
     .unwrap();
     wait_for(&room.ready, 1);
     assert_eq!(room.sem.value(), 1);
-    assert_eq!(room.sem.held_by(holder.pid() as u32), 2);
+    assert_eq!(room.sem.held_by(holder.pid()), 2);
     let mine = room.sem.acquire().unwrap();
     assert_eq!(room.sem.value(), 0);
 
@@ -85,7 +85,7 @@ fn a_killed_holder_of_two_permits_gives_them_back_to_a_blocked_acquirer() {
     );
     drop((mine, second));
     assert_eq!(room.sem.value(), 3, "every permit is back");
-    assert_eq!(room.sem.held_by(holder_pid as u32), 0);
+    assert_eq!(room.sem.held_by(holder_pid), 0);
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn forgotten_and_released_permits_are_never_taken_back() {
 fn adopt_moves_one_permit_to_the_adopting_process() {
     let shared = room(3);
     let room = &*shared;
-    let me = std::process::id();
+    let me = pid::current();
     let mut kept = room.sem.acquire().unwrap();
     let moved = room.sem.acquire().unwrap();
     assert_eq!(kept.adopt(), Ok(()), "adopting in the acquirer: no-op");
@@ -154,14 +154,10 @@ fn adopt_moves_one_permit_to_the_adopting_process() {
         1,
         "one permit left this process's row"
     );
-    assert_eq!(
-        room.sem.held_by(child.pid() as u32),
-        1,
-        "and is the child's"
-    );
+    assert_eq!(room.sem.held_by(child.pid()), 1, "and is the child's");
     assert_eq!(room.sem.value(), 1);
     raise(&room.ready);
-    let child_pid = child.pid() as u32;
+    let child_pid = child.pid();
     child.join().unwrap();
     assert_eq!(room.sem.held_by(child_pid), 0);
     assert_eq!(room.sem.value(), 2, "the child's drop released it once");

@@ -19,6 +19,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use shm::pid::Pid;
+
 /// Every name made by [`unique_name`] starts with this.
 pub const NAME_PREFIX: &str = "procsync-test-";
 
@@ -35,7 +37,7 @@ pub fn unique_name(tag: &str) -> String {
 
 /// Names under `/dev/shm` that start with [`NAME_PREFIX`] and `pid`: what a
 /// suite run by process `pid` has left behind.
-pub fn leaked_names(pid: u32) -> Vec<String> {
+pub fn leaked_names(pid: Pid) -> Vec<String> {
     let prefix = format!("{NAME_PREFIX}{pid}-");
     std::fs::read_dir("/dev/shm")
         .map(|dir| {
@@ -189,7 +191,7 @@ pub fn park_until_killed() {
 /// process, not yet reaped, so its pid cannot have been reused) while this
 /// process goes on to block; joining it gives the CLOCK_MONOTONIC time of
 /// the kill in nanoseconds (see [`monotonic_ns`]).
-pub fn sigkill_from_sibling(pid: i32) -> daemon::Child<u64> {
+pub fn sigkill_from_sibling(pid: Pid) -> daemon::Child<u64> {
     daemon::Process::new(|| {
         // `pid` names the intended process: see above.
         sys::sigkill(pid);
@@ -243,19 +245,22 @@ pub fn can_force_pids() -> bool {
 /// has seen its pid; a child with the wrong pid leaves without running
 /// `work`. Panics if the pid cannot be had in 1,000 tries or without root
 /// (check [`can_force_pids`] first).
-pub fn start_with_pid<T, W>(target: u32, work: W) -> daemon::Child<T>
+pub fn start_with_pid<T, W>(target: Pid, work: W) -> daemon::Child<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
     W: Fn() -> T,
 {
     const GO: u32 = 1;
     const WRONG_PID: u32 = 2;
-    assert!(target > 1, "pid {target} cannot be forced");
+    assert!(target.get() > 1, "pid {target} cannot be forced");
     let work = &work;
     for _ in 0..1_000 {
         let gate = shm::Shared::new(shm::Futex::new(0)).expect("a gate in shared memory");
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (target - 1).to_string())
-            .expect("write ns_last_pid (needs root)");
+        std::fs::write(
+            "/proc/sys/kernel/ns_last_pid",
+            (target.get() - 1).to_string(),
+        )
+        .expect("write ns_last_pid (needs root)");
         let gate_ref = &gate;
         let mut child = daemon::Process::new(move || {
             let limit = deadline(GENEROUS);
@@ -270,7 +275,7 @@ where
         })
         .start()
         .expect("start a child process");
-        let got = child.pid() as u32 == target;
+        let got = child.pid() == target;
         gate.store(if got { GO } else { WRONG_PID }, Ordering::SeqCst);
         gate.wake_all();
         if got {
@@ -283,7 +288,7 @@ where
 
 /// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`,
 /// `T` for stopped, `Z` for a zombie, ...), or `None` once it is gone.
-pub fn process_state(pid: i32) -> Option<u8> {
+pub fn process_state(pid: Pid) -> Option<u8> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and ')': the state follows the
     // last ')'.
@@ -293,7 +298,7 @@ pub fn process_state(pid: i32) -> Option<u8> {
 
 /// Waits (at most [`GENEROUS`]) until process `pid` is stopped (true) or
 /// has exited (false).
-pub fn wait_stopped_or_exited(pid: i32) -> bool {
+pub fn wait_stopped_or_exited(pid: Pid) -> bool {
     let limit = deadline(GENEROUS);
     loop {
         match process_state(pid) {

@@ -1,8 +1,8 @@
 //! Every system call of the test kit, in one place.
 
 /// Sends SIGKILL to `pid` (errors ignored: it may be gone already).
-pub(crate) fn sigkill(pid: i32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+pub(crate) fn sigkill(pid: shm::pid::Pid) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid.as_raw()) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }

@@ -98,7 +98,7 @@ impl<T: Serialize + DeserializeOwned> Bunch<T> {
     }
 
     /// The workers' pids.
-    pub fn pids(&self) -> Vec<i32> {
+    pub fn pids(&self) -> Vec<shm::pid::Pid> {
         self.children.iter().map(Child::pid).collect()
     }
 

@@ -12,7 +12,7 @@ mod guard;
 pub use guard::RawLockGuard;
 
 use crate::futex::SLEEPERS;
-use crate::pid::{self, Identity};
+use crate::pid::{self, Identity, Pid};
 use crate::spin::Spin;
 use crate::sync::atomic::Ordering;
 use crate::{Futex64, ShmSafe};
@@ -363,7 +363,7 @@ impl RawLock {
     }
 
     /// The pid of the process holding the lock, if any (it may have died).
-    pub fn owner(&self) -> Option<u32> {
+    pub fn owner(&self) -> Option<Pid> {
         self.owner_identity().map(Identity::pid)
     }
 

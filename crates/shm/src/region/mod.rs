@@ -39,7 +39,7 @@ pub(crate) struct Region {
     name: Option<ShmName>,
     /// The pid whose drop unlinks the name: the creator's. A forked child
     /// carries a copy of this struct but another pid, so never unlinks.
-    unlink_by: Option<u32>,
+    unlink_by: Option<crate::pid::Pid>,
     /// Kept open so that `check_size` can see truncation by others (and
     /// named segments' bytes can be copied with `pread`/`pwrite`).
     fd: Option<OwnedFd>,

@@ -17,6 +17,7 @@ use super::header::{Header, Layout, LAYOUT_VERSION, MAGIC, READY, STATE_OFFSET, 
 use super::mapping::Mapping;
 use super::name::ShmName;
 use super::{os_error, Region};
+use crate::pid::Pid;
 use crate::sys::{self, ShmOpen};
 use crate::{Error, Result};
 
@@ -84,7 +85,7 @@ impl Region {
         let header = map.header().expect("a segment is at least a header long");
         header
             .creator_pid
-            .store(crate::pid::current() as i32, Ordering::Relaxed);
+            .store(crate::pid::current().as_raw(), Ordering::Relaxed);
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator recorded");
         // Nobody reads the other fields before we publish READY below.
         header.write(layout);
@@ -117,10 +118,10 @@ impl Region {
         // the clock).
         let deadline = started.checked_add(timeout);
         let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-        let uninitialized = |creator_pid: i32| Error::Uninitialized {
+        let uninitialized = |creator_pid: Option<Pid>| Error::Uninitialized {
             name: name.as_str().to_string(),
             creator_pid,
-            creator_alive: creator_pid > 0 && crate::pid::is_running(creator_pid as u32),
+            creator_alive: creator_pid.is_some_and(crate::pid::is_running),
             waited: started.elapsed(),
         };
 
@@ -133,7 +134,7 @@ impl Region {
                 break size;
             }
             if expired() {
-                return Err(uninitialized(0));
+                return Err(uninitialized(None));
             }
             std::thread::sleep(Duration::from_micros(200));
         };
@@ -173,8 +174,8 @@ impl Region {
                     ),
                 });
             }
-            let pid = header.creator_pid.load(Ordering::Relaxed);
-            if expired() || (pid > 0 && !crate::pid::is_running(pid as u32)) {
+            let pid = Pid::from_raw(header.creator_pid.load(Ordering::Relaxed));
+            if expired() || pid.is_some_and(|pid| !crate::pid::is_running(pid)) {
                 return Err(uninitialized(pid));
             }
             // Sleep until the creator publishes; wake now and then to notice
