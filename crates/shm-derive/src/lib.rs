@@ -15,6 +15,11 @@
 //! its `repr`, size and alignment, then each field's name, offset and type's
 //! own description, so that a named segment is checked by layout, not by
 //! the struct's Rust path (see `shm::layout`).
+//!
+//! The generated code names the `shm` crate by the path the deriving crate
+//! knows it under, read from that crate's manifest: `::shm` for a crate
+//! that depends on `procsync-shm` (as `shm`, or under any other name), or
+//! `::procsync::shm` for one that depends only on the `procsync` facade.
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -32,7 +37,30 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     }
 }
 
+/// The path of the `shm` crate in the crate being compiled.
+fn shm_path() -> proc_macro2::TokenStream {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    let named = |name: &str| {
+        let ident = syn::Ident::new(&name.replace('-', "_"), Span::call_site());
+        quote!(::#ident)
+    };
+    match crate_name("procsync-shm") {
+        // In procsync-shm's own tests and doctests, which know it as `shm`.
+        Ok(FoundCrate::Itself) => quote!(::shm),
+        Ok(FoundCrate::Name(name)) => named(&name),
+        Err(_) => match crate_name("procsync") {
+            Ok(FoundCrate::Name(name)) => {
+                let facade = named(&name);
+                quote!(#facade::shm)
+            }
+            // Unknown (no manifest to read): the usual name.
+            _ => quote!(::shm),
+        },
+    }
+}
+
 fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
+    let shm = shm_path();
     let fields = match &input.data {
         Data::Struct(data) => &data.fields,
         Data::Enum(_) => {
@@ -65,7 +93,7 @@ fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
         .unwrap_or_default();
     for field in fields.iter() {
         let ty = &field.ty;
-        predicates.push(syn::parse_quote!(#ty: ::shm::ShmSafe));
+        predicates.push(syn::parse_quote!(#ty: #shm::ShmSafe));
     }
     let type_name = name.to_string();
     let repr = repr.join(", ");
@@ -88,11 +116,11 @@ fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
         // SAFETY: the struct has a stable C layout (checked above) and the
         // `where` bounds make the compiler prove that every field is ShmSafe,
         // so the whole is plain data valid at any address in any process.
-        unsafe impl #impl_generics ::shm::ShmSafe for #name #ty_generics
+        unsafe impl #impl_generics #shm::ShmSafe for #name #ty_generics
         where
             #(#predicates,)*
         {
-            fn describe_layout(out: &mut ::shm::layout::LayoutWriter) {
+            fn describe_layout(out: &mut #shm::layout::LayoutWriter) {
                 out.structure(
                     #type_name,
                     #repr,
