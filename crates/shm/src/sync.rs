@@ -31,7 +31,7 @@
 //! every crate of the build):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test -p sync-lock --release \
+//! RUSTFLAGS="--cfg loom" cargo test -p procsync-lock --release \
 //!     --target-dir target/loom --test 'loom_*' -- --nocapture
 //! ```
 //!
