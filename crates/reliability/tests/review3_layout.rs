@@ -55,11 +55,13 @@ fn a_named_mutex_is_refused_to_a_struct_without_its_unsafe_cell() {
             Ok(peek) => {
                 s.outcome.store(2, Ordering::SeqCst);
                 let data: &u64 = &peek.data;
-                // SAFETY (of the test, not of the library): a volatile
-                // read, so that the second read really looks again.
+                // SAFETY: `data` is a valid, aligned reference; the read is
+                // volatile so that the second one really looks again (the
+                // race it shows is the library's defect, not this read's).
                 let before = unsafe { std::ptr::read_volatile(data) };
                 raise(&s.opened);
                 wait_for(&s.written, 1);
+                // SAFETY: as above.
                 let after = unsafe { std::ptr::read_volatile(data) };
                 (before, after)
             }
