@@ -48,7 +48,7 @@ fn adopting_a_copy_of_a_permit_never_admits_more_than_the_count() {
     .start()
     .unwrap();
     wait_for(&ar.adopted, 1);
-    let child_pid = child.pid() as u32;
+    let child_pid = child.pid();
     let adopted = ar.outcome.load(Ordering::SeqCst) == 1;
     let held_by_child = ar.robust.held_by(child_pid);
     drop(a);

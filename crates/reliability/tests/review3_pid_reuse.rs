@@ -62,7 +62,7 @@ fn a_waiter_out_of_descriptors_is_not_fooled_by_pid_reuse() {
     let holder = Process::new(move || std::mem::forget(a.lock.lock().unwrap()))
         .start()
         .unwrap();
-    let dead = holder.pid() as u32;
+    let dead = holder.pid();
     holder.join().unwrap();
     assert_eq!(a.lock.owner(), Some(dead));
     // A live newcomer with the dead holder's pid, holding nothing.
