@@ -32,7 +32,6 @@ struct Signals {
 /// lock's holders change through `&mut u64` (a data race in safe code, and
 /// a shared reference whose pointee changes under it).
 #[test]
-#[ignore = "review3: a named Mutex<u64> opens as a plain struct {raw: RawLock, data: u64}: &u64 to data others mutate"]
 fn a_named_mutex_is_refused_to_a_struct_without_its_unsafe_cell() {
     let name = unique_name("peek");
     let mutex = Shared::create(&name, Mutex::new(0u64)).unwrap();

@@ -44,8 +44,12 @@ fn shm_path() -> proc_macro2::TokenStream {
         let ident = syn::Ident::new(&name.replace('-', "_"), Span::call_site());
         quote!(::#ident)
     };
+    // In procsync-shm's own tests, examples and doctests, which know it by
+    // its library name `shm` (proc-macro-crate would give the package's).
+    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("procsync-shm") {
+        return quote!(::shm);
+    }
     match crate_name("procsync-shm") {
-        // In procsync-shm's own tests and doctests, which know it as `shm`.
         Ok(FoundCrate::Itself) => quote!(::shm),
         Ok(FoundCrate::Name(name)) => named(&name),
         Err(_) => match crate_name("procsync") {

@@ -44,6 +44,7 @@ const PRIMITIVE: u8 = 1;
 const ARRAY: u8 = 2;
 const STRUCT: u8 = 3;
 const OPAQUE: u8 = 4;
+const CELL: u8 = 5;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -137,6 +138,26 @@ impl LayoutWriter {
         self.text(name, true);
         self.number(offset as u64);
         T::describe_layout(self);
+    }
+
+    /// One field of the struct being written whose `T` sits behind an
+    /// `UnsafeCell`: written by whoever holds the primitive's lock, never
+    /// to be read as plain data. A lock's protected data is described so
+    /// (`sync-lock`'s `Mutex<T>`): a struct with the same fields, but a
+    /// plain `T` where the cell is, does not match it.
+    pub fn cell_field<T: ShmSafe>(&mut self, name: &str, offset: usize) {
+        self.text(name, true);
+        self.number(offset as u64);
+        self.byte(CELL);
+        T::describe_layout(self);
+    }
+
+    /// A procsync primitive `T` (a lock word, a semaphore, a condition
+    /// variable...), described by its protocol's `name` and version, size
+    /// and alignment: what its words mean is the protocol, not a field
+    /// list, and a user's struct of the same shape must not pass for it.
+    pub fn protocol<T>(&mut self, name: &str) {
+        self.opaque(&format!("procsync {name}"), size_of::<T>(), align_of::<T>());
     }
 
     /// A type described only by its `name`, `size` and `align`: the default
@@ -275,6 +296,8 @@ enum Node {
         /// description was cut short).
         count: u64,
     },
+    /// A value behind an `UnsafeCell` (see `LayoutWriter::cell_field`).
+    Cell(Box<Node>),
     /// The stored description ended here (it did not fit the header).
     Cut,
 }
@@ -290,6 +313,7 @@ impl Node {
             Node::Leaf { name, .. } => name.clone(),
             Node::Array { len, elem, .. } => format!("[{}; {len}]", elem.label()),
             Node::Struct { name, .. } => name.clone(),
+            Node::Cell(inner) => format!("UnsafeCell<{}>", inner.label()),
             Node::Cut => "(not recorded)".into(),
         }
     }
@@ -299,6 +323,7 @@ impl Node {
             Node::Leaf { size, align, .. }
             | Node::Array { size, align, .. }
             | Node::Struct { size, align, .. } => Some((*size, *align)),
+            Node::Cell(inner) => inner.size_align(),
             Node::Cut => None,
         }
     }
@@ -350,6 +375,7 @@ impl Reader<'_> {
                 size: self.number()?,
                 align: self.number()?,
             },
+            CELL => Node::Cell(Box::new(self.node(depth + 1))),
             ARRAY => Node::Array {
                 size: self.number()?,
                 align: self.number()?,
@@ -411,6 +437,7 @@ fn diff(here: &Node, there: &Node, path: &str) -> Option<String> {
     };
     match (here, there) {
         (Node::Cut, _) | (_, Node::Cut) => None,
+        (Node::Cell(a), Node::Cell(b)) => diff(a, b, path),
         (Node::Leaf { .. }, Node::Leaf { .. }) => (here != there).then(differ).flatten(),
         (
             Node::Array {

@@ -239,3 +239,25 @@ fn build_examples_once(target: &std::path::Path) {
         assert!(status.success(), "building the layout examples failed");
     });
 }
+
+/// A procsync primitive is described by its protocol, not its fields: a
+/// user's struct of the same shape as the lock word (one `Futex64` named
+/// `word`) does not pass for it (review 3: with field descriptions only, a
+/// `Mutex<T>` over a user's raw lock of that shape matched one over
+/// `RawLock`).
+#[test]
+fn a_struct_shaped_like_the_lock_word_is_not_the_lock_word() {
+    #[derive(shm::ShmSafe)]
+    #[repr(C)]
+    struct LookAlike {
+        word: shm::Futex64,
+    }
+    assert_eq!(
+        std::mem::size_of::<LookAlike>(),
+        std::mem::size_of::<shm::lockword::RawLock>()
+    );
+    assert_ne!(
+        shm::layout::fingerprint::<LookAlike>(),
+        shm::layout::fingerprint::<shm::lockword::RawLock>()
+    );
+}

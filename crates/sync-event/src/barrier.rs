@@ -232,7 +232,11 @@ struct Slot {
 
 // SAFETY: repr(C) structs of atomics and integers, with explicit padding:
 // plain data.
-unsafe impl ShmSafe for Barrier {}
+unsafe impl ShmSafe for Barrier {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<Barrier>("Barrier v1");
+    }
+}
 
 impl Slot {
     shm::const_unless_loom! {

@@ -64,7 +64,11 @@ pub struct Event {
 }
 
 // SAFETY: one futex word: plain data.
-unsafe impl ShmSafe for Event {}
+unsafe impl ShmSafe for Event {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<Event>("Event v1");
+    }
+}
 
 impl Event {
     shm::const_unless_loom! {

@@ -168,7 +168,11 @@ const NOTIFIED: u32 = 2;
 
 // SAFETY: repr(C) structs of atomics and integers with explicit padding:
 // plain data.
-unsafe impl ShmSafe for Condvar {}
+unsafe impl ShmSafe for Condvar {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<Condvar>("Condvar v1");
+    }
+}
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

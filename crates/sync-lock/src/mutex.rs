@@ -65,11 +65,13 @@ pub struct Mutex<T, R: RawRobustLock = RawLock> {
 // side in a repr(C) struct: plain data valid at any address.
 unsafe impl<T: ShmSafe, R: RawRobustLock> ShmSafe for Mutex<T, R> {
     /// Described field by field, so that a named `Mutex<T>` whose `T` changed
-    /// shape (even at the same size) is refused, naming the field.
+    /// shape (even at the same size) is refused, naming the field; the data
+    /// as behind its `UnsafeCell`, so that a plain struct of the same
+    /// fields cannot open it and read what lock holders write.
     fn describe_layout(out: &mut LayoutWriter) {
         out.structure("Mutex", "C", size_of::<Self>(), align_of::<Self>(), 2);
         out.field::<R>("raw", offset_of!(Self, raw));
-        out.field::<T>("data", offset_of!(Self, data));
+        out.cell_field::<T>("data", offset_of!(Self, data));
     }
 }
 // SAFETY: the lock lets one holder at a time reach the data, which may be

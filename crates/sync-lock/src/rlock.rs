@@ -49,7 +49,11 @@ pub struct RLock {
 }
 
 // SAFETY: a RawLock and two atomics in a repr(C) struct: plain data.
-unsafe impl ShmSafe for RLock {}
+unsafe impl ShmSafe for RLock {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<RLock>("RLock v1");
+    }
+}
 
 /// `release` was called by a thread or process that does not hold the
 /// [`RLock`] (Python raises `RuntimeError` / `AssertionError` there).

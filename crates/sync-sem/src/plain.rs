@@ -74,7 +74,11 @@ pub struct Semaphore {
 }
 
 // SAFETY: a futex word and an integer: plain data.
-unsafe impl ShmSafe for Semaphore {}
+unsafe impl ShmSafe for Semaphore {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<Semaphore>("Semaphore v1");
+    }
+}
 
 impl Semaphore {
     shm::const_unless_loom! {

@@ -248,7 +248,11 @@ fn unpack(slots: u32) -> (usize, usize) {
 }
 
 // SAFETY: a repr(C) struct of atomics and integers: plain data.
-unsafe impl ShmSafe for RobustSemaphore {}
+unsafe impl ShmSafe for RobustSemaphore {
+    fn describe_layout(out: &mut shm::layout::LayoutWriter) {
+        out.protocol::<RobustSemaphore>("RobustSemaphore v1");
+    }
+}
 
 // Who holds a row: a process's identity (pid and start tag) as one word,
 // so that a new process that reuses a dead holder's pid is not taken for

@@ -160,15 +160,10 @@ pub struct RawLock {
 
 // SAFETY: one 64-bit futex word, plain data valid at any 8-aligned address.
 unsafe impl ShmSafe for RawLock {
+    /// By protocol, not fields: a user's struct holding a `Futex64` must not
+    /// pass for a lock word.
     fn describe_layout(out: &mut crate::layout::LayoutWriter) {
-        out.structure(
-            "RawLock",
-            "C",
-            std::mem::size_of::<RawLock>(),
-            std::mem::align_of::<RawLock>(),
-            1,
-        );
-        out.field::<Futex64>("word", std::mem::offset_of!(RawLock, word));
+        out.protocol::<RawLock>("RawLock v1");
     }
 }
 
