@@ -77,11 +77,17 @@ impl Identity {
     }
 
     /// The identity stored by [`to_bits`](Identity::to_bits); `None` for a
-    /// word with no pid (0, a free slot).
+    /// word with no pid (0, a free slot) or a pid no Linux process can have
+    /// (at or above `PID_MAX_LIMIT`, 2^22): the bits above it are the lock
+    /// words' flags, which an identity must never set.
     pub fn from_bits(bits: u64) -> Option<Identity> {
-        (bits as u32 != 0).then_some(Identity { bits })
+        let pid = bits as u32;
+        (pid != 0 && pid < PID_MAX_LIMIT).then_some(Identity { bits })
     }
 }
+
+/// Linux's `PID_MAX_LIMIT`: no pid reaches it (`pid_max` is at most this).
+const PID_MAX_LIMIT: u32 = 1 << 22;
 
 /// A process id, as every procsync crate takes and returns it: positive,
 /// and on Linux below 2^22 (`PID_MAX_LIMIT`). One type instead of `u32`

@@ -291,10 +291,7 @@ impl Condvar {
             // Every slot taken: return at once, as a spurious wake-up.
             None => true,
         };
-        let how = mutex
-            .raw()
-            .lock_until_as(pid::current_identity(), None)
-            .expect("no deadline");
+        let how = mutex.raw().lock_until(None).expect("no deadline");
         // SAFETY: this process has just acquired the mutex's raw lock.
         let guard = unsafe { MutexGuard::new(mutex) };
         lock_result(how, (guard, WaitTimeoutResult(!notified)))

@@ -73,7 +73,8 @@ impl Lock {
     #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         let me = shm::pid::current_identity();
-        let how = self.raw.lock_until_as(me, None).expect("no deadline");
+        // SAFETY: `me` is this process's identity.
+        let how = unsafe { self.raw.lock_until_as(me, None) }.expect("no deadline");
         let guard = LockGuard {
             // SAFETY: this process (`me`) has just acquired the lock; this
             // guard alone stands for it.

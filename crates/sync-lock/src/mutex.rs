@@ -108,7 +108,8 @@ impl<T, R: RawRobustLock> Mutex<T, R> {
     /// panicked holding it, so check or repair the data.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T, R>> {
         let me = shm::pid::current_identity();
-        let how = self.raw.lock_until_as(me, None).expect("no deadline");
+        // SAFETY: `me` is this process's identity.
+        let how = unsafe { self.raw.lock_until_as(me, None) }.expect("no deadline");
         let guard = MutexGuard {
             mutex: self,
             // SAFETY: this process (`me`) has just acquired the lock; this
@@ -131,8 +132,7 @@ impl<T, R: RawRobustLock> Mutex<T, R> {
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T, R>> {
         let deadline = shm::sync::now().checked_add(timeout);
         try_lock_result(
-            self.raw
-                .lock_until_as(shm::pid::current_identity(), deadline),
+            self.raw.lock_until(deadline),
             TryLockError::TimedOut,
             // SAFETY: called only once the lock is acquired.
             || unsafe { MutexGuard::new(self) },

@@ -31,8 +31,9 @@ impl Counting {
 
 // SAFETY: every call is passed to a RawLock, which is such a lock.
 unsafe impl RawRobustLock for Counting {
-    fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
-        self.counted(self.raw.lock_until_as(me, deadline))
+    unsafe fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
+        // SAFETY: the caller's promise, passed on.
+        self.counted(unsafe { self.raw.lock_until_as(me, deadline) })
     }
     fn try_lock(&self) -> Option<Acquired> {
         self.counted(self.raw.try_lock())

@@ -43,7 +43,7 @@ use super::{RawLock, RawRobustLock};
 ///
 /// let raw = RawLock::new();
 /// let me = pid::current_identity();
-/// assert_eq!(raw.lock_until_as(me, None), Some(Acquired::Clean));
+/// assert_eq!(raw.lock_until(None), Some(Acquired::Clean));
 /// // SAFETY: this process has just acquired `raw`; no other guard stands
 /// // for that acquisition.
 /// let guard = unsafe { RawLockGuard::new(&raw, me) };

@@ -203,13 +203,30 @@ impl RawLock {
     /// `None` when the deadline passed first; never before it.
     #[inline]
     pub fn lock_until(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        self.lock_until_as(pid::current_identity(), deadline)
+        // SAFETY: the identity is this process's.
+        unsafe { self.lock_until_as(pid::current_identity(), deadline) }
     }
 
     /// [`lock_until`](RawLock::lock_until) for a caller that has read this
     /// process's identity already (a guard keeps it).
+    ///
+    /// # Safety
+    ///
+    /// `me` is [`pid::current_identity`]. Another identity would hold the
+    /// lock in the name of a process that does not know it (which then
+    /// waits on itself for ever), or of none.
+    ///
+    /// ```compile_fail
+    /// use shm::lockword::RawLock;
+    /// let raw = RawLock::new();
+    /// raw.lock_until_as(shm::pid::current_identity(), None); // needs unsafe
+    /// ```
     #[inline]
-    pub fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
+    pub unsafe fn lock_until_as(
+        &self,
+        me: Identity,
+        deadline: Option<Instant>,
+    ) -> Option<Acquired> {
         debug_assert_eq!(
             me,
             pid::current_identity(),
@@ -405,7 +422,7 @@ impl RawLock {
 ///
 /// fn locked_twice<R: RawRobustLock>(raw: &R) -> bool {
 ///     let me = pid::current_identity();
-///     assert_eq!(raw.lock_until_as(me, None), Some(Acquired::Clean));
+///     assert_eq!(raw.lock_until(None), Some(Acquired::Clean));
 ///     let again = raw.try_lock().is_some();
 ///     // SAFETY: this process made the acquisition it ends.
 ///     unsafe { raw.unlock_as(me) };
@@ -414,10 +431,22 @@ impl RawLock {
 /// assert!(!locked_twice(&RawLock::new()));
 /// ```
 pub unsafe trait RawRobustLock: ShmSafe + Sync {
-    /// Takes the lock for this process (`me` is its identity, from
-    /// [`pid::current_identity`]), waiting until `deadline` (`None`: for
-    /// ever); `None` when the deadline passed first.
-    fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired>;
+    /// Takes the lock for this process (`me` is its identity), waiting
+    /// until `deadline` (`None`: for ever); `None` when the deadline passed
+    /// first.
+    ///
+    /// # Safety
+    ///
+    /// `me` is [`pid::current_identity`] (the caller has read it already:
+    /// that saves a load on the uncontended path).
+    unsafe fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired>;
+
+    /// Takes the lock for this process, waiting until `deadline` (`None`:
+    /// for ever); `None` when the deadline passed first.
+    fn lock_until(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        // SAFETY: the identity is this process's.
+        unsafe { self.lock_until_as(pid::current_identity(), deadline) }
+    }
 
     /// Takes the lock if it is free now or its holder has died; never
     /// sleeps.
@@ -453,8 +482,9 @@ pub unsafe trait RawRobustLock: ShmSafe + Sync {
 // models of sync-lock explore these protocols.
 unsafe impl RawRobustLock for RawLock {
     #[inline]
-    fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
-        RawLock::lock_until_as(self, me, deadline)
+    unsafe fn lock_until_as(&self, me: Identity, deadline: Option<Instant>) -> Option<Acquired> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { RawLock::lock_until_as(self, me, deadline) }
     }
 
     fn try_lock(&self) -> Option<Acquired> {
