@@ -36,7 +36,9 @@ fn a_semaphore_permit_moved_into_a_child_is_released_once() {
     let permit = arena.plain.acquire();
     let checked = &arena.checked;
     let child = Process::new(move || {
-        let _permit = permit;
+        let mut permit = permit;
+        // SAFETY: moved into this closure; the parent never drops it.
+        unsafe { permit.adopt() }.expect("a plain permit adopts");
         wait_for(checked, 1);
     })
     .start()
@@ -54,7 +56,9 @@ fn a_robust_semaphore_admits_no_second_holder_while_a_moved_permit_is_out() {
     let permit = arena.robust.acquire();
     let checked = &arena.checked;
     let child = Process::new(move || {
-        let _permit = permit;
+        let mut permit = permit.expect("a free permit");
+        // SAFETY: moved into this closure; the parent never drops it.
+        unsafe { permit.adopt() }.expect("the acquirer (the test) lives");
         wait_for(checked, 1);
     })
     .start()
@@ -65,8 +69,8 @@ fn a_robust_semaphore_admits_no_second_holder_while_a_moved_permit_is_out() {
     );
     raise(&arena.checked);
     child.join().unwrap();
-    // The child dropped it, under the identity that acquired it: it is
-    // back, released exactly once, and no row is left for this process.
+    // The child adopted it and dropped it: it is back, released exactly
+    // once, and no row is left for this process.
     assert_eq!(
         arena.robust.value(),
         1,
@@ -114,4 +118,40 @@ fn a_mutex_guard_moved_into_a_child_is_not_unlocked_by_the_parent() {
         arena.data.try_lock().is_err(),
         "the child's drop left the lock with the parent"
     );
+}
+
+/// A permit moved into a child that does not adopt it is inert there: the
+/// child's drop releases nothing (it cannot tell a moved permit from a
+/// fork-copy of one its parent still holds). A robust permit then comes
+/// back when its acquirer dies, as any permit of a dead process does; a
+/// plain one stays taken (documented on `Permit`).
+#[test]
+fn a_moved_permit_the_child_does_not_adopt_is_released_by_nobody_there() {
+    let arena = arena();
+    let plain = arena.plain.acquire();
+    let robust = arena.robust.acquire().unwrap();
+    Process::new(move || drop((plain, robust)))
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        arena.plain.value(),
+        0,
+        "the child's drop released a plain permit"
+    );
+    assert_eq!(
+        arena.robust.value(),
+        0,
+        "the child's drop released a robust permit"
+    );
+    assert_eq!(
+        arena.robust.held_by(shm::pid::current()),
+        1,
+        "still this process's"
+    );
+    // This process (the acquirer) never dropped them: hand them back by hand.
+    arena.plain.release().unwrap();
+    arena.robust.reclaim();
+    let _ = arena.robust.release();
 }

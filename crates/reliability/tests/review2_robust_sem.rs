@@ -71,7 +71,9 @@ fn a_permit_moved_into_a_child_is_not_taken_back_when_its_acquirer_dies() {
         let permit = a.robust.acquire().unwrap();
         let _c = Process::new(move || {
             let mut permit = permit;
-            a.adopted.store(outcome(permit.adopt()), Ordering::SeqCst);
+            // SAFETY: moved into this closure; the parent never drops it.
+            a.adopted
+                .store(outcome(unsafe { permit.adopt() }), Ordering::SeqCst);
             a.holder.store(std::process::id(), Ordering::SeqCst);
             raise(&a.handed);
             wait_for(&a.checked, 1);
@@ -127,7 +129,9 @@ fn a_permit_reclaimed_before_the_child_adopts_it_is_reported_and_released_by_nob
             raise(&a.handed);
             // Too late: the acquirer is killed and swept before this.
             wait_for(&a.checked, 1);
-            a.adopted.store(outcome(permit.adopt()), Ordering::SeqCst);
+            // SAFETY: moved into this closure; the parent never drops it.
+            a.adopted
+                .store(outcome(unsafe { permit.adopt() }), Ordering::SeqCst);
             drop(permit);
             raise(&a.done);
         })

@@ -26,6 +26,7 @@
 
 mod count;
 mod error;
+#[allow(unsafe_code)] // declares the unsafe Permit::adopt (a promise only the caller can keep)
 mod permit;
 #[allow(unsafe_code)] // implements ShmSafe
 mod plain;

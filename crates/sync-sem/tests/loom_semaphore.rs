@@ -214,7 +214,8 @@ fn an_adopted_permit_survives_its_acquirers_death() {
             let permit = w.sem.acquire().expect("a row is free");
             let child = spawn_as(process(20, 1), move || {
                 let mut permit = permit;
-                match permit.adopt() {
+                // SAFETY: moved into this thread (playing the child); the acquirer never drops it.
+                match unsafe { permit.adopt() } {
                     Ok(()) => {
                         w.inside.bump();
                         true

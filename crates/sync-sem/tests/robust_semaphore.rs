@@ -137,11 +137,14 @@ fn adopt_moves_one_permit_to_the_adopting_process() {
     let me = pid::current();
     let mut kept = room.sem.acquire().unwrap();
     let moved = room.sem.acquire().unwrap();
-    assert_eq!(kept.adopt(), Ok(()), "adopting in the acquirer: no-op");
+    // SAFETY: in the acquiring process: a no-op.
+    let adopted_here = unsafe { kept.adopt() };
+    assert_eq!(adopted_here, Ok(()), "adopting in the acquirer: no-op");
     assert_eq!(room.sem.held_by(me), 2);
     let child = Process::new(move || {
         let mut moved = moved;
-        moved.adopt().unwrap();
+        // SAFETY: moved into this closure; the parent never drops it.
+        unsafe { moved.adopt() }.unwrap();
         raise(&room.ready);
         wait_for(&room.ready, 2);
         drop(moved);

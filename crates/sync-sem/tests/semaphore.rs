@@ -177,7 +177,8 @@ fn adopting_a_plain_permit_in_a_child_changes_nothing() {
     let permit = sem.acquire();
     let child = Process::new(move || {
         let mut permit = permit;
-        let adopted = permit.adopt();
+        // SAFETY: moved into this closure; the parent never drops it.
+        let adopted = unsafe { permit.adopt() };
         (adopted.is_ok(), sem.value())
     })
     .start()
