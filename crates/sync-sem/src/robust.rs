@@ -81,8 +81,9 @@ const TRY_LOCK_ROUNDS: u32 = 7;
 ///
 /// A permit moved into a child process (a `daemon::Process` closure) still
 /// counts under the process that acquired it, and is taken back when that
-/// process dies, even while the child holds it: the child makes it its own
-/// with [`Permit::adopt`], first thing.
+/// process dies, even while the child holds it (and the child's drop
+/// releases nothing): the child makes it its own with [`Permit::adopt`],
+/// first thing.
 ///
 /// # Stopped processes
 ///
@@ -471,10 +472,9 @@ impl RobustSemaphore {
         }
     }
 
-    /// One permit back from a dropped [`Permit`] counted under `acquirer`:
-    /// the process that acquired it, or the one that adopted it since
-    /// (a permit moved into a child and not adopted is the child's to drop,
-    /// and comes off the acquirer's row).
+    /// One permit back from a [`Permit`] dropped by its owner, counted
+    /// under `acquirer`: the process that acquired it, or the one that
+    /// adopted it since.
     pub(crate) fn give_back_one(&self, acquirer: Who) {
         let held = self.lock();
         let seen = self.word.load(Ordering::Relaxed);
