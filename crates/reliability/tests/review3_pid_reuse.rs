@@ -48,7 +48,6 @@ fn exhaust_descriptors() -> Vec<std::fs::File> {
 /// as long as the newcomer lives (here: `lock_timeout(1 s)` times out
 /// instead of taking over with `OwnerDied`).
 #[test]
-#[ignore = "review3: a waiter out of file descriptors takes a pid-reusing newcomer for the dead holder and waits on a dead lock"]
 fn a_waiter_out_of_descriptors_is_not_fooled_by_pid_reuse() {
     if testkit::skip_unless_pids_can_be_forced() {
         return;
@@ -79,7 +78,7 @@ fn a_waiter_out_of_descriptors_is_not_fooled_by_pid_reuse() {
     .unwrap()
     .join()
     .unwrap();
-    // The same state, judged by a process with descriptors to spare.
+    // After it: the takeover was reported once, and the lock is free.
     let control = Process::new(move || outcome(a.lock.lock_timeout(Duration::from_secs(1))))
         .start()
         .unwrap()
@@ -89,8 +88,11 @@ fn a_waiter_out_of_descriptors_is_not_fooled_by_pid_reuse() {
     reuser.join().unwrap();
     println!(
         "holder dead, its pid reused: a waiter out of descriptors got {waiter}; \
-         one with descriptors got {control}"
+         the next locker got {control}"
     );
-    assert_eq!(control, "owner-died");
-    assert_eq!(waiter, "owner-died");
+    assert_eq!(
+        waiter, "owner-died",
+        "the waiter out of descriptors took the newcomer for the dead holder"
+    );
+    assert_eq!(control, "clean", "the death was reported once");
 }

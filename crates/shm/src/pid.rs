@@ -142,8 +142,11 @@ fn exists_and_not_zombie(pid: u32) -> bool {
     if !crate::sys::process_exists(pid) {
         return false;
     }
-    let Some(stat) = crate::sys::proc_stat(pid) else {
-        return true;
+    let stat = match crate::sys::proc_stat(pid) {
+        Ok(Some(stat)) => stat,
+        Ok(None) => return false,
+        // Cannot look: errs towards running.
+        Err(_) => return true,
     };
     // The command name may contain spaces and ')': the state follows the
     // last ')'.
@@ -167,20 +170,25 @@ impl Identity {
     /// would let two processes in.
     #[cfg(not(loom))]
     pub fn is_running(self) -> bool {
-        let Some(pidfd) = PidFd::open(self.pid().get()) else {
-            return false;
-        };
-        let pidfd = match pidfd {
-            Ok(fd) => fd,
-            Err(_) => return exists_and_not_zombie(self.pid().get()),
-        };
-        if pidfd.has_terminated() {
-            return false;
-        }
-        match pidfd.start_tag(self.pid().get()) {
-            Some(tag) => tag == self.start_tag() && !pidfd.has_terminated(),
-            // The process ended while we read its tag.
+        let pid = self.pid().get();
+        match PidFd::open(pid) {
             None => false,
+            Some(Ok(pidfd)) => pidfd.runs_as(self),
+            // Out of descriptors: free the one held in reserve for this and
+            // look properly, start tag included; a process that is out of
+            // descriptors must not take a newcomer with a dead holder's pid
+            // for the holder (review 3).
+            Some(Err(err)) if crate::sys::out_of_descriptors(&err) => {
+                crate::sys::with_spare_fd(|| match PidFd::open(pid) {
+                    None => Some(false),
+                    Some(Ok(pidfd)) => Some(pidfd.runs_as(self)),
+                    Some(Err(_)) => None,
+                })
+                .flatten()
+                .unwrap_or_else(|| exists_and_not_zombie(pid))
+            }
+            // Too old a kernel for pidfds: what /proc says.
+            Some(Err(_)) => exists_and_not_zombie(pid),
         }
     }
 }
@@ -229,10 +237,15 @@ fn refresh_identity() -> Identity {
             other.map(|r| r.err())
         ),
     };
-    let start_tag = pidfd
-        .start_tag(pid)
-        .expect("a running process can read its own start tag");
+    let start_tag = match pidfd.start_tag(pid) {
+        Ok(Some(tag)) => tag,
+        other => panic!("procsync: cannot read this process's own start tag ({other:?})"),
+    };
     let me = Identity::from_parts(pid, start_tag).expect("a running process's pid is not 0");
+    drop(pidfd);
+    // One descriptor kept aside for judging other processes once this one
+    // runs out (see `Identity::is_running`).
+    crate::sys::reserve_spare_fd();
     if may_cache(pid) {
         CACHED_IDENTITY.store(me.to_bits(), Ordering::Relaxed);
     }
@@ -285,31 +298,54 @@ impl PidFd {
         Some(crate::sys::pidfd_open(pid)?.map(PidFd))
     }
 
+    /// Whether the process it names is `who` and still runs (not a
+    /// zombie). Errs towards running when the start tag cannot be read for
+    /// want of descriptors.
+    fn runs_as(&self, who: Identity) -> bool {
+        if self.has_terminated() {
+            return false;
+        }
+        match self.start_tag(who.pid().get()) {
+            Ok(Some(tag)) => tag == who.start_tag() && !self.has_terminated(),
+            // The process ended while we read its tag.
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// Whether the process has terminated (zombies included).
     fn has_terminated(&self) -> bool {
         crate::sys::readable_now(self.0.as_fd())
     }
 
-    /// The process's start tag (see [`Identity`]); `None` if it could not
-    /// be read because the process is gone.
-    fn start_tag(&self, pid: u32) -> Option<u32> {
+    /// The process's start tag (see [`Identity`]); `Ok(None)` if the
+    /// process is gone, `Err` if it could not be read (out of descriptors).
+    fn start_tag(&self, pid: u32) -> std::io::Result<Option<u32>> {
         if on_pidfs(self.0.as_fd()) {
             if let Ok(st) = crate::sys::fstat(self.0.as_fd()) {
-                return Some(st.ino as u32);
+                return Ok(Some(st.ino as u32));
             }
         }
         // Older kernels: the start time. The pidfd keeps the pid from being
         // reused while the process is a zombie, and the caller re-polls it
         // afterwards, so what we read belongs to this process.
-        let stat = crate::sys::proc_stat(pid)?;
-        let after_name = stat.iter().rposition(|&b| b == b')')? + 2;
-        // Field 3 (state) starts after the name; starttime is field 22.
-        let field = std::str::from_utf8(&stat[after_name..])
-            .ok()?
-            .split(' ')
-            .nth(22 - 3)?;
-        field.parse::<u64>().ok().map(|ticks| ticks as u32)
+        let Some(stat) = crate::sys::proc_stat(pid)? else {
+            return Ok(None);
+        };
+        Ok(start_time(&stat))
     }
+}
+
+/// Field 22 of `/proc/PID/stat` (the start time in clock ticks), low 32
+/// bits; `None` if the text is not what the kernel writes.
+fn start_time(stat: &[u8]) -> Option<u32> {
+    let after_name = stat.iter().rposition(|&b| b == b')')? + 2;
+    // Field 3 (state) starts after the name; starttime is field 22.
+    let field = std::str::from_utf8(stat.get(after_name..)?)
+        .ok()?
+        .split(' ')
+        .nth(22 - 3)?;
+    field.parse::<u64>().ok().map(|ticks| ticks as u32)
 }
 
 /// Whether pidfds live on pidfs (their inode numbers are then unique for

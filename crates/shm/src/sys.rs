@@ -16,7 +16,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
@@ -269,9 +269,81 @@ pub(crate) fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
     Ok(i64::from(fs.f_type as u32))
 }
 
-/// The bytes of `/proc/PID/stat`, or `None` if it cannot be read.
-pub(crate) fn proc_stat(pid: u32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/stat")).ok()
+/// The bytes of `/proc/PID/stat`: `Ok(None)` if no such process, `Err`
+/// if it could not be read for another reason (out of descriptors).
+pub(crate) fn proc_stat(pid: u32) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `err` says this process (or the system) is out of file
+/// descriptors.
+pub(crate) fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(code) if code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error()
+    )
+}
+
+/// One descriptor held in reserve (an empty memfd) for the liveness check
+/// of a process that has run out: `-1` when none is held.
+static SPARE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The reserve's inode number: a descriptor with that number that is not
+/// this file any more (the program closed it, and the number was reused)
+/// is never closed by us.
+static SPARE_INO: AtomicU64 = AtomicU64::new(0);
+
+/// Puts one descriptor in reserve, if none is (see [`with_spare_fd`]).
+pub(crate) fn reserve_spare_fd() {
+    if SPARE_FD.load(Ordering::Relaxed) >= 0 {
+        return;
+    }
+    let Ok(fd) = rustix::fs::memfd_create("procsync-spare-fd", rustix::fs::MemfdFlags::CLOEXEC)
+    else {
+        return;
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else {
+        return;
+    };
+    SPARE_INO.store(st.st_ino, Ordering::Relaxed);
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    if SPARE_FD
+        .compare_exchange(-1, raw, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        // Another thread put one in reserve meanwhile.
+        // SAFETY: `raw` came from `into_raw_fd` just above: ours alone.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
+    }
+}
+
+/// Runs `look` with the reserve descriptor freed, for a process that is out
+/// of descriptors, and puts one back in reserve afterwards; `None` if there
+/// was none to free (another thread took it, or the program closed it).
+pub(crate) fn with_spare_fd<R>(look: impl FnOnce() -> R) -> Option<R> {
+    let raw = SPARE_FD.swap(-1, Ordering::AcqRel);
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: borrowed only to check what the number refers to now.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    let ours = rustix::fs::fstat(borrowed)
+        .is_ok_and(|st| st.st_ino == SPARE_INO.load(Ordering::Relaxed) && st.st_nlink == 0);
+    if !ours {
+        // The program closed our reserve and the number means something
+        // else now: leave it alone.
+        return None;
+    }
+    // SAFETY: `raw` is our reserve memfd (checked just above), taken out of
+    // the reserve by the swap: this is its only owner.
+    drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
+    let answer = look();
+    reserve_spare_fd();
+    Some(answer)
 }
 
 /// The inode number of `/proc/self/ns/pid`: this process's pid namespace
