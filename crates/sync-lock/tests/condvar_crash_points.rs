@@ -290,7 +290,7 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
     // Afterwards: notify(1) ends exactly one of two fresh waits (a killed
     // waiter's slot is passed over, not spent).
     room.waiting.store(0, Ordering::SeqCst);
-    let fresh = [waiter(r, SHORT * 4), waiter(r, SHORT * 4)];
+    let fresh = [waiter(r, SHORT * 2), waiter(r, SHORT * 2)];
     inside(r, 2, None);
     notify(r, 1, &context);
     let ended = fresh
@@ -299,7 +299,7 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
             let (notified, waited) = p
                 .join_timeout(GENEROUS)
                 .unwrap_or_else(|e| panic!("{context}: a fresh waiter failed: {e}"));
-            assert!(waited <= SHORT * 4 + SLACK, "{context}: {waited:?}");
+            assert!(waited <= SHORT * 2 + SLACK, "{context}: {waited:?}");
             notified
         })
         .filter(|&notified| notified)
