@@ -66,9 +66,10 @@ impl AtomicFloor {
     }
 }
 
-impl BenchLock for AtomicFloor {
+impl AtomicFloor {
+    /// Takes the lock, yielding while it is held.
     #[inline]
-    fn locked(&self, critical: impl FnOnce()) {
+    fn take(&self) {
         while self
             .held
             .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
@@ -79,6 +80,13 @@ impl BenchLock for AtomicFloor {
                 std::thread::yield_now();
             }
         }
+    }
+}
+
+impl BenchLock for AtomicFloor {
+    #[inline]
+    fn locked(&self, critical: impl FnOnce()) {
+        self.take();
         critical();
         self.held.store(0, Ordering::Release);
     }
@@ -93,7 +101,7 @@ impl BenchLock for AtomicFloor {
 #[repr(C)]
 #[derive(Default)]
 pub struct TwoRmwProbe {
-    held: AtomicU32,
+    word: AtomicFloor,
 }
 
 // SAFETY: one atomic.
@@ -102,16 +110,10 @@ unsafe impl ShmSafe for TwoRmwProbe {}
 impl BenchLock for TwoRmwProbe {
     #[inline]
     fn locked(&self, critical: impl FnOnce()) {
-        while self
-            .held
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
-        }
+        self.word.take();
         critical();
         // The sleepers bit a parking lock would test here.
-        if self.held.swap(0, Ordering::Release) & (1 << 31) != 0 {
+        if self.word.held.swap(0, Ordering::Release) & (1 << 31) != 0 {
             unreachable!("nobody sleeps on the probe");
         }
     }

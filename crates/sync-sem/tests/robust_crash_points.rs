@@ -54,14 +54,13 @@ const SCENARIOS: [Scenario; 6] = [
 /// The stores an adopt makes before its journal is armed: killed at one of
 /// them, the adopt never happened and the permit is still counted under
 /// its acquirer.
-const BEFORE_ARMED: [&str; 6] = [
-    "robust semaphore: journal word",
-    "robust semaphore: journal slot",
-    "robust semaphore: journal row count",
-    "robust semaphore: journal row",
-    "robust semaphore: journal second row count",
-    "robust semaphore: journal second row",
-];
+fn before_armed(point: &str) -> bool {
+    let armed = ROBUST_SEMAPHORE_CRASH_POINTS
+        .iter()
+        .position(|&p| p == "robust semaphore: journal armed")
+        .expect("the journal is armed at a crash point");
+    ROBUST_SEMAPHORE_CRASH_POINTS[..armed].contains(&point)
+}
 
 /// Moves a permit this process acquired into a process that adopts it and
 /// drops it, with `point` armed there.
@@ -238,7 +237,7 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
     // adopter's row, and came back with the adopter's death or drop.
     let lent = s.held_by(shm::pid::current());
     let not_adopted =
-        scenario == Scenario::Adopter && fate == Fate::Killed && BEFORE_ARMED.contains(&point);
+        scenario == Scenario::Adopter && fate == Fate::Killed && before_armed(point);
     assert_eq!(
         lent,
         u32::from(not_adopted),
