@@ -165,3 +165,51 @@ fn a_waiter_whose_threads_learnt_its_identity_together_is_not_fooled_by_pid_reus
         "the waiter out of descriptors took the newcomer for the dead holder"
     );
 }
+
+/// A program that closes every descriptor above stderr once it runs (the
+/// daemon idiom) closes the reserve too. `with_spare_fd` notices ("the
+/// program closed it") and leaves the number alone, but never reserves
+/// another: from then on, for the life of the process, a liveness check
+/// made while out of descriptors ignores start tags (review 3's defect).
+#[test]
+#[ignore = "review4: a process that closed its descriptors (daemon style) never gets a spare again; start tags unchecked when out of fds"]
+fn the_spare_descriptor_comes_back_after_the_program_closed_its_descriptors() {
+    let (reserved, answers) = Process::new(|| {
+        let me = shm::pid::current_identity();
+        let reserved = spares();
+        // The daemon idiom closes everything above stderr; here only the
+        // part that matters (closing all would close the socket
+        // `daemon::Process` returns the result through): the reserve.
+        let spare: i32 = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                target
+                    .to_string_lossy()
+                    .contains("procsync-spare-fd")
+                    .then(|| e.file_name().to_string_lossy().parse().ok())?
+            })
+            .next()
+            .expect("the reserve");
+        // SAFETY: what a close-all does to it; nothing of this test uses
+        // the number afterwards.
+        assert_eq!(unsafe { libc::close(spare) }, 0);
+        let newcomer_of_my_pid =
+            Identity::from_parts(me.pid().get(), me.start_tag() ^ 1).expect("a valid identity");
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let files = exhaust_descriptors();
+            answers.push(newcomer_of_my_pid.is_running());
+            drop(files);
+        }
+        (reserved, answers)
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+    println!("reserve before closing: {reserved}; out of descriptors afterwards, another start tag of this pid running: {answers:?}");
+    assert_eq!(reserved, 1);
+    assert_eq!(answers, [false, false, false], "start tags unchecked");
+}
