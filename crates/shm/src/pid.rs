@@ -173,7 +173,14 @@ impl Identity {
         let pid = self.pid().get();
         match PidFd::open(pid) {
             None => false,
-            Some(Ok(pidfd)) => pidfd.runs_as(self),
+            Some(Ok(pidfd)) => {
+                let running = pidfd.runs_as(self);
+                drop(pidfd);
+                // Descriptors to spare now: make sure one is in reserve for
+                // when they run out (a daemon-style close-all loses it).
+                crate::sys::reserve_spare_fd();
+                running
+            }
             // Out of descriptors: free the one held in reserve for this and
             // look properly, start tag included; a process that is out of
             // descriptors must not take a newcomer with a dead holder's pid

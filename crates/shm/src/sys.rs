@@ -16,7 +16,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
@@ -290,17 +290,44 @@ pub(crate) fn out_of_descriptors(err: &io::Error) -> bool {
 }
 
 /// One descriptor held in reserve (an empty memfd) for the liveness check
-/// of a process that has run out: `-1` when none is held.
-static SPARE_FD: AtomicI32 = AtomicI32::new(-1);
-/// The reserve's inode number: a descriptor with that number that is not
-/// this file any more (the program closed it, and the number was reused)
-/// is never closed by us.
-static SPARE_INO: AtomicU64 = AtomicU64::new(0);
+/// of a process that has run out: its number in the low half, the low 32
+/// bits of its inode number in the high half (one word, so that racing
+/// threads never pair one's descriptor with another's inode), or
+/// [`NO_SPARE`].
+static SPARE: AtomicU64 = AtomicU64::new(NO_SPARE);
+const NO_SPARE: u64 = u64::MAX;
 
-/// Puts one descriptor in reserve, if none is (see [`with_spare_fd`]).
+fn spare_word(fd: i32, ino: u64) -> u64 {
+    (ino << 32) | u64::from(fd as u32)
+}
+
+/// Whether descriptor `raw` is still the reserve memfd whose inode's low
+/// half is `ino`: the program may have closed it and the number may name
+/// something else now, which we must never close.
+fn is_our_spare(raw: i32, ino: u32) -> bool {
+    // SAFETY: borrowed only for an fstat of whatever the number names now.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    rustix::fs::fstat(borrowed).is_ok_and(|st| st.st_ino as u32 == ino && st.st_nlink == 0)
+}
+
+/// Makes sure one descriptor is in reserve (see [`with_spare_fd`]): puts
+/// one there if there is none, or if the one there is no longer ours (a
+/// program that closed its descriptors daemon-style). Called on the slow
+/// paths that judge other processes, so a reserve lost is soon replaced.
 pub(crate) fn reserve_spare_fd() {
-    if SPARE_FD.load(Ordering::Relaxed) >= 0 {
-        return;
+    let seen = SPARE.load(Ordering::Acquire);
+    if seen != NO_SPARE {
+        if is_our_spare(seen as u32 as i32, (seen >> 32) as u32) {
+            return;
+        }
+        // Not ours any more: forget the number (never close it) and make
+        // a new reserve below, unless another thread already did.
+        if SPARE
+            .compare_exchange(seen, NO_SPARE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
     }
     let Ok(fd) = rustix::fs::memfd_create("procsync-spare-fd", rustix::fs::MemfdFlags::CLOEXEC)
     else {
@@ -309,10 +336,14 @@ pub(crate) fn reserve_spare_fd() {
     let Ok(st) = rustix::fs::fstat(&fd) else {
         return;
     };
-    SPARE_INO.store(st.st_ino, Ordering::Relaxed);
     let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-    if SPARE_FD
-        .compare_exchange(-1, raw, Ordering::AcqRel, Ordering::Relaxed)
+    if SPARE
+        .compare_exchange(
+            NO_SPARE,
+            spare_word(raw, st.st_ino),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
         .is_err()
     {
         // Another thread put one in reserve meanwhile.
@@ -325,15 +356,12 @@ pub(crate) fn reserve_spare_fd() {
 /// of descriptors, and puts one back in reserve afterwards; `None` if there
 /// was none to free (another thread took it, or the program closed it).
 pub(crate) fn with_spare_fd<R>(look: impl FnOnce() -> R) -> Option<R> {
-    let raw = SPARE_FD.swap(-1, Ordering::AcqRel);
-    if raw < 0 {
+    let word = SPARE.swap(NO_SPARE, Ordering::AcqRel);
+    if word == NO_SPARE {
         return None;
     }
-    // SAFETY: borrowed only to check what the number refers to now.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
-    let ours = rustix::fs::fstat(borrowed)
-        .is_ok_and(|st| st.st_ino == SPARE_INO.load(Ordering::Relaxed) && st.st_nlink == 0);
-    if !ours {
+    let raw = word as u32 as i32;
+    if !is_our_spare(raw, (word >> 32) as u32) {
         // The program closed our reserve and the number means something
         // else now: leave it alone.
         return None;

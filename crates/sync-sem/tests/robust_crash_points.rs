@@ -236,8 +236,7 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
     // comes back when this process dies; otherwise it moved to the
     // adopter's row, and came back with the adopter's death or drop.
     let lent = s.held_by(shm::pid::current());
-    let not_adopted =
-        scenario == Scenario::Adopter && fate == Fate::Killed && before_armed(point);
+    let not_adopted = scenario == Scenario::Adopter && fate == Fate::Killed && before_armed(point);
     assert_eq!(
         lent,
         u32::from(not_adopted),
