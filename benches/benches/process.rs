@@ -1,5 +1,6 @@
 //! W6: starting a child process that returns a value, and joining it:
-//! `daemon::Process` against a bare fork + waitpid.
+//! `daemon::Process` against a bare fork + waitpid, and a probe that passes
+//! a result back the least costly way (a pipe).
 
 // criterion_group!/criterion_main! generate undocumented public items.
 #![allow(missing_docs)]
@@ -28,6 +29,39 @@ fn spawn_join(c: &mut Criterion) {
             // SAFETY: our child; a valid out-pointer.
             unsafe { libc::waitpid(pid, &mut status, 0) };
             assert_eq!(libc::WEXITSTATUS(status), 42);
+        })
+    });
+    group.bench_function("fork-pipe-probe", |b| {
+        b.iter(|| {
+            // The least a child that passes a result back does: fork, write
+            // the result to a pipe, exit; the parent reads it and reaps.
+            let mut ends = [0; 2];
+            // SAFETY: a valid out-array of two descriptors.
+            assert_eq!(
+                unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
+                0
+            );
+            // SAFETY: the child only writes and calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let result = 42u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes from a live buffer, then leaves at
+                // once, running nothing of the parent's.
+                unsafe {
+                    libc::write(ends[1], result.as_ptr().cast(), result.len());
+                    libc::_exit(0)
+                };
+            }
+            let mut result = [0u8; 8];
+            // SAFETY: our descriptors; a live 8-byte buffer; our child.
+            unsafe {
+                libc::close(ends[1]);
+                libc::read(ends[0], result.as_mut_ptr().cast(), result.len());
+                libc::close(ends[0]);
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+            }
+            assert_eq!(u64::from_ne_bytes(result), 42);
         })
     });
     group.finish();

@@ -404,7 +404,13 @@ fn judge(w: &Workload, rows: &[(String, f64)]) -> String {
         }
         "W6" => {
             let b = get("fork-waitpid").unwrap_or(f64::NAN);
-            (ours <= 1.3 * b, format!("{:.2}x fork-waitpid", ours / b))
+            let probe = get("fork-pipe-probe").map_or(String::new(), |p| {
+                format!(" (a bare fork + pipe + waitpid probe: {:.2}x)", p / b)
+            });
+            (
+                ours <= 1.3 * b,
+                format!("{:.2}x fork-waitpid{probe}", ours / b),
+            )
         }
         _ => (false, "no rule".into()),
     };
