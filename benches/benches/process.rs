@@ -37,10 +37,8 @@ fn spawn_join(c: &mut Criterion) {
             // the result to a pipe, exit; the parent reads it and reaps.
             let mut ends = [0; 2];
             // SAFETY: a valid out-array of two descriptors.
-            assert_eq!(
-                unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
-                0
-            );
+            let piped = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) };
+            assert_eq!(piped, 0);
             // SAFETY: the child only writes and calls _exit.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
