@@ -25,22 +25,6 @@ fn outcome<G>(result: Result<G, TryLockError<G>>) -> String {
     .to_string()
 }
 
-/// Opens `/dev/null` until the process's descriptor limit (lowered to 64
-/// first) is reached; the files keep the table full while they live.
-fn exhaust_descriptors() -> Vec<std::fs::File> {
-    let limit = libc::rlimit {
-        rlim_cur: 64,
-        rlim_max: 64,
-    };
-    // SAFETY: setrlimit with a valid pointer to an initialised rlimit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let mut files = Vec::new();
-    while let Ok(f) = std::fs::File::open("/dev/null") {
-        files.push(f);
-    }
-    files
-}
-
 /// `Identity::is_running` falls back to "does a non-zombie process with
 /// this pid exist" when `pidfd_open` fails (EMFILE), ignoring the start
 /// tag. A waiter that is out of descriptors then takes a new process that
@@ -69,7 +53,7 @@ fn a_waiter_out_of_descriptors_is_not_fooled_by_pid_reuse() {
     let waiter = Process::new(move || {
         // Learn this process's own identity while a descriptor is free.
         let _ = shm::pid::current_identity();
-        let files = exhaust_descriptors();
+        let files = testkit::exhaust_descriptors();
         let got = outcome(a.lock.lock_timeout(Duration::from_secs(1)));
         drop(files);
         got

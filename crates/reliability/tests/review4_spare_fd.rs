@@ -25,21 +25,6 @@ fn spares() -> usize {
         .count()
 }
 
-/// Opens `/dev/null` until the descriptor limit (lowered to 64) is reached.
-fn exhaust_descriptors() -> Vec<std::fs::File> {
-    let limit = libc::rlimit {
-        rlim_cur: 64,
-        rlim_max: 64,
-    };
-    // SAFETY: setrlimit with a valid pointer to an initialised rlimit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let mut files = Vec::new();
-    while let Ok(f) = std::fs::File::open("/dev/null") {
-        files.push(f);
-    }
-    files
-}
-
 /// The first `current_identity` calls of a process, made by four threads
 /// at once (any program whose threads start using procsync together).
 fn learn_identity_in_threads() {
@@ -75,7 +60,7 @@ fn the_spare_descriptor_survives_threads_learning_the_identity_at_once() {
             let me = shm::pid::current_identity();
             let newcomer_of_my_pid =
                 Identity::from_parts(me.pid().get(), me.start_tag() ^ 1).expect("a valid identity");
-            let files = exhaust_descriptors();
+            let files = testkit::exhaust_descriptors();
             let answer_one = newcomer_of_my_pid.is_running();
             let answer_two = newcomer_of_my_pid.is_running();
             drop(files);
@@ -131,7 +116,7 @@ fn a_waiter_whose_threads_learnt_its_identity_together_is_not_fooled_by_pid_reus
                 learn_identity_in_threads();
                 let me = shm::pid::current_identity();
                 let other = Identity::from_parts(me.pid().get(), me.start_tag() ^ 1).unwrap();
-                let files = exhaust_descriptors();
+                let files = testkit::exhaust_descriptors();
                 let fooled = other.is_running();
                 let got = match a.lock.lock_timeout(Duration::from_secs(1)) {
                     Ok(_) => "clean",
@@ -198,7 +183,7 @@ fn the_spare_descriptor_comes_back_after_the_program_closed_its_descriptors() {
         assert!(me.is_running());
         let mut answers = Vec::new();
         for _ in 0..3 {
-            let files = exhaust_descriptors();
+            let files = testkit::exhaust_descriptors();
             answers.push(newcomer_of_my_pid.is_running());
             drop(files);
         }

@@ -362,3 +362,16 @@ pub fn every_crash_point<S: std::fmt::Debug + Copy>(
         "crash points no scenario reaches: {unreached:?}"
     );
 }
+
+/// Runs this process out of file descriptors: lowers its limit to 64, then
+/// opens `/dev/null` until no descriptor is left. The files keep the table
+/// full while they live; drop them to give the descriptors back. Only in a
+/// child process made for it (the limit stays lowered).
+pub fn exhaust_descriptors() -> Vec<std::fs::File> {
+    sys::limit_descriptors(64);
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    files
+}

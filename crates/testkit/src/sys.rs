@@ -18,3 +18,13 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions and never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Lowers this process's descriptor limit (soft and hard) to `limit`.
+pub(crate) fn limit_descriptors(limit: u64) {
+    let new = rustix::process::Rlimit {
+        current: Some(limit),
+        maximum: Some(limit),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, new)
+        .expect("lower the descriptor limit");
+}
