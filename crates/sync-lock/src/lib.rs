@@ -48,6 +48,9 @@
 mod condvar;
 #[allow(unsafe_code)] // implements ShmSafe; builds guards of acquisitions it made
 mod lock;
+#[cfg(all(feature = "lock_api", not(loom)))]
+#[allow(unsafe_code)] // implements lock_api's unsafe RawMutex trait
+pub mod lock_api_adapter;
 #[allow(unsafe_code)] // hands out &T / &mut T through the lock; Send/Sync argued there
 mod mutex;
 mod poison;
