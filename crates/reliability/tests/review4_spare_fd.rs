@@ -5,16 +5,9 @@ use std::time::Duration;
 
 use daemon::Process;
 use shm::pid::Identity;
-use shm::{Futex, Shared, ShmSafe};
-use sync_lock::{Lock, TryLockError};
-use testkit::{raise, start_with_pid, wait_for};
 
-#[derive(ShmSafe)]
-#[repr(C)]
-struct Arena {
-    lock: Lock,
-    release: Futex,
-}
+mod common;
+use common::{outcome, with_a_dead_holders_pid_reused};
 
 /// How many descriptors of this process are the reserve memfd.
 fn spares() -> usize {
@@ -92,49 +85,30 @@ fn a_waiter_whose_threads_learnt_its_identity_together_is_not_fooled_by_pid_reus
     if testkit::skip_unless_pids_can_be_forced() {
         return;
     }
-    let arena = Shared::new(Arena {
-        lock: Lock::new(),
-        release: Futex::new(0),
-    })
-    .unwrap();
-    let a = &*arena;
-    let holder = Process::new(move || std::mem::forget(a.lock.lock().unwrap()))
-        .start()
-        .unwrap();
-    let dead = holder.pid();
-    holder.join().unwrap();
-    assert_eq!(a.lock.owner(), Some(dead));
-    let reuser = start_with_pid(dead, move || wait_for(&a.release, 1));
     // Waiters whose threads learn the identity at once (the race that used
     // to lose the reserve), each then out of descriptors: every one still
     // tells its own pid with another start tag from itself, and the first
     // takes the dead holder's lock over (the later ones find it free).
-    let mut outcomes = Vec::new();
-    for _ in 0..10 {
-        outcomes.push(
-            Process::new(move || {
-                learn_identity_in_threads();
-                let me = shm::pid::current_identity();
-                let other = Identity::from_parts(me.pid().get(), me.start_tag() ^ 1).unwrap();
-                let files = testkit::exhaust_descriptors();
-                let fooled = other.is_running();
-                let got = match a.lock.lock_timeout(Duration::from_secs(1)) {
-                    Ok(_) => "clean",
-                    Err(TryLockError::OwnerDied(_)) => "owner-died",
-                    Err(TryLockError::WouldBlock) => "would-block",
-                    Err(TryLockError::TimedOut) => "timed-out",
-                };
-                drop(files);
-                (fooled, got.to_string())
+    let outcomes = with_a_dead_holders_pid_reused(|lock| {
+        (0..10)
+            .map(|_| {
+                Process::new(move || {
+                    learn_identity_in_threads();
+                    let me = shm::pid::current_identity();
+                    let other = Identity::from_parts(me.pid().get(), me.start_tag() ^ 1).unwrap();
+                    let files = testkit::exhaust_descriptors();
+                    let fooled = other.is_running();
+                    let got = outcome(lock.lock_timeout(Duration::from_secs(1)));
+                    drop(files);
+                    (fooled, got)
+                })
+                .start()
+                .unwrap()
+                .join()
+                .unwrap()
             })
-            .start()
-            .unwrap()
-            .join()
-            .unwrap(),
-        );
-    }
-    raise(&a.release);
-    reuser.join().unwrap();
+            .collect::<Vec<_>>()
+    });
     println!("holder dead, its pid reused: waiters out of descriptors got {outcomes:?}");
     assert!(
         outcomes.iter().all(|(fooled, _)| !fooled),

@@ -138,6 +138,13 @@ pub fn is_running(pid: Pid) -> bool {
     crate::sync::model::pid_is_running(pid.get())
 }
 
+/// Whether the identity stored in a shared word as `bits`
+/// ([`Identity::to_bits`]; 0 for none) names a process that still runs:
+/// what every primitive asks of the holder, waiter or party a word records.
+pub fn is_running_bits(bits: u64) -> bool {
+    Identity::from_bits(bits).is_some_and(Identity::is_running)
+}
+
 fn exists_and_not_zombie(pid: u32) -> bool {
     if !crate::sys::process_exists(pid) {
         return false;

@@ -123,10 +123,6 @@ fn me() -> Who {
     pid::current_identity().to_bits()
 }
 
-fn alive(who: Who) -> bool {
-    pid::Identity::from_bits(who).is_some_and(pid::Identity::is_running)
-}
-
 /// Why a barrier wait did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -655,7 +651,7 @@ impl Barrier {
         let mut freed = false;
         for slot in self.slots_in_use() {
             let owner = slot.owner.load(Ordering::Acquire);
-            if owner == NOBODY || alive(owner) {
+            if owner == NOBODY || pid::is_running_bits(owner) {
                 continue;
             }
             let state = self.state.load(Ordering::Acquire);

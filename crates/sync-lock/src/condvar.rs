@@ -334,7 +334,7 @@ impl Condvar {
             }
             let word = slot.word.load(Ordering::SeqCst);
             let waiting = state_of(word) == WAITING;
-            if owner == me || (waiting && !dead_waiters) || waiter_is_running(owner) {
+            if owner == me || (waiting && !dead_waiters) || pid::is_running_bits(owner) {
                 return false;
             }
             if waiting && !slot.move_to(word, FREE) {
@@ -425,7 +425,7 @@ impl Condvar {
                 break;
             };
             let owner = slot.owner.load(Ordering::Relaxed);
-            let dead = owner != 0 && owner != me && !waiter_is_running(owner);
+            let dead = owner != 0 && owner != me && !pid::is_running_bits(owner);
             // A waiter killed mid-wait is passed over: its slot is freed.
             let next_state = if dead { FREE } else { NOTIFIED };
             let won = slot.move_to(word, next_state);
@@ -501,8 +501,3 @@ pub const CONDVAR_CRASH_POINTS: &[&str] = &[
 /// began after the notify (arrival numbers wrap at 2^32): far beyond the
 /// number of waits that can be outstanding at once.
 const MAX_ARRIVAL_AGE: u32 = 1 << 31;
-
-/// Whether the waiter recorded in a slot still runs.
-fn waiter_is_running(owner: u64) -> bool {
-    pid::Identity::from_bits(owner).is_some_and(pid::Identity::is_running)
-}

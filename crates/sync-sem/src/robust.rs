@@ -264,10 +264,6 @@ pub(crate) fn me() -> Who {
     pid::current_identity().to_bits()
 }
 
-fn alive(who: Who) -> bool {
-    pid::Identity::from_bits(who).is_some_and(pid::Identity::is_running)
-}
-
 /// The row to start looking at for `who` (by its pid).
 fn home_row(who: Who) -> usize {
     (who as u32) as usize % ROWS
@@ -390,7 +386,9 @@ impl RobustSemaphore {
         self.holders
             .iter()
             .map(HolderRow::load)
-            .filter(|r| r.owner != 0 && r.owner as u32 == pid.get() && alive(r.owner))
+            .filter(|r| {
+                r.owner != 0 && r.owner as u32 == pid.get() && pid::is_running_bits(r.owner)
+            })
             .map(|r| r.held)
             .sum()
     }
@@ -752,7 +750,7 @@ impl RobustSemaphore {
         let mut had_sleepers = false;
         for (slot, cell) in self.holders.iter().enumerate() {
             let current = cell.load();
-            if current.owner == 0 || alive(current.owner) {
+            if current.owner == 0 || pid::is_running_bits(current.owner) {
                 continue;
             }
             let seen = self.word.load(Ordering::Relaxed);

@@ -193,7 +193,7 @@ impl RawLock {
             return self.claim_free(seen, me);
         }
         let holder = seen & HOLDER;
-        if holder != me && !holder_is_running(holder) {
+        if holder != me && !pid::is_running_bits(holder) {
             return self.claim(seen, me | (seen & WAITERS), Acquired::OwnerDied);
         }
         None
@@ -280,7 +280,7 @@ impl RawLock {
             // a fast-path locker took the lock (whose unlock then sees no
             // sleepers flag), and the rest would sleep on.
             let check_due = owner_check.due(now);
-            if !held_here && check_due && !holder_is_running(holder) {
+            if !held_here && check_due && !pid::is_running_bits(holder) {
                 // The holder died: take over from exactly that dead holder.
                 if let Some(how) = self.claim(seen, me | WAITERS, Acquired::OwnerDied) {
                     return Some(how);
@@ -518,9 +518,4 @@ fn free_outcome(seen: u64) -> Acquired {
     } else {
         Acquired::Clean
     }
-}
-
-/// Whether the holder recorded in a word still runs.
-fn holder_is_running(holder: u64) -> bool {
-    Identity::from_bits(holder).is_some_and(Identity::is_running)
 }
