@@ -177,6 +177,29 @@ impl RawLock {
         }
     }
 
+    /// The lock word stored in `word`: for a primitive whose shared state
+    /// is an array of words (a queue's header) rather than a struct with a
+    /// `RawLock` field. A free lock is a word holding 0.
+    ///
+    /// ```
+    /// use shm::lockword::{Acquired, RawLock};
+    /// use shm::Futex64;
+    ///
+    /// let word = Futex64::new(0);
+    /// let lock = RawLock::at(&word);
+    /// assert_eq!(lock.try_lock(), Some(Acquired::Clean));
+    /// assert!(word.load(std::sync::atomic::Ordering::Relaxed) != 0);
+    /// // SAFETY: this code made the acquisition it ends.
+    /// assert!(unsafe { lock.unlock() });
+    /// ```
+    pub fn at(word: &Futex64) -> &RawLock {
+        // SAFETY: `RawLock` is `repr(C)` with one field, a `Futex64`: same
+        // size, alignment and validity, the field at offset 0, so a
+        // `&Futex64` is a valid `&RawLock` for the same lifetime. Every
+        // state of the word is a state of the lock (see the table above).
+        unsafe { &*std::ptr::from_ref(word).cast::<RawLock>() }
+    }
+
     /// Takes the lock if it is free right now, or if its holder has died.
     /// Never sleeps.
     pub fn try_lock(&self) -> Option<Acquired> {
@@ -205,6 +228,29 @@ impl RawLock {
     pub fn lock_until(&self, deadline: Option<Instant>) -> Option<Acquired> {
         // SAFETY: the identity is this process's.
         unsafe { self.lock_until_as(pid::current_identity(), deadline) }
+    }
+
+    /// [`lock_until`](RawLock::lock_until), returning with the outcome the
+    /// guard that ends this acquisition when dropped (in this process): for
+    /// a primitive that holds the word only inside one of its own calls.
+    ///
+    /// ```
+    /// use shm::lockword::{Acquired, RawLock};
+    ///
+    /// let raw = RawLock::new();
+    /// let (how, guard) = raw.lock_guarded(None).expect("no deadline");
+    /// assert_eq!(how, Acquired::Clean);
+    /// assert!(raw.is_held_by_current_process());
+    /// drop(guard);
+    /// assert!(!raw.is_locked());
+    /// ```
+    pub fn lock_guarded(&self, deadline: Option<Instant>) -> Option<(Acquired, RawLockGuard<'_>)> {
+        let me = pid::current_identity();
+        // SAFETY: `me` is this process's identity.
+        let how = unsafe { self.lock_until_as(me, deadline) }?;
+        // SAFETY: this process has just acquired the word; the guard is the
+        // only one standing for this acquisition.
+        Some((how, unsafe { RawLockGuard::new(self, me) }))
     }
 
     /// [`lock_until`](RawLock::lock_until) for a caller that has read this

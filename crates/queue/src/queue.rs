@@ -1,0 +1,762 @@
+//! [`Queue<T>`], its builder and its endpoints, [`Sender`] and
+//! [`Receiver`]: the typed layer over the ring protocol (`ring`).
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shm::futex::Recheck;
+use shm::pid;
+use shm::spin::Spin;
+use shm::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use shm::SharedSlice;
+
+use crate::error::{GetError, PutError, PutErrorKind, QueueError};
+use crate::line::Line;
+use crate::ring::{Config, GetFailure, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS, VERSION};
+
+/// The default largest message, in encoded bytes: one kibibyte slots.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1016;
+
+/// How a [`Queue`] is made: capacity, largest message, task accounting,
+/// and then anonymous or named.
+///
+/// ```
+/// use queue::Queue;
+///
+/// let q = Queue::<String>::builder()
+///     .capacity(16)
+///     .max_message_bytes(4096)
+///     .joinable()
+///     .anonymous()?;
+/// assert_eq!(q.capacity(), 16);
+/// assert_eq!(q.max_message_bytes(), 4096);
+/// assert!(q.is_joinable());
+/// # Ok::<(), queue::QueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct QueueBuilder<T> {
+    capacity: usize,
+    max_message_bytes: usize,
+    joinable: bool,
+    mode: u32,
+    _messages: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Default for QueueBuilder<T> {
+    fn default() -> QueueBuilder<T> {
+        QueueBuilder {
+            capacity: 1024,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            joinable: false,
+            mode: shm::DEFAULT_MODE,
+            _messages: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+    /// How many messages the queue holds at most (default 1024). A `put`
+    /// on a full queue waits (or fails, for `try_put`).
+    pub fn capacity(mut self, messages: usize) -> QueueBuilder<T> {
+        self.capacity = messages;
+        self
+    }
+
+    /// The largest message, in encoded (postcard) bytes (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]). Every slot is this big (rounded up
+    /// to whole 64-byte lines, with an 8-byte length): the queue's memory
+    /// is about `capacity x max_message_bytes`. A larger message is refused
+    /// by `put` with [`PutErrorKind::TooLarge`], and handed back.
+    pub fn max_message_bytes(mut self, bytes: usize) -> QueueBuilder<T> {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Keeps task accounting: each [`Receiver`] counts what it took, and
+    /// [`Receiver::task_done`] and [`Queue::join`] work (Python's
+    /// `JoinableQueue`). Costs a journalled count per `get`.
+    pub fn joinable(mut self) -> QueueBuilder<T> {
+        self.joinable = true;
+        self
+    }
+
+    /// The permission bits of a named queue (default 0600).
+    pub fn mode(mut self, mode: u32) -> QueueBuilder<T> {
+        self.mode = mode;
+        self
+    }
+
+    fn config(&self) -> Result<(Config, usize), QueueError> {
+        let config = Config {
+            capacity: self.capacity as u64,
+            max_bytes: self.max_message_bytes,
+            joinable: self.joinable,
+            type_name: shm::layout::short_type_name::<T>(),
+        };
+        let invalid = QueueError::InvalidSize {
+            capacity: self.capacity,
+            max_message_bytes: self.max_message_bytes,
+        };
+        let lines = config.lines().filter(|_| self.capacity > 0);
+        // Refuse rings that cannot be mapped on this machine rather than
+        // failing inside mmap with a less helpful error.
+        match lines {
+            Some(lines)
+                if lines
+                    .checked_mul(64)
+                    .is_some_and(|b| b <= isize::MAX as usize) =>
+            {
+                Ok((config, lines))
+            }
+            _ => Err(invalid),
+        }
+    }
+
+    /// An anonymous queue, shared with children forked afterwards.
+    pub fn anonymous(self) -> Result<Queue<T>, QueueError> {
+        let (config, lines) = self.config()?;
+        let lines = SharedSlice::from_fn(lines, |i| config.line(i))?;
+        Queue::from_lines(lines, "an anonymous queue")
+    }
+
+    /// Creates the named queue `name` (failing if the name exists). Other
+    /// programs [`Queue::open`] it by name; dropping this handle removes
+    /// the name (as every procsync named segment does).
+    pub fn create(self, name: &str) -> Result<Queue<T>, QueueError> {
+        let (config, lines) = self.config()?;
+        let lines = SharedSlice::create_with_mode(name, lines, self.mode, |i| config.line(i))?;
+        Queue::from_lines(lines, name)
+    }
+}
+
+/// A bounded multi-producer, multi-consumer queue of `T` between processes:
+/// Python's `multiprocessing.Queue` (and `SimpleQueue`, and with
+/// [`QueueBuilder::joinable`] `JoinableQueue`).
+///
+/// Messages are encoded with `postcard` into fixed slots in shared memory
+/// (see [`QueueBuilder::max_message_bytes`]). Processes attach as
+/// producers ([`Queue::sender`]) and consumers ([`Queue::receiver`]);
+/// attachment is what makes disconnection possible: a `get` on an empty
+/// queue whose every producer has closed or died returns
+/// [`GetError::Disconnected`] instead of waiting for ever.
+///
+/// # What a killed process can do to it
+///
+/// Nothing but lose what it held. A producer SIGKILLed at any instruction
+/// of `put` either committed its message whole or left nothing; a consumer
+/// killed in `get` either took the message (once) or left it for the next
+/// consumer. Neither wedges the others: both sides lock with procsync's
+/// robust lock word, taken over from a dead holder. On a joinable queue,
+/// messages a consumer took and did not mark done before it died (or
+/// closed) are counted, by [`Queue::lost`] and [`Queue::join`], instead of
+/// making `join` wait for ever.
+///
+/// # Anonymous or named
+///
+/// [`Queue::new`] (or [`QueueBuilder::anonymous`]) makes a queue children
+/// forked afterwards share; [`QueueBuilder::create`] and [`Queue::open`]
+/// let unrelated programs meet by name; `open` checks the queue's protocol
+/// version and its message type's name.
+///
+/// # Example
+///
+/// ```
+/// use daemon::Process;
+/// use queue::{GetError, Queue};
+///
+/// let q = Queue::<String>::new(8)?;
+/// let rx = q.receiver()?;
+/// let tx = q.sender()?;
+/// let producer = Process::new(move || {
+///     for word in ["cut", "the", "rope"] {
+///         tx.put(word.to_string()).unwrap();
+///     }
+///     // tx is dropped here: the only producer closes.
+/// })
+/// .start()?;
+/// let mut words = Vec::new();
+/// loop {
+///     match rx.get() {
+///         Ok(word) => words.push(word),
+///         Err(GetError::Disconnected) => break,
+///         Err(e) => panic!("{e}"),
+///     }
+/// }
+/// producer.join()?;
+/// assert_eq!(words, ["cut", "the", "rope"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Queue<T> {
+    lines: SharedSlice<Line>,
+    /// Messages cross processes as bytes: `T` itself is never shared.
+    _messages: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An anonymous queue of at most `capacity` messages of up to
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`] each; see [`Queue::builder`] for more.
+    pub fn new(capacity: usize) -> Result<Queue<T>, QueueError> {
+        Queue::builder().capacity(capacity).anonymous()
+    }
+
+    /// The builder: capacity, message size, task accounting, named or not.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder::default()
+    }
+
+    /// Opens the named queue `name`, made by [`QueueBuilder::create`] in
+    /// this or another program, waiting up to two seconds for its creator
+    /// to finish. Checks that it is a queue of this protocol version, for
+    /// messages of `T`'s type name (without module path).
+    pub fn open(name: &str) -> Result<Queue<T>, QueueError> {
+        Queue::from_lines(SharedSlice::open(name)?, name)
+    }
+
+    fn from_lines(lines: SharedSlice<Line>, name: &str) -> Result<Queue<T>, QueueError> {
+        let ring = Ring::new(&lines).map_err(|invalid| match invalid {
+            Invalid::NotAQueue | Invalid::Shape => QueueError::NotAQueue { name: name.into() },
+            Invalid::Version(found) => QueueError::Version {
+                name: name.into(),
+                found,
+                expected: VERSION,
+            },
+        })?;
+        let expected = shm::layout::short_type_name::<T>();
+        let found = ring.type_name();
+        if found != expected {
+            return Err(QueueError::TypeMismatch {
+                name: name.into(),
+                expected,
+                found,
+            });
+        }
+        Ok(Queue {
+            lines,
+            _messages: PhantomData,
+        })
+    }
+}
+
+impl<T> Queue<T> {
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(&self.lines).expect("checked when the queue was made or opened")
+    }
+
+    /// Attaches a producer: a handle that puts. The queue counts it until
+    /// it is dropped (in the process that last used it) or its process
+    /// dies; see [`Sender`].
+    pub fn sender(&self) -> Result<Sender<'_, T>, QueueError> {
+        Ok(Sender {
+            endpoint: Endpoint::attach(self, Role::Producer)?,
+            require_consumers: false,
+        })
+    }
+
+    /// Attaches a consumer: a handle that gets. See [`Receiver`].
+    pub fn receiver(&self) -> Result<Receiver<'_, T>, QueueError> {
+        Ok(Receiver {
+            endpoint: Endpoint::attach(self, Role::Consumer)?,
+        })
+    }
+
+    /// How many messages the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.ring().capacity() as usize
+    }
+
+    /// The largest message, in encoded bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.ring().max_bytes()
+    }
+
+    /// Whether the queue keeps task accounting (Python's `JoinableQueue`).
+    pub fn is_joinable(&self) -> bool {
+        self.ring().joinable()
+    }
+
+    /// Messages in the queue. Approximate under concurrency, as Python
+    /// says of `qsize`: others may put or get before the caller acts on it.
+    pub fn len(&self) -> usize {
+        self.ring().len() as usize
+    }
+
+    /// Whether the queue holds no message; approximate, as [`len`](Queue::len).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is at capacity; approximate, as [`len`](Queue::len).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Whether producers attached once and none is attached and alive now:
+    /// once empty, the queue will stay empty unless a new producer attaches.
+    pub fn producers_gone(&self) -> bool {
+        self.ring().disconnected(Role::Producer)
+    }
+
+    /// Whether consumers attached once and none is attached and alive now.
+    pub fn consumers_gone(&self) -> bool {
+        self.ring().disconnected(Role::Consumer)
+    }
+
+    /// On a joinable queue, the messages consumers took and never marked
+    /// done because they died or were dropped first. Always 0 on a queue
+    /// without task accounting.
+    pub fn lost(&self) -> u64 {
+        self.ring().all_done().1
+    }
+
+    /// The segment's name, for a named queue.
+    pub fn name(&self) -> Option<&str> {
+        self.lines.name()
+    }
+
+    /// Waits until every message put so far has been taken and marked
+    /// done ([`Receiver::task_done`]), or lost with a consumer that died or
+    /// closed with messages outstanding (Python's `JoinableQueue.join`,
+    /// which would wait for ever there). Returns how many were lost in the
+    /// queue's life.
+    pub fn join(&self) -> Result<JoinReport, QueueError> {
+        self.join_until(None)
+    }
+
+    /// [`join`](Queue::join), giving up with [`QueueError::TimedOut`] after
+    /// `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<JoinReport, QueueError> {
+        self.join_until(deadline_after(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<JoinReport, QueueError> {
+        let ring = self.ring();
+        if !ring.joinable() {
+            return Err(QueueError::NotJoinable);
+        }
+        let mut recheck = Recheck::new();
+        loop {
+            let (done, lost) = ring.all_done();
+            if done {
+                return Ok(JoinReport { lost });
+            }
+            if deadline.is_some_and(|d| shm::sync::now() >= d) {
+                return Err(QueueError::TimedOut);
+            }
+            ring.wait_for_done(|| !ring.all_done().0, deadline, &mut recheck);
+        }
+    }
+}
+
+/// What [`Queue::join`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinReport {
+    /// Messages taken by consumers that died or closed before marking
+    /// them done, in the queue's whole life.
+    pub lost: u64,
+}
+
+/// `timeout` from now, or `None` (no limit) when that is beyond the
+/// clock's range (`Duration::MAX`).
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    shm::sync::now().checked_add(timeout)
+}
+
+thread_local! {
+    /// One encoding buffer per thread, reused by every put and get.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer (or a fresh one, if `f` calls
+/// itself through a `Serialize` impl that puts).
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => f(&mut buffer),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// The row a `Sender` or `Receiver` stands on, and the process that row
+/// names. A handle is used from the process that made it, or moved (or
+/// copied by `fork`) into another: its first use there moves the row to
+/// the new process (the row names whoever uses the handle), so the queue
+/// counts the endpoint as long as the process that uses it lives.
+#[derive(Debug)]
+struct Endpoint<'q, T> {
+    queue: &'q Queue<T>,
+    role: Role,
+    row: AtomicU64,
+    owner: AtomicU64,
+}
+
+impl<'q, T> Endpoint<'q, T> {
+    fn attach(queue: &'q Queue<T>, role: Role) -> Result<Endpoint<'q, T>, QueueError> {
+        let row = queue
+            .ring()
+            .claim_row(role)
+            .ok_or(QueueError::TooManyEndpoints { max: MAX_ENDPOINTS })?;
+        Ok(Endpoint {
+            queue,
+            role,
+            row: AtomicU64::new(row as u64),
+            owner: AtomicU64::new(pid::current_identity().to_bits()),
+        })
+    }
+
+    /// The row, moved to this process if the handle was last used in
+    /// another. `None` if no row is left for it.
+    #[inline]
+    fn row(&self, ring: &Ring<'_>) -> Option<usize> {
+        let me = pid::current_identity().to_bits();
+        let row = self.row.load(Relaxed) as usize;
+        if self.owner.load(Relaxed) == me {
+            return Some(row);
+        }
+        self.rebind(ring, row, me)
+    }
+
+    #[cold]
+    fn rebind(&self, ring: &Ring<'_>, row: usize, me: u64) -> Option<usize> {
+        let from = self.owner.load(Relaxed);
+        let row = if ring.adopt_row(row, from, me) {
+            row
+        } else {
+            // Freed or reclaimed since (its last process died and another
+            // took the row): attach afresh.
+            ring.claim_row(self.role)?
+        };
+        self.row.store(row as u64, Relaxed);
+        self.owner.store(me, Relaxed);
+        Some(row)
+    }
+}
+
+impl<T> Drop for Endpoint<'_, T> {
+    /// Detaches, if this process is the one the row names: a copy left in
+    /// another process (by `fork`) does nothing.
+    fn drop(&mut self) {
+        let me = pid::current_identity().to_bits();
+        if self.owner.load(Relaxed) == me {
+            self.queue
+                .ring()
+                .release_row(self.row.load(Relaxed) as usize, me);
+        }
+    }
+}
+
+/// A producer of a [`Queue`]: Python's `Queue.put`.
+///
+/// The queue counts a sender from [`Queue::sender`] until it is dropped
+/// or the process that last used it dies: when every sender is gone, an
+/// empty queue's `get` returns [`GetError::Disconnected`].
+///
+/// A sender moved (or copied by `fork`) into another process belongs to
+/// that process from its first `put` there. Until then it still counts for
+/// the process it came from (`daemon::Process` never drops, in the parent,
+/// what it moved into a child): a child killed before its first `put`
+/// leaves its sender counted until the parent exits too. `clone` attaches
+/// a new sender; use one per process.
+///
+/// `Sync`: threads of one process may share a sender (they take turns on
+/// the producers' lock).
+///
+/// ```
+/// use queue::{PutErrorKind, Queue};
+///
+/// let q = Queue::<(u32, String)>::new(2)?;
+/// let tx = q.sender()?;
+/// tx.put((1, "one".into())).unwrap();
+/// tx.put_timeout((2, "two".into()), std::time::Duration::from_millis(10)).unwrap();
+/// let full = tx.try_put((3, "three".into())).unwrap_err();
+/// assert_eq!(full.kind(), &PutErrorKind::Full);
+/// assert_eq!(q.len(), 2);
+/// # Ok::<(), queue::QueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct Sender<'q, T> {
+    endpoint: Endpoint<'q, T>,
+    require_consumers: bool,
+}
+
+impl<'q, T: Serialize> Sender<'q, T> {
+    /// Puts `value`, waiting while the queue is full.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Wait::Forever)
+    }
+
+    /// Puts `value`, waiting at most `timeout` while the queue is full (or
+    /// other producers hold it); never returns early.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        match deadline_after(timeout) {
+            Some(deadline) => self.put_until(value, Wait::Until(deadline)),
+            None => self.put(value),
+        }
+    }
+
+    /// Puts `value` if there is room now.
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Wait::No)
+    }
+
+    /// With `true`, a `put` that finds the queue full fails with
+    /// [`PutErrorKind::Disconnected`] when every consumer that attached has
+    /// closed or died, instead of waiting for room nobody will make. (A
+    /// queue that has room takes the message either way: a consumer may
+    /// attach later.)
+    pub fn require_consumers(&mut self, required: bool) {
+        self.require_consumers = required;
+    }
+
+    fn put_until(&self, value: T, wait: Wait) -> Result<(), PutError<T>> {
+        let fail = |value, kind| Err(PutError { value, kind });
+        let ring = self.endpoint.queue.ring();
+        if self.endpoint.row(&ring).is_none() {
+            return fail(value, PutErrorKind::TooManyEndpoints);
+        }
+        with_buffer(|buffer| {
+            buffer.clear();
+            if let Err(e) = postcard::to_io(&value, &mut *buffer) {
+                return fail(value, PutErrorKind::Encode(e.to_string()));
+            }
+            if buffer.len() > ring.max_bytes() {
+                let (size, max) = (buffer.len(), ring.max_bytes());
+                return fail(value, PutErrorKind::TooLarge { size, max });
+            }
+            let mut recheck = Recheck::new();
+            let mut spin = Spin::snoozing();
+            loop {
+                match ring.try_put(buffer, wait.lock_deadline()) {
+                    Ok(()) => return Ok(()),
+                    // Other producers held the lock past the deadline.
+                    Err(None) if matches!(wait, Wait::No) => {
+                        return fail(value, PutErrorKind::Full)
+                    }
+                    Err(None) => return fail(value, PutErrorKind::TimedOut),
+                    Err(Some(PutFailure::Full)) => {}
+                }
+                if self.require_consumers && ring.disconnected(Role::Consumer) {
+                    return fail(value, PutErrorKind::Disconnected);
+                }
+                match wait {
+                    Wait::No => return fail(value, PutErrorKind::Full),
+                    Wait::Until(deadline) if shm::sync::now() >= deadline => {
+                        return fail(value, PutErrorKind::TimedOut)
+                    }
+                    _ => {}
+                }
+                if !spin.spin_once() {
+                    ring.wait_for_space(wait.deadline(), &mut recheck);
+                }
+            }
+        })
+    }
+}
+
+impl<T> Clone for Sender<'_, T> {
+    /// Attaches another sender (a new row).
+    ///
+    /// # Panics
+    ///
+    /// When every endpoint row is held by a live process.
+    fn clone(&self) -> Self {
+        let mut sender = self
+            .endpoint
+            .queue
+            .sender()
+            .expect("an endpoint row for the cloned sender");
+        sender.require_consumers = self.require_consumers;
+        sender
+    }
+}
+
+/// A consumer of a [`Queue`]: Python's `Queue.get` (and on a joinable
+/// queue, `task_done`).
+///
+/// Attached and moved between processes as a [`Sender`] is. On a joinable
+/// queue the messages a receiver took and has not marked done travel with
+/// it; dropping it (or its process dying) counts them as lost.
+///
+/// ```
+/// use queue::{GetError, Queue};
+/// use std::time::Duration;
+///
+/// let q = Queue::<u64>::builder().capacity(4).joinable().anonymous()?;
+/// let rx = q.receiver()?;
+/// assert_eq!(rx.try_get(), Err(GetError::Empty));
+/// q.sender()?.put(7).unwrap();
+/// assert_eq!(rx.get_timeout(Duration::from_secs(1)), Ok(7));
+/// rx.task_done()?;
+/// assert_eq!(q.join()?.lost, 0);
+/// # Ok::<(), queue::QueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct Receiver<'q, T> {
+    endpoint: Endpoint<'q, T>,
+}
+
+impl<'q, T: DeserializeOwned> Receiver<'q, T> {
+    /// Takes the oldest message, waiting while the queue is empty; fails
+    /// with [`GetError::Disconnected`] once it is empty and every producer
+    /// has closed or died.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_until(Wait::Forever)
+    }
+
+    /// [`get`](Receiver::get), waiting at most `timeout`; never returns
+    /// early.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        match deadline_after(timeout) {
+            Some(deadline) => self.get_until(Wait::Until(deadline)),
+            None => self.get(),
+        }
+    }
+
+    /// Takes the oldest message if there is one now.
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_until(Wait::No)
+    }
+
+    /// The messages, as they come, until the queue is empty and every
+    /// producer is gone (or an error other than that).
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.get().ok())
+    }
+
+    /// Whether a `get` would return at once: a message is there, or the
+    /// queue is empty and every producer is gone.
+    pub fn is_ready(&self) -> bool {
+        let ring = self.endpoint.queue.ring();
+        ring.len() > 0 || ring.disconnected(Role::Producer)
+    }
+
+    fn get_until(&self, wait: Wait) -> Result<T, GetError> {
+        let ring = self.endpoint.queue.ring();
+        let row = self.endpoint.row(&ring).ok_or(GetError::TooManyEndpoints)?;
+        with_buffer(|buffer| {
+            let mut recheck = Recheck::new();
+            let mut spin = Spin::snoozing();
+            // When the producers' liveness was last judged: a liveness
+            // check costs system calls, so it is made when the queue is
+            // found empty after spinning, then once per re-check interval.
+            let mut judged: Option<Instant> = None;
+            loop {
+                match ring.try_get(row, buffer, wait.lock_deadline()) {
+                    Ok(()) => {
+                        return postcard::from_bytes(buffer).map_err(|e| GetError::Decode {
+                            bytes: buffer.clone(),
+                            message: e.to_string(),
+                        })
+                    }
+                    // Other consumers held the lock past the deadline.
+                    Err(None) if matches!(wait, Wait::No) => return Err(GetError::Empty),
+                    Err(None) => return Err(GetError::TimedOut),
+                    Err(Some(GetFailure::Corrupt(length))) => {
+                        return Err(GetError::Corrupt { length })
+                    }
+                    Err(Some(GetFailure::Empty)) => {}
+                }
+                if let Wait::No = wait {
+                    return Err(if ring.disconnected(Role::Producer) && ring.len() == 0 {
+                        GetError::Disconnected
+                    } else {
+                        GetError::Empty
+                    });
+                }
+                if spin.spin_once() {
+                    continue;
+                }
+                let now = shm::sync::now();
+                if judged.is_none_or(|at| now >= at + shm::futex::RECHECK_AT_MOST / 2) {
+                    judged = Some(now);
+                    // Empty, and nobody left to put: say so, unless a
+                    // message came in the meantime (its producer may have
+                    // closed right after committing it).
+                    if ring.disconnected(Role::Producer) && ring.len() == 0 {
+                        return Err(GetError::Disconnected);
+                    }
+                }
+                if let Wait::Until(deadline) = wait {
+                    if now >= deadline {
+                        return Err(GetError::TimedOut);
+                    }
+                }
+                ring.wait_for_data(wait.deadline(), &mut recheck);
+            }
+        })
+    }
+}
+
+impl<T> Receiver<'_, T> {
+    /// Marks one message this receiver took as done (Python's
+    /// `JoinableQueue.task_done`). Fails on a queue without task
+    /// accounting, and when every message it took is already done.
+    pub fn task_done(&self) -> Result<(), QueueError> {
+        let ring = self.endpoint.queue.ring();
+        if !ring.joinable() {
+            return Err(QueueError::NotJoinable);
+        }
+        let row = self
+            .endpoint
+            .row(&ring)
+            .ok_or(QueueError::TooManyEndpoints { max: MAX_ENDPOINTS })?;
+        if ring.task_done(row) {
+            Ok(())
+        } else {
+            Err(QueueError::TaskDoneTooManyTimes)
+        }
+    }
+
+    /// Messages this receiver took and has not marked done (0 on a queue
+    /// without task accounting).
+    pub fn outstanding(&self) -> u64 {
+        let ring = self.endpoint.queue.ring();
+        match self.endpoint.row(&ring) {
+            Some(row) if ring.joinable() => ring.outstanding(row),
+            _ => 0,
+        }
+    }
+}
+
+impl<T> Clone for Receiver<'_, T> {
+    /// Attaches another receiver (a new row, with nothing taken).
+    ///
+    /// # Panics
+    ///
+    /// When every endpoint row is held by a live process.
+    fn clone(&self) -> Self {
+        self.endpoint
+            .queue
+            .receiver()
+            .expect("an endpoint row for the cloned receiver")
+    }
+}
+
+/// How long a put or get may wait.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
+impl Wait {
+    /// The deadline for sleeping.
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::No | Wait::Forever => None,
+        }
+    }
+
+    /// The deadline for taking a side's lock: a `try_` call waits for the
+    /// other producers (or consumers) no longer than it must.
+    fn lock_deadline(self) -> Option<Instant> {
+        match self {
+            Wait::No => Some(shm::sync::now()),
+            wait => wait.deadline(),
+        }
+    }
+}
