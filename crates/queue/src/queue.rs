@@ -309,7 +309,10 @@ impl<T> Queue<T> {
     /// done because they died or were dropped first. Always 0 on a queue
     /// without task accounting.
     pub fn lost(&self) -> u64 {
-        self.ring().all_done().1
+        match self.ring().all_done(None) {
+            Some((_, lost)) => lost,
+            None => unreachable!("no deadline"),
+        }
     }
 
     /// The segment's name, for a named queue.
@@ -339,14 +342,16 @@ impl<T> Queue<T> {
         }
         let mut recheck = Recheck::new();
         loop {
-            let (done, lost) = ring.all_done();
-            if done {
-                return Ok(JoinReport { lost });
+            match ring.all_done(deadline) {
+                Some((true, lost)) => return Ok(JoinReport { lost }),
+                Some((false, _)) => {}
+                None => return Err(QueueError::TimedOut),
             }
             if deadline.is_some_and(|d| shm::sync::now() >= d) {
                 return Err(QueueError::TimedOut);
             }
-            ring.wait_for_done(|| !ring.all_done().0, deadline, &mut recheck);
+            let unfinished = || ring.all_done(deadline).is_some_and(|(done, _)| !done);
+            ring.wait_for_done(unfinished, deadline, &mut recheck);
         }
     }
 }

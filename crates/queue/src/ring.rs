@@ -647,7 +647,13 @@ impl<'a> Ring<'a> {
 
     /// Whether every message ever put has been taken and marked done (or
     /// lost with its consumer); and the messages lost so far.
-    pub(crate) fn all_done(&self) -> (bool, u64) {
+    ///
+    /// Judged under the consumer lock (finishing a dead holder's change
+    /// first), so that a message is never counted both in `LOST` and in
+    /// the dead row a fold was emptying.
+    /// `None` if the consumers' lock stayed held past `deadline`.
+    pub(crate) fn all_done(&self, deadline: Option<Instant>) -> Option<(bool, u64)> {
+        let _guard = self.lock_consumers(deadline)?;
         let mut lost = self.w(W_LOST).load(Acquire);
         let mut unfinished = self.len();
         for row in 0..self.rows {
@@ -662,7 +668,7 @@ impl<'a> Ring<'a> {
                 lost += outstanding;
             }
         }
-        (unfinished == 0, lost)
+        Some((unfinished == 0, lost))
     }
 
     /// Sleeps until a task is marked done, an endpoint changes, or the
