@@ -34,6 +34,9 @@ const CONTROL: u32 = 0x8000_0000;
 /// The control frame "the process `pid` (4 bytes LE) now owns the end that
 /// sent this"; a pidfd of it travels along (`SCM_RIGHTS`).
 const ANNOUNCE: u32 = CONTROL | 1;
+/// [`ANNOUNCE`] without a pidfd (the announcer was out of descriptors):
+/// the receiver looks the pid up.
+const ANNOUNCE_PID: u32 = CONTROL | 3;
 /// The control frame "this end is closed" (then 4 bytes of 0): the end of
 /// the stream, whatever copies of the socket live on in other processes.
 const CLOSE: u32 = CONTROL | 2;
@@ -99,9 +102,10 @@ pub enum PipeError {
     /// or the system refused); nothing more can be sent on this connection.
     #[error("an earlier send was cut off in the middle of a message; nothing more can be sent on this connection")]
     Broken,
-    /// A frame with an unknown control word arrived: the peer does not speak
+    /// A frame this crate does not expect arrived (an unknown control word,
+    /// or an announcement without its descriptor): the peer does not speak
     /// this crate's wire format. Nothing more can be received.
-    #[error("the other end sent a frame this crate does not know (length word {word:#010x}); not a procsync pipe?")]
+    #[error("the other end sent a frame this crate does not expect (length word {word:#010x}); not a procsync pipe?")]
     Protocol {
         /// The length word.
         word: u32,
@@ -246,7 +250,10 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   process still has it. (Frames of two writers could also interleave:
 ///   don't share an end.) Likewise a process that moves its end on to a
 ///   grandchild and exits before the grandchild first uses it makes the
-///   other end report `PeerClosed`.
+///   other end report `PeerClosed`; and so does the process that called
+///   `pipe` if it moves both ends into two children and exits before one
+///   of them has used its end (each child watches it until the other
+///   announces itself).
 /// - A send blocked on a full buffer learns of a new owner (or of a
 ///   "closed") only from the first 1 MiB of what the peer sent and this end
 ///   has not received yet; beyond that it watches the previous owner.
@@ -324,6 +331,10 @@ impl Inbox {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            // A large message's buffer is not kept for the small ones.
+            if self.buf.len() > READ_CHUNK_MAX && want <= READ_CHUNK {
+                self.buf = Vec::new();
+            }
         }
         if self.buf.len() - self.end >= want {
             return;
@@ -429,7 +440,7 @@ impl Inbox {
     /// Applies the control frame at `at` if it is complete (returns whether
     /// it was).
     fn control(&mut self, at: usize, word: u32, peer: &FdSlot) -> Result<bool, PipeError> {
-        if word != ANNOUNCE && word != CLOSE {
+        if word != ANNOUNCE && word != ANNOUNCE_PID && word != CLOSE {
             self.finished = true;
             self.start = self.end;
             return Err(PipeError::Protocol { word });
@@ -443,12 +454,24 @@ impl Inbox {
             return Ok(true);
         }
         let pid = self.word_at(at + 4) as i32;
-        // The pidfd sent along names the process for sure; without one (the
-        // sender was out of descriptors) the pid is looked up, which a
-        // reused pid could fool only if the announcer already died.
-        let pidfd = match self.fds.pop_front() {
-            Some(fd) => Ok(fd),
-            None => sys::pidfd_open(pid),
+        // The pidfd sent along names the process for sure (it arrived no
+        // later than the frame's first byte, in order with the others);
+        // without one the pid is looked up, which a reused pid could fool
+        // only if the announcer has died since.
+        let pidfd = match (word, self.fds.pop_front()) {
+            (ANNOUNCE, Some(fd)) => Ok(fd),
+            (ANNOUNCE, None) => {
+                self.finished = true;
+                self.start = self.end;
+                return Err(PipeError::Protocol { word });
+            }
+            (_, fd) => {
+                if let Some(fd) = fd {
+                    // Not ours to take: it belongs to a later announcement.
+                    self.fds.push_front(fd);
+                }
+                sys::pidfd_open(pid)
+            }
         };
         match pidfd {
             Ok(fd) => peer
@@ -716,8 +739,13 @@ impl Connection {
         // The frame is sent even without a pidfd (out of descriptors): the
         // peer then looks the pid up.
         let pidfd = sys::pidfd_open(me).ok();
+        let word = if pidfd.is_some() {
+            ANNOUNCE
+        } else {
+            ANNOUNCE_PID
+        };
         let mut frame = [0u8; CONTROL_LEN];
-        frame[..4].copy_from_slice(&ANNOUNCE.to_le_bytes());
+        frame[..4].copy_from_slice(&word.to_le_bytes());
         frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
         let _ = self.write_frame(&[&frame], pidfd.as_ref().map(|fd| fd.as_fd()));
     }

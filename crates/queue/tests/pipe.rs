@@ -351,3 +351,36 @@ fn closing_an_end_in_the_same_process_is_peer_closed_after_the_values() {
     assert_eq!(b.recv::<u8>().unwrap(), 1);
     assert_peer_closed(b.recv::<u8>());
 }
+
+#[test]
+fn a_connection_moves_between_threads_but_is_not_shared_by_them() {
+    fn send<T: Send>() {}
+    send::<queue::Connection>();
+    send::<queue::Receiver>();
+    send::<queue::Sender>();
+    // Not `Sync`: two threads sending at once would interleave frames
+    // (checked by the compiler where it matters; here, by its absence).
+    let (a, b) = pipe().unwrap();
+    std::thread::spawn(move || a.send(&9u8).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 9);
+}
+
+#[test]
+fn a_child_out_of_descriptors_still_announces_itself_by_pid() {
+    let (parent_end, child_end) = pipe().unwrap();
+    let child = Process::new(move || {
+        // No pidfd can be opened for the announcement: it goes by pid.
+        let _files = testkit::exhaust_descriptors();
+        child_end.send(&1u8).expect("sent");
+        park_until_killed();
+    })
+    .start()
+    .unwrap();
+    assert_eq!(parent_end.recv_timeout::<u8>(GENEROUS).unwrap(), 1);
+    let killer = sigkill_from_sibling(child.pid());
+    assert_peer_closed(parent_end.recv_timeout::<u8>(GENEROUS));
+    killer.join().unwrap();
+    assert!(child.join().is_err());
+}
