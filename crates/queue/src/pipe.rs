@@ -37,9 +37,6 @@ const ANNOUNCE: u32 = CONTROL | 1;
 /// [`ANNOUNCE`] without a pidfd (the announcer was out of descriptors):
 /// the receiver looks the pid up.
 const ANNOUNCE_PID: u32 = CONTROL | 3;
-/// The control frame "this end is closed" (then 4 bytes of 0): the end of
-/// the stream, whatever copies of the socket live on in other processes.
-const CLOSE: u32 = CONTROL | 2;
 /// The length of every control frame, its length word included.
 const CONTROL_LEN: usize = 8;
 /// How many bytes one read asks for at least.
@@ -209,14 +206,15 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 /// for ever, and the parent's end stays open in the child. (Python has the
 /// same trap and asks its users to `close()` the unused ends.) So:
 ///
-/// - **Closing says so.** Dropping or [`close`](Connection::close)-ing an
-///   end sends a small control frame, "closed"; the other end reports
-///   `PeerClosed` once it has taken the messages before it, whatever
-///   copies of the socket live on. (Not if the buffer is full at that
-///   moment: the drop does not wait; the rules below still apply.)
+/// - **Closing ends the stream.** Dropping or
+///   [`close`](Connection::close)-ing an end shuts the socket down
+///   (`shutdown(2)` acts on the socket, not on one descriptor): the other
+///   end's `recv` reports `PeerClosed` once it has taken the messages sent
+///   before, and its `send` fails with `PeerClosed`, whatever copies of
+///   the descriptor live on.
 /// - **Each end has an owner process, and the other end watches it.** A
 ///   new `Connection` belongs to the process that called [`pipe`]. The
-///   first time it is used (any method; a drop sends "closed" instead) in
+///   first time it is used (any method but `close` and drop) in
 ///   another process, that process takes it over and tells the other end,
 ///   with a control frame that carries a pidfd of itself. The other end
 ///   from then on watches that process: its exit, however it happens
@@ -254,8 +252,13 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   `pipe` if it moves both ends into two children and exits before one
 ///   of them has used its end (each child watches it until the other
 ///   announces itself).
-/// - A send blocked on a full buffer learns of a new owner (or of a
-///   "closed") only from the first 1 MiB of what the peer sent and this end
+/// - Dropping ends the stream for every copy: a fork copy must not be
+///   dropped by a process that does not own the end (`daemon::Process`
+///   never does: the child drops only what it owns, the parent forgets what
+///   it moved). A raw `fork` whose child drops its copies of the parent's
+///   ends closes them for the parent too.
+/// - A send blocked on a full buffer learns of a new owner only from the
+///   first 1 MiB of what the peer sent and this end
 ///   has not received yet; beyond that it watches the previous owner.
 /// - Each pipe takes four descriptors (two sockets, two pidfds), Python's
 ///   two.
@@ -440,18 +443,13 @@ impl Inbox {
     /// Applies the control frame at `at` if it is complete (returns whether
     /// it was).
     fn control(&mut self, at: usize, word: u32, peer: &FdSlot) -> Result<bool, PipeError> {
-        if word != ANNOUNCE && word != ANNOUNCE_PID && word != CLOSE {
+        if word != ANNOUNCE && word != ANNOUNCE_PID {
             self.finished = true;
             self.start = self.end;
             return Err(PipeError::Protocol { word });
         }
         if self.end - at < CONTROL_LEN {
             return Ok(false);
-        }
-        if word == CLOSE {
-            // Whole frames before it are still taken first.
-            self.finished = true;
-            return Ok(true);
         }
         let pid = self.word_at(at + 4) as i32;
         // The pidfd sent along names the process for sure (it arrived no
@@ -615,8 +613,9 @@ impl Connection {
     }
 
     /// Closes this end (Python's `close()`); the same as dropping it. The
-    /// peer's `recv` returns [`PipeError::PeerClosed`] once no copy of this
-    /// end is open any more (or its owner has exited, see the type's docs).
+    /// peer's `recv` returns [`PipeError::PeerClosed`] once it has taken
+    /// what was sent before, and its `send` fails with `PeerClosed`, even
+    /// if copies of this end's descriptor are open in other processes.
     pub fn close(self) {
         drop(self);
     }
@@ -891,31 +890,13 @@ fn deadline(timeout: Duration) -> Instant {
 }
 
 impl Drop for Connection {
-    /// Tells the other end this one is closed, with a control frame, so that
-    /// its `recv` returns `PeerClosed` even while copies of the socket stay
-    /// open in other processes (children forked meanwhile, by any thread).
-    /// Does not wait for room: with the buffer full, the frame is left out
-    /// and the other end learns of the close from the socket or from the
-    /// owner's exit.
+    /// Shuts the socket down (`shutdown(2)`) before closing it: the other
+    /// end's `recv` returns `PeerClosed` once it has taken what was sent,
+    /// and its `send` fails with `PeerClosed`, even while copies of the
+    /// descriptor stay open in other processes (children forked meanwhile,
+    /// by any thread; the copy `daemon::Process` leaves the parent).
     fn drop(&mut self) {
-        if self.send_broken.get() {
-            return;
-        }
-        let mut frame = [0u8; CONTROL_LEN];
-        frame[..4].copy_from_slice(&CLOSE.to_le_bytes());
-        loop {
-            match sys::send(self.socket.as_fd(), &[IoSlice::new(&frame)], None) {
-                Ok(n) if n == CONTROL_LEN => return,
-                // Part of it went (not seen on Linux for 8 bytes): finish
-                // it, so the peer never reads half a control frame.
-                Ok(n) => {
-                    let _ = self.write_frame(&[&frame[n..]], None);
-                    return;
-                }
-                Err(Errno::INTR) => continue,
-                Err(_) => return,
-            }
-        }
+        sys::shutdown(self.socket.as_fd());
     }
 }
 

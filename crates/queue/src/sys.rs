@@ -44,6 +44,15 @@ pub(crate) fn dup(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
 }
 
+/// `shutdown(SHUT_RDWR)`: ends the stream both ways for the socket
+/// itself, not just this descriptor, so the peer reads EOF (after what was
+/// sent) and its sends fail with `EPIPE`, whatever copies of the
+/// descriptor live on in other processes. Errors are ignored (the socket
+/// is closed next anyway).
+pub(crate) fn shutdown(socket: BorrowedFd<'_>) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+}
+
 /// One `sendmsg(2)` of `iov` without waiting and without SIGPIPE, passing
 /// `pass` (if any) along with the first byte (`SCM_RIGHTS`). Returns the
 /// bytes sent; a full buffer is `EAGAIN`.

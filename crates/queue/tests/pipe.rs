@@ -384,3 +384,23 @@ fn a_child_out_of_descriptors_still_announces_itself_by_pid() {
     killer.join().unwrap();
     assert!(child.join().is_err());
 }
+
+#[test]
+fn a_send_to_an_end_its_child_dropped_is_peer_closed() {
+    let dropped = Shared::new(Futex::new(0)).unwrap();
+    let dropped_ref = &dropped;
+    let (rx, tx) = pipe_oneway().unwrap();
+    let child = Process::new(move || {
+        rx.close();
+        raise(dropped_ref);
+        park_until_killed();
+    })
+    .start()
+    .unwrap();
+    wait_for(&dropped, 1);
+    // This process still holds the copy of `rx` it moved into the child's
+    // closure, and the child is alive: only the close itself can tell.
+    assert_peer_closed(tx.send(&1u8));
+    child.kill().unwrap();
+    assert!(child.join().is_err());
+}
