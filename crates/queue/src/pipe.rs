@@ -8,6 +8,34 @@
 //! is a control frame of this crate (the only one: a process announcing that
 //! it now owns the other end, see [`Connection`]), never shown to the user.
 //! So the largest message is [`MAX_FRAME_LEN`] bytes (2 GiB - 1).
+//!
+//! # Example
+//!
+//! Python's
+//!
+//! ```python
+//! parent_conn, child_conn = Pipe()
+//! p = Process(target=lambda c: c.send([42, None, "hello"]), args=(child_conn,))
+//! p.start()
+//! print(parent_conn.recv())
+//! p.join()
+//! ```
+//!
+//! is, here:
+//!
+//! ```
+//! use daemon::Process;
+//!
+//! let (parent_conn, child_conn) = queue::pipe()?;
+//! let p = Process::new(move || child_conn.send(&(42, None::<u8>, "hello")).expect("sent"))
+//!     .start()?;
+//! assert_eq!(parent_conn.recv::<(i32, Option<u8>, String)>()?, (42, None, "hello".into()));
+//! p.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! with no `close()` to forget: see [`Connection`] for why the parent's
+//! `recv` cannot wait for ever on a child that has gone.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -48,10 +76,26 @@ const READ_CHUNK_MAX: usize = 16 << 20;
 const SEND_READ_AHEAD: usize = 1 << 20;
 
 /// What went wrong on a [`Connection`].
+///
+/// # Example
+///
+/// ```
+/// use queue::PipeError;
+///
+/// let (a, b) = queue::pipe()?;
+/// a.send_bytes(&[0xff])?;
+/// match b.recv::<String>() {
+///     Err(PipeError::Decode { bytes, .. }) => assert_eq!(bytes, [0xff]),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// drop(a);
+/// assert!(matches!(b.recv::<String>(), Err(PipeError::PeerClosed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipeError {
-    /// The other end is gone: every copy of it closed, or the process that
+    /// The other end is gone: it was closed (dropped), or the process that
     /// owns it exited or was killed (see [`Connection`]). Every message it
     /// sent before has been received.
     #[error("the other end of the pipe is closed (its process exited, was killed or closed it)")]
@@ -922,11 +966,52 @@ impl fmt::Debug for Connection {
 
 /// The receiving half of [`pipe_oneway`]: a [`Connection`] that can only
 /// receive.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use daemon::Process;
+///
+/// let (rx, tx) = queue::pipe_oneway()?;
+/// let child = Process::new(move || {
+///     for n in 1..=3u32 {
+///         tx.send(&n).expect("sent");
+///     }
+/// })
+/// .start()?;
+/// let mut total = 0;
+/// while rx.poll(Some(Duration::from_secs(10))) {
+///     match rx.recv::<u32>() {
+///         Ok(n) => total += n,
+///         Err(queue::PipeError::PeerClosed) => break,
+///         Err(e) => return Err(e.into()),
+///     }
+/// }
+/// assert_eq!(total, 6);
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Receiver(Connection);
 
 /// The sending half of [`pipe_oneway`]: a [`Connection`] that can only
 /// send.
+///
+/// # Example
+///
+/// ```
+/// use daemon::Process;
+///
+/// let (rx, tx) = queue::pipe_oneway()?;
+/// let child = Process::new(move || rx.recv::<Vec<String>>().expect("a list").len())
+///     .start()?;
+/// tx.send(&vec!["a".to_string(), "b".to_string()])?;
+/// assert_eq!(child.join()?, 2);
+/// // The child has exited: sending to its end fails.
+/// assert!(matches!(tx.send(&1u8), Err(queue::PipeError::PeerClosed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Sender(Connection);
 

@@ -25,6 +25,34 @@ pub const FDLESS_MAX_PAUSE: Duration = Duration::from_millis(10);
 /// descriptor at all (`ready_fd` is `None`) is asked on a schedule instead:
 /// after [`FDLESS_FIRST_PAUSE`] (1 ms), then after twice as long each time,
 /// up to [`FDLESS_MAX_PAUSE`] (10 ms) between two looks.
+///
+/// # Example
+///
+/// ```
+/// use std::os::fd::BorrowedFd;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+/// use queue::{wait, Waitable};
+///
+/// /// Ready once set; no descriptor, so `wait` looks every 1 to 10 ms.
+/// struct Flag(AtomicBool);
+///
+/// impl Waitable for Flag {
+///     fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+///         None
+///     }
+///     fn is_ready(&self) -> bool {
+///         self.0.load(Ordering::SeqCst)
+///     }
+/// }
+///
+/// let flag = Flag(AtomicBool::new(false));
+/// assert!(wait(&[&flag], Some(Duration::from_millis(20))).is_empty());
+/// std::thread::scope(|s| {
+///     s.spawn(|| flag.0.store(true, Ordering::SeqCst));
+///     assert_eq!(wait(&[&flag], None), [0]);
+/// });
+/// ```
 pub trait Waitable {
     /// A descriptor that polls readable (or hung up) whenever the object
     /// may have become ready, or `None` if there is none.
