@@ -143,7 +143,7 @@ fn the_parents_death_ends_the_childs_recv_though_the_child_holds_a_copy_of_its_e
     let middle = Process::new(move || {
         let (a, b) = pipe().expect("a pipe");
         a.send(&1u8).expect("sent");
-        let _grandchild = Process::new(move || {
+        let _grandchild = Process::new(move || -> () {
             assert_eq!(b.recv::<u8>().expect("the first value"), 1);
             raise(ready_ref);
             let code = match b.recv_timeout::<u8>(GENEROUS) {
@@ -403,4 +403,45 @@ fn a_send_to_an_end_its_child_dropped_is_peer_closed() {
     assert_peer_closed(tx.send(&1u8));
     child.kill().unwrap();
     assert!(child.join().is_err());
+}
+
+#[test]
+fn an_end_passed_on_to_a_grandchild_is_watched_there_once_it_announced_itself() {
+    let announced = Shared::new(Futex::new(0)).unwrap();
+    let gate = Shared::new(Futex::new(0)).unwrap();
+    let (announced_ref, gate_ref) = (&announced, &gate);
+    let (parent_end, child_end) = pipe().unwrap();
+    let child = Process::new(move || {
+        child_end.send("from the child").expect("sent");
+        let _grandchild = Process::new(move || -> () {
+            child_end.send("from the grandchild").expect("sent");
+            raise(announced_ref);
+            wait_for(gate_ref, 1);
+            // Gone without closing anything (no destructor runs), while
+            // this test process still holds a copy of the end.
+            daemon::exit(0);
+        })
+        .start()
+        .expect("start the grandchild");
+        wait_for(announced_ref, 1);
+        // The child exits now: its end lives on in the grandchild.
+    })
+    .start()
+    .unwrap();
+    child.join().unwrap();
+    assert_eq!(
+        parent_end.recv_timeout::<String>(GENEROUS).unwrap(),
+        "from the child"
+    );
+    assert_eq!(
+        parent_end.recv_timeout::<String>(GENEROUS).unwrap(),
+        "from the grandchild"
+    );
+    // The child is dead, the grandchild owns the end: nothing yet.
+    assert!(matches!(
+        parent_end.recv_timeout::<String>(Duration::from_millis(50)),
+        Err(PipeError::Timeout(_))
+    ));
+    raise(&gate);
+    assert_peer_closed(parent_end.recv_timeout::<String>(GENEROUS));
 }
