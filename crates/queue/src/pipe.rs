@@ -143,9 +143,9 @@ pub enum PipeError {
     /// or the system refused); nothing more can be sent on this connection.
     #[error("an earlier send was cut off in the middle of a message; nothing more can be sent on this connection")]
     Broken,
-    /// A frame this crate does not expect arrived (an unknown control word,
-    /// or an announcement without its descriptor): the peer does not speak
-    /// this crate's wire format. Nothing more can be received.
+    /// A frame this crate does not expect arrived (an unknown control
+    /// word): the peer does not speak this crate's wire format. Nothing
+    /// more can be received.
     #[error("the other end sent a frame this crate does not expect (length word {word:#010x}); not a procsync pipe?")]
     Protocol {
         /// The length word.
@@ -304,6 +304,12 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 /// - A send blocked on a full buffer learns of a new owner only from the
 ///   first 1 MiB of what the peer sent and this end
 ///   has not received yet; beyond that it watches the previous owner.
+/// - Out of descriptors: an announcement whose pidfd could not be opened
+///   (by the announcer) or received (by this end) goes by pid, looked up
+///   on arrival: were the announcer dead by then and its pid reused, the
+///   wrong process would be watched. If this end cannot open a pidfd
+///   either, it goes on watching the previous owner. Messages flow on in
+///   every case.
 /// - Each pipe takes four descriptors (two sockets, two pidfds), Python's
 ///   two.
 ///
@@ -348,8 +354,9 @@ struct Inbox {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Descriptors that came along (pidfds of announcements), in order.
-    fds: VecDeque<OwnedFd>,
+    /// Descriptors that came along (pidfds of announcements), in order;
+    /// `None` for one the kernel could not give us.
+    fds: VecDeque<Option<OwnedFd>>,
     /// An error `poll` found, for the next `recv` to return.
     pending: Option<PipeError>,
     /// The stream is done: every receive returns `PeerClosed` (after
@@ -497,23 +504,18 @@ impl Inbox {
         }
         let pid = self.word_at(at + 4) as i32;
         // The pidfd sent along names the process for sure (it arrived no
-        // later than the frame's first byte, in order with the others);
-        // without one the pid is looked up, which a reused pid could fool
+        // later than the frame's first byte, in order with the others).
+        // Without one (the announcer or this process was out of
+        // descriptors) the pid is looked up, which a reused pid could fool
         // only if the announcer has died since.
-        let pidfd = match (word, self.fds.pop_front()) {
-            (ANNOUNCE, Some(fd)) => Ok(fd),
-            (ANNOUNCE, None) => {
-                self.finished = true;
-                self.start = self.end;
-                return Err(PipeError::Protocol { word });
-            }
-            (_, fd) => {
-                if let Some(fd) = fd {
-                    // Not ours to take: it belongs to a later announcement.
-                    self.fds.push_front(fd);
-                }
-                sys::pidfd_open(pid)
-            }
+        let passed = if word == ANNOUNCE {
+            self.fds.pop_front().flatten()
+        } else {
+            None
+        };
+        let pidfd = match passed {
+            Some(fd) => Ok(fd),
+            None => sys::pidfd_open(pid),
         };
         match pidfd {
             Ok(fd) => peer
@@ -521,7 +523,9 @@ impl Inbox {
                 .map_err(|source| PipeError::Os { op: "dup3", source })?,
             // ESRCH: that process is already gone: so is the end it owned.
             Err(Errno::SRCH) => self.finished = true,
-            Err(e) => return Err(PipeError::os("pidfd_open", e)),
+            // Out of descriptors here too: the previous owner stays
+            // watched; the messages flow on.
+            Err(_) => {}
         }
         Ok(true)
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::{DupFlags, Errno};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 use rustix::process::{Pid, PidfdFlags};
 
@@ -74,14 +74,16 @@ pub(crate) fn send(
     rustix::net::sendmsg(socket, iov, &mut control, flags)
 }
 
-/// One `recvmsg(2)` into `buf` without waiting: the bytes read (0: every
-/// copy of the other end is closed). Descriptors passed along
-/// (`SCM_RIGHTS`) are appended to `fds`, close-on-exec. Nothing there yet
-/// is `EAGAIN`.
+/// One `recvmsg(2)` into `buf` without waiting: the bytes read (0: the
+/// other end is shut down or every copy of it closed). Descriptors passed
+/// along (`SCM_RIGHTS`) are appended to `fds`, close-on-exec; a descriptor
+/// the kernel could not give us (we are out of descriptors: `MSG_CTRUNC`)
+/// is appended as `None`, so that the others keep their places. Nothing
+/// there yet is `EAGAIN`.
 pub(crate) fn recv(
     socket: BorrowedFd<'_>,
     buf: &mut [u8],
-    fds: &mut VecDeque<OwnedFd>,
+    fds: &mut VecDeque<Option<OwnedFd>>,
 ) -> rustix::io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -91,10 +93,16 @@ pub(crate) fn recv(
         &mut control,
         RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
     )?;
+    let before = fds.len();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(passed) = message {
-            fds.extend(passed);
+            fds.extend(passed.map(Some));
         }
+    }
+    // One message carries at most one descriptor, and a read stops after
+    // it: a truncation lost exactly that one.
+    if got.flags.contains(ReturnFlags::CTRUNC) && fds.len() == before {
+        fds.push_back(None);
     }
     Ok(got.bytes)
 }

@@ -445,3 +445,34 @@ fn an_end_passed_on_to_a_grandchild_is_watched_there_once_it_announced_itself() 
     raise(&gate);
     assert_peer_closed(parent_end.recv_timeout::<String>(GENEROUS));
 }
+
+#[test]
+fn a_reader_out_of_descriptors_loses_an_announcements_pidfd_but_not_the_stream() {
+    let gate = Shared::new(Futex::new(0)).unwrap();
+    let gate_ref = &gate;
+    let reader = Process::new(move || {
+        let (parent_end, child_end) = pipe().expect("a pipe");
+        let writer = Process::new(move || {
+            wait_for(gate_ref, 1);
+            child_end.send(&1u8).expect("sent");
+            child_end.send(&2u8).expect("sent");
+        })
+        .start()
+        .expect("start the writer");
+        // The pidfd the writer's announcement carries cannot be received.
+        let files = testkit::exhaust_descriptors();
+        raise(gate_ref);
+        let got: Vec<String> = (0..3)
+            .map(|_| match parent_end.recv_timeout::<u8>(GENEROUS) {
+                Ok(n) => n.to_string(),
+                Err(e) => format!("{e:?}"),
+            })
+            .collect();
+        drop(files);
+        let _ = writer.join();
+        got
+    })
+    .start()
+    .unwrap();
+    assert_eq!(reader.join().unwrap(), ["1", "2", "PeerClosed"]);
+}
