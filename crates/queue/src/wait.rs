@@ -73,7 +73,9 @@ pub trait Waitable {
 /// Waits until at least one of `objects` is ready, or `timeout` has passed
 /// (`None`: as long as it takes), and returns the indices of those that are
 /// ready, in order (Python's `multiprocessing.connection.wait`). Empty
-/// means the timeout passed first; it never returns empty before.
+/// means the timeout passed first; it never returns empty before. (With
+/// no objects, it waits out the timeout; with no timeout either, for
+/// ever, as Python's does.)
 ///
 /// A [`Connection`] is ready when its `recv` would not wait: a whole
 /// message is there, or the peer is gone (its process died, see
