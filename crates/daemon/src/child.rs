@@ -4,7 +4,7 @@
 use shm::pid::Pid;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -140,6 +140,29 @@ impl<T> Child<T> {
     /// The name given with [`Process::name`](crate::Process::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// The child's sentinel (Python's `Process.sentinel`): a descriptor (a
+    /// pidfd) that polls readable once the child has exited, whether or
+    /// not its status has been collected, and stays readable. It names this
+    /// child for ever (never a process that reused its pid) and is closed
+    /// with the `Child`. For `poll(2)`, `epoll(7)` or
+    /// `queue::wait`; reading from it or closing it is not allowed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    ///
+    /// let child = daemon::Process::new(|| 7u8).start()?;
+    /// let mut fds = [PollFd::from_borrowed_fd(child.sentinel(), PollFlags::IN)];
+    /// let ten_seconds = Timespec { tv_sec: 10, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut fds, Some(&ten_seconds))?, 1, "readable once it exits");
+    /// assert_eq!(child.join()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
     }
 
     /// Whether the child is still running (Python's `is_alive()`). Collects

@@ -6,11 +6,19 @@
 
 mod error;
 mod line;
+pub mod pipe;
 mod queue;
 mod ring;
+// The OS layer: its one `unsafe` block (keeping a descriptor number while
+// replacing what it refers to, `dup3`) is argued there.
+#[allow(unsafe_code)]
+mod sys;
+mod wait;
 
 pub use crate::error::{GetError, PutError, PutErrorKind, QueueError};
+pub use crate::pipe::{pipe, pipe_oneway, Connection, PipeError, MAX_FRAME_LEN};
 pub use crate::queue::{
     JoinReport, Queue, QueueBuilder, Receiver, Sender, DEFAULT_MAX_MESSAGE_BYTES,
 };
 pub use crate::ring::{MAX_ENDPOINTS, QUEUE_CRASH_POINTS};
+pub use crate::wait::{wait, Waitable, FDLESS_FIRST_PAUSE, FDLESS_MAX_PAUSE};

@@ -630,13 +630,6 @@ impl<'q, T: DeserializeOwned> Receiver<'q, T> {
         std::iter::from_fn(move || self.get().ok())
     }
 
-    /// Whether a `get` would return at once: a message is there, or the
-    /// queue is empty and every producer is gone.
-    pub fn is_ready(&self) -> bool {
-        let ring = self.endpoint.queue.ring();
-        ring.len() > 0 || ring.disconnected(Role::Producer)
-    }
-
     fn get_until(&self, wait: Wait) -> Result<T, GetError> {
         let ring = self.endpoint.queue.ring();
         let row = self.endpoint.row(&ring).ok_or(GetError::TooManyEndpoints)?;
@@ -695,6 +688,13 @@ impl<'q, T: DeserializeOwned> Receiver<'q, T> {
 }
 
 impl<T> Receiver<'_, T> {
+    /// Whether a `get` would return at once: a message is there, or the
+    /// queue is empty and every producer is gone.
+    pub fn is_ready(&self) -> bool {
+        let ring = self.endpoint.queue.ring();
+        ring.len() > 0 || ring.disconnected(Role::Producer)
+    }
+
     /// Marks one message this receiver took as done (Python's
     /// `JoinableQueue.task_done`). Fails on a queue without task
     /// accounting, and when every message it took is already done.
