@@ -533,6 +533,7 @@ impl<'q, T: Serialize> Sender<'q, T> {
             let mut recheck = Recheck::new();
             let mut spin = Spin::snoozing();
             loop {
+                let seen = ring.space_events();
                 match ring.try_put(buffer, wait.lock_deadline()) {
                     Ok(()) => return Ok(()),
                     // Other producers held the lock past the deadline.
@@ -553,7 +554,7 @@ impl<'q, T: Serialize> Sender<'q, T> {
                     _ => {}
                 }
                 if !spin.spin_once() {
-                    ring.wait_for_space(wait.deadline(), &mut recheck);
+                    ring.wait_for_space(seen, wait.deadline(), &mut recheck);
                 }
             }
         })
@@ -641,6 +642,7 @@ impl<'q, T: DeserializeOwned> Receiver<'q, T> {
             // found empty after spinning, then once per re-check interval.
             let mut judged: Option<Instant> = None;
             loop {
+                let seen = ring.data_events();
                 match ring.try_get(row, buffer, wait.lock_deadline()) {
                     Ok(()) => {
                         return postcard::from_bytes(buffer).map_err(|e| GetError::Decode {
@@ -681,7 +683,7 @@ impl<'q, T: DeserializeOwned> Receiver<'q, T> {
                         return Err(GetError::TimedOut);
                     }
                 }
-                ring.wait_for_data(wait.deadline(), &mut recheck);
+                ring.wait_for_data(seen, wait.deadline(), &mut recheck);
             }
         })
     }

@@ -40,12 +40,16 @@
 //!
 //! # Sleeping without missing a wake-up
 //!
-//! `DATA_EVENTS` and `SPACE_EVENTS` are event counts: a sleeper sets the
-//! [`SLEEPERS`] bit, looks at the ring again, then sleeps on the word; the
-//! side that commits stores `TAIL`/`HEAD` (sequentially consistent), reads
-//! the event word, and only if the bit is set bumps the count and wakes.
-//! Either the committer's read sees the bit, or the sleeper's second look
-//! sees the commit. A committer killed between its store and its wake
+//! `DATA_EVENTS` and `SPACE_EVENTS` are event counts: a sleeper reads the
+//! count before it judges that it must wait, sets the [`SLEEPERS`] bit with
+//! a compare-and-swap from that count (failing if anything changed since),
+//! looks at the ring again, then sleeps on the word; the side that commits
+//! stores `TAIL`/`HEAD`, reads the event word with a read-modify-write, and
+//! only if the bit is set bumps the count and wakes. The two operations on
+//! the event word are ordered: either the committer's sees the bit, or the
+//! sleeper's CAS acquires the commit and its second look sees it.
+//! Endpoint changes (an attach, a close) bump every count, so a sleeper
+//! that judged "producers remain" before a close is woken to judge again. A committer killed between its store and its wake
 //! delays a sleeper by at most [`RECHECK_AT_MOST`](shm::futex::RECHECK_AT_MOST):
 //! sleepers look again on that schedule, which also notices dead endpoints.
 //!
@@ -65,7 +69,7 @@ use std::time::Instant;
 use shm::futex::{Recheck, SLEEPERS};
 use shm::lockword::{Acquired, RawLock, RawLockGuard};
 use shm::pid;
-use shm::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use shm::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use shm::Futex64;
 
 use crate::line::Line;
@@ -328,8 +332,8 @@ impl<'a> Ring<'a> {
 
     /// Messages committed and not yet taken, at some moment during the call.
     pub(crate) fn len(&self) -> u64 {
-        let head = self.w(W_HEAD).load(SeqCst);
-        let tail = self.w(W_TAIL).load(SeqCst);
+        let head = self.w(W_HEAD).load(Acquire);
+        let tail = self.w(W_TAIL).load(Acquire);
         tail.saturating_sub(head)
     }
 
@@ -370,10 +374,8 @@ impl<'a> Ring<'a> {
         }
         self.slot_word(tail, 0).store(bytes.len() as u64, Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue put: slot written");
-        // The commit. SeqCst: ordered before our read of the sleepers bit
-        // in `notify` (see "Sleeping without missing a wake-up"); it also
-        // releases the slot's bytes to the consumer.
-        self.w(W_TAIL).store(tail.wrapping_add(1), SeqCst);
+        // The commit: releases the slot's bytes to the consumer.
+        self.w(W_TAIL).store(tail.wrapping_add(1), Release);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue put: committed");
         drop(guard);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue put: unlocked");
@@ -381,16 +383,29 @@ impl<'a> Ring<'a> {
         Ok(())
     }
 
-    /// Sleeps until a slot may be free, a consumer side change happens, or
-    /// the next re-check (or `deadline`).
-    pub(crate) fn wait_for_space(&self, deadline: Option<Instant>, recheck: &mut Recheck) {
+    /// The producers' event count, read before a caller judges that it
+    /// must wait (the queue full, consumers gone or not): any change after
+    /// this read makes [`wait_for_space`](Ring::wait_for_space) return.
+    pub(crate) fn space_events(&self) -> u64 {
+        self.w(W_SPACE_EVENTS).load(Acquire)
+    }
+
+    /// Sleeps until a slot may be free, an endpoint changes (since `seen`,
+    /// from [`space_events`](Ring::space_events)), or the next re-check (or
+    /// `deadline`).
+    pub(crate) fn wait_for_space(
+        &self,
+        seen: u64,
+        deadline: Option<Instant>,
+        recheck: &mut Recheck,
+    ) {
         let full = || {
             self.w(W_TAIL)
-                .load(SeqCst)
-                .wrapping_sub(self.w(W_HEAD).load(SeqCst))
+                .load(Acquire)
+                .wrapping_sub(self.w(W_HEAD).load(Acquire))
                 >= self.capacity
         };
-        sleep_while(self.w(W_SPACE_EVENTS), full, deadline, recheck);
+        sleep_while(self.w(W_SPACE_EVENTS), seen, full, deadline, recheck);
     }
 
     // ----- getting -------------------------------------------------------
@@ -409,7 +424,7 @@ impl<'a> Ring<'a> {
         if head == tail {
             // Acquire: the producer's slot stores happened before its
             // `TAIL` store.
-            tail = self.w(W_TAIL).load(SeqCst);
+            tail = self.w(W_TAIL).load(Acquire);
             self.w(W_CACHED_TAIL).store(tail, Relaxed);
             if head == tail {
                 return Err(Some(GetFailure::Empty));
@@ -437,9 +452,9 @@ impl<'a> Ring<'a> {
             taken.store(before + 1, Relaxed);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: taken counted");
         }
-        // The commit. SeqCst for `notify`, as in `try_put`; it also
-        // releases the slot back to producers after our copy out.
-        self.w(W_HEAD).store(head.wrapping_add(1), SeqCst);
+        // The commit: releases the slot back to producers after our copy
+        // out.
+        self.w(W_HEAD).store(head.wrapping_add(1), Release);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: committed");
         if self.joinable {
             self.w(W_JOURNAL).store(0, Release);
@@ -454,11 +469,24 @@ impl<'a> Ring<'a> {
         Ok(())
     }
 
-    /// Sleeps until a message may be there, an endpoint change happens, or
-    /// the next re-check (or `deadline`).
-    pub(crate) fn wait_for_data(&self, deadline: Option<Instant>, recheck: &mut Recheck) {
-        let empty = || self.w(W_TAIL).load(SeqCst) == self.w(W_HEAD).load(SeqCst);
-        sleep_while(self.w(W_DATA_EVENTS), empty, deadline, recheck);
+    /// The consumers' event count, read before a caller judges that it
+    /// must wait (the queue empty, producers gone or not): any change after
+    /// this read makes [`wait_for_data`](Ring::wait_for_data) return.
+    pub(crate) fn data_events(&self) -> u64 {
+        self.w(W_DATA_EVENTS).load(Acquire)
+    }
+
+    /// Sleeps until a message may be there, an endpoint changes (since
+    /// `seen`, from [`data_events`](Ring::data_events)), or the next
+    /// re-check (or `deadline`).
+    pub(crate) fn wait_for_data(
+        &self,
+        seen: u64,
+        deadline: Option<Instant>,
+        recheck: &mut Recheck,
+    ) {
+        let empty = || self.w(W_TAIL).load(Acquire) == self.w(W_HEAD).load(Acquire);
+        sleep_while(self.w(W_DATA_EVENTS), seen, empty, deadline, recheck);
     }
 
     /// Takes the consumer lock, finishing a change a dead holder left
@@ -592,8 +620,11 @@ impl<'a> Ring<'a> {
         self.w(W_LOST)
             .store(lost_before.saturating_add(amount), Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: lost added");
+        // Release: whoever reads a reset field (a consumer judging whether
+        // producers remain) also sees everything the row's owner did
+        // before it closed, its last commit included.
         for field in [ROW_ROLE, ROW_TAKEN, ROW_DONE] {
-            self.row_word(row, field).store(0, Relaxed);
+            self.row_word(row, field).store(0, Release);
         }
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: row reset");
         self.row_word(row, ROW_OWNER).store(0, Release);
@@ -679,16 +710,26 @@ impl<'a> Ring<'a> {
         deadline: Option<Instant>,
         recheck: &mut Recheck,
     ) {
-        sleep_while(self.w(W_DONE_EVENTS), unfinished, deadline, recheck);
+        let seen = self.w(W_DONE_EVENTS).load(Acquire);
+        sleep_while(self.w(W_DONE_EVENTS), seen, unfinished, deadline, recheck);
     }
 }
 
 /// Wakes the sleepers of an event word, if one flagged itself: the
-/// committing side's half of "Sleeping without missing a wake-up". Costs
-/// one load when nobody sleeps.
+/// committing side's half of "Sleeping without missing a wake-up".
+///
+/// The read of the sleepers bit is a read-modify-write (adding 0), not a
+/// load: it reads the latest value of the word, so either it sees a
+/// sleeper's flag, or the sleeper's flagging CAS comes after it and
+/// acquires what it releases, the commit before it included, and the
+/// sleeper's second look finds the commit. (A plain load would need
+/// sequentially consistent ordering between two different words, which
+/// the C++ model gives only with care and loom does not model.) The word
+/// shares its line with the commit word, so the write costs no extra line
+/// transfer; one locked instruction when nobody sleeps.
 #[inline]
 fn notify(events: &Futex64) {
-    if events.load(SeqCst) & u64::from(SLEEPERS) != 0 {
+    if events.fetch_add(0, AcqRel) & u64::from(SLEEPERS) != 0 {
         bump(events);
     }
 }
@@ -697,10 +738,10 @@ fn notify(events: &Futex64) {
 /// sleeper (cold: only when someone sleeps, or an endpoint changed).
 #[cold]
 fn bump(events: &Futex64) {
-    let mut seen = events.load(SeqCst);
+    let mut seen = events.load(Acquire);
     loop {
         let next = (seen & EVENT_COUNT).wrapping_add(1) & EVENT_COUNT;
-        match events.compare_exchange(seen, next, SeqCst, SeqCst) {
+        match events.compare_exchange(seen, next, AcqRel, Acquire) {
             Ok(_) => break,
             Err(now) => seen = now,
         }
@@ -708,20 +749,23 @@ fn bump(events: &Futex64) {
     events.wake_all();
 }
 
-/// The sleeping half: flags the event word, looks at `blocked()` again,
-/// and sleeps while it holds until woken, the next re-check or `deadline`.
-/// The caller loops and judges its condition and deadline itself.
+/// The sleeping half: flags the event word if it still holds `seen` (read
+/// by the caller before it judged that it must wait: an endpoint change
+/// since then bumped the count, and this returns at once), looks at
+/// `blocked()` again, and sleeps while it holds until woken, the next
+/// re-check or `deadline`. The caller loops and judges its condition and
+/// deadline itself.
 fn sleep_while(
     events: &Futex64,
+    seen: u64,
     blocked: impl Fn() -> bool,
     deadline: Option<Instant>,
     recheck: &mut Recheck,
 ) {
-    let seen = events.load(SeqCst);
     let flagged = seen | u64::from(SLEEPERS);
     if seen != flagged
         && events
-            .compare_exchange(seen, flagged, SeqCst, SeqCst)
+            .compare_exchange(seen, flagged, AcqRel, Acquire)
             .is_err()
     {
         return;
