@@ -60,6 +60,11 @@ pub(crate) enum Scenario {
     /// §5 事件 Event: a traffic light toggles an Event; cars wait on red and
     /// pass on green; a police car waits at most 0.5 s.
     Traffic(crate::traffic::Args),
+    /// Beyond the lesson, 队列 Queue: producer processes make buns,
+    /// consumers eat them through one shared-memory queue; the first
+    /// producer is SIGKILLed half-way; nothing torn or doubled, and the
+    /// consumers stop once every producer is gone.
+    Queue(crate::queue::Args),
     /// Every scenario above, one after another, with default arguments, at
     /// --speed 5 unless --speed is given.
     All,
@@ -97,6 +102,7 @@ impl Cli {
             Scenario::Tickets(args) => crate::tickets::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Ktv(args) => crate::ktv::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Traffic(args) => crate::traffic::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Queue(args) => crate::queue::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Daemon => crate::daemons::run_daemon(&ctx).map(|s| vec![s]),
             Scenario::DaemonOrder => crate::daemons::run_daemon_order(&ctx).map(|s| vec![s]),
             Scenario::Result => crate::daemons::run_result(&ctx).map(|s| vec![s]),
@@ -146,6 +152,9 @@ const ALL: &[(&str, ScenarioFn)] = &[
     }),
     ("traffic", |ctx| {
         crate::traffic::run(ctx, &crate::traffic::Args::default())
+    }),
+    ("queue", |ctx| {
+        crate::queue::run(ctx, &crate::queue::Args::default())
     }),
 ];
 

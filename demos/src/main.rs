@@ -8,6 +8,7 @@ mod echo;
 mod heartbeat;
 mod isolation;
 mod ktv;
+mod queue;
 mod tickets;
 mod traffic;
 

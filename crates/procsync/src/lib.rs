@@ -17,9 +17,10 @@
 //! | `sem` | `sem` | `Semaphore`, `RobustSemaphore` (a dead holder's permits come back) |
 //! | `event` | `event` | `Event`, `Barrier` that breaks instead of hanging |
 //! | `daemon` | `daemon` | `Process` / `Child`: fork a closure, join its result; daemon children |
+//! | `queue` | `queue` | `Queue<T>` (Python's `Queue`, `SimpleQueue`, `JoinableQueue`), `Pipe`/`Connection`, `wait`: no killed peer tears a message or wedges the others |
 //! | `heartbeat` | `heartbeat` | a daemon that reports that its process is alive, and a monitor (UDP, SQLite) |
 //!
-//! The default features are `lock`, `sem`, `event` and `daemon`;
+//! The default features are `lock`, `sem`, `event`, `daemon` and `queue`;
 //! `heartbeat` (which builds SQLite) is opt-in.
 //!
 //! `#[derive(ShmSafe)]` finds `shm` through this crate by itself (it reads
@@ -69,6 +70,11 @@ pub use sync_event as event;
 /// Processes: fork a closure, join its result (the `procsync-daemon` crate).
 #[cfg(feature = "daemon")]
 pub use daemon;
+
+/// Messages between processes (the `procsync-queue` crate): `Queue<T>`,
+/// `Pipe`/`Connection`, `wait`.
+#[cfg(feature = "queue")]
+pub use queue;
 
 /// A heartbeat daemon and its monitor (the `procsync-heartbeat` crate).
 #[cfg(feature = "heartbeat")]
