@@ -148,6 +148,10 @@ const WORKLOADS: &[Workload] = &[
         reference: None,
         goal: "at most 1.3x fork-waitpid",
     },
+];
+
+/// The second plan's messaging workloads (W9N is a [`Scaling`]).
+const MESSAGING: &[Workload] = &[
     Workload {
         id: "W9",
         group: "W9_queue_1p1c",
@@ -189,33 +193,34 @@ struct Scaling {
     keep: f64,
 }
 
-const SCALING: &[Scaling] = &[
-    Scaling {
-        id: "W2N",
-        group: "W2N_lock_contended_Np",
-        title: "W2 with 2, 4, 8 and 16 processes sharing a fixed total",
-        goal: "at every N at least pthread-robust's throughput; from N=2 to N=16 keep at least \
+/// W2N: the locks at 2 to 16 processes.
+const W2N: Scaling = Scaling {
+    id: "W2N",
+    group: "W2N_lock_contended_Np",
+    title: "W2 with 2, 4, 8 and 16 processes sharing a fixed total",
+    goal: "at every N at least pthread-robust's throughput; from N=2 to N=16 keep at least \
                half the N=2 figure",
-        unit: Unit::Mops,
-        ns: &[2, 4, 8, 16],
-        ours: "procsync-Lock",
-        baseline: "pthread-robust",
-        keep: 0.5,
-    },
-    Scaling {
-        id: "W9N",
-        group: "W9N_queue_NpNc",
-        title: "N producer processes -> N consumer processes through one queue, N = 1, 2, 4, 8 \
+    unit: Unit::Mops,
+    ns: &[2, 4, 8, 16],
+    ours: "procsync-Lock",
+    baseline: "pthread-robust",
+    keep: 0.5,
+};
+
+/// W9N: the queue at 1 to 8 producers and as many consumers.
+const W9N: Scaling = Scaling {
+    id: "W9N",
+    group: "W9N_queue_NpNc",
+    title: "N producer processes -> N consumer processes through one queue, N = 1, 2, 4, 8 \
                 (pinned round robin to the CPUs)",
-        goal: "at every N at least the socketpair's throughput (N writers and N readers on one \
+    goal: "at every N at least the socketpair's throughput (N writers and N readers on one \
                SOCK_SEQPACKET socketpair); no collapse: at N=8 at least half the N=1 figure",
-        unit: Unit::Mmsgs,
-        ns: &[1, 2, 4, 8],
-        ours: "procsync-Queue",
-        baseline: "socketpair-seqpacket",
-        keep: 0.5,
-    },
-];
+    unit: Unit::Mmsgs,
+    ns: &[1, 2, 4, 8],
+    ours: "procsync-Queue",
+    baseline: "socketpair-seqpacket",
+    keep: 0.5,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -256,86 +261,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut verdicts = Vec::new();
     let mut chart_rows = Vec::new();
     for w in WORKLOADS {
-        let estimates = read_group(&criterion.join(w.group))?;
-        if estimates.is_empty() {
-            writeln!(
-                md,
-                "## {} — {}\n\nNo criterion results found under `{}`.\n",
-                w.id, w.title, w.group
-            )?;
-            continue;
-        }
-        let mut rows: Vec<(String, f64)> = estimates
-            .iter()
-            .map(|(name, ns)| (name.clone(), w.unit.convert_ns(*ns)))
-            .collect();
-        if let Some(py) = python_value(&python, w.id) {
-            rows.push((python_name(w.id).to_string(), py));
-        }
-        if let Some((group, contender, row)) = w.reference {
-            if let Some((_, ns)) = read_group(&criterion.join(group))?
-                .into_iter()
-                .find(|(n, _)| n == contender)
-            {
-                rows.push((row.to_string(), w.unit.convert_ns(ns)));
-            }
-        }
-        if w.id == "W6" {
-            if let Some(spawn) = python
-                .iter()
-                .find(|r| r["workload"] == "W6" && r["contender"] == "python-multiprocessing-spawn")
-                .and_then(|r| r["value"].as_f64())
-            {
-                rows.push(("python-multiprocessing (spawn)".into(), spawn));
-            }
-        }
-        let floor = rows
-            .iter()
-            .find(|(n, _)| n.starts_with(w.floor))
-            .map(|r| r.1);
-        let best_baseline = rows
-            .iter()
-            .filter(|(n, _)| w.baselines.contains(&n.as_str()))
-            .map(|r| r.1)
-            .reduce(|a, b| better(w.unit, a, b));
-        writeln!(md, "## {} — {}\n", w.id, w.title)?;
-        writeln!(md, "Goal: {}.\n", w.goal)?;
-        writeln!(
-            md,
-            "| contender | median | cost vs {} | cost vs best baseline |",
-            w.floor
+        workload_section(
+            &mut md,
+            &mut verdicts,
+            &mut chart_rows,
+            w,
+            &criterion,
+            &python,
         )?;
-        writeln!(md, "|---|---:|---:|---:|")?;
-        sort_rows(w.unit, &mut rows);
-        for (name, value) in &rows {
-            writeln!(
-                md,
-                "| {name} | {} {} | {} | {} |",
-                fmt(*value),
-                w.unit.label(),
-                floor.map_or("".into(), |f| ratio(w.unit, *value, f)),
-                best_baseline.map_or("".into(), |b| ratio(w.unit, *value, b)),
-            )?;
-        }
-        writeln!(md)?;
-        let ours = rows.iter().find(|(n, _)| n == w.ours).map(|r| r.1);
-        let verdict = judge(w, &rows);
-        writeln!(md, "**{}**\n", verdict)?;
-        verdicts.push(format!("| {} | {} | {} |", w.id, w.goal, verdict));
-        if let Some(ours) = ours {
-            chart_rows.push(ChartRow {
-                label: w.id.to_string(),
-                ours,
-                best_baseline,
-                python: python_value(&python, w.id),
-                unit: w.unit,
-            });
-        }
     }
-
-    for spec in SCALING {
-        scaling_section(&mut md, &mut verdicts, spec, &criterion, &python)?;
-    }
+    scaling_section(&mut md, &mut verdicts, &W2N, &criterion, &python)?;
 
     // W7 and W8: outcomes.
     writeln!(
@@ -374,6 +309,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "**{w8_verdict}**\n")?;
     verdicts.push(format!("| W8 | child gone within 100 ms | {w8_verdict} |"));
 
+    // The second plan: messaging.
+    for w in MESSAGING {
+        workload_section(
+            &mut md,
+            &mut verdicts,
+            &mut chart_rows,
+            w,
+            &criterion,
+            &python,
+        )?;
+    }
+    scaling_section(&mut md, &mut verdicts, &W9N, &criterion, &python)?;
+
     let mut page = String::new();
     let (head, body) = md.split_at(md.find("## ").unwrap_or(md.len()));
     page.push_str(head);
@@ -395,6 +343,95 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         docs.join("benchmarks.md").display(),
         docs.join("benchmarks.svg").display()
     );
+    Ok(())
+}
+
+/// The section of a one-figure-per-contender workload: its table (with
+/// the Python figure and any reference row), its verdict (also pushed to
+/// `verdicts`) and its chart row. Says so when the group has no results.
+fn workload_section(
+    md: &mut String,
+    verdicts: &mut Vec<String>,
+    chart_rows: &mut Vec<ChartRow>,
+    w: &Workload,
+    criterion: &Path,
+    python: &[Value],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let estimates = read_group(&criterion.join(w.group))?;
+    if estimates.is_empty() {
+        writeln!(
+            md,
+            "## {} — {}\n\nNo criterion results found under `{}`.\n",
+            w.id, w.title, w.group
+        )?;
+        return Ok(());
+    }
+    let mut rows: Vec<(String, f64)> = estimates
+        .iter()
+        .map(|(name, ns)| (name.clone(), w.unit.convert_ns(*ns)))
+        .collect();
+    if let Some(py) = python_value(python, w.id) {
+        rows.push((python_name(w.id).to_string(), py));
+    }
+    if let Some((group, contender, row)) = w.reference {
+        if let Some((_, ns)) = read_group(&criterion.join(group))?
+            .into_iter()
+            .find(|(n, _)| n == contender)
+        {
+            rows.push((row.to_string(), w.unit.convert_ns(ns)));
+        }
+    }
+    if w.id == "W6" {
+        if let Some(spawn) = python
+            .iter()
+            .find(|r| r["workload"] == "W6" && r["contender"] == "python-multiprocessing-spawn")
+            .and_then(|r| r["value"].as_f64())
+        {
+            rows.push(("python-multiprocessing (spawn)".into(), spawn));
+        }
+    }
+    let floor = rows
+        .iter()
+        .find(|(n, _)| n.starts_with(w.floor))
+        .map(|r| r.1);
+    let best_baseline = rows
+        .iter()
+        .filter(|(n, _)| w.baselines.contains(&n.as_str()))
+        .map(|r| r.1)
+        .reduce(|a, b| better(w.unit, a, b));
+    writeln!(md, "## {} — {}\n", w.id, w.title)?;
+    writeln!(md, "Goal: {}.\n", w.goal)?;
+    writeln!(
+        md,
+        "| contender | median | cost vs {} | cost vs best baseline |",
+        w.floor
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    sort_rows(w.unit, &mut rows);
+    for (name, value) in &rows {
+        writeln!(
+            md,
+            "| {name} | {} {} | {} | {} |",
+            fmt(*value),
+            w.unit.label(),
+            floor.map_or("".into(), |f| ratio(w.unit, *value, f)),
+            best_baseline.map_or("".into(), |b| ratio(w.unit, *value, b)),
+        )?;
+    }
+    writeln!(md)?;
+    let ours = rows.iter().find(|(n, _)| n == w.ours).map(|r| r.1);
+    let verdict = judge(w, &rows);
+    writeln!(md, "**{}**\n", verdict)?;
+    verdicts.push(format!("| {} | {} | {} |", w.id, w.goal, verdict));
+    if let Some(ours) = ours {
+        chart_rows.push(ChartRow {
+            label: w.id.to_string(),
+            ours,
+            best_baseline,
+            python: python_value(python, w.id),
+            unit: w.unit,
+        });
+    }
     Ok(())
 }
 
