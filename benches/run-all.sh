@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark (criterion groups W1-W6 and W2N, the W7/W8 outcome
+# Runs every benchmark (criterion groups W1-W6, W2N and W9-W9N, the W7/W8 outcome
 # binary, the Python peer) and rebuilds docs/benchmarks.md and its chart
-# from that one run. Takes about five minutes on two cores.
+# from that one run. Takes about seven minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/procsync-bench

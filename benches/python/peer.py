@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python's multiprocessing on the procsync benchmark workloads (W1-W8).
+"""Python's multiprocessing on the procsync benchmark workloads (W1-W9N).
 
 Standard library only, fork start method (spawn for the one W6 figure that
 names it). Prints one JSON object per line, in the units of
@@ -7,7 +7,9 @@ docs/benchmarks.md:
 
     {"workload": "W1", "contender": "python-multiprocessing", "value": 34.5, "unit": "ns"}
 
-W7 and W8 print an "outcome" instead of a value. Run: python3 benches/python/peer.py
+W7 and W8 print an "outcome" instead of a value; W9 and W9N print message
+throughput in millions of messages per second ("Mmsg/s"). Run:
+python3 benches/python/peer.py [W1 W9 ...]
 """
 
 import json
@@ -237,11 +239,114 @@ def w8():
         emit("W8", outcome="gone", micros=int((time.perf_counter() - killed) * 1e6))
 
 
+MESSAGE = bytes(64)
+STOP = None
+
+
+def _produce(q, n, cpu, go):
+    pin(cpu)
+    go.wait()
+    for _ in range(n):
+        q.put(MESSAGE)
+
+
+def _consume(q, n, cpu, go, done):
+    pin(cpu)
+    go.wait()
+    for _ in range(n):
+        q.get()
+    done.set()
+
+
+def w9(messages=200_000):
+    """1 producer process -> 1 consumer process, 64-byte bytes, on two CPUs."""
+    q, go, done = mp.Queue(), mp.Event(), mp.Event()
+    procs = [mp.Process(target=_produce, args=(q, messages, 0, go)),
+             mp.Process(target=_consume, args=(q, messages, 1, go, done))]
+    for p in procs:
+        p.start()
+    time.sleep(0.2)  # let both reach go.wait()
+    start = time.perf_counter()
+    go.set()
+    done.wait()
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    emit("W9", messages / elapsed / 1e6, "Mmsg/s")
+
+
+def _echo(ping, pong, rounds, cpu):
+    pin(cpu)
+    for _ in range(rounds):
+        pong.put(ping.get())
+
+
+def w9lat(rounds=2_000):
+    """Ping through one mp.Queue, pong through another, on two CPUs."""
+    ping, pong = mp.Queue(), mp.Queue()
+    peer = mp.Process(target=_echo, args=(ping, pong, rounds, 1))
+    peer.start()
+    pin(0)
+    ping.put(MESSAGE)  # the first round trip starts the queues' feeder threads
+    pong.get()
+    start = time.perf_counter()
+    for _ in range(rounds - 1):
+        ping.put(MESSAGE)
+        pong.get()
+    elapsed = time.perf_counter() - start
+    peer.join()
+    os.sched_setaffinity(0, set(range(os.cpu_count())))
+    emit("W9lat", elapsed / (rounds - 1) * 1e6, "us")
+
+
+def _produce_share(q, n, go):
+    go.wait()
+    for _ in range(n):
+        q.put(MESSAGE)
+    # Exiting flushes this process's feeder thread into the pipe.
+
+
+def _consume_until_stop(q, go, received, lock):
+    go.wait()
+    got = 0
+    while q.get() is not STOP:
+        got += 1
+    with lock:
+        received.value += got
+
+
+def w9n(total=200_000):
+    """N producers -> N consumers over one mp.Queue; every message once."""
+    for n in (1, 2, 4, 8):
+        q, go, lock = mp.Queue(), mp.Event(), mp.Lock()
+        received = mp.RawValue("q", 0)
+        shares = [total // n + (i < total % n) for i in range(n)]
+        producers = [mp.Process(target=_produce_share, args=(q, shares[i], go)) for i in range(n)]
+        consumers = [mp.Process(target=_consume_until_stop, args=(q, go, received, lock)) for _ in range(n)]
+        for p in producers + consumers:
+            p.start()
+        time.sleep(0.2)
+        start = time.perf_counter()
+        go.set()
+        for p in producers:
+            p.join()
+        # Every message is in the pipe once its producer exited: the stops
+        # come after all of them, one per consumer.
+        for _ in range(n):
+            q.put(STOP)
+        for p in consumers:
+            p.join()
+        elapsed = time.perf_counter() - start
+        assert received.value == total, f"{received.value} of {total} messages received"
+        emit("W9N", total / elapsed / 1e6, "Mmsg/s", workers=n)
+
+
 def main():
     mp.set_start_method("fork")
     only = set(sys.argv[1:])
     for name, fn in [("W1", w1), ("W2", w2), ("W2N", w2n), ("W3", w3), ("W4", w4),
-                     ("W5", w5), ("W6", w6), ("W7", w7), ("W8", w8)]:
+                     ("W5", w5), ("W6", w6), ("W7", w7), ("W8", w8),
+                     ("W9", w9), ("W9lat", w9lat), ("W9N", w9n)]:
         if not only or name in only:
             fn()
 

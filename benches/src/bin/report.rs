@@ -21,6 +21,8 @@ enum Unit {
     Us,
     /// Millions of operations per second (higher is better).
     Mops,
+    /// Millions of messages per second (higher is better).
+    Mmsgs,
 }
 
 impl Unit {
@@ -29,6 +31,7 @@ impl Unit {
             Unit::Ns => "ns",
             Unit::Us => "µs",
             Unit::Mops => "Mops/s",
+            Unit::Mmsgs => "M msg/s",
         }
     }
 
@@ -37,12 +40,12 @@ impl Unit {
         match self {
             Unit::Ns => ns,
             Unit::Us => ns / 1e3,
-            Unit::Mops => 1e3 / ns,
+            Unit::Mops | Unit::Mmsgs => 1e3 / ns,
         }
     }
 
     fn lower_is_better(self) -> bool {
-        self != Unit::Mops
+        !matches!(self, Unit::Mops | Unit::Mmsgs)
     }
 }
 
@@ -55,8 +58,17 @@ struct Workload {
     ours: &'static str,
     /// The baselines named in BENCHMARKS.md for this workload.
     baselines: &'static [&'static str],
+    /// The row every other is also costed against (by name prefix): the
+    /// physical floor, or the figure the goal names.
+    floor: &'static str,
+    /// A figure from another group shown as a row of this table:
+    /// (group, contender, row name).
+    reference: Option<(&'static str, &'static str, &'static str)>,
     goal: &'static str,
 }
+
+/// W5's procsync Event round trip, the yardstick of W9lat.
+const W5_EVENT: &str = "procsync-Event (W5)";
 
 const WORKLOADS: &[Workload] = &[
     Workload {
@@ -66,6 +78,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Ns,
         ours: "procsync-Lock",
         baselines: &["pthread-pshared", "pthread-robust", "posix-sem"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "Lock at most 2.0x atomic-floor",
     },
     Workload {
@@ -75,6 +89,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Mops,
         ours: "procsync-Lock/2",
         baselines: &["pthread-pshared/2", "pthread-robust/2", "posix-sem/2"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "at least pthread-robust's throughput, counter exact",
     },
     Workload {
@@ -84,6 +100,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Ns,
         ours: "procsync-Semaphore",
         baselines: &["posix-sem"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "at most posix-sem",
     },
     Workload {
@@ -93,6 +111,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Mops,
         ours: "procsync-Semaphore/4",
         baselines: &["posix-sem/4"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "at least posix-sem's throughput, never above the limit",
     },
     Workload {
@@ -102,6 +122,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Us,
         ours: "procsync-Event",
         baselines: &["futex", "pthread-cond"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "at most 1/10 of futex",
     },
     Workload {
@@ -111,6 +133,8 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Us,
         ours: "procsync-Event",
         baselines: &["futex", "pthread-cond"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "no worse than futex",
     },
     Workload {
@@ -120,11 +144,83 @@ const WORKLOADS: &[Workload] = &[
         unit: Unit::Us,
         ours: "procsync-Process",
         baselines: &["fork-waitpid"],
+        floor: "atomic-floor",
+        reference: None,
         goal: "at most 1.3x fork-waitpid",
     },
 ];
 
-const W2N_GROUP: &str = "W2N_lock_contended_Np";
+/// The second plan's messaging workloads (W9N is a [`Scaling`]).
+const MESSAGING: &[Workload] = &[
+    Workload {
+        id: "W9",
+        group: "W9_queue_1p1c",
+        title: "1 producer process -> 1 consumer process on 2 CPUs, 64-byte messages",
+        unit: Unit::Mmsgs,
+        ours: "procsync-Queue",
+        baselines: &["socketpair", "ipc-channel"],
+        floor: "crossbeam-channel",
+        reference: None,
+        goal: "at least 100x Python, at least 3x the socketpair, at least 1/3 of \
+               crossbeam-channel between threads",
+    },
+    Workload {
+        id: "W9lat",
+        group: "W9lat_queue_roundtrip",
+        title: "ping through one queue, pong through another, 2 processes on 2 CPUs (round trip)",
+        unit: Unit::Us,
+        ours: "procsync-Queue",
+        baselines: &["socketpair"],
+        floor: W5_EVENT,
+        reference: Some(("W5_event_pingpong", "procsync-Event", W5_EVENT)),
+        goal: "at most 2x procsync's Event round trip (W5)",
+    },
+];
+
+/// A workload run at several process counts: one table, N across.
+struct Scaling {
+    id: &'static str,
+    group: &'static str,
+    title: &'static str,
+    goal: &'static str,
+    unit: Unit,
+    /// The process counts, first to last.
+    ns: &'static [u32],
+    ours: &'static str,
+    /// The contender ours must match or beat at every N.
+    baseline: &'static str,
+    /// The share of its first-N figure ours must keep at the last N.
+    keep: f64,
+}
+
+/// W2N: the locks at 2 to 16 processes.
+const W2N: Scaling = Scaling {
+    id: "W2N",
+    group: "W2N_lock_contended_Np",
+    title: "W2 with 2, 4, 8 and 16 processes sharing a fixed total",
+    goal: "at every N at least pthread-robust's throughput; from N=2 to N=16 keep at least \
+               half the N=2 figure",
+    unit: Unit::Mops,
+    ns: &[2, 4, 8, 16],
+    ours: "procsync-Lock",
+    baseline: "pthread-robust",
+    keep: 0.5,
+};
+
+/// W9N: the queue at 1 to 8 producers and as many consumers.
+const W9N: Scaling = Scaling {
+    id: "W9N",
+    group: "W9N_queue_NpNc",
+    title: "N producer processes -> N consumer processes through one queue, N = 1, 2, 4, 8 \
+                (pinned round robin to the CPUs)",
+    goal: "at every N at least the socketpair's throughput (N writers and N readers on one \
+               SOCK_SEQPACKET socketpair); no collapse: at N=8 at least half the N=1 figure",
+    unit: Unit::Mmsgs,
+    ns: &[1, 2, 4, 8],
+    ours: "procsync-Queue",
+    baseline: "socketpair-seqpacket",
+    keep: 0.5,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -140,7 +236,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(
         md,
         "Generated by `benches/run-all.sh` on {} ({}), {}. Every figure below comes from that one run: \
-         criterion medians for W1–W6 and W2N, the outcome binary for W7–W8, and \
+         criterion medians for W1–W6, W2N and W9–W9N, the outcome binary for W7–W8, and \
          `benches/python/peer.py` for Python's `multiprocessing` (fork start method). On two noisy \
          cores contended figures drift by up to 2x over minutes: compare within this page only.",
         machine(),
@@ -150,7 +246,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md)?;
     writeln!(
         md,
-        "Reproduce: `./benches/run-all.sh` (about five minutes)."
+        "Reproduce: `./benches/run-all.sh` (about seven minutes)."
     )?;
     writeln!(md)?;
     writeln!(
@@ -165,141 +261,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut verdicts = Vec::new();
     let mut chart_rows = Vec::new();
     for w in WORKLOADS {
-        let estimates = read_group(&criterion.join(w.group))?;
-        if estimates.is_empty() {
-            writeln!(
-                md,
-                "## {} — {}\n\nNo criterion results found under `{}`.\n",
-                w.id, w.title, w.group
-            )?;
-            continue;
-        }
-        let mut rows: Vec<(String, f64)> = estimates
-            .iter()
-            .map(|(name, ns)| (name.clone(), w.unit.convert_ns(*ns)))
-            .collect();
-        if let Some(py) = python_value(&python, w.id) {
-            rows.push((python_name(w.id).to_string(), py));
-        }
-        if w.id == "W6" {
-            if let Some(spawn) = python
-                .iter()
-                .find(|r| r["workload"] == "W6" && r["contender"] == "python-multiprocessing-spawn")
-                .and_then(|r| r["value"].as_f64())
-            {
-                rows.push(("python-multiprocessing (spawn)".into(), spawn));
-            }
-        }
-        let floor = rows
-            .iter()
-            .find(|(n, _)| n.starts_with("atomic-floor"))
-            .map(|r| r.1);
-        let best_baseline = rows
-            .iter()
-            .filter(|(n, _)| w.baselines.contains(&n.as_str()))
-            .map(|r| r.1)
-            .reduce(|a, b| better(w.unit, a, b));
-        writeln!(md, "## {} — {}\n", w.id, w.title)?;
-        writeln!(md, "Goal: {}.\n", w.goal)?;
-        writeln!(
-            md,
-            "| contender | median | cost vs atomic-floor | cost vs best baseline |"
+        workload_section(
+            &mut md,
+            &mut verdicts,
+            &mut chart_rows,
+            w,
+            &criterion,
+            &python,
         )?;
-        writeln!(md, "|---|---:|---:|---:|")?;
-        sort_rows(w.unit, &mut rows);
-        for (name, value) in &rows {
-            writeln!(
-                md,
-                "| {name} | {} {} | {} | {} |",
-                fmt(*value),
-                w.unit.label(),
-                floor.map_or("".into(), |f| ratio(w.unit, *value, f)),
-                best_baseline.map_or("".into(), |b| ratio(w.unit, *value, b)),
-            )?;
-        }
-        writeln!(md)?;
-        let ours = rows.iter().find(|(n, _)| n == w.ours).map(|r| r.1);
-        let verdict = judge(w, &rows);
-        writeln!(md, "**{}**\n", verdict)?;
-        verdicts.push(format!("| {} | {} | {} |", w.id, w.goal, verdict));
-        if let Some(ours) = ours {
-            chart_rows.push(ChartRow {
-                label: w.id.to_string(),
-                ours,
-                best_baseline,
-                python: python_value(&python, w.id),
-                unit: w.unit,
-            });
-        }
     }
-
-    // W2N: one table, processes across.
-    let w2n = read_group(&criterion.join(W2N_GROUP))?;
-    if !w2n.is_empty() {
-        writeln!(
-            md,
-            "## W2N — W2 with 2, 4, 8 and 16 processes sharing a fixed total\n"
-        )?;
-        writeln!(
-            md,
-            "Goal: at every N at least pthread-robust's throughput; from N=2 to N=16 keep at least half \
-             the N=2 figure. Mops/s.\n"
-        )?;
-        writeln!(md, "| contender | N=2 | N=4 | N=8 | N=16 |")?;
-        writeln!(md, "|---|---:|---:|---:|---:|")?;
-        let mut by_contender: BTreeMap<String, BTreeMap<u32, f64>> = BTreeMap::new();
-        for (name, ns) in &w2n {
-            if let Some((contender, n)) = name.rsplit_once('/') {
-                if let Ok(n) = n.parse::<u32>() {
-                    by_contender
-                        .entry(contender.to_string())
-                        .or_default()
-                        .insert(n, Unit::Mops.convert_ns(*ns));
-                }
-            }
-        }
-        let py: BTreeMap<u32, f64> = python
-            .iter()
-            .filter(|r| r["workload"] == "W2N")
-            .filter_map(|r| Some((r["workers"].as_u64()? as u32, r["value"].as_f64()?)))
-            .collect();
-        if !py.is_empty() {
-            by_contender.insert("python-multiprocessing".into(), py);
-        }
-        for (contender, figures) in &by_contender {
-            let cells: Vec<String> = [2, 4, 8, 16]
-                .iter()
-                .map(|n| figures.get(n).map_or("".into(), |v| fmt(*v)))
-                .collect();
-            writeln!(md, "| {contender} | {} |", cells.join(" | "))?;
-        }
-        let ours = by_contender.get("procsync-Lock");
-        let robust = by_contender.get("pthread-robust");
-        let verdict = match (ours, robust) {
-            (Some(ours), Some(robust)) => {
-                let beats = [2, 4, 8, 16].iter().all(|n| ours.get(n) >= robust.get(n));
-                let keeps = ours
-                    .get(&16)
-                    .zip(ours.get(&2))
-                    .is_some_and(|(a, b)| *a >= 0.5 * b);
-                format!(
-                    "{}: procsync-Lock {} pthread-robust at every N; N=16 is {:.0}% of N=2",
-                    if beats && keeps { "met" } else { "missed" },
-                    if beats {
-                        "at or above"
-                    } else {
-                        "not always above"
-                    },
-                    100.0 * ours.get(&16).unwrap_or(&0.0) / ours.get(&2).unwrap_or(&1.0)
-                )
-            }
-            _ => "not measured".into(),
-        };
-        writeln!(md, "\n**{verdict}**\n")?;
-        verdicts.push(format!(
-            "| W2N | at least pthread-robust at every N, no collapse | {verdict} |"
-        ));
-    }
+    scaling_section(&mut md, &mut verdicts, &W2N, &criterion, &python)?;
 
     // W7 and W8: outcomes.
     writeln!(
@@ -338,6 +309,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "**{w8_verdict}**\n")?;
     verdicts.push(format!("| W8 | child gone within 100 ms | {w8_verdict} |"));
 
+    // The second plan: messaging.
+    for w in MESSAGING {
+        workload_section(
+            &mut md,
+            &mut verdicts,
+            &mut chart_rows,
+            w,
+            &criterion,
+            &python,
+        )?;
+    }
+    scaling_section(&mut md, &mut verdicts, &W9N, &criterion, &python)?;
+
     let mut page = String::new();
     let (head, body) = md.split_at(md.find("## ").unwrap_or(md.len()));
     page.push_str(head);
@@ -359,6 +343,198 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         docs.join("benchmarks.md").display(),
         docs.join("benchmarks.svg").display()
     );
+    Ok(())
+}
+
+/// The section of a one-figure-per-contender workload: its table (with
+/// the Python figure and any reference row), its verdict (also pushed to
+/// `verdicts`) and its chart row. Says so when the group has no results.
+fn workload_section(
+    md: &mut String,
+    verdicts: &mut Vec<String>,
+    chart_rows: &mut Vec<ChartRow>,
+    w: &Workload,
+    criterion: &Path,
+    python: &[Value],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let estimates = read_group(&criterion.join(w.group))?;
+    if estimates.is_empty() {
+        writeln!(
+            md,
+            "## {} — {}\n\nNo criterion results found under `{}`.\n",
+            w.id, w.title, w.group
+        )?;
+        return Ok(());
+    }
+    let mut rows: Vec<(String, f64)> = estimates
+        .iter()
+        .map(|(name, ns)| (name.clone(), w.unit.convert_ns(*ns)))
+        .collect();
+    if let Some(py) = python_value(python, w.id) {
+        rows.push((python_name(w.id).to_string(), py));
+    }
+    if let Some((group, contender, row)) = w.reference {
+        if let Some((_, ns)) = read_group(&criterion.join(group))?
+            .into_iter()
+            .find(|(n, _)| n == contender)
+        {
+            rows.push((row.to_string(), w.unit.convert_ns(ns)));
+        }
+    }
+    if w.id == "W6" {
+        if let Some(spawn) = python
+            .iter()
+            .find(|r| r["workload"] == "W6" && r["contender"] == "python-multiprocessing-spawn")
+            .and_then(|r| r["value"].as_f64())
+        {
+            rows.push(("python-multiprocessing (spawn)".into(), spawn));
+        }
+    }
+    let floor = rows
+        .iter()
+        .find(|(n, _)| n.starts_with(w.floor))
+        .map(|r| r.1);
+    let best_baseline = rows
+        .iter()
+        .filter(|(n, _)| w.baselines.contains(&n.as_str()))
+        .map(|r| r.1)
+        .reduce(|a, b| better(w.unit, a, b));
+    writeln!(md, "## {} — {}\n", w.id, w.title)?;
+    writeln!(md, "Goal: {}.\n", w.goal)?;
+    writeln!(
+        md,
+        "| contender | median | cost vs {} | cost vs best baseline |",
+        w.floor
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    sort_rows(w.unit, &mut rows);
+    for (name, value) in &rows {
+        writeln!(
+            md,
+            "| {name} | {} {} | {} | {} |",
+            fmt(*value),
+            w.unit.label(),
+            floor.map_or("".into(), |f| ratio(w.unit, *value, f)),
+            best_baseline.map_or("".into(), |b| ratio(w.unit, *value, b)),
+        )?;
+    }
+    writeln!(md)?;
+    let ours = rows.iter().find(|(n, _)| n == w.ours).map(|r| r.1);
+    let verdict = judge(w, &rows);
+    writeln!(md, "**{}**\n", verdict)?;
+    verdicts.push(format!("| {} | {} | {} |", w.id, w.goal, verdict));
+    if let Some(ours) = ours {
+        chart_rows.push(ChartRow {
+            label: w.id.to_string(),
+            ours,
+            best_baseline,
+            python: python_value(python, w.id),
+            unit: w.unit,
+        });
+    }
+    Ok(())
+}
+
+/// The table of a [`Scaling`] workload, its ratio to the baseline at each
+/// N, and its verdict (also pushed to `verdicts`). Nothing when the group
+/// has no results (an older run).
+fn scaling_section(
+    md: &mut String,
+    verdicts: &mut Vec<String>,
+    spec: &Scaling,
+    criterion: &Path,
+    python: &[Value],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let results = read_group(&criterion.join(spec.group))?;
+    if results.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "## {} — {}
+",
+        spec.id, spec.title
+    )?;
+    writeln!(md, "Goal: {}. {}.\n", spec.goal, spec.unit.label())?;
+    let header: Vec<String> = spec.ns.iter().map(|n| format!("N={n}")).collect();
+    writeln!(md, "| contender | {} |", header.join(" | "))?;
+    writeln!(md, "|---|{}", "---:|".repeat(spec.ns.len()))?;
+    let mut by_contender: BTreeMap<String, BTreeMap<u32, f64>> = BTreeMap::new();
+    for (name, ns) in &results {
+        if let Some((contender, n)) = name.rsplit_once('/') {
+            if let Ok(n) = n.parse::<u32>() {
+                by_contender
+                    .entry(contender.to_string())
+                    .or_default()
+                    .insert(n, spec.unit.convert_ns(*ns));
+            }
+        }
+    }
+    let py: BTreeMap<u32, f64> = python
+        .iter()
+        .filter(|r| r["workload"] == spec.id)
+        .filter_map(|r| Some((r["workers"].as_u64()? as u32, r["value"].as_f64()?)))
+        .collect();
+    if !py.is_empty() {
+        by_contender.insert("python-multiprocessing".into(), py);
+    }
+    for (contender, figures) in &by_contender {
+        let cells: Vec<String> = spec
+            .ns
+            .iter()
+            .map(|n| figures.get(n).map_or("".into(), |v| fmt(*v)))
+            .collect();
+        writeln!(md, "| {contender} | {} |", cells.join(" | "))?;
+    }
+    let ours = by_contender.get(spec.ours);
+    let baseline = by_contender.get(spec.baseline);
+    let verdict = match (ours, baseline) {
+        (Some(ours), Some(baseline)) => {
+            let cells: Vec<String> = spec
+                .ns
+                .iter()
+                .map(|n| match (ours.get(n), baseline.get(n)) {
+                    (Some(o), Some(b)) => format!("{}x", fmt(o / b)),
+                    _ => String::new(),
+                })
+                .collect();
+            writeln!(
+                md,
+                "| {} ÷ {} (throughput) | {} |",
+                spec.ours,
+                spec.baseline,
+                cells.join(" | ")
+            )?;
+            let beats = spec
+                .ns
+                .iter()
+                .all(|n| matches!((ours.get(n), baseline.get(n)), (Some(o), Some(b)) if o >= b));
+            let (first, last) = (spec.ns[0], spec.ns[spec.ns.len() - 1]);
+            let kept = ours
+                .get(&last)
+                .zip(ours.get(&first))
+                .map(|(last, first)| last / first);
+            let keeps = kept.is_some_and(|k| k >= spec.keep);
+            format!(
+                "{}: {} {} {} at every N; N={last} is {} of N={first}",
+                if beats && keeps { "met" } else { "missed" },
+                spec.ours,
+                if beats {
+                    "at or above"
+                } else {
+                    "not always above"
+                },
+                spec.baseline,
+                kept.map_or("?".into(), |k| format!("{:.0}%", 100.0 * k)),
+            )
+        }
+        _ => "not measured".into(),
+    };
+    writeln!(md, "\n**{verdict}**\n")?;
+    verdicts.push(format!(
+        "| {} | at least {} at every N, no collapse | {verdict} |",
+        spec.id, spec.baseline
+    ));
     Ok(())
 }
 
@@ -410,6 +586,49 @@ fn judge(w: &Workload, rows: &[(String, f64)]) -> String {
             (
                 ours <= 1.3 * b,
                 format!("{:.2}x fork-waitpid{probe}", ours / b),
+            )
+        }
+        "W9" => {
+            let (py, sock, cb) = (
+                get(python_name(w.id)),
+                get("socketpair"),
+                get("crossbeam-channel"),
+            );
+            let (Some(py), Some(sock), Some(cb)) = (py, sock, cb) else {
+                return "not judged: Python, socketpair or crossbeam-channel not measured".into();
+            };
+            (
+                ours >= 100.0 * py && ours >= 3.0 * sock && ours >= cb / 3.0,
+                format!(
+                    "Queue is {:.0}x Python, {:.1}x the socketpair, {:.2} of crossbeam-channel",
+                    ours / py,
+                    ours / sock,
+                    ours / cb
+                ),
+            )
+        }
+        "W9lat" => {
+            let Some(event) = get(W5_EVENT) else {
+                return "not judged: W5's procsync-Event not measured".into();
+            };
+            let others = [
+                (python_name(w.id), "Python"),
+                ("socketpair", "the socketpair"),
+            ]
+            .iter()
+            .filter_map(|(row, label)| Some(format!("1/{:.0} of {label}", get(row)? / ours)))
+            .collect::<Vec<_>>();
+            (
+                ours <= 2.0 * event,
+                format!(
+                    "{:.1}x the Event round trip{}",
+                    ours / event,
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", others.join(", "))
+                    }
+                ),
             )
         }
         _ => (false, "no rule".into()),
