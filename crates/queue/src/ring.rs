@@ -15,7 +15,7 @@
 //! | 4 | `TAIL`, `DATA_EVENTS` | producers | messages ever committed; consumers sleep here |
 //! | 5 | `CONSUMER_LOCK`, `CACHED_TAIL`, `JOURNAL`, `JOURNAL_A`, `JOURNAL_B`, `LOST` | consumers, under their lock | who gets now; a stale copy of `TAIL`; a change half-made; messages lost with a consumer |
 //! | 6 | `HEAD`, `SPACE_EVENTS` | consumers | messages ever taken; producers sleep here |
-//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS` | endpoints | whether each side ever attached; `join` sleeps here |
+//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS`, `ATTACHES` | endpoints | whether each side ever attached; `join` sleeps here; rows claimed ever (see "Disconnection") |
 //! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver` |
 //! | then | `CAPACITY` slots of `SLOT_WORDS` words: byte length, then the bytes | the side that owns the slot | messages |
 //!
@@ -48,6 +48,19 @@
 //! sees the commit. A committer killed between its store and its wake
 //! delays a sleeper by at most [`RECHECK_AT_MOST`](shm::futex::RECHECK_AT_MOST):
 //! sleepers look again on that schedule, which also notices dead endpoints.
+//!
+//! # Disconnection
+//!
+//! A side is disconnected when it ever attached and a scan of the rows
+//! finds no live owner in its role. A scan is not atomic: an endpoint may
+//! claim a row the scan has passed and then close the row the scan has not
+//! reached yet (a `clone` then a `drop`, or a hand-over between two
+//! processes), and the scan would see neither. So every claim counts
+//! itself in `ATTACHES` once its row is complete (as does a process that
+//! adopts a row, whose old owner may exit while the scan runs), and a scan that finds
+//! nobody counts as disconnected only if `ATTACHES` did not move while it
+//! ran: the release the scan saw happened after the claim it missed, so
+//! the claim's count is visible to the scan's last look.
 //!
 //! # Task accounting (joinable queues)
 //!
@@ -133,6 +146,7 @@ const W_SPACE_EVENTS: usize = 49;
 const W_PRODUCERS_EVER: usize = 56;
 const W_CONSUMERS_EVER: usize = 57;
 const W_DONE_EVENTS: usize = 58;
+const W_ATTACHES: usize = 59;
 // Lines 8..: rows.
 const W_ROWS_START: usize = 64;
 const ROW_WORDS: usize = 4;
@@ -517,6 +531,8 @@ impl<'a> Ring<'a> {
             Role::Consumer => W_CONSUMERS_EVER,
         };
         self.w(ever).store(1, Release);
+        // After the row is whole: see "Disconnection".
+        self.w(W_ATTACHES).fetch_add(1, SeqCst);
         Some(row)
     }
 
@@ -544,9 +560,17 @@ impl<'a> Ring<'a> {
     /// process: the handle was moved or copied into it. Fails if the row
     /// has meanwhile been freed or reclaimed by someone else.
     pub(crate) fn adopt_row(&self, row: usize, from: u64, me: u64) -> bool {
-        self.row_word(row, ROW_OWNER)
+        let adopted = self
+            .row_word(row, ROW_OWNER)
             .compare_exchange(from, me, AcqRel, Relaxed)
-            .is_ok()
+            .is_ok();
+        if adopted {
+            // A scan that read `from` and then found it dead (it exited
+            // after handing the row over) must not miss us: see
+            // "Disconnection".
+            self.w(W_ATTACHES).fetch_add(1, SeqCst);
+        }
+        adopted
     }
 
     /// Gives `row` back (its owner closes it). A consumer row of a
@@ -600,8 +624,13 @@ impl<'a> Ring<'a> {
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: row freed");
     }
 
-    /// Whether `role` ever attached and no row of it has a live owner now.
+    /// Whether `role` ever attached and no row of it has a live owner now:
+    /// a scan that finds none while no endpoint attached (see
+    /// "Disconnection"). Under a stream of attachments that never lets a
+    /// scan finish undisturbed, `false`: callers judge again later.
     pub(crate) fn disconnected(&self, role: Role) -> bool {
+        /// Scans before giving up on an undisturbed one.
+        const SCANS: usize = 8;
         let ever = match role {
             Role::Producer => W_PRODUCERS_EVER,
             Role::Consumer => W_CONSUMERS_EVER,
@@ -609,12 +638,22 @@ impl<'a> Ring<'a> {
         if self.w(ever).load(Acquire) == 0 {
             return false;
         }
-        !(0..self.rows).any(|row| {
-            let owner = self.row_word(row, ROW_OWNER).load(Acquire);
-            owner != 0
-                && self.row_word(row, ROW_ROLE).load(Acquire) == role as u64
-                && pid::is_running_bits(owner)
-        })
+        for _ in 0..SCANS {
+            let attaches = self.w(W_ATTACHES).load(SeqCst);
+            let live = (0..self.rows).any(|row| {
+                let owner = self.row_word(row, ROW_OWNER).load(Acquire);
+                owner != 0
+                    && self.row_word(row, ROW_ROLE).load(Acquire) == role as u64
+                    && pid::is_running_bits(owner)
+            });
+            if live {
+                return false;
+            }
+            if self.w(W_ATTACHES).load(SeqCst) == attaches {
+                return true;
+            }
+        }
+        false
     }
 
     // ----- tasks ---------------------------------------------------------
