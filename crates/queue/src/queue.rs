@@ -15,7 +15,9 @@ use shm::SharedSlice;
 
 use crate::error::{GetError, PutError, PutErrorKind, QueueError};
 use crate::line::Line;
-use crate::ring::{Config, GetFailure, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS, VERSION};
+use crate::ring::{
+    Config, GetFailure, Header, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS, VERSION,
+};
 
 /// The default largest message, in encoded bytes: one kibibyte slots.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1016;
@@ -192,6 +194,9 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
 #[derive(Debug)]
 pub struct Queue<T> {
     lines: SharedSlice<Line>,
+    /// Read and checked once: another process that overwrites the header
+    /// later cannot change the shape this handle uses (review 5).
+    header: Header,
     /// Messages cross processes as bytes: `T` itself is never shared.
     _messages: PhantomData<fn(T) -> T>,
 }
@@ -234,8 +239,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 found,
             });
         }
+        let header = ring.header();
         Ok(Queue {
             lines,
+            header,
             _messages: PhantomData,
         })
     }
@@ -243,7 +250,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 impl<T> Queue<T> {
     fn ring(&self) -> Ring<'_> {
-        Ring::new(&self.lines).expect("checked when the queue was made or opened")
+        Ring::with_header(&self.lines, self.header)
     }
 
     /// Attaches a producer: a handle that puts. The queue counts it until

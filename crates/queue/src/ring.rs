@@ -238,6 +238,19 @@ pub(crate) enum Invalid {
     Shape,
 }
 
+/// A queue's fixed header, as read and checked once ([`Ring::new`]) when
+/// the queue was made or opened. Kept by the handle: words that another
+/// process overwrites later change nothing about the shape this process
+/// uses, which the mapping's length fixes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    capacity: u64,
+    slot_words: usize,
+    max_bytes: usize,
+    joinable: bool,
+    rows: usize,
+}
+
 /// A view of a queue's lines, with its fixed header read once.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ring<'a> {
@@ -300,6 +313,31 @@ impl<'a> Ring<'a> {
             joinable: word(W_FLAGS) & JOINABLE != 0,
             rows,
         })
+    }
+
+    /// The header this view was checked with.
+    pub(crate) fn header(&self) -> Header {
+        Header {
+            capacity: self.capacity,
+            slot_words: self.slot_words,
+            max_bytes: self.max_bytes,
+            joinable: self.joinable,
+            rows: self.rows,
+        }
+    }
+
+    /// A view of `lines` with `header`, which [`Ring::new`] checked
+    /// against these very lines (their number never changes).
+    #[inline]
+    pub(crate) fn with_header(lines: &'a [Line], header: Header) -> Ring<'a> {
+        Ring {
+            lines,
+            capacity: header.capacity,
+            slot_words: header.slot_words,
+            max_bytes: header.max_bytes,
+            joinable: header.joinable,
+            rows: header.rows,
+        }
     }
 
     #[inline]
@@ -448,7 +486,9 @@ impl<'a> Ring<'a> {
             self.w(W_JOURNAL)
                 .store(JOURNAL_TAKE | (row as u64 + 1), Release);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: journal armed");
-            taken.store(before + 1, Relaxed);
+            // Wrapping: only a count written by something else reaches the
+            // end of the range, and that must not panic (review 5).
+            taken.store(before.wrapping_add(1), Relaxed);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: taken counted");
         }
         // The commit. SeqCst for `notify`, as in `try_put`; it also
@@ -502,7 +542,7 @@ impl<'a> Ring<'a> {
             JOURNAL_TAKE => {
                 let committed = self.w(W_HEAD).load(Relaxed) != a;
                 self.row_word(row, ROW_TAKEN)
-                    .store(b + u64::from(committed), Relaxed);
+                    .store(b.wrapping_add(u64::from(committed)), Relaxed);
             }
             JOURNAL_FOLD => self.apply_fold(row, a, b),
             _ => {}
@@ -701,10 +741,12 @@ impl<'a> Ring<'a> {
                 continue;
             }
             let outstanding = self.outstanding(row);
+            // Saturating: counts written by something else must not
+            // panic the caller (review 5).
             if pid::is_running_bits(owner) {
-                unfinished += outstanding;
+                unfinished = unfinished.saturating_add(outstanding);
             } else {
-                lost += outstanding;
+                lost = lost.saturating_add(outstanding);
             }
         }
         Some((unfinished == 0, lost))
