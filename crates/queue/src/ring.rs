@@ -615,15 +615,24 @@ impl<'a> Ring<'a> {
 
     /// Gives `row` back (its owner closes it). A consumer row of a
     /// joinable queue first folds what it took and did not finish into
-    /// `LOST`, under the consumer lock. Wakes sleepers of both sides, whose
+    /// `LOST`, under the consumer lock; any other row is freed without it. Wakes sleepers of both sides, whose
     /// disconnection may have come.
     pub(crate) fn release_row(&self, row: usize, owner: u64) {
         if self.row_word(row, ROW_OWNER).load(Relaxed) != owner {
             return;
         }
-        match self.lock_consumers(None) {
-            Some(_guard) => self.fold(row),
-            None => unreachable!("no deadline"),
+        let counts_tasks =
+            self.joinable && self.row_word(row, ROW_ROLE).load(Relaxed) == Role::Consumer as u64;
+        if counts_tasks {
+            match self.lock_consumers(None) {
+                Some(_guard) => self.fold(row),
+                None => unreachable!("no deadline"),
+            }
+        } else {
+            // Nothing taken to count: no need for the consumers' lock,
+            // which a stopped consumer may hold for ever (review 5). The
+            // row is ours and alive, so no reclaimer folds it meanwhile.
+            self.free_row(row);
         }
         self.wake_everyone();
     }
@@ -656,6 +665,12 @@ impl<'a> Ring<'a> {
         self.w(W_LOST)
             .store(lost_before.saturating_add(amount), Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: lost added");
+        self.free_row(row);
+    }
+
+    /// Resets `row` and frees it (its owner last: a row is claimed by its
+    /// owner word alone).
+    fn free_row(&self, row: usize) {
         for field in [ROW_ROLE, ROW_TAKEN, ROW_DONE] {
             self.row_word(row, field).store(0, Relaxed);
         }
