@@ -16,7 +16,7 @@
 //! | 5 | `CONSUMER_LOCK`, `CACHED_TAIL`, `JOURNAL`, `JOURNAL_A`, `JOURNAL_B`, `LOST` | consumers, under their lock | who gets now; a stale copy of `TAIL`; a change half-made; messages lost with a consumer |
 //! | 6 | `HEAD`, `SPACE_EVENTS` | consumers | messages ever taken; producers sleep here |
 //! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS`, `ATTACHES` | endpoints | whether each side ever attached; `join` sleeps here; rows claimed ever (see "Disconnection") |
-//! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver` |
+//! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver`; owner 0 is free, `RECLAIMING` is being freed after its owner died |
 //! | then | `CAPACITY` slots of `SLOT_WORDS` words: byte length, then the bytes | the side that owns the slot | messages |
 //!
 //! # Why a message is never torn, lost or delivered twice
@@ -154,6 +154,11 @@ const ROW_OWNER: usize = 0;
 const ROW_ROLE: usize = 1;
 const ROW_TAKEN: usize = 2;
 const ROW_DONE: usize = 3;
+
+/// The owner word of a row a reclaimer took from its dead owner and is
+/// freeing: no identity (its pid field is `PID_MAX_LIMIT`, which no
+/// process has), so it counts as dead, and no handle adopts it.
+const RECLAIMING: u64 = 1 << 22;
 
 /// `JOURNAL` kinds (the row index + 1 is in the low 32 bits).
 const JOURNAL_TAKE: u64 = 1 << 32;
@@ -582,7 +587,19 @@ impl<'a> Ring<'a> {
         let _guard = self.lock_consumers(None)?;
         for row in 0..self.rows {
             let owner = self.row_word(row, ROW_OWNER).load(Acquire);
-            if owner != 0 && !pid::is_running_bits(owner) {
+            // First take the row from its dead owner: a process holding a
+            // copy of the dead owner's handle would otherwise adopt the
+            // row half-freed (its role reset, its owner about to be
+            // zeroed under it). Ours is `RECLAIMING`, dead to everyone;
+            // a reclaimer that dies holding it leaves the row to the next.
+            if owner != 0
+                && !pid::is_running_bits(owner)
+                && (owner == RECLAIMING
+                    || self
+                        .row_word(row, ROW_OWNER)
+                        .compare_exchange(owner, RECLAIMING, AcqRel, Relaxed)
+                        .is_ok())
+            {
                 self.fold(row);
             }
             if self
