@@ -19,7 +19,8 @@ use shm::SharedSlice;
 use crate::error::{GetError, PutError, PutErrorKind, QueueError};
 use crate::line::Line;
 use crate::ring::{
-    Config, GetFailure, Header, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS, VERSION,
+    recorded_type_name, Config, GetFailure, Header, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS,
+    VERSION,
 };
 
 /// The default largest message, in encoded bytes: one kibibyte slots.
@@ -219,7 +220,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Opens the named queue `name`, made by [`QueueBuilder::create`] in
     /// this or another program, waiting up to two seconds for its creator
     /// to finish. Checks that it is a queue of this protocol version, for
-    /// messages of `T`'s type name (without module path).
+    /// messages of `T`'s type name (without module path; only its first 128
+    /// bytes are kept and compared).
     pub fn open(name: &str) -> Result<Queue<T>, QueueError> {
         Queue::from_lines(SharedSlice::open(name)?, name)
     }
@@ -235,7 +237,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })?;
         let expected = shm::layout::short_type_name::<T>();
         let found = ring.type_name();
-        if found != expected {
+        if found != recorded_type_name(&expected) {
             return Err(QueueError::TypeMismatch {
                 name: name.into(),
                 expected,

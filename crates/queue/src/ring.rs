@@ -180,6 +180,15 @@ const fn first_slot_line(rows: usize) -> usize {
     (W_ROWS_START + rows * ROW_WORDS).div_ceil(8)
 }
 
+/// What the header keeps of a message type's name: its first
+/// [`TYPE_NAME_BYTES`] bytes, as [`Ring::type_name`] reads them back. `open`
+/// compares this, not the whole name, with what it finds (review 5: a
+/// longer name never matched itself).
+pub(crate) fn recorded_type_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    String::from_utf8_lossy(&bytes[..bytes.len().min(TYPE_NAME_BYTES)]).into_owned()
+}
+
 /// What a new queue is: the fixed part of its header.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
