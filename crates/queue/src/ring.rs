@@ -64,8 +64,8 @@
 //!
 //! # Task accounting (joinable queues)
 //!
-//! Each consumer row counts messages taken and marked done. A `get` on a
-//! joinable queue writes `JOURNAL_A` (the position taken) and `JOURNAL_B`
+//! Each consumer row counts messages taken and marked done (a corrupt slot
+//! that `get` skips is taken by nobody). A `get` on a joinable queue writes `JOURNAL_A` (the position taken) and `JOURNAL_B`
 //! (the row's count before), arms `JOURNAL` with the row, stores the new
 //! count, commits `HEAD`, and disarms. A consumer that takes the lock over
 //! from a dead holder finds the journal armed and sets the count to what
@@ -492,7 +492,10 @@ impl<'a> Ring<'a> {
                 out.extend_from_slice(&word[..n]);
             }
         }
-        if self.joinable {
+        // A corrupt slot is skipped, not received: no task to mark done
+        // (review 5: `join` waited for it).
+        let counted = self.joinable && !corrupt;
+        if counted {
             let taken = self.row_word(row, ROW_TAKEN);
             let before = taken.load(Relaxed);
             self.w(W_JOURNAL_A).store(head, Relaxed);
@@ -509,7 +512,7 @@ impl<'a> Ring<'a> {
         // releases the slot back to producers after our copy out.
         self.w(W_HEAD).store(head.wrapping_add(1), SeqCst);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: committed");
-        if self.joinable {
+        if counted {
             self.w(W_JOURNAL).store(0, Release);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: journal cleared");
         }

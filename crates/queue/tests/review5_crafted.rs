@@ -19,6 +19,9 @@ const W_SLOT_WORDS: u64 = 3;
 const W_FLAGS: u64 = 6;
 const W_ROWS_START: u64 = 64;
 const ROW_TAKEN: u64 = 2;
+/// The first slot's length word: after the header's 8 lines and the 128
+/// rows of 4 words.
+const W_FIRST_SLOT: u64 = W_ROWS_START + 128 * 4;
 
 /// Writes `words` (index, value) into the named queue's memory from
 /// another process, through the file under /dev/shm: the queue starts at
@@ -106,4 +109,27 @@ fn counters_at_the_end_of_their_range_make_no_call_panic() {
         "join_timeout panicked on crafted taken counts"
     );
     assert_eq!(rx2.try_get(), Err(GetError::Empty));
+}
+
+/// A slot whose length word was overwritten is skipped by `get`
+/// (`GetError::Corrupt`): nobody received a message, so on a joinable queue
+/// there is no task to mark done, and `join` must not wait for one.
+#[test]
+fn a_skipped_corrupt_slot_is_no_task_join_waits_for() {
+    let name = unique_name("queue-scribbled-slot");
+    let q = Queue::<u64>::builder()
+        .capacity(4)
+        .joinable()
+        .create(&name)
+        .unwrap();
+    let rx = q.receiver().unwrap();
+    q.sender().unwrap().put(1).unwrap();
+    scribble(&name, &[(W_FIRST_SLOT, u64::MAX)]);
+    assert_eq!(rx.try_get(), Err(GetError::Corrupt { length: u64::MAX }));
+    assert_eq!(rx.outstanding(), 0, "a skipped slot is not a task");
+    let joined = q.join_timeout(Duration::from_millis(50));
+    assert!(
+        matches!(joined, Ok(report) if report.lost == 0),
+        "join waits for a message nobody received: {joined:?}"
+    );
 }
