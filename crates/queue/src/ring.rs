@@ -71,7 +71,9 @@
 //! from a dead holder finds the journal armed and sets the count to what
 //! `HEAD` says happened: before + 1 if the commit was made, before if not.
 //! Folding a dead or closed row into `LOST` is journalled the same way
-//! (`LOST` before, and the amount), so a replay stores the same values.
+//! (`LOST` before, and the amount), so a replay stores the same values;
+//! the row is first marked `RECLAIMING`, and a replay resets and frees it
+//! only while it still is, so it never touches a row claimed since.
 
 use std::time::Instant;
 
@@ -96,6 +98,7 @@ pub const QUEUE_CRASH_POINTS: &[&str] = &[
     "queue get: unlocked",
     "queue row: claimed",
     "queue row: role set",
+    "queue fold: row taken",
     "queue fold: journal armed",
     "queue fold: lost added",
     "queue fold: row reset",
@@ -155,9 +158,11 @@ const ROW_ROLE: usize = 1;
 const ROW_TAKEN: usize = 2;
 const ROW_DONE: usize = 3;
 
-/// The owner word of a row a reclaimer took from its dead owner and is
-/// freeing: no identity (its pid field is `PID_MAX_LIMIT`, which no
-/// process has), so it counts as dead, and no handle adopts it.
+/// The owner word of a row being folded and freed, under the consumer
+/// lock (taken from its dead owner by a reclaimer, or given up by a closing
+/// consumer of a joinable queue): no identity (its pid field is
+/// `PID_MAX_LIMIT`, which no process has), so it counts as dead, no handle
+/// adopts it, and nobody claims it until the fold frees it.
 const RECLAIMING: u64 = 1 << 22;
 
 /// `JOURNAL` kinds (the row index + 1 is in the low 32 bits).
@@ -653,9 +658,20 @@ impl<'a> Ring<'a> {
         let counts_tasks =
             self.joinable && self.row_word(row, ROW_ROLE).load(Relaxed) == Role::Consumer as u64;
         if counts_tasks {
-            match self.lock_consumers(None) {
-                Some(_guard) => self.fold(row),
+            let _guard = match self.lock_consumers(None) {
+                Some(guard) => guard,
                 None => unreachable!("no deadline"),
+            };
+            // Marked as being freed first, as a reclaimer marks a dead
+            // row: see `fold`. (Fails only if a copy of this handle in
+            // another process adopted the row meanwhile: it is theirs.)
+            if self
+                .row_word(row, ROW_OWNER)
+                .compare_exchange(owner, RECLAIMING, AcqRel, Relaxed)
+                .is_ok()
+            {
+                shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: row taken");
+                self.fold(row);
             }
         } else {
             // Nothing taken to count: no need for the consumers' lock,
@@ -673,8 +689,14 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Under the consumer lock: adds what `row` took and
-    /// did not finish to `LOST`, resets it and frees it.
+    /// Under the consumer lock, with `row`'s owner `RECLAIMING`: adds what
+    /// `row` took and did not finish to `LOST`, resets it and frees it.
+    ///
+    /// The owner word is what makes a replay safe: a fold killed after
+    /// freeing the row, before disarming the journal, is replayed by the
+    /// next holder of the lock, and by then someone may have claimed the
+    /// row; the replay resets and frees the row only while it is still
+    /// `RECLAIMING` (review 5: it wiped the new owner's row).
     fn fold(&self, row: usize) {
         let taken = self.row_word(row, ROW_TAKEN).load(Relaxed);
         let done = self.row_word(row, ROW_DONE).load(Relaxed);
@@ -689,12 +711,17 @@ impl<'a> Ring<'a> {
         self.w(W_JOURNAL).store(0, Release);
     }
 
-    /// The stores of a fold, each fixed by the journal.
+    /// The stores of a fold, each fixed by the journal (and the row's
+    /// owner word: see `fold`).
     fn apply_fold(&self, row: usize, lost_before: u64, amount: u64) {
         self.w(W_LOST)
             .store(lost_before.saturating_add(amount), Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: lost added");
-        self.free_row(row);
+        // Nobody but a holder of the consumer lock changes a `RECLAIMING`
+        // owner, so the check and the stores after it do not race.
+        if self.row_word(row, ROW_OWNER).load(Acquire) == RECLAIMING {
+            self.free_row(row);
+        }
     }
 
     /// Resets `row` and frees it (its owner last: a row is claimed by its
