@@ -161,7 +161,9 @@ pub enum GetError {
     #[error("the queue is empty and every producer has closed or died")]
     Disconnected,
     /// The message's bytes do not decode as this queue's type. The message
-    /// was taken (it would fail again); its bytes are here.
+    /// was taken (it would fail again); its bytes are here. On a joinable
+    /// queue it counts as taken by this receiver: mark it done
+    /// (`Receiver::task_done`) once dealt with, or `join` waits for it.
     #[error("a message could not be decoded ({message}); its {} bytes are in the error", bytes.len())]
     Decode {
         /// The message's encoded bytes.
@@ -171,7 +173,7 @@ pub enum GetError {
     },
     /// A slot's length word exceeds the queue's limit: something that does
     /// not follow the queue's protocol wrote into its memory. The slot was
-    /// skipped.
+    /// skipped (on a joinable queue it is no task to mark done).
     #[error("a slot claims {length} bytes, more than this queue's messages hold: its memory was written by something other than procsync")]
     Corrupt {
         /// The length found.

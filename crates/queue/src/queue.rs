@@ -10,12 +10,18 @@ use serde::Serialize;
 use shm::futex::Recheck;
 use shm::pid;
 use shm::spin::Spin;
-use shm::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use shm::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use shm::SharedSlice;
 
 use crate::error::{GetError, PutError, PutErrorKind, QueueError};
 use crate::line::Line;
-use crate::ring::{Config, GetFailure, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS, VERSION};
+use crate::ring::{
+    recorded_type_name, Config, GetFailure, Header, Invalid, PutFailure, Ring, Role, MAX_ENDPOINTS,
+    VERSION,
+};
 
 /// The default largest message, in encoded bytes: one kibibyte slots.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1016;
@@ -192,6 +198,9 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
 #[derive(Debug)]
 pub struct Queue<T> {
     lines: SharedSlice<Line>,
+    /// Read and checked once: another process that overwrites the header
+    /// later cannot change the shape this handle uses (review 5).
+    header: Header,
     /// Messages cross processes as bytes: `T` itself is never shared.
     _messages: PhantomData<fn(T) -> T>,
 }
@@ -211,7 +220,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Opens the named queue `name`, made by [`QueueBuilder::create`] in
     /// this or another program, waiting up to two seconds for its creator
     /// to finish. Checks that it is a queue of this protocol version, for
-    /// messages of `T`'s type name (without module path).
+    /// messages of `T`'s type name (without module path; only its first 128
+    /// bytes are kept and compared).
     pub fn open(name: &str) -> Result<Queue<T>, QueueError> {
         Queue::from_lines(SharedSlice::open(name)?, name)
     }
@@ -227,15 +237,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })?;
         let expected = shm::layout::short_type_name::<T>();
         let found = ring.type_name();
-        if found != expected {
+        if found != recorded_type_name(&expected) {
             return Err(QueueError::TypeMismatch {
                 name: name.into(),
                 expected,
                 found,
             });
         }
+        let header = ring.header();
         Ok(Queue {
             lines,
+            header,
             _messages: PhantomData,
         })
     }
@@ -243,7 +255,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 impl<T> Queue<T> {
     fn ring(&self) -> Ring<'_> {
-        Ring::new(&self.lines).expect("checked when the queue was made or opened")
+        Ring::with_header(&self.lines, self.header)
     }
 
     /// Attaches a producer: a handle that puts. The queue counts it until
@@ -389,12 +401,21 @@ fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// copied by `fork`) into another: its first use there moves the row to
 /// the new process (the row names whoever uses the handle), so the queue
 /// counts the endpoint as long as the process that uses it lives.
+///
+/// Threads of one process may share the handle: one of them moves the row
+/// (`rebinding` names the process it does it for) while the others wait
+/// for it, so that the handle ends on exactly one row (review 5).
 #[derive(Debug)]
 struct Endpoint<'q, T> {
     queue: &'q Queue<T>,
     role: Role,
     row: AtomicU64,
+    /// The process `row` names; stored after `row` (Release), so a thread
+    /// that sees itself here (Acquire) sees the row that goes with it.
     owner: AtomicU64,
+    /// The process one of whose threads moves the row to it (0: none yet).
+    /// A value naming another process is stale (copied by `fork`).
+    rebinding: AtomicU64,
 }
 
 impl<'q, T> Endpoint<'q, T> {
@@ -408,6 +429,7 @@ impl<'q, T> Endpoint<'q, T> {
             role,
             row: AtomicU64::new(row as u64),
             owner: AtomicU64::new(pid::current_identity().to_bits()),
+            rebinding: AtomicU64::new(0),
         })
     }
 
@@ -416,25 +438,55 @@ impl<'q, T> Endpoint<'q, T> {
     #[inline]
     fn row(&self, ring: &Ring<'_>) -> Option<usize> {
         let me = pid::current_identity().to_bits();
-        let row = self.row.load(Relaxed) as usize;
-        if self.owner.load(Relaxed) == me {
-            return Some(row);
+        if self.owner.load(Acquire) == me {
+            return Some(self.row.load(Relaxed) as usize);
         }
-        self.rebind(ring, row, me)
+        self.rebind(ring, me)
     }
 
     #[cold]
-    fn rebind(&self, ring: &Ring<'_>, row: usize, me: u64) -> Option<usize> {
+    fn rebind(&self, ring: &Ring<'_>, me: u64) -> Option<usize> {
+        let mut spin = Spin::snoozing();
+        loop {
+            if self.owner.load(Acquire) == me {
+                // Another thread of this process moved it.
+                return Some(self.row.load(Relaxed) as usize);
+            }
+            let busy = self.rebinding.load(Acquire);
+            if busy == me {
+                // Another thread of this process is moving it: wait.
+                if !spin.spin_once() {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            if self
+                .rebinding
+                .compare_exchange(busy, me, Acquire, Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        // Only this thread of this process gets here (until it gives up).
         let from = self.owner.load(Relaxed);
-        let row = if ring.adopt_row(row, from, me) {
+        let row = self.row.load(Relaxed) as usize;
+        let row = if from == me || ring.adopt_row(row, from, me) {
             row
         } else {
             // Freed or reclaimed since (its last process died and another
             // took the row): attach afresh.
-            ring.claim_row(self.role)?
+            match ring.claim_row(self.role) {
+                Some(row) => row,
+                None => {
+                    // Let the next call (of any thread) try again.
+                    self.rebinding.store(0, Release);
+                    return None;
+                }
+            }
         };
         self.row.store(row as u64, Relaxed);
-        self.owner.store(me, Relaxed);
+        self.owner.store(me, Release);
         Some(row)
     }
 }

@@ -15,8 +15,8 @@
 //! | 4 | `TAIL`, `DATA_EVENTS` | producers | messages ever committed; consumers sleep here |
 //! | 5 | `CONSUMER_LOCK`, `CACHED_TAIL`, `JOURNAL`, `JOURNAL_A`, `JOURNAL_B`, `LOST` | consumers, under their lock | who gets now; a stale copy of `TAIL`; a change half-made; messages lost with a consumer |
 //! | 6 | `HEAD`, `SPACE_EVENTS` | consumers | messages ever taken; producers sleep here |
-//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS` | endpoints | whether each side ever attached; `join` sleeps here |
-//! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver` |
+//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS`, `ATTACHES` | endpoints | whether each side ever attached; `join` sleeps here; rows claimed ever (see "Disconnection") |
+//! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver`; owner 0 is free, `RECLAIMING` is being freed after its owner died |
 //! | then | `CAPACITY` slots of `SLOT_WORDS` words: byte length, then the bytes | the side that owns the slot | messages |
 //!
 //! # Why a message is never torn, lost or delivered twice
@@ -53,23 +53,38 @@
 //! delays a sleeper by at most [`RECHECK_AT_MOST`](shm::futex::RECHECK_AT_MOST):
 //! sleepers look again on that schedule, which also notices dead endpoints.
 //!
+//! # Disconnection
+//!
+//! A side is disconnected when it ever attached and a scan of the rows
+//! finds no live owner in its role. A scan is not atomic: an endpoint may
+//! claim a row the scan has passed and then close the row the scan has not
+//! reached yet (a `clone` then a `drop`, or a hand-over between two
+//! processes), and the scan would see neither. So every claim counts
+//! itself in `ATTACHES` once its row is complete (as does a process that
+//! adopts a row, whose old owner may exit while the scan runs), and a scan that finds
+//! nobody counts as disconnected only if `ATTACHES` did not move while it
+//! ran: the release the scan saw happened after the claim it missed, so
+//! the claim's count is visible to the scan's last look.
+//!
 //! # Task accounting (joinable queues)
 //!
-//! Each consumer row counts messages taken and marked done. A `get` on a
-//! joinable queue writes `JOURNAL_A` (the position taken) and `JOURNAL_B`
+//! Each consumer row counts messages taken and marked done (a corrupt slot
+//! that `get` skips is taken by nobody). A `get` on a joinable queue writes `JOURNAL_A` (the position taken) and `JOURNAL_B`
 //! (the row's count before), arms `JOURNAL` with the row, stores the new
 //! count, commits `HEAD`, and disarms. A consumer that takes the lock over
 //! from a dead holder finds the journal armed and sets the count to what
 //! `HEAD` says happened: before + 1 if the commit was made, before if not.
 //! Folding a dead or closed row into `LOST` is journalled the same way
-//! (`LOST` before, and the amount), so a replay stores the same values.
+//! (`LOST` before, and the amount), so a replay stores the same values;
+//! the row is first marked `RECLAIMING`, and a replay resets and frees it
+//! only while it still is, so it never touches a row claimed since.
 
 use std::time::Instant;
 
 use shm::futex::{Recheck, SLEEPERS};
 use shm::lockword::{Acquired, RawLock, RawLockGuard};
 use shm::pid;
-use shm::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use shm::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use shm::Futex64;
 
 use crate::line::Line;
@@ -87,6 +102,7 @@ pub const QUEUE_CRASH_POINTS: &[&str] = &[
     "queue get: unlocked",
     "queue row: claimed",
     "queue row: role set",
+    "queue fold: row taken",
     "queue fold: journal armed",
     "queue fold: lost added",
     "queue fold: row reset",
@@ -137,6 +153,7 @@ const W_SPACE_EVENTS: usize = 49;
 const W_PRODUCERS_EVER: usize = 56;
 const W_CONSUMERS_EVER: usize = 57;
 const W_DONE_EVENTS: usize = 58;
+const W_ATTACHES: usize = 59;
 // Lines 8..: rows.
 const W_ROWS_START: usize = 64;
 const ROW_WORDS: usize = 4;
@@ -144,6 +161,13 @@ const ROW_OWNER: usize = 0;
 const ROW_ROLE: usize = 1;
 const ROW_TAKEN: usize = 2;
 const ROW_DONE: usize = 3;
+
+/// The owner word of a row being folded and freed, under the consumer
+/// lock (taken from its dead owner by a reclaimer, or given up by a closing
+/// consumer of a joinable queue): no identity (its pid field is
+/// `PID_MAX_LIMIT`, which no process has), so it counts as dead, no handle
+/// adopts it, and nobody claims it until the fold frees it.
+const RECLAIMING: u64 = 1 << 22;
 
 /// `JOURNAL` kinds (the row index + 1 is in the low 32 bits).
 const JOURNAL_TAKE: u64 = 1 << 32;
@@ -163,6 +187,15 @@ pub(crate) enum Role {
 /// The first line of slots, after the header and the rows.
 const fn first_slot_line(rows: usize) -> usize {
     (W_ROWS_START + rows * ROW_WORDS).div_ceil(8)
+}
+
+/// What the header keeps of a message type's name: its first
+/// [`TYPE_NAME_BYTES`] bytes, as [`Ring::type_name`] reads them back. `open`
+/// compares this, not the whole name, with what it finds (review 5: a
+/// longer name never matched itself).
+pub(crate) fn recorded_type_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    String::from_utf8_lossy(&bytes[..bytes.len().min(TYPE_NAME_BYTES)]).into_owned()
 }
 
 /// What a new queue is: the fixed part of its header.
@@ -228,6 +261,19 @@ pub(crate) enum Invalid {
     Shape,
 }
 
+/// A queue's fixed header, as read and checked once ([`Ring::new`]) when
+/// the queue was made or opened. Kept by the handle: words that another
+/// process overwrites later change nothing about the shape this process
+/// uses, which the mapping's length fixes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    capacity: u64,
+    slot_words: usize,
+    max_bytes: usize,
+    joinable: bool,
+    rows: usize,
+}
+
 /// A view of a queue's lines, with its fixed header read once.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ring<'a> {
@@ -290,6 +336,31 @@ impl<'a> Ring<'a> {
             joinable: word(W_FLAGS) & JOINABLE != 0,
             rows,
         })
+    }
+
+    /// The header this view was checked with.
+    pub(crate) fn header(&self) -> Header {
+        Header {
+            capacity: self.capacity,
+            slot_words: self.slot_words,
+            max_bytes: self.max_bytes,
+            joinable: self.joinable,
+            rows: self.rows,
+        }
+    }
+
+    /// A view of `lines` with `header`, which [`Ring::new`] checked
+    /// against these very lines (their number never changes).
+    #[inline]
+    pub(crate) fn with_header(lines: &'a [Line], header: Header) -> Ring<'a> {
+        Ring {
+            lines,
+            capacity: header.capacity,
+            slot_words: header.slot_words,
+            max_bytes: header.max_bytes,
+            joinable: header.joinable,
+            rows: header.rows,
+        }
     }
 
     #[inline]
@@ -441,7 +512,10 @@ impl<'a> Ring<'a> {
                 out.extend_from_slice(&word[..n]);
             }
         }
-        if self.joinable {
+        // A corrupt slot is skipped, not received: no task to mark done
+        // (review 5: `join` waited for it).
+        let counted = self.joinable && !corrupt;
+        if counted {
             let taken = self.row_word(row, ROW_TAKEN);
             let before = taken.load(Relaxed);
             self.w(W_JOURNAL_A).store(head, Relaxed);
@@ -449,14 +523,16 @@ impl<'a> Ring<'a> {
             self.w(W_JOURNAL)
                 .store(JOURNAL_TAKE | (row as u64 + 1), Release);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: journal armed");
-            taken.store(before + 1, Relaxed);
+            // Wrapping: only a count written by something else reaches the
+            // end of the range, and that must not panic (review 5).
+            taken.store(before.wrapping_add(1), Relaxed);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: taken counted");
         }
         // The commit: releases the slot back to producers after our copy
         // out.
         self.w(W_HEAD).store(head.wrapping_add(1), Release);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: committed");
-        if self.joinable {
+        if counted {
             self.w(W_JOURNAL).store(0, Release);
             shm::crash_point!(QUEUE_CRASH_POINTS, "queue get: journal cleared");
         }
@@ -516,7 +592,7 @@ impl<'a> Ring<'a> {
             JOURNAL_TAKE => {
                 let committed = self.w(W_HEAD).load(Relaxed) != a;
                 self.row_word(row, ROW_TAKEN)
-                    .store(b + u64::from(committed), Relaxed);
+                    .store(b.wrapping_add(u64::from(committed)), Relaxed);
             }
             JOURNAL_FOLD => self.apply_fold(row, a, b),
             _ => {}
@@ -545,6 +621,8 @@ impl<'a> Ring<'a> {
             Role::Consumer => W_CONSUMERS_EVER,
         };
         self.w(ever).store(1, Release);
+        // After the row is whole: see "Disconnection".
+        self.w(W_ATTACHES).fetch_add(1, SeqCst);
         Some(row)
     }
 
@@ -554,7 +632,19 @@ impl<'a> Ring<'a> {
         let _guard = self.lock_consumers(None)?;
         for row in 0..self.rows {
             let owner = self.row_word(row, ROW_OWNER).load(Acquire);
-            if owner != 0 && !pid::is_running_bits(owner) {
+            // First take the row from its dead owner: a process holding a
+            // copy of the dead owner's handle would otherwise adopt the
+            // row half-freed (its role reset, its owner about to be
+            // zeroed under it). Ours is `RECLAIMING`, dead to everyone;
+            // a reclaimer that dies holding it leaves the row to the next.
+            if owner != 0
+                && !pid::is_running_bits(owner)
+                && (owner == RECLAIMING
+                    || self
+                        .row_word(row, ROW_OWNER)
+                        .compare_exchange(owner, RECLAIMING, AcqRel, Relaxed)
+                        .is_ok())
+            {
                 self.fold(row);
             }
             if self
@@ -572,22 +662,50 @@ impl<'a> Ring<'a> {
     /// process: the handle was moved or copied into it. Fails if the row
     /// has meanwhile been freed or reclaimed by someone else.
     pub(crate) fn adopt_row(&self, row: usize, from: u64, me: u64) -> bool {
-        self.row_word(row, ROW_OWNER)
+        let adopted = self
+            .row_word(row, ROW_OWNER)
             .compare_exchange(from, me, AcqRel, Relaxed)
-            .is_ok()
+            .is_ok();
+        if adopted {
+            // A scan that read `from` and then found it dead (it exited
+            // after handing the row over) must not miss us: see
+            // "Disconnection".
+            self.w(W_ATTACHES).fetch_add(1, SeqCst);
+        }
+        adopted
     }
 
     /// Gives `row` back (its owner closes it). A consumer row of a
     /// joinable queue first folds what it took and did not finish into
-    /// `LOST`, under the consumer lock. Wakes sleepers of both sides, whose
+    /// `LOST`, under the consumer lock; any other row is freed without it. Wakes sleepers of both sides, whose
     /// disconnection may have come.
     pub(crate) fn release_row(&self, row: usize, owner: u64) {
         if self.row_word(row, ROW_OWNER).load(Relaxed) != owner {
             return;
         }
-        match self.lock_consumers(None) {
-            Some(_guard) => self.fold(row),
-            None => unreachable!("no deadline"),
+        let counts_tasks =
+            self.joinable && self.row_word(row, ROW_ROLE).load(Relaxed) == Role::Consumer as u64;
+        if counts_tasks {
+            let _guard = match self.lock_consumers(None) {
+                Some(guard) => guard,
+                None => unreachable!("no deadline"),
+            };
+            // Marked as being freed first, as a reclaimer marks a dead
+            // row: see `fold`. (Fails only if a copy of this handle in
+            // another process adopted the row meanwhile: it is theirs.)
+            if self
+                .row_word(row, ROW_OWNER)
+                .compare_exchange(owner, RECLAIMING, AcqRel, Relaxed)
+                .is_ok()
+            {
+                shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: row taken");
+                self.fold(row);
+            }
+        } else {
+            // Nothing taken to count: no need for the consumers' lock,
+            // which a stopped consumer may hold for ever (review 5). The
+            // row is ours and alive, so no reclaimer folds it meanwhile.
+            self.free_row(row);
         }
         self.wake_everyone();
     }
@@ -599,8 +717,14 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Under the consumer lock: adds what `row` took and
-    /// did not finish to `LOST`, resets it and frees it.
+    /// Under the consumer lock, with `row`'s owner `RECLAIMING`: adds what
+    /// `row` took and did not finish to `LOST`, resets it and frees it.
+    ///
+    /// The owner word is what makes a replay safe: a fold killed after
+    /// freeing the row, before disarming the journal, is replayed by the
+    /// next holder of the lock, and by then someone may have claimed the
+    /// row; the replay resets and frees the row only while it is still
+    /// `RECLAIMING` (review 5: it wiped the new owner's row).
     fn fold(&self, row: usize) {
         let taken = self.row_word(row, ROW_TAKEN).load(Relaxed);
         let done = self.row_word(row, ROW_DONE).load(Relaxed);
@@ -615,11 +739,22 @@ impl<'a> Ring<'a> {
         self.w(W_JOURNAL).store(0, Release);
     }
 
-    /// The stores of a fold, each fixed by the journal.
+    /// The stores of a fold, each fixed by the journal (and the row's
+    /// owner word: see `fold`).
     fn apply_fold(&self, row: usize, lost_before: u64, amount: u64) {
         self.w(W_LOST)
             .store(lost_before.saturating_add(amount), Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: lost added");
+        // Nobody but a holder of the consumer lock changes a `RECLAIMING`
+        // owner, so the check and the stores after it do not race.
+        if self.row_word(row, ROW_OWNER).load(Acquire) == RECLAIMING {
+            self.free_row(row);
+        }
+    }
+
+    /// Resets `row` and frees it (its owner last: a row is claimed by its
+    /// owner word alone).
+    fn free_row(&self, row: usize) {
         // Release: whoever reads a reset field (a consumer judging whether
         // producers remain) also sees everything the row's owner did
         // before it closed, its last commit included.
@@ -631,8 +766,13 @@ impl<'a> Ring<'a> {
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue fold: row freed");
     }
 
-    /// Whether `role` ever attached and no row of it has a live owner now.
+    /// Whether `role` ever attached and no row of it has a live owner now:
+    /// a scan that finds none while no endpoint attached (see
+    /// "Disconnection"). Under a stream of attachments that never lets a
+    /// scan finish undisturbed, `false`: callers judge again later.
     pub(crate) fn disconnected(&self, role: Role) -> bool {
+        /// Scans before giving up on an undisturbed one.
+        const SCANS: usize = 8;
         let ever = match role {
             Role::Producer => W_PRODUCERS_EVER,
             Role::Consumer => W_CONSUMERS_EVER,
@@ -640,12 +780,22 @@ impl<'a> Ring<'a> {
         if self.w(ever).load(Acquire) == 0 {
             return false;
         }
-        !(0..self.rows).any(|row| {
-            let owner = self.row_word(row, ROW_OWNER).load(Acquire);
-            owner != 0
-                && self.row_word(row, ROW_ROLE).load(Acquire) == role as u64
-                && pid::is_running_bits(owner)
-        })
+        for _ in 0..SCANS {
+            let attaches = self.w(W_ATTACHES).load(SeqCst);
+            let live = (0..self.rows).any(|row| {
+                let owner = self.row_word(row, ROW_OWNER).load(Acquire);
+                owner != 0
+                    && self.row_word(row, ROW_ROLE).load(Acquire) == role as u64
+                    && pid::is_running_bits(owner)
+            });
+            if live {
+                return false;
+            }
+            if self.w(W_ATTACHES).load(SeqCst) == attaches {
+                return true;
+            }
+        }
+        false
     }
 
     // ----- tasks ---------------------------------------------------------
@@ -693,10 +843,12 @@ impl<'a> Ring<'a> {
                 continue;
             }
             let outstanding = self.outstanding(row);
+            // Saturating: counts written by something else must not
+            // panic the caller (review 5).
             if pid::is_running_bits(owner) {
-                unfinished += outstanding;
+                unfinished = unfinished.saturating_add(outstanding);
             } else {
-                lost += outstanding;
+                lost = lost.saturating_add(outstanding);
             }
         }
         Some((unfinished == 0, lost))
