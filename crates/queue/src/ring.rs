@@ -15,7 +15,7 @@
 //! | 4 | `TAIL`, `DATA_EVENTS` | producers | messages ever committed; consumers sleep here |
 //! | 5 | `CONSUMER_LOCK`, `CACHED_TAIL`, `JOURNAL`, `JOURNAL_A`, `JOURNAL_B`, `LOST` | consumers, under their lock | who gets now; a stale copy of `TAIL`; a change half-made; messages lost with a consumer |
 //! | 6 | `HEAD`, `SPACE_EVENTS` | consumers | messages ever taken; producers sleep here |
-//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS`, `ATTACHES` | endpoints | whether each side ever attached; `join` sleeps here; rows claimed ever (see "Disconnection") |
+//! | 7 | `PRODUCERS_EVER`, `CONSUMERS_EVER`, `DONE_EVENTS`, `ATTACHES`, `CLOSES` | endpoints | whether each side ever attached; `join` sleeps here; rows claimed ever (see "Disconnection"); closes ever (a waiter judges liveness again when either moves) |
 //! | 8.. | `ROWS` endpoint rows of four words: owner, role, taken, done | the row's owner (and consumers under their lock) | one per `Sender`/`Receiver`; owner 0 is free, `RECLAIMING` is being freed after its owner died |
 //! | then | `CAPACITY` slots of `SLOT_WORDS` words: byte length, then the bytes | the side that owns the slot | messages |
 //!
@@ -154,6 +154,7 @@ const W_PRODUCERS_EVER: usize = 56;
 const W_CONSUMERS_EVER: usize = 57;
 const W_DONE_EVENTS: usize = 58;
 const W_ATTACHES: usize = 59;
+const W_CLOSES: usize = 60;
 // Lines 8..: rows.
 const W_ROWS_START: usize = 64;
 const ROW_WORDS: usize = 4;
@@ -372,11 +373,17 @@ impl<'a> Ring<'a> {
         self.w(W_ROWS_START + row * ROW_WORDS + field)
     }
 
-    fn slot_word(&self, position: u64, i: usize) -> &'a Futex64 {
+    /// The lines of the slot for `position`: its index computed once per
+    /// message, not once per word.
+    #[inline]
+    fn slot(&self, position: u64) -> &'a [Line] {
         // The slot index is below `capacity`, which fits usize (checked by
-        // `Config::lines` when the lines were counted).
+        // `Config::lines` when the lines were counted, and `Ring::new`
+        // checked that the lines are all there).
         let slot = (position % self.capacity) as usize;
-        self.w(first_slot_line(self.rows) * 8 + slot * self.slot_words + i)
+        let lines = self.slot_words / 8;
+        let first = first_slot_line(self.rows) + slot * lines;
+        &self.lines[first..first + lines]
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -437,13 +444,14 @@ impl<'a> Ring<'a> {
                 return Err(Some(PutFailure::Full));
             }
         }
-        for (i, chunk) in bytes.chunks(8).enumerate() {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.slot_word(tail, 1 + i)
-                .store(u64::from_le_bytes(word), Relaxed);
+        let slot = self.slot(tail);
+        let words = slot.iter().flat_map(|line| &line.0);
+        for (chunk, word) in bytes.chunks(8).zip(words.skip(1)) {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(bytes), Relaxed);
         }
-        self.slot_word(tail, 0).store(bytes.len() as u64, Relaxed);
+        slot[0].0[0].store(bytes.len() as u64, Relaxed);
         shm::crash_point!(QUEUE_CRASH_POINTS, "queue put: slot written");
         // The commit: releases the slot's bytes to the consumer.
         self.w(W_TAIL).store(tail.wrapping_add(1), Release);
@@ -501,15 +509,16 @@ impl<'a> Ring<'a> {
                 return Err(Some(GetFailure::Empty));
             }
         }
-        let len = self.slot_word(head, 0).load(Relaxed);
+        let slot = self.slot(head);
+        let len = slot[0].0[0].load(Relaxed);
         let corrupt = len > self.max_bytes as u64;
         if !corrupt {
             out.clear();
-            let len = len as usize;
-            for i in 0..len.div_ceil(8) {
-                let word = self.slot_word(head, 1 + i).load(Relaxed).to_le_bytes();
-                let n = (len - i * 8).min(8);
-                out.extend_from_slice(&word[..n]);
+            out.resize(len as usize, 0);
+            let words = slot.iter().flat_map(|line| &line.0);
+            for (chunk, word) in out.chunks_mut(8).zip(words.skip(1)) {
+                let bytes = word.load(Relaxed).to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
             }
         }
         // A corrupt slot is skipped, not received: no task to mark done
@@ -710,8 +719,24 @@ impl<'a> Ring<'a> {
         self.wake_everyone();
     }
 
-    /// Wakes every sleeper of the queue, to look again.
+    /// How many times an endpoint attached or closed: a waiter that saw
+    /// this change judges the other side's liveness again at once (deaths
+    /// it judges on a schedule).
+    pub(crate) fn endpoint_changes(&self) -> u64 {
+        self.w(W_ATTACHES)
+            .load(Acquire)
+            .wrapping_add(self.w(W_CLOSES).load(Acquire))
+    }
+
+    /// Whether the ring is at capacity, at some moment during the call.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() >= self.capacity
+    }
+
+    /// Wakes every sleeper of the queue, to look again (an endpoint
+    /// closed).
     pub(crate) fn wake_everyone(&self) {
+        self.w(W_CLOSES).fetch_add(1, AcqRel);
         for events in [W_DATA_EVENTS, W_SPACE_EVENTS, W_DONE_EVENTS] {
             bump(self.w(events));
         }

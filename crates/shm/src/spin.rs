@@ -91,6 +91,26 @@ impl Spin {
         }
     }
 
+    /// Spins while `blocked()` holds and the budget allows: `true` once it
+    /// no longer holds (go on without sleeping), `false` once the budget is
+    /// spent with it still holding (the caller should then sleep).
+    ///
+    /// ```
+    /// use shm::spin::Spin;
+    ///
+    /// let mut left = 3;
+    /// assert!(Spin::busy(10).spin_while(|| { left -= 1; left > 0 }));
+    /// assert!(!Spin::busy(2).spin_while(|| true));
+    /// ```
+    pub fn spin_while(&mut self, mut blocked: impl FnMut() -> bool) -> bool {
+        while blocked() {
+            if !self.spin_once() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Spins one round if the budget allows; `false` once it is spent
     /// (the caller should then sleep).
     #[cfg(not(loom))]
