@@ -517,6 +517,12 @@ impl<T> Drop for Endpoint<'_, T> {
 /// leaves its sender counted until the parent exits too. `clone` attaches
 /// a new sender; use one per process.
 ///
+/// A sender's row names the *last* process that used it: a child that
+/// uses a sender it only borrows (a copy the parent goes on using) takes
+/// the row from the parent, and once that child exits the queue counts the
+/// parent's sender as gone until the parent puts again. Give a child its
+/// own sender (`tx.clone()` moved in), never a borrowed one.
+///
 /// `Sync`: threads of one process may share a sender (they take turns on
 /// the producers' lock).
 ///
