@@ -5,6 +5,20 @@ use std::fmt;
 
 /// Why a queue or an endpoint could not be made, opened or used for a
 /// task call.
+///
+/// ```
+/// use queue::{Queue, QueueError};
+///
+/// let name = format!("doc-queue-error-{}", std::process::id());
+/// let _numbers = Queue::<u64>::builder().capacity(4).create(&name)?;
+/// match Queue::<String>::open(&name) {
+///     Err(QueueError::TypeMismatch { expected, found, .. }) => {
+///         assert_eq!((expected.as_str(), found.as_str()), ("String", "u64"));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), QueueError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
@@ -83,6 +97,15 @@ pub struct PutError<T> {
 }
 
 /// What went wrong in a `put`.
+///
+/// ```
+/// use queue::{PutErrorKind, Queue};
+///
+/// let q = Queue::<Vec<u8>>::builder().capacity(1).max_message_bytes(16).anonymous()?;
+/// let err = q.sender()?.put(vec![0; 100]).unwrap_err();
+/// assert_eq!(err.kind(), &PutErrorKind::TooLarge { size: 101, max: 16 });
+/// # Ok::<(), queue::QueueError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PutErrorKind {
@@ -146,6 +169,17 @@ impl<T> fmt::Display for PutError<T> {
 impl<T> std::error::Error for PutError<T> {}
 
 /// Why a `get` returned no message.
+///
+/// ```
+/// use queue::{GetError, Queue};
+///
+/// let q = Queue::<u8>::new(1)?;
+/// let rx = q.receiver()?;
+/// assert_eq!(rx.try_get(), Err(GetError::Empty)); // no producer yet: wait
+/// drop(q.sender()?); // one attached, and closed
+/// assert_eq!(rx.try_get(), Err(GetError::Disconnected));
+/// # Ok::<(), queue::QueueError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {

@@ -369,6 +369,21 @@ impl<T> Queue<T> {
 }
 
 /// What [`Queue::join`] found.
+///
+/// ```
+/// use queue::Queue;
+///
+/// let q = Queue::<String>::builder().capacity(2).joinable().anonymous()?;
+/// let (tx, rx) = (q.sender()?, q.receiver()?);
+/// tx.put("wash".into()).unwrap();
+/// tx.put("dry".into()).unwrap();
+/// rx.get().unwrap();
+/// rx.task_done()?;
+/// rx.get().unwrap();
+/// drop(rx); // closed with one task not done: lost, not waited for
+/// assert_eq!(q.join()?.lost, 1);
+/// # Ok::<(), queue::QueueError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JoinReport {
     /// Messages taken by consumers that died or closed before marking
