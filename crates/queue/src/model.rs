@@ -44,10 +44,14 @@ impl Lines {
         let ring = self.ring();
         let mut recheck = Recheck::new();
         loop {
-            let seen = ring.space_events();
             match ring.try_put(&value.to_le_bytes(), None) {
                 Ok(()) => return,
-                Err(Some(PutFailure::Full)) => ring.wait_for_space(seen, None, &mut recheck),
+                Err(Some(PutFailure::Full)) => {
+                    // As `Sender::put`: the count is read once the ring was
+                    // found full, before sleeping.
+                    let seen = ring.space_events();
+                    ring.wait_for_space(seen, None, &mut recheck);
+                }
                 Err(None) => unreachable!("no deadline"),
             }
         }
@@ -60,10 +64,12 @@ impl Lines {
         let mut recheck = Recheck::new();
         let mut out = Vec::new();
         loop {
-            let seen = ring.data_events();
             match ring.try_get(row, &mut out, None) {
                 Ok(()) => return Some(u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))),
                 Err(Some(GetFailure::Empty)) => {
+                    // As `Receiver::get`: the count is read once the ring
+                    // was found empty, before judging the producers.
+                    let seen = ring.data_events();
                     if ring.disconnected(Role::Producer) && ring.len() == 0 {
                         return None;
                     }
