@@ -305,7 +305,8 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   first 1 MiB of what the peer sent and this end
 ///   has not received yet; beyond that it watches the previous owner.
 /// - Out of descriptors: an announcement whose pidfd could not be opened
-///   (by the announcer) or received (by this end) goes by pid, looked up
+///   or passed (by the announcer: `ETOOMANYREFS`, too many descriptors in
+///   flight) or received (by this end) goes by pid, looked up
 ///   on arrival: were the announcer dead by then and its pid reused, the
 ///   wrong process would be watched. If this end cannot open a pidfd
 ///   either, it goes on watching the previous owner. Messages flow on in
@@ -785,16 +786,22 @@ impl Connection {
         self.owner.set(me);
         // The frame is sent even without a pidfd (out of descriptors): the
         // peer then looks the pid up.
-        let pidfd = sys::pidfd_open(me).ok();
-        let word = if pidfd.is_some() {
-            ANNOUNCE
-        } else {
-            ANNOUNCE_PID
+        let frame = |word: u32| {
+            let mut frame = [0u8; CONTROL_LEN];
+            frame[..4].copy_from_slice(&word.to_le_bytes());
+            frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
+            frame
         };
-        let mut frame = [0u8; CONTROL_LEN];
-        frame[..4].copy_from_slice(&word.to_le_bytes());
-        frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
-        let _ = self.write_frame(&[&frame], pidfd.as_ref().map(|fd| fd.as_fd()));
+        if let Ok(pidfd) = sys::pidfd_open(me) {
+            match self.write_frame(&[&frame(ANNOUNCE)], Some(pidfd.as_fd())) {
+                // Nothing went out because the kernel refused the
+                // descriptor (`ETOOMANYREFS`: too many in flight, say):
+                // announce by pid instead, as without a pidfd.
+                Err(PipeError::Os { .. }) if !self.send_broken.get() => {}
+                _ => return,
+            }
+        }
+        let _ = self.write_frame(&[&frame(ANNOUNCE_PID)], None);
     }
 
     /// Writes one whole frame (the concatenation of `parts`), passing `pass`

@@ -126,7 +126,6 @@ fn an_announcement_by_pid_of_a_dead_process_keeps_the_messages_behind_it() {
 /// dropped, not sent by pid: the other end went on watching the pipe's
 /// creator, and the new owner's SIGKILL left its `recv` waiting for ever.
 #[test]
-#[ignore = "defect: an announcement whose pidfd the kernel refuses is not sent at all"]
 fn an_announcement_whose_pidfd_is_refused_still_goes_by_pid() {
     let ready = Shared::new(Futex::new(0)).unwrap();
     let ready_ref = &ready;
