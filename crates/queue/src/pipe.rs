@@ -363,6 +363,10 @@ struct Inbox {
     /// The stream is done: every receive returns `PeerClosed` (after
     /// `pending`).
     finished: bool,
+    /// The last announcement named a process that was gone by the time it
+    /// was read (by pid: no such process any more): the owner is dead, as
+    /// if its pidfd polled readable. What it sent is still taken.
+    owner_gone: bool,
 }
 
 /// What one read from the socket did.
@@ -519,11 +523,14 @@ impl Inbox {
             None => sys::pidfd_open(pid),
         };
         match pidfd {
-            Ok(fd) => peer
-                .replace(fd.as_fd())
-                .map_err(|source| PipeError::Os { op: "dup3", source })?,
-            // ESRCH: that process is already gone: so is the end it owned.
-            Err(Errno::SRCH) => self.finished = true,
+            Ok(fd) => {
+                peer.replace(fd.as_fd())
+                    .map_err(|source| PipeError::Os { op: "dup3", source })?;
+                self.owner_gone = false;
+            }
+            // ESRCH: that process is already gone: so is the end it owned,
+            // once what it sent (perhaps still in the socket) is taken.
+            Err(Errno::SRCH) => self.owner_gone = true,
             // Out of descriptors here too: the previous owner stays
             // watched; the messages flow on.
             Err(_) => {}
@@ -723,6 +730,12 @@ impl Connection {
                 Read::Eof => return Err(inbox.ended()),
                 Read::Nothing => {}
             }
+            // An owner known dead (announced by the pid of a process gone
+            // since): its pidfd is not there to poll readable.
+            if inbox.owner_gone && self.peer_gone(inbox, usize::MAX)? {
+                inbox.finished = true;
+                continue;
+            }
             // Nothing more for now: wait for bytes or the owner's exit,
             // until the deadline. (Looked at once even when the deadline
             // has passed: `poll(Some(ZERO))` must see a dead owner.)
@@ -759,7 +772,7 @@ impl Connection {
             if inbox.finished {
                 return Ok(true);
             }
-            if !sys::readable_now(self.peer.as_fd()) {
+            if !self.owner_dead(inbox) {
                 return Ok(false);
             }
             if inbox.len() >= read_ahead {
@@ -769,10 +782,16 @@ impl Connection {
                 Read::Bytes => continue,
                 Read::Nothing | Read::Eof => {
                     inbox.scan_controls(&self.peer)?;
-                    return Ok(inbox.finished || sys::readable_now(self.peer.as_fd()));
+                    return Ok(inbox.finished || self.owner_dead(inbox));
                 }
             }
         }
+    }
+
+    /// Whether the process last known to own the peer end has exited (as
+    /// far as the announcements applied so far tell).
+    fn owner_dead(&self, inbox: &Inbox) -> bool {
+        inbox.owner_gone || sys::readable_now(self.peer.as_fd())
     }
 
     /// On the first use in a new process: take this end over and announce
@@ -868,8 +887,9 @@ impl Connection {
                         false
                     }
                 };
-                if inbox.finished {
-                    // The peer closed its end (or broke the stream).
+                if inbox.finished || inbox.owner_gone {
+                    // The peer closed its end (or broke the stream), or its
+                    // owner was gone when it announced itself.
                     return Err(PipeError::PeerClosed);
                 }
                 more

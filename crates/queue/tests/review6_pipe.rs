@@ -89,7 +89,6 @@ fn a_first_receive_in_a_new_process_keeps_its_timeout_when_the_announcement_does
 /// beyond the first read, were lost (a torn frame instead of the third
 /// message, though all of it had been sent).
 #[test]
-#[ignore = "defect: an announcement by pid of a dead process loses the messages behind it"]
 fn an_announcement_by_pid_of_a_dead_process_keeps_the_messages_behind_it() {
     const LEN: usize = 30_000;
     const COUNT: u8 = 4;
