@@ -266,7 +266,11 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   `send` and [`wait`](crate::wait()) with `PeerClosed` once the
 ///   messages it sent are taken. Until an announcement, the other end
 ///   watches the process that called `pipe` (which, in that process
-///   itself, never fires).
+///   itself, never fires). A receive (`recv`, `recv_timeout`, `poll`,
+///   `wait`) does not wait for room for the announcement: if this end's
+///   outgoing buffer is full (what was sent on it is not read yet), the
+///   announcement goes out as soon as there is room while a receive
+///   waits, or at the next use; a send waits for room as for its message.
 ///
 /// So the usual pattern is safe with nothing to close: the parent keeps
 /// `a`, moves `b` into a child, the child uses `b`; when the child ends
@@ -285,6 +289,9 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   ...)`](crate::wait()) (Python's `wait([conn, p.sentinel])`), or use a
 ///   timeout, or have the child call
 ///   [`poll(Some(Duration::ZERO))`](Connection::poll) first thing.
+///   (That poll announces it only if the end's outgoing buffer has room,
+///   see above; a child whose receives found it full and that dies before
+///   there was room has not announced itself either.)
 /// - **One owner at a time**: the process watched is the last one that
 ///   announced. A `Connection` used by two processes (borrowed by a
 ///   child's closure while the parent still uses it) makes the other end
@@ -592,8 +599,8 @@ impl Connection {
         let len = frame.len() - 4;
         check_len(len)?;
         frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        self.claim();
-        self.write_frame(&[&frame], None)
+        self.claim(true);
+        self.write_frame(&[&frame], None, true)
     }
 
     /// Sends `bytes` as one message (Python's `send_bytes`), received whole
@@ -603,8 +610,8 @@ impl Connection {
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), PipeError> {
         check_len(bytes.len())?;
         let word = (bytes.len() as u32).to_le_bytes();
-        self.claim();
-        self.write_frame(&[&word, bytes], None)
+        self.claim(true);
+        self.write_frame(&[&word, bytes], None, true)
     }
 
     /// Receives the next message as a `T` (Python's `recv`), waiting for it
@@ -641,7 +648,7 @@ impl Connection {
     /// `recv_bytes_into`): replaces `buf`'s contents with the message,
     /// reusing its allocation, and returns the message's length.
     pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, PipeError> {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         let payload = self.next_frame(&mut inbox, None)?;
         buf.clear();
@@ -657,7 +664,7 @@ impl Connection {
     /// of which only part has arrived is not ready. Never returns `false`
     /// before `timeout` has passed.
     pub fn poll(&self, timeout: Option<Duration>) -> bool {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         match self.wait_frame(&mut inbox, timeout.map(deadline)) {
             Ok(ready) => ready,
@@ -677,7 +684,7 @@ impl Connection {
     }
 
     fn recv_until<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T, PipeError> {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         let payload = self.next_frame(&mut inbox, deadline)?;
         let bytes = &inbox.buf[payload];
@@ -739,8 +746,15 @@ impl Connection {
             // Nothing more for now: wait for bytes or the owner's exit,
             // until the deadline. (Looked at once even when the deadline
             // has passed: `poll(Some(ZERO))` must see a dead owner.)
+            // An announcement that found no room is sent once there is.
+            let announcing = self.unclaimed();
+            let events = if announcing {
+                PollFlags::IN | PollFlags::OUT
+            } else {
+                PollFlags::IN
+            };
             let mut fds = [
-                PollFd::new(&self.socket, PollFlags::IN),
+                PollFd::new(&self.socket, events),
                 PollFd::new(&self.peer, PollFlags::IN),
             ];
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -748,13 +762,16 @@ impl Connection {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(PipeError::os("poll", e)),
             }
+            if announcing && fds[0].revents().contains(PollFlags::OUT) {
+                self.claim(false);
+            }
             if !fds[1].revents().is_empty() && self.peer_gone(inbox, usize::MAX)? {
                 // Everything the dead owner sent is in the socket already:
                 // the loop takes whole frames first, then reports the end.
                 inbox.finished = true;
                 continue;
             }
-            if !fds[0].revents().is_empty() {
+            if !(fds[0].revents() - PollFlags::OUT).is_empty() {
                 continue;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -797,36 +814,60 @@ impl Connection {
     /// On the first use in a new process: take this end over and announce
     /// it to the peer (see the type's docs). Best effort: if the peer is
     /// gone, the operation that follows says so.
-    fn claim(&self) {
+    ///
+    /// Without `wait` (a receive), an announcement for which the socket has
+    /// no room now is not waited for (the receive keeps its timeout, and
+    /// the peer need not read first): the end stays unclaimed, and the
+    /// next use, or the receive's own wait once the socket has room, tries
+    /// again.
+    fn claim(&self, wait: bool) {
         let me = sys::getpid();
         if self.owner.get() == me {
             return;
         }
-        self.owner.set(me);
-        // The frame is sent even without a pidfd (out of descriptors): the
-        // peer then looks the pid up.
         let frame = |word: u32| {
             let mut frame = [0u8; CONTROL_LEN];
             frame[..4].copy_from_slice(&word.to_le_bytes());
             frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
             frame
         };
-        if let Ok(pidfd) = sys::pidfd_open(me) {
-            match self.write_frame(&[&frame(ANNOUNCE)], Some(pidfd.as_fd())) {
+        let with_pidfd = sys::pidfd_open(me).ok().and_then(|pidfd| {
+            match self.write_frame(&[&frame(ANNOUNCE)], Some(pidfd.as_fd()), wait) {
                 // Nothing went out because the kernel refused the
                 // descriptor (`ETOOMANYREFS`: too many in flight, say):
-                // announce by pid instead, as without a pidfd.
-                Err(PipeError::Os { .. }) if !self.send_broken.get() => {}
-                _ => return,
+                // announce by pid instead.
+                Err(PipeError::Os { .. }) if !self.send_broken.get() => None,
+                sent => Some(sent),
             }
+        });
+        // The frame is sent even without a pidfd (out of descriptors): the
+        // peer then looks the pid up.
+        let sent =
+            with_pidfd.unwrap_or_else(|| self.write_frame(&[&frame(ANNOUNCE_PID)], None, wait));
+        // `Timeout`: no room, and not to be waited for: not claimed yet.
+        if !matches!(sent, Err(PipeError::Timeout(_))) {
+            self.owner.set(me);
         }
-        let _ = self.write_frame(&[&frame(ANNOUNCE_PID)], None);
+    }
+
+    /// Whether this end still has to announce that this process owns it
+    /// (a receive found no room for the announcement).
+    fn unclaimed(&self) -> bool {
+        self.owner.get() != sys::getpid()
     }
 
     /// Writes one whole frame (the concatenation of `parts`), passing `pass`
     /// along with its first byte. Completes short writes; if the frame
     /// cannot be finished, marks the connection broken.
-    fn write_frame(&self, parts: &[&[u8]], pass: Option<BorrowedFd<'_>>) -> Result<(), PipeError> {
+    ///
+    /// Without `wait`, a frame of which nothing fits now is not written:
+    /// `Timeout` (and the inbox is not touched: the caller may hold it).
+    fn write_frame(
+        &self,
+        parts: &[&[u8]],
+        pass: Option<BorrowedFd<'_>>,
+        wait: bool,
+    ) -> Result<(), PipeError> {
         if self.send_broken.get() {
             return Err(PipeError::Broken);
         }
@@ -855,8 +896,16 @@ impl Connection {
                     }
                 }
                 Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if !wait && sent == 0 => {
+                    break Err(PipeError::Timeout(Duration::ZERO))
+                }
                 Err(Errno::AGAIN) => {
-                    if let Err(e) = self.wait_writable() {
+                    let writable = if wait {
+                        self.wait_writable()
+                    } else {
+                        self.wait_writable_unread()
+                    };
+                    if let Err(e) = writable {
                         break Err(e);
                     }
                 }
@@ -921,6 +970,29 @@ impl Connection {
                         return Err(PipeError::PeerClosed);
                     }
                 }
+            }
+        }
+    }
+
+    /// [`wait_writable`](Connection::wait_writable) without reading ahead
+    /// (the caller may hold the inbox): for the rest of an announcement
+    /// begun without waiting, which in practice never happens (a Unix
+    /// stream socket takes a frame of 8 bytes whole or not at all).
+    fn wait_writable_unread(&self) -> Result<(), PipeError> {
+        loop {
+            let mut fds = [
+                PollFd::new(&self.socket, PollFlags::OUT),
+                PollFd::new(&self.peer, PollFlags::IN),
+            ];
+            match sys::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(PipeError::os("poll", e)),
+            }
+            if !fds[0].revents().is_empty() {
+                return Ok(());
+            }
+            if !fds[1].revents().is_empty() {
+                return Err(PipeError::PeerClosed);
             }
         }
     }

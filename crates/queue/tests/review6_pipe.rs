@@ -3,6 +3,7 @@
 //! suspected.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use daemon::{JoinError, Process};
@@ -51,36 +52,72 @@ fn assert_peer_closed<T: std::fmt::Debug>(got: Result<T, PipeError>) {
 /// buffer is full (the process that called `pipe` sent on it, the peer has
 /// not read yet), that write waited for the peer to read: a zero-timeout
 /// poll and a 50 ms `recv_timeout` blocked for as long as the peer did not
-/// read (here: for ever).
+/// read (here: for ever). The announcement must still go out once there is
+/// room, so that the new owner's death is seen.
 #[test]
-#[ignore = "defect: a first receive in a new process blocks in the announcement past its timeout"]
 fn a_first_receive_in_a_new_process_keeps_its_timeout_when_the_announcement_does_not_fit() {
+    // [done, poll was not ready, wait returned empty, recv_timeout timed
+    // out, milliseconds the three took]
+    let report = Shared::new([
+        Futex::new(0),
+        Futex::new(0),
+        Futex::new(0),
+        Futex::new(0),
+        Futex::new(0),
+    ])
+    .unwrap();
+    let received = Shared::new(Futex::new(0)).unwrap();
+    let (report_ref, received_ref) = (&report, &received);
     let (parent_end, child_end) = pipe().unwrap();
-    assert!(fill_outgoing(&child_end) > 0);
-    let mut child = Process::new(move || {
+    let filled = fill_outgoing(&child_end);
+    assert!(filled > 0);
+    let child = Process::new(move || -> () {
         let started = Instant::now();
         let ready = child_end.poll(Some(Duration::ZERO));
         let waited = wait(&[&child_end], Some(Duration::from_millis(10)));
         let got = child_end.recv_timeout::<u8>(Duration::from_millis(50));
-        (
-            ready,
-            waited.is_empty(),
-            matches!(got, Err(PipeError::Timeout(_))),
-            started.elapsed().as_millis() as u64,
-        )
+        let took = started.elapsed().as_millis() as u32;
+        report_ref[1].store(u32::from(!ready), Ordering::SeqCst);
+        report_ref[2].store(u32::from(waited.is_empty()), Ordering::SeqCst);
+        let timed_out = matches!(got, Err(PipeError::Timeout(_)));
+        report_ref[3].store(u32::from(timed_out), Ordering::SeqCst);
+        report_ref[4].store(took, Ordering::SeqCst);
+        raise(&report_ref[0]);
+        // Announces itself once the parent has read: its death is seen.
+        assert_eq!(child_end.recv::<u8>().expect("a value"), 7);
+        raise(received_ref);
+        park_until_killed();
     })
     .start()
     .unwrap();
-    let outcome = child.join_timeout(GENEROUS);
-    if outcome.is_err() {
-        let _ = child.kill();
-        let _ = child.join_timeout(GENEROUS);
+    let (done, took) = (&report[0], &report[4]);
+    let limit = testkit::deadline(GENEROUS);
+    while done.load(Ordering::SeqCst) == 0 && done.wait(0, Some(limit)) {}
+    if done.load(Ordering::SeqCst) == 0 {
+        child.kill().unwrap();
+        let _ = child.join();
+        panic!("poll(ZERO), wait(10 ms) and recv_timeout(50 ms) did not return in {GENEROUS:?}");
     }
-    let (ready, none_ready, timed_out, ms) =
-        outcome.expect("the child's poll(ZERO), wait(10 ms) and recv_timeout(50 ms) return");
-    assert!(!ready && none_ready && timed_out);
-    assert!(ms < GENEROUS.as_millis() as u64 / 2, "took {ms} ms");
-    drop(parent_end);
+    let flags: Vec<u32> = report[1..4]
+        .iter()
+        .map(|f| f.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(flags, [1, 1, 1], "not ready, nothing ready, timed out");
+    let took = took.load(Ordering::SeqCst);
+    assert!(
+        (60..GENEROUS.as_millis() as u32 / 2).contains(&took),
+        "took {took} ms"
+    );
+    for _ in 0..filled {
+        assert_eq!(parent_end.recv_bytes().unwrap(), b"");
+    }
+    parent_end.send(&7u8).unwrap();
+    wait_for(&received, 1);
+    let killer = sigkill_from_sibling(child.pid());
+    let got = parent_end.recv_timeout::<u8>(GENEROUS);
+    killer.join().unwrap();
+    let _ = child.join();
+    assert_peer_closed(got);
 }
 
 /// An announcement that goes by pid (the announcer was out of descriptors)
