@@ -230,3 +230,95 @@ fn refuse_passed_descriptors() {
     }
     panic!("the kernel never refused a descriptor in flight");
 }
+
+/// Descriptors open in this process.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Many pipes whose far end a child uses (announcing itself, a pidfd
+/// passed in) and then exits or is killed, with messages both ways: once
+/// both ends are dropped, no descriptor is left open. (The child borrows
+/// the far end, and this process drops it after the child's death: an end
+/// moved into a child is never dropped here, see the next test.) Counted
+/// in a child process of its own, where no other test opens descriptors
+/// meanwhile.
+#[test]
+fn pipes_and_their_announcements_leave_no_descriptor_behind() {
+    let counts = Process::new(|| {
+        let before = open_descriptors();
+        for round in 0..30u32 {
+            let (near, far) = pipe().expect("a pipe");
+            let announced = Shared::new(Futex::new(0)).expect("a futex");
+            let (announced_ref, far_ref) = (&announced, &far);
+            let child = Process::new(move || -> () {
+                assert_eq!(far_ref.recv::<u32>().expect("a value"), round);
+                far_ref.send(&round).expect("sent");
+                if round % 2 == 1 {
+                    raise(announced_ref);
+                    park_until_killed();
+                }
+            })
+            .start()
+            .expect("a child");
+            near.send(&round).expect("sent");
+            assert_eq!(near.recv_timeout::<u32>(GENEROUS).expect("a value"), round);
+            if round % 2 == 1 {
+                wait_for(&announced, 1);
+                child.kill().expect("killed");
+            }
+            assert_peer_closed(near.recv_timeout::<u32>(GENEROUS));
+            let _ = child.join();
+            drop((near, far));
+        }
+        (before, open_descriptors())
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(counts.0, counts.1, "(before, after)");
+}
+
+/// `daemon::Process` never drops, in the parent, what it moved into a
+/// child, and dropping a `Connection` shuts the socket down for every
+/// copy: so the parent can never close its copy of an end it moved into a
+/// child. Its two descriptors (the socket and a pidfd) stay open for the
+/// parent's life: a parent that starts one worker per task with a pipe end
+/// runs out of descriptors (here, 40 to spare last 18 workers), though
+/// every worker has exited and every end it kept was dropped. (Python's
+/// parent can `close()` its copy; the way out here is to lend the end to
+/// the child's closure and drop it once the child has exited, as the test
+/// above does.)
+#[test]
+#[ignore = "defect: every end moved into a child leaks its two descriptors in the parent"]
+fn a_parent_that_moves_ends_into_children_does_not_run_out_of_descriptors() {
+    let failed_at = Process::new(|| {
+        let open = open_descriptors() as u64;
+        let limit = libc::rlimit {
+            rlim_cur: open + 40,
+            rlim_max: open + 40,
+        };
+        // SAFETY: a plain system call on a value owned here.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        for round in 0..200u32 {
+            let started = pipe().map_err(|e| e.to_string()).and_then(|(near, far)| {
+                let child = Process::new(move || far.send(&round).expect("sent"))
+                    .start()
+                    .map_err(|e| e.to_string())?;
+                assert_eq!(near.recv_timeout::<u32>(GENEROUS).expect("a value"), round);
+                child.join().expect("the worker");
+                Ok(())
+            });
+            if let Err(e) = started {
+                return Some(format!("round {round}: {e}"));
+            }
+        }
+        None
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(failed_at, None);
+}
