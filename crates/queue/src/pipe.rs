@@ -319,7 +319,11 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   either, it goes on watching the previous owner. Messages flow on in
 ///   every case.
 /// - Each pipe takes four descriptors (two sockets, two pidfds), Python's
-///   two.
+///   two. An end moved into a child keeps its two open in the parent for
+///   the parent's life (the parent never drops the closure, and has no
+///   way to close its copy alone): a parent that starts many children with
+///   an end moved into each runs out of descriptors. Lend the end to the
+///   child's closure instead, and drop it once the child has exited.
 ///
 /// A `Connection` is `Send` but not `Sync`: one thread at a time (put it in
 /// a `Mutex` to share it), as Python's is not thread-safe either.
