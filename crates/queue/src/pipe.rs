@@ -269,8 +269,10 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   itself, never fires). A receive (`recv`, `recv_timeout`, `poll`,
 ///   `wait`) does not wait for room for the announcement: if this end's
 ///   outgoing buffer is full (what was sent on it is not read yet), the
-///   announcement goes out as soon as there is room while a receive
-///   waits, or at the next use; a send waits for room as for its message.
+///   announcement goes out as soon as there is room while `recv`,
+///   `recv_timeout` or `poll` waits, or at the next use (a `wait` only
+///   tries when it looks at the connection); a send waits for room as for
+///   its message.
 ///
 /// So the usual pattern is safe with nothing to close: the parent keeps
 /// `a`, moves `b` into a child, the child uses `b`; when the child ends
