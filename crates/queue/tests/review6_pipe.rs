@@ -322,3 +322,68 @@ fn a_parent_that_moves_ends_into_children_does_not_run_out_of_descriptors() {
     .unwrap();
     assert_eq!(failed_at, None);
 }
+
+/// Writes `bytes` into `conn`'s socket as they are: a peer that does not
+/// go through this crate (or a crate bug) writing the wire format by hand.
+fn write_raw(conn: &Connection, bytes: &[u8]) {
+    assert_eq!(
+        rustix::net::send(conn.as_fd(), bytes, SendFlags::NOSIGNAL),
+        Ok(bytes.len())
+    );
+}
+
+/// A message of which only part has arrived is not a message: `poll` and
+/// `recv_timeout` wait their whole timeout (never less, not much more),
+/// and the message is received whole once the rest arrives.
+#[test]
+fn half_a_message_is_waited_for_on_time_and_then_received_whole() {
+    let (a, b) = pipe().unwrap();
+    let body = pattern(1000, 3);
+    write_raw(&a, &(body.len() as u32).to_le_bytes());
+    write_raw(&a, &body[..600]);
+    let wait = Duration::from_millis(50);
+    let started = Instant::now();
+    assert!(!b.poll(Some(wait)));
+    let got = b.recv_timeout::<Vec<u8>>(wait);
+    let waited = started.elapsed();
+    assert!(
+        matches!(got, Err(PipeError::Timeout(t)) if t == wait),
+        "{got:?}"
+    );
+    assert!(waited >= 2 * wait, "{waited:?}");
+    assert!(waited < 2 * wait + GENEROUS / 10, "{waited:?}");
+    write_raw(&a, &body[600..]);
+    assert_eq!(b.recv_bytes().unwrap(), body);
+}
+
+/// Frames this crate never writes: a length word with its top bit set
+/// other than an announcement is a `Protocol` error after the messages
+/// before it, and ends the stream; a length close to 2 GiB whose writer
+/// goes away is a torn frame, never a value.
+#[test]
+fn forged_control_words_and_huge_lengths_end_the_stream_with_an_error() {
+    let (a, b) = pipe().unwrap();
+    a.send(&1u8).unwrap();
+    write_raw(&a, &0x8000_0002u32.to_le_bytes());
+    write_raw(&a, &[0; 4]);
+    a.send(&2u8).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    assert!(matches!(
+        b.recv::<u8>(),
+        Err(PipeError::Protocol { word: 0x8000_0002 })
+    ));
+    assert_peer_closed(b.recv::<u8>());
+
+    let (a, b) = pipe().unwrap();
+    write_raw(&a, &0x7FFF_FFFFu32.to_le_bytes());
+    write_raw(&a, &[7; 100]);
+    assert!(!b.poll(Some(Duration::ZERO)));
+    drop(a);
+    match b.recv_bytes() {
+        Err(PipeError::TornFrame { expected, received }) => {
+            assert_eq!((expected, received), (0x7FFF_FFFF, 100));
+        }
+        other => panic!("expected a torn frame, got {:?}", other.map(|v| v.len())),
+    }
+    assert_peer_closed(b.recv_bytes());
+}
