@@ -315,11 +315,12 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   has not received yet; beyond that it watches the previous owner.
 /// - Out of descriptors: an announcement whose pidfd could not be opened
 ///   or passed (by the announcer: `ETOOMANYREFS`, too many descriptors in
-///   flight) or received (by this end) goes by pid, looked up
-///   on arrival: were the announcer dead by then and its pid reused, the
+///   flight) or received (by this end) goes by pid, looked up on
+///   arrival: were the announcer dead by then and its pid reused, the
 ///   wrong process would be watched. If this end cannot open a pidfd
-///   either, it goes on watching the previous owner. Messages flow on in
-///   every case.
+///   either (or put it in place: a descriptor limit lowered below the
+///   number of the pidfd it holds), it goes on watching the previous
+///   owner. Messages flow on in every case.
 /// - Each pipe takes four descriptors (two sockets, two pidfds), Python's
 ///   two. An end moved into a child keeps its two open in the parent for
 ///   the parent's life (the parent never drops the closure, and has no
@@ -536,10 +537,14 @@ impl Inbox {
             None => sys::pidfd_open(pid),
         };
         match pidfd {
+            // If `dup3` onto the slot fails (its number is above a
+            // descriptor limit lowered since, `EBADF`), the previous owner
+            // stays watched, as when out of descriptors: the frame is
+            // consumed all the same, the messages flow on.
             Ok(fd) => {
-                peer.replace(fd.as_fd())
-                    .map_err(|source| PipeError::Os { op: "dup3", source })?;
-                self.owner_gone = false;
+                if peer.replace(fd.as_fd()).is_ok() {
+                    self.owner_gone = false;
+                }
             }
             // ESRCH: that process is already gone: so is the end it owned,
             // once what it sent (perhaps still in the socket) is taken.

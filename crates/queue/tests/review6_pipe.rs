@@ -387,3 +387,46 @@ fn forged_control_words_and_huge_lengths_end_the_stream_with_an_error() {
     }
     assert_peer_closed(b.recv_bytes());
 }
+
+/// A descriptor limit lowered below the number of the pidfd slot (here:
+/// the pipe opened at descriptor 70 and more, the limit then set to 64,
+/// as `testkit::exhaust_descriptors` does) makes `dup3` onto the slot fail
+/// (`EBADF`), though the announcement's pidfd itself arrived. That error
+/// came out of every `recv` from then on (the announcement was never
+/// consumed): the stream was wedged, where the docs promise that messages
+/// flow on whatever the descriptors.
+#[test]
+fn a_pidfd_slot_above_a_lowered_descriptor_limit_does_not_wedge_the_stream() {
+    let got = Process::new(|| {
+        let filler: Vec<_> = (0..70)
+            .map(|_| std::fs::File::open("/dev/null").expect("/dev/null"))
+            .collect();
+        let (near, far) = pipe().expect("a pipe");
+        drop(filler);
+        let limit = libc::rlimit {
+            rlim_cur: 64,
+            rlim_max: 64,
+        };
+        // SAFETY: a plain system call on a value owned here.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let writer = Process::new(move || {
+            far.send(&1u8).expect("sent");
+            far.send(&2u8).expect("sent");
+        })
+        .start()
+        .expect("start the writer");
+        let got: Vec<String> = (0..3)
+            .map(|_| match near.recv_timeout::<u8>(GENEROUS) {
+                Ok(n) => n.to_string(),
+                Err(e) => format!("{e:?}"),
+            })
+            .collect();
+        let _ = writer.join();
+        got
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(got, ["1", "2", "PeerClosed"]);
+}
