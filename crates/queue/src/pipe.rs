@@ -743,10 +743,14 @@ impl Connection {
             if inbox.finished {
                 return Err(inbox.ended());
             }
+            let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
             match inbox.read(self.socket.as_fd())? {
-                Read::Bytes => continue,
+                // Read on while bytes come, but not past the deadline: a
+                // large message may stream in for longer than the timeout
+                // (the peer's death is still looked at once, below).
+                Read::Bytes if !past(deadline) => continue,
+                Read::Bytes | Read::Nothing => {}
                 Read::Eof => return Err(inbox.ended()),
-                Read::Nothing => {}
             }
             // An owner known dead (announced by the pid of a process gone
             // since): its pidfd is not there to poll readable.
@@ -782,11 +786,13 @@ impl Connection {
                 inbox.finished = true;
                 continue;
             }
+            if past(deadline) {
+                // Whole frames already read count, however much more is
+                // coming.
+                return Ok(inbox.head(&self.peer)?.is_some());
+            }
             if !(fds[0].revents() - PollFlags::OUT).is_empty() {
                 continue;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
             }
         }
     }

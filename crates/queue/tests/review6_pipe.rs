@@ -430,3 +430,47 @@ fn a_pidfd_slot_above_a_lowered_descriptor_limit_does_not_wedge_the_stream() {
     .unwrap();
     assert_eq!(got, ["1", "2", "PeerClosed"]);
 }
+
+/// While a large message streams in (the writer refills the socket as
+/// fast as it is read), `recv_timeout` and `poll` read on and on: the
+/// deadline was looked at only when a read found the socket empty, so a
+/// 10 ms `recv_timeout` returned `Timeout` after seconds, and a zero
+/// `poll` (what `wait` asks, which must not block) took as long.
+#[test]
+fn a_message_streaming_in_does_not_hold_a_receive_past_its_timeout() {
+    const LEN: usize = 256 << 20;
+    let writing = Shared::new(Futex::new(0)).unwrap();
+    let writing_ref = &writing;
+    let (parent_end, child_end) = pipe().unwrap();
+    let child = Process::new(move || {
+        let big = vec![1u8; LEN];
+        raise(writing_ref);
+        child_end.send_bytes(&big).expect("sent");
+    })
+    .start()
+    .unwrap();
+    wait_for(&writing, 1);
+    let limit = Duration::from_millis(10);
+    let slack = GENEROUS / 40;
+    let started = Instant::now();
+    let ready = parent_end.poll(Some(Duration::ZERO));
+    let polled = started.elapsed();
+    let started = Instant::now();
+    let got = parent_end.recv_timeout::<Vec<u8>>(limit);
+    let waited = started.elapsed();
+    // However they ended, the message still arrives whole.
+    let len = parent_end.recv_bytes().map(|b| b.len());
+    child.join().unwrap();
+    assert!(!ready, "not all of it can be there yet");
+    assert!(polled < slack, "poll(ZERO) took {polled:?}");
+    assert!(
+        matches!(got, Err(PipeError::Timeout(_))),
+        "{:?}",
+        got.map(|v| v.len())
+    );
+    assert!(
+        waited < limit + slack,
+        "recv_timeout({limit:?}) took {waited:?}"
+    );
+    assert_eq!(len.unwrap(), LEN);
+}
