@@ -374,13 +374,18 @@ struct Inbox {
     fds: VecDeque<Option<OwnedFd>>,
     /// An error `poll` found, for the next `recv` to return.
     pending: Option<PipeError>,
-    /// The stream is done: every receive returns `PeerClosed` (after
-    /// `pending`).
+    /// The stream is done: once the whole frames in the inbox are taken,
+    /// every receive returns `PeerClosed` (after `pending`, and a torn
+    /// frame or `unknown_word` once).
     finished: bool,
     /// The last announcement named a process that was gone by the time it
     /// was read (by pid: no such process any more): the owner is dead, as
     /// if its pidfd polled readable. What it sent is still taken.
     owner_gone: bool,
+    /// The stream was cut at a control word this crate does not know
+    /// (`end` is where it was): reported as `Protocol` once the frames
+    /// before it are taken.
+    unknown_word: Option<u32>,
 }
 
 /// What one read from the socket did.
@@ -514,9 +519,13 @@ impl Inbox {
     /// it was).
     fn control(&mut self, at: usize, word: u32, peer: &FdSlot) -> Result<bool, PipeError> {
         if word != ANNOUNCE && word != ANNOUNCE_PID {
+            // The stream ends here: the frames before it are still
+            // received (this may be a look ahead, behind them), then
+            // `Protocol`.
             self.finished = true;
-            self.start = self.end;
-            return Err(PipeError::Protocol { word });
+            self.end = at;
+            self.unknown_word = Some(word);
+            return Ok(false);
         }
         if self.end - at < CONTROL_LEN {
             return Ok(false);
@@ -560,6 +569,10 @@ impl Inbox {
     /// is here, else `PeerClosed`.
     fn ended(&mut self) -> PipeError {
         self.finished = true;
+        if let Some(word) = self.unknown_word.take() {
+            self.start = self.end;
+            return PipeError::Protocol { word };
+        }
         let len = self.len();
         if len == 0 {
             return PipeError::PeerClosed;

@@ -474,3 +474,27 @@ fn a_message_streaming_in_does_not_hold_a_receive_past_its_timeout() {
     );
     assert_eq!(len.unwrap(), LEN);
 }
+
+/// A frame this crate does not expect ends the stream with `Protocol`,
+/// after the messages before it: so `recv` has it when it reads the stream
+/// itself. But when a send blocked on a full buffer read the stream ahead
+/// (looking for announcements), the whole inbox was dropped at the unknown
+/// word: the message before it was lost.
+#[test]
+fn a_protocol_error_found_by_a_blocked_send_keeps_the_messages_before_it() {
+    let (a, b) = pipe().unwrap();
+    // `a` is the peer that does not speak the wire format.
+    a.send(&1u8).unwrap();
+    write_raw(&a, &0x8000_0002u32.to_le_bytes());
+    write_raw(&a, &[0; 4]);
+    // `b` sends with its outgoing buffer full: the send reads ahead, finds
+    // the unknown word, and fails (nothing of it was sent).
+    fill_outgoing(&b);
+    assert_peer_closed(b.send(&2u8));
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    assert!(matches!(
+        b.recv::<u8>(),
+        Err(PipeError::Protocol { word: 0x8000_0002 })
+    ));
+    assert_peer_closed(b.recv::<u8>());
+}
