@@ -498,3 +498,42 @@ fn a_protocol_error_found_by_a_blocked_send_keeps_the_messages_before_it() {
     ));
     assert_peer_closed(b.recv::<u8>());
 }
+
+/// How many processes the end passes through in the relay below.
+const HOPS: u32 = 12;
+
+/// One hop of the relay: announces itself and sends its number, passes
+/// the end on to a child of its own, and exits once that child has
+/// announced itself; the last hop vanishes without closing anything.
+fn relay(end: Connection, hop: u32, announced: &Futex) {
+    end.send(&hop).expect("sent");
+    raise(announced);
+    if hop == HOPS {
+        // No destructor: only its death can tell the other end.
+        daemon::exit(0);
+    }
+    let _next = Process::new(move || relay(end, hop + 1, announced))
+        .start()
+        .expect("start the next hop");
+    wait_for(announced, hop + 1);
+}
+
+/// The end travels child -> grandchild -> ... (12 processes), each hop
+/// exiting just after the next one announced itself, while this process
+/// reads: the deaths race with the announcements in the socket. Every
+/// message arrives, in order, and the last hop's death ends the stream;
+/// no hop's death is taken for the end's.
+#[test]
+fn an_end_relayed_through_a_chain_of_processes_is_watched_to_the_last() {
+    let announced = Shared::new(Futex::new(0)).unwrap();
+    let announced_ref = &announced;
+    let (parent_end, child_end) = pipe().unwrap();
+    let first = Process::new(move || relay(child_end, 1, announced_ref))
+        .start()
+        .unwrap();
+    for hop in 1..=HOPS {
+        assert_eq!(parent_end.recv_timeout::<u32>(GENEROUS).unwrap(), hop);
+    }
+    assert_peer_closed(parent_end.recv_timeout::<u32>(GENEROUS));
+    first.join().unwrap();
+}
