@@ -441,6 +441,13 @@ impl Inbox {
         total.saturating_sub(self.len())
     }
 
+    /// Whether the rest of the frame at the head is in `socket` already
+    /// (reading it waits for nothing).
+    fn rest_queued(&self, socket: BorrowedFd<'_>) -> bool {
+        let queued = sys::queued(socket);
+        queued > 0 && queued >= self.missing()
+    }
+
     /// Reads once from `socket` into the buffer.
     fn read(&mut self, socket: BorrowedFd<'_>) -> Result<Read, PipeError> {
         let want = self.missing().clamp(READ_CHUNK, READ_CHUNK_MAX);
@@ -758,10 +765,14 @@ impl Connection {
             }
             let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
             match inbox.read(self.socket.as_fd())? {
-                // Read on while bytes come, but not past the deadline: a
-                // large message may stream in for longer than the timeout
-                // (the peer's death is still looked at once, below).
-                Read::Bytes if !past(deadline) => continue,
+                // Read on while bytes come, but past the deadline only
+                // what completes the message at the head from what is
+                // there already: a large message may stream in for longer
+                // than the timeout. (The peer's death is still looked at
+                // once, below.)
+                Read::Bytes if !past(deadline) || inbox.rest_queued(self.socket.as_fd()) => {
+                    continue
+                }
                 Read::Bytes | Read::Nothing => {}
                 Read::Eof => return Err(inbox.ended()),
             }
