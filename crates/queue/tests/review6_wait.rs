@@ -68,3 +68,24 @@ fn a_wait_with_nothing_ready_sleeps_instead_of_spinning() {
     }
     assert!(child.join().is_err());
 }
+
+/// A child's sentinel polls readable once it has exited and stays so after
+/// its status is collected (`is_alive` reaps it): `wait` reports it every
+/// time, and never a running child.
+#[test]
+fn a_reaped_child_stays_ready_and_a_running_one_never_is() {
+    let gate = Shared::new(Futex::new(0)).unwrap();
+    let gate_ref = &gate;
+    let mut done = Process::new(|| 1u8).start().unwrap();
+    let running = Process::new(move || wait_for(gate_ref, 1)).start().unwrap();
+    let objects: [&dyn Waitable; 2] = [&running, &done];
+    assert_eq!(wait(&objects, Some(GENEROUS)), [1]);
+    testkit::wait_until("the child is collected", || !done.is_alive());
+    for _ in 0..3 {
+        let objects: [&dyn Waitable; 2] = [&running, &done];
+        assert_eq!(wait(&objects, Some(Duration::ZERO)), [1]);
+    }
+    raise(&gate);
+    running.join().unwrap();
+    assert!(matches!(done.exit_code(), Some(0)));
+}
