@@ -266,7 +266,13 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   `send` and [`wait`](crate::wait()) with `PeerClosed` once the
 ///   messages it sent are taken. Until an announcement, the other end
 ///   watches the process that called `pipe` (which, in that process
-///   itself, never fires).
+///   itself, never fires). A receive (`recv`, `recv_timeout`, `poll`,
+///   `wait`) does not wait for room for the announcement: if this end's
+///   outgoing buffer is full (what was sent on it is not read yet), the
+///   announcement goes out as soon as there is room while `recv`,
+///   `recv_timeout` or `poll` waits, or at the next use (a `wait` only
+///   tries when it looks at the connection); a send waits for room as for
+///   its message.
 ///
 /// So the usual pattern is safe with nothing to close: the parent keeps
 /// `a`, moves `b` into a child, the child uses `b`; when the child ends
@@ -285,6 +291,9 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   ...)`](crate::wait()) (Python's `wait([conn, p.sentinel])`), or use a
 ///   timeout, or have the child call
 ///   [`poll(Some(Duration::ZERO))`](Connection::poll) first thing.
+///   (That poll announces it only if the end's outgoing buffer has room,
+///   see above; a child whose receives found it full and that dies before
+///   there was room has not announced itself either.)
 /// - **One owner at a time**: the process watched is the last one that
 ///   announced. A `Connection` used by two processes (borrowed by a
 ///   child's closure while the parent still uses it) makes the other end
@@ -305,13 +314,19 @@ pub fn pipe_oneway() -> io::Result<(Receiver, Sender)> {
 ///   first 1 MiB of what the peer sent and this end
 ///   has not received yet; beyond that it watches the previous owner.
 /// - Out of descriptors: an announcement whose pidfd could not be opened
-///   (by the announcer) or received (by this end) goes by pid, looked up
-///   on arrival: were the announcer dead by then and its pid reused, the
+///   or passed (by the announcer: `ETOOMANYREFS`, too many descriptors in
+///   flight) or received (by this end) goes by pid, looked up on
+///   arrival: were the announcer dead by then and its pid reused, the
 ///   wrong process would be watched. If this end cannot open a pidfd
-///   either, it goes on watching the previous owner. Messages flow on in
-///   every case.
+///   either (or put it in place: a descriptor limit lowered below the
+///   number of the pidfd it holds), it goes on watching the previous
+///   owner. Messages flow on in every case.
 /// - Each pipe takes four descriptors (two sockets, two pidfds), Python's
-///   two.
+///   two. An end moved into a child keeps its two open in the parent for
+///   the parent's life (the parent never drops the closure, and has no
+///   way to close its copy alone): a parent that starts many children with
+///   an end moved into each runs out of descriptors. Lend the end to the
+///   child's closure instead, and drop it once the child has exited.
 ///
 /// A `Connection` is `Send` but not `Sync`: one thread at a time (put it in
 /// a `Mutex` to share it), as Python's is not thread-safe either.
@@ -359,9 +374,18 @@ struct Inbox {
     fds: VecDeque<Option<OwnedFd>>,
     /// An error `poll` found, for the next `recv` to return.
     pending: Option<PipeError>,
-    /// The stream is done: every receive returns `PeerClosed` (after
-    /// `pending`).
+    /// The stream is done: once the whole frames in the inbox are taken,
+    /// every receive returns `PeerClosed` (after `pending`, and a torn
+    /// frame or `unknown_word` once).
     finished: bool,
+    /// The last announcement named a process that was gone by the time it
+    /// was read (by pid: no such process any more): the owner is dead, as
+    /// if its pidfd polled readable. What it sent is still taken.
+    owner_gone: bool,
+    /// The stream was cut at a control word this crate does not know
+    /// (`end` is where it was): reported as `Protocol` once the frames
+    /// before it are taken.
+    unknown_word: Option<u32>,
 }
 
 /// What one read from the socket did.
@@ -415,6 +439,13 @@ impl Inbox {
             4 + word as usize
         };
         total.saturating_sub(self.len())
+    }
+
+    /// Whether the rest of the frame at the head is in `socket` already
+    /// (reading it waits for nothing).
+    fn rest_queued(&self, socket: BorrowedFd<'_>) -> bool {
+        let queued = sys::queued(socket);
+        queued > 0 && queued >= self.missing()
     }
 
     /// Reads once from `socket` into the buffer.
@@ -495,9 +526,13 @@ impl Inbox {
     /// it was).
     fn control(&mut self, at: usize, word: u32, peer: &FdSlot) -> Result<bool, PipeError> {
         if word != ANNOUNCE && word != ANNOUNCE_PID {
+            // The stream ends here: the frames before it are still
+            // received (this may be a look ahead, behind them), then
+            // `Protocol`.
             self.finished = true;
-            self.start = self.end;
-            return Err(PipeError::Protocol { word });
+            self.end = at;
+            self.unknown_word = Some(word);
+            return Ok(false);
         }
         if self.end - at < CONTROL_LEN {
             return Ok(false);
@@ -518,11 +553,18 @@ impl Inbox {
             None => sys::pidfd_open(pid),
         };
         match pidfd {
-            Ok(fd) => peer
-                .replace(fd.as_fd())
-                .map_err(|source| PipeError::Os { op: "dup3", source })?,
-            // ESRCH: that process is already gone: so is the end it owned.
-            Err(Errno::SRCH) => self.finished = true,
+            // If `dup3` onto the slot fails (its number is above a
+            // descriptor limit lowered since, `EBADF`), the previous owner
+            // stays watched, as when out of descriptors: the frame is
+            // consumed all the same, the messages flow on.
+            Ok(fd) => {
+                if peer.replace(fd.as_fd()).is_ok() {
+                    self.owner_gone = false;
+                }
+            }
+            // ESRCH: that process is already gone: so is the end it owned,
+            // once what it sent (perhaps still in the socket) is taken.
+            Err(Errno::SRCH) => self.owner_gone = true,
             // Out of descriptors here too: the previous owner stays
             // watched; the messages flow on.
             Err(_) => {}
@@ -534,6 +576,10 @@ impl Inbox {
     /// is here, else `PeerClosed`.
     fn ended(&mut self) -> PipeError {
         self.finished = true;
+        if let Some(word) = self.unknown_word.take() {
+            self.start = self.end;
+            return PipeError::Protocol { word };
+        }
         let len = self.len();
         if len == 0 {
             return PipeError::PeerClosed;
@@ -584,8 +630,8 @@ impl Connection {
         let len = frame.len() - 4;
         check_len(len)?;
         frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        self.claim();
-        self.write_frame(&[&frame], None)
+        self.claim(true);
+        self.write_frame(&[&frame], None, true)
     }
 
     /// Sends `bytes` as one message (Python's `send_bytes`), received whole
@@ -595,8 +641,8 @@ impl Connection {
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), PipeError> {
         check_len(bytes.len())?;
         let word = (bytes.len() as u32).to_le_bytes();
-        self.claim();
-        self.write_frame(&[&word, bytes], None)
+        self.claim(true);
+        self.write_frame(&[&word, bytes], None, true)
     }
 
     /// Receives the next message as a `T` (Python's `recv`), waiting for it
@@ -633,7 +679,7 @@ impl Connection {
     /// `recv_bytes_into`): replaces `buf`'s contents with the message,
     /// reusing its allocation, and returns the message's length.
     pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, PipeError> {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         let payload = self.next_frame(&mut inbox, None)?;
         buf.clear();
@@ -649,7 +695,7 @@ impl Connection {
     /// of which only part has arrived is not ready. Never returns `false`
     /// before `timeout` has passed.
     pub fn poll(&self, timeout: Option<Duration>) -> bool {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         match self.wait_frame(&mut inbox, timeout.map(deadline)) {
             Ok(ready) => ready,
@@ -669,7 +715,7 @@ impl Connection {
     }
 
     fn recv_until<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T, PipeError> {
-        self.claim();
+        self.claim(false);
         let mut inbox = self.inbox.borrow_mut();
         let payload = self.next_frame(&mut inbox, deadline)?;
         let bytes = &inbox.buf[payload];
@@ -717,16 +763,37 @@ impl Connection {
             if inbox.finished {
                 return Err(inbox.ended());
             }
+            let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
             match inbox.read(self.socket.as_fd())? {
-                Read::Bytes => continue,
+                // Read on while bytes come, but past the deadline only
+                // what completes the message at the head from what is
+                // there already: a large message may stream in for longer
+                // than the timeout. (The peer's death is still looked at
+                // once, below.)
+                Read::Bytes if !past(deadline) || inbox.rest_queued(self.socket.as_fd()) => {
+                    continue
+                }
+                Read::Bytes | Read::Nothing => {}
                 Read::Eof => return Err(inbox.ended()),
-                Read::Nothing => {}
+            }
+            // An owner known dead (announced by the pid of a process gone
+            // since): its pidfd is not there to poll readable.
+            if inbox.owner_gone && self.peer_gone(inbox, usize::MAX)? {
+                inbox.finished = true;
+                continue;
             }
             // Nothing more for now: wait for bytes or the owner's exit,
             // until the deadline. (Looked at once even when the deadline
             // has passed: `poll(Some(ZERO))` must see a dead owner.)
+            // An announcement that found no room is sent once there is.
+            let announcing = self.unclaimed();
+            let events = if announcing {
+                PollFlags::IN | PollFlags::OUT
+            } else {
+                PollFlags::IN
+            };
             let mut fds = [
-                PollFd::new(&self.socket, PollFlags::IN),
+                PollFd::new(&self.socket, events),
                 PollFd::new(&self.peer, PollFlags::IN),
             ];
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -734,17 +801,22 @@ impl Connection {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(PipeError::os("poll", e)),
             }
+            if announcing && fds[0].revents().contains(PollFlags::OUT) {
+                self.claim(false);
+            }
             if !fds[1].revents().is_empty() && self.peer_gone(inbox, usize::MAX)? {
                 // Everything the dead owner sent is in the socket already:
                 // the loop takes whole frames first, then reports the end.
                 inbox.finished = true;
                 continue;
             }
-            if !fds[0].revents().is_empty() {
-                continue;
+            if past(deadline) {
+                // Whole frames already read count, however much more is
+                // coming.
+                return Ok(inbox.head(&self.peer)?.is_some());
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
+            if !(fds[0].revents() - PollFlags::OUT).is_empty() {
+                continue;
             }
         }
     }
@@ -758,7 +830,7 @@ impl Connection {
             if inbox.finished {
                 return Ok(true);
             }
-            if !sys::readable_now(self.peer.as_fd()) {
+            if !self.owner_dead(inbox) {
                 return Ok(false);
             }
             if inbox.len() >= read_ahead {
@@ -768,39 +840,75 @@ impl Connection {
                 Read::Bytes => continue,
                 Read::Nothing | Read::Eof => {
                     inbox.scan_controls(&self.peer)?;
-                    return Ok(inbox.finished || sys::readable_now(self.peer.as_fd()));
+                    return Ok(inbox.finished || self.owner_dead(inbox));
                 }
             }
         }
     }
 
+    /// Whether the process last known to own the peer end has exited (as
+    /// far as the announcements applied so far tell).
+    fn owner_dead(&self, inbox: &Inbox) -> bool {
+        inbox.owner_gone || sys::readable_now(self.peer.as_fd())
+    }
+
     /// On the first use in a new process: take this end over and announce
     /// it to the peer (see the type's docs). Best effort: if the peer is
     /// gone, the operation that follows says so.
-    fn claim(&self) {
+    ///
+    /// Without `wait` (a receive), an announcement for which the socket has
+    /// no room now is not waited for (the receive keeps its timeout, and
+    /// the peer need not read first): the end stays unclaimed, and the
+    /// next use, or the receive's own wait once the socket has room, tries
+    /// again.
+    fn claim(&self, wait: bool) {
         let me = sys::getpid();
         if self.owner.get() == me {
             return;
         }
-        self.owner.set(me);
+        let frame = |word: u32| {
+            let mut frame = [0u8; CONTROL_LEN];
+            frame[..4].copy_from_slice(&word.to_le_bytes());
+            frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
+            frame
+        };
+        let with_pidfd = sys::pidfd_open(me).ok().and_then(|pidfd| {
+            match self.write_frame(&[&frame(ANNOUNCE)], Some(pidfd.as_fd()), wait) {
+                // Nothing went out because the kernel refused the
+                // descriptor (`ETOOMANYREFS`: too many in flight, say):
+                // announce by pid instead.
+                Err(PipeError::Os { .. }) if !self.send_broken.get() => None,
+                sent => Some(sent),
+            }
+        });
         // The frame is sent even without a pidfd (out of descriptors): the
         // peer then looks the pid up.
-        let pidfd = sys::pidfd_open(me).ok();
-        let word = if pidfd.is_some() {
-            ANNOUNCE
-        } else {
-            ANNOUNCE_PID
-        };
-        let mut frame = [0u8; CONTROL_LEN];
-        frame[..4].copy_from_slice(&word.to_le_bytes());
-        frame[4..].copy_from_slice(&(me as u32).to_le_bytes());
-        let _ = self.write_frame(&[&frame], pidfd.as_ref().map(|fd| fd.as_fd()));
+        let sent =
+            with_pidfd.unwrap_or_else(|| self.write_frame(&[&frame(ANNOUNCE_PID)], None, wait));
+        // `Timeout`: no room, and not to be waited for: not claimed yet.
+        if !matches!(sent, Err(PipeError::Timeout(_))) {
+            self.owner.set(me);
+        }
+    }
+
+    /// Whether this end still has to announce that this process owns it
+    /// (a receive found no room for the announcement).
+    fn unclaimed(&self) -> bool {
+        self.owner.get() != sys::getpid()
     }
 
     /// Writes one whole frame (the concatenation of `parts`), passing `pass`
     /// along with its first byte. Completes short writes; if the frame
     /// cannot be finished, marks the connection broken.
-    fn write_frame(&self, parts: &[&[u8]], pass: Option<BorrowedFd<'_>>) -> Result<(), PipeError> {
+    ///
+    /// Without `wait`, a frame of which nothing fits now is not written:
+    /// `Timeout` (and the inbox is not touched: the caller may hold it).
+    fn write_frame(
+        &self,
+        parts: &[&[u8]],
+        pass: Option<BorrowedFd<'_>>,
+        wait: bool,
+    ) -> Result<(), PipeError> {
         if self.send_broken.get() {
             return Err(PipeError::Broken);
         }
@@ -829,8 +937,16 @@ impl Connection {
                     }
                 }
                 Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if !wait && sent == 0 => {
+                    break Err(PipeError::Timeout(Duration::ZERO))
+                }
                 Err(Errno::AGAIN) => {
-                    if let Err(e) = self.wait_writable() {
+                    let writable = if wait {
+                        self.wait_writable()
+                    } else {
+                        self.wait_writable_unread()
+                    };
+                    if let Err(e) = writable {
                         break Err(e);
                     }
                 }
@@ -861,8 +977,9 @@ impl Connection {
                         false
                     }
                 };
-                if inbox.finished {
-                    // The peer closed its end (or broke the stream).
+                if inbox.finished || inbox.owner_gone {
+                    // The peer closed its end (or broke the stream), or its
+                    // owner was gone when it announced itself.
                     return Err(PipeError::PeerClosed);
                 }
                 more
@@ -894,6 +1011,29 @@ impl Connection {
                         return Err(PipeError::PeerClosed);
                     }
                 }
+            }
+        }
+    }
+
+    /// [`wait_writable`](Connection::wait_writable) without reading ahead
+    /// (the caller may hold the inbox): for the rest of an announcement
+    /// begun without waiting, which in practice never happens (a Unix
+    /// stream socket takes a frame of 8 bytes whole or not at all).
+    fn wait_writable_unread(&self) -> Result<(), PipeError> {
+        loop {
+            let mut fds = [
+                PollFd::new(&self.socket, PollFlags::OUT),
+                PollFd::new(&self.peer, PollFlags::IN),
+            ];
+            match sys::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(PipeError::os("poll", e)),
+            }
+            if !fds[0].revents().is_empty() {
+                return Ok(());
+            }
+            if !fds[1].revents().is_empty() {
+                return Err(PipeError::PeerClosed);
             }
         }
     }

@@ -107,6 +107,12 @@ pub(crate) fn recv(
     Ok(got.bytes)
 }
 
+/// How many bytes are waiting to be read in `socket` (`FIONREAD`); 0 if
+/// that cannot be told.
+pub(crate) fn queued(socket: BorrowedFd<'_>) -> usize {
+    rustix::io::ioctl_fionread(socket).map_or(0, |n| n as usize)
+}
+
 /// `poll(2)` on `fds` for at most `timeout` (`None`: no limit). Returns how
 /// many have events; each entry's `revents` says which.
 pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> rustix::io::Result<usize> {
