@@ -191,7 +191,7 @@ impl PipeError {
 /// ```
 pub fn pipe() -> io::Result<(Connection, Connection)> {
     let (left, right) = sys::socket_pair()?;
-    let me = sys::getpid();
+    let me = shm::pid::current().as_raw();
     let creator = sys::pidfd_open(me)?;
     let creator_again = sys::dup(creator.as_fd())?;
     Ok((
@@ -862,7 +862,7 @@ impl Connection {
     /// next use, or the receive's own wait once the socket has room, tries
     /// again.
     fn claim(&self, wait: bool) {
-        let me = sys::getpid();
+        let me = shm::pid::current().as_raw();
         if self.owner.get() == me {
             return;
         }
@@ -894,7 +894,7 @@ impl Connection {
     /// Whether this end still has to announce that this process owns it
     /// (a receive found no room for the announcement).
     fn unclaimed(&self) -> bool {
-        self.owner.get() != sys::getpid()
+        self.owner.get() != shm::pid::current().as_raw()
     }
 
     /// Writes one whole frame (the concatenation of `parts`), passing `pass`

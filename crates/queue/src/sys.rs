@@ -17,11 +17,6 @@ use rustix::net::{
 };
 use rustix::process::{Pid, PidfdFlags};
 
-/// This process's id.
-pub(crate) fn getpid() -> i32 {
-    rustix::process::getpid().as_raw_pid()
-}
-
 /// A connected pair of Unix stream sockets, close-on-exec.
 pub(crate) fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(
@@ -155,12 +150,16 @@ impl FdSlot {
     /// or free in between, so a poll on it elsewhere sees the old or the
     /// new file, never an unrelated one.
     pub(crate) fn replace(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-        // SAFETY: `alias` names the descriptor `self.0` owns, and is never
-        // dropped (ManuallyDrop), so the number is not closed twice; it
-        // lives only for the `dup3` call, which needs it as `&mut OwnedFd`
-        // and leaves the same number open (now referring to `fd`'s file),
-        // so `self.0` still owns an open descriptor afterwards. `Connection`
-        // is not `Sync`, so no other thread uses the slot meanwhile.
+        // SAFETY: `from_raw_fd` wants a descriptor nobody else owns; this
+        // one is owned by `self.0`, so `alias` is a second owner, and the
+        // contract is kept in substance only: `alias` is never dropped
+        // (ManuallyDrop), so the number is closed once, by `self.0`, and it
+        // is used for nothing but the `dup3` call, which needs the target
+        // as `&mut OwnedFd`. `dup3` replaces what the number refers to in
+        // one atomic step and leaves the number open, so `self.0` owns an
+        // open descriptor before, during and after; a concurrent `dup3` on
+        // the same slot from another thread would also leave it open
+        // (either file), and a concurrent poll sees the old or the new one.
         let mut alias = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(self.0.as_raw_fd()) });
         Ok(rustix::io::dup3(fd, &mut alias, DupFlags::CLOEXEC)?)
     }
