@@ -17,6 +17,7 @@ const SCENARIOS: &[&str] = &[
     "tickets",
     "ktv",
     "traffic",
+    "queue",
 ];
 
 #[test]
