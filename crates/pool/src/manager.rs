@@ -116,8 +116,22 @@ pub(crate) fn start(shared: Arc<Shared>, settings: Settings) -> Result<JoinHandl
     }
 }
 
+/// On the manager thread's way out (returning or unwinding): the pool
+/// takes nothing more, and submissions it will never see are dropped, so
+/// their iterators end (with [`TaskError::Terminated`]) instead of waiting.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut control = self.0.control();
+        control.closed = true;
+        control.submissions.clear();
+    }
+}
+
 /// The manager thread's body.
 fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), PoolError>>) {
+    let _gone = Gone(shared);
     let made = (|| -> Result<_, PoolError> {
         let queues = (0..settings.workers)
             .map(|_| {
@@ -358,9 +372,9 @@ impl<'a> Manager<'a> {
     fn take_control(&mut self) -> Option<Exit> {
         let shared = self.shared;
         let mut control = shared.control();
-        if control.terminate {
-            return Some(Exit::Terminate);
-        }
+        // Submissions first, even when terminating: a job left in
+        // `control` would keep its reply channel open, and its iterator
+        // would wait for ever (`end` fails what the manager holds).
         for submission in control.submissions.drain(..) {
             if submission.count == 0 {
                 continue;
@@ -384,6 +398,9 @@ impl<'a> Manager<'a> {
                     attempts,
                 ));
             }
+        }
+        if control.terminate {
+            return Some(Exit::Terminate);
         }
         (control.closed && self.jobs.is_empty()).then_some(Exit::Close)
     }

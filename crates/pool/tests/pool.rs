@@ -401,3 +401,26 @@ fn close_lets_submitted_work_finish_then_join_waits_for_the_workers() {
         assert!(gone(pid, started), "worker {pid} still runs");
     }
 }
+
+/// A job submitted just before `terminate` (both seen by the manager at
+/// one look) was left in the submissions, its reply channel open: its
+/// iterator waited for ever.
+#[test]
+fn terminate_right_after_a_submission_fails_it() {
+    for round in 0..100 {
+        let pool = Pool::new(1).expect("pool");
+        let outcomes = pool.imap(add_one, 0..4u64);
+        pool.terminate();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(outcomes.collect::<Vec<_>>());
+        });
+        let outcomes = rx
+            .recv_timeout(GENEROUS)
+            .unwrap_or_else(|_| panic!("round {round}: the job's outcomes never came"));
+        assert!(outcomes
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r == Ok(i as u64 + 1) || *r == Err(TaskError::Terminated)));
+    }
+}
