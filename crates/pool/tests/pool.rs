@@ -424,3 +424,105 @@ fn terminate_right_after_a_submission_fails_it() {
             .all(|(i, r)| *r == Ok(i as u64 + 1) || *r == Err(TaskError::Terminated)));
     }
 }
+
+static INITIALIZED: AtomicU64 = AtomicU64::new(0);
+
+/// Marks this process's copy of `INITIALIZED` (each worker has its own).
+fn initialize() {
+    INITIALIZED.store(u64::from(std::process::id()), SeqCst);
+}
+
+fn initialized_by(_: u32) -> (u32, u64) {
+    (std::process::id(), INITIALIZED.load(SeqCst))
+}
+
+#[test]
+fn every_worker_runs_the_initializer_replacements_too() {
+    let pool = Pool::builder()
+        .workers(2)
+        .initializer(initialize)
+        .max_tasks_per_child(1)
+        .build()
+        .expect("pool");
+    for (pid, initialized) in pool
+        .map_chunked(initialized_by, 0..6, 1)
+        .into_iter()
+        .map(Result::unwrap)
+    {
+        assert_eq!(
+            u64::from(pid),
+            initialized,
+            "worker {pid} ran no initializer"
+        );
+    }
+    assert!(pool.workers_replaced() >= 4);
+    assert_eq!(INITIALIZED.load(SeqCst), 0, "the owner ran it");
+}
+
+/// A little work, so that kills land inside tasks as well as between them
+/// and inside the queues' put and get.
+fn add_one_slowly(x: u64) -> u64 {
+    let mut y = x;
+    for _ in 0..2_000 {
+        y = std::hint::black_box(y.rotate_left(7) ^ 0x9E37);
+    }
+    std::hint::black_box(y);
+    x + 1
+}
+
+/// SIGKILLs the worker `pid` of `pool` if it is still the pool's: a pidfd
+/// opened while the pool still lists the pid names that worker (the pool
+/// drops a pid from its list before collecting the process, so the pid
+/// could not have been reused yet).
+fn kill_worker(pool: &Pool, pid: shm::pid::Pid) -> bool {
+    let Some(raw) = rustix::process::Pid::from_raw(pid.get() as i32) else {
+        return false;
+    };
+    let Ok(pidfd) = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) else {
+        return false;
+    };
+    if !pool.worker_pids().contains(&pid) {
+        return false;
+    }
+    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).is_ok()
+}
+
+#[test]
+fn workers_killed_at_random_instants_cost_at_most_one_task_each() {
+    let pool = Pool::new(2).expect("pool");
+    let mut rng = testkit::Rng::new(std::process::id().into());
+    for chunksize in [1, 5] {
+        let (results, kills) = std::thread::scope(|s| {
+            let mapped = s.spawn(|| pool.map_chunked(add_one_slowly, 0..3_000u64, chunksize));
+            let mut kills = 0;
+            while !mapped.is_finished() && kills < 20 {
+                let pids = pool.worker_pids();
+                if let Some(&pid) = pids.get(rng.below(2) as usize) {
+                    if kill_worker(&pool, pid) {
+                        kills += 1;
+                    }
+                }
+                // Chaos timing, not synchronisation: the next kill comes
+                // at a random instant.
+                std::thread::sleep(Duration::from_micros(200 + rng.below(2_000)));
+            }
+            (mapped.join().expect("map"), kills)
+        });
+        let mut died = 0;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(v, i as u64 + 1),
+                Err(TaskError::WorkerDied { .. }) => died += 1,
+                Err(e) => panic!("task {i}: {e}"),
+            }
+        }
+        eprintln!("chunksize {chunksize}: {kills} kills, {died} tasks died");
+        assert!(died <= kills, "{died} tasks died for {kills} kills");
+        wait_until("two workers again", || pool.worker_pids().len() == 2);
+    }
+    assert!(pool
+        .map(add_one, 0..1_000u64)
+        .into_iter()
+        .enumerate()
+        .all(|(i, r)| r == Ok(i as u64 + 1)));
+}
