@@ -348,13 +348,19 @@ impl<'a> Manager<'a> {
             if let Some(exit) = self.take_control() {
                 return exit;
             }
-            let mut wait = self.check_timeouts();
+            let mut refork_failed = false;
             for slot in 0..self.slots.len() {
                 if self.slots[slot].needs_fork && self.fork(slot).is_err() {
-                    wait = wait.min(REFORK_PAUSE);
+                    refork_failed = true;
                 }
             }
             self.dispatch();
+            // After dispatching: a worker given its first chunk just now
+            // has a deadline within this sleep.
+            let mut wait = self.check_timeouts();
+            if refork_failed {
+                wait = wait.min(REFORK_PAUSE);
+            }
             match self.rx.get_timeout(wait) {
                 Ok(Event::Results {
                     slot,

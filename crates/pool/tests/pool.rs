@@ -526,3 +526,88 @@ fn workers_killed_at_random_instants_cost_at_most_one_task_each() {
         .enumerate()
         .all(|(i, r)| r == Ok(i as u64 + 1)));
 }
+
+fn hundred_bytes(x: u32) -> Vec<u32> {
+    vec![x; 25]
+}
+
+fn as_long_as(n: u32) -> Vec<u8> {
+    vec![7; n as usize]
+}
+
+#[test]
+fn large_outcomes_are_split_across_messages_and_too_large_ones_refused() {
+    let pool = Pool::builder()
+        .workers(2)
+        .max_message_bytes(1024)
+        .build()
+        .expect("pool");
+    // Chunks of 50 outcomes of 25 numbers each: several messages a chunk.
+    let out = pool.map_chunked(hundred_bytes, 0..500u32, 50);
+    assert!(out
+        .into_iter()
+        .enumerate()
+        .all(|(i, r)| r == Ok(vec![i as u32; 25])));
+    assert_eq!(pool.apply(as_long_as, 100), Ok(vec![7; 100]));
+    assert!(matches!(
+        pool.apply(as_long_as, 5_000),
+        Err(TaskError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        pool.apply(as_long_as_vec, vec![1; 5_000]),
+        Err(TaskError::TooLarge { .. })
+    ));
+    assert_eq!(pool.workers_replaced(), 0);
+}
+
+fn as_long_as_vec(v: Vec<u8>) -> usize {
+    v.len()
+}
+
+#[test]
+fn pools_and_their_handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send_sync::<pool::AsyncResult<u64>>();
+    send::<pool::Imap<u64>>();
+    let pool = Pool::new(2).expect("pool");
+    let sums: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = &pool;
+                s.spawn(move || {
+                    pool.map(add_one, t * 100..(t + 1) * 100)
+                        .into_iter()
+                        .map(Result::unwrap)
+                        .sum()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (t, sum) in sums.into_iter().enumerate() {
+        let t = t as u64;
+        assert_eq!(sum, (t * 100 + 1..=(t + 1) * 100).sum::<u64>());
+    }
+}
+
+/// The manager looked at the deadlines before dispatching, so a task given
+/// to an idle pool was first checked only after the manager's longest
+/// sleep (100 ms), whatever the timeout.
+#[test]
+fn a_short_timeout_is_kept_on_an_idle_pool() {
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(20))
+        .build()
+        .expect("pool");
+    let started = Instant::now();
+    assert_eq!(pool.apply(one_hangs, 1), Err(TaskError::TimedOut));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(20), "{took:?}");
+    assert!(took < Duration::from_millis(80), "{took:?}");
+}
