@@ -110,7 +110,12 @@
 //!   inbox, which has no descriptor, only every 1 to 10 ms).
 //! - **Timeouts**: the manager sleeps until the earliest running task's
 //!   deadline, then SIGKILLs that worker; the normal death path replaces
-//!   it and reports [`TaskError::TimedOut`].
+//!   it and reports [`TaskError::TimedOut`]. A started worker that runs no
+//!   task for a whole limit while chunks wait for it (stopped) is killed
+//!   the same way, its chunks re-dispatched.
+//! - **Crash points** ([`POOL_CRASH_POINTS`], `shm::crash`) after each
+//!   shared store of the worker loop: the suite kills, and stops, the
+//!   workers at each in turn (`tests/crash_points.rs`).
 //! - **Workers are daemons** of the owner (`daemon::Process::daemon`): a
 //!   SIGKILLed owner leaves none behind.
 
@@ -130,3 +135,4 @@ pub use crate::error::{PoolError, TaskError};
 pub use crate::pool::{
     AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE_BYTES, MAX_WORKERS,
 };
+pub use crate::worker::POOL_CRASH_POINTS;

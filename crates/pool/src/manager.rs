@@ -19,7 +19,7 @@ use shm::SharedSlice;
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
 use crate::wire::{Event, Outcome, TaskMsg};
-use crate::worker::{self, WorkerConfig, RECORD_WORDS, RUNNING, STARTED};
+use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
 /// rest, so it can give them to whichever worker frees up first.
@@ -227,8 +227,13 @@ struct Slot {
     child: Option<Child<()>>,
     generation: u64,
     fifo: VecDeque<Chunk>,
-    /// The task (id + 1) the manager killed this worker for, by timeout.
+    /// The task (id + 1) the manager killed this worker for, by timeout
+    /// (0: for running none while chunks waited for it; see
+    /// `check_timeouts`).
     timed_out: Option<u64>,
+    /// Since when (CLOCK_MONOTONIC ns) chunks have waited for this worker
+    /// while it ran no task and sent no outcome, if they do.
+    quiet_since: Option<u64>,
     /// A fork for this slot failed: try again.
     needs_fork: bool,
 }
@@ -313,6 +318,7 @@ impl<'a> Manager<'a> {
         let record = self.record(slot);
         let config = self.settings.config;
         record[RUNNING].store(0, Ordering::SeqCst);
+        record[READY].store(0, Ordering::SeqCst);
         // The child runs only the worker loop (and the pool's initializer)
         // over what it borrows here, then leaves with `_exit`.
         let child = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
@@ -334,6 +340,7 @@ impl<'a> Manager<'a> {
         let s = &mut self.slots[slot];
         s.generation += 1;
         s.needs_fork = false;
+        s.quiet_since = None;
         let _ = self
             .watch_tx
             .send(Watch::Add(slot as u32, s.generation, pidfd));
@@ -447,6 +454,8 @@ impl<'a> Manager<'a> {
         let Some(pos) = fifo.iter().position(|c| c.first_tid == first_tid) else {
             return;
         };
+        self.slots[slot].quiet_since = None;
+        let fifo = &mut self.slots[slot].fifo;
         let chunk = &mut fifo[pos];
         let mut batch = Vec::with_capacity(outcomes.len());
         for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -561,6 +570,7 @@ impl<'a> Manager<'a> {
             let record = self.record(slot);
             let s = &mut self.slots[slot];
             if s.child.is_none() || s.fifo.is_empty() || s.timed_out.is_some() {
+                s.quiet_since = None;
                 continue;
             }
             // SeqCst on both sides: equal task ids around the read of the
@@ -568,8 +578,34 @@ impl<'a> Manager<'a> {
             let before = record[RUNNING].load(Ordering::SeqCst);
             let started = record[STARTED].load(Ordering::SeqCst);
             let after = record[RUNNING].load(Ordering::SeqCst);
-            if before == 0 || before != after {
-                // About to start one: it cannot be due before a full limit.
+            if before == 0 && record[READY].load(Ordering::SeqCst) == 0 {
+                // Still starting (the initializer may take long): not
+                // judged, or a slow initializer would be killed for ever.
+                s.quiet_since = None;
+                next = next.min(now.saturating_add(limit_ns));
+                continue;
+            }
+            if before == 0 {
+                // Chunks wait for this worker and it runs no task: between
+                // two tasks for an instant, normally. For a whole limit
+                // without an outcome, it is stuck outside any task
+                // (stopped, say): killed like a task past its limit; its
+                // chunks are re-dispatched, nobody's fault.
+                let since = *s.quiet_since.get_or_insert(now);
+                let deadline = since.saturating_add(limit_ns);
+                if now >= deadline {
+                    if let Some(child) = &s.child {
+                        let _ = child.kill();
+                    }
+                    s.timed_out = Some(0);
+                } else {
+                    next = next.min(deadline);
+                }
+                continue;
+            }
+            s.quiet_since = None;
+            if before != after {
+                // One started just now: not due before a full limit.
                 next = next.min(now.saturating_add(limit_ns));
                 continue;
             }

@@ -112,6 +112,13 @@ impl PoolBuilder {
     /// and replaced, and returns [`TaskError::TimedOut`]. Enforced by the
     /// manager thread, which wakes at the earliest deadline; costs a clock
     /// read per task in the workers. No timeout by default.
+    ///
+    /// The same limit applies to a worker that, once started (past the
+    /// initializer, which has no limit), runs no task and sends no outcome
+    /// for a whole `timeout` while chunks wait for it: stopped (SIGSTOP) or
+    /// stuck outside a task. It is killed and replaced, and its chunks go
+    /// to its replacement, no task failing. Without a timeout such a worker
+    /// holds its chunks for as long as it is stuck.
     pub fn timeout(mut self, timeout: Duration) -> PoolBuilder {
         self.timeout = Some(timeout);
         self

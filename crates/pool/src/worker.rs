@@ -7,6 +7,18 @@ use queue::{GetError, Queue};
 
 use crate::wire::{Event, Outcome, TaskMsg, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 
+/// The names of a worker's crash points (see `shm::crash`), in the order
+/// it reaches them: its queue rows attached, a chunk taken from its queue,
+/// an item's start recorded, an item's end recorded, a chunk's outcomes
+/// sent.
+pub const POOL_CRASH_POINTS: &[&str] = &[
+    "pool worker: attached",
+    "pool worker: chunk taken",
+    "pool worker: item started",
+    "pool worker: item finished",
+    "pool worker: outcomes sent",
+];
+
 /// Words of shared memory per worker slot (one cache line each).
 pub(crate) const RECORD_WORDS: usize = 8;
 /// The task id + 1 of the item the slot's worker is running (0: none).
@@ -14,6 +26,9 @@ pub(crate) const RUNNING: usize = 0;
 /// CLOCK_MONOTONIC ns when that item started (written before `RUNNING`;
 /// only when the pool has a timeout).
 pub(crate) const STARTED: usize = 1;
+/// 1 once the worker has run the initializer and attached to its queues
+/// (reset to 0 by the manager before each fork).
+pub(crate) const READY: usize = 2;
 
 /// What a worker is told at its fork.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +56,8 @@ pub(crate) fn run(
     let (Ok(rx), Ok(tx)) = (tasks.receiver(), inbox.sender()) else {
         daemon::exit(EXIT_NO_ROW);
     };
+    record[READY].store(1, Ordering::SeqCst);
+    shm::crash_point!(POOL_CRASH_POINTS, "pool worker: attached");
     let mut chunks_done = 0u64;
     loop {
         let msg = match rx.get() {
@@ -48,19 +65,25 @@ pub(crate) fn run(
             Err(GetError::Disconnected) => return,
             Err(_) => daemon::exit(EXIT_BAD_TASK),
         };
+        shm::crash_point!(POOL_CRASH_POINTS, "pool worker: chunk taken");
         let mut outcomes = Vec::new();
         let mut offset = 0u32;
         let mut bytes = MESSAGE_OVERHEAD;
         for (k, arg) in msg.args.iter().enumerate() {
             if config.timed {
-                record[STARTED].store(shm::sync::monotonic_ns(), Ordering::Relaxed);
+                // SeqCst, as `RUNNING` after it: the manager's reads
+                // (RUNNING, STARTED, RUNNING) then see this item's start
+                // whenever both reads of RUNNING name it.
+                record[STARTED].store(shm::sync::monotonic_ns(), Ordering::SeqCst);
             }
-            record[RUNNING].store(msg.first_tid + k as u64 + 1, Ordering::Release);
+            record[RUNNING].store(msg.first_tid + k as u64 + 1, Ordering::SeqCst);
+            shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item started");
             let outcome = match catch_unwind(AssertUnwindSafe(|| msg.call.run(arg))) {
                 Ok(outcome) => outcome,
                 Err(payload) => Outcome::Panicked(panic_message(payload.as_ref(), config.budget)),
             };
-            record[RUNNING].store(0, Ordering::Release);
+            record[RUNNING].store(0, Ordering::SeqCst);
+            shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item finished");
             let outcome = match outcome.size() {
                 size if size + MESSAGE_OVERHEAD > config.budget => Outcome::TooLarge {
                     size,
@@ -79,6 +102,7 @@ pub(crate) fn run(
             outcomes.push(outcome);
         }
         send(&tx, slot, msg.first_tid, offset, outcomes);
+        shm::crash_point!(POOL_CRASH_POINTS, "pool worker: outcomes sent");
         chunks_done += 1;
         if config.max_tasks.is_some_and(|max| chunks_done >= max) {
             return;

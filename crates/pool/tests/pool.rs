@@ -611,3 +611,32 @@ fn a_short_timeout_is_kept_on_an_idle_pool() {
     assert!(took >= Duration::from_millis(20), "{took:?}");
     assert!(took < Duration::from_millis(80), "{took:?}");
 }
+
+static SLOW_INIT: OnceLock<Shared<Futex>> = OnceLock::new();
+
+/// An initializer longer than the pool's timeout: waits until the test
+/// lets it go.
+fn slow_initializer() {
+    let gate = SLOW_INIT.get().expect("set");
+    let limit = testkit::deadline(GENEROUS);
+    while gate.load(SeqCst) == 0 && gate.wait(0, Some(limit)) {}
+}
+
+#[test]
+fn an_initializer_longer_than_the_timeout_is_not_killed() {
+    SLOW_INIT.get_or_init(|| Shared::new(Futex::new(0)).expect("shm"));
+    let pool = Pool::builder()
+        .workers(1)
+        .initializer(slow_initializer)
+        .timeout(Duration::from_millis(20))
+        .build()
+        .expect("pool");
+    let pending = pool.apply_async(add_one, 1);
+    // Several timeouts pass while the initializer waits.
+    assert_eq!(pending.get_timeout(Duration::from_millis(200)), None);
+    let gate = SLOW_INIT.get().expect("set");
+    gate.store(1, SeqCst);
+    gate.wake_all();
+    assert_eq!(pending.get(), Ok(2));
+    assert_eq!(pool.workers_replaced(), 0);
+}
