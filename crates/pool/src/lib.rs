@@ -73,7 +73,13 @@
 //!   yours) stays held for ever in the worker. Tasks should not take locks
 //!   the owner's threads use; glibc's `malloc` is safe after fork, and
 //!   `daemon::Process::start` holds the stdout lock across the fork so
-//!   workers may print.
+//!   workers may print. The same holds for the standard library's own
+//!   locks: a worker forked while another owner thread was printing a
+//!   panic would wait for ever in its own first panic (a pool
+//!   [`timeout`](PoolBuilder::timeout) ends such a task).
+//! - **A pool belongs to the process that built it.** A child forked from
+//!   the owner later inherits a copy of the `Pool` but not its manager
+//!   thread: using that copy there waits for ever (as in Python).
 //!
 //! # Design
 //!

@@ -26,6 +26,9 @@ use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
 pub(crate) const IN_FLIGHT: usize = 3;
 /// The longest the manager sleeps without looking at its control flags.
 const MAX_IDLE: Duration = Duration::from_millis(100);
+/// How many inbox events the manager takes in a row before it looks at
+/// its control flags and dispatches again.
+const DRAIN: usize = 256;
 /// How soon the manager tries again to fork a worker whose fork failed.
 const REFORK_PAUSE: Duration = Duration::from_millis(10);
 
@@ -189,6 +192,7 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             stop,
             slots: (0..settings.workers).map(|_| Slot::default()).collect(),
             jobs: HashMap::new(),
+            dirty: Vec::new(),
             backlog: VecDeque::new(),
             next_tid: 1,
             next_job: 0,
@@ -279,6 +283,8 @@ impl Chunk {
 struct Job {
     reply: mpsc::Sender<Batch>,
     left: usize,
+    /// Outcomes not handed over yet (see `Manager::flush`).
+    pending: Batch,
 }
 
 /// What the watcher is told.
@@ -300,6 +306,8 @@ struct Manager<'a> {
     stop: &'a AtomicBool,
     slots: Vec<Slot>,
     jobs: HashMap<u64, Job>,
+    /// Jobs with outcomes in `pending`.
+    dirty: Vec<u64>,
     backlog: VecDeque<Chunk>,
     next_tid: u64,
     next_job: u64,
@@ -368,15 +376,45 @@ impl<'a> Manager<'a> {
             if refork_failed {
                 wait = wait.min(REFORK_PAUSE);
             }
-            match self.rx.get_timeout(wait) {
-                Ok(Event::Results {
-                    slot,
-                    first_tid,
-                    offset,
-                    outcomes,
-                }) => self.on_results(slot as usize, first_tid, offset as usize, outcomes),
-                Ok(Event::Exited { slot, generation }) => self.on_exit(slot as usize, generation),
-                Ok(Event::Wake) | Err(_) => {}
+            let mut event = self.rx.get_timeout(wait);
+            // Then whatever else is there, without waiting, so outcomes go
+            // to each job's handle in one batch (one wake-up of its thread).
+            for taken in 1.. {
+                match event {
+                    Ok(Event::Results {
+                        slot,
+                        first_tid,
+                        offset,
+                        outcomes,
+                    }) => {
+                        self.on_results(slot as usize, first_tid, offset as usize, outcomes);
+                        // Room in that worker's queue: keep it busy.
+                        self.dispatch();
+                    }
+                    Ok(Event::Exited { slot, generation }) => {
+                        self.on_exit(slot as usize, generation)
+                    }
+                    Ok(Event::Wake) => {}
+                    Err(_) => break,
+                }
+                // Only now: an event taken is an event handled.
+                if taken == DRAIN {
+                    break;
+                }
+                event = self.rx.try_get();
+            }
+            self.flush();
+        }
+    }
+
+    /// Hands the outcomes gathered since the last flush to their jobs.
+    fn flush(&mut self) {
+        for job in std::mem::take(&mut self.dirty) {
+            if let Some(j) = self.jobs.get_mut(&job) {
+                if !j.pending.is_empty() {
+                    // A job whose handle was dropped no longer listens.
+                    let _ = j.reply.send(std::mem::take(&mut j.pending));
+                }
             }
         }
     }
@@ -399,6 +437,7 @@ impl<'a> Manager<'a> {
                 Job {
                     reply: submission.reply,
                     left: submission.count,
+                    pending: Vec::new(),
                 },
             );
             for chunk in submission.chunks {
@@ -480,10 +519,15 @@ impl<'a> Manager<'a> {
         }
         if let Some(j) = self.jobs.get_mut(&job) {
             j.left = j.left.saturating_sub(batch.len());
-            // A job whose handle was dropped no longer listens.
-            let _ = j.reply.send(batch);
+            if j.pending.is_empty() {
+                self.dirty.push(job);
+            }
+            j.pending.extend(batch);
             if j.left == 0 {
-                self.jobs.remove(&job);
+                if let Some(j) = self.jobs.remove(&job) {
+                    // A job whose handle was dropped no longer listens.
+                    let _ = j.reply.send(j.pending);
+                }
             }
         }
     }
@@ -658,6 +702,7 @@ impl<'a> Manager<'a> {
         for (job, batch) in left {
             self.deliver(job, batch);
         }
+        self.flush();
         self.jobs.clear();
         self.stop_watcher();
     }

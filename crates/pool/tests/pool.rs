@@ -18,16 +18,30 @@ fn add_one(x: u64) -> u64 {
     x + 1
 }
 
+/// `work()` in another thread, failing the test (instead of hanging it)
+/// if it takes longer than [`GENEROUS`].
+fn within<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(GENEROUS)
+        .expect("no answer within the deadline")
+}
+
 #[test]
 fn map_of_100_000_tasks_is_exact() {
-    let pool = Pool::new(2).expect("pool");
-    let out = pool.map(add_one, 0..100_000u64);
+    let pool = std::sync::Arc::new(Pool::new(2).expect("pool"));
+    let p = std::sync::Arc::clone(&pool);
+    let out = within(move || p.map(add_one, 0..100_000u64));
     assert_eq!(out.len(), 100_000);
     for (i, r) in out.into_iter().enumerate() {
         assert_eq!(r, Ok(i as u64 + 1), "task {i}");
     }
-    // One task per message, too.
-    let out = pool.map_chunked(add_one, 0..5_000u64, 1);
+    // One task per message, too: many more outcomes than the manager takes
+    // from its inbox in a row.
+    let p = std::sync::Arc::clone(&pool);
+    let out = within(move || p.map_chunked(add_one, 0..20_000u64, 1));
     assert!(out
         .into_iter()
         .enumerate()
