@@ -36,6 +36,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # From Python
+//!
+//! | Python | here |
+//! |---|---|
+//! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::builder`]`.workers(n).initializer(f).max_tasks_per_child(n)` (no `initargs`: `f` is a `fn()`, set data up before building the pool) |
+//! | `pool.map(f, xs, chunksize)` | [`Pool::map`] / [`Pool::map_chunked`]: a `Vec` of `Result`s, one per input |
+//! | `pool.imap(f, xs)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`] ([`Imap::indexed`] gives the input's index) |
+//! | `pool.starmap(f, pairs)` | [`Pool::starmap`] with `fn(A, B) -> R` |
+//! | `pool.apply(f, (x,))`, `apply_async` | [`Pool::apply`], [`Pool::apply_async`] |
+//! | `AsyncResult.get(timeout)`, `ready()` | [`AsyncResult::get`], [`AsyncResult::get_timeout`] (`None` for Python's `TimeoutError`), [`AsyncResult::ready`] |
+//! | `close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`], dropping the pool (terminates, as the `with` block's exit does) |
+//! | a worker killed: `map` hangs (gh-96062) | that task `Err(`[`TaskError::WorkerDied`]`)`, a new worker, the rest complete |
+//! | `ProcessPoolExecutor`: `BrokenProcessPool` for every pending task | the same as above: one task fails, the pool goes on |
+//! | an exception in a task, re-raised by `get` | `Err(`[`TaskError::Panicked`]`(message))`, the worker goes on |
+//! | `AsyncResult.get(timeout)` leaves the task running | [`PoolBuilder::timeout`] kills the worker: `Err(`[`TaskError::TimedOut`]`)` |
+//!
 //! # Tasks are data: a `fn` and serde arguments
 //!
 //! A task is a plain function pointer, `fn(A) -> R` (or `fn(A, B) -> R` for

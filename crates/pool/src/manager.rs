@@ -545,7 +545,13 @@ impl<'a> Manager<'a> {
         let (signal, exit_code) = match child.status() {
             Some(ExitStatus::Signaled(signal)) => (Some(signal), None),
             Some(ExitStatus::Exited(code)) => (None, Some(code)),
-            None => (None, None),
+            // Its pidfd said it exited, so this does not wait; collected
+            // either way (no zombie left in daemon's registry).
+            None => match child.join() {
+                Err(daemon::JoinError::Signaled { signal, .. }) => (Some(signal), None),
+                Err(daemon::JoinError::Exited { code, .. }) => (None, Some(code)),
+                _ => (None, None),
+            },
         };
         let timed_out = s.timed_out.take();
         // The worker is dead and this thread is the queue's only producer:
