@@ -118,7 +118,10 @@ impl PoolBuilder {
     /// for a whole `timeout` while chunks wait for it: stopped (SIGSTOP) or
     /// stuck outside a task. It is killed and replaced, and its chunks go
     /// to its replacement, no task failing. Without a timeout such a worker
-    /// holds its chunks for as long as it is stuck.
+    /// holds its chunks for as long as it is stuck, and one stopped inside
+    /// the inbox's producers' lock (sending outcomes) holds up every
+    /// worker's outcomes (with a timeout, those waiting behind it for a
+    /// whole limit are replaced too, their unsent outcomes run again).
     pub fn timeout(mut self, timeout: Duration) -> PoolBuilder {
         self.timeout = Some(timeout);
         self
