@@ -1,0 +1,802 @@
+//! The owner's side: one manager thread per pool (forks every worker,
+//! dispatches chunks, collects outcomes, replaces dead workers, enforces the
+//! timeout) and one watcher thread (turns a worker's exit into an event in
+//! the manager's inbox).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use daemon::{Child, ExitStatus, Process};
+use queue::{Queue, Sender};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
+use shm::pid::Pid;
+use shm::SharedSlice;
+
+use crate::call::Call;
+use crate::error::{PoolError, TaskError};
+use crate::wire::{Event, Outcome, TaskMsg};
+use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
+
+/// Chunks a worker may have queued or running at once. The owner keeps the
+/// rest, so it can give them to whichever worker frees up first.
+pub(crate) const IN_FLIGHT: usize = 3;
+/// The longest the manager sleeps without looking at its control flags.
+const MAX_IDLE: Duration = Duration::from_millis(100);
+/// How many inbox events the manager takes in a row before it looks at
+/// its control flags and dispatches again.
+const DRAIN: usize = 256;
+/// How soon the manager tries again to fork a worker whose fork failed.
+const REFORK_PAUSE: Duration = Duration::from_millis(10);
+
+/// Outcomes for a job: (index in the job's inputs, outcome).
+pub(crate) type Batch = Vec<(usize, Result<Vec<u8>, TaskError>)>;
+
+/// What the pool's handle and the manager share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The manager's inbox: outcomes from workers, exits from the watcher,
+    /// wake-ups from submitters.
+    pub(crate) inbox: Queue<Event>,
+    pub(crate) control: Mutex<Control>,
+    pub(crate) pids: Mutex<Vec<Option<Pid>>>,
+    pub(crate) replaced: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the manager: a message in its inbox (it also looks every
+    /// [`MAX_IDLE`] if this fails).
+    pub(crate) fn wake(&self) {
+        if let Ok(tx) = self.inbox.sender() {
+            let _ = tx.try_put(Event::Wake);
+        }
+    }
+}
+
+/// Submissions and flags, under one lock.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pub(crate) submissions: Vec<Submission>,
+    pub(crate) closed: bool,
+    pub(crate) terminate: bool,
+}
+
+/// A job handed to the manager.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    pub(crate) chunks: Vec<NewChunk>,
+    /// Items in `chunks`.
+    pub(crate) count: usize,
+    pub(crate) reply: mpsc::Sender<Batch>,
+}
+
+/// Items of one job to run together.
+#[derive(Debug)]
+pub(crate) struct NewChunk {
+    pub(crate) call: Call,
+    pub(crate) indices: Vec<usize>,
+    pub(crate) args: Vec<Vec<u8>>,
+}
+
+/// How the pool was built.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) workers: usize,
+    pub(crate) config: WorkerConfig,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+}
+
+/// Starts the manager thread, which forks the workers; returns once they
+/// are all started (or one could not be).
+pub(crate) fn start(shared: Arc<Shared>, settings: Settings) -> Result<JoinHandle<()>, PoolError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("procsync-pool".into())
+        .spawn(move || manage(&shared, settings, ready_tx))
+        .map_err(PoolError::Thread)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => Err(PoolError::ManagerPanicked(match handle.join() {
+            Err(payload) => payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default(),
+            Ok(()) => String::new(),
+        })),
+    }
+}
+
+/// On the manager thread's way out (returning or unwinding): the pool
+/// takes nothing more, and submissions it will never see are dropped, so
+/// their iterators end (with [`TaskError::Terminated`]) instead of waiting.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut control = self.0.control();
+        control.closed = true;
+        control.submissions.clear();
+    }
+}
+
+/// The manager thread's body.
+fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), PoolError>>) {
+    let _gone = Gone(shared);
+    let made = (|| -> Result<_, PoolError> {
+        let queues = (0..settings.workers)
+            .map(|_| {
+                Queue::<TaskMsg>::builder()
+                    .capacity(IN_FLIGHT + 1)
+                    .max_message_bytes(settings.config.budget)
+                    .anonymous()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = SharedSlice::from_fn(settings.workers * RECORD_WORDS, |_| AtomicU64::new(0))?;
+        let wake = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|e| daemon::Error::Os {
+                op: "eventfd",
+                source: e.into(),
+            })?;
+        Ok((queues, records, wake))
+    })();
+    let (queues, records, wake) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let attached = (|| -> Result<_, PoolError> {
+        let senders = queues
+            .iter()
+            .map(Queue::sender)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((senders, shared.inbox.receiver()?, shared.inbox.sender()?))
+    })();
+    let (senders, rx, watcher_tx) = match attached {
+        Ok(attached) => attached,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let (watch_tx, watch_rx) = mpsc::channel();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (wake_fd, stop) = (&wake, &stop);
+        let watcher = std::thread::Builder::new()
+            .name("procsync-pool-watch".into())
+            .spawn_scoped(scope, move || watch(watcher_tx, watch_rx, wake_fd, stop));
+        let mut manager = Manager {
+            shared,
+            settings,
+            queues: &queues,
+            records: &records,
+            senders,
+            rx,
+            watch_tx,
+            wake: &wake,
+            stop,
+            slots: (0..settings.workers).map(|_| Slot::default()).collect(),
+            jobs: HashMap::new(),
+            dirty: Vec::new(),
+            backlog: VecDeque::new(),
+            next_tid: 1,
+            next_job: 0,
+        };
+        if let Err(e) = watcher {
+            let _ = ready.send(Err(PoolError::Thread(e)));
+            manager.stop_watcher();
+            return;
+        }
+        for slot in 0..settings.workers {
+            if let Err(e) = manager.fork(slot) {
+                manager.end(Exit::Terminate);
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let exit = manager.run();
+        manager.end(exit);
+    });
+}
+
+/// Why the manager stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Closed, and every job is finished: let the workers go.
+    Close,
+    /// Terminated: kill the workers, fail what is left.
+    Terminate,
+}
+
+/// One worker position: its worker (replaced when it dies) and the chunks
+/// sent to its task queue that have not all their outcomes yet, in order.
+#[derive(Debug, Default)]
+struct Slot {
+    child: Option<Child<()>>,
+    generation: u64,
+    fifo: VecDeque<Chunk>,
+    /// The task (id + 1) the manager killed this worker for, by timeout
+    /// (0: for running none while chunks waited for it; see
+    /// `check_timeouts`).
+    timed_out: Option<u64>,
+    /// Since when (CLOCK_MONOTONIC ns) chunks have waited for this worker
+    /// while it ran no task and sent no outcome, if they do.
+    quiet_since: Option<u64>,
+    /// A fork for this slot failed: try again.
+    needs_fork: bool,
+}
+
+/// Items of one job, sent to a worker as one message.
+#[derive(Debug)]
+struct Chunk {
+    job: u64,
+    call: Call,
+    indices: Vec<usize>,
+    args: Vec<Vec<u8>>,
+    /// Earlier runs that died, per item.
+    attempts: Vec<u32>,
+    done: Vec<bool>,
+    left: usize,
+    /// Task id of item 0 (assigned at dispatch).
+    first_tid: u64,
+}
+
+impl Chunk {
+    fn new(
+        job: u64,
+        call: Call,
+        indices: Vec<usize>,
+        args: Vec<Vec<u8>>,
+        attempts: Vec<u32>,
+    ) -> Chunk {
+        let n = args.len();
+        Chunk {
+            job,
+            call,
+            indices,
+            args,
+            attempts,
+            done: vec![false; n],
+            left: n,
+            first_tid: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Job {
+    reply: mpsc::Sender<Batch>,
+    left: usize,
+    /// Outcomes not handed over yet (see `Manager::flush`).
+    pending: Batch,
+}
+
+/// What the watcher is told.
+#[derive(Debug)]
+enum Watch {
+    /// Watch this worker's pidfd.
+    Add(u32, u64, OwnedFd),
+}
+
+struct Manager<'a> {
+    shared: &'a Shared,
+    settings: Settings,
+    queues: &'a [Queue<TaskMsg>],
+    records: &'a [AtomicU64],
+    senders: Vec<Sender<'a, TaskMsg>>,
+    rx: queue::Receiver<'a, Event>,
+    watch_tx: mpsc::Sender<Watch>,
+    wake: &'a OwnedFd,
+    stop: &'a AtomicBool,
+    slots: Vec<Slot>,
+    jobs: HashMap<u64, Job>,
+    /// Jobs with outcomes in `pending`.
+    dirty: Vec<u64>,
+    backlog: VecDeque<Chunk>,
+    next_tid: u64,
+    next_job: u64,
+}
+
+impl<'a> Manager<'a> {
+    fn record(&self, slot: usize) -> &'a [AtomicU64] {
+        &self.records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS]
+    }
+
+    /// Forks the worker of `slot` (from this thread: the workers' parent-
+    /// death signal follows it, so they die when the manager ends).
+    fn fork(&mut self, slot: usize) -> Result<(), PoolError> {
+        let queue = &self.queues[slot];
+        let inbox = &self.shared.inbox;
+        let record = self.record(slot);
+        let config = self.settings.config;
+        record[RUNNING].store(0, Ordering::SeqCst);
+        record[READY].store(0, Ordering::SeqCst);
+        // The child runs only the worker loop (and the pool's initializer)
+        // over what it borrows here, then leaves with `_exit`.
+        let child = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
+            .daemon(true)
+            .name(format!("pool-worker-{slot}"))
+            .start()?;
+        let pidfd = match child.sentinel().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(source) => {
+                let _ = child.kill();
+                let _ = child.join();
+                return Err(daemon::Error::Os {
+                    op: "dup of a worker's pidfd",
+                    source,
+                }
+                .into());
+            }
+        };
+        let s = &mut self.slots[slot];
+        s.generation += 1;
+        s.needs_fork = false;
+        s.quiet_since = None;
+        let _ = self
+            .watch_tx
+            .send(Watch::Add(slot as u32, s.generation, pidfd));
+        let _ = rustix::io::write(self.wake, &1u64.to_ne_bytes());
+        lock(&self.shared.pids)[slot] = Some(child.pid());
+        s.child = Some(child);
+        Ok(())
+    }
+
+    fn run(&mut self) -> Exit {
+        loop {
+            if let Some(exit) = self.take_control() {
+                return exit;
+            }
+            let mut refork_failed = false;
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].needs_fork && self.fork(slot).is_err() {
+                    refork_failed = true;
+                }
+            }
+            self.dispatch();
+            // After dispatching: a worker given its first chunk just now
+            // has a deadline within this sleep.
+            let mut wait = self.check_timeouts();
+            if refork_failed {
+                wait = wait.min(REFORK_PAUSE);
+            }
+            let mut event = self.rx.get_timeout(wait);
+            // Then whatever else is there, without waiting, so outcomes go
+            // to each job's handle in one batch (one wake-up of its thread).
+            for taken in 1.. {
+                match event {
+                    Ok(Event::Results {
+                        slot,
+                        first_tid,
+                        offset,
+                        outcomes,
+                    }) => {
+                        self.on_results(slot as usize, first_tid, offset as usize, outcomes);
+                        // Room in that worker's queue: keep it busy.
+                        self.dispatch();
+                    }
+                    Ok(Event::Exited { slot, generation }) => {
+                        self.on_exit(slot as usize, generation)
+                    }
+                    Ok(Event::Wake) => {}
+                    Err(_) => break,
+                }
+                // Only now: an event taken is an event handled.
+                if taken == DRAIN {
+                    break;
+                }
+                event = self.rx.try_get();
+            }
+            self.flush();
+        }
+    }
+
+    /// Hands the outcomes gathered since the last flush to their jobs.
+    fn flush(&mut self) {
+        for job in std::mem::take(&mut self.dirty) {
+            if let Some(j) = self.jobs.get_mut(&job) {
+                if !j.pending.is_empty() {
+                    // A job whose handle was dropped no longer listens.
+                    let _ = j.reply.send(std::mem::take(&mut j.pending));
+                }
+            }
+        }
+    }
+
+    /// Takes new submissions; says whether to stop.
+    fn take_control(&mut self) -> Option<Exit> {
+        let shared = self.shared;
+        let mut control = shared.control();
+        // Submissions first, even when terminating: a job left in
+        // `control` would keep its reply channel open, and its iterator
+        // would wait for ever (`end` fails what the manager holds).
+        for submission in control.submissions.drain(..) {
+            if submission.count == 0 {
+                continue;
+            }
+            let job = self.next_job;
+            self.next_job += 1;
+            self.jobs.insert(
+                job,
+                Job {
+                    reply: submission.reply,
+                    left: submission.count,
+                    pending: Vec::new(),
+                },
+            );
+            for chunk in submission.chunks {
+                let attempts = vec![0; chunk.args.len()];
+                self.backlog.push_back(Chunk::new(
+                    job,
+                    chunk.call,
+                    chunk.indices,
+                    chunk.args,
+                    attempts,
+                ));
+            }
+        }
+        if control.terminate {
+            return Some(Exit::Terminate);
+        }
+        (control.closed && self.jobs.is_empty()).then_some(Exit::Close)
+    }
+
+    /// Sends waiting chunks to the workers with the fewest in flight.
+    fn dispatch(&mut self) {
+        while !self.backlog.is_empty() {
+            let best = (0..self.slots.len())
+                .filter(|&s| self.slots[s].child.is_some() && self.slots[s].timed_out.is_none())
+                .filter(|&s| self.slots[s].fifo.len() < IN_FLIGHT)
+                .min_by_key(|&s| self.slots[s].fifo.len());
+            let Some(slot) = best else { return };
+            let Some(mut chunk) = self.backlog.pop_front() else {
+                return;
+            };
+            chunk.first_tid = self.next_tid;
+            self.next_tid += chunk.args.len() as u64;
+            let msg = TaskMsg {
+                first_tid: chunk.first_tid,
+                call: chunk.call,
+                args: chunk.args.clone(),
+            };
+            match self.senders[slot].try_put(msg) {
+                Ok(()) => self.slots[slot].fifo.push_back(chunk),
+                Err(_) => {
+                    // Cannot happen: the queue holds one more than
+                    // `IN_FLIGHT`, and sizes were checked at submission.
+                    // Keep the chunk and look again later.
+                    self.backlog.push_front(chunk);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Vec<Outcome>) {
+        let fifo = &mut self.slots[slot].fifo;
+        let Some(pos) = fifo.iter().position(|c| c.first_tid == first_tid) else {
+            return;
+        };
+        self.slots[slot].quiet_since = None;
+        let fifo = &mut self.slots[slot].fifo;
+        let chunk = &mut fifo[pos];
+        let mut batch = Vec::with_capacity(outcomes.len());
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let k = offset + i;
+            if k >= chunk.done.len() || chunk.done[k] {
+                continue;
+            }
+            chunk.done[k] = true;
+            chunk.left -= 1;
+            batch.push((chunk.indices[k], result_of(outcome)));
+        }
+        let job = chunk.job;
+        if chunk.left == 0 {
+            fifo.remove(pos);
+        }
+        self.deliver(job, batch);
+    }
+
+    fn deliver(&mut self, job: u64, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.left = j.left.saturating_sub(batch.len());
+            if j.pending.is_empty() {
+                self.dirty.push(job);
+            }
+            j.pending.extend(batch);
+            if j.left == 0 {
+                if let Some(j) = self.jobs.remove(&job) {
+                    // A job whose handle was dropped no longer listens.
+                    let _ = j.reply.send(j.pending);
+                }
+            }
+        }
+    }
+
+    /// A worker exited: attribute, re-dispatch, replace.
+    fn on_exit(&mut self, slot: usize, generation: u64) {
+        let s = &mut self.slots[slot];
+        if s.generation != generation {
+            return;
+        }
+        let Some(mut child) = s.child.take() else {
+            return;
+        };
+        lock(&self.shared.pids)[slot] = None;
+        let (signal, exit_code) = match child.status() {
+            Some(ExitStatus::Signaled(signal)) => (Some(signal), None),
+            Some(ExitStatus::Exited(code)) => (None, Some(code)),
+            // Its pidfd said it exited, so this does not wait; collected
+            // either way (no zombie left in daemon's registry).
+            None => match child.join() {
+                Err(daemon::JoinError::Signaled { signal, .. }) => (Some(signal), None),
+                Err(daemon::JoinError::Exited { code, .. }) => (None, Some(code)),
+                _ => (None, None),
+            },
+        };
+        let timed_out = s.timed_out.take();
+        // The worker is dead and this thread is the queue's only producer:
+        // the queue's length is exact. Chunks sent and not in the queue any
+        // more were taken by the dead worker (at most one: it takes the
+        // next only after sending the last one's outcomes, which came
+        // before this event).
+        let taken = s.fifo.len().saturating_sub(self.queues[slot].len());
+        let running = self.record(slot)[RUNNING].load(Ordering::SeqCst);
+        let mut failed = Vec::new();
+        for _ in 0..taken {
+            let Some(chunk) = self.slots[slot].fifo.pop_front() else {
+                break;
+            };
+            let n = chunk.args.len() as u64;
+            let died = (running > chunk.first_tid && running <= chunk.first_tid + n)
+                .then(|| (running - 1 - chunk.first_tid) as usize);
+            let mut redo = (Vec::new(), Vec::new(), Vec::new());
+            for (k, arg) in chunk.args.into_iter().enumerate() {
+                if chunk.done[k] {
+                    continue;
+                }
+                let index = chunk.indices[k];
+                let attempts = chunk.attempts[k];
+                if died == Some(k) {
+                    match timed_out {
+                        Some(t) if t == running => failed.push((index, Err(TaskError::TimedOut))),
+                        // Killed for another task's timeout that ended just
+                        // before: this one was not at fault.
+                        Some(_) => push3(&mut redo, index, arg, attempts),
+                        None if attempts < self.settings.retries => {
+                            push3(&mut redo, index, arg, attempts + 1)
+                        }
+                        None => {
+                            failed.push((index, Err(TaskError::WorkerDied { signal, exit_code })))
+                        }
+                    }
+                } else {
+                    // Never started, or finished with its outcome unsent.
+                    push3(&mut redo, index, arg, attempts);
+                }
+            }
+            let job = chunk.job;
+            self.deliver(job, std::mem::take(&mut failed));
+            if !redo.0.is_empty() {
+                self.backlog
+                    .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
+            }
+        }
+        self.shared.replaced.fetch_add(1, Ordering::Relaxed);
+        if self.fork(slot).is_err() {
+            self.slots[slot].needs_fork = true;
+        }
+    }
+
+    /// Kills workers whose running task is past the timeout; returns how
+    /// long the manager may sleep.
+    fn check_timeouts(&mut self) -> Duration {
+        let Some(limit) = self.settings.timeout else {
+            return MAX_IDLE;
+        };
+        let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        let now = shm::sync::monotonic_ns();
+        let mut next = now.saturating_add(MAX_IDLE.as_nanos() as u64);
+        for slot in 0..self.slots.len() {
+            let record = self.record(slot);
+            let s = &mut self.slots[slot];
+            if s.child.is_none() || s.fifo.is_empty() || s.timed_out.is_some() {
+                s.quiet_since = None;
+                continue;
+            }
+            // SeqCst on both sides: equal task ids around the read of the
+            // start time mean it is that task's (see worker::run).
+            let before = record[RUNNING].load(Ordering::SeqCst);
+            let started = record[STARTED].load(Ordering::SeqCst);
+            let after = record[RUNNING].load(Ordering::SeqCst);
+            if before == 0 && record[READY].load(Ordering::SeqCst) == 0 {
+                // Still starting (the initializer may take long): not
+                // judged, or a slow initializer would be killed for ever.
+                s.quiet_since = None;
+                next = next.min(now.saturating_add(limit_ns));
+                continue;
+            }
+            if before == 0 {
+                // Chunks wait for this worker and it runs no task: between
+                // two tasks for an instant, normally. For a whole limit
+                // without an outcome, it is stuck outside any task
+                // (stopped, say): killed like a task past its limit; its
+                // chunks are re-dispatched, nobody's fault.
+                let since = *s.quiet_since.get_or_insert(now);
+                let deadline = since.saturating_add(limit_ns);
+                if now >= deadline {
+                    if let Some(child) = &s.child {
+                        let _ = child.kill();
+                    }
+                    s.timed_out = Some(0);
+                } else {
+                    next = next.min(deadline);
+                }
+                continue;
+            }
+            s.quiet_since = None;
+            if before != after {
+                // One started just now: not due before a full limit.
+                next = next.min(now.saturating_add(limit_ns));
+                continue;
+            }
+            let deadline = started.saturating_add(limit_ns);
+            if now >= deadline {
+                if let Some(child) = &s.child {
+                    let _ = child.kill();
+                }
+                s.timed_out = Some(before);
+            } else {
+                next = next.min(deadline);
+            }
+        }
+        Duration::from_nanos(next.saturating_sub(now))
+    }
+
+    /// Stops: lets the workers go (close) or kills them (terminate), fails
+    /// what is left, stops the watcher.
+    fn end(&mut self, exit: Exit) {
+        if exit == Exit::Terminate {
+            for s in &self.slots {
+                if let Some(child) = &s.child {
+                    let _ = child.kill();
+                }
+            }
+        }
+        // A worker waiting for a task sees its queue disconnected and
+        // returns.
+        self.senders.clear();
+        for slot in 0..self.slots.len() {
+            if let Some(child) = self.slots[slot].child.take() {
+                let _ = child.join();
+            }
+            lock(&self.shared.pids)[slot] = None;
+        }
+        let mut left: HashMap<u64, Batch> = HashMap::new();
+        let chunks = self
+            .slots
+            .iter_mut()
+            .flat_map(|s| s.fifo.drain(..))
+            .chain(self.backlog.drain(..));
+        for chunk in chunks {
+            let batch = left.entry(chunk.job).or_default();
+            for (k, &index) in chunk.indices.iter().enumerate() {
+                if !chunk.done[k] {
+                    batch.push((index, Err(TaskError::Terminated)));
+                }
+            }
+        }
+        for (job, batch) in left {
+            self.deliver(job, batch);
+        }
+        self.flush();
+        self.jobs.clear();
+        self.stop_watcher();
+    }
+
+    fn stop_watcher(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = rustix::io::write(self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+fn push3(
+    redo: &mut (Vec<usize>, Vec<Vec<u8>>, Vec<u32>),
+    index: usize,
+    arg: Vec<u8>,
+    attempts: u32,
+) {
+    redo.0.push(index);
+    redo.1.push(arg);
+    redo.2.push(attempts);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn result_of(outcome: Outcome) -> Result<Vec<u8>, TaskError> {
+    match outcome {
+        Outcome::Ok(bytes) => Ok(bytes),
+        Outcome::Panicked(message) => Err(TaskError::Panicked(message)),
+        Outcome::Failed(message) => Err(TaskError::Serde(message)),
+        Outcome::TooLarge { size, max } => Err(TaskError::TooLarge { size, max }),
+    }
+}
+
+/// The watcher thread: waits in `poll(2)` on every worker's pidfd and puts
+/// an [`Event::Exited`] in the inbox when one becomes readable, so the
+/// manager, asleep on its inbox, learns of a death at once.
+fn watch(tx: Sender<'_, Event>, control: mpsc::Receiver<Watch>, wake: &OwnedFd, stop: &AtomicBool) {
+    let mut watched: Vec<(u32, u64, OwnedFd)> = Vec::new();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            match control.try_recv() {
+                Ok(Watch::Add(slot, generation, fd)) => watched.push((slot, generation, fd)),
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd<'_>> = std::iter::once(wake.as_fd())
+                .chain(watched.iter().map(|(_, _, fd)| fd.as_fd()))
+                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+                .collect();
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => fds.iter().map(|f| !f.revents().is_empty()).collect(),
+                Err(rustix::io::Errno::INTR) => continue,
+                // No memory for the descriptor table: look again soon.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+            }
+        };
+        if ready[0] {
+            let _ = rustix::io::read(wake, &mut [0u8; 8]);
+        }
+        let mut i = 0;
+        watched.retain(|(slot, generation, _)| {
+            i += 1;
+            if ready[i] {
+                let mut event = Event::Exited {
+                    slot: *slot,
+                    generation: *generation,
+                };
+                // A full inbox the manager no longer reads (it stopped)
+                // must not keep this thread for ever.
+                while let Err(e) = tx.put_timeout(event, Duration::from_millis(10)) {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    event = e.into_inner();
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+}

@@ -1,0 +1,761 @@
+//! [`Pool`], its builder, and the handles on results: [`Imap`] and
+//! [`AsyncResult`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use queue::Queue;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shm::pid::Pid;
+
+use crate::call::Call;
+use crate::error::{PoolError, TaskError};
+use crate::manager::{self, Batch, Control, NewChunk, Settings, Shared, Submission};
+use crate::wire::{ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+use crate::worker::WorkerConfig;
+
+/// The most workers a pool may have: each takes an endpoint row of the
+/// manager's inbox (a queue has [`queue::MAX_ENDPOINTS`]), and a few rows
+/// stay for the owner's own threads.
+pub const MAX_WORKERS: usize = 100;
+
+/// The default largest message between the owner and a worker: a chunk's
+/// encoded arguments, or its encoded results (split across messages when
+/// larger), and so the largest single argument or result.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How a [`Pool`] is made: Python's `Pool(processes, initializer,
+/// maxtasksperchild)`, plus a per-task timeout and retries of died tasks.
+///
+/// ```
+/// use std::time::Duration;
+/// use pool::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::builder()
+///     .workers(2)
+///     .max_tasks_per_child(100)
+///     .timeout(Duration::from_secs(10))
+///     .retries(1)
+///     .build()?;
+/// assert_eq!(pool.workers(), 2);
+/// assert_eq!(pool.apply(square, 12), Ok(144));
+/// # Ok::<(), pool::PoolError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a PoolBuilder does nothing until built"]
+pub struct PoolBuilder {
+    workers: Option<usize>,
+    initializer: Option<fn()>,
+    max_tasks_per_child: Option<u64>,
+    chunksize: Option<usize>,
+    timeout: Option<Duration>,
+    retries: u32,
+    max_message_bytes: usize,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> PoolBuilder {
+        PoolBuilder {
+            workers: None,
+            initializer: None,
+            max_tasks_per_child: None,
+            chunksize: None,
+            timeout: None,
+            retries: 0,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// How many workers (default: the CPUs this process may run on,
+    /// `std::thread::available_parallelism`, as Python's `os.cpu_count()`
+    /// default; at most [`MAX_WORKERS`]).
+    pub fn workers(mut self, workers: usize) -> PoolBuilder {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// A function each worker runs once, when it starts (Python's
+    /// `initializer`), including replacement workers. A panic in it kills
+    /// that worker (it is replaced, and tries again).
+    pub fn initializer(mut self, initializer: fn()) -> PoolBuilder {
+        self.initializer = Some(initializer);
+        self
+    }
+
+    /// A worker exits after running this many chunks (Python's
+    /// `maxtasksperchild`, where a chunk is one task too) and is replaced
+    /// by a fresh fork of the owner. Chunks queued to it go to its
+    /// replacement.
+    pub fn max_tasks_per_child(mut self, tasks: u64) -> PoolBuilder {
+        self.max_tasks_per_child = Some(tasks.max(1));
+        self
+    }
+
+    /// The chunk size of [`Pool::map`] and [`Pool::starmap`] (default:
+    /// Python's rule, `ceil(len / (4 x workers))`).
+    pub fn chunksize(mut self, chunksize: usize) -> PoolBuilder {
+        self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    /// A task running longer than `timeout` has its worker killed (SIGKILL)
+    /// and replaced, and returns [`TaskError::TimedOut`]. Enforced by the
+    /// manager thread, which wakes at the earliest deadline; costs a clock
+    /// read per task in the workers. No timeout by default.
+    ///
+    /// The same limit applies to a worker that, once started (past the
+    /// initializer, which has no limit), runs no task and sends no outcome
+    /// for a whole `timeout` while chunks wait for it: stopped (SIGSTOP) or
+    /// stuck outside a task. It is killed and replaced, and its chunks go
+    /// to its replacement, no task failing. Without a timeout such a worker
+    /// holds its chunks for as long as it is stuck, and one stopped inside
+    /// the inbox's producers' lock (sending outcomes) holds up every
+    /// worker's outcomes (with a timeout, those waiting behind it for a
+    /// whole limit are replaced too, their unsent outcomes run again).
+    pub fn timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A task whose worker died while running it is run again, up to
+    /// `retries` more times, before it returns [`TaskError::WorkerDied`]
+    /// (default 0). Timed-out and panicked tasks are not retried.
+    pub fn retries(mut self, retries: u32) -> PoolBuilder {
+        self.retries = retries;
+        self
+    }
+
+    /// The largest message between the owner and a worker (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]); an argument or result larger than it
+    /// gives [`TaskError::TooLarge`]. Each worker's task queue takes four
+    /// such messages of shared memory, the owner's inbox `4 x workers + 16`.
+    pub fn max_message_bytes(mut self, bytes: usize) -> PoolBuilder {
+        self.max_message_bytes = bytes.max(MESSAGE_OVERHEAD + ITEM_OVERHEAD + 64);
+        self
+    }
+
+    /// Starts the manager thread, which forks the workers; returns once
+    /// they are all started.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+                .min(MAX_WORKERS)
+        });
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(PoolError::Workers {
+                asked: workers,
+                max: MAX_WORKERS,
+            });
+        }
+        let inbox = Queue::builder()
+            .capacity(4 * workers + 16)
+            .max_message_bytes(self.max_message_bytes)
+            .anonymous()?;
+        let shared = Arc::new(Shared {
+            inbox,
+            control: Mutex::new(Control::default()),
+            pids: Mutex::new(vec![None; workers]),
+            replaced: Default::default(),
+        });
+        let settings = Settings {
+            workers,
+            config: WorkerConfig {
+                initializer: self.initializer,
+                max_tasks: self.max_tasks_per_child,
+                timed: self.timeout.is_some(),
+                budget: self.max_message_bytes,
+            },
+            timeout: self.timeout,
+            retries: self.retries,
+        };
+        let manager = manager::start(Arc::clone(&shared), settings)?;
+        Ok(Pool {
+            shared,
+            manager: Mutex::new(Some(manager)),
+            workers,
+            chunksize: self.chunksize,
+            budget: self.max_message_bytes,
+        })
+    }
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`, where a
+/// killed worker costs the one task it was running, never the pool.
+///
+/// Tasks are a plain `fn` and serde arguments (see the crate's
+/// documentation for why, and for what workers inherit). Every method takes
+/// `&self`: threads may share a pool. Dropping it terminates it (Python's
+/// `with Pool() as p:` does the same); [`close`](Pool::close) and
+/// [`join`](Pool::join) first to let submitted work finish.
+///
+/// ```
+/// use pool::Pool;
+///
+/// fn add_one(x: u64) -> u64 {
+///     x + 1
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let out: Vec<u64> = pool.map(add_one, 0..1000).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(out, (1..1001).collect::<Vec<_>>());
+/// pool.close();
+/// pool.join()?;
+/// # Ok::<(), pool::PoolError>(())
+/// ```
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+    workers: usize,
+    chunksize: Option<usize>,
+    budget: usize,
+}
+
+impl Pool {
+    /// A pool of `workers` processes, with everything else as
+    /// [`Pool::builder`] leaves it.
+    pub fn new(workers: usize) -> Result<Pool, PoolError> {
+        Pool::builder().workers(workers).build()
+    }
+
+    /// The builder: workers, initializer, `max_tasks_per_child`, chunk
+    /// size, timeout, retries.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// How many workers the pool keeps running.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The pids of the workers running now (a slot whose worker died and
+    /// whose replacement is being forked is left out).
+    pub fn worker_pids(&self) -> Vec<Pid> {
+        lock(&self.shared.pids).iter().flatten().copied().collect()
+    }
+
+    /// Workers that exited (died, timed out, or reached
+    /// `max_tasks_per_child`) and were replaced, in the pool's life.
+    pub fn workers_replaced(&self) -> u64 {
+        self.shared
+            .replaced
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Python's automatic chunk size for `len` inputs: `ceil(len / (4 x
+    /// workers))`, at least 1 (or the builder's `chunksize`).
+    pub fn auto_chunksize(&self, len: usize) -> usize {
+        self.chunksize
+            .unwrap_or_else(|| len.div_ceil(4 * self.workers))
+            .max(1)
+    }
+
+    /// `f` applied to every input, in the inputs' order (Python's `map`),
+    /// in chunks of [`auto_chunksize`](Pool::auto_chunksize). Waits for all.
+    pub fn map<A, R>(
+        &self,
+        f: fn(A) -> R,
+        inputs: impl IntoIterator<Item = A>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let inputs: Vec<A> = inputs.into_iter().collect();
+        let chunksize = self.auto_chunksize(inputs.len());
+        self.map_chunked(f, inputs, chunksize)
+    }
+
+    /// [`map`](Pool::map) in chunks of `chunksize` inputs.
+    pub fn map_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        inputs: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.imap_chunked(f, inputs, chunksize).collect()
+    }
+
+    /// `f(a, b)` for every pair, in order (Python's `starmap`), in chunks
+    /// of [`auto_chunksize`](Pool::auto_chunksize).
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        inputs: impl IntoIterator<Item = (A, B)>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let inputs: Vec<(A, B)> = inputs.into_iter().collect();
+        let chunksize = self.auto_chunksize(inputs.len());
+        self.starmap_chunked(f, inputs, chunksize)
+    }
+
+    /// [`starmap`](Pool::starmap) in chunks of `chunksize` pairs.
+    pub fn starmap_chunked<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        inputs: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.submit(Call::two(f), inputs, chunksize, true).collect()
+    }
+
+    /// `f` applied to every input, as a lazy iterator of the outcomes in
+    /// the inputs' order (Python's `imap`, chunk size 1). The inputs are
+    /// encoded and submitted at once; outcomes are waited for one by one.
+    pub fn imap<A, R>(&self, f: fn(A) -> R, inputs: impl IntoIterator<Item = A>) -> Imap<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.imap_chunked(f, inputs, 1)
+    }
+
+    /// [`imap`](Pool::imap) in chunks of `chunksize` inputs.
+    pub fn imap_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        inputs: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Imap<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.submit(Call::one(f), inputs, chunksize, true)
+    }
+
+    /// [`imap`](Pool::imap), yielding `(index, outcome)` as outcomes
+    /// come, in any order (Python's `imap_unordered`, with the input's
+    /// index added).
+    pub fn imap_unordered<A, R>(
+        &self,
+        f: fn(A) -> R,
+        inputs: impl IntoIterator<Item = A>,
+    ) -> Imap<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.imap_unordered_chunked(f, inputs, 1)
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) in chunks of `chunksize`.
+    pub fn imap_unordered_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        inputs: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Imap<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.submit(Call::one(f), inputs, chunksize, false)
+    }
+
+    /// `f(arg)` in a worker, waiting for it (Python's `apply`).
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, arg).get()
+    }
+
+    /// `f(arg)` in a worker, without waiting (Python's `apply_async`): the
+    /// handle's [`get`](AsyncResult::get) waits for the outcome.
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> AsyncResult<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let imap: Imap<R> = self.submit(Call::one(f), [arg], 1, false);
+        AsyncResult {
+            rx: Mutex::new(imap.rx),
+            outcome: Mutex::new(imap.unordered.into_iter().next().map(|(_, o)| o)),
+            _result: PhantomData,
+        }
+    }
+
+    /// Takes no more tasks (Python's `close`): what was submitted still
+    /// runs; once it is done, the workers exit. Later submissions return
+    /// [`TaskError::PoolClosed`].
+    pub fn close(&self) {
+        self.shared.control().closed = true;
+        self.shared.wake();
+    }
+
+    /// Kills the workers now (Python's `terminate`, with SIGKILL): tasks not
+    /// finished return [`TaskError::Terminated`]. Waits for the workers to
+    /// be collected.
+    pub fn terminate(&self) {
+        {
+            let mut control = self.shared.control();
+            control.closed = true;
+            control.terminate = true;
+        }
+        self.shared.wake();
+        let _ = self.join();
+    }
+
+    /// Waits for the workers to exit (Python's `join`), after
+    /// [`close`](Pool::close) or [`terminate`](Pool::terminate); fails with
+    /// [`PoolError::StillRunning`] before. Returns at once if already joined.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if !self.shared.control().closed {
+            return Err(PoolError::StillRunning);
+        }
+        let handle = lock(&self.manager).take();
+        match handle.map(JoinHandle::join) {
+            Some(Err(payload)) => Err(PoolError::ManagerPanicked(
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Encodes the inputs, cuts them into chunks and hands them to the
+    /// manager; the iterator receives the outcomes.
+    fn submit<A: Serialize, R: DeserializeOwned>(
+        &self,
+        call: Call,
+        inputs: impl IntoIterator<Item = A>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Imap<R> {
+        let (reply, rx) = mpsc::channel();
+        let chunksize = chunksize.max(1);
+        let max_arg = self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
+        let mut early: Batch = Vec::new();
+        let mut chunks = Vec::new();
+        let mut current = NewChunk {
+            call,
+            indices: Vec::new(),
+            args: Vec::new(),
+        };
+        let mut bytes = MESSAGE_OVERHEAD;
+        let mut total = 0;
+        let mut count = 0;
+        for (index, input) in inputs.into_iter().enumerate() {
+            total += 1;
+            let arg = match postcard::to_allocvec(&input) {
+                Ok(arg) if arg.len() > max_arg => {
+                    let size = arg.len();
+                    early.push((index, Err(TaskError::TooLarge { size, max: max_arg })));
+                    continue;
+                }
+                Ok(arg) => arg,
+                Err(e) => {
+                    early.push((index, Err(TaskError::Serde(e.to_string()))));
+                    continue;
+                }
+            };
+            if current.args.len() == chunksize || bytes + arg.len() + ITEM_OVERHEAD > self.budget {
+                chunks.push(std::mem::replace(
+                    &mut current,
+                    NewChunk {
+                        call,
+                        indices: Vec::new(),
+                        args: Vec::new(),
+                    },
+                ));
+                bytes = MESSAGE_OVERHEAD;
+            }
+            bytes += arg.len() + ITEM_OVERHEAD;
+            current.indices.push(index);
+            current.args.push(arg);
+            count += 1;
+        }
+        if !current.args.is_empty() {
+            chunks.push(current);
+        }
+        {
+            let mut control = self.shared.control();
+            if control.closed {
+                early.extend(
+                    chunks
+                        .iter()
+                        .flat_map(|c| c.indices.iter())
+                        .map(|&i| (i, Err(TaskError::PoolClosed))),
+                );
+            } else {
+                control.submissions.push(Submission {
+                    chunks,
+                    count,
+                    reply,
+                });
+            }
+        }
+        if count > 0 {
+            self.shared.wake();
+        }
+        let mut imap = Imap {
+            rx,
+            total,
+            received: 0,
+            yielded: 0,
+            ordered,
+            arrived: vec![false; total],
+            buffer: BTreeMap::new(),
+            unordered: VecDeque::new(),
+            _result: PhantomData,
+        };
+        imap.absorb(early);
+        imap
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool (as Python's `with Pool() as p:` does on exit),
+    /// unless it was joined.
+    fn drop(&mut self) {
+        if lock(&self.manager).is_some() {
+            self.terminate();
+        }
+    }
+}
+
+/// The outcomes of [`Pool::imap`] (in the inputs' order) or
+/// [`Pool::imap_unordered`] (as they come, with their input's index), as
+/// they arrive; knows how many are done, for a progress bar.
+///
+/// ```
+/// use pool::Pool;
+///
+/// fn double(x: u32) -> u32 {
+///     2 * x
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let mut results = pool.imap(double, [1, 2, 3]);
+/// assert_eq!(results.len(), 3);
+/// assert_eq!(results.next(), Some(Ok(2)));
+/// assert!(results.done() >= 1);
+/// assert_eq!(results.done() + results.pending(), 3);
+/// assert_eq!(results.collect::<Vec<_>>(), [Ok(4), Ok(6)]);
+///
+/// let mut unordered: Vec<_> = pool.imap_unordered(double, [5, 6]).indexed().collect();
+/// unordered.sort_by_key(|(i, _)| *i);
+/// assert_eq!(unordered, [(0, Ok(10)), (1, Ok(12))]);
+/// # Ok::<(), pool::PoolError>(())
+/// ```
+#[derive(Debug)]
+pub struct Imap<R> {
+    rx: mpsc::Receiver<Batch>,
+    total: usize,
+    received: usize,
+    yielded: usize,
+    ordered: bool,
+    /// Per input: whether its outcome has arrived.
+    arrived: Vec<bool>,
+    buffer: BTreeMap<usize, Result<Vec<u8>, TaskError>>,
+    unordered: VecDeque<(usize, Result<Vec<u8>, TaskError>)>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> Imap<R> {
+    /// How many tasks were submitted.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether no task was submitted.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Tasks whose outcome has arrived (yielded or waiting to be).
+    pub fn done(&self) -> usize {
+        self.received
+    }
+
+    /// Tasks whose outcome has not arrived yet.
+    pub fn pending(&self) -> usize {
+        self.total - self.received
+    }
+
+    /// Takes what has arrived without waiting, so `done` is current.
+    pub fn refresh(&mut self) {
+        while let Ok(batch) = self.rx.try_recv() {
+            self.absorb(batch);
+        }
+    }
+
+    /// The outcomes with their input's index (for `imap_unordered`).
+    pub fn indexed(self) -> impl Iterator<Item = (usize, Result<R, TaskError>)> {
+        let mut imap = self;
+        std::iter::from_fn(move || imap.next_indexed())
+    }
+
+    fn absorb(&mut self, batch: Batch) {
+        for (i, _) in &batch {
+            self.arrived[*i] = true;
+        }
+        self.received += batch.len();
+        if self.ordered {
+            self.buffer.extend(batch);
+        } else {
+            self.unordered.extend(batch);
+        }
+    }
+
+    fn next_indexed(&mut self) -> Option<(usize, Result<R, TaskError>)> {
+        if self.yielded == self.total {
+            return None;
+        }
+        loop {
+            let ready = if self.ordered {
+                self.buffer
+                    .remove(&self.yielded)
+                    .map(|outcome| (self.yielded, outcome))
+            } else {
+                self.unordered.pop_front()
+            };
+            if let Some((index, outcome)) = ready {
+                self.yielded += 1;
+                return Some((index, decode(outcome)));
+            }
+            match self.rx.recv() {
+                Ok(batch) => self.absorb(batch),
+                // The manager is gone (terminated): what has not come
+                // never will.
+                Err(_) => {
+                    let missing: Batch = (0..self.total)
+                        .filter(|&i| !self.arrived[i])
+                        .map(|i| (i, Err(TaskError::Terminated)))
+                        .collect();
+                    if missing.is_empty() {
+                        return None;
+                    }
+                    self.absorb(missing);
+                }
+            }
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Imap<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_indexed().map(|(_, outcome)| outcome)
+    }
+}
+
+/// The outcome of [`Pool::apply_async`], to come (Python's `AsyncResult`).
+///
+/// ```
+/// use std::time::Duration;
+/// use pool::Pool;
+///
+/// fn shout(s: String) -> String {
+///     s.to_uppercase()
+/// }
+///
+/// let pool = Pool::new(1)?;
+/// let pending = pool.apply_async(shout, "hey".to_string());
+/// assert_eq!(pending.get_timeout(Duration::from_secs(10)), Some(Ok("HEY".to_string())));
+/// assert!(pending.ready());
+/// assert_eq!(pending.get(), Ok("HEY".to_string()));
+/// # Ok::<(), pool::PoolError>(())
+/// ```
+#[derive(Debug)]
+pub struct AsyncResult<R> {
+    rx: Mutex<mpsc::Receiver<Batch>>,
+    outcome: Mutex<Option<Result<Vec<u8>, TaskError>>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Whether the outcome has arrived (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.wait_until(Some(Instant::now()))
+    }
+
+    /// Waits for the outcome (Python's `get()`). May be called again.
+    pub fn get(&self) -> Result<R, TaskError> {
+        self.wait_until(None);
+        self.decoded()
+    }
+
+    /// Waits at most `timeout` for the outcome: `None` if it has not come
+    /// by then (Python raises `TimeoutError`).
+    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.wait_until(deadline) || deadline.is_none() {
+            Some(self.decoded())
+        } else {
+            None
+        }
+    }
+
+    fn decoded(&self) -> Result<R, TaskError> {
+        match &*lock(&self.outcome) {
+            Some(outcome) => decode(outcome.clone()),
+            None => Err(TaskError::Terminated),
+        }
+    }
+
+    /// Whether the outcome is here, waiting for it until `deadline`
+    /// (`None`: for ever).
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let mut outcome = lock(&self.outcome);
+        if outcome.is_some() {
+            return true;
+        }
+        let rx = lock(&self.rx);
+        let batch = match deadline {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match batch {
+            Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                *outcome = Some(Err(TaskError::Terminated))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        outcome.is_some()
+    }
+}
+
+fn decode<R: DeserializeOwned>(outcome: Result<Vec<u8>, TaskError>) -> Result<R, TaskError> {
+    outcome.and_then(|bytes| {
+        postcard::from_bytes(&bytes)
+            .map_err(|e| TaskError::Serde(format!("the result did not decode: {e}")))
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

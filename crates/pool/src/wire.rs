@@ -1,0 +1,70 @@
+//! What crosses the pool's queues: tasks to a worker, and the events the
+//! manager reads (results, a worker's exit, a wake-up).
+
+use serde::{Deserialize, Serialize};
+
+use crate::call::Call;
+
+/// A chunk of tasks for one worker: items get the task ids
+/// `first_tid .. first_tid + args.len()`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) first_tid: u64,
+    pub(crate) call: Call,
+    pub(crate) args: Vec<Vec<u8>>,
+}
+
+/// What became of one task in a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The function returned; its encoded result.
+    Ok(Vec<u8>),
+    /// The function panicked, with this message.
+    Panicked(String),
+    /// The argument did not decode or the result did not encode.
+    Failed(String),
+    /// The encoded result is larger than a message may be.
+    TooLarge { size: usize, max: usize },
+}
+
+impl Outcome {
+    /// The encoded `value`, or why it could not be encoded.
+    pub(crate) fn encode<R: Serialize>(value: &R) -> Outcome {
+        match postcard::to_allocvec(value) {
+            Ok(bytes) => Outcome::Ok(bytes),
+            Err(e) => Outcome::Failed(format!("the result did not encode: {e}")),
+        }
+    }
+
+    /// An upper bound of its encoded size.
+    pub(crate) fn size(&self) -> usize {
+        16 + match self {
+            Outcome::Ok(bytes) => bytes.len(),
+            Outcome::Panicked(message) | Outcome::Failed(message) => message.len(),
+            Outcome::TooLarge { .. } => 16,
+        }
+    }
+}
+
+/// What the manager reads from its inbox.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Event {
+    /// Outcomes of the items `offset ..` of the chunk `first_tid`, sent by
+    /// the worker of `slot`.
+    Results {
+        slot: u32,
+        first_tid: u64,
+        offset: u32,
+        outcomes: Vec<Outcome>,
+    },
+    /// The worker of `slot` in its `generation` has exited (the watcher
+    /// saw its pidfd readable). Comes after every result it committed.
+    Exited { slot: u32, generation: u64 },
+    /// Look at the submissions and the control flags.
+    Wake,
+}
+
+/// Bytes a message needs beyond its items (enum tag, ids, lengths).
+pub(crate) const MESSAGE_OVERHEAD: usize = 64;
+/// Bytes an item needs beyond its own (its length prefix).
+pub(crate) const ITEM_OVERHEAD: usize = 10;

@@ -1,0 +1,156 @@
+//! The worker's side: a loop over its task queue, in a forked child.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use queue::{GetError, Queue};
+
+use crate::wire::{Event, Outcome, TaskMsg, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+
+/// The names of a worker's crash points (see `shm::crash`), in the order
+/// it reaches them: its queue rows attached, a chunk taken from its queue,
+/// an item's start recorded, an item's end recorded, a chunk's outcomes
+/// sent.
+pub const POOL_CRASH_POINTS: &[&str] = &[
+    "pool worker: attached",
+    "pool worker: chunk taken",
+    "pool worker: item started",
+    "pool worker: item finished",
+    "pool worker: outcomes sent",
+];
+
+/// Words of shared memory per worker slot (one cache line each).
+pub(crate) const RECORD_WORDS: usize = 8;
+/// The task id + 1 of the item the slot's worker is running (0: none).
+pub(crate) const RUNNING: usize = 0;
+/// CLOCK_MONOTONIC ns when that item started (written before `RUNNING`;
+/// only when the pool has a timeout).
+pub(crate) const STARTED: usize = 1;
+/// 1 once the worker has run the initializer and attached to its queues
+/// (reset to 0 by the manager before each fork).
+pub(crate) const READY: usize = 2;
+
+/// What a worker is told at its fork.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WorkerConfig {
+    pub(crate) initializer: Option<fn()>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) timed: bool,
+    pub(crate) budget: usize,
+}
+
+/// The worker loop: runs chunks from `tasks` until the queue is
+/// disconnected (the pool closed) or `max_tasks` chunks are done, sending
+/// outcomes to `inbox` and recording the running item in `record`.
+pub(crate) fn run(
+    slot: u32,
+    tasks: &Queue<TaskMsg>,
+    inbox: &Queue<Event>,
+    record: &[AtomicU64],
+    config: WorkerConfig,
+) {
+    if let Some(initializer) = config.initializer {
+        initializer();
+    }
+    // This process's own rows (claimed here, not moved from the owner).
+    let (Ok(rx), Ok(tx)) = (tasks.receiver(), inbox.sender()) else {
+        daemon::exit(EXIT_NO_ROW);
+    };
+    record[READY].store(1, Ordering::SeqCst);
+    shm::crash_point!(POOL_CRASH_POINTS, "pool worker: attached");
+    let mut chunks_done = 0u64;
+    loop {
+        let msg = match rx.get() {
+            Ok(msg) => msg,
+            Err(GetError::Disconnected) => return,
+            Err(_) => daemon::exit(EXIT_BAD_TASK),
+        };
+        shm::crash_point!(POOL_CRASH_POINTS, "pool worker: chunk taken");
+        let mut outcomes = Vec::new();
+        let mut offset = 0u32;
+        let mut bytes = MESSAGE_OVERHEAD;
+        for (k, arg) in msg.args.iter().enumerate() {
+            if config.timed {
+                // SeqCst, as `RUNNING` after it: the manager's reads
+                // (RUNNING, STARTED, RUNNING) then see this item's start
+                // whenever both reads of RUNNING name it.
+                record[STARTED].store(shm::sync::monotonic_ns(), Ordering::SeqCst);
+            }
+            record[RUNNING].store(msg.first_tid + k as u64 + 1, Ordering::SeqCst);
+            shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item started");
+            let outcome = match catch_unwind(AssertUnwindSafe(|| msg.call.run(arg))) {
+                Ok(outcome) => outcome,
+                Err(payload) => Outcome::Panicked(panic_message(payload.as_ref(), config.budget)),
+            };
+            record[RUNNING].store(0, Ordering::SeqCst);
+            shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item finished");
+            let outcome = match outcome.size() {
+                size if size + MESSAGE_OVERHEAD > config.budget => Outcome::TooLarge {
+                    size,
+                    max: config.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD,
+                },
+                _ => outcome,
+            };
+            if bytes + outcome.size() > config.budget {
+                let done = std::mem::take(&mut outcomes);
+                let n = done.len() as u32;
+                send(&tx, slot, msg.first_tid, offset, done);
+                offset += n;
+                bytes = MESSAGE_OVERHEAD;
+            }
+            bytes += outcome.size();
+            outcomes.push(outcome);
+        }
+        send(&tx, slot, msg.first_tid, offset, outcomes);
+        shm::crash_point!(POOL_CRASH_POINTS, "pool worker: outcomes sent");
+        chunks_done += 1;
+        if config.max_tasks.is_some_and(|max| chunks_done >= max) {
+            return;
+        }
+    }
+}
+
+fn send(
+    tx: &queue::Sender<'_, Event>,
+    slot: u32,
+    first_tid: u64,
+    offset: u32,
+    outcomes: Vec<Outcome>,
+) {
+    let event = Event::Results {
+        slot,
+        first_tid,
+        offset,
+        outcomes,
+    };
+    if tx.put(event).is_err() {
+        // Cannot happen with the sizes checked above; the owner sees the
+        // exit and re-dispatches what had no outcome.
+        daemon::exit(EXIT_BAD_RESULT);
+    }
+}
+
+/// A worker's exit codes when the pool's own machinery fails.
+const EXIT_NO_ROW: i32 = 90;
+const EXIT_BAD_TASK: i32 = 91;
+const EXIT_BAD_RESULT: i32 = 92;
+
+/// The panic's message (a `&str` or `String` payload), cut to fit a message.
+fn panic_message(payload: &(dyn std::any::Any + Send), budget: usize) -> String {
+    let mut message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a payload that is not a string".to_string()
+    };
+    let max = budget / 2;
+    if message.len() > max {
+        let mut cut = max;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
