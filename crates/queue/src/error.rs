@@ -109,7 +109,8 @@ pub struct PutError<T> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PutErrorKind {
-    /// The queue was full (`try_put`).
+    /// The queue was full (`try_put`), or another producer held the
+    /// producers' lock at that moment (`try_put` never waits for it).
     #[error("the queue is full")]
     Full,
     /// The queue stayed full (or other producers held it) until the
@@ -183,7 +184,8 @@ impl<T> std::error::Error for PutError<T> {}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
-    /// The queue was empty (`try_get`).
+    /// The queue was empty (`try_get`), or another consumer held the
+    /// consumers' lock at that moment (`try_get` never waits for it).
     #[error("the queue is empty")]
     Empty,
     /// The queue stayed empty (or other consumers held it) until the
