@@ -65,6 +65,10 @@ pub(crate) enum Scenario {
     /// producer is SIGKILLed half-way; nothing torn or doubled, and the
     /// consumers stop once every producer is gone.
     Queue(crate::queue::Args),
+    /// Beyond the lesson, 进程池 Pool: worker processes square numbers;
+    /// the worker running the middle task is SIGKILLed; that task is
+    /// WorkerDied, a new worker replaces it, every other task completes.
+    Pool(crate::pool::Args),
     /// Every scenario above, one after another, with default arguments, at
     /// --speed 5 unless --speed is given.
     All,
@@ -103,6 +107,7 @@ impl Cli {
             Scenario::Ktv(args) => crate::ktv::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Traffic(args) => crate::traffic::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Queue(args) => crate::queue::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Pool(args) => crate::pool::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Daemon => crate::daemons::run_daemon(&ctx).map(|s| vec![s]),
             Scenario::DaemonOrder => crate::daemons::run_daemon_order(&ctx).map(|s| vec![s]),
             Scenario::Result => crate::daemons::run_result(&ctx).map(|s| vec![s]),
@@ -155,6 +160,9 @@ const ALL: &[(&str, ScenarioFn)] = &[
     }),
     ("queue", |ctx| {
         crate::queue::run(ctx, &crate::queue::Args::default())
+    }),
+    ("pool", |ctx| {
+        crate::pool::run(ctx, &crate::pool::Args::default())
     }),
 ];
 

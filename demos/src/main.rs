@@ -8,7 +8,9 @@ mod echo;
 mod heartbeat;
 mod isolation;
 mod ktv;
+mod pool;
 mod queue;
+mod sys;
 mod tickets;
 mod traffic;
 

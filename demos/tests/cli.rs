@@ -18,6 +18,7 @@ const SCENARIOS: &[&str] = &[
     "ktv",
     "traffic",
     "queue",
+    "pool",
 ];
 
 #[test]
