@@ -17,6 +17,7 @@
 //! | `sem` | `sem` | `Semaphore`, `RobustSemaphore` (a dead holder's permits come back) |
 //! | `event` | `event` | `Event`, `Barrier` that breaks instead of hanging |
 //! | `daemon` | `daemon` | `Process` / `Child`: fork a closure, join its result; daemon children |
+//! | `pool` | `pool` (opt-in while it is new) | `Pool`: `map`, `imap`, `apply_async`...; a killed worker costs one task, never the pool |
 //! | `queue` | `queue` | `Queue<T>` (Python's `Queue`, `SimpleQueue`, `JoinableQueue`), `Pipe`/`Connection`, `wait`: no killed peer tears a message or wedges the others |
 //! | `heartbeat` | `heartbeat` | a daemon that reports that its process is alive, and a monitor (UDP, SQLite) |
 //!
@@ -75,6 +76,10 @@ pub use daemon;
 /// `Pipe`/`Connection`, `wait`.
 #[cfg(feature = "queue")]
 pub use queue;
+
+/// A process pool (the `procsync-pool` crate).
+#[cfg(feature = "pool")]
+pub use pool;
 
 /// A heartbeat daemon and its monitor (the `procsync-heartbeat` crate).
 #[cfg(feature = "heartbeat")]
