@@ -341,12 +341,39 @@ def w9n(total=200_000):
         emit("W9N", total / elapsed / 1e6, "Mmsg/s", workers=n)
 
 
+def _inc(x):
+    return x + 1
+
+
+def w10(inputs=100_000):
+    """Pool(2).map(x -> x + 1) with the automatic chunk size."""
+    with mp.Pool(2) as pool:
+        pool.map(_inc, range(1000))  # workers started and warm
+        start = time.perf_counter()
+        out = pool.map(_inc, range(inputs))
+        elapsed = time.perf_counter() - start
+    assert out[-1] == inputs
+    emit("W10", inputs / elapsed / 1e6, "Mtasks/s")
+
+
+def w10c1(inputs=20_000):
+    """Pool(2).map(x -> x + 1, chunksize=1): one task per round trip."""
+    with mp.Pool(2) as pool:
+        pool.map(_inc, range(1000), chunksize=1)
+        start = time.perf_counter()
+        out = pool.map(_inc, range(inputs), chunksize=1)
+        elapsed = time.perf_counter() - start
+    assert out[-1] == inputs
+    emit("W10c1", inputs / elapsed / 1e6, "Mtasks/s")
+
+
 def main():
     mp.set_start_method("fork")
     only = set(sys.argv[1:])
     for name, fn in [("W1", w1), ("W2", w2), ("W2N", w2n), ("W3", w3), ("W4", w4),
                      ("W5", w5), ("W6", w6), ("W7", w7), ("W8", w8),
-                     ("W9", w9), ("W9lat", w9lat), ("W9N", w9n)]:
+                     ("W9", w9), ("W9lat", w9lat), ("W9N", w9n),
+                     ("W10", w10), ("W10c1", w10c1)]:
         if not only or name in only:
             fn()
 

@@ -23,6 +23,8 @@ enum Unit {
     Mops,
     /// Millions of messages per second (higher is better).
     Mmsgs,
+    /// Millions of tasks per second (higher is better).
+    Mtasks,
 }
 
 impl Unit {
@@ -32,6 +34,7 @@ impl Unit {
             Unit::Us => "µs",
             Unit::Mops => "Mops/s",
             Unit::Mmsgs => "M msg/s",
+            Unit::Mtasks => "M tasks/s",
         }
     }
 
@@ -40,12 +43,12 @@ impl Unit {
         match self {
             Unit::Ns => ns,
             Unit::Us => ns / 1e3,
-            Unit::Mops | Unit::Mmsgs => 1e3 / ns,
+            Unit::Mops | Unit::Mmsgs | Unit::Mtasks => 1e3 / ns,
         }
     }
 
     fn lower_is_better(self) -> bool {
-        !matches!(self, Unit::Mops | Unit::Mmsgs)
+        !matches!(self, Unit::Mops | Unit::Mmsgs | Unit::Mtasks)
     }
 }
 
@@ -174,6 +177,32 @@ const MESSAGING: &[Workload] = &[
         floor: W5_EVENT,
         reference: Some(("W5_event_pingpong", "procsync-Event", W5_EVENT)),
         goal: "at most 2x procsync's Event round trip (W5)",
+    },
+];
+
+/// The pool workloads (W10, W10c1).
+const POOLS: &[Workload] = &[
+    Workload {
+        id: "W10",
+        group: "W10_pool_map",
+        title: "a pool of 2 workers maps x -> x + 1 over the inputs, automatic chunk size",
+        unit: Unit::Mtasks,
+        ours: "procsync-Pool-auto",
+        baselines: &[],
+        floor: "rayon",
+        reference: None,
+        goal: "at least 3x Python's Pool.map with its automatic chunks",
+    },
+    Workload {
+        id: "W10c1",
+        group: "W10c1_pool_map_chunk1",
+        title: "the same with one task per round trip (chunks of 1)",
+        unit: Unit::Mtasks,
+        ours: "procsync-Pool-chunk1",
+        baselines: &[],
+        floor: "python-multiprocessing",
+        reference: None,
+        goal: "at least 50x Python's Pool.map(chunksize=1)",
     },
 ];
 
@@ -321,6 +350,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
     scaling_section(&mut md, &mut verdicts, &W9N, &criterion, &python)?;
+    for w in POOLS {
+        workload_section(
+            &mut md,
+            &mut verdicts,
+            &mut chart_rows,
+            w,
+            &criterion,
+            &python,
+        )?;
+    }
 
     let mut page = String::new();
     let (head, body) = md.split_at(md.find("## ").unwrap_or(md.len()));
@@ -605,6 +644,20 @@ fn judge(w: &Workload, rows: &[(String, f64)]) -> String {
                     ours / sock,
                     ours / cb
                 ),
+            )
+        }
+        "W10" | "W10c1" => {
+            let Some(py) = get(python_name(w.id)) else {
+                return "not judged: Python not measured".into();
+            };
+            let (times, what) = if w.id == "W10" {
+                (3.0, "Pool.map with automatic chunks")
+            } else {
+                (50.0, "Pool.map(chunksize=1)")
+            };
+            (
+                ours >= times * py,
+                format!("{:.1}x Python's {what}", ours / py),
             )
         }
         "W9lat" => {
