@@ -223,3 +223,53 @@ fn a_long_panic_message_is_cut_to_fit_at_the_smallest_budget() {
         other => panic!("{other:?}"),
     }
 }
+
+static HELD_2: OnceLock<(Shared<Futex>, Shared<Futex>)> = OnceLock::new();
+
+/// Says it started, then waits until the test releases it (its own pair of
+/// signals: tests of this file run in parallel).
+fn held_2(x: u64) -> u64 {
+    let (started, release) = HELD_2.get().expect("set");
+    raise(started);
+    wait_for(release, 1);
+    x
+}
+
+/// `join` (and so `terminate`, and `Drop`) "waits for the workers to
+/// exit", and every method takes `&self` so threads share a pool. But only
+/// the first caller takes the manager's `JoinHandle`: a second thread's
+/// `join` finds none and returns `Ok` at once, while the workers still run
+/// the closed pool's last task. (Python's `join` waits in every caller.)
+#[test]
+#[ignore = "defect: a second thread's join() (or terminate()) returns at once while the first is still joining, workers alive"]
+fn join_in_a_second_thread_waits_for_the_workers_too() {
+    let (started, release) = HELD_2.get_or_init(|| {
+        (
+            Shared::new(Futex::new(0)).expect("shm"),
+            Shared::new(Futex::new(0)).expect("shm"),
+        )
+    });
+    let pool = Arc::new(Pool::new(1).expect("pool"));
+    let pending = pool.apply_async(held_2, 9);
+    wait_for(started, 1);
+    pool.close();
+    // Each join below must block until the task is released; the first
+    // one that answers while it is held shows the defect.
+    let mut early = None;
+    for _ in 0..20 {
+        let p = Arc::clone(&pool);
+        if let Some(joined) = answer_within(Duration::from_millis(100), move || {
+            let joined = p.join();
+            (joined, p.worker_pids().len())
+        }) {
+            early = Some(joined);
+            break;
+        }
+    }
+    raise(release);
+    assert_eq!(pending.get(), Ok(9));
+    assert!(
+        early.is_none(),
+        "join() answered {early:?} (result, workers alive) while the pool's last task still ran"
+    );
+}
