@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use pool::{Pool, PoolError, TaskError, MAX_WORKERS};
 use shm::Shared;
@@ -189,38 +188,5 @@ fn a_pool_dropped_on_another_thread() {
         for pid in pids {
             assert_eq!(testkit::process_state(pid), None, "worker {pid:?} left");
         }
-        let _ = Duration::ZERO;
     });
-}
-
-static WORKER_PIDS: OnceLock<Shared<[AtomicU64; 2]>> = OnceLock::new();
-
-/// An owner that `exec`s (its manager thread ends with the old image)
-/// leaves no worker behind.
-#[test]
-fn an_owner_that_execs_leaves_no_worker() {
-    use std::os::unix::process::CommandExt;
-    let pids = WORKER_PIDS
-        .get_or_init(|| Shared::new([AtomicU64::new(0), AtomicU64::new(0)]).expect("shm"));
-    let mut owner = daemon::Process::new(|| -> u8 {
-        let pool = Pool::new(2).expect("pool");
-        for (k, pid) in pool.worker_pids().into_iter().enumerate() {
-            WORKER_PIDS.get().expect("set")[k].store(u64::from(pid.get()), SeqCst);
-        }
-        let err = std::process::Command::new("/bin/sleep").arg("30").exec();
-        panic!("exec: {err}");
-    })
-    .start()
-    .expect("owner");
-    testkit::wait_until("the owner wrote its workers' pids", || {
-        pids.iter().all(|p| p.load(SeqCst) != 0)
-    });
-    testkit::wait_until("the exec'd owner's workers are gone", || {
-        pids.iter().all(|p| {
-            let pid = shm::pid::Pid::from_u32(p.load(SeqCst) as u32).expect("pid");
-            matches!(testkit::process_state(pid), None | Some(b'Z'))
-        })
-    });
-    let _ = owner.kill();
-    let _ = owner.join_timeout(testkit::GENEROUS);
 }
