@@ -18,17 +18,22 @@ fn add_one(x: u64) -> u64 {
 /// (exact, died, other failures, workers replaced), or why the owner failed.
 /// The owner arms `point` and builds its pool (the workers inherit it),
 /// then disarms itself.
-fn run(point: &'static str) -> Result<(u64, u64, Vec<String>, u64), String> {
+fn run(point: &'static str, action: Action) -> Result<(u64, u64, Vec<String>, u64), String> {
     let mut owner = Process::new(move || -> (u64, u64, Vec<String>, u64) {
-        crash::arm(point, Action::Kill);
-        let pool = Pool::builder().workers(2).build().expect("pool");
+        crash::arm(point, action);
+        let mut builder = Pool::builder().workers(2);
+        if action == Action::Stop {
+            builder = builder.timeout(Duration::from_millis(300));
+        }
+        let pool = builder.build().expect("pool");
         crash::disarm();
         let (mut exact, mut lost, mut wrong) = (0, 0, Vec::new());
         let mut judge = |outcomes: Vec<Result<u64, TaskError>>| {
             for (i, outcome) in outcomes.into_iter().enumerate() {
                 match outcome {
                     Ok(v) if v == i as u64 + 1 => exact += 1,
-                    Err(TaskError::WorkerDied { .. }) => lost += 1,
+                    Err(TaskError::WorkerDied { .. }) if action == Action::Kill => lost += 1,
+                    Err(TaskError::TimedOut) if action == Action::Stop => lost += 1,
                     other => wrong.push(format!("task {i}: {other:?}")),
                 }
             }
@@ -49,8 +54,7 @@ fn run(point: &'static str) -> Result<(u64, u64, Vec<String>, u64), String> {
     }
 }
 
-#[test]
-fn workers_killed_at_the_queues_crash_points() {
+fn every_put_and_get_point(action: Action) {
     let mut report = Vec::new();
     // The row and fold points are reached by the owner's manager thread
     // too, while it builds the pool (armed then): only `put` and `get`,
@@ -59,7 +63,7 @@ fn workers_killed_at_the_queues_crash_points() {
         .iter()
         .filter(|p| p.starts_with("queue put") || p.starts_with("queue get"))
     {
-        let r = run(point);
+        let r = run(point, action);
         eprintln!("{point:?}: {r:?}");
         report.push((point, r));
     }
@@ -73,4 +77,16 @@ fn workers_killed_at_the_queues_crash_points() {
             Err(e) => panic!("{point:?}: owner {e}"),
         }
     }
+}
+
+#[test]
+fn workers_killed_at_the_queues_crash_points() {
+    every_put_and_get_point(Action::Kill);
+}
+
+/// Stopped (SIGSTOP) there instead, with a timeout: inside `put` a stopped
+/// worker holds the inbox's producers' lock.
+#[test]
+fn workers_stopped_at_the_queues_crash_points() {
+    every_put_and_get_point(Action::Stop);
 }
