@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use pool::{Pool, PoolError, TaskError, MAX_WORKERS};
 use shm::Shared;
@@ -189,4 +190,32 @@ fn a_pool_dropped_on_another_thread() {
             assert_eq!(testkit::process_state(pid), None, "worker {pid:?} left");
         }
     });
+}
+
+/// A pool with a 1 µs `timeout`: the "quiet worker" rule (a worker with
+/// chunks queued that starts none within the limit is killed, its chunks
+/// re-dispatched) could kill every fresh worker before its first task, for
+/// ever. It does not: every task comes back, `TimedOut` (or `Ok`).
+#[test]
+fn a_tiny_timeout_gives_timed_out_not_a_livelock() {
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_micros(1))
+        .build()
+        .expect("pool");
+    let pending: Vec<_> = (0..20).map(|i| pool.apply_async(add_one, i)).collect();
+    let limit = Instant::now() + Duration::from_secs(3);
+    let outcomes: Vec<_> = pending
+        .iter()
+        .map(|p| p.get_timeout(limit.saturating_duration_since(Instant::now())))
+        .collect();
+    let replaced = pool.workers_replaced();
+    drop(pool);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        assert!(
+            matches!(outcome, Some(Ok(v)) if *v == i as u64 + 1)
+                || *outcome == Some(Err(TaskError::TimedOut)),
+            "task {i}: {outcome:?} after 3 s; {replaced} workers forked and killed meanwhile"
+        );
+    }
 }
