@@ -95,7 +95,9 @@
 //!   [`timeout`](PoolBuilder::timeout) ends such a task).
 //! - **A pool belongs to the process that built it.** A child forked from
 //!   the owner later inherits a copy of the `Pool` but not its manager
-//!   thread: using that copy there waits for ever (as in Python).
+//!   thread: using that copy there waits for ever (as in Python), and
+//!   dropping it there panics (review 7's ignored reproducer
+//!   `a_forked_child_dropping_its_copy_of_the_pool_exits`: a defect).
 //!
 //! # Design
 //!
@@ -115,9 +117,12 @@
 //!   chunks sent and no longer in the queue were taken (at most one: a
 //!   worker takes the next only after sending the last one's outcomes);
 //!   the item the record names died, the chunk's items without outcome
-//!   are re-dispatched. (An item that finished but whose outcome was not
-//!   sent yet, in the same chunk as the dead one, runs again: with chunks
-//!   of 1 nothing ever runs twice except by `retries`.)
+//!   are re-dispatched. An item that finished but whose outcome was not
+//!   sent yet runs again: in the same chunk as the dead one, and even with
+//!   chunks of 1 when the worker dies between finishing the item and
+//!   sending its outcome (review 7's ignored reproducer
+//!   `with_chunks_of_1_no_task_runs_twice_without_retries`): tasks should
+//!   be safe to run twice.
 //! - **One manager thread per pool** does all the bookkeeping and forks
 //!   every worker, including replacements: a daemon's parent-death signal
 //!   follows the *thread* that forked it, so workers die when the manager
