@@ -36,12 +36,17 @@ impl Outcome {
         }
     }
 
-    /// An upper bound of its encoded size.
+    /// Its encoded size, exactly (postcard: a one-byte variant tag, then a
+    /// varint length and the bytes, or two varints): a result as large as
+    /// an accepted argument must fit where the argument did (review 7: a
+    /// loose bound of 16 extra bytes refused it).
     pub(crate) fn size(&self) -> usize {
-        16 + match self {
-            Outcome::Ok(bytes) => bytes.len(),
-            Outcome::Panicked(message) | Outcome::Failed(message) => message.len(),
-            Outcome::TooLarge { .. } => 16,
+        1 + match self {
+            Outcome::Ok(bytes) => varint_len(bytes.len()) + bytes.len(),
+            Outcome::Panicked(message) | Outcome::Failed(message) => {
+                varint_len(message.len()) + message.len()
+            }
+            Outcome::TooLarge { size, max } => varint_len(*size) + varint_len(*max),
         }
     }
 }
@@ -64,7 +69,37 @@ pub(crate) enum Event {
     Wake,
 }
 
+/// How many bytes postcard's varint encoding of `n` takes (7 bits each).
+fn varint_len(n: usize) -> usize {
+    (usize::BITS as usize - n.leading_zeros() as usize)
+        .div_ceil(7)
+        .max(1)
+}
+
 /// Bytes a message needs beyond its items (enum tag, ids, lengths).
 pub(crate) const MESSAGE_OVERHEAD: usize = 64;
 /// Bytes an item needs beyond its own (its length prefix).
 pub(crate) const ITEM_OVERHEAD: usize = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `size` is what postcard writes, for lengths around each varint step.
+    #[test]
+    fn an_outcomes_size_is_its_encoded_length() {
+        for len in [0, 1, 127, 128, 16_383, 16_384, 65_462, 2_097_152] {
+            for outcome in [
+                Outcome::Ok(vec![1; len]),
+                Outcome::Failed("x".repeat(len.min(70_000))),
+                Outcome::TooLarge {
+                    size: len,
+                    max: 65_462,
+                },
+            ] {
+                let encoded = postcard::to_allocvec(&outcome).expect("encode").len();
+                assert_eq!(outcome.size(), encoded, "{len}");
+            }
+        }
+    }
+}

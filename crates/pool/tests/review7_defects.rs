@@ -95,7 +95,6 @@ fn identity(v: Vec<u8>) -> Vec<u8> {
 /// `TooLarge { size, max }` whose `size` is not the result's size (it is
 /// 16 more) and is refused although the real size is not above `max`.
 #[test]
-#[ignore = "defect: a result as large as an accepted argument is TooLarge (limit off by Outcome::size's 16 bytes)"]
 fn a_result_as_large_as_an_accepted_argument_comes_back() {
     let pool = Pool::new(1).expect("pool");
     let max = DEFAULT_MAX_MESSAGE_BYTES - 64 - 10;
