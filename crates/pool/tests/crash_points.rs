@@ -19,9 +19,9 @@ use pool::{Pool, TaskError, POOL_CRASH_POINTS};
 use shm::crash::{self, Action};
 use testkit::{wait_until, GENEROUS};
 
-fn add_one(x: u64) -> u64 {
-    x + 1
-}
+mod common;
+
+use common::{add_one, Judged};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Scenario {
@@ -50,23 +50,15 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
             Scenario::Map => pool.map_chunked(add_one, 0..200u64, 4),
             Scenario::Apply => (0..20u64).map(|i| pool.apply(add_one, i)).collect(),
         };
-        let (mut exact, mut lost, mut wrong) = (0, 0, Vec::new());
-        let mut judge = |outcomes: Vec<Result<u64, TaskError>>| {
-            for (i, outcome) in outcomes.into_iter().enumerate() {
-                match outcome {
-                    Ok(v) if v == i as u64 + 1 => exact += 1,
-                    Err(TaskError::WorkerDied { .. }) if action == Action::Kill => lost += 1,
-                    Err(TaskError::TimedOut) if action == Action::Stop => lost += 1,
-                    other => wrong.push(format!("task {i}: {other:?}")),
-                }
-            }
-        };
+        let mut judged = Judged::default();
+        let mut judge = |outcomes| judged.judge(outcomes, action);
         judge(outcomes);
         // The pool works after (an armed worker that had no task yet may
         // cost one here).
         judge(pool.map(add_one, 0..100u64));
         wait_until("two workers again", || pool.worker_pids().len() == 2);
-        (exact, lost, wrong, pool.workers_replaced())
+        let replaced = pool.workers_replaced();
+        (judged.exact, judged.lost, judged.wrong, replaced)
     })
     .daemon(true)
     .start()

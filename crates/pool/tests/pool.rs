@@ -12,21 +12,10 @@ use std::time::{Duration, Instant};
 
 use pool::{Pool, TaskError};
 use shm::{Futex, Shared};
-use testkit::{park_until_killed, raise, wait_for, wait_until, GENEROUS};
+use testkit::{park_until_killed, raise, wait_for, wait_until, within, GENEROUS};
 
 fn add_one(x: u64) -> u64 {
     x + 1
-}
-
-/// `work()` in another thread, failing the test (instead of hanging it)
-/// if it takes longer than [`GENEROUS`].
-fn within<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(GENEROUS)
-        .expect("no answer within the deadline")
 }
 
 #[test]

@@ -10,20 +10,10 @@ use std::time::{Duration, Instant};
 
 use pool::{Pool, PoolError, TaskError, MAX_WORKERS};
 use shm::Shared;
+use testkit::within;
 
 fn add_one(x: u64) -> u64 {
     x + 1
-}
-
-/// `work()` in another thread, failing the test (instead of hanging it)
-/// if it takes longer than [`testkit::GENEROUS`].
-fn within<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(testkit::GENEROUS)
-        .expect("no answer within the deadline")
 }
 
 /// Input 13 leaves its worker with `std::process::exit(0)`, input 14 with

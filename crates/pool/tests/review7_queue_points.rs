@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use daemon::Process;
-use pool::{Pool, TaskError};
+use pool::Pool;
 use queue::QUEUE_CRASH_POINTS;
 use shm::crash::{self, Action};
 
-fn add_one(x: u64) -> u64 {
-    x + 1
-}
+mod common;
+
+use common::{add_one, Judged};
 
 /// (exact, died, other failures, workers replaced), or why the owner failed.
 /// The owner arms `point` and builds its pool (the workers inherit it),
@@ -27,20 +27,12 @@ fn run(point: &'static str, action: Action) -> Result<(u64, u64, Vec<String>, u6
         }
         let pool = builder.build().expect("pool");
         crash::disarm();
-        let (mut exact, mut lost, mut wrong) = (0, 0, Vec::new());
-        let mut judge = |outcomes: Vec<Result<u64, TaskError>>| {
-            for (i, outcome) in outcomes.into_iter().enumerate() {
-                match outcome {
-                    Ok(v) if v == i as u64 + 1 => exact += 1,
-                    Err(TaskError::WorkerDied { .. }) if action == Action::Kill => lost += 1,
-                    Err(TaskError::TimedOut) if action == Action::Stop => lost += 1,
-                    other => wrong.push(format!("task {i}: {other:?}")),
-                }
-            }
-        };
+        let mut judged = Judged::default();
+        let mut judge = |outcomes| judged.judge(outcomes, action);
         judge(pool.map_chunked(add_one, 0..200u64, 4));
         judge(pool.map(add_one, 0..100u64));
-        (exact, lost, wrong, pool.workers_replaced())
+        let replaced = pool.workers_replaced();
+        (judged.exact, judged.lost, judged.wrong, replaced)
     })
     .daemon(true)
     .start()

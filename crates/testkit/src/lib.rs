@@ -122,6 +122,17 @@ pub fn deadline(timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// `work()` in another thread, failing the test (instead of hanging it)
+/// if it has not returned within [`GENEROUS`].
+pub fn within<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(GENEROUS)
+        .expect("no answer within the deadline")
+}
+
 /// The timeout for waits that should succeed at once on a healthy system:
 /// long enough for a loaded two-core machine, short enough to fail fast.
 pub const GENEROUS: Duration = Duration::from_secs(10);
