@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use daemon::{Child, Process};
+use daemon::{Child, JoinError, Process};
 use shm::Shared;
 
 use crate::context::{Context, DemoError, Summary};
@@ -84,14 +84,37 @@ fn serve(ctx: &Context, listener: &TcpListener, max: Option<u32>) -> Result<(u32
             if handlers[i].is_alive() {
                 i += 1;
             } else {
-                answered += handlers.swap_remove(i).join()?;
+                answered += counted(ctx, handlers.swap_remove(i).join());
             }
         }
     }
     for h in handlers {
-        answered += h.join()?;
+        answered += counted(ctx, h.join());
     }
     Ok((connections, answered))
+}
+
+/// The messages a finished handler answered; a handler that gave no count
+/// (killed, panicked) is logged and counts 0. One client's handler dying
+/// never stops the server.
+fn counted(ctx: &Context, ended: Result<u32, JoinError>) -> u32 {
+    match ended {
+        Ok(answered) => answered,
+        Err(JoinError::Signaled { pid, signal }) => {
+            ctx.say(
+                format!("连接处理进程 {pid} 被信号 {signal} 杀死, 服务器继续服务"),
+                format!("handler {pid} was killed by signal {signal}; serving on"),
+            );
+            0
+        }
+        Err(other) => {
+            ctx.say(
+                format!("连接处理进程失败: {other}; 服务器继续服务"),
+                format!("handler failed: {other}; serving on"),
+            );
+            0
+        }
+    }
 }
 
 pub(crate) fn run_server(ctx: &Context, args: &ServerArgs) -> Result<Summary, DemoError> {

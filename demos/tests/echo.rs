@@ -3,11 +3,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use common::demos;
+use rustix::process::{
+    kill_process, pidfd_open, pidfd_send_signal, prlimit, Pid, PidfdFlags, Resource, Rlimit, Signal,
+};
+use testkit::GENEROUS;
 
 #[test]
 fn twenty_concurrent_clients_get_every_reply() {
@@ -60,4 +67,270 @@ fn a_client_without_a_server_fails_clearly() {
     );
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("connect"), "{}", run.stderr);
+}
+
+/// A `demos echo-server` process under test: its port, its stdout lines
+/// (read by a thread, so a test waits for a line with a timeout), and the
+/// handlers to clean up if they outlive it.
+struct Server {
+    process: std::process::Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    /// Handlers seen (as pidfds, so a cleanup never signals a reused pid).
+    handlers: Vec<OwnedFd>,
+}
+
+impl Server {
+    /// Starts `demos echo-server --port 0 ARGS`, under `ulimit -n NOFILE`
+    /// when given, and waits for its `listening on` line.
+    fn start(args: &[&str], nofile: Option<u32>) -> Server {
+        let demos = env!("CARGO_BIN_EXE_demos");
+        let mut command = match nofile {
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), demos]);
+                sh
+            }
+            None => Command::new(demos),
+        };
+        let mut process = command
+            .args(["echo-server", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines.recv_timeout(GENEROUS).expect("the listening line");
+        let port = first.rsplit(':').next().unwrap().trim().parse().unwrap();
+        Server {
+            process,
+            port,
+            lines,
+            handlers: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.process.id() as i32).unwrap()
+    }
+
+    /// The server's children (running handlers and unreaped zombies alike).
+    fn children(&self) -> Vec<Pid> {
+        let pid = self.process.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| Pid::from_raw(p.parse().ok()?))
+            .collect()
+    }
+
+    /// The server's only child, remembered for the cleanup.
+    fn only_handler(&mut self) -> (Pid, BorrowedFd<'_>) {
+        let children = self.children();
+        assert_eq!(children.len(), 1, "one handler expected: {children:?}");
+        let pidfd = pidfd_open(children[0], PidfdFlags::empty()).unwrap();
+        self.handlers.push(pidfd);
+        (children[0], self.handlers.last().unwrap().as_fd())
+    }
+
+    /// How many descriptors the server has open.
+    fn descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.process.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// Waits for a line containing `text`; the lines before it.
+    fn wait_for_line(&self, text: &str) -> Vec<String> {
+        let limit = testkit::deadline(GENEROUS);
+        let mut seen = Vec::new();
+        loop {
+            let left = limit.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return seen,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no line with {text:?} ({e}) after {seen:?}"),
+            }
+        }
+    }
+
+    /// Waits (at most [`GENEROUS`]) for the server to exit; its remaining
+    /// stdout lines.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        testkit::wait_until("the server exits", || {
+            self.process.try_wait().unwrap().is_some()
+        });
+        let status = self.process.wait().unwrap();
+        // Every line up to the end of its output.
+        let mut rest = Vec::new();
+        loop {
+            match self.lines.recv_timeout(GENEROUS) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return (status, rest),
+                Err(e) => panic!("the server's output never ended ({e}) after {rest:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        for pidfd in &self.handlers {
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+        }
+    }
+}
+
+/// A client connection that has sent `hello` and read `hi`.
+fn answered_client(port: u16) -> TcpStream {
+    let mut conn = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    conn.set_read_timeout(Some(GENEROUS)).unwrap();
+    conn.write_all(b"hello").unwrap();
+    let mut reply = [0u8; 2];
+    conn.read_exact(&mut reply)
+        .unwrap_or_else(|e| panic!("no reply from port {port}: {e}"));
+    assert_eq!(&reply, b"hi");
+    conn
+}
+
+/// Whether the server closed `conn` (EOF or reset) within [`GENEROUS`].
+fn closed_by_server(conn: &mut TcpStream) -> bool {
+    conn.set_read_timeout(Some(GENEROUS)).unwrap();
+    let mut byte = [0u8; 1];
+    match conn.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn a_killed_handler_is_logged_and_the_server_serves_on() {
+    let mut server = Server::start(&["--max-connections", "3"], None);
+    let _first = answered_client(server.port);
+    let (pid, _) = server.only_handler();
+    kill_process(pid, Signal::KILL).unwrap();
+    // The next two clients are served, and the server ends normally.
+    drop(answered_client(server.port));
+    drop(answered_client(server.port));
+    let (status, rest) = server.finish();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains(&format!("handler {pid} was killed by signal 9"))),
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest.last().unwrap(),
+        "summary: connections=3 replies=2",
+        "{rest:?}"
+    );
+}
+
+#[test]
+#[ignore = "issue 15, defect 20: fixed in a later commit"]
+fn killing_the_server_ends_its_handlers_and_frees_its_port() {
+    let mut server = Server::start(&[], None);
+    let mut client = answered_client(server.port);
+    server.only_handler();
+    server.process.kill().unwrap();
+    server.process.wait().unwrap();
+    // The handler dies with the server: the client sees its connection end.
+    assert!(
+        closed_by_server(&mut client),
+        "the handler outlived the server"
+    );
+    // And nobody holds the port: a new server can listen on it.
+    let again = TcpListener::bind((Ipv4Addr::LOCALHOST, server.port));
+    assert!(again.is_ok(), "port {} still held: {again:?}", server.port);
+}
+
+#[test]
+#[ignore = "issue 15, defect 20: fixed in a later commit"]
+fn finished_handlers_are_reaped_at_once_and_descriptors_do_not_grow() {
+    let server = Server::start(&[], None);
+    let before = server.descriptors();
+    let clients: Vec<TcpStream> = (0..20).map(|_| answered_client(server.port)).collect();
+    assert_eq!(server.children().len(), 20);
+    drop(clients);
+    // No new client connects: the server notices the handlers' ends itself.
+    testkit::wait_until("every handler is reaped", || server.children().is_empty());
+    testkit::wait_until("the descriptors are back to where they were", || {
+        server.descriptors() == before
+    });
+}
+
+#[test]
+#[ignore = "issue 15, defect 18: fixed in a later commit"]
+fn a_hundred_idle_clients_under_ulimit_64_leave_the_server_serving() {
+    let mut server = Server::start(&[], Some(64));
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).unwrap())
+        .collect();
+    // The server takes idle clients until it is full (or gone).
+    testkit::wait_until("the server takes idle clients", || {
+        server.children().len() >= 10 || !matches!(server.process.try_wait(), Ok(None))
+    });
+    drop(idle);
+    drop(answered_client(server.port));
+    assert!(
+        server.process.try_wait().unwrap().is_none(),
+        "the server ended"
+    );
+    assert!(server.descriptors() <= 64);
+}
+
+#[test]
+#[ignore = "issue 15, defect 18: fixed in a later commit"]
+fn out_of_descriptors_the_server_waits_and_accepts_again() {
+    let server = Server::start(&[], None);
+    // Now only a few descriptors are left for it: accept and the handlers'
+    // start fail with EMFILE until a handler ends.
+    let limit = (server.descriptors() + 5) as u64;
+    prlimit(
+        Some(server.pid()),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        },
+    )
+    .unwrap();
+    let port = server.port;
+    let clients: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || drop(answered_client(port))))
+        .collect();
+    for client in clients {
+        client.join().expect("every client is answered");
+    }
+    let mut server = server;
+    assert!(
+        server.process.try_wait().unwrap().is_none(),
+        "the server ended"
+    );
+}
+
+#[test]
+#[ignore = "issue 15, defect 18: fixed in a later commit"]
+fn idle_clients_are_closed_so_waiting_clients_are_served() {
+    let server = Server::start(&["--max-clients", "2", "--idle-timeout", "0.5"], None);
+    let mut idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).unwrap())
+        .collect();
+    // A third client waits for a free handler: the idle ones are closed.
+    drop(answered_client(server.port));
+    for conn in &mut idle {
+        assert!(closed_by_server(conn), "an idle client was never closed");
+    }
+    server.wait_for_line("idle for");
 }
