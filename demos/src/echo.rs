@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use daemon::{Child, JoinError, Process};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
 use shm::Shared;
 
 use crate::context::{Context, DemoError, Summary};
@@ -62,36 +64,116 @@ fn serve_connection(ctx: &Context, mut conn: TcpStream) -> u32 {
     answered
 }
 
-/// Accepts connections, a child process each; returns (connections,
-/// messages answered) once `max` connections were served.
-fn serve(ctx: &Context, listener: &TcpListener, max: Option<u32>) -> Result<(u32, u32), DemoError> {
+/// Accepts connections, a handler process each, until `max` connections
+/// were accepted and every handler has ended; returns (connections,
+/// messages answered).
+///
+/// The listening socket is in an `Option` so that each handler can close
+/// its own copy of it (see [`start_handler`]); it stays `Some` here.
+fn serve(
+    ctx: &Context,
+    listening: &mut Option<TcpListener>,
+    max: Option<u32>,
+) -> Result<(u32, u32), DemoError> {
     let mut handlers: Vec<Child<u32>> = Vec::new();
     let mut connections = 0;
     let mut answered = 0;
-    while max.is_none_or(|m| connections < m) {
-        let (conn, _peer) = listener.accept()?;
-        connections += 1;
-        // Process(target=fun, args=(conn,)).start(): the child gets the
-        // connection; the parent's copy is closed when `conn` drops here.
-        handlers.push(
-            Process::new(|| serve_connection(ctx, conn))
-                .name("echo-conn")
-                .start()?,
-        );
-        // Collect the handlers that have finished, so none is left a zombie.
-        let mut i = 0;
-        while i < handlers.len() {
-            if handlers[i].is_alive() {
-                i += 1;
-            } else {
-                answered += counted(ctx, handlers.swap_remove(i).join());
-            }
+    loop {
+        let accepting = max.is_none_or(|m| connections < m);
+        if !accepting && handlers.is_empty() {
+            return Ok((connections, answered));
+        }
+        let woken = wait(listening, accepting, &handlers)?;
+        // Collect the handlers that have ended as soon as they end: none is
+        // left a zombie until the next client, and their descriptors close.
+        for &i in woken.ended.iter().rev() {
+            answered += counted(ctx, handlers.swap_remove(i).join());
+        }
+        if woken.connection {
+            let (conn, _peer) = listener(listening).accept()?;
+            connections += 1;
+            handlers.push(start_handler(ctx, listening, conn)?);
         }
     }
-    for h in handlers {
-        answered += counted(ctx, h.join());
+}
+
+/// The listening socket, which the server always has (handlers close
+/// their copies).
+fn listener(listening: &Option<TcpListener>) -> &TcpListener {
+    listening
+        .as_ref()
+        .expect("the server keeps its listening socket")
+}
+
+/// What woke the server.
+struct Woken {
+    /// A connection waits to be accepted.
+    connection: bool,
+    /// The indices of the handlers that have ended, in increasing order.
+    ended: Vec<usize>,
+}
+
+/// Waits until a connection arrives (if `accepting`) or a handler ends:
+/// one `poll` on the listening socket and the handlers' sentinels.
+fn wait(
+    listening: &Option<TcpListener>,
+    accepting: bool,
+    handlers: &[Child<u32>],
+) -> Result<Woken, DemoError> {
+    let listener = accepting.then(|| listener(listening));
+    let mut fds: Vec<PollFd<'_>> = listener
+        .iter()
+        .map(|l| PollFd::new(*l, PollFlags::IN))
+        .chain(
+            handlers
+                .iter()
+                .map(|h| PollFd::from_borrowed_fd(h.sentinel(), PollFlags::IN)),
+        )
+        .collect();
+    match poll(&mut fds, None) {
+        Ok(_) => {}
+        Err(Errno::INTR) => {}
+        Err(e) => return Err(format!("poll: {e}").into()),
     }
-    Ok((connections, answered))
+    let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
+    let skip = usize::from(listener.is_some());
+    Ok(Woken {
+        connection: listener.is_some() && ready(&fds[0]),
+        ended: fds[skip..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| ready(fd))
+            .map(|(i, _)| i)
+            .collect(),
+    })
+}
+
+/// Starts the process that serves `conn`.
+///
+/// The handler closes its copy of the listening socket (so a handler
+/// never keeps the port, whatever becomes of the server) and is a daemon
+/// child: the parent-death signal kills it with the server, even when the
+/// server is SIGKILLed. The server closes its own copy of the connection.
+fn start_handler(
+    ctx: &Context,
+    listening: &mut Option<TcpListener>,
+    conn: TcpStream,
+) -> Result<Child<u32>, daemon::Error> {
+    let mut accepted = Some(conn);
+    let started = Process::new(|| {
+        // In the handler: its copies, taken from its own memory.
+        drop(listening.take());
+        accepted
+            .take()
+            .map_or(0, |conn| serve_connection(ctx, conn))
+    })
+    .daemon(true)
+    .name("echo-conn")
+    .start();
+    // The server's copy of the connection. (Moved into the closure, it
+    // would never be closed: a started closure is never dropped here.)
+    drop(accepted);
+    started
 }
 
 /// The messages a finished handler answered; a handler that gave no count
@@ -125,7 +207,7 @@ pub(crate) fn run_server(ctx: &Context, args: &ServerArgs) -> Result<Summary, De
         format!("listening on {addr}"),
         format!("listening on {addr}"),
     );
-    let (connections, answered) = serve(ctx, &listener, args.max_connections)?;
+    let (connections, answered) = serve(ctx, &mut Some(listener), args.max_connections)?;
     let summary = Summary::default()
         .with("connections", connections)
         .with("replies", answered);
@@ -198,15 +280,16 @@ pub(crate) fn run_both(ctx: &Context) -> Result<Summary, DemoError> {
     const MESSAGES: u32 = 3;
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let addr = listener.local_addr()?;
+    let mut listening = Some(listener);
     let answered = Shared::new(AtomicU32::new(0))?;
     let server = Process::new(|| -> Result<(), String> {
-        let (_, n) = serve(ctx, &listener, Some(CLIENTS)).map_err(|e| e.to_string())?;
+        let (_, n) = serve(ctx, &mut listening, Some(CLIENTS)).map_err(|e| e.to_string())?;
         answered.store(n, Ordering::SeqCst);
         Ok(())
     })
     .name("echo-server")
     .start()?;
-    drop(listener);
+    drop(listening);
     let summary = match run_clients(ctx, addr, CLIENTS, MESSAGES) {
         Ok(summary) => summary,
         Err(e) => {

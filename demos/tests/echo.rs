@@ -238,7 +238,6 @@ fn a_killed_handler_is_logged_and_the_server_serves_on() {
 }
 
 #[test]
-#[ignore = "issue 15, defect 20: fixed in a later commit"]
 fn killing_the_server_ends_its_handlers_and_frees_its_port() {
     let mut server = Server::start(&[], None);
     let mut client = answered_client(server.port);
@@ -256,7 +255,6 @@ fn killing_the_server_ends_its_handlers_and_frees_its_port() {
 }
 
 #[test]
-#[ignore = "issue 15, defect 20: fixed in a later commit"]
 fn finished_handlers_are_reaped_at_once_and_descriptors_do_not_grow() {
     let server = Server::start(&[], None);
     let before = server.descriptors();
