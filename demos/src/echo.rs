@@ -1,14 +1,20 @@
 //! The seed's socket server: a process per accepted connection, each
 //! printing what it receives and replying `hi`; and a client that checks
 //! every reply.
+//!
+//! Unlike the seed's, the server survives its clients and its handlers: at
+//! most `--max-clients` handlers at once (fewer under a low `ulimit -n`),
+//! idle connections closed after `--idle-timeout`, `accept` retried when
+//! descriptors run out, a handler's death logged and never fatal, and no
+//! handler outliving the server or keeping its port.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daemon::{Child, JoinError, Process};
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use shm::Shared;
 
@@ -27,6 +33,50 @@ pub(crate) struct ServerArgs {
     /// interrupted).
     #[arg(long)]
     max_connections: Option<u32>,
+    /// Serve at most this many clients at once (a process each); the next
+    /// ones wait to be accepted until a handler ends. Lowered at start to
+    /// what the descriptor limit (`ulimit -n`) allows: each running handler
+    /// keeps 3 descriptors in the server.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_clients,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_clients: u32,
+    /// Close a connection after this many seconds without a message from
+    /// its client (or without room to send a reply), so that idle clients
+    /// cannot keep every handler busy. Not scaled by --speed.
+    #[arg(long, default_value = "60", value_parser = parse_idle_timeout)]
+    idle_timeout: Duration,
+}
+
+/// How much of the machine the server may hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Handlers running at once (before the descriptor limit lowers it).
+    max_clients: u32,
+    /// How long a handler waits for a message (or to send a reply).
+    idle_timeout: Duration,
+}
+
+impl Limits {
+    /// `echo-server`'s defaults, and those of the echo scenario in `all`.
+    const DEFAULT: Limits = Limits {
+        max_clients: 256,
+        idle_timeout: Duration::from_secs(60),
+    };
+}
+
+/// The longest `--idle-timeout`: a day, in seconds.
+const MAX_IDLE_SECS: f64 = 86_400.0;
+
+fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 60 or 0.5)"))?;
+    if !(secs > 0.0 && secs <= MAX_IDLE_SECS) {
+        return Err(format!(
+            "the idle timeout must be more than 0 and at most {MAX_IDLE_SECS} seconds, not {text}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Arguments of `demos echo-client`.
@@ -44,12 +94,24 @@ pub(crate) struct ClientArgs {
 }
 
 /// The seed's `fun(conn)`: print what arrives, answer `hi`, until the
-/// client closes. Returns how many messages it answered.
-fn serve_connection(ctx: &Context, mut conn: TcpStream) -> u32 {
+/// client closes or stays idle for `idle` (nothing sent, or no room for a
+/// reply). Returns how many messages it answered.
+fn serve_connection(ctx: &Context, mut conn: TcpStream, idle: Duration) -> u32 {
     let mut buf = [0u8; 1024];
     let mut answered = 0;
+    if conn.set_read_timeout(Some(idle)).is_err() || conn.set_write_timeout(Some(idle)).is_err() {
+        return answered;
+    }
     loop {
         match conn.read(&mut buf) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let secs = idle.as_secs_f64();
+                ctx.say(
+                    format!("连接空闲 {secs} 秒, 已关闭"),
+                    format!("idle for {secs} s: connection closed"),
+                );
+                break;
+            }
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let text = buf[..n].escape_ascii().to_string();
@@ -68,33 +130,164 @@ fn serve_connection(ctx: &Context, mut conn: TcpStream) -> u32 {
 /// were accepted and every handler has ended; returns (connections,
 /// messages answered).
 ///
+/// At most `limits.max_clients` handlers run at once (fewer if the
+/// descriptor limit allows fewer); the next clients wait in the listen
+/// backlog. Out of descriptors or processes (`accept` or a handler's start
+/// fails with EMFILE, EAGAIN, ...), the server waits until a handler ends,
+/// or [`RETRY_AFTER`], and tries again; a connection already accepted is
+/// kept for that retry.
+///
 /// The listening socket is in an `Option` so that each handler can close
 /// its own copy of it (see [`start_handler`]); it stays `Some` here.
 fn serve(
     ctx: &Context,
     listening: &mut Option<TcpListener>,
+    limits: Limits,
     max: Option<u32>,
 ) -> Result<(u32, u32), DemoError> {
+    let at_once = clients_at_once(ctx, limits.max_clients);
+    // Readiness comes from `poll`; a connection gone before `accept`
+    // must not block the server.
+    listener(listening).set_nonblocking(true)?;
     let mut handlers: Vec<Child<u32>> = Vec::new();
     let mut connections = 0;
     let mut answered = 0;
+    // Accepted, its handler not started yet (no resources for it).
+    let mut pending: Option<TcpStream> = None;
+    // Out of resources: when to try again if no handler ends before.
+    let mut retry_at: Option<Instant> = None;
+    // Out of resources since the last handler started (said once).
+    let mut short = false;
     loop {
         let accepting = max.is_none_or(|m| connections < m);
-        if !accepting && handlers.is_empty() {
+        if !accepting && handlers.is_empty() && pending.is_none() {
             return Ok((connections, answered));
         }
-        let woken = wait(listening, accepting, &handlers)?;
+        let room = handlers.len() < at_once as usize && retry_at.is_none();
+        let woken = wait(
+            listening,
+            accepting && room && pending.is_none(),
+            &handlers,
+            retry_at,
+        )?;
         // Collect the handlers that have ended as soon as they end: none is
         // left a zombie until the next client, and their descriptors close.
         for &i in woken.ended.iter().rev() {
             answered += counted(ctx, handlers.swap_remove(i).join());
         }
+        if !woken.ended.is_empty() || retry_at.is_some_and(|t| Instant::now() >= t) {
+            retry_at = None;
+        }
         if woken.connection {
-            let (conn, _peer) = listener(listening).accept()?;
-            connections += 1;
-            handlers.push(start_handler(ctx, listening, conn)?);
+            match listener(listening).accept() {
+                Ok((conn, _peer)) => {
+                    connections += 1;
+                    pending = Some(conn);
+                }
+                Err(e) if out_of_resources(&e) => {
+                    retry_at = Some(short_of(ctx, &mut short, "accept", &e));
+                }
+                // The client left before it was accepted, or a signal.
+                Err(e) if transient(&e) => {}
+                Err(e) => return Err(format!("accept: {e}").into()),
+            }
+        }
+        if retry_at.is_none() && handlers.len() < at_once as usize {
+            if let Some(conn) = pending.take() {
+                match start_handler(ctx, listening, conn, limits.idle_timeout) {
+                    Ok(handler) => {
+                        handlers.push(handler);
+                        short = false;
+                    }
+                    Err(NotStarted::Retry(conn, e)) => {
+                        pending = Some(conn);
+                        retry_at = Some(short_of(ctx, &mut short, "starting a handler", &e));
+                    }
+                    Err(NotStarted::Untracked(e)) => ctx.say(
+                        format!("连接处理进程已启动但无法跟踪: {e}"),
+                        format!("a handler started but cannot be watched: {e}"),
+                    ),
+                }
+            }
         }
     }
+}
+
+/// How long the server waits, out of descriptors or processes, before it
+/// tries again when no handler ends first.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Descriptors the server keeps per running handler: the handler's pidfd,
+/// its result socket and its streaming eventfd (`daemon::Child`).
+const DESCRIPTORS_PER_HANDLER: u64 = 3;
+/// Descriptors needed beyond those while a handler starts: the accepted
+/// connection, and the socket pair's second end until the fork.
+const DESCRIPTORS_TO_START: u64 = 2;
+
+/// `max_clients`, lowered (and said) if the descriptor limit cannot hold
+/// that many handlers.
+fn clients_at_once(ctx: &Context, max_clients: u32) -> u32 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let Some(limit) = limit else {
+        return max_clients;
+    };
+    // What is open now (the directory's own descriptor not counted).
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map_or(0, |entries| entries.count() as u64)
+        .saturating_sub(1);
+    let room = limit.saturating_sub(open + DESCRIPTORS_TO_START) / DESCRIPTORS_PER_HANDLER;
+    let at_once = u32::try_from(room)
+        .unwrap_or(u32::MAX)
+        .clamp(1, max_clients);
+    if at_once < max_clients {
+        ctx.say(
+            format!("最多同时服务 {at_once} 个客户端 (文件描述符上限 {limit})"),
+            format!("serving at most {at_once} clients at once (descriptor limit {limit})"),
+        );
+    }
+    at_once
+}
+
+/// Whether `accept` failed for want of descriptors or memory: worth a
+/// retry once a handler ends.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
+/// Whether `accept` failed for this one connection or this one call only
+/// (accept(2): the connection was aborted, a network error is pending on
+/// it, a signal, nothing to accept after all).
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+    ) || [
+        Errno::PROTO,
+        Errno::PERM,
+        Errno::NETDOWN,
+        Errno::NOPROTOOPT,
+        Errno::HOSTDOWN,
+        Errno::NONET,
+        Errno::HOSTUNREACH,
+        Errno::OPNOTSUPP,
+        Errno::NETUNREACH,
+    ]
+    .iter()
+    .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
+/// Says what ran short (once until a handler starts again: `short`);
+/// when to try again.
+fn short_of(ctx: &Context, short: &mut bool, what: &str, e: &dyn std::fmt::Display) -> Instant {
+    if !std::mem::replace(short, true) {
+        ctx.say(
+            format!("资源不足 ({what}: {e}), 等待连接处理进程结束后重试"),
+            format!("out of resources ({what}: {e}); trying again when a handler ends"),
+        );
+    }
+    Instant::now() + RETRY_AFTER
 }
 
 /// The listening socket, which the server always has (handlers close
@@ -115,10 +308,13 @@ struct Woken {
 
 /// Waits until a connection arrives (if `accepting`) or a handler ends:
 /// one `poll` on the listening socket and the handlers' sentinels.
+///
+/// Returns at `until` at the latest.
 fn wait(
     listening: &Option<TcpListener>,
     accepting: bool,
     handlers: &[Child<u32>],
+    until: Option<Instant>,
 ) -> Result<Woken, DemoError> {
     let listener = accepting.then(|| listener(listening));
     let mut fds: Vec<PollFd<'_>> = listener
@@ -130,7 +326,14 @@ fn wait(
                 .map(|h| PollFd::from_borrowed_fd(h.sentinel(), PollFlags::IN)),
         )
         .collect();
-    match poll(&mut fds, None) {
+    let timeout = until.map(|t| {
+        let left = t.saturating_duration_since(Instant::now());
+        Timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        }
+    });
+    match poll(&mut fds, timeout.as_ref()) {
         Ok(_) => {}
         Err(Errno::INTR) => {}
         Err(e) => return Err(format!("poll: {e}").into()),
@@ -148,6 +351,15 @@ fn wait(
     })
 }
 
+/// Why a handler was not started.
+enum NotStarted {
+    /// No child: the connection is handed back for a later try.
+    Retry(TcpStream, daemon::Error),
+    /// The child runs and serves the connection, but its handle could not
+    /// be made (`pidfd_open` failed after the fork).
+    Untracked(daemon::Error),
+}
+
 /// Starts the process that serves `conn`.
 ///
 /// The handler closes its copy of the listening socket (so a handler
@@ -158,22 +370,34 @@ fn start_handler(
     ctx: &Context,
     listening: &mut Option<TcpListener>,
     conn: TcpStream,
-) -> Result<Child<u32>, daemon::Error> {
+    idle: Duration,
+) -> Result<Child<u32>, NotStarted> {
     let mut accepted = Some(conn);
     let started = Process::new(|| {
         // In the handler: its copies, taken from its own memory.
         drop(listening.take());
         accepted
             .take()
-            .map_or(0, |conn| serve_connection(ctx, conn))
+            .map_or(0, |conn| serve_connection(ctx, conn, idle))
     })
     .daemon(true)
     .name("echo-conn")
     .start();
-    // The server's copy of the connection. (Moved into the closure, it
-    // would never be closed: a started closure is never dropped here.)
-    drop(accepted);
-    started
+    match started {
+        // The server's copy of the connection is closed here (moved into
+        // the closure, it would never be: a started closure is never
+        // dropped in the parent).
+        Ok(handler) => Ok(handler),
+        Err(
+            e @ daemon::Error::Os {
+                op: "pidfd_open", ..
+            },
+        ) => Err(NotStarted::Untracked(e)),
+        Err(e) => match accepted.take() {
+            Some(conn) => Err(NotStarted::Retry(conn, e)),
+            None => Err(NotStarted::Untracked(e)),
+        },
+    }
 }
 
 /// The messages a finished handler answered; a handler that gave no count
@@ -207,7 +431,11 @@ pub(crate) fn run_server(ctx: &Context, args: &ServerArgs) -> Result<Summary, De
         format!("listening on {addr}"),
         format!("listening on {addr}"),
     );
-    let (connections, answered) = serve(ctx, &mut Some(listener), args.max_connections)?;
+    let limits = Limits {
+        max_clients: args.max_clients,
+        idle_timeout: args.idle_timeout,
+    };
+    let (connections, answered) = serve(ctx, &mut Some(listener), limits, args.max_connections)?;
     let summary = Summary::default()
         .with("connections", connections)
         .with("replies", answered);
@@ -283,7 +511,8 @@ pub(crate) fn run_both(ctx: &Context) -> Result<Summary, DemoError> {
     let mut listening = Some(listener);
     let answered = Shared::new(AtomicU32::new(0))?;
     let server = Process::new(|| -> Result<(), String> {
-        let (_, n) = serve(ctx, &mut listening, Some(CLIENTS)).map_err(|e| e.to_string())?;
+        let (_, n) = serve(ctx, &mut listening, Limits::DEFAULT, Some(CLIENTS))
+            .map_err(|e| e.to_string())?;
         answered.store(n, Ordering::SeqCst);
         Ok(())
     })

@@ -148,14 +148,14 @@ impl Server {
             .count()
     }
 
-    /// Waits for a line containing `text`; the lines before it.
-    fn wait_for_line(&self, text: &str) -> Vec<String> {
+    /// Waits for a line containing `text`, and returns it.
+    fn wait_for_line(&self, text: &str) -> String {
         let limit = testkit::deadline(GENEROUS);
         let mut seen = Vec::new();
         loop {
             let left = limit.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return seen,
+                Ok(line) if line.contains(text) => return line,
                 Ok(line) => seen.push(line),
                 Err(e) => panic!("no line with {text:?} ({e}) after {seen:?}"),
             }
@@ -269,27 +269,35 @@ fn finished_handlers_are_reaped_at_once_and_descriptors_do_not_grow() {
 }
 
 #[test]
-#[ignore = "issue 15, defect 18: fixed in a later commit"]
 fn a_hundred_idle_clients_under_ulimit_64_leave_the_server_serving() {
     let mut server = Server::start(&[], Some(64));
+    // It says how many handlers its descriptors allow, ...
+    let line = server.wait_for_line("serving at most");
+    let at_once: usize = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!((10..=20).contains(&at_once), "{line}");
     let idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).unwrap())
         .collect();
-    // The server takes idle clients until it is full (or gone).
-    testkit::wait_until("the server takes idle clients", || {
-        server.children().len() >= 10 || !matches!(server.process.try_wait(), Ok(None))
+    // ... runs that many for idle clients, and no more: the others wait.
+    testkit::wait_until("the server is full", || {
+        server.children().len() == at_once || !matches!(server.process.try_wait(), Ok(None))
     });
+    assert!(
+        server.process.try_wait().unwrap().is_none(),
+        "the server ended"
+    );
+    assert_eq!(server.children().len(), at_once);
+    assert!(server.descriptors() <= 64);
+    // Once the idle clients leave, a new one is served.
     drop(idle);
     drop(answered_client(server.port));
     assert!(
         server.process.try_wait().unwrap().is_none(),
         "the server ended"
     );
-    assert!(server.descriptors() <= 64);
 }
 
 #[test]
-#[ignore = "issue 15, defect 18: fixed in a later commit"]
 fn out_of_descriptors_the_server_waits_and_accepts_again() {
     let server = Server::start(&[], None);
     // Now only a few descriptors are left for it: accept and the handlers'
@@ -319,7 +327,6 @@ fn out_of_descriptors_the_server_waits_and_accepts_again() {
 }
 
 #[test]
-#[ignore = "issue 15, defect 18: fixed in a later commit"]
 fn idle_clients_are_closed_so_waiting_clients_are_served() {
     let server = Server::start(&["--max-clients", "2", "--idle-timeout", "0.5"], None);
     let mut idle: Vec<TcpStream> = (0..2)
@@ -331,4 +338,23 @@ fn idle_clients_are_closed_so_waiting_clients_are_served() {
         assert!(closed_by_server(conn), "an idle client was never closed");
     }
     server.wait_for_line("idle for");
+}
+
+#[test]
+fn bad_limits_are_refused_with_the_reason() {
+    for (option, value) in [
+        ("--idle-timeout", "0"),
+        ("--idle-timeout", "-1"),
+        ("--idle-timeout", "inf"),
+        ("--idle-timeout", "soon"),
+        ("--max-clients", "0"),
+    ] {
+        let arg = format!("{option}={value}");
+        let run = demos(
+            &["echo-server", "--port", "0", &arg],
+            Duration::from_secs(30),
+        );
+        assert_eq!(run.code, Some(2), "{option} {value}: {}", run.stderr);
+        assert!(run.stderr.contains(option), "{}", run.stderr);
+    }
 }
