@@ -50,7 +50,7 @@ pub(crate) struct ServerArgs {
 /// How much of the machine the server may hold.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// Handlers running at once (before the descriptor limit lowers it).
+    /// Handlers running at once (see [`clients_at_once`]).
     max_clients: u32,
     /// How long a handler waits for a message (or to send a reply).
     idle_timeout: Duration,
@@ -130,8 +130,8 @@ fn serve_connection(ctx: &Context, mut conn: TcpStream, idle: Duration) -> u32 {
 /// were accepted and every handler has ended; returns (connections,
 /// messages answered).
 ///
-/// At most `limits.max_clients` handlers run at once (fewer if the
-/// descriptor limit allows fewer); the next clients wait in the listen
+/// At most `limits.max_clients` handlers run at once (see
+/// [`clients_at_once`]); the next clients wait in the listen
 /// backlog. Out of descriptors or processes (`accept` or a handler's start
 /// fails with EMFILE, EAGAIN, ...), the server waits until a handler ends,
 /// or [`RETRY_AFTER`], and tries again; a connection already accepted is
@@ -145,7 +145,6 @@ fn serve(
     limits: Limits,
     max: Option<u32>,
 ) -> Result<(u32, u32), DemoError> {
-    let at_once = clients_at_once(ctx, limits.max_clients);
     // Readiness comes from `poll`; a connection gone before `accept`
     // must not block the server.
     listener(listening).set_nonblocking(true)?;
@@ -163,7 +162,7 @@ fn serve(
         if !accepting && handlers.is_empty() && pending.is_none() {
             return Ok((connections, answered));
         }
-        let room = handlers.len() < at_once as usize && retry_at.is_none();
+        let room = handlers.len() < limits.max_clients as usize && retry_at.is_none();
         let woken = wait(
             listening,
             accepting && room && pending.is_none(),
@@ -192,7 +191,7 @@ fn serve(
                 Err(e) => return Err(format!("accept: {e}").into()),
             }
         }
-        if retry_at.is_none() && handlers.len() < at_once as usize {
+        if retry_at.is_none() && handlers.len() < limits.max_clients as usize {
             if let Some(conn) = pending.take() {
                 match start_handler(ctx, listening, conn, limits.idle_timeout) {
                     Ok(handler) => {
@@ -224,12 +223,16 @@ const DESCRIPTORS_PER_HANDLER: u64 = 3;
 /// connection, and the socket pair's second end until the fork.
 const DESCRIPTORS_TO_START: u64 = 2;
 
-/// `max_clients`, lowered (and said) if the descriptor limit cannot hold
-/// that many handlers.
-fn clients_at_once(ctx: &Context, max_clients: u32) -> u32 {
+/// `max_clients`, lowered if the descriptor limit cannot hold that many
+/// handlers; and the limit, if it lowered it.
+///
+/// Counts the open descriptors through `/proc/self/fd`, opening one for a
+/// moment: called before the server says it listens, so that nobody sees
+/// that one among the server's descriptors.
+fn clients_at_once(max_clients: u32) -> (u32, Option<u64>) {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let Some(limit) = limit else {
-        return max_clients;
+        return (max_clients, None);
     };
     // What is open now (the directory's own descriptor not counted).
     let open = std::fs::read_dir("/proc/self/fd")
@@ -239,13 +242,7 @@ fn clients_at_once(ctx: &Context, max_clients: u32) -> u32 {
     let at_once = u32::try_from(room)
         .unwrap_or(u32::MAX)
         .clamp(1, max_clients);
-    if at_once < max_clients {
-        ctx.say(
-            format!("最多同时服务 {at_once} 个客户端 (文件描述符上限 {limit})"),
-            format!("serving at most {at_once} clients at once (descriptor limit {limit})"),
-        );
-    }
-    at_once
+    (at_once, (at_once < max_clients).then_some(limit))
 }
 
 /// Whether `accept` failed for want of descriptors or memory: worth a
@@ -427,12 +424,19 @@ pub(crate) fn run_server(ctx: &Context, args: &ServerArgs) -> Result<Summary, De
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let addr = listener.local_addr()?;
+    let (at_once, lowered_by) = clients_at_once(args.max_clients);
     ctx.say(
         format!("listening on {addr}"),
         format!("listening on {addr}"),
     );
+    if let Some(limit) = lowered_by {
+        ctx.say(
+            format!("最多同时服务 {at_once} 个客户端 (文件描述符上限 {limit})"),
+            format!("serving at most {at_once} clients at once (descriptor limit {limit})"),
+        );
+    }
     let limits = Limits {
-        max_clients: args.max_clients,
+        max_clients: at_once,
         idle_timeout: args.idle_timeout,
     };
     let (connections, answered) = serve(ctx, &mut Some(listener), limits, args.max_connections)?;
@@ -511,8 +515,12 @@ pub(crate) fn run_both(ctx: &Context) -> Result<Summary, DemoError> {
     let mut listening = Some(listener);
     let answered = Shared::new(AtomicU32::new(0))?;
     let server = Process::new(|| -> Result<(), String> {
-        let (_, n) = serve(ctx, &mut listening, Limits::DEFAULT, Some(CLIENTS))
-            .map_err(|e| e.to_string())?;
+        let limits = Limits {
+            max_clients: clients_at_once(Limits::DEFAULT.max_clients).0,
+            ..Limits::DEFAULT
+        };
+        let (_, n) =
+            serve(ctx, &mut listening, limits, Some(CLIENTS)).map_err(|e| e.to_string())?;
         answered.store(n, Ordering::SeqCst);
         Ok(())
     })
