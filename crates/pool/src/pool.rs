@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -399,6 +399,7 @@ impl Pool {
         AsyncResult {
             rx: Mutex::new(imap.rx),
             outcome: Mutex::new(imap.unordered.into_iter().next().map(|(_, o)| o)),
+            arrived: Condvar::new(),
             _result: PhantomData,
         }
     }
@@ -691,25 +692,35 @@ impl<R: DeserializeOwned> Iterator for Imap<R> {
 /// ```
 #[derive(Debug)]
 pub struct AsyncResult<R> {
+    /// The channel from the manager: locked only by the one thread
+    /// receiving on it (never while another thread waits for that one).
     rx: Mutex<mpsc::Receiver<Batch>>,
+    /// The outcome once it has come; held only for instants, never across
+    /// a wait, so `ready` answers at once whatever other threads do.
     outcome: Mutex<Option<Result<Vec<u8>, TaskError>>>,
+    /// Notified when the receiving thread puts the outcome in place or
+    /// gives up receiving (another thread may then receive).
+    arrived: Condvar,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> AsyncResult<R> {
-    /// Whether the outcome has arrived (Python's `ready()`).
+    /// Whether the outcome has arrived (Python's `ready()`). Never waits,
+    /// also while other threads wait in [`get`](AsyncResult::get).
     pub fn ready(&self) -> bool {
         self.wait_until(Some(Instant::now()))
     }
 
-    /// Waits for the outcome (Python's `get()`). May be called again.
+    /// Waits for the outcome (Python's `get()`). May be called again, and
+    /// from several threads at once.
     pub fn get(&self) -> Result<R, TaskError> {
         self.wait_until(None);
         self.decoded()
     }
 
     /// Waits at most `timeout` for the outcome: `None` if it has not come
-    /// by then (Python raises `TimeoutError`).
+    /// by then (Python raises `TimeoutError`), whether this thread or
+    /// another one is receiving it.
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
         let deadline = Instant::now().checked_add(timeout);
         if self.wait_until(deadline) || deadline.is_none() {
@@ -727,25 +738,58 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 
     /// Whether the outcome is here, waiting for it until `deadline`
-    /// (`None`: for ever).
+    /// (`None`: for ever). One thread at a time receives on the channel,
+    /// without holding `outcome`; the others wait on `arrived`.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let mut outcome = lock(&self.outcome);
-        if outcome.is_some() {
-            return true;
-        }
-        let rx = lock(&self.rx);
-        let batch = match deadline {
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-        };
-        match batch {
-            Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                *outcome = Some(Err(TaskError::Terminated))
+        loop {
+            if outcome.is_some() {
+                return true;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            let rx = match self.rx.try_lock() {
+                Ok(rx) => rx,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // Another thread receives: it notifies under `outcome`
+                    // after releasing `rx`, so this check and the wait
+                    // below cannot miss it.
+                    outcome = match deadline {
+                        None => self
+                            .arrived
+                            .wait(outcome)
+                            .unwrap_or_else(|p| p.into_inner()),
+                        Some(d) => {
+                            let left = d.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return false;
+                            }
+                            let (guard, _) = self
+                                .arrived
+                                .wait_timeout(outcome, left)
+                                .unwrap_or_else(|p| p.into_inner());
+                            guard
+                        }
+                    };
+                    continue;
+                }
+            };
+            drop(outcome);
+            let batch = match deadline {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+            };
+            outcome = lock(&self.outcome);
+            match batch {
+                Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    *outcome = Some(Err(TaskError::Terminated))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            drop(rx);
+            self.arrived.notify_all();
+            return outcome.is_some();
         }
-        outcome.is_some()
     }
 }
 

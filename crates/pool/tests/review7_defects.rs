@@ -39,7 +39,6 @@ fn answer_within<T: Send + 'static>(
 /// outcome's mutex, which a thread waiting in `get()` holds for as long as
 /// the task runs: `ready()` blocks until the task is done.
 #[test]
-#[ignore = "defect: AsyncResult::ready and get_timeout block while another thread waits in get()"]
 fn ready_does_not_block_while_another_thread_waits_in_get() {
     STARTED.get_or_init(|| Shared::new(Futex::new(0)).expect("shm"));
     RELEASE.get_or_init(|| Shared::new(Futex::new(0)).expect("shm"));
