@@ -95,9 +95,10 @@
 //!   [`timeout`](PoolBuilder::timeout) ends such a task).
 //! - **A pool belongs to the process that built it.** A child forked from
 //!   the owner later inherits a copy of the `Pool` but not its manager
-//!   thread: using that copy there waits for ever (as in Python), and
-//!   dropping it there panics (review 7's ignored reproducer
-//!   `a_forked_child_dropping_its_copy_of_the_pool_exits`: a defect).
+//!   thread: using that copy there waits for ever (as in Python);
+//!   dropping it there (or unwinding past it) only forgets the copy: the
+//!   pool sees it is not in the process that built it, and neither joins
+//!   the owner's manager thread nor touches the owner's workers.
 //!
 //! # Design
 //!

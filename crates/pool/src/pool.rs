@@ -183,6 +183,7 @@ impl PoolBuilder {
         let manager = manager::start(Arc::clone(&shared), settings)?;
         Ok(Pool {
             shared,
+            owner: shm::pid::current(),
             manager: Mutex::new(Some(manager)),
             workers,
             chunksize: self.chunksize,
@@ -217,6 +218,9 @@ impl PoolBuilder {
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
+    /// The process that built the pool, the only one with its manager
+    /// thread and workers (a forked child has a copy of this handle only).
+    owner: Pid,
     manager: Mutex<Option<JoinHandle<()>>>,
     workers: usize,
     chunksize: Option<usize>,
@@ -538,8 +542,18 @@ impl Pool {
 
 impl Drop for Pool {
     /// Terminates the pool (as Python's `with Pool() as p:` does on exit),
-    /// unless it was joined.
+    /// unless it was joined. In a process forked from the owner (which has
+    /// a copy of the handle, but neither the manager thread nor the
+    /// workers) it only forgets the copy: the owner's pool goes on.
     fn drop(&mut self) {
+        if shm::pid::current() != self.owner {
+            // The handle names a thread of the owner: joining or detaching
+            // it here would act on a thread this process does not have.
+            if let Some(handle) = lock(&self.manager).take() {
+                std::mem::forget(handle);
+            }
+            return;
+        }
         if lock(&self.manager).is_some() {
             self.terminate();
         }

@@ -121,7 +121,6 @@ static CHILD_POOL: Mutex<Option<Pool>> = Mutex::new(None);
 /// docs say only that *using* the copy waits for ever; dropping it should
 /// be harmless (the copy could see it is not in its owner's process).
 #[test]
-#[ignore = "defect: dropping the Pool in a forked child of the owner panics (joins the owner's manager thread)"]
 fn a_forked_child_dropping_its_copy_of_the_pool_exits() {
     *CHILD_POOL.lock().expect("lock") = Some(Pool::new(1).expect("pool"));
     let child = daemon::Process::new(|| {
