@@ -184,7 +184,11 @@ impl PoolBuilder {
         Ok(Pool {
             shared,
             owner: shm::pid::current(),
-            manager: Mutex::new(Some(manager)),
+            manager: Mutex::new(Joining {
+                handle: Some(manager),
+                joined: None,
+            }),
+            joined: Condvar::new(),
             workers,
             chunksize: self.chunksize,
             budget: self.max_message_bytes,
@@ -221,7 +225,10 @@ pub struct Pool {
     /// The process that built the pool, the only one with its manager
     /// thread and workers (a forked child has a copy of this handle only).
     owner: Pid,
-    manager: Mutex<Option<JoinHandle<()>>>,
+    manager: Mutex<Joining>,
+    /// Notified when the manager thread has been joined: every `join`
+    /// caller waits for that, not only the one joining it.
+    joined: Condvar,
     workers: usize,
     chunksize: Option<usize>,
     budget: usize,
@@ -418,7 +425,7 @@ impl Pool {
 
     /// Kills the workers now (Python's `terminate`, with SIGKILL): tasks not
     /// finished return [`TaskError::Terminated`]. Waits for the workers to
-    /// be collected.
+    /// be collected (also when another thread is joining already).
     pub fn terminate(&self) {
         {
             let mut control = self.shared.control();
@@ -431,21 +438,37 @@ impl Pool {
 
     /// Waits for the workers to exit (Python's `join`), after
     /// [`close`](Pool::close) or [`terminate`](Pool::terminate); fails with
-    /// [`PoolError::StillRunning`] before. Returns at once if already joined.
+    /// [`PoolError::StillRunning`] before. Threads may join at once: each
+    /// call waits until the workers are gone (one thread joins the manager
+    /// thread, the others wait for it), and all get the same answer; once
+    /// joined, it returns at once.
     pub fn join(&self) -> Result<(), PoolError> {
         if !self.shared.control().closed {
             return Err(PoolError::StillRunning);
         }
-        let handle = lock(&self.manager).take();
-        match handle.map(JoinHandle::join) {
-            Some(Err(payload)) => Err(PoolError::ManagerPanicked(
-                payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_default(),
-            )),
-            _ => Ok(()),
+        let mut joining = lock(&self.manager);
+        loop {
+            if let Some(joined) = &joining.joined {
+                return joined.clone().map_err(PoolError::ManagerPanicked);
+            }
+            match joining.handle.take() {
+                // This thread joins the manager (which joins the workers),
+                // without the lock; the others wait for it below.
+                Some(handle) => {
+                    drop(joining);
+                    let joined = handle.join().map_err(|payload| {
+                        payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_default()
+                    });
+                    joining = lock(&self.manager);
+                    joining.joined = Some(joined);
+                    self.joined.notify_all();
+                }
+                None => joining = self.joined.wait(joining).unwrap_or_else(|p| p.into_inner()),
+            }
         }
     }
 
@@ -549,15 +572,23 @@ impl Drop for Pool {
         if shm::pid::current() != self.owner {
             // The handle names a thread of the owner: joining or detaching
             // it here would act on a thread this process does not have.
-            if let Some(handle) = lock(&self.manager).take() {
+            if let Some(handle) = lock(&self.manager).handle.take() {
                 std::mem::forget(handle);
             }
             return;
         }
-        if lock(&self.manager).is_some() {
+        if lock(&self.manager).joined.is_none() {
             self.terminate();
         }
     }
+}
+
+/// The manager thread's handle until one caller of [`Pool::join`] takes it
+/// to join it, then how that ended (the manager's panic message).
+#[derive(Debug)]
+struct Joining {
+    handle: Option<JoinHandle<()>>,
+    joined: Option<Result<(), String>>,
 }
 
 /// The outcomes of [`Pool::imap`] (in the inputs' order) or

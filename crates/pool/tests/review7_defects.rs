@@ -238,7 +238,6 @@ fn held_2(x: u64) -> u64 {
 /// `join` finds none and returns `Ok` at once, while the workers still run
 /// the closed pool's last task. (Python's `join` waits in every caller.)
 #[test]
-#[ignore = "defect: a second thread's join() (or terminate()) returns at once while the first is still joining, workers alive"]
 fn join_in_a_second_thread_waits_for_the_workers_too() {
     let (started, release) = HELD_2.get_or_init(|| {
         (
