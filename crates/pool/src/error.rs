@@ -31,7 +31,11 @@ pub enum TaskError {
         /// Its exit code, if it exited.
         exit_code: Option<i32>,
     },
-    /// The function panicked, with this message; the worker goes on.
+    /// The function panicked, with this message; the worker goes on. A
+    /// message longer than an item may be (the pool's
+    /// [`max_message_bytes`](crate::PoolBuilder::max_message_bytes) less
+    /// 74 bytes) is cut to fit, on a character boundary, and ends with
+    /// `"… (cut)"`.
     #[error("the task panicked: {0}")]
     Panicked(String),
     /// The task ran longer than the pool's
