@@ -54,7 +54,10 @@ pub enum TaskError {
         /// The limit.
         max: usize,
     },
-    /// The argument or the result could not be encoded or decoded.
+    /// The argument or the result could not be encoded or decoded; also
+    /// every task of a type postcard cannot carry (`#[serde(untagged)]`,
+    /// `#[serde(flatten)]`, `serde_json::Value`, ...: see the crate's
+    /// documentation), whose message then says so.
     #[error("the task's argument or result could not be encoded or decoded: {0}")]
     Serde(String),
     /// The pool was closed or terminated before the task was submitted.

@@ -55,7 +55,8 @@
 //! # Tasks are data: a `fn` and serde arguments
 //!
 //! A task is a plain function pointer, `fn(A) -> R` (or `fn(A, B) -> R` for
-//! `starmap`), with `A` and `R` serde types. The workers are forked once,
+//! `starmap`), with `A` and `R` serde types that postcard, the pool's
+//! encoding, can carry (below). The workers are forked once,
 //! when the pool starts (and again for each replacement), and run many
 //! tasks; a task crosses to a worker as bytes in a shared-memory queue. The
 //! function travels as its *address*: valid in the worker because every
@@ -66,6 +67,20 @@
 //! argument, calls the function and encodes the result; the worker loop
 //! itself knows no types. (The alternative, a worker loop generic over
 //! each `map`'s types, would need a fork per `map` call or per type.)
+//!
+//! **Which serde types.** Postcard is compact and fast but not
+//! self-describing: a value is decoded by its type alone. Plain structs,
+//! enums (externally tagged, serde's default), tuples, `Vec`, `String`,
+//! maps, `Option`, numbers and the like all work. Types whose serde impls
+//! need a self-describing format do not: `#[serde(untagged)]`,
+//! `#[serde(tag = ...)]` (internally or adjacently tagged) enums,
+//! `#[serde(flatten)]` fields, `serde_json::Value` and other types that
+//! deserialize "any" value, and sequences or maps serialized without a
+//! known length. Such a task fails, never hangs: [`TaskError::Serde`], whose
+//! message says the type needs a self-describing format (the argument
+//! fails to decode in the worker, or to encode when submitted; a result
+//! fails to decode in the owner). Convert them to a plain type (or to a
+//! JSON `String`) at the task's boundary.
 //!
 //! **Why not closures.** A closure's captures live in the owner's memory.
 //! A worker has a copy of that memory *as it was at the fork*: a closure

@@ -15,7 +15,7 @@ use shm::pid::Pid;
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
 use crate::manager::{self, Batch, Control, NewChunk, Settings, Shared, Submission};
-use crate::wire::{ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+use crate::wire::{serde_failure, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::worker::WorkerConfig;
 
 /// The most workers a pool may have: each takes an endpoint row of the
@@ -504,7 +504,8 @@ impl Pool {
                 }
                 Ok(arg) => arg,
                 Err(e) => {
-                    early.push((index, Err(TaskError::Serde(e.to_string()))));
+                    let message = serde_failure("the argument did not encode", &e);
+                    early.push((index, Err(TaskError::Serde(message))));
                     continue;
                 }
             };
@@ -841,7 +842,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
 fn decode<R: DeserializeOwned>(outcome: Result<Vec<u8>, TaskError>) -> Result<R, TaskError> {
     outcome.and_then(|bytes| {
         postcard::from_bytes(&bytes)
-            .map_err(|e| TaskError::Serde(format!("the result did not decode: {e}")))
+            .map_err(|e| TaskError::Serde(serde_failure("the result did not decode", &e)))
     })
 }
 
