@@ -6,7 +6,11 @@
 //! task with `BrokenProcessPool` and is unusable afterwards. Here the task
 //! the dead worker was running returns [`TaskError::WorkerDied`] (or runs
 //! again, with [`PoolBuilder::retries`]), a replacement worker is forked,
-//! and every other task completes normally.
+//! and every other task completes normally. No task ever runs twice except
+//! by `retries`: with chunks of more than one item, the items of the dead
+//! worker's chunk that had finished before it, their outcomes not sent yet
+//! (a chunk's outcomes go back together), are `WorkerDied` too (or
+//! retried).
 //!
 //! - [`Pool::new`] / [`Pool::builder`]: workers (default: the CPUs this
 //!   process may use), `initializer`, `max_tasks_per_child`, `chunksize`,
@@ -129,16 +133,18 @@
 //!   attribution argument: every outcome a worker committed before dying
 //!   is read before its exit.
 //! - **A per-slot record in shared memory**: the task id the worker is
-//!   running (0 between tasks) and when it started. After a death: the
-//!   chunks sent and no longer in the queue were taken (at most one: a
-//!   worker takes the next only after sending the last one's outcomes);
-//!   the item the record names died, the chunk's items without outcome
-//!   are re-dispatched. An item that finished but whose outcome was not
-//!   sent yet runs again: in the same chunk as the dead one, and even with
-//!   chunks of 1 when the worker dies between finishing the item and
-//!   sending its outcome (review 7's ignored reproducer
-//!   `with_chunks_of_1_no_task_runs_twice_without_retries`): tasks should
-//!   be safe to run twice.
+//!   running (0 between tasks), when it started, and the last task id it
+//!   began (written before the function is called, never cleared by the
+//!   worker). After a death: the chunks sent and no longer in the queue
+//!   were taken (at most one: a worker takes the next only after sending
+//!   the last one's outcomes); the chunk's items up to the last one begun
+//!   and without outcome ran, whole or in part (the one running, and any
+//!   that finished with the outcome unsent, even with chunks of 1 when the
+//!   worker dies between finishing the item and sending its outcome):
+//!   they are `WorkerDied` (or retried, by `retries`), never run again
+//!   otherwise; the items after it never started and are re-dispatched.
+//!   So nothing ever runs twice except by `retries` (review 7's
+//!   `with_chunks_of_1_no_task_runs_twice_without_retries`).
 //! - **One manager thread per pool** does all the bookkeeping and forks
 //!   every worker, including replacements: a daemon's parent-death signal
 //!   follows the *thread* that forked it, so workers die when the manager

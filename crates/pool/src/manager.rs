@@ -19,7 +19,7 @@ use shm::SharedSlice;
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
 use crate::wire::{Event, Outcome, TaskMsg};
-use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
+use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
 /// rest, so it can give them to whichever worker frees up first.
@@ -326,6 +326,7 @@ impl<'a> Manager<'a> {
         let record = self.record(slot);
         let config = self.settings.config;
         record[RUNNING].store(0, Ordering::SeqCst);
+        record[BEGUN].store(0, Ordering::SeqCst);
         record[READY].store(0, Ordering::SeqCst);
         // The child runs only the worker loop (and the pool's initializer)
         // over what it borrows here, then leaves with `_exit`.
@@ -542,6 +543,9 @@ impl<'a> Manager<'a> {
             return;
         };
         lock(&self.shared.pids)[slot] = None;
+        // Counted before any outcome below is handed over: a job this
+        // death completes sees it in `workers_replaced`.
+        self.shared.replaced.fetch_add(1, Ordering::Relaxed);
         let (signal, exit_code) = match child.status() {
             Some(ExitStatus::Signaled(signal)) => (Some(signal), None),
             Some(ExitStatus::Exited(code)) => (None, Some(code)),
@@ -560,15 +564,15 @@ impl<'a> Manager<'a> {
         // next only after sending the last one's outcomes, which came
         // before this event).
         let taken = s.fifo.len().saturating_sub(self.queues[slot].len());
-        let running = self.record(slot)[RUNNING].load(Ordering::SeqCst);
+        // Every item of the taken chunk up to the last one the worker began
+        // has run (the one it was running, and those that finished with
+        // their outcomes unsent): none runs again except by `retries`.
+        let begun = self.record(slot)[BEGUN].load(Ordering::SeqCst);
         let mut failed = Vec::new();
         for _ in 0..taken {
             let Some(chunk) = self.slots[slot].fifo.pop_front() else {
                 break;
             };
-            let n = chunk.args.len() as u64;
-            let died = (running > chunk.first_tid && running <= chunk.first_tid + n)
-                .then(|| (running - 1 - chunk.first_tid) as usize);
             let mut redo = (Vec::new(), Vec::new(), Vec::new());
             for (k, arg) in chunk.args.into_iter().enumerate() {
                 if chunk.done[k] {
@@ -576,22 +580,23 @@ impl<'a> Manager<'a> {
                 }
                 let index = chunk.indices[k];
                 let attempts = chunk.attempts[k];
-                if died == Some(k) {
-                    match timed_out {
-                        Some(t) if t == running => failed.push((index, Err(TaskError::TimedOut))),
-                        // Killed for another task's timeout that ended just
-                        // before: this one was not at fault.
-                        Some(_) => push3(&mut redo, index, arg, attempts),
-                        None if attempts < self.settings.retries => {
-                            push3(&mut redo, index, arg, attempts + 1)
-                        }
-                        None => {
-                            failed.push((index, Err(TaskError::WorkerDied { signal, exit_code })))
-                        }
-                    }
-                } else {
-                    // Never started, or finished with its outcome unsent.
+                let tid = chunk.first_tid + k as u64 + 1;
+                if tid > begun {
+                    // Never started: its replacement runs it.
                     push3(&mut redo, index, arg, attempts);
+                    continue;
+                }
+                match timed_out {
+                    // Killed for this task's timeout, or for running none
+                    // for a whole limit (stopped after it finished, say).
+                    Some(t) if t == tid || t == 0 => failed.push((index, Err(TaskError::TimedOut))),
+                    // Killed for another task's timeout (one that ended
+                    // just before, or a later one of this chunk), or died:
+                    // not at fault, but it ran.
+                    _ if attempts < self.settings.retries => {
+                        push3(&mut redo, index, arg, attempts + 1)
+                    }
+                    _ => failed.push((index, Err(TaskError::WorkerDied { signal, exit_code }))),
                 }
             }
             let job = chunk.job;
@@ -601,7 +606,6 @@ impl<'a> Manager<'a> {
                     .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
             }
         }
-        self.shared.replaced.fetch_add(1, Ordering::Relaxed);
         if self.fork(slot).is_err() {
             self.slots[slot].needs_fork = true;
         }

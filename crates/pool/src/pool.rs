@@ -127,9 +127,11 @@ impl PoolBuilder {
         self
     }
 
-    /// A task whose worker died while running it is run again, up to
-    /// `retries` more times, before it returns [`TaskError::WorkerDied`]
-    /// (default 0). Timed-out and panicked tasks are not retried.
+    /// A task whose worker died while running it (or after it finished,
+    /// before its outcome was sent) is run again, up to `retries` more
+    /// times, before it returns [`TaskError::WorkerDied`] (default 0).
+    /// Without retries no task ever runs twice. Timed-out and panicked
+    /// tasks are not retried.
     pub fn retries(mut self, retries: u32) -> PoolBuilder {
         self.retries = retries;
         self
@@ -197,7 +199,9 @@ impl PoolBuilder {
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, where a
-/// killed worker costs the one task it was running, never the pool.
+/// killed worker costs the one task it was running (with chunks of more
+/// than one, also the items of its chunk that finished with their outcomes
+/// unsent: no task runs twice), never the pool.
 ///
 /// Tasks are a plain `fn` and serde arguments (see the crate's
 /// documentation for why, and for what workers inherit). Every method takes

@@ -29,6 +29,12 @@ pub(crate) const STARTED: usize = 1;
 /// 1 once the worker has run the initializer and attached to its queues
 /// (reset to 0 by the manager before each fork).
 pub(crate) const READY: usize = 2;
+/// The task id + 1 of the last item the slot's worker started (0: none
+/// yet; reset by the manager before each fork, never by the worker).
+/// Written before the function is called: after a death, every item of the
+/// taken chunk up to it has run, whole or in part, and is never run again
+/// unless by `retries`; the items after it never started.
+pub(crate) const BEGUN: usize = 3;
 
 /// What a worker is told at its fork.
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +82,11 @@ pub(crate) fn run(
                 // whenever both reads of RUNNING name it.
                 record[STARTED].store(shm::sync::monotonic_ns(), Ordering::SeqCst);
             }
-            record[RUNNING].store(msg.first_tid + k as u64 + 1, Ordering::SeqCst);
+            let tid = msg.first_tid + k as u64 + 1;
+            // Read by the manager only after this process is dead (its
+            // exit is the synchronisation): no stronger order needed.
+            record[BEGUN].store(tid, Ordering::Release);
+            record[RUNNING].store(tid, Ordering::SeqCst);
             shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item started");
             let outcome = match catch_unwind(AssertUnwindSafe(|| msg.call.run(arg))) {
                 Ok(outcome) => outcome,

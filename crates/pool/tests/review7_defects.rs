@@ -167,7 +167,6 @@ fn counted(x: u64) -> u64 {
 /// item re-dispatched, and it runs a second time, with `retries` 0 and
 /// chunks of 1. (Either the docs are wrong or the item should fail.)
 #[test]
-#[ignore = "defect: with chunks of 1 and no retries, a task whose worker died after it returned runs twice (docs say never)"]
 fn with_chunks_of_1_no_task_runs_twice_without_retries() {
     use shm::crash::{self, Action};
     RUN_COUNT.get_or_init(|| Shared::new(std::sync::atomic::AtomicU64::new(0)).expect("shm"));
