@@ -60,6 +60,15 @@ pub enum TaskError {
     /// documentation), whose message then says so.
     #[error("the task's argument or result could not be encoded or decoded: {0}")]
     Serde(String),
+    /// No worker could get ready: 3 workers in a row died before finishing the pool's
+    /// [`initializer`](crate::PoolBuilder::initializer) (it panicked, say),
+    /// and none is ready. Every task the pool holds then fails so, and so
+    /// does every task submitted while it lasts, instead of waiting for
+    /// ever (Python's pool hangs there). Workers are still forked, with a
+    /// back-off; once one finishes the initializer, tasks run again. The
+    /// message says how the last one died (its panic message).
+    #[error("the pool's workers could not start: {0}")]
+    InitializerFailed(String),
     /// The pool was closed or terminated before the task was submitted.
     #[error("the pool is closed: it takes no new tasks")]
     PoolClosed,
@@ -68,7 +77,7 @@ pub enum TaskError {
     Terminated,
 }
 
-fn died(signal: Option<i32>, exit_code: Option<i32>) -> String {
+pub(crate) fn died(signal: Option<i32>, exit_code: Option<i32>) -> String {
     match (signal, exit_code) {
         (Some(signal), _) => format!("signal {signal}"),
         (None, Some(code)) => format!("exit code {code}"),

@@ -17,7 +17,7 @@ use shm::pid::Pid;
 use shm::SharedSlice;
 
 use crate::call::Call;
-use crate::error::{PoolError, TaskError};
+use crate::error::{died, PoolError, TaskError};
 use crate::wire::{Event, Outcome, TaskMsg};
 use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
@@ -31,6 +31,16 @@ const MAX_IDLE: Duration = Duration::from_millis(100);
 const DRAIN: usize = 256;
 /// How soon the manager tries again to fork a worker whose fork failed.
 const REFORK_PAUSE: Duration = Duration::from_millis(10);
+/// Workers in a row that die before they are ready (in the pool's
+/// initializer, normally) after which, while no worker is ready, the pool
+/// fails its tasks with [`TaskError::InitializerFailed`] instead of
+/// holding them for a worker that may never come.
+pub(crate) const INIT_FAILURES: u32 = 3;
+/// The pause before forking the replacement of a worker that died before
+/// it was ready: doubles with each such death in a row, from this...
+const INIT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// ... up to this.
+const INIT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Outcomes for a job: (index in the job's inputs, outcome).
 pub(crate) type Batch = Vec<(usize, Result<Vec<u8>, TaskError>)>;
@@ -196,6 +206,8 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             backlog: VecDeque::new(),
             next_tid: 1,
             next_job: 0,
+            init_failures: 0,
+            init_failure: String::new(),
         };
         if let Err(e) = watcher {
             let _ = ready.send(Err(PoolError::Thread(e)));
@@ -238,8 +250,10 @@ struct Slot {
     /// Since when (CLOCK_MONOTONIC ns) chunks have waited for this worker
     /// while it ran no task and sent no outcome, if they do.
     quiet_since: Option<u64>,
-    /// A fork for this slot failed: try again.
+    /// A fork for this slot failed, or waits for its back-off: fork when
+    /// the clock (CLOCK_MONOTONIC ns) reaches `fork_at`.
     needs_fork: bool,
+    fork_at: u64,
 }
 
 /// Items of one job, sent to a worker as one message.
@@ -311,6 +325,10 @@ struct Manager<'a> {
     backlog: VecDeque<Chunk>,
     next_tid: u64,
     next_job: u64,
+    /// Workers that died before they were ready, in a row (reset when one
+    /// is seen ready), and how the last one ended.
+    init_failures: u32,
+    init_failure: String,
 }
 
 impl<'a> Manager<'a> {
@@ -364,18 +382,34 @@ impl<'a> Manager<'a> {
             if let Some(exit) = self.take_control() {
                 return exit;
             }
-            let mut refork_failed = false;
+            let now = shm::sync::monotonic_ns();
+            let mut next_fork = None::<u64>;
             for slot in 0..self.slots.len() {
-                if self.slots[slot].needs_fork && self.fork(slot).is_err() {
-                    refork_failed = true;
+                let s = &self.slots[slot];
+                if !s.needs_fork {
+                    continue;
                 }
+                if s.fork_at <= now && self.fork(slot).is_ok() {
+                    continue;
+                }
+                let at = self.slots[slot].fork_at.max(now);
+                let at = if at == now {
+                    now.saturating_add(REFORK_PAUSE.as_nanos() as u64)
+                } else {
+                    at
+                };
+                self.slots[slot].fork_at = at;
+                next_fork = Some(next_fork.map_or(at, |n| n.min(at)));
+            }
+            if self.init_failures > 0 {
+                self.check_initializer();
             }
             self.dispatch();
             // After dispatching: a worker given its first chunk just now
             // has a deadline within this sleep.
             let mut wait = self.check_timeouts();
-            if refork_failed {
-                wait = wait.min(REFORK_PAUSE);
+            if let Some(at) = next_fork {
+                wait = wait.min(Duration::from_nanos(at.saturating_sub(now)));
             }
             let mut event = self.rx.get_timeout(wait);
             // Then whatever else is there, without waiting, so outcomes go
@@ -546,24 +580,43 @@ impl<'a> Manager<'a> {
         // Counted before any outcome below is handed over: a job this
         // death completes sees it in `workers_replaced`.
         self.shared.replaced.fetch_add(1, Ordering::Relaxed);
-        let (signal, exit_code) = match child.status() {
-            Some(ExitStatus::Signaled(signal)) => (Some(signal), None),
-            Some(ExitStatus::Exited(code)) => (None, Some(code)),
-            // Its pidfd said it exited, so this does not wait; collected
-            // either way (no zombie left in daemon's registry).
-            None => match child.join() {
-                Err(daemon::JoinError::Signaled { signal, .. }) => (Some(signal), None),
-                Err(daemon::JoinError::Exited { code, .. }) => (None, Some(code)),
-                _ => (None, None),
-            },
+        let status = child.status();
+        // Its pidfd said it exited, so this does not wait; collected either
+        // way (no zombie left in daemon's registry). A panic outside any
+        // task (in the initializer) comes with its message.
+        let joined = child.join();
+        let (signal, exit_code) = match (status, &joined) {
+            (Some(ExitStatus::Signaled(signal)), _) => (Some(signal), None),
+            (Some(ExitStatus::Exited(code)), _) => (None, Some(code)),
+            (None, Err(daemon::JoinError::Signaled { signal, .. })) => (Some(*signal), None),
+            (None, Err(daemon::JoinError::Exited { code, .. })) => (None, Some(*code)),
+            _ => (None, None),
         };
         let timed_out = s.timed_out.take();
+        let record = self.record(slot);
+        let was_ready = record[READY].load(Ordering::SeqCst) == 1;
+        if was_ready {
+            self.init_failures = 0;
+        } else {
+            // Died before it was ready: in the initializer (its panic
+            // message comes with the join), or killed while starting.
+            self.init_failures += 1;
+            self.init_failure = match joined {
+                Err(daemon::JoinError::Panicked { message, .. }) => {
+                    format!("it panicked: {message}")
+                }
+                _ => format!("it died ({})", died(signal, exit_code)),
+            };
+        }
         // The worker is dead and this thread is the queue's only producer:
         // the queue's length is exact. Chunks sent and not in the queue any
         // more were taken by the dead worker (at most one: it takes the
         // next only after sending the last one's outcomes, which came
         // before this event).
-        let taken = s.fifo.len().saturating_sub(self.queues[slot].len());
+        let taken = self.slots[slot]
+            .fifo
+            .len()
+            .saturating_sub(self.queues[slot].len());
         // Every item of the taken chunk up to the last one the worker began
         // has run (the one it was running, and those that finished with
         // their outcomes unsent): none runs again except by `retries`.
@@ -606,8 +659,65 @@ impl<'a> Manager<'a> {
                     .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
             }
         }
-        if self.fork(slot).is_err() {
+        if !was_ready {
+            // Not at once: a failing initializer would fork for ever.
+            let failures = self.init_failures.min(16) - 1;
+            let pause = INIT_BACKOFF_FIRST
+                .saturating_mul(1 << failures)
+                .min(INIT_BACKOFF_MAX);
+            let s = &mut self.slots[slot];
+            s.needs_fork = true;
+            s.fork_at = shm::sync::monotonic_ns().saturating_add(pause.as_nanos() as u64);
+        } else if self.fork(slot).is_err() {
             self.slots[slot].needs_fork = true;
+            self.slots[slot].fork_at = 0;
+        }
+    }
+
+    /// After workers died before they were ready: once one is ready, all
+    /// is well again; while none is and [`INIT_FAILURES`] died in a row,
+    /// every task the pool holds fails with `InitializerFailed` (those
+    /// waiting in the backlog, and those queued to a slot whose worker is
+    /// dead, taken back out of its queue), so nothing waits for ever.
+    /// Tasks queued to a worker still starting wait for it.
+    fn check_initializer(&mut self) {
+        let ready = (0..self.slots.len()).any(|slot| {
+            self.slots[slot].child.is_some() && self.record(slot)[READY].load(Ordering::SeqCst) == 1
+        });
+        if ready {
+            self.init_failures = 0;
+            return;
+        }
+        if self.init_failures < INIT_FAILURES {
+            return;
+        }
+        let error = TaskError::InitializerFailed(format!(
+            "{} workers in a row died before finishing the pool's initializer; the last: {}",
+            self.init_failures, self.init_failure
+        ));
+        let mut chunks: Vec<Chunk> = self.backlog.drain(..).collect();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].child.is_some() || self.slots[slot].fifo.is_empty() {
+                continue;
+            }
+            // No worker of this slot is alive, and this thread is its
+            // queue's only producer: take back what nobody took.
+            let Ok(rx) = self.queues[slot].receiver() else {
+                continue;
+            };
+            while rx.try_get().is_ok() {}
+            drop(rx);
+            chunks.extend(self.slots[slot].fifo.drain(..));
+        }
+        for chunk in chunks {
+            let batch = chunk
+                .indices
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| !chunk.done[k])
+                .map(|(_, &index)| (index, Err(error.clone())))
+                .collect();
+            self.deliver(chunk.job, batch);
         }
     }
 

@@ -86,7 +86,12 @@ impl PoolBuilder {
 
     /// A function each worker runs once, when it starts (Python's
     /// `initializer`), including replacement workers. A panic in it kills
-    /// that worker (it is replaced, and tries again).
+    /// that worker; it is replaced after a pause (10 ms, doubling with each
+    /// such death in a row, up to 1 s), and tries again. Once 3 workers in
+    /// a row have died before finishing it and none is ready, the pool's
+    /// tasks fail with [`TaskError::InitializerFailed`] (with the last
+    /// panic's message) instead of waiting for ever, until a worker
+    /// finishes it again. The initializer has no timeout.
     pub fn initializer(mut self, initializer: fn()) -> PoolBuilder {
         self.initializer = Some(initializer);
         self
