@@ -97,18 +97,20 @@
 //!   (statics, `OnceLock`s filled before the pool was built, heap data),
 //!   its open descriptors, and its shared-memory mappings (a
 //!   [`shm::Shared`] made before the pool is shared with the workers, live).
-//!   Replacement workers are forked later, from the pool's manager thread:
+//!   Replacement workers are forked later, from the pool's forker thread:
 //!   they see the owner's memory as it is at *their* fork. Set global state
 //!   up before building the pool, or in [`PoolBuilder::initializer`], which
 //!   every worker (replacements included) runs once.
 //! - **Threads**: a worker has one thread. Workers are forked from the
-//!   pool's manager thread while the owner's other threads run (as
+//!   pool's forker thread while the owner's other threads run (as
 //!   Python's pool forks replacements from its handler thread): a lock
 //!   another owner thread held at that instant (a `std::sync::Mutex` of
 //!   yours) stays held for ever in the worker. Tasks should not take locks
 //!   the owner's threads use; glibc's `malloc` is safe after fork, and
 //!   `daemon::Process::start` holds the stdout lock across the fork so
-//!   workers may print. The same holds for the standard library's own
+//!   workers may print (a fork waits while another owner thread holds
+//!   that lock, but only the forker thread waits: the pool goes on with
+//!   the workers it has). The same holds for the standard library's own
 //!   locks: a worker forked while another owner thread was printing a
 //!   panic would wait for ever in its own first panic (a pool
 //!   [`timeout`](PoolBuilder::timeout) ends such a task).
@@ -124,9 +126,10 @@
 //! - **One task queue per worker slot** ([`queue::Queue`], capacity 4, at
 //!   most 3 chunks in flight): the owner knows which chunks went to which
 //!   worker, in order, and keeps the rest itself to give to whichever
-//!   worker frees up first. A replacement worker takes over its slot's
-//!   queue, so chunks queued to a dead worker and not started run in its
-//!   replacement: re-dispatched, never failed.
+//!   worker frees up first. Chunks queued to a dead worker and not
+//!   started are taken back out of its queue and go to whichever worker
+//!   frees up first (its replacement may be long to come): re-dispatched,
+//!   never failed.
 //! - **One shared inbox** (a queue) for the manager: outcomes from the
 //!   workers (one message per chunk, split if large), a worker's exit from
 //!   the watcher thread, wake-ups from submitters. Its order is the
@@ -145,12 +148,14 @@
 //!   otherwise; the items after it never started and are re-dispatched.
 //!   So nothing ever runs twice except by `retries` (review 7's
 //!   `with_chunks_of_1_no_task_runs_twice_without_retries`).
-//! - **One manager thread per pool** does all the bookkeeping and forks
-//!   every worker, including replacements: a daemon's parent-death signal
-//!   follows the *thread* that forked it, so workers die when the manager
-//!   thread ends (the pool is dropped, or the owner process dies), and a
+//! - **One manager thread per pool** does all the bookkeeping; its
+//!   **forker thread** forks every worker, including replacements, when
+//!   the manager asks (so the manager never waits for a fork, which waits
+//!   for the stdout lock). A daemon's parent-death signal follows the
+//!   *thread* that forked it, so workers die when the forker ends, with
+//!   the manager (the pool is dropped, or the owner process dies), and a
 //!   short-lived caller thread never takes workers with it. Callers hand
-//!   work to it and get outcomes over in-process channels.
+//!   work to the manager and get outcomes over in-process channels.
 //! - **A watcher thread** waits in `poll(2)` on the workers' pidfds
 //!   ([`daemon::Child::sentinel`]) and puts an exit event in the inbox the
 //!   moment one dies: the manager sleeps on its inbox's futex and wakes at

@@ -184,12 +184,21 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
         }
     };
     let (watch_tx, watch_rx) = mpsc::channel();
+    let (fork_tx, fork_rx) = mpsc::channel();
+    let (forked_tx, forked) = mpsc::channel();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (wake_fd, stop) = (&wake, &stop);
         let watcher = std::thread::Builder::new()
             .name("procsync-pool-watch".into())
             .spawn_scoped(scope, move || watch(watcher_tx, watch_rx, wake_fd, stop));
+        let config = settings.config;
+        let (queues_ref, records_ref) = (&queues[..], &records[..]);
+        let forker = std::thread::Builder::new()
+            .name("procsync-pool-fork".into())
+            .spawn_scoped(scope, move || {
+                forker(fork_rx, forked_tx, shared, queues_ref, records_ref, config)
+            });
         let mut manager = Manager {
             shared,
             settings,
@@ -208,18 +217,34 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             next_job: 0,
             init_failures: 0,
             init_failure: String::new(),
+            fork_tx: Some(fork_tx),
+            forked,
         };
-        if let Err(e) = watcher {
+        let threads = watcher.and_then(|_| forker.map(|_| ()));
+        if let Err(e) = threads {
             let _ = ready.send(Err(PoolError::Thread(e)));
+            manager.fork_tx = None;
             manager.stop_watcher();
             return;
         }
         for slot in 0..settings.workers {
-            if let Err(e) = manager.fork(slot) {
-                manager.end(Exit::Terminate);
-                let _ = ready.send(Err(e));
-                return;
+            manager.request_fork(slot, false);
+        }
+        let mut failed = None;
+        for _ in 0..settings.workers {
+            match manager.forked.recv() {
+                Ok((slot, started)) => {
+                    if let Err(e) = manager.on_forked(slot, started) {
+                        failed.get_or_insert(e);
+                    }
+                }
+                Err(_) => break,
             }
+        }
+        if let Some(e) = failed {
+            manager.end(Exit::Terminate);
+            let _ = ready.send(Err(e));
+            return;
         }
         let _ = ready.send(Ok(()));
         let exit = manager.run();
@@ -254,6 +279,9 @@ struct Slot {
     /// the clock (CLOCK_MONOTONIC ns) reaches `fork_at`.
     needs_fork: bool,
     fork_at: u64,
+    /// The forker thread was asked for this slot's worker and has not
+    /// answered yet.
+    forking: bool,
 }
 
 /// Items of one job, sent to a worker as one message.
@@ -329,6 +357,50 @@ struct Manager<'a> {
     /// is seen ready), and how the last one ended.
     init_failures: u32,
     init_failure: String,
+    /// Slots to fork a worker for, to the forker thread (`None` once the
+    /// manager stops), and its answers.
+    fork_tx: Option<mpsc::Sender<ForkRequest>>,
+    forked: mpsc::Receiver<Forked>,
+}
+
+/// A worker to fork: its slot, and whether to wake the manager (through
+/// its inbox) once forked: not while the pool is being built, when the
+/// manager waits for the answers themselves.
+type ForkRequest = (usize, bool);
+
+/// The forker's answer: the slot, and its new worker.
+type Forked = (usize, Result<Child<()>, daemon::Error>);
+
+/// The forker thread: forks the workers the manager asks for, so that the
+/// manager never waits for a fork (`daemon::Process::start` takes the
+/// stdout lock, which another thread of the owner may hold for long: a
+/// `println!` into a full pipe, a held `stdout().lock()`). Lives as long
+/// as the manager: the workers' parent-death signal follows it.
+fn forker(
+    requests: mpsc::Receiver<ForkRequest>,
+    answers: mpsc::Sender<Forked>,
+    shared: &Shared,
+    queues: &[Queue<TaskMsg>],
+    records: &[AtomicU64],
+    config: WorkerConfig,
+) {
+    while let Ok((slot, wake)) = requests.recv() {
+        let queue = &queues[slot];
+        let inbox = &shared.inbox;
+        let record = &records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS];
+        // The child runs only the worker loop (and the pool's initializer)
+        // over what it borrows here, then leaves with `_exit`.
+        let started = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
+            .daemon(true)
+            .name(format!("pool-worker-{slot}"))
+            .start();
+        if answers.send((slot, started)).is_err() {
+            return;
+        }
+        if wake {
+            shared.wake();
+        }
+    }
 }
 
 impl<'a> Manager<'a> {
@@ -336,37 +408,63 @@ impl<'a> Manager<'a> {
         &self.records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS]
     }
 
-    /// Forks the worker of `slot` (from this thread: the workers' parent-
-    /// death signal follows it, so they die when the manager ends).
-    fn fork(&mut self, slot: usize) -> Result<(), PoolError> {
-        let queue = &self.queues[slot];
-        let inbox = &self.shared.inbox;
+    /// Asks the forker thread for a worker in `slot` (its answer comes
+    /// back through `forked`, see [`Manager::on_forked`]).
+    fn request_fork(&mut self, slot: usize, wake: bool) {
         let record = self.record(slot);
-        let config = self.settings.config;
         record[RUNNING].store(0, Ordering::SeqCst);
         record[BEGUN].store(0, Ordering::SeqCst);
         record[READY].store(0, Ordering::SeqCst);
-        // The child runs only the worker loop (and the pool's initializer)
-        // over what it borrows here, then leaves with `_exit`.
-        let child = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
-            .daemon(true)
-            .name(format!("pool-worker-{slot}"))
-            .start()?;
-        let pidfd = match child.sentinel().try_clone_to_owned() {
-            Ok(fd) => fd,
-            Err(source) => {
-                let _ = child.kill();
-                let _ = child.join();
-                return Err(daemon::Error::Os {
-                    op: "dup of a worker's pidfd",
-                    source,
+        let s = &mut self.slots[slot];
+        s.needs_fork = false;
+        s.forking = true;
+        let asked = self
+            .fork_tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((slot, wake)).is_ok());
+        if !asked {
+            // The forker is gone (only when stopping): no worker here.
+            let s = &mut self.slots[slot];
+            s.forking = false;
+            s.needs_fork = true;
+            s.fork_at = u64::MAX;
+        }
+    }
+
+    /// The forker's answer for `slot`: the new worker is put in place and
+    /// watched, or the fork is tried again after [`REFORK_PAUSE`].
+    fn on_forked(
+        &mut self,
+        slot: usize,
+        started: Result<Child<()>, daemon::Error>,
+    ) -> Result<(), PoolError> {
+        self.slots[slot].forking = false;
+        let installed = started.map_err(PoolError::from).and_then(|child| {
+            match child.sentinel().try_clone_to_owned() {
+                Ok(pidfd) => Ok((child, pidfd)),
+                Err(source) => {
+                    let _ = child.kill();
+                    let _ = child.join();
+                    Err(daemon::Error::Os {
+                        op: "dup of a worker's pidfd",
+                        source,
+                    }
+                    .into())
                 }
-                .into());
+            }
+        });
+        let (child, pidfd) = match installed {
+            Ok(installed) => installed,
+            Err(e) => {
+                let s = &mut self.slots[slot];
+                s.needs_fork = true;
+                s.fork_at =
+                    shm::sync::monotonic_ns().saturating_add(REFORK_PAUSE.as_nanos() as u64);
+                return Err(e);
             }
         };
         let s = &mut self.slots[slot];
         s.generation += 1;
-        s.needs_fork = false;
         s.quiet_since = None;
         let _ = self
             .watch_tx
@@ -382,24 +480,21 @@ impl<'a> Manager<'a> {
             if let Some(exit) = self.take_control() {
                 return exit;
             }
+            while let Ok((slot, started)) = self.forked.try_recv() {
+                let _ = self.on_forked(slot, started);
+            }
             let now = shm::sync::monotonic_ns();
             let mut next_fork = None::<u64>;
             for slot in 0..self.slots.len() {
                 let s = &self.slots[slot];
-                if !s.needs_fork {
+                if !s.needs_fork || s.forking {
                     continue;
                 }
-                if s.fork_at <= now && self.fork(slot).is_ok() {
-                    continue;
-                }
-                let at = self.slots[slot].fork_at.max(now);
-                let at = if at == now {
-                    now.saturating_add(REFORK_PAUSE.as_nanos() as u64)
+                if s.fork_at <= now {
+                    self.request_fork(slot, true);
                 } else {
-                    at
-                };
-                self.slots[slot].fork_at = at;
-                next_fork = Some(next_fork.map_or(at, |n| n.min(at)));
+                    next_fork = Some(next_fork.map_or(s.fork_at, |n| n.min(s.fork_at)));
+                }
             }
             if self.init_failures > 0 {
                 self.check_initializer();
@@ -635,7 +730,7 @@ impl<'a> Manager<'a> {
                 let attempts = chunk.attempts[k];
                 let tid = chunk.first_tid + k as u64 + 1;
                 if tid > begun {
-                    // Never started: its replacement runs it.
+                    // Never started: re-dispatched.
                     push3(&mut redo, index, arg, attempts);
                     continue;
                 }
@@ -659,6 +754,7 @@ impl<'a> Manager<'a> {
                     .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
             }
         }
+        self.take_back(slot);
         if !was_ready {
             // Not at once: a failing initializer would fork for ever.
             let failures = self.init_failures.min(16) - 1;
@@ -668,18 +764,47 @@ impl<'a> Manager<'a> {
             let s = &mut self.slots[slot];
             s.needs_fork = true;
             s.fork_at = shm::sync::monotonic_ns().saturating_add(pause.as_nanos() as u64);
-        } else if self.fork(slot).is_err() {
-            self.slots[slot].needs_fork = true;
-            self.slots[slot].fork_at = 0;
+        } else {
+            self.request_fork(slot, true);
+        }
+    }
+
+    /// The chunks still in the task queue of `slot`, whose worker is dead,
+    /// go back to the backlog: to whichever worker frees up first, not to
+    /// its replacement only, which may be long to come (a back-off, a slow
+    /// initializer, a fork waiting for the stdout lock). Matched by task
+    /// id: a chunk the queue does not give back stays for the replacement.
+    fn take_back(&mut self, slot: usize) {
+        if self.slots[slot].fifo.is_empty() {
+            return;
+        }
+        // No worker of this slot is alive, and this thread is its queue's
+        // only producer.
+        let Ok(rx) = self.queues[slot].receiver() else {
+            return;
+        };
+        let mut back = Vec::new();
+        while let Ok(msg) = rx.try_get() {
+            let fifo = &mut self.slots[slot].fifo;
+            if let Some(chunk) = fifo
+                .iter()
+                .position(|c| c.first_tid == msg.first_tid)
+                .and_then(|pos| fifo.remove(pos))
+            {
+                back.push(chunk);
+            }
+        }
+        for chunk in back.into_iter().rev() {
+            self.backlog.push_front(chunk);
         }
     }
 
     /// After workers died before they were ready: once one is ready, all
     /// is well again; while none is and [`INIT_FAILURES`] died in a row,
-    /// every task the pool holds fails with `InitializerFailed` (those
-    /// waiting in the backlog, and those queued to a slot whose worker is
-    /// dead, taken back out of its queue), so nothing waits for ever.
-    /// Tasks queued to a worker still starting wait for it.
+    /// every task waiting in the backlog fails with `InitializerFailed`
+    /// (a dead worker's queued chunks are taken back there), and so does
+    /// every new one, so nothing waits for ever. Tasks queued to a worker
+    /// still starting wait for it.
     fn check_initializer(&mut self) {
         let ready = (0..self.slots.len()).any(|slot| {
             self.slots[slot].child.is_some() && self.record(slot)[READY].load(Ordering::SeqCst) == 1
@@ -695,20 +820,7 @@ impl<'a> Manager<'a> {
             "{} workers in a row died before finishing the pool's initializer; the last: {}",
             self.init_failures, self.init_failure
         ));
-        let mut chunks: Vec<Chunk> = self.backlog.drain(..).collect();
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].child.is_some() || self.slots[slot].fifo.is_empty() {
-                continue;
-            }
-            // No worker of this slot is alive, and this thread is its
-            // queue's only producer: take back what nobody took.
-            let Ok(rx) = self.queues[slot].receiver() else {
-                continue;
-            };
-            while rx.try_get().is_ok() {}
-            drop(rx);
-            chunks.extend(self.slots[slot].fifo.drain(..));
-        }
+        let chunks: Vec<Chunk> = self.backlog.drain(..).collect();
         for chunk in chunks {
             let batch = chunk
                 .indices
@@ -789,6 +901,12 @@ impl<'a> Manager<'a> {
     /// Stops: lets the workers go (close) or kills them (terminate), fails
     /// what is left, stops the watcher.
     fn end(&mut self, exit: Exit) {
+        // The forker ends after the fork in hand, if any: its worker is
+        // put in place, to be ended with the others.
+        self.fork_tx = None;
+        while let Ok((slot, started)) = self.forked.recv() {
+            let _ = self.on_forked(slot, started);
+        }
         if exit == Exit::Terminate {
             for s in &self.slots {
                 if let Some(child) = &s.child {

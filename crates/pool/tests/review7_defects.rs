@@ -432,7 +432,6 @@ fn dies_once(x: u64) -> u64 {
 /// finishing on the surviving worker. (The docs promise the died task's
 /// `Err` "within a wake-up or two of the death".)
 #[test]
-#[ignore = "defect: a worker death stalls the whole pool while another owner thread holds the stdout lock (replacement fork takes it)"]
 fn a_death_does_not_stall_the_pool_while_stdout_is_locked() {
     DIED_ONCE.get_or_init(|| Shared::new(std::sync::atomic::AtomicU64::new(0)).expect("shm"));
     let pool = Arc::new(Pool::new(2).expect("pool"));
