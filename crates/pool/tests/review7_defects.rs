@@ -351,7 +351,6 @@ static EXEC_PIDS: OnceLock<Shared<[std::sync::atomic::AtomicU64; EXEC_WORKERS]>>
 /// ends". A race: each attempt hits it only sometimes (about 1 in 12 runs
 /// of 2 workers here), so up to 40 owners of 8 workers each are tried.
 #[test]
-#[ignore = "defect: a worker still starting when its owner execs survives the exec (daemon's pdeathsig race check misses a same-pid reparent)"]
 fn no_worker_survives_an_exec_of_its_owner_right_after_build() {
     use std::os::unix::process::CommandExt;
     let pids = EXEC_PIDS.get_or_init(|| {
