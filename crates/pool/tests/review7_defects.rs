@@ -1,7 +1,7 @@
 //! Review 7 of `Pool`: reproducers of defects found by the hostile review,
-//! each `#[ignore]`d with the defect it shows (they fail on the code as
-//! reviewed; the lead decides on the fixes). Between real processes: the
-//! pool's workers are forks.
+//! each failing on the code as reviewed, now fixed and kept as regression
+//! tests (each says what it showed). Between real processes: the pool's
+//! workers are forks.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
