@@ -108,7 +108,13 @@ where
     ///
     /// The parent-death signal follows the *thread* that started the child:
     /// start daemons from a thread that lives as long as the process (the
-    /// main thread, normally), or they die when that thread ends.
+    /// main thread, normally), or they die when that thread ends. A child
+    /// whose starting thread ended before it could ask for the signal (the
+    /// parent `exec`ed from another thread, which ends every other thread;
+    /// or it exited) leaves at once: it checks, once the signal is asked
+    /// for, that the starting thread still lists it among its children
+    /// (`/proc/<pid>/task/<tid>/children`; where `/proc` cannot tell, only
+    /// a change of parent process is caught).
     ///
     /// A daemon may itself start only daemons, which die with it; asking
     /// for a non-daemon child there is [`Error::DaemonChild`] (Python
@@ -157,6 +163,7 @@ where
         let mut stdout = io::stdout().lock();
         let _ = stdout.flush();
         let parent_pid = sys::getpid();
+        let parent_tid = sys::gettid();
         // Held across the fork: no other thread can be half-way through a
         // change of it, and the child clears its copy.
         let mut children = lifetime::registry();
@@ -185,6 +192,7 @@ where
                         name: name.as_deref(),
                         daemon,
                         parent_pid,
+                        parent_tid,
                     },
                     child_end,
                     &streaming,
@@ -212,6 +220,9 @@ struct Setup<'a> {
     name: Option<&'a str>,
     daemon: bool,
     parent_pid: Pid,
+    /// The thread that forked this child (its parent-death signal follows
+    /// that thread).
+    parent_tid: i32,
 }
 
 impl Setup<'_> {
@@ -222,19 +233,30 @@ impl Setup<'_> {
             sys::set_thread_name(name);
         }
         if self.daemon {
-            become_daemon(self.parent_pid);
+            become_daemon(self.parent_pid, self.parent_tid);
         }
     }
 }
 
-/// In a new daemon child: die with the parent.
-fn become_daemon(parent_pid: Pid) {
+/// In a new daemon child: die with the parent (the thread that forked it).
+fn become_daemon(parent_pid: Pid, parent_tid: i32) {
     lifetime::mark_daemon_process();
     sys::die_with_parent();
     // The parent may have died before the line above: then nobody will send
     // the signal, and the parent id has already changed. Nothing of the
     // child's own can be buffered yet: leave at once.
     if sys::getppid() != Some(parent_pid) {
+        sys::exit_now(0);
+    }
+    // Or only the forking thread ended (an `exec` of the parent from another
+    // thread ends all the others; or that thread returned): the child was
+    // handed to another thread of the same process, so the parent id is
+    // unchanged, and the signal went out before it was asked for. The
+    // forking thread's list of children tells (the kernel moves the child
+    // off it, under the lock that also sends the signal: either the signal
+    // comes or the child is no longer listed). Where `/proc` cannot tell,
+    // the check above is all there is.
+    if sys::listed_as_child_of_thread(parent_pid, parent_tid, sys::getpid()) == Some(false) {
         sys::exit_now(0);
     }
 }

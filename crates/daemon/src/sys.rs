@@ -99,6 +99,93 @@ pub(crate) fn die_with_parent() {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
 }
 
+/// The calling thread's id.
+pub(crate) fn gettid() -> i32 {
+    rustix::thread::gettid().as_raw_pid()
+}
+
+/// `/proc/<pid>/task/<tid>/children` as a C string, in `buf`. Allocates
+/// nothing.
+fn children_path(buf: &mut [u8; 64], pid: i32, tid: i32) -> Option<&CStr> {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let mut digits = [0u8; 10];
+    let mut number = |n: i32, put: &mut dyn FnMut(&[u8])| {
+        let mut n = n.unsigned_abs();
+        let mut k = digits.len();
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        put(&digits[k..]);
+    };
+    put(b"/proc/");
+    number(pid, &mut put);
+    put(b"/task/");
+    number(tid, &mut put);
+    put(b"/children\0");
+    CStr::from_bytes_until_nul(&buf[..]).ok()
+}
+
+/// Whether `child` is listed in `/proc/<pid>/task/<tid>/children`, read in
+/// one go: `Some(false)` also when that thread has ended (its directory is
+/// gone while this process's own is there); `None` when `/proc` cannot
+/// tell (not mounted, another pid namespace's, a kernel without
+/// `CONFIG_PROC_CHILDREN`, a list longer than one read). Allocates nothing.
+pub(crate) fn listed_as_child_of_thread(
+    pid: ProcessId,
+    tid: i32,
+    child: ProcessId,
+) -> Option<bool> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut path = [0u8; 64];
+    let fd = match rustix::fs::open(
+        children_path(&mut path, pid.as_raw(), tid)?,
+        flags,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::SRCH) => {
+            // Gone, or no such file here: this very thread's tells which.
+            let mut own = [0u8; 64];
+            let own = children_path(&mut own, getpid().as_raw(), gettid())?;
+            return rustix::fs::open(own, flags, Mode::empty())
+                .ok()
+                .map(|_| false);
+        }
+        Err(_) => return None,
+    };
+    let mut list = [0u8; 4096];
+    let n = loop {
+        match rustix::io::read(&fd, &mut list) {
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+            // Maybe more than one read holds: cannot tell.
+            Ok(n) if n == list.len() => return None,
+            Ok(n) => break n,
+        }
+    };
+    let wanted = child.as_raw().unsigned_abs();
+    Some(
+        list[..n]
+            .split(|b| !b.is_ascii_digit())
+            .filter(|number| !number.is_empty())
+            .any(|number| {
+                number.iter().try_fold(0u32, |v, d| {
+                    v.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+                }) == Some(wanted)
+            }),
+    )
+}
+
 /// A connected pair of Unix stream sockets, close-on-exec.
 pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(
@@ -239,5 +326,35 @@ fn exit_status(status: WaitStatus) -> ExitStatus {
     match status.terminating_signal() {
         Some(signal) => ExitStatus::Signaled(signal),
         None => ExitStatus::Exited((status.as_raw() >> 8) & 0xff),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child is listed under the thread that started it, and under no
+    /// thread that has ended.
+    #[test]
+    fn a_child_is_listed_under_its_forking_thread_only() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        let pid = ProcessId::from_raw(child.id() as i32).expect("pid");
+        let listed = listed_as_child_of_thread(getpid(), gettid(), pid);
+        let ended = std::thread::spawn(gettid).join().expect("thread");
+        let under_ended = listed_as_child_of_thread(getpid(), ended, pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(listed, Some(true));
+        assert_eq!(under_ended, Some(false));
+    }
+
+    #[test]
+    fn the_children_path_is_written_in_place() {
+        let mut buf = [0u8; 64];
+        let path = children_path(&mut buf, 2_147_483_647, 1).expect("path");
+        assert_eq!(path.to_bytes(), b"/proc/2147483647/task/1/children");
     }
 }

@@ -22,7 +22,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Outcome;
+use crate::wire::{serde_failure, Outcome};
 
 /// A runner: decodes the argument, calls the function at the address,
 /// encodes the result.
@@ -91,7 +91,7 @@ fn run_one<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8]) -> Outcom
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
     match postcard::from_bytes::<A>(arg) {
         Ok(a) => Outcome::encode(&f(a)),
-        Err(e) => Outcome::Failed(format!("the argument did not decode: {e}")),
+        Err(e) => Outcome::Failed(serde_failure("the argument did not decode", &e)),
     }
 }
 
@@ -106,6 +106,6 @@ fn run_two<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
     match postcard::from_bytes::<(A, B)>(arg) {
         Ok((a, b)) => Outcome::encode(&f(a, b)),
-        Err(e) => Outcome::Failed(format!("the arguments did not decode: {e}")),
+        Err(e) => Outcome::Failed(serde_failure("the arguments did not decode", &e)),
     }
 }

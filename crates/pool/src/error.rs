@@ -31,7 +31,11 @@ pub enum TaskError {
         /// Its exit code, if it exited.
         exit_code: Option<i32>,
     },
-    /// The function panicked, with this message; the worker goes on.
+    /// The function panicked, with this message; the worker goes on. A
+    /// message longer than an item may be (the pool's
+    /// [`max_message_bytes`](crate::PoolBuilder::max_message_bytes) less
+    /// 74 bytes) is cut to fit, on a character boundary, and ends with
+    /// `"… (cut)"`.
     #[error("the task panicked: {0}")]
     Panicked(String),
     /// The task ran longer than the pool's
@@ -50,9 +54,21 @@ pub enum TaskError {
         /// The limit.
         max: usize,
     },
-    /// The argument or the result could not be encoded or decoded.
+    /// The argument or the result could not be encoded or decoded; also
+    /// every task of a type postcard cannot carry (`#[serde(untagged)]`,
+    /// `#[serde(flatten)]`, `serde_json::Value`, ...: see the crate's
+    /// documentation), whose message then says so.
     #[error("the task's argument or result could not be encoded or decoded: {0}")]
     Serde(String),
+    /// No worker could get ready: 3 workers in a row died before finishing the pool's
+    /// [`initializer`](crate::PoolBuilder::initializer) (it panicked, say),
+    /// and none is ready. Every task the pool holds then fails so, and so
+    /// does every task submitted while it lasts, instead of waiting for
+    /// ever (Python's pool hangs there). Workers are still forked, with a
+    /// back-off; once one finishes the initializer, tasks run again. The
+    /// message says how the last one died (its panic message).
+    #[error("the pool's workers could not start: {0}")]
+    InitializerFailed(String),
     /// The pool was closed or terminated before the task was submitted.
     #[error("the pool is closed: it takes no new tasks")]
     PoolClosed,
@@ -61,7 +77,7 @@ pub enum TaskError {
     Terminated,
 }
 
-fn died(signal: Option<i32>, exit_code: Option<i32>) -> String {
+pub(crate) fn died(signal: Option<i32>, exit_code: Option<i32>) -> String {
     match (signal, exit_code) {
         (Some(signal), _) => format!("signal {signal}"),
         (None, Some(code)) => format!("exit code {code}"),

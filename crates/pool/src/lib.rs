@@ -6,7 +6,11 @@
 //! task with `BrokenProcessPool` and is unusable afterwards. Here the task
 //! the dead worker was running returns [`TaskError::WorkerDied`] (or runs
 //! again, with [`PoolBuilder::retries`]), a replacement worker is forked,
-//! and every other task completes normally.
+//! and every other task completes normally. No task ever runs twice except
+//! by `retries`: with chunks of more than one item, the items of the dead
+//! worker's chunk that had finished before it, their outcomes not sent yet
+//! (a chunk's outcomes go back together), are `WorkerDied` too (or
+//! retried).
 //!
 //! - [`Pool::new`] / [`Pool::builder`]: workers (default: the CPUs this
 //!   process may use), `initializer`, `max_tasks_per_child`, `chunksize`,
@@ -55,7 +59,8 @@
 //! # Tasks are data: a `fn` and serde arguments
 //!
 //! A task is a plain function pointer, `fn(A) -> R` (or `fn(A, B) -> R` for
-//! `starmap`), with `A` and `R` serde types. The workers are forked once,
+//! `starmap`), with `A` and `R` serde types that postcard, the pool's
+//! encoding, can carry (below). The workers are forked once,
 //! when the pool starts (and again for each replacement), and run many
 //! tasks; a task crosses to a worker as bytes in a shared-memory queue. The
 //! function travels as its *address*: valid in the worker because every
@@ -66,6 +71,20 @@
 //! argument, calls the function and encodes the result; the worker loop
 //! itself knows no types. (The alternative, a worker loop generic over
 //! each `map`'s types, would need a fork per `map` call or per type.)
+//!
+//! **Which serde types.** Postcard is compact and fast but not
+//! self-describing: a value is decoded by its type alone. Plain structs,
+//! enums (externally tagged, serde's default), tuples, `Vec`, `String`,
+//! maps, `Option`, numbers and the like all work. Types whose serde impls
+//! need a self-describing format do not: `#[serde(untagged)]`,
+//! `#[serde(tag = ...)]` (internally or adjacently tagged) enums,
+//! `#[serde(flatten)]` fields, `serde_json::Value` and other types that
+//! deserialize "any" value, and sequences or maps serialized without a
+//! known length. Such a task fails, never hangs: [`TaskError::Serde`], whose
+//! message says the type needs a self-describing format (the argument
+//! fails to decode in the worker, or to encode when submitted; a result
+//! fails to decode in the owner). Convert them to a plain type (or to a
+//! JSON `String`) at the task's boundary.
 //!
 //! **Why not closures.** A closure's captures live in the owner's memory.
 //! A worker has a copy of that memory *as it was at the fork*: a closure
@@ -78,57 +97,65 @@
 //!   (statics, `OnceLock`s filled before the pool was built, heap data),
 //!   its open descriptors, and its shared-memory mappings (a
 //!   [`shm::Shared`] made before the pool is shared with the workers, live).
-//!   Replacement workers are forked later, from the pool's manager thread:
+//!   Replacement workers are forked later, from the pool's forker thread:
 //!   they see the owner's memory as it is at *their* fork. Set global state
 //!   up before building the pool, or in [`PoolBuilder::initializer`], which
 //!   every worker (replacements included) runs once.
 //! - **Threads**: a worker has one thread. Workers are forked from the
-//!   pool's manager thread while the owner's other threads run (as
+//!   pool's forker thread while the owner's other threads run (as
 //!   Python's pool forks replacements from its handler thread): a lock
 //!   another owner thread held at that instant (a `std::sync::Mutex` of
 //!   yours) stays held for ever in the worker. Tasks should not take locks
 //!   the owner's threads use; glibc's `malloc` is safe after fork, and
 //!   `daemon::Process::start` holds the stdout lock across the fork so
-//!   workers may print. The same holds for the standard library's own
+//!   workers may print (a fork waits while another owner thread holds
+//!   that lock, but only the forker thread waits: the pool goes on with
+//!   the workers it has). The same holds for the standard library's own
 //!   locks: a worker forked while another owner thread was printing a
 //!   panic would wait for ever in its own first panic (a pool
 //!   [`timeout`](PoolBuilder::timeout) ends such a task).
 //! - **A pool belongs to the process that built it.** A child forked from
 //!   the owner later inherits a copy of the `Pool` but not its manager
-//!   thread: using that copy there waits for ever (as in Python), and
-//!   dropping it there panics (review 7's ignored reproducer
-//!   `a_forked_child_dropping_its_copy_of_the_pool_exits`: a defect).
+//!   thread: using that copy there waits for ever (as in Python);
+//!   dropping it there (or unwinding past it) only forgets the copy: the
+//!   pool sees it is not in the process that built it, and neither joins
+//!   the owner's manager thread nor touches the owner's workers.
 //!
 //! # Design
 //!
 //! - **One task queue per worker slot** ([`queue::Queue`], capacity 4, at
 //!   most 3 chunks in flight): the owner knows which chunks went to which
 //!   worker, in order, and keeps the rest itself to give to whichever
-//!   worker frees up first. A replacement worker takes over its slot's
-//!   queue, so chunks queued to a dead worker and not started run in its
-//!   replacement: re-dispatched, never failed.
+//!   worker frees up first. Chunks queued to a dead worker and not
+//!   started are taken back out of its queue and go to whichever worker
+//!   frees up first (its replacement may be long to come): re-dispatched,
+//!   never failed.
 //! - **One shared inbox** (a queue) for the manager: outcomes from the
 //!   workers (one message per chunk, split if large), a worker's exit from
 //!   the watcher thread, wake-ups from submitters. Its order is the
 //!   attribution argument: every outcome a worker committed before dying
 //!   is read before its exit.
 //! - **A per-slot record in shared memory**: the task id the worker is
-//!   running (0 between tasks) and when it started. After a death: the
-//!   chunks sent and no longer in the queue were taken (at most one: a
-//!   worker takes the next only after sending the last one's outcomes);
-//!   the item the record names died, the chunk's items without outcome
-//!   are re-dispatched. An item that finished but whose outcome was not
-//!   sent yet runs again: in the same chunk as the dead one, and even with
-//!   chunks of 1 when the worker dies between finishing the item and
-//!   sending its outcome (review 7's ignored reproducer
-//!   `with_chunks_of_1_no_task_runs_twice_without_retries`): tasks should
-//!   be safe to run twice.
-//! - **One manager thread per pool** does all the bookkeeping and forks
-//!   every worker, including replacements: a daemon's parent-death signal
-//!   follows the *thread* that forked it, so workers die when the manager
-//!   thread ends (the pool is dropped, or the owner process dies), and a
+//!   running (0 between tasks), when it started, and the last task id it
+//!   began (written before the function is called, never cleared by the
+//!   worker). After a death: the chunks sent and no longer in the queue
+//!   were taken (at most one: a worker takes the next only after sending
+//!   the last one's outcomes); the chunk's items up to the last one begun
+//!   and without outcome ran, whole or in part (the one running, and any
+//!   that finished with the outcome unsent, even with chunks of 1 when the
+//!   worker dies between finishing the item and sending its outcome):
+//!   they are `WorkerDied` (or retried, by `retries`), never run again
+//!   otherwise; the items after it never started and are re-dispatched.
+//!   So nothing ever runs twice except by `retries` (review 7's
+//!   `with_chunks_of_1_no_task_runs_twice_without_retries`).
+//! - **One manager thread per pool** does all the bookkeeping; its
+//!   **forker thread** forks every worker, including replacements, when
+//!   the manager asks (so the manager never waits for a fork, which waits
+//!   for the stdout lock). A daemon's parent-death signal follows the
+//!   *thread* that forked it, so workers die when the forker ends, with
+//!   the manager (the pool is dropped, or the owner process dies), and a
 //!   short-lived caller thread never takes workers with it. Callers hand
-//!   work to it and get outcomes over in-process channels.
+//!   work to the manager and get outcomes over in-process channels.
 //! - **A watcher thread** waits in `poll(2)` on the workers' pidfds
 //!   ([`daemon::Child::sentinel`]) and puts an exit event in the inbox the
 //!   moment one dies: the manager sleeps on its inbox's futex and wakes at

@@ -17,9 +17,9 @@ use shm::pid::Pid;
 use shm::SharedSlice;
 
 use crate::call::Call;
-use crate::error::{PoolError, TaskError};
+use crate::error::{died, PoolError, TaskError};
 use crate::wire::{Event, Outcome, TaskMsg};
-use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
+use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
 /// rest, so it can give them to whichever worker frees up first.
@@ -31,6 +31,16 @@ const MAX_IDLE: Duration = Duration::from_millis(100);
 const DRAIN: usize = 256;
 /// How soon the manager tries again to fork a worker whose fork failed.
 const REFORK_PAUSE: Duration = Duration::from_millis(10);
+/// Workers in a row that die before they are ready (in the pool's
+/// initializer, normally) after which, while no worker is ready, the pool
+/// fails its tasks with [`TaskError::InitializerFailed`] instead of
+/// holding them for a worker that may never come.
+pub(crate) const INIT_FAILURES: u32 = 3;
+/// The pause before forking the replacement of a worker that died before
+/// it was ready: doubles with each such death in a row, from this...
+const INIT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// ... up to this.
+const INIT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Outcomes for a job: (index in the job's inputs, outcome).
 pub(crate) type Batch = Vec<(usize, Result<Vec<u8>, TaskError>)>;
@@ -174,12 +184,21 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
         }
     };
     let (watch_tx, watch_rx) = mpsc::channel();
+    let (fork_tx, fork_rx) = mpsc::channel();
+    let (forked_tx, forked) = mpsc::channel();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (wake_fd, stop) = (&wake, &stop);
         let watcher = std::thread::Builder::new()
             .name("procsync-pool-watch".into())
             .spawn_scoped(scope, move || watch(watcher_tx, watch_rx, wake_fd, stop));
+        let config = settings.config;
+        let (queues_ref, records_ref) = (&queues[..], &records[..]);
+        let forker = std::thread::Builder::new()
+            .name("procsync-pool-fork".into())
+            .spawn_scoped(scope, move || {
+                forker(fork_rx, forked_tx, shared, queues_ref, records_ref, config)
+            });
         let mut manager = Manager {
             shared,
             settings,
@@ -196,18 +215,36 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             backlog: VecDeque::new(),
             next_tid: 1,
             next_job: 0,
+            init_failures: 0,
+            init_failure: String::new(),
+            fork_tx: Some(fork_tx),
+            forked,
         };
-        if let Err(e) = watcher {
+        let threads = watcher.and_then(|_| forker.map(|_| ()));
+        if let Err(e) = threads {
             let _ = ready.send(Err(PoolError::Thread(e)));
+            manager.fork_tx = None;
             manager.stop_watcher();
             return;
         }
         for slot in 0..settings.workers {
-            if let Err(e) = manager.fork(slot) {
-                manager.end(Exit::Terminate);
-                let _ = ready.send(Err(e));
-                return;
+            manager.request_fork(slot, false);
+        }
+        let mut failed = None;
+        for _ in 0..settings.workers {
+            match manager.forked.recv() {
+                Ok((slot, started)) => {
+                    if let Err(e) = manager.on_forked(slot, started) {
+                        failed.get_or_insert(e);
+                    }
+                }
+                Err(_) => break,
             }
+        }
+        if let Some(e) = failed {
+            manager.end(Exit::Terminate);
+            let _ = ready.send(Err(e));
+            return;
         }
         let _ = ready.send(Ok(()));
         let exit = manager.run();
@@ -238,8 +275,13 @@ struct Slot {
     /// Since when (CLOCK_MONOTONIC ns) chunks have waited for this worker
     /// while it ran no task and sent no outcome, if they do.
     quiet_since: Option<u64>,
-    /// A fork for this slot failed: try again.
+    /// A fork for this slot failed, or waits for its back-off: fork when
+    /// the clock (CLOCK_MONOTONIC ns) reaches `fork_at`.
     needs_fork: bool,
+    fork_at: u64,
+    /// The forker thread was asked for this slot's worker and has not
+    /// answered yet.
+    forking: bool,
 }
 
 /// Items of one job, sent to a worker as one message.
@@ -311,6 +353,54 @@ struct Manager<'a> {
     backlog: VecDeque<Chunk>,
     next_tid: u64,
     next_job: u64,
+    /// Workers that died before they were ready, in a row (reset when one
+    /// is seen ready), and how the last one ended.
+    init_failures: u32,
+    init_failure: String,
+    /// Slots to fork a worker for, to the forker thread (`None` once the
+    /// manager stops), and its answers.
+    fork_tx: Option<mpsc::Sender<ForkRequest>>,
+    forked: mpsc::Receiver<Forked>,
+}
+
+/// A worker to fork: its slot, and whether to wake the manager (through
+/// its inbox) once forked: not while the pool is being built, when the
+/// manager waits for the answers themselves.
+type ForkRequest = (usize, bool);
+
+/// The forker's answer: the slot, and its new worker.
+type Forked = (usize, Result<Child<()>, daemon::Error>);
+
+/// The forker thread: forks the workers the manager asks for, so that the
+/// manager never waits for a fork (`daemon::Process::start` takes the
+/// stdout lock, which another thread of the owner may hold for long: a
+/// `println!` into a full pipe, a held `stdout().lock()`). Lives as long
+/// as the manager: the workers' parent-death signal follows it.
+fn forker(
+    requests: mpsc::Receiver<ForkRequest>,
+    answers: mpsc::Sender<Forked>,
+    shared: &Shared,
+    queues: &[Queue<TaskMsg>],
+    records: &[AtomicU64],
+    config: WorkerConfig,
+) {
+    while let Ok((slot, wake)) = requests.recv() {
+        let queue = &queues[slot];
+        let inbox = &shared.inbox;
+        let record = &records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS];
+        // The child runs only the worker loop (and the pool's initializer)
+        // over what it borrows here, then leaves with `_exit`.
+        let started = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
+            .daemon(true)
+            .name(format!("pool-worker-{slot}"))
+            .start();
+        if answers.send((slot, started)).is_err() {
+            return;
+        }
+        if wake {
+            shared.wake();
+        }
+    }
 }
 
 impl<'a> Manager<'a> {
@@ -318,36 +408,63 @@ impl<'a> Manager<'a> {
         &self.records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS]
     }
 
-    /// Forks the worker of `slot` (from this thread: the workers' parent-
-    /// death signal follows it, so they die when the manager ends).
-    fn fork(&mut self, slot: usize) -> Result<(), PoolError> {
-        let queue = &self.queues[slot];
-        let inbox = &self.shared.inbox;
+    /// Asks the forker thread for a worker in `slot` (its answer comes
+    /// back through `forked`, see [`Manager::on_forked`]).
+    fn request_fork(&mut self, slot: usize, wake: bool) {
         let record = self.record(slot);
-        let config = self.settings.config;
         record[RUNNING].store(0, Ordering::SeqCst);
+        record[BEGUN].store(0, Ordering::SeqCst);
         record[READY].store(0, Ordering::SeqCst);
-        // The child runs only the worker loop (and the pool's initializer)
-        // over what it borrows here, then leaves with `_exit`.
-        let child = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
-            .daemon(true)
-            .name(format!("pool-worker-{slot}"))
-            .start()?;
-        let pidfd = match child.sentinel().try_clone_to_owned() {
-            Ok(fd) => fd,
-            Err(source) => {
-                let _ = child.kill();
-                let _ = child.join();
-                return Err(daemon::Error::Os {
-                    op: "dup of a worker's pidfd",
-                    source,
+        let s = &mut self.slots[slot];
+        s.needs_fork = false;
+        s.forking = true;
+        let asked = self
+            .fork_tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((slot, wake)).is_ok());
+        if !asked {
+            // The forker is gone (only when stopping): no worker here.
+            let s = &mut self.slots[slot];
+            s.forking = false;
+            s.needs_fork = true;
+            s.fork_at = u64::MAX;
+        }
+    }
+
+    /// The forker's answer for `slot`: the new worker is put in place and
+    /// watched, or the fork is tried again after [`REFORK_PAUSE`].
+    fn on_forked(
+        &mut self,
+        slot: usize,
+        started: Result<Child<()>, daemon::Error>,
+    ) -> Result<(), PoolError> {
+        self.slots[slot].forking = false;
+        let installed = started.map_err(PoolError::from).and_then(|child| {
+            match child.sentinel().try_clone_to_owned() {
+                Ok(pidfd) => Ok((child, pidfd)),
+                Err(source) => {
+                    let _ = child.kill();
+                    let _ = child.join();
+                    Err(daemon::Error::Os {
+                        op: "dup of a worker's pidfd",
+                        source,
+                    }
+                    .into())
                 }
-                .into());
+            }
+        });
+        let (child, pidfd) = match installed {
+            Ok(installed) => installed,
+            Err(e) => {
+                let s = &mut self.slots[slot];
+                s.needs_fork = true;
+                s.fork_at =
+                    shm::sync::monotonic_ns().saturating_add(REFORK_PAUSE.as_nanos() as u64);
+                return Err(e);
             }
         };
         let s = &mut self.slots[slot];
         s.generation += 1;
-        s.needs_fork = false;
         s.quiet_since = None;
         let _ = self
             .watch_tx
@@ -363,18 +480,31 @@ impl<'a> Manager<'a> {
             if let Some(exit) = self.take_control() {
                 return exit;
             }
-            let mut refork_failed = false;
+            while let Ok((slot, started)) = self.forked.try_recv() {
+                let _ = self.on_forked(slot, started);
+            }
+            let now = shm::sync::monotonic_ns();
+            let mut next_fork = None::<u64>;
             for slot in 0..self.slots.len() {
-                if self.slots[slot].needs_fork && self.fork(slot).is_err() {
-                    refork_failed = true;
+                let s = &self.slots[slot];
+                if !s.needs_fork || s.forking {
+                    continue;
                 }
+                if s.fork_at <= now {
+                    self.request_fork(slot, true);
+                } else {
+                    next_fork = Some(next_fork.map_or(s.fork_at, |n| n.min(s.fork_at)));
+                }
+            }
+            if self.init_failures > 0 {
+                self.check_initializer();
             }
             self.dispatch();
             // After dispatching: a worker given its first chunk just now
             // has a deadline within this sleep.
             let mut wait = self.check_timeouts();
-            if refork_failed {
-                wait = wait.min(REFORK_PAUSE);
+            if let Some(at) = next_fork {
+                wait = wait.min(Duration::from_nanos(at.saturating_sub(now)));
             }
             let mut event = self.rx.get_timeout(wait);
             // Then whatever else is there, without waiting, so outcomes go
@@ -542,33 +672,55 @@ impl<'a> Manager<'a> {
             return;
         };
         lock(&self.shared.pids)[slot] = None;
-        let (signal, exit_code) = match child.status() {
-            Some(ExitStatus::Signaled(signal)) => (Some(signal), None),
-            Some(ExitStatus::Exited(code)) => (None, Some(code)),
-            // Its pidfd said it exited, so this does not wait; collected
-            // either way (no zombie left in daemon's registry).
-            None => match child.join() {
-                Err(daemon::JoinError::Signaled { signal, .. }) => (Some(signal), None),
-                Err(daemon::JoinError::Exited { code, .. }) => (None, Some(code)),
-                _ => (None, None),
-            },
+        // Counted before any outcome below is handed over: a job this
+        // death completes sees it in `workers_replaced`.
+        self.shared.replaced.fetch_add(1, Ordering::Relaxed);
+        let status = child.status();
+        // Its pidfd said it exited, so this does not wait; collected either
+        // way (no zombie left in daemon's registry). A panic outside any
+        // task (in the initializer) comes with its message.
+        let joined = child.join();
+        let (signal, exit_code) = match (status, &joined) {
+            (Some(ExitStatus::Signaled(signal)), _) => (Some(signal), None),
+            (Some(ExitStatus::Exited(code)), _) => (None, Some(code)),
+            (None, Err(daemon::JoinError::Signaled { signal, .. })) => (Some(*signal), None),
+            (None, Err(daemon::JoinError::Exited { code, .. })) => (None, Some(*code)),
+            _ => (None, None),
         };
         let timed_out = s.timed_out.take();
+        let record = self.record(slot);
+        let was_ready = record[READY].load(Ordering::SeqCst) == 1;
+        if was_ready {
+            self.init_failures = 0;
+        } else {
+            // Died before it was ready: in the initializer (its panic
+            // message comes with the join), or killed while starting.
+            self.init_failures += 1;
+            self.init_failure = match joined {
+                Err(daemon::JoinError::Panicked { message, .. }) => {
+                    format!("it panicked: {message}")
+                }
+                _ => format!("it died ({})", died(signal, exit_code)),
+            };
+        }
         // The worker is dead and this thread is the queue's only producer:
         // the queue's length is exact. Chunks sent and not in the queue any
         // more were taken by the dead worker (at most one: it takes the
         // next only after sending the last one's outcomes, which came
         // before this event).
-        let taken = s.fifo.len().saturating_sub(self.queues[slot].len());
-        let running = self.record(slot)[RUNNING].load(Ordering::SeqCst);
+        let taken = self.slots[slot]
+            .fifo
+            .len()
+            .saturating_sub(self.queues[slot].len());
+        // Every item of the taken chunk up to the last one the worker began
+        // has run (the one it was running, and those that finished with
+        // their outcomes unsent): none runs again except by `retries`.
+        let begun = self.record(slot)[BEGUN].load(Ordering::SeqCst);
         let mut failed = Vec::new();
         for _ in 0..taken {
             let Some(chunk) = self.slots[slot].fifo.pop_front() else {
                 break;
             };
-            let n = chunk.args.len() as u64;
-            let died = (running > chunk.first_tid && running <= chunk.first_tid + n)
-                .then(|| (running - 1 - chunk.first_tid) as usize);
             let mut redo = (Vec::new(), Vec::new(), Vec::new());
             for (k, arg) in chunk.args.into_iter().enumerate() {
                 if chunk.done[k] {
@@ -576,22 +728,23 @@ impl<'a> Manager<'a> {
                 }
                 let index = chunk.indices[k];
                 let attempts = chunk.attempts[k];
-                if died == Some(k) {
-                    match timed_out {
-                        Some(t) if t == running => failed.push((index, Err(TaskError::TimedOut))),
-                        // Killed for another task's timeout that ended just
-                        // before: this one was not at fault.
-                        Some(_) => push3(&mut redo, index, arg, attempts),
-                        None if attempts < self.settings.retries => {
-                            push3(&mut redo, index, arg, attempts + 1)
-                        }
-                        None => {
-                            failed.push((index, Err(TaskError::WorkerDied { signal, exit_code })))
-                        }
-                    }
-                } else {
-                    // Never started, or finished with its outcome unsent.
+                let tid = chunk.first_tid + k as u64 + 1;
+                if tid > begun {
+                    // Never started: re-dispatched.
                     push3(&mut redo, index, arg, attempts);
+                    continue;
+                }
+                match timed_out {
+                    // Killed for this task's timeout, or for running none
+                    // for a whole limit (stopped after it finished, say).
+                    Some(t) if t == tid || t == 0 => failed.push((index, Err(TaskError::TimedOut))),
+                    // Killed for another task's timeout (one that ended
+                    // just before, or a later one of this chunk), or died:
+                    // not at fault, but it ran.
+                    _ if attempts < self.settings.retries => {
+                        push3(&mut redo, index, arg, attempts + 1)
+                    }
+                    _ => failed.push((index, Err(TaskError::WorkerDied { signal, exit_code }))),
                 }
             }
             let job = chunk.job;
@@ -601,9 +754,82 @@ impl<'a> Manager<'a> {
                     .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
             }
         }
-        self.shared.replaced.fetch_add(1, Ordering::Relaxed);
-        if self.fork(slot).is_err() {
-            self.slots[slot].needs_fork = true;
+        self.take_back(slot);
+        if !was_ready {
+            // Not at once: a failing initializer would fork for ever.
+            let failures = self.init_failures.min(16) - 1;
+            let pause = INIT_BACKOFF_FIRST
+                .saturating_mul(1 << failures)
+                .min(INIT_BACKOFF_MAX);
+            let s = &mut self.slots[slot];
+            s.needs_fork = true;
+            s.fork_at = shm::sync::monotonic_ns().saturating_add(pause.as_nanos() as u64);
+        } else {
+            self.request_fork(slot, true);
+        }
+    }
+
+    /// The chunks still in the task queue of `slot`, whose worker is dead,
+    /// go back to the backlog: to whichever worker frees up first, not to
+    /// its replacement only, which may be long to come (a back-off, a slow
+    /// initializer, a fork waiting for the stdout lock). Matched by task
+    /// id: a chunk the queue does not give back stays for the replacement.
+    fn take_back(&mut self, slot: usize) {
+        if self.slots[slot].fifo.is_empty() {
+            return;
+        }
+        // No worker of this slot is alive, and this thread is its queue's
+        // only producer.
+        let Ok(rx) = self.queues[slot].receiver() else {
+            return;
+        };
+        let mut back = Vec::new();
+        while let Ok(msg) = rx.try_get() {
+            let fifo = &mut self.slots[slot].fifo;
+            if let Some(chunk) = fifo
+                .iter()
+                .position(|c| c.first_tid == msg.first_tid)
+                .and_then(|pos| fifo.remove(pos))
+            {
+                back.push(chunk);
+            }
+        }
+        for chunk in back.into_iter().rev() {
+            self.backlog.push_front(chunk);
+        }
+    }
+
+    /// After workers died before they were ready: once one is ready, all
+    /// is well again; while none is and [`INIT_FAILURES`] died in a row,
+    /// every task waiting in the backlog fails with `InitializerFailed`
+    /// (a dead worker's queued chunks are taken back there), and so does
+    /// every new one, so nothing waits for ever. Tasks queued to a worker
+    /// still starting wait for it.
+    fn check_initializer(&mut self) {
+        let ready = (0..self.slots.len()).any(|slot| {
+            self.slots[slot].child.is_some() && self.record(slot)[READY].load(Ordering::SeqCst) == 1
+        });
+        if ready {
+            self.init_failures = 0;
+            return;
+        }
+        if self.init_failures < INIT_FAILURES {
+            return;
+        }
+        let error = TaskError::InitializerFailed(format!(
+            "{} workers in a row died before finishing the pool's initializer; the last: {}",
+            self.init_failures, self.init_failure
+        ));
+        let chunks: Vec<Chunk> = self.backlog.drain(..).collect();
+        for chunk in chunks {
+            let batch = chunk
+                .indices
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| !chunk.done[k])
+                .map(|(_, &index)| (index, Err(error.clone())))
+                .collect();
+            self.deliver(chunk.job, batch);
         }
     }
 
@@ -675,6 +901,12 @@ impl<'a> Manager<'a> {
     /// Stops: lets the workers go (close) or kills them (terminate), fails
     /// what is left, stops the watcher.
     fn end(&mut self, exit: Exit) {
+        // The forker ends after the fork in hand, if any: its worker is
+        // put in place, to be ended with the others.
+        self.fork_tx = None;
+        while let Ok((slot, started)) = self.forked.recv() {
+            let _ = self.on_forked(slot, started);
+        }
         if exit == Exit::Terminate {
             for s in &self.slots {
                 if let Some(child) = &s.child {

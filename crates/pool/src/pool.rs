@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use shm::pid::Pid;
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
 use crate::manager::{self, Batch, Control, NewChunk, Settings, Shared, Submission};
-use crate::wire::{ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+use crate::wire::{serde_failure, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::worker::WorkerConfig;
 
 /// The most workers a pool may have: each takes an endpoint row of the
@@ -86,7 +86,12 @@ impl PoolBuilder {
 
     /// A function each worker runs once, when it starts (Python's
     /// `initializer`), including replacement workers. A panic in it kills
-    /// that worker (it is replaced, and tries again).
+    /// that worker; it is replaced after a pause (10 ms, doubling with each
+    /// such death in a row, up to 1 s), and tries again. Once 3 workers in
+    /// a row have died before finishing it and none is ready, the pool's
+    /// tasks fail with [`TaskError::InitializerFailed`] (with the last
+    /// panic's message) instead of waiting for ever, until a worker
+    /// finishes it again. The initializer has no timeout.
     pub fn initializer(mut self, initializer: fn()) -> PoolBuilder {
         self.initializer = Some(initializer);
         self
@@ -127,9 +132,11 @@ impl PoolBuilder {
         self
     }
 
-    /// A task whose worker died while running it is run again, up to
-    /// `retries` more times, before it returns [`TaskError::WorkerDied`]
-    /// (default 0). Timed-out and panicked tasks are not retried.
+    /// A task whose worker died while running it (or after it finished,
+    /// before its outcome was sent) is run again, up to `retries` more
+    /// times, before it returns [`TaskError::WorkerDied`] (default 0).
+    /// Without retries no task ever runs twice. Timed-out and panicked
+    /// tasks are not retried.
     pub fn retries(mut self, retries: u32) -> PoolBuilder {
         self.retries = retries;
         self
@@ -183,7 +190,12 @@ impl PoolBuilder {
         let manager = manager::start(Arc::clone(&shared), settings)?;
         Ok(Pool {
             shared,
-            manager: Mutex::new(Some(manager)),
+            owner: shm::pid::current(),
+            manager: Mutex::new(Joining {
+                handle: Some(manager),
+                joined: None,
+            }),
+            joined: Condvar::new(),
             workers,
             chunksize: self.chunksize,
             budget: self.max_message_bytes,
@@ -192,7 +204,9 @@ impl PoolBuilder {
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, where a
-/// killed worker costs the one task it was running, never the pool.
+/// killed worker costs the one task it was running (with chunks of more
+/// than one, also the items of its chunk that finished with their outcomes
+/// unsent: no task runs twice), never the pool.
 ///
 /// Tasks are a plain `fn` and serde arguments (see the crate's
 /// documentation for why, and for what workers inherit). Every method takes
@@ -217,7 +231,13 @@ impl PoolBuilder {
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
-    manager: Mutex<Option<JoinHandle<()>>>,
+    /// The process that built the pool, the only one with its manager
+    /// thread and workers (a forked child has a copy of this handle only).
+    owner: Pid,
+    manager: Mutex<Joining>,
+    /// Notified when the manager thread has been joined: every `join`
+    /// caller waits for that, not only the one joining it.
+    joined: Condvar,
     workers: usize,
     chunksize: Option<usize>,
     budget: usize,
@@ -399,6 +419,7 @@ impl Pool {
         AsyncResult {
             rx: Mutex::new(imap.rx),
             outcome: Mutex::new(imap.unordered.into_iter().next().map(|(_, o)| o)),
+            arrived: Condvar::new(),
             _result: PhantomData,
         }
     }
@@ -413,7 +434,7 @@ impl Pool {
 
     /// Kills the workers now (Python's `terminate`, with SIGKILL): tasks not
     /// finished return [`TaskError::Terminated`]. Waits for the workers to
-    /// be collected.
+    /// be collected (also when another thread is joining already).
     pub fn terminate(&self) {
         {
             let mut control = self.shared.control();
@@ -426,21 +447,37 @@ impl Pool {
 
     /// Waits for the workers to exit (Python's `join`), after
     /// [`close`](Pool::close) or [`terminate`](Pool::terminate); fails with
-    /// [`PoolError::StillRunning`] before. Returns at once if already joined.
+    /// [`PoolError::StillRunning`] before. Threads may join at once: each
+    /// call waits until the workers are gone (one thread joins the manager
+    /// thread, the others wait for it), and all get the same answer; once
+    /// joined, it returns at once.
     pub fn join(&self) -> Result<(), PoolError> {
         if !self.shared.control().closed {
             return Err(PoolError::StillRunning);
         }
-        let handle = lock(&self.manager).take();
-        match handle.map(JoinHandle::join) {
-            Some(Err(payload)) => Err(PoolError::ManagerPanicked(
-                payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_default(),
-            )),
-            _ => Ok(()),
+        let mut joining = lock(&self.manager);
+        loop {
+            if let Some(joined) = &joining.joined {
+                return joined.clone().map_err(PoolError::ManagerPanicked);
+            }
+            match joining.handle.take() {
+                // This thread joins the manager (which joins the workers),
+                // without the lock; the others wait for it below.
+                Some(handle) => {
+                    drop(joining);
+                    let joined = handle.join().map_err(|payload| {
+                        payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_default()
+                    });
+                    joining = lock(&self.manager);
+                    joining.joined = Some(joined);
+                    self.joined.notify_all();
+                }
+                None => joining = self.joined.wait(joining).unwrap_or_else(|p| p.into_inner()),
+            }
         }
     }
 
@@ -476,7 +513,8 @@ impl Pool {
                 }
                 Ok(arg) => arg,
                 Err(e) => {
-                    early.push((index, Err(TaskError::Serde(e.to_string()))));
+                    let message = serde_failure("the argument did not encode", &e);
+                    early.push((index, Err(TaskError::Serde(message))));
                     continue;
                 }
             };
@@ -537,12 +575,30 @@ impl Pool {
 
 impl Drop for Pool {
     /// Terminates the pool (as Python's `with Pool() as p:` does on exit),
-    /// unless it was joined.
+    /// unless it was joined. In a process forked from the owner (which has
+    /// a copy of the handle, but neither the manager thread nor the
+    /// workers) it only forgets the copy: the owner's pool goes on.
     fn drop(&mut self) {
-        if lock(&self.manager).is_some() {
+        if shm::pid::current() != self.owner {
+            // The handle names a thread of the owner: joining or detaching
+            // it here would act on a thread this process does not have.
+            if let Some(handle) = lock(&self.manager).handle.take() {
+                std::mem::forget(handle);
+            }
+            return;
+        }
+        if lock(&self.manager).joined.is_none() {
             self.terminate();
         }
     }
+}
+
+/// The manager thread's handle until one caller of [`Pool::join`] takes it
+/// to join it, then how that ended (the manager's panic message).
+#[derive(Debug)]
+struct Joining {
+    handle: Option<JoinHandle<()>>,
+    joined: Option<Result<(), String>>,
 }
 
 /// The outcomes of [`Pool::imap`] (in the inputs' order) or
@@ -691,25 +747,35 @@ impl<R: DeserializeOwned> Iterator for Imap<R> {
 /// ```
 #[derive(Debug)]
 pub struct AsyncResult<R> {
+    /// The channel from the manager: locked only by the one thread
+    /// receiving on it (never while another thread waits for that one).
     rx: Mutex<mpsc::Receiver<Batch>>,
+    /// The outcome once it has come; held only for instants, never across
+    /// a wait, so `ready` answers at once whatever other threads do.
     outcome: Mutex<Option<Result<Vec<u8>, TaskError>>>,
+    /// Notified when the receiving thread puts the outcome in place or
+    /// gives up receiving (another thread may then receive).
+    arrived: Condvar,
     _result: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> AsyncResult<R> {
-    /// Whether the outcome has arrived (Python's `ready()`).
+    /// Whether the outcome has arrived (Python's `ready()`). Never waits,
+    /// also while other threads wait in [`get`](AsyncResult::get).
     pub fn ready(&self) -> bool {
         self.wait_until(Some(Instant::now()))
     }
 
-    /// Waits for the outcome (Python's `get()`). May be called again.
+    /// Waits for the outcome (Python's `get()`). May be called again, and
+    /// from several threads at once.
     pub fn get(&self) -> Result<R, TaskError> {
         self.wait_until(None);
         self.decoded()
     }
 
     /// Waits at most `timeout` for the outcome: `None` if it has not come
-    /// by then (Python raises `TimeoutError`).
+    /// by then (Python raises `TimeoutError`), whether this thread or
+    /// another one is receiving it.
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<R, TaskError>> {
         let deadline = Instant::now().checked_add(timeout);
         if self.wait_until(deadline) || deadline.is_none() {
@@ -727,32 +793,65 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 
     /// Whether the outcome is here, waiting for it until `deadline`
-    /// (`None`: for ever).
+    /// (`None`: for ever). One thread at a time receives on the channel,
+    /// without holding `outcome`; the others wait on `arrived`.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let mut outcome = lock(&self.outcome);
-        if outcome.is_some() {
-            return true;
-        }
-        let rx = lock(&self.rx);
-        let batch = match deadline {
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-        };
-        match batch {
-            Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                *outcome = Some(Err(TaskError::Terminated))
+        loop {
+            if outcome.is_some() {
+                return true;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            let rx = match self.rx.try_lock() {
+                Ok(rx) => rx,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // Another thread receives: it notifies under `outcome`
+                    // after releasing `rx`, so this check and the wait
+                    // below cannot miss it.
+                    outcome = match deadline {
+                        None => self
+                            .arrived
+                            .wait(outcome)
+                            .unwrap_or_else(|p| p.into_inner()),
+                        Some(d) => {
+                            let left = d.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return false;
+                            }
+                            let (guard, _) = self
+                                .arrived
+                                .wait_timeout(outcome, left)
+                                .unwrap_or_else(|p| p.into_inner());
+                            guard
+                        }
+                    };
+                    continue;
+                }
+            };
+            drop(outcome);
+            let batch = match deadline {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+            };
+            outcome = lock(&self.outcome);
+            match batch {
+                Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    *outcome = Some(Err(TaskError::Terminated))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            drop(rx);
+            self.arrived.notify_all();
+            return outcome.is_some();
         }
-        outcome.is_some()
     }
 }
 
 fn decode<R: DeserializeOwned>(outcome: Result<Vec<u8>, TaskError>) -> Result<R, TaskError> {
     outcome.and_then(|bytes| {
         postcard::from_bytes(&bytes)
-            .map_err(|e| TaskError::Serde(format!("the result did not decode: {e}")))
+            .map_err(|e| TaskError::Serde(serde_failure("the result did not decode", &e)))
     })
 }
 

@@ -32,7 +32,7 @@ impl Outcome {
     pub(crate) fn encode<R: Serialize>(value: &R) -> Outcome {
         match postcard::to_allocvec(value) {
             Ok(bytes) => Outcome::Ok(bytes),
-            Err(e) => Outcome::Failed(format!("the result did not encode: {e}")),
+            Err(e) => Outcome::Failed(serde_failure("the result did not encode", &e)),
         }
     }
 
@@ -67,6 +67,22 @@ pub(crate) enum Event {
     Exited { slot: u32, generation: u64 },
     /// Look at the submissions and the control flags.
     Wake,
+}
+
+/// Why a value did not encode or decode (`what`, then postcard's reason),
+/// naming the cause when it is postcard's limit: it is not a
+/// self-describing format, so types whose serde impls need one (they call
+/// `deserialize_any`, or serialize a map or sequence of unknown length)
+/// never cross.
+pub(crate) fn serde_failure(what: &str, e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::WontImplement | postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{what}: {e}: the pool's encoding (postcard) is not self-describing, and this type \
+             needs a format that is (`#[serde(untagged)]`, `#[serde(flatten)]`, \
+             `serde_json::Value`, ...: see the pool crate's documentation)"
+        ),
+        _ => format!("{what}: {e}"),
+    }
 }
 
 /// How many bytes postcard's varint encoding of `n` takes (7 bits each).

@@ -29,6 +29,12 @@ pub(crate) const STARTED: usize = 1;
 /// 1 once the worker has run the initializer and attached to its queues
 /// (reset to 0 by the manager before each fork).
 pub(crate) const READY: usize = 2;
+/// The task id + 1 of the last item the slot's worker started (0: none
+/// yet; reset by the manager before each fork, never by the worker).
+/// Written before the function is called: after a death, every item of the
+/// taken chunk up to it has run, whole or in part, and is never run again
+/// unless by `retries`; the items after it never started.
+pub(crate) const BEGUN: usize = 3;
 
 /// What a worker is told at its fork.
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +82,11 @@ pub(crate) fn run(
                 // whenever both reads of RUNNING name it.
                 record[STARTED].store(shm::sync::monotonic_ns(), Ordering::SeqCst);
             }
-            record[RUNNING].store(msg.first_tid + k as u64 + 1, Ordering::SeqCst);
+            let tid = msg.first_tid + k as u64 + 1;
+            // Read by the manager only after this process is dead (its
+            // exit is the synchronisation): no stronger order needed.
+            record[BEGUN].store(tid, Ordering::Release);
+            record[RUNNING].store(tid, Ordering::SeqCst);
             shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item started");
             let outcome = match catch_unwind(AssertUnwindSafe(|| msg.call.run(arg))) {
                 Ok(outcome) => outcome,
@@ -135,7 +145,14 @@ const EXIT_NO_ROW: i32 = 90;
 const EXIT_BAD_TASK: i32 = 91;
 const EXIT_BAD_RESULT: i32 = 92;
 
-/// The panic's message (a `&str` or `String` payload), cut to fit a message.
+/// What ends a panic message that was cut to fit.
+const CUT_MARK: &str = "… (cut)";
+
+/// The panic's message (a `&str` or `String` payload), cut to fit a
+/// message on its own: at most what an item may take (the budget less the
+/// message's and the item's overhead, as for an argument), cut on a
+/// character boundary and ended with [`CUT_MARK`]. So a panic is always
+/// `Panicked`, never `TooLarge`, at any budget the builder allows.
 fn panic_message(payload: &(dyn std::any::Any + Send), budget: usize) -> String {
     let mut message = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -144,13 +161,35 @@ fn panic_message(payload: &(dyn std::any::Any + Send), budget: usize) -> String 
     } else {
         "a panic with a payload that is not a string".to_string()
     };
-    let max = budget / 2;
+    let max = budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
     if message.len() > max {
-        let mut cut = max;
+        let mut cut = max - CUT_MARK.len();
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
         message.truncate(cut);
+        message.push_str(CUT_MARK);
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Outcome;
+
+    /// A cut message's outcome fits a message at every budget from the
+    /// smallest the builder allows.
+    #[test]
+    fn a_cut_panic_message_fits_its_message() {
+        for budget in [138, 139, 200, 1 << 10, 1 << 14, 1 << 16, 1 << 21] {
+            for c in ["x", "é", "€", "🦀"] {
+                let payload: Box<dyn std::any::Any + Send> = Box::new(c.repeat(budget));
+                let message = panic_message(payload.as_ref(), budget);
+                assert!(message.ends_with(CUT_MARK), "{budget}");
+                let size = Outcome::Panicked(message).size();
+                assert!(size + MESSAGE_OVERHEAD <= budget, "{budget} {c}: {size}");
+            }
+        }
+    }
 }
