@@ -16,9 +16,10 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use shm::pid::Pid;
 use shm::SharedSlice;
 
+use crate::batch::{Batch, SKIP};
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
-use crate::wire::{Event, Outcome, TaskMsg};
+use crate::wire::{Event, Items, TaskMsg};
 use crate::worker::{self, WorkerConfig, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
@@ -31,9 +32,6 @@ const MAX_IDLE: Duration = Duration::from_millis(100);
 const DRAIN: usize = 256;
 /// How soon the manager tries again to fork a worker whose fork failed.
 const REFORK_PAUSE: Duration = Duration::from_millis(10);
-
-/// Outcomes for a job: (index in the job's inputs, outcome).
-pub(crate) type Batch = Vec<(usize, Result<Vec<u8>, TaskError>)>;
 
 /// What the pool's handle and the manager share.
 #[derive(Debug)]
@@ -82,7 +80,7 @@ pub(crate) struct Submission {
 pub(crate) struct NewChunk {
     pub(crate) call: Call,
     pub(crate) indices: Vec<usize>,
-    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) args: Items,
 }
 
 /// How the pool was built.
@@ -248,7 +246,7 @@ struct Chunk {
     job: u64,
     call: Call,
     indices: Vec<usize>,
-    args: Vec<Vec<u8>>,
+    args: Items,
     /// Earlier runs that died, per item.
     attempts: Vec<u32>,
     done: Vec<bool>,
@@ -258,13 +256,7 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(
-        job: u64,
-        call: Call,
-        indices: Vec<usize>,
-        args: Vec<Vec<u8>>,
-        attempts: Vec<u32>,
-    ) -> Chunk {
+    fn new(job: u64, call: Call, indices: Vec<usize>, args: Items, attempts: Vec<u32>) -> Chunk {
         let n = args.len();
         Chunk {
             job,
@@ -437,7 +429,7 @@ impl<'a> Manager<'a> {
                 Job {
                     reply: submission.reply,
                     left: submission.count,
-                    pending: Vec::new(),
+                    pending: Batch::default(),
                 },
             );
             for chunk in submission.chunks {
@@ -488,7 +480,7 @@ impl<'a> Manager<'a> {
         }
     }
 
-    fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Vec<Outcome>) {
+    fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Items) {
         let fifo = &mut self.slots[slot].fifo;
         let Some(pos) = fifo.iter().position(|c| c.first_tid == first_tid) else {
             return;
@@ -496,16 +488,18 @@ impl<'a> Manager<'a> {
         self.slots[slot].quiet_since = None;
         let fifo = &mut self.slots[slot].fifo;
         let chunk = &mut fifo[pos];
-        let mut batch = Vec::with_capacity(outcomes.len());
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let k = offset + i;
-            if k >= chunk.done.len() || chunk.done[k] {
-                continue;
-            }
-            chunk.done[k] = true;
-            chunk.left -= 1;
-            batch.push((chunk.indices[k], result_of(outcome)));
-        }
+        let indices = (offset..offset + outcomes.len())
+            .map(|k| {
+                if k >= chunk.done.len() || chunk.done[k] {
+                    return SKIP;
+                }
+                chunk.done[k] = true;
+                chunk.left -= 1;
+                chunk.indices[k]
+            })
+            .collect();
+        let mut batch = Batch::default();
+        batch.outcomes(indices, outcomes);
         let job = chunk.job;
         if chunk.left == 0 {
             fifo.remove(pos);
@@ -522,7 +516,7 @@ impl<'a> Manager<'a> {
             if j.pending.is_empty() {
                 self.dirty.push(job);
             }
-            j.pending.extend(batch);
+            j.pending.append(batch);
             if j.left == 0 {
                 if let Some(j) = self.jobs.remove(&job) {
                     // A job whose handle was dropped no longer listens.
@@ -561,7 +555,7 @@ impl<'a> Manager<'a> {
         // before this event).
         let taken = s.fifo.len().saturating_sub(self.queues[slot].len());
         let running = self.record(slot)[RUNNING].load(Ordering::SeqCst);
-        let mut failed = Vec::new();
+        let mut failed = Batch::default();
         for _ in 0..taken {
             let Some(chunk) = self.slots[slot].fifo.pop_front() else {
                 break;
@@ -569,8 +563,8 @@ impl<'a> Manager<'a> {
             let n = chunk.args.len() as u64;
             let died = (running > chunk.first_tid && running <= chunk.first_tid + n)
                 .then(|| (running - 1 - chunk.first_tid) as usize);
-            let mut redo = (Vec::new(), Vec::new(), Vec::new());
-            for (k, arg) in chunk.args.into_iter().enumerate() {
+            let mut redo = (Vec::new(), Items::default(), Vec::new());
+            for (k, arg) in chunk.args.iter().enumerate() {
                 if chunk.done[k] {
                     continue;
                 }
@@ -578,16 +572,14 @@ impl<'a> Manager<'a> {
                 let attempts = chunk.attempts[k];
                 if died == Some(k) {
                     match timed_out {
-                        Some(t) if t == running => failed.push((index, Err(TaskError::TimedOut))),
+                        Some(t) if t == running => failed.failed(index, TaskError::TimedOut),
                         // Killed for another task's timeout that ended just
                         // before: this one was not at fault.
                         Some(_) => push3(&mut redo, index, arg, attempts),
                         None if attempts < self.settings.retries => {
                             push3(&mut redo, index, arg, attempts + 1)
                         }
-                        None => {
-                            failed.push((index, Err(TaskError::WorkerDied { signal, exit_code })))
-                        }
+                        None => failed.failed(index, TaskError::WorkerDied { signal, exit_code }),
                     }
                 } else {
                     // Never started, or finished with its outcome unsent.
@@ -701,7 +693,7 @@ impl<'a> Manager<'a> {
             let batch = left.entry(chunk.job).or_default();
             for (k, &index) in chunk.indices.iter().enumerate() {
                 if !chunk.done[k] {
-                    batch.push((index, Err(TaskError::Terminated)));
+                    batch.failed(index, TaskError::Terminated);
                 }
             }
         }
@@ -719,12 +711,7 @@ impl<'a> Manager<'a> {
     }
 }
 
-fn push3(
-    redo: &mut (Vec<usize>, Vec<Vec<u8>>, Vec<u32>),
-    index: usize,
-    arg: Vec<u8>,
-    attempts: u32,
-) {
+fn push3(redo: &mut (Vec<usize>, Items, Vec<u32>), index: usize, arg: &[u8], attempts: u32) {
     redo.0.push(index);
     redo.1.push(arg);
     redo.2.push(attempts);
@@ -732,15 +719,6 @@ fn push3(
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn result_of(outcome: Outcome) -> Result<Vec<u8>, TaskError> {
-    match outcome {
-        Outcome::Ok(bytes) => Ok(bytes),
-        Outcome::Panicked(message) => Err(TaskError::Panicked(message)),
-        Outcome::Failed(message) => Err(TaskError::Serde(message)),
-        Outcome::TooLarge { size, max } => Err(TaskError::TooLarge { size, max }),
-    }
 }
 
 /// The watcher thread: waits in `poll(2)` on every worker's pidfd and puts
