@@ -116,7 +116,5 @@ fn run_two<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
 
 /// Appends `value`'s encoding to `result`.
 fn encode<R: Serialize>(value: &R, result: &mut Vec<u8>) -> Result<(), String> {
-    postcard::to_io(value, result)
-        .map(|_| ())
-        .map_err(|e| format!("the result did not encode: {e}"))
+    crate::wire::encode_into(value, result).map_err(|e| format!("the result did not encode: {e}"))
 }

@@ -488,16 +488,28 @@ impl<'a> Manager<'a> {
         self.slots[slot].quiet_since = None;
         let fifo = &mut self.slots[slot].fifo;
         let chunk = &mut fifo[pos];
-        let indices = (offset..offset + outcomes.len())
-            .map(|k| {
-                if k >= chunk.done.len() || chunk.done[k] {
-                    return SKIP;
-                }
-                chunk.done[k] = true;
-                chunk.left -= 1;
-                chunk.indices[k]
-            })
-            .collect();
+        let end = offset + outcomes.len();
+        let fresh = chunk
+            .done
+            .get(offset..end)
+            .is_some_and(|done| !done.contains(&true));
+        let indices = if fresh {
+            // The usual case, in one copy: none of them delivered before.
+            chunk.done[offset..end].fill(true);
+            chunk.left -= end - offset;
+            chunk.indices[offset..end].to_vec()
+        } else {
+            (offset..end)
+                .map(|k| {
+                    if k >= chunk.done.len() || chunk.done[k] {
+                        return SKIP;
+                    }
+                    chunk.done[k] = true;
+                    chunk.left -= 1;
+                    chunk.indices[k]
+                })
+                .collect()
+        };
         let mut batch = Batch::default();
         batch.outcomes(indices, outcomes);
         let job = chunk.job;

@@ -75,10 +75,7 @@ impl Items {
 
     /// Appends `value`'s postcard encoding as one item; returns its length.
     pub(crate) fn push_encoded<T: Serialize>(&mut self, value: &T) -> Result<usize, String> {
-        self.push_with(|bytes| match postcard::to_io(value, bytes) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        })
+        self.push_with(|bytes| encode_into(value, bytes).map_err(|e| e.to_string()))
     }
 
     /// Appends `item` as it is.
@@ -122,6 +119,38 @@ impl Items {
             count += 1;
         }
         Some(count)
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out` (on an error, `out` may
+/// hold part of it).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// postcard's output straight into a `Vec`, which the caller keeps
+/// (`to_extend` takes it and drops it on an error; `to_io` writes byte by
+/// byte through `io::Write`).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -310,7 +339,7 @@ mod tests {
         items
             .push_with(|b| {
                 b.push(outcome::OK);
-                postcard::to_io(&7u32, b).map(|_| ())
+                encode_into(&7u32, b)
             })
             .expect("ok");
         outcome::push_message(&mut items, outcome::PANICKED, "boom");
