@@ -487,18 +487,25 @@ impl Pool {
         let max_arg = self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
         let mut early = Batch::default();
         let mut chunks = Vec::new();
+        // Room for a whole chunk from the start (it would otherwise grow,
+        // and be copied, a dozen times): `chunksize` items of a few bytes,
+        // at most a message.
+        let chunk_bytes = chunksize.saturating_mul(16).min(self.budget);
         let new_chunk = |args| NewChunk {
             call,
-            indices: Vec::new(),
+            indices: Vec::with_capacity(chunksize.min(self.budget / 4)),
             args,
         };
-        let mut current = new_chunk(Items::default());
+        let mut current = new_chunk(Items::with_capacity(chunk_bytes));
         let mut total = 0;
         let mut count = 0;
         for (index, input) in inputs.into_iter().enumerate() {
             total += 1;
             if current.args.len() == chunksize {
-                chunks.push(std::mem::replace(&mut current, new_chunk(Items::default())));
+                chunks.push(std::mem::replace(
+                    &mut current,
+                    new_chunk(Items::with_capacity(chunk_bytes)),
+                ));
             }
             // Encoded straight into the chunk's buffer (no allocation per
             // input); taken back out when refused.

@@ -40,6 +40,14 @@ impl fmt::Debug for Items {
 }
 
 impl Items {
+    /// No items yet, with room for `bytes` of them (prefixes included).
+    pub(crate) fn with_capacity(bytes: usize) -> Items {
+        Items {
+            bytes: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
     /// How many items.
     pub(crate) fn len(&self) -> usize {
         self.count
