@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark (criterion groups W1-W6, W2N and W9-W9N, the W7/W8 outcome
+# Runs every benchmark (criterion groups W1-W6, W2N, W9-W9N and W10, the W7/W8/W11 outcome
 # binary, the Python peer) and rebuilds docs/benchmarks.md and its chart
 # from that one run. Takes about seven minutes on two cores.
 set -euo pipefail

@@ -25,7 +25,7 @@ CONTENDER = "python-multiprocessing"
 def emit(workload, value=None, unit=None, outcome=None, contender=CONTENDER, **extra):
     row = {"workload": workload, "contender": contender}
     if value is not None:
-        row.update(value=round(value, 3), unit=unit)
+        row.update(value=round(value, 6), unit=unit)
     if outcome is not None:
         row["outcome"] = outcome
     row.update(extra)
@@ -365,6 +365,85 @@ def w10c1(inputs=20_000):
         elapsed = time.perf_counter() - start
     assert out[-1] == inputs
     emit("W10c1", inputs / elapsed / 1e6, "Mtasks/s")
+    # concurrent.futures' pool: its map sends one task per round trip too.
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        list(ex.map(_inc, range(1000)))
+        start = time.perf_counter()
+        out = list(ex.map(_inc, range(inputs)))
+        elapsed = time.perf_counter() - start
+    assert out[-1] == inputs
+    emit("W10c1", inputs / elapsed / 1e6, "Mtasks/s", contender="python-ProcessPoolExecutor")
+
+
+_W11_TASK = 0.5
+_W11_PIDS = None
+
+
+def _w11_task(i):
+    """Says which worker runs it, then works for half a second."""
+    _W11_PIDS[i] = os.getpid()
+    time.sleep(_W11_TASK)
+    return i
+
+
+def _w11_wait_started():
+    deadline = time.perf_counter() + 10
+    while 0 in list(_W11_PIDS):
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(0.0002)
+    return True
+
+
+def w11():
+    """4 workers run 4 tasks; one worker is SIGKILLed mid-task."""
+    global _W11_PIDS
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # Made before the pools fork their workers, which inherit it.
+    _W11_PIDS = mp.Array("i", 4)
+    pool = mp.Pool(4)
+    result = pool.map_async(_w11_task, range(4), chunksize=1)
+    if _w11_wait_started():
+        os.kill(_W11_PIDS[0], signal.SIGKILL)
+        try:
+            result.get(timeout=5)
+            outcome = "completed"
+        except mp.TimeoutError:
+            outcome = "hang: no result 5 s after the kill"
+    else:
+        outcome = "the 4 tasks never all started"
+    pool.terminate()
+    pool.join()
+    emit("W11", outcome=outcome, contender="python-Pool")
+
+    for i in range(4):
+        _W11_PIDS[i] = 0
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("fork")) as ex:
+        futures = [ex.submit(_w11_task, i) for i in range(4)]
+        if not _w11_wait_started():
+            emit("W11", outcome="the 4 tasks never all started",
+                 contender="python-ProcessPoolExecutor")
+            return
+        os.kill(_W11_PIDS[0], signal.SIGKILL)
+        killed = time.perf_counter()
+        failed, first = 0, None
+        for f in futures:
+            try:
+                f.result(timeout=10)
+            except BrokenProcessPool:
+                failed += 1
+                first = first or time.perf_counter()
+        try:
+            ex.submit(_w11_task, 0).result(timeout=10)
+            usable = "usable"
+        except BrokenProcessPool:
+            usable = "broken"
+    micros = {} if first is None else {"micros": int((first - killed) * 1e6)}
+    emit("W11", outcome=f"{failed} of 4 tasks failed (BrokenProcessPool), pool {usable}",
+         contender="python-ProcessPoolExecutor", **micros)
 
 
 def main():
@@ -373,7 +452,7 @@ def main():
     for name, fn in [("W1", w1), ("W2", w2), ("W2N", w2n), ("W3", w3), ("W4", w4),
                      ("W5", w5), ("W6", w6), ("W7", w7), ("W8", w8),
                      ("W9", w9), ("W9lat", w9lat), ("W9N", w9n),
-                     ("W10", w10), ("W10c1", w10c1)]:
+                     ("W10", w10), ("W10c1", w10c1), ("W11", w11)]:
         if not only or name in only:
             fn()
 

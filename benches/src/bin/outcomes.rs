@@ -1,12 +1,14 @@
-//! W7 and W8: outcomes, not timings. Prints one JSON object per line:
+//! W7, W8 and W11: outcomes, not timings. Prints one JSON object per line:
 //! `{"workload":"W7","contender":"...","outcome":"recovered","micros":42}`
 //! or `"outcome":"deadlock"` / `"gone"` / `"orphan survives"`.
 //!
 //! W7: a child holding the lock is SIGKILLed; the parent locks with a 2 s
 //! timeout. W8: a parent with a daemon child is SIGKILLed; is the child gone
-//! 1 s later?
+//! 1 s later? W11: a pool of 4 workers runs 4 tasks; one worker is SIGKILLed
+//! mid-task: what becomes of the tasks and the pool, and how long after the
+//! kill the dead task's outcome comes (`micros`).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use benches::{posix_sem, pthread_mutex, AtomicFloor, PosixSem, PthreadMutex};
@@ -186,6 +188,56 @@ fn w8(name: &str, as_daemon: bool) {
     }
 }
 
+/// W11: how long each task runs: all four are still running when one is
+/// killed, and the others end well after the dead one's outcome is due.
+const W11_TASK: Duration = Duration::from_millis(500);
+/// Where W11's task `i` writes the pid of the worker running it.
+static W11_PIDS: std::sync::OnceLock<shm::SharedSlice<AtomicU64>> = std::sync::OnceLock::new();
+
+/// W11's task: says which worker runs it, then works for [`W11_TASK`].
+fn w11_task(i: u64) -> u64 {
+    if let Some(slot) = W11_PIDS.get().and_then(|pids| pids.get(i as usize)) {
+        slot.store(u64::from(shm::pid::current().get()), Ordering::SeqCst);
+    }
+    std::thread::sleep(W11_TASK);
+    i
+}
+
+fn w11() {
+    let pids = W11_PIDS.get_or_init(|| {
+        shm::SharedSlice::from_fn(4, |_| AtomicU64::new(0)).expect("shared memory")
+    });
+    let pool = pool::Pool::new(4).expect("a pool of 4");
+    let pending: Vec<_> = (0..4).map(|i| pool.apply_async(w11_task, i)).collect();
+    let started = Instant::now();
+    while pids.iter().any(|p| p.load(Ordering::SeqCst) == 0) {
+        if started.elapsed() > Duration::from_secs(10) {
+            println!(
+                r#"{{"workload":"W11","contender":"procsync-Pool","outcome":"the 4 tasks never all started"}}"#
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let victim = pids[0].load(Ordering::SeqCst) as libc::pid_t;
+    // SAFETY: kill(2) on a pid read from the pool's worker that runs task 0,
+    // which cannot have been reaped yet: it sleeps for W11_TASK.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = Instant::now();
+    let dead = pending[0].get();
+    let micros = killed.elapsed().as_micros();
+    let ok = pending[1..].iter().filter(|p| p.get().is_ok()).count();
+    let died = usize::from(matches!(dead, Err(pool::TaskError::WorkerDied { .. })));
+    let usable = if pool.apply(w11_task, 3) == Ok(3) {
+        "usable"
+    } else {
+        "unusable"
+    };
+    println!(
+        r#"{{"workload":"W11","contender":"procsync-Pool","outcome":"{died} task WorkerDied, {ok} ok, pool {usable}","micros":{micros}}}"#
+    );
+}
+
 fn main() {
     w7(
         "procsync-Lock",
@@ -200,4 +252,5 @@ fn main() {
     );
     w8("procsync-daemon", true);
     w8("fork (no parent-death signal)", false);
+    w11();
 }

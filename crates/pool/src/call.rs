@@ -5,10 +5,11 @@
 //! carries two addresses: the user's function and a *runner*, a copy of
 //! [`run_one`] (or [`run_two`]) monomorphized for the function's argument and
 //! result types, whose own signature names no user type
-//! (`fn(usize, &[u8]) -> Outcome`). The worker turns the runner's address
+//! (`fn(usize, &[u8], &mut Vec<u8>) -> Result<(), String>`). The worker turns the runner's address
 //! back into that pointer type and calls it; the runner turns the
 //! function's address back into `fn(A) -> R`, the very type it was made
-//! from, decodes the argument and encodes the result.
+//! from, decodes the argument and appends the encoded result to the
+//! worker's buffer of outcomes.
 //!
 //! Why the addresses are valid in the worker: every worker is a `fork(2)` of
 //! the owner (never an `exec`), so its address space is a copy of the
@@ -22,11 +23,12 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{serde_failure, Outcome};
+use crate::wire::{encode_into, serde_failure};
 
 /// A runner: decodes the argument, calls the function at the address,
-/// encodes the result.
-type Runner = fn(usize, &[u8]) -> Outcome;
+/// appends the encoded result to the buffer; or says why it could not
+/// (the argument did not decode, or the result did not encode).
+type Runner = fn(usize, &[u8], &mut Vec<u8>) -> Result<(), String>;
 
 /// A function to run in a worker: its address and its runner's, both made
 /// together by [`Call::one`] or [`Call::two`].
@@ -64,10 +66,11 @@ impl Call {
         }
     }
 
-    /// Runs the call on `arg` (encoded) in this process: a fork of the
-    /// process that made the `Call`. Panics of the function unwind out of
-    /// here (the worker catches them).
-    pub(crate) fn run(self, arg: &[u8]) -> Outcome {
+    /// Runs the call on `arg` (encoded) in this process, a fork of the
+    /// process that made the `Call`, appending the encoded result to
+    /// `result` (which may hold a partial encoding after an `Err`). Panics
+    /// of the function unwind out of here (the worker catches them).
+    pub(crate) fn run(self, arg: &[u8], result: &mut Vec<u8>) -> Result<(), String> {
         // SAFETY: `self.runner` was made by `Call::one` or `Call::two` from
         // a function item coerced to `Runner` (`run_one::<A, R>` or
         // `run_two::<A, B, R>`), in the pool's owner; this process is a
@@ -78,34 +81,42 @@ impl Call {
         // every Linux target. The `Call` came unchanged through the pool's
         // anonymous queue (postcard round trip of two integers).
         let runner = unsafe { std::mem::transmute::<usize, Runner>(self.runner) };
-        runner(self.func, arg)
+        runner(self.func, arg, result)
     }
 }
 
 /// [`Runner`] for `fn(A) -> R`.
-fn run_one<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8]) -> Outcome {
+fn run_one<A: DeserializeOwned, R: Serialize>(
+    func: usize,
+    arg: &[u8],
+    result: &mut Vec<u8>,
+) -> Result<(), String> {
     // SAFETY: this monomorphization of `run_one` is only ever paired (in
     // `Call::one`) with the address of an `f: fn(A) -> R` of exactly these
     // `A` and `R`, and runs in a fork of the process that took the address
     // (see `Call::run`), where it names the same function.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
-    match postcard::from_bytes::<A>(arg) {
-        Ok(a) => Outcome::encode(&f(a)),
-        Err(e) => Outcome::Failed(serde_failure("the argument did not decode", &e)),
-    }
+    let a = postcard::from_bytes::<A>(arg)
+        .map_err(|e| serde_failure("the argument did not decode", &e))?;
+    encode(&f(a), result)
 }
 
 /// [`Runner`] for `fn(A, B) -> R` on an encoded `(A, B)`.
 fn run_two<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
     func: usize,
     arg: &[u8],
-) -> Outcome {
+    result: &mut Vec<u8>,
+) -> Result<(), String> {
     // SAFETY: as in `run_one`: paired only (in `Call::two`) with the
     // address of an `f: fn(A, B) -> R` of these very types, and run in a
     // fork of the process that took it.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
-    match postcard::from_bytes::<(A, B)>(arg) {
-        Ok((a, b)) => Outcome::encode(&f(a, b)),
-        Err(e) => Outcome::Failed(serde_failure("the arguments did not decode", &e)),
-    }
+    let (a, b) = postcard::from_bytes::<(A, B)>(arg)
+        .map_err(|e| serde_failure("the arguments did not decode", &e))?;
+    encode(&f(a, b), result)
+}
+
+/// Appends `value`'s encoding to `result`.
+fn encode<R: Serialize>(value: &R, result: &mut Vec<u8>) -> Result<(), String> {
+    encode_into(value, result).map_err(|e| serde_failure("the result did not encode", &e))
 }

@@ -175,6 +175,7 @@
 
 #![deny(unsafe_code)]
 
+mod batch;
 // The one module with `unsafe` code: function addresses turned back into
 // function pointers in the workers, each block argued there.
 #[allow(unsafe_code)]

@@ -16,9 +16,10 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use shm::pid::Pid;
 use shm::SharedSlice;
 
+use crate::batch::{Batch, SKIP};
 use crate::call::Call;
 use crate::error::{died, PoolError, TaskError};
-use crate::wire::{Event, Outcome, TaskMsg};
+use crate::wire::{Event, Items, TaskMsg};
 use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
@@ -41,9 +42,6 @@ pub(crate) const INIT_FAILURES: u32 = 3;
 const INIT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// ... up to this.
 const INIT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// Outcomes for a job: (index in the job's inputs, outcome).
-pub(crate) type Batch = Vec<(usize, Result<Vec<u8>, TaskError>)>;
 
 /// What the pool's handle and the manager share.
 #[derive(Debug)]
@@ -92,7 +90,7 @@ pub(crate) struct Submission {
 pub(crate) struct NewChunk {
     pub(crate) call: Call,
     pub(crate) indices: Vec<usize>,
-    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) args: Items,
 }
 
 /// How the pool was built.
@@ -290,7 +288,7 @@ struct Chunk {
     job: u64,
     call: Call,
     indices: Vec<usize>,
-    args: Vec<Vec<u8>>,
+    args: Items,
     /// Earlier runs that died, per item.
     attempts: Vec<u32>,
     done: Vec<bool>,
@@ -300,13 +298,7 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(
-        job: u64,
-        call: Call,
-        indices: Vec<usize>,
-        args: Vec<Vec<u8>>,
-        attempts: Vec<u32>,
-    ) -> Chunk {
+    fn new(job: u64, call: Call, indices: Vec<usize>, args: Items, attempts: Vec<u32>) -> Chunk {
         let n = args.len();
         Chunk {
             job,
@@ -567,7 +559,7 @@ impl<'a> Manager<'a> {
                 Job {
                     reply: submission.reply,
                     left: submission.count,
-                    pending: Vec::new(),
+                    pending: Batch::default(),
                 },
             );
             for chunk in submission.chunks {
@@ -618,7 +610,7 @@ impl<'a> Manager<'a> {
         }
     }
 
-    fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Vec<Outcome>) {
+    fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Items) {
         let fifo = &mut self.slots[slot].fifo;
         let Some(pos) = fifo.iter().position(|c| c.first_tid == first_tid) else {
             return;
@@ -626,16 +618,30 @@ impl<'a> Manager<'a> {
         self.slots[slot].quiet_since = None;
         let fifo = &mut self.slots[slot].fifo;
         let chunk = &mut fifo[pos];
-        let mut batch = Vec::with_capacity(outcomes.len());
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let k = offset + i;
-            if k >= chunk.done.len() || chunk.done[k] {
-                continue;
-            }
-            chunk.done[k] = true;
-            chunk.left -= 1;
-            batch.push((chunk.indices[k], result_of(outcome)));
-        }
+        let end = offset + outcomes.len();
+        let fresh = chunk
+            .done
+            .get(offset..end)
+            .is_some_and(|done| !done.contains(&true));
+        let indices = if fresh {
+            // The usual case, in one copy: none of them delivered before.
+            chunk.done[offset..end].fill(true);
+            chunk.left -= end - offset;
+            chunk.indices[offset..end].to_vec()
+        } else {
+            (offset..end)
+                .map(|k| {
+                    if k >= chunk.done.len() || chunk.done[k] {
+                        return SKIP;
+                    }
+                    chunk.done[k] = true;
+                    chunk.left -= 1;
+                    chunk.indices[k]
+                })
+                .collect()
+        };
+        let mut batch = Batch::default();
+        batch.outcomes(indices, outcomes);
         let job = chunk.job;
         if chunk.left == 0 {
             fifo.remove(pos);
@@ -652,7 +658,7 @@ impl<'a> Manager<'a> {
             if j.pending.is_empty() {
                 self.dirty.push(job);
             }
-            j.pending.extend(batch);
+            j.pending.append(batch);
             if j.left == 0 {
                 if let Some(j) = self.jobs.remove(&job) {
                     // A job whose handle was dropped no longer listens.
@@ -716,13 +722,13 @@ impl<'a> Manager<'a> {
         // has run (the one it was running, and those that finished with
         // their outcomes unsent): none runs again except by `retries`.
         let begun = self.record(slot)[BEGUN].load(Ordering::SeqCst);
-        let mut failed = Vec::new();
+        let mut failed = Batch::default();
         for _ in 0..taken {
             let Some(chunk) = self.slots[slot].fifo.pop_front() else {
                 break;
             };
-            let mut redo = (Vec::new(), Vec::new(), Vec::new());
-            for (k, arg) in chunk.args.into_iter().enumerate() {
+            let mut redo = (Vec::new(), Items::default(), Vec::new());
+            for (k, arg) in chunk.args.iter().enumerate() {
                 if chunk.done[k] {
                     continue;
                 }
@@ -737,14 +743,14 @@ impl<'a> Manager<'a> {
                 match timed_out {
                     // Killed for this task's timeout, or for running none
                     // for a whole limit (stopped after it finished, say).
-                    Some(t) if t == tid || t == 0 => failed.push((index, Err(TaskError::TimedOut))),
+                    Some(t) if t == tid || t == 0 => failed.failed(index, TaskError::TimedOut),
                     // Killed for another task's timeout (one that ended
                     // just before, or a later one of this chunk), or died:
                     // not at fault, but it ran.
                     _ if attempts < self.settings.retries => {
                         push3(&mut redo, index, arg, attempts + 1)
                     }
-                    _ => failed.push((index, Err(TaskError::WorkerDied { signal, exit_code }))),
+                    _ => failed.failed(index, TaskError::WorkerDied { signal, exit_code }),
                 }
             }
             let job = chunk.job;
@@ -822,13 +828,12 @@ impl<'a> Manager<'a> {
         ));
         let chunks: Vec<Chunk> = self.backlog.drain(..).collect();
         for chunk in chunks {
-            let batch = chunk
-                .indices
-                .iter()
-                .enumerate()
-                .filter(|&(k, _)| !chunk.done[k])
-                .map(|(_, &index)| (index, Err(error.clone())))
-                .collect();
+            let mut batch = Batch::default();
+            for (k, &index) in chunk.indices.iter().enumerate() {
+                if !chunk.done[k] {
+                    batch.failed(index, error.clone());
+                }
+            }
             self.deliver(chunk.job, batch);
         }
     }
@@ -933,7 +938,7 @@ impl<'a> Manager<'a> {
             let batch = left.entry(chunk.job).or_default();
             for (k, &index) in chunk.indices.iter().enumerate() {
                 if !chunk.done[k] {
-                    batch.push((index, Err(TaskError::Terminated)));
+                    batch.failed(index, TaskError::Terminated);
                 }
             }
         }
@@ -951,12 +956,7 @@ impl<'a> Manager<'a> {
     }
 }
 
-fn push3(
-    redo: &mut (Vec<usize>, Vec<Vec<u8>>, Vec<u32>),
-    index: usize,
-    arg: Vec<u8>,
-    attempts: u32,
-) {
+fn push3(redo: &mut (Vec<usize>, Items, Vec<u32>), index: usize, arg: &[u8], attempts: u32) {
     redo.0.push(index);
     redo.1.push(arg);
     redo.2.push(attempts);
@@ -964,15 +964,6 @@ fn push3(
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn result_of(outcome: Outcome) -> Result<Vec<u8>, TaskError> {
-    match outcome {
-        Outcome::Ok(bytes) => Ok(bytes),
-        Outcome::Panicked(message) => Err(TaskError::Panicked(message)),
-        Outcome::Failed(message) => Err(TaskError::Serde(message)),
-        Outcome::TooLarge { size, max } => Err(TaskError::TooLarge { size, max }),
-    }
 }
 
 /// The watcher thread: waits in `poll(2)` on every worker's pidfd and puts

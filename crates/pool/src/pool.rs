@@ -1,7 +1,7 @@
 //! [`Pool`], its builder, and the handles on results: [`Imap`] and
 //! [`AsyncResult`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{mpsc, Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shm::pid::Pid;
 
+use crate::batch::Batch;
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
-use crate::manager::{self, Batch, Control, NewChunk, Settings, Shared, Submission};
-use crate::wire::{serde_failure, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+use crate::manager::{self, Control, NewChunk, Settings, Shared, Submission};
+use crate::wire::{serde_failure, Items, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::worker::WorkerConfig;
 
 /// The most workers a pool may have: each takes an endpoint row of the
@@ -310,7 +311,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.imap_chunked(f, inputs, chunksize).collect()
+        self.imap_chunked(f, inputs, chunksize).into_vec()
     }
 
     /// `f(a, b)` for every pair, in order (Python's `starmap`), in chunks
@@ -342,7 +343,8 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.submit(Call::two(f), inputs, chunksize, true).collect()
+        self.submit::<_, R>(Call::two(f), inputs, chunksize, true)
+            .into_vec()
     }
 
     /// `f` applied to every input, as a lazy iterator of the outcomes in
@@ -415,10 +417,12 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let imap: Imap<R> = self.submit(Call::one(f), [arg], 1, false);
+        let (rx, early, _) = self.enqueue(Call::one(f), [arg], 1);
+        let mut outcome = None;
+        early.for_each(|_, o| outcome = Some(o.map(<[u8]>::to_vec)));
         AsyncResult {
-            rx: Mutex::new(imap.rx),
-            outcome: Mutex::new(imap.unordered.into_iter().next().map(|(_, o)| o)),
+            rx: Mutex::new(rx),
+            outcome: Mutex::new(outcome),
             arrived: Condvar::new(),
             _result: PhantomData,
         }
@@ -481,8 +485,8 @@ impl Pool {
         }
     }
 
-    /// Encodes the inputs, cuts them into chunks and hands them to the
-    /// manager; the iterator receives the outcomes.
+    /// Hands the inputs to the manager; the iterator receives the
+    /// outcomes.
     fn submit<A: Serialize, R: DeserializeOwned>(
         &self,
         call: Call,
@@ -490,48 +494,79 @@ impl Pool {
         chunksize: usize,
         ordered: bool,
     ) -> Imap<R> {
+        let (rx, early, total) = self.enqueue(call, inputs, chunksize);
+        let mut imap = Imap {
+            rx,
+            total,
+            received: 0,
+            yielded: 0,
+            ordered,
+            arrived: vec![false; total],
+            window: VecDeque::new(),
+            unordered: VecDeque::new(),
+        };
+        imap.absorb(early);
+        imap
+    }
+
+    /// Encodes the inputs, cuts them into chunks and hands them to the
+    /// manager. Returns where the outcomes will come, the outcomes decided
+    /// at once (inputs refused, or a closed pool), and how many inputs
+    /// there were.
+    fn enqueue<A: Serialize>(
+        &self,
+        call: Call,
+        inputs: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> (mpsc::Receiver<Batch>, Batch, usize) {
         let (reply, rx) = mpsc::channel();
         let chunksize = chunksize.max(1);
         let max_arg = self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
-        let mut early: Batch = Vec::new();
+        let mut early = Batch::default();
         let mut chunks = Vec::new();
-        let mut current = NewChunk {
+        // Room for a whole chunk from the start (it would otherwise grow,
+        // and be copied, a dozen times): `chunksize` items of a few bytes,
+        // at most a message.
+        let chunk_bytes = chunksize.saturating_mul(16).min(self.budget);
+        let new_chunk = |args| NewChunk {
             call,
-            indices: Vec::new(),
-            args: Vec::new(),
+            indices: Vec::with_capacity(chunksize.min(self.budget / 4)),
+            args,
         };
-        let mut bytes = MESSAGE_OVERHEAD;
+        let mut current = new_chunk(Items::with_capacity(chunk_bytes));
         let mut total = 0;
         let mut count = 0;
         for (index, input) in inputs.into_iter().enumerate() {
             total += 1;
-            let arg = match postcard::to_allocvec(&input) {
-                Ok(arg) if arg.len() > max_arg => {
-                    let size = arg.len();
-                    early.push((index, Err(TaskError::TooLarge { size, max: max_arg })));
-                    continue;
-                }
-                Ok(arg) => arg,
-                Err(e) => {
-                    let message = serde_failure("the argument did not encode", &e);
-                    early.push((index, Err(TaskError::Serde(message))));
-                    continue;
-                }
-            };
-            if current.args.len() == chunksize || bytes + arg.len() + ITEM_OVERHEAD > self.budget {
+            if current.args.len() == chunksize {
                 chunks.push(std::mem::replace(
                     &mut current,
-                    NewChunk {
-                        call,
-                        indices: Vec::new(),
-                        args: Vec::new(),
-                    },
+                    new_chunk(Items::with_capacity(chunk_bytes)),
                 ));
-                bytes = MESSAGE_OVERHEAD;
             }
-            bytes += arg.len() + ITEM_OVERHEAD;
+            // Encoded straight into the chunk's buffer (no allocation per
+            // input); taken back out when refused.
+            let (mark, before) = (current.args.byte_len(), current.args.len());
+            match current.args.push_encoded(&input) {
+                Ok(size) if size > max_arg => {
+                    current.args.truncate_to(mark, before);
+                    early.failed(index, TaskError::TooLarge { size, max: max_arg });
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let message = serde_failure("the argument did not encode", &e);
+                    early.failed(index, TaskError::Serde(message));
+                    continue;
+                }
+            }
+            if current.args.byte_len() + MESSAGE_OVERHEAD > self.budget && before > 0 {
+                // Too much for one message with the others: it starts the
+                // next chunk.
+                let args = current.args.split_off(mark, before);
+                chunks.push(std::mem::replace(&mut current, new_chunk(args)));
+            }
             current.indices.push(index);
-            current.args.push(arg);
             count += 1;
         }
         if !current.args.is_empty() {
@@ -540,12 +575,9 @@ impl Pool {
         {
             let mut control = self.shared.control();
             if control.closed {
-                early.extend(
-                    chunks
-                        .iter()
-                        .flat_map(|c| c.indices.iter())
-                        .map(|&i| (i, Err(TaskError::PoolClosed))),
-                );
+                for &index in chunks.iter().flat_map(|c| c.indices.iter()) {
+                    early.failed(index, TaskError::PoolClosed);
+                }
             } else {
                 control.submissions.push(Submission {
                     chunks,
@@ -557,19 +589,7 @@ impl Pool {
         if count > 0 {
             self.shared.wake();
         }
-        let mut imap = Imap {
-            rx,
-            total,
-            received: 0,
-            yielded: 0,
-            ordered,
-            arrived: vec![false; total],
-            buffer: BTreeMap::new(),
-            unordered: VecDeque::new(),
-            _result: PhantomData,
-        };
-        imap.absorb(early);
-        imap
+        (rx, early, total)
     }
 }
 
@@ -634,9 +654,11 @@ pub struct Imap<R> {
     ordered: bool,
     /// Per input: whether its outcome has arrived.
     arrived: Vec<bool>,
-    buffer: BTreeMap<usize, Result<Vec<u8>, TaskError>>,
-    unordered: VecDeque<(usize, Result<Vec<u8>, TaskError>)>,
-    _result: PhantomData<fn() -> R>,
+    /// In order: the outcomes of the inputs from `yielded` on, as far as
+    /// the furthest that arrived (`None`: not yet).
+    window: VecDeque<Option<Result<R, TaskError>>>,
+    /// Out of order: outcomes as they came.
+    unordered: VecDeque<(usize, Result<R, TaskError>)>,
 }
 
 impl<R: DeserializeOwned> Imap<R> {
@@ -673,16 +695,51 @@ impl<R: DeserializeOwned> Imap<R> {
         std::iter::from_fn(move || imap.next_indexed())
     }
 
+    /// Every outcome in input order, each decoded straight into its place
+    /// (what `map` returns: no reordering window on the way).
+    fn into_vec(mut self) -> Vec<Result<R, TaskError>> {
+        let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(self.total);
+        // Whatever arrived before (refused inputs) is in the window.
+        while let Some(Some(outcome)) = self.window.pop_front() {
+            out.push(outcome);
+            self.yielded += 1;
+        }
+        let first = out.len();
+        out.resize_with(self.total, || Err(TaskError::Terminated));
+        // Filed later than `first`, in the window still.
+        for (at, outcome) in std::mem::take(&mut self.window).into_iter().enumerate() {
+            if let Some(outcome) = outcome {
+                out[first + at] = outcome;
+            }
+        }
+        while self.received < self.total {
+            // The manager gone, what has not come never will: those stay
+            // `Terminated`.
+            let Ok(batch) = self.rx.recv() else { break };
+            self.received += batch.len();
+            batch.for_each(|index, outcome| out[index] = decode(outcome));
+        }
+        out
+    }
+
+    /// Decodes what arrived, and files it.
     fn absorb(&mut self, batch: Batch) {
-        for (i, _) in &batch {
-            self.arrived[*i] = true;
-        }
         self.received += batch.len();
-        if self.ordered {
-            self.buffer.extend(batch);
-        } else {
-            self.unordered.extend(batch);
-        }
+        batch.for_each(|index, outcome| {
+            self.arrived[index] = true;
+            let outcome = decode(outcome);
+            if self.ordered {
+                // Each input's outcome arrives once, and only inputs not
+                // yielded yet can arrive.
+                let at = index - self.yielded;
+                if self.window.len() <= at {
+                    self.window.resize_with(at + 1, || None);
+                }
+                self.window[at] = Some(outcome);
+            } else {
+                self.unordered.push_back((index, outcome));
+            }
+        });
     }
 
     fn next_indexed(&mut self) -> Option<(usize, Result<R, TaskError>)> {
@@ -691,25 +748,30 @@ impl<R: DeserializeOwned> Imap<R> {
         }
         loop {
             let ready = if self.ordered {
-                self.buffer
-                    .remove(&self.yielded)
-                    .map(|outcome| (self.yielded, outcome))
+                match self.window.front() {
+                    Some(Some(_)) => self
+                        .window
+                        .pop_front()
+                        .flatten()
+                        .map(|outcome| (self.yielded, outcome)),
+                    _ => None,
+                }
             } else {
                 self.unordered.pop_front()
             };
-            if let Some((index, outcome)) = ready {
+            if let Some(ready) = ready {
                 self.yielded += 1;
-                return Some((index, decode(outcome)));
+                return Some(ready);
             }
             match self.rx.recv() {
                 Ok(batch) => self.absorb(batch),
                 // The manager is gone (terminated): what has not come
                 // never will.
                 Err(_) => {
-                    let missing: Batch = (0..self.total)
-                        .filter(|&i| !self.arrived[i])
-                        .map(|i| (i, Err(TaskError::Terminated)))
-                        .collect();
+                    let mut missing = Batch::default();
+                    for index in (0..self.total).filter(|&i| !self.arrived[i]) {
+                        missing.failed(index, TaskError::Terminated);
+                    }
                     if missing.is_empty() {
                         return None;
                     }
@@ -787,7 +849,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
 
     fn decoded(&self) -> Result<R, TaskError> {
         match &*lock(&self.outcome) {
-            Some(outcome) => decode(outcome.clone()),
+            Some(outcome) => decode(outcome.as_deref().map_err(Clone::clone)),
             None => Err(TaskError::Terminated),
         }
     }
@@ -835,7 +897,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             };
             outcome = lock(&self.outcome);
             match batch {
-                Ok(mut batch) => *outcome = batch.pop().map(|(_, o)| o),
+                Ok(batch) => batch.for_each(|_, o| *outcome = Some(o.map(<[u8]>::to_vec))),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     *outcome = Some(Err(TaskError::Terminated))
                 }
@@ -848,9 +910,9 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
-fn decode<R: DeserializeOwned>(outcome: Result<Vec<u8>, TaskError>) -> Result<R, TaskError> {
+fn decode<R: DeserializeOwned>(outcome: Result<&[u8], TaskError>) -> Result<R, TaskError> {
     outcome.and_then(|bytes| {
-        postcard::from_bytes(&bytes)
+        postcard::from_bytes(bytes)
             .map_err(|e| TaskError::Serde(serde_failure("the result did not decode", &e)))
     })
 }

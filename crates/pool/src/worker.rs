@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use queue::{GetError, Queue};
 
-use crate::wire::{Event, Outcome, TaskMsg, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
+use crate::wire::{outcome, Event, Items, TaskMsg, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 
 /// The names of a worker's crash points (see `shm::crash`), in the order
 /// it reaches them: its queue rows attached, a chunk taken from its queue,
@@ -72,9 +72,11 @@ pub(crate) fn run(
             Err(_) => daemon::exit(EXIT_BAD_TASK),
         };
         shm::crash_point!(POOL_CRASH_POINTS, "pool worker: chunk taken");
-        let mut outcomes = Vec::new();
+        // A result larger than this is refused (as large an argument was,
+        // at submission).
+        let max_result = config.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
+        let mut outcomes = Items::default();
         let mut offset = 0u32;
-        let mut bytes = MESSAGE_OVERHEAD;
         for (k, arg) in msg.args.iter().enumerate() {
             if config.timed {
                 // SeqCst, as `RUNNING` after it: the manager's reads
@@ -88,28 +90,45 @@ pub(crate) fn run(
             record[BEGUN].store(tid, Ordering::Release);
             record[RUNNING].store(tid, Ordering::SeqCst);
             shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item started");
-            let outcome = match catch_unwind(AssertUnwindSafe(|| msg.call.run(arg))) {
-                Ok(outcome) => outcome,
-                Err(payload) => Outcome::Panicked(panic_message(payload.as_ref(), config.budget)),
-            };
+            let (mark, count) = (outcomes.byte_len(), outcomes.len());
+            // The result is encoded straight after its tag in the buffer
+            // of outcomes: no allocation per task.
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                outcomes.push_with(|bytes| {
+                    bytes.push(outcome::OK);
+                    msg.call.run(arg, bytes)
+                })
+            }));
             record[RUNNING].store(0, Ordering::SeqCst);
             shm::crash_point!(POOL_CRASH_POINTS, "pool worker: item finished");
-            let outcome = match outcome.size() {
-                size if size + MESSAGE_OVERHEAD > config.budget => Outcome::TooLarge {
-                    size,
-                    max: config.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD,
-                },
-                _ => outcome,
-            };
-            if bytes + outcome.size() > config.budget {
-                let done = std::mem::take(&mut outcomes);
-                let n = done.len() as u32;
-                send(&tx, slot, msg.first_tid, offset, done);
-                offset += n;
-                bytes = MESSAGE_OVERHEAD;
+            match ran {
+                Ok(Ok(len)) if len - 1 > max_result => {
+                    outcomes.truncate_to(mark, count);
+                    outcome::push_too_large(&mut outcomes, len - 1, max_result);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(message)) => outcome::push_message(&mut outcomes, outcome::FAILED, &message),
+                Err(payload) => {
+                    // Unwound out of `push_with`: its partial item is
+                    // still there.
+                    outcomes.truncate_to(mark, count);
+                    let message = panic_message(payload.as_ref(), config.budget);
+                    outcome::push_message(&mut outcomes, outcome::PANICKED, &message);
+                }
             }
-            bytes += outcome.size();
-            outcomes.push(outcome);
+            if outcomes.byte_len() + MESSAGE_OVERHEAD > config.budget && outcomes.len() > 1 {
+                // The last one does not fit with the others: they go now.
+                let last = outcomes.split_off(mark, count);
+                let sent = outcomes.len() as u32;
+                send(
+                    &tx,
+                    slot,
+                    msg.first_tid,
+                    offset,
+                    std::mem::replace(&mut outcomes, last),
+                );
+                offset += sent;
+            }
         }
         send(&tx, slot, msg.first_tid, offset, outcomes);
         shm::crash_point!(POOL_CRASH_POINTS, "pool worker: outcomes sent");
@@ -120,13 +139,7 @@ pub(crate) fn run(
     }
 }
 
-fn send(
-    tx: &queue::Sender<'_, Event>,
-    slot: u32,
-    first_tid: u64,
-    offset: u32,
-    outcomes: Vec<Outcome>,
-) {
+fn send(tx: &queue::Sender<'_, Event>, slot: u32, first_tid: u64, offset: u32, outcomes: Items) {
     let event = Event::Results {
         slot,
         first_tid,
@@ -176,7 +189,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send), budget: usize) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Outcome;
 
     /// A cut message's outcome fits a message at every budget from the
     /// smallest the builder allows.
@@ -187,7 +199,9 @@ mod tests {
                 let payload: Box<dyn std::any::Any + Send> = Box::new(c.repeat(budget));
                 let message = panic_message(payload.as_ref(), budget);
                 assert!(message.ends_with(CUT_MARK), "{budget}");
-                let size = Outcome::Panicked(message).size();
+                let mut items = Items::default();
+                outcome::push_message(&mut items, outcome::PANICKED, &message);
+                let size = items.byte_len();
                 assert!(size + MESSAGE_OVERHEAD <= budget, "{budget} {c}: {size}");
             }
         }
