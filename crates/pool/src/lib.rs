@@ -7,10 +7,9 @@
 //! the dead worker was running returns [`TaskError::WorkerDied`] (or runs
 //! again, with [`PoolBuilder::retries`]), a replacement worker is forked,
 //! and every other task completes normally. No task ever runs twice except
-//! by `retries`: with chunks of more than one item, the items of the dead
-//! worker's chunk that had finished before it, their outcomes not sent yet
-//! (a chunk's outcomes go back together), are `WorkerDied` too (or
-//! retried).
+//! by `retries`: the outcomes of the items of the dead worker's chunk that
+//! had finished, not sent yet (a chunk's outcomes go back together), are
+//! in its journal in shared memory and are delivered as if sent.
 //!
 //! - [`Pool::new`] / [`Pool::builder`]: workers (default: the CPUs this
 //!   process may use), `initializer`, `max_tasks_per_child`, `chunksize`,
@@ -140,14 +139,18 @@
 //!   began (written before the function is called, never cleared by the
 //!   worker). After a death: the chunks sent and no longer in the queue
 //!   were taken (at most one: a worker takes the next only after sending
-//!   the last one's outcomes); the chunk's items up to the last one begun
-//!   and without outcome ran, whole or in part (the one running, and any
-//!   that finished with the outcome unsent, even with chunks of 1 when the
-//!   worker dies between finishing the item and sending its outcome):
-//!   they are `WorkerDied` (or retried, by `retries`), never run again
-//!   otherwise; the items after it never started and are re-dispatched.
-//!   So nothing ever runs twice except by `retries` (review 7's
-//!   `with_chunks_of_1_no_task_runs_twice_without_retries`).
+//!   the last one's outcomes). First the outcomes in the worker's
+//!   *journal* are delivered: every outcome a worker makes is also copied
+//!   to its slot's journal in shared memory and committed there by one
+//!   store, and the journal is emptied once the message carrying them is
+//!   sent (module `journal`; an outcome that came both ways is delivered
+//!   once). Then the chunk's items up to the last one begun and still
+//!   without outcome ran, whole or in part (the one running, or one that
+//!   finished an instant before its outcome was kept): they are
+//!   `WorkerDied` (or retried, by `retries`), never run again otherwise;
+//!   the items after it never started and are re-dispatched. So a death
+//!   costs one task, and nothing ever runs twice except by `retries`
+//!   (review 7's `with_chunks_of_1_no_task_runs_twice_without_retries`).
 //! - **One manager thread per pool** does all the bookkeeping; its
 //!   **forker thread** forks every worker, including replacements, when
 //!   the manager asks (so the manager never waits for a fork, which waits
@@ -181,6 +184,7 @@ mod batch;
 #[allow(unsafe_code)]
 mod call;
 mod error;
+mod journal;
 mod manager;
 mod pool;
 mod wire;

@@ -19,6 +19,7 @@ use shm::SharedSlice;
 use crate::batch::{Batch, SKIP};
 use crate::call::Call;
 use crate::error::{died, PoolError, TaskError};
+use crate::journal::Journal;
 use crate::wire::{Event, Items, TaskMsg};
 use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
@@ -152,7 +153,8 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
                     .anonymous()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let records = SharedSlice::from_fn(settings.workers * RECORD_WORDS, |_| AtomicU64::new(0))?;
+        let stride = worker::slot_words(settings.config.budget);
+        let records = SharedSlice::from_fn(settings.workers * stride, |_| AtomicU64::new(0))?;
         let wake = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| daemon::Error::Os {
                 op: "eventfd",
@@ -379,7 +381,8 @@ fn forker(
     while let Ok((slot, wake)) = requests.recv() {
         let queue = &queues[slot];
         let inbox = &shared.inbox;
-        let record = &records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS];
+        let stride = worker::slot_words(config.budget);
+        let record = &records[slot * stride..(slot + 1) * stride];
         // The child runs only the worker loop (and the pool's initializer)
         // over what it borrows here, then leaves with `_exit`.
         let started = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
@@ -396,8 +399,18 @@ fn forker(
 }
 
 impl<'a> Manager<'a> {
+    /// The slot's words: its record, then its journal.
+    fn slot_words(&self, slot: usize) -> &'a [AtomicU64] {
+        let stride = worker::slot_words(self.settings.config.budget);
+        &self.records[slot * stride..(slot + 1) * stride]
+    }
+
     fn record(&self, slot: usize) -> &'a [AtomicU64] {
-        &self.records[slot * RECORD_WORDS..(slot + 1) * RECORD_WORDS]
+        &self.slot_words(slot)[..RECORD_WORDS]
+    }
+
+    fn journal(&self, slot: usize) -> Journal<'a> {
+        Journal::new(&self.slot_words(slot)[RECORD_WORDS..])
     }
 
     /// Asks the forker thread for a worker in `slot` (its answer comes
@@ -407,6 +420,7 @@ impl<'a> Manager<'a> {
         record[RUNNING].store(0, Ordering::SeqCst);
         record[BEGUN].store(0, Ordering::SeqCst);
         record[READY].store(0, Ordering::SeqCst);
+        self.journal(slot).clear();
         let s = &mut self.slots[slot];
         s.needs_fork = false;
         s.forking = true;
@@ -709,6 +723,12 @@ impl<'a> Manager<'a> {
                 _ => format!("it died ({})", died(signal, exit_code)),
             };
         }
+        // What it finished and had not sent yet is in its journal: taken as
+        // if it had been sent (an outcome that also came by a message is
+        // delivered once, whichever came first).
+        if let Some(kept) = self.journal(slot).kept() {
+            self.on_results(slot, kept.first_tid, kept.offset as usize, kept.outcomes);
+        }
         // The worker is dead and this thread is the queue's only producer:
         // the queue's length is exact. Chunks sent and not in the queue any
         // more were taken by the dead worker (at most one: it takes the
@@ -719,8 +739,9 @@ impl<'a> Manager<'a> {
             .len()
             .saturating_sub(self.queues[slot].len());
         // Every item of the taken chunk up to the last one the worker began
-        // has run (the one it was running, and those that finished with
-        // their outcomes unsent): none runs again except by `retries`.
+        // has run, and what has no outcome yet was running (or had just
+        // finished, its outcome not yet kept): none runs again except by
+        // `retries`.
         let begun = self.record(slot)[BEGUN].load(Ordering::SeqCst);
         let mut failed = Batch::default();
         for _ in 0..taken {

@@ -205,9 +205,8 @@ impl PoolBuilder {
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, where a
-/// killed worker costs the one task it was running (with chunks of more
-/// than one, also the items of its chunk that finished with their outcomes
-/// unsent: no task runs twice), never the pool.
+/// killed worker costs the one task it was running (no task runs twice),
+/// never the pool.
 ///
 /// Tasks are a plain `fn` and serde arguments (see the crate's
 /// documentation for why, and for what workers inherit). Every method takes

@@ -48,6 +48,17 @@ impl Items {
         }
     }
 
+    /// Items from a buffer of them, if it is one (whole items only).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Option<Items> {
+        let count = Items::count_of(&bytes)?;
+        Some(Items { bytes, count })
+    }
+
+    /// The buffer: the items with their prefixes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// How many items.
     pub(crate) fn len(&self) -> usize {
         self.count
@@ -222,9 +233,8 @@ impl<'de> Deserialize<'de> for Items {
             }
         }
         let bytes = deserializer.deserialize_byte_buf(BytesVisitor)?;
-        let count = Items::count_of(&bytes)
-            .ok_or_else(|| de::Error::custom("a torn item in a buffer of items"))?;
-        Ok(Items { bytes, count })
+        Items::from_bytes(bytes)
+            .ok_or_else(|| de::Error::custom("a torn item in a buffer of items"))
     }
 }
 

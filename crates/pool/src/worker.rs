@@ -5,22 +5,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use queue::{GetError, Queue};
 
+use crate::journal::{self, Journal};
 use crate::wire::{outcome, Event, Items, TaskMsg, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 
 /// The names of a worker's crash points (see `shm::crash`), in the order
 /// it reaches them: its queue rows attached, a chunk taken from its queue,
-/// an item's start recorded, an item's end recorded, a chunk's outcomes
-/// sent.
+/// an item's start recorded, an item's end recorded, its outcome kept in
+/// the journal, a chunk's outcomes sent.
 pub const POOL_CRASH_POINTS: &[&str] = &[
     "pool worker: attached",
     "pool worker: chunk taken",
     "pool worker: item started",
     "pool worker: item finished",
+    "pool worker: outcome kept",
     "pool worker: outcomes sent",
 ];
 
-/// Words of shared memory per worker slot (one cache line each).
+/// Words of a worker slot's record (one cache line), the first of its
+/// words (see [`slot_words`]).
 pub(crate) const RECORD_WORDS: usize = 8;
+
+/// Words of shared memory per worker slot: its record, then its journal
+/// (see `journal`) for messages of `budget` bytes.
+pub(crate) fn slot_words(budget: usize) -> usize {
+    RECORD_WORDS + journal::words(budget)
+}
 /// The task id + 1 of the item the slot's worker is running (0: none).
 pub(crate) const RUNNING: usize = 0;
 /// CLOCK_MONOTONIC ns when that item started (written before `RUNNING`;
@@ -52,9 +61,11 @@ pub(crate) fn run(
     slot: u32,
     tasks: &Queue<TaskMsg>,
     inbox: &Queue<Event>,
-    record: &[AtomicU64],
+    slot_words: &[AtomicU64],
     config: WorkerConfig,
 ) {
+    let (record, journal) = slot_words.split_at(RECORD_WORDS);
+    let journal = Journal::new(journal);
     if let Some(initializer) = config.initializer {
         initializer();
     }
@@ -77,6 +88,8 @@ pub(crate) fn run(
         let max_result = config.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
         let mut outcomes = Items::default();
         let mut offset = 0u32;
+        // Empty since the last message went (or since the fork).
+        journal.begin(msg.first_tid, offset);
         for (k, arg) in msg.args.iter().enumerate() {
             if config.timed {
                 // SeqCst, as `RUNNING` after it: the manager's reads
@@ -117,7 +130,8 @@ pub(crate) fn run(
                 }
             }
             if outcomes.byte_len() + MESSAGE_OVERHEAD > config.budget && outcomes.len() > 1 {
-                // The last one does not fit with the others: they go now.
+                // The last one does not fit with the others: they go now,
+                // and it starts the journal again.
                 let last = outcomes.split_off(mark, count);
                 let sent = outcomes.len() as u32;
                 send(
@@ -127,10 +141,19 @@ pub(crate) fn run(
                     offset,
                     std::mem::replace(&mut outcomes, last),
                 );
+                journal.clear();
                 offset += sent;
+                journal.begin(msg.first_tid, offset);
+                journal.keep(&outcomes, 0);
+            } else {
+                journal.keep(&outcomes, mark);
             }
+            shm::crash_point!(POOL_CRASH_POINTS, "pool worker: outcome kept");
         }
         send(&tx, slot, msg.first_tid, offset, outcomes);
+        // Sent: a kill from here on must not count them again (they would
+        // be passed over anyway, as delivered).
+        journal.clear();
         shm::crash_point!(POOL_CRASH_POINTS, "pool worker: outcomes sent");
         chunks_done += 1;
         if config.max_tasks.is_some_and(|max| chunks_done >= max) {

@@ -17,8 +17,7 @@ fn add_one(x: u64) -> u64 {
 }
 
 /// Input 13 leaves its worker with `std::process::exit(0)`, input 14 with
-/// `abort`; the others are `x + 1`. (In chunks of 3, the test's, 12 shares
-/// 13's chunk and ran before it: it is lost with it.)
+/// `abort`; the others are `x + 1`.
 fn exits_or_aborts(x: u64) -> u64 {
     match x {
         13 => std::process::exit(0),
@@ -37,9 +36,7 @@ fn a_task_that_exits_or_aborts_costs_itself_only() {
     let (out, replaced) = out;
     for (i, r) in out.into_iter().enumerate() {
         match i {
-            // 12 ran before 13 in their chunk (12..15) and its outcome
-            // went down with the worker: never run twice, it died too.
-            12 | 13 => assert_eq!(
+            13 => assert_eq!(
                 r,
                 Err(TaskError::WorkerDied {
                     signal: None,
