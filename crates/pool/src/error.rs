@@ -75,6 +75,17 @@ pub enum TaskError {
     /// The pool was terminated (or dropped) before the task finished.
     #[error("the pool was terminated before the task finished")]
     Terminated,
+    /// The pool was used in a process that is not its owner: a child
+    /// forked from the owner has a copy of the handle, but the pool's
+    /// manager thread and workers are the owner's, and nothing in the child
+    /// would ever run the task. Make a pool in the child instead.
+    #[error(
+        "this pool belongs to process {owner}; a forked child cannot use its copy (make a pool in the child)"
+    )]
+    NotOwner {
+        /// The pool's owner.
+        owner: u32,
+    },
 }
 
 pub(crate) fn died(signal: Option<i32>, exit_code: Option<i32>) -> String {
@@ -128,4 +139,12 @@ pub enum PoolError {
     /// The manager thread panicked: its workers died with it.
     #[error("the pool's manager thread panicked: {0}")]
     ManagerPanicked(String),
+    /// [`Pool::join`](crate::Pool::join) in a process that is not the
+    /// pool's owner (a forked child's copy of the handle): only the owner
+    /// can wait for its workers.
+    #[error("this pool belongs to process {owner}; a forked child cannot join it")]
+    NotOwner {
+        /// The pool's owner.
+        owner: u32,
+    },
 }

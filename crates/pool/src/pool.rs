@@ -430,7 +430,13 @@ impl Pool {
     /// Takes no more tasks (Python's `close`): what was submitted still
     /// runs; once it is done, the workers exit. Later submissions return
     /// [`TaskError::PoolClosed`].
+    ///
+    /// In a child forked from the owner (a copy of the handle) it does
+    /// nothing: the pool is the owner's to close.
     pub fn close(&self) {
+        if !self.in_owner() {
+            return;
+        }
         self.shared.control().closed = true;
         self.shared.wake();
     }
@@ -438,7 +444,13 @@ impl Pool {
     /// Kills the workers now (Python's `terminate`, with SIGKILL): tasks not
     /// finished return [`TaskError::Terminated`]. Waits for the workers to
     /// be collected (also when another thread is joining already).
+    ///
+    /// In a child forked from the owner it does nothing (see
+    /// [`close`](Pool::close)).
     pub fn terminate(&self) {
+        if !self.in_owner() {
+            return;
+        }
         {
             let mut control = self.shared.control();
             control.closed = true;
@@ -454,7 +466,15 @@ impl Pool {
     /// call waits until the workers are gone (one thread joins the manager
     /// thread, the others wait for it), and all get the same answer; once
     /// joined, it returns at once.
+    ///
+    /// In a child forked from the owner it fails with
+    /// [`PoolError::NotOwner`].
     pub fn join(&self) -> Result<(), PoolError> {
+        if !self.in_owner() {
+            return Err(PoolError::NotOwner {
+                owner: self.owner.get(),
+            });
+        }
         if !self.shared.control().closed {
             return Err(PoolError::StillRunning);
         }
@@ -482,6 +502,12 @@ impl Pool {
                 None => joining = self.joined.wait(joining).unwrap_or_else(|p| p.into_inner()),
             }
         }
+    }
+
+    /// Whether this process is the pool's owner (not a child forked from
+    /// it with a copy of the handle).
+    fn in_owner(&self) -> bool {
+        shm::pid::current() == self.owner
     }
 
     /// Hands the inputs to the manager; the iterator receives the
@@ -519,6 +545,18 @@ impl Pool {
         chunksize: usize,
     ) -> (mpsc::Receiver<Batch>, Batch, usize) {
         let (reply, rx) = mpsc::channel();
+        if !self.in_owner() {
+            // Nothing here would run them (the manager and the workers are
+            // the owner's): each fails at once.
+            let mut early = Batch::default();
+            let owner = self.owner.get();
+            let mut total = 0;
+            for (index, _) in inputs.into_iter().enumerate() {
+                early.failed(index, TaskError::NotOwner { owner });
+                total += 1;
+            }
+            return (rx, early, total);
+        }
         let chunksize = chunksize.max(1);
         let max_arg = self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
         let mut early = Batch::default();
@@ -598,7 +636,7 @@ impl Drop for Pool {
     /// a copy of the handle, but neither the manager thread nor the
     /// workers) it only forgets the copy: the owner's pool goes on.
     fn drop(&mut self) {
-        if shm::pid::current() != self.owner {
+        if !self.in_owner() {
             // The handle names a thread of the owner: joining or detaching
             // it here would act on a thread this process does not have.
             if let Some(handle) = lock(&self.manager).handle.take() {
