@@ -646,3 +646,38 @@ fn an_initializer_longer_than_the_timeout_is_not_killed() {
     assert_eq!(pending.get(), Ok(2));
     assert_eq!(pool.workers_replaced(), 0);
 }
+
+/// A child forked from the owner has a copy of the pool's handle, but no
+/// manager thread and no workers of its own: a task submitted there would
+/// wait for ever (it did). It fails at once with `NotOwner`; `terminate`
+/// does nothing there and `join` says why; the owner's pool goes on.
+#[test]
+fn a_forked_child_using_its_copy_of_the_pool_gets_not_owner() {
+    let pool = Pool::new(1).expect("pool");
+    let owner = shm::pid::current().get();
+    let child = daemon::Process::new(|| {
+        let mapped: Vec<String> = pool
+            .map(add_one, 0..3u64)
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect();
+        let applied = format!("{:?}", pool.apply(add_one, 1));
+        pool.terminate();
+        let joined = format!("{:?}", pool.join());
+        (mapped, applied, joined)
+    })
+    .start()
+    .expect("fork");
+    let (mapped, applied, joined) = within(move || child.join()).expect("the child ended");
+    let not_owner = format!("{:?}", Err::<u64, _>(TaskError::NotOwner { owner }));
+    assert_eq!(mapped, vec![not_owner.clone(); 3]);
+    assert_eq!(applied, not_owner);
+    assert_eq!(
+        joined,
+        format!("{:?}", Err::<(), _>(pool::PoolError::NotOwner { owner }))
+    );
+    assert_eq!(
+        pool.map(add_one, 0..10u64),
+        (1..=10).map(Ok).collect::<Vec<_>>()
+    );
+}
