@@ -192,6 +192,6 @@ mod worker;
 
 pub use crate::error::{PoolError, TaskError};
 pub use crate::pool::{
-    AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE_BYTES, MAX_WORKERS,
+    AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, MAX_WORKERS,
 };
 pub use crate::worker::POOL_CRASH_POINTS;

@@ -26,8 +26,14 @@ pub const MAX_WORKERS: usize = 100;
 
 /// The default largest message between the owner and a worker: a chunk's
 /// encoded arguments, or its encoded results (split across messages when
-/// larger), and so the largest single argument or result.
+/// larger). A single argument or result may take this less 74 bytes (see
+/// [`Pool::max_value_bytes`]).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The largest [`max_message_bytes`](PoolBuilder::max_message_bytes): 1 GiB
+/// (an item's length is a 32-bit word on the wire, and each worker holds
+/// several messages of shared memory).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
 /// How a [`Pool`] is made: Python's `Pool(processes, initializer,
 /// maxtasksperchild)`, plus a per-task timeout and retries of died tasks.
@@ -144,11 +150,16 @@ impl PoolBuilder {
     }
 
     /// The largest message between the owner and a worker (default
-    /// [`DEFAULT_MAX_MESSAGE_BYTES`]); an argument or result larger than it
-    /// gives [`TaskError::TooLarge`]. Each worker's task queue takes four
-    /// such messages of shared memory, the owner's inbox `4 x workers + 16`.
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`]; at least 138 and at most
+    /// [`MAX_MESSAGE_BYTES`]: a value outside is brought to the nearer). One argument or result may take the message less 74
+    /// bytes (the message's and the item's framing), encoded:
+    /// [`Pool::max_value_bytes`]; a larger one gives
+    /// [`TaskError::TooLarge`] with that limit. Each worker's task queue
+    /// takes four such messages of shared memory, and as much again for its
+    /// journal; the owner's inbox `4 x workers + 16`.
     pub fn max_message_bytes(mut self, bytes: usize) -> PoolBuilder {
-        self.max_message_bytes = bytes.max(MESSAGE_OVERHEAD + ITEM_OVERHEAD + 64);
+        self.max_message_bytes =
+            bytes.clamp(MESSAGE_OVERHEAD + ITEM_OVERHEAD + 64, MAX_MESSAGE_BYTES);
         self
     }
 
@@ -254,6 +265,20 @@ impl Pool {
     /// size, timeout, retries.
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
+    }
+
+    /// The largest argument or result, in encoded (postcard) bytes: the
+    /// pool's [`max_message_bytes`](PoolBuilder::max_message_bytes) less
+    /// 74 bytes of framing. A larger one gives [`TaskError::TooLarge`]
+    /// with `max` this.
+    ///
+    /// ```
+    /// let pool = pool::Pool::builder().workers(1).max_message_bytes(1000).build()?;
+    /// assert_eq!(pool.max_value_bytes(), 926);
+    /// # Ok::<(), pool::PoolError>(())
+    /// ```
+    pub fn max_value_bytes(&self) -> usize {
+        self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD
     }
 
     /// How many workers the pool keeps running.
@@ -558,7 +583,7 @@ impl Pool {
             return (rx, early, total);
         }
         let chunksize = chunksize.max(1);
-        let max_arg = self.budget - MESSAGE_OVERHEAD - ITEM_OVERHEAD;
+        let max_arg = self.max_value_bytes();
         let mut early = Batch::default();
         let mut chunks = Vec::new();
         // Room for a whole chunk from the start (it would otherwise grow,
@@ -587,6 +612,9 @@ impl Pool {
             match current.args.push_encoded(&input) {
                 Ok(size) if size > max_arg => {
                     current.args.truncate_to(mark, before);
+                    // A huge refused input must not leave its room held
+                    // for as long as the chunk lives.
+                    current.args.shrink_to(chunk_bytes);
                     early.failed(index, TaskError::TooLarge { size, max: max_arg });
                     continue;
                 }
@@ -736,17 +764,15 @@ impl<R: DeserializeOwned> Imap<R> {
     /// (what `map` returns: no reordering window on the way).
     fn into_vec(mut self) -> Vec<Result<R, TaskError>> {
         let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(self.total);
-        // Whatever arrived before (refused inputs) is in the window.
-        while let Some(Some(outcome)) = self.window.pop_front() {
-            out.push(outcome);
-            self.yielded += 1;
-        }
-        let first = out.len();
         out.resize_with(self.total, || Err(TaskError::Terminated));
-        // Filed later than `first`, in the window still.
+        // Whatever arrived before (refused inputs) is in the window, whose
+        // slot `at` is input `yielded + at` (its empty slots are inputs
+        // still to come: review 8 saw the first one dropped, every refusal
+        // after it filed one place early).
+        let base = self.yielded;
         for (at, outcome) in std::mem::take(&mut self.window).into_iter().enumerate() {
             if let Some(outcome) = outcome {
-                out[first + at] = outcome;
+                out[base + at] = outcome;
             }
         }
         while self.received < self.total {

@@ -126,6 +126,11 @@ impl Items {
         tail
     }
 
+    /// Gives back room beyond `bytes` (or beyond what the items take).
+    pub(crate) fn shrink_to(&mut self, bytes: usize) {
+        self.bytes.shrink_to(bytes);
+    }
+
     /// The items, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         ItemsIter { rest: &self.bytes }
