@@ -94,6 +94,10 @@ impl Monitor {
     /// [`local_addr`](Monitor::local_addr)).
     pub fn udp(addr: impl ToSocketAddrs) -> Result<Monitor, HeartbeatError> {
         let socket = UdpSocket::bind(addr).map_err(io_error("bind the monitor's UDP socket"))?;
+        // Non-blocking: `poll` drains what is queued, then waits in poll(2).
+        socket
+            .set_nonblocking(true)
+            .map_err(io_error("make the monitor's socket non-blocking"))?;
         sys::enlarge_receive_buffer(&socket);
         Ok(Monitor {
             socket: Some(socket),
@@ -136,36 +140,15 @@ impl Monitor {
         }
     }
 
-    /// Receives beats for `duration`, then re-judges every reporter.
-    /// `Duration::MAX` receives for ever.
+    /// Takes in every beat already queued, then receives beats until
+    /// `duration` has passed, then re-judges every reporter.
+    /// `Duration::ZERO` only takes in what is queued; `Duration::MAX`
+    /// receives for ever.
     pub fn poll(&mut self, duration: Duration) -> Result<(), HeartbeatError> {
         // `None`: no end (`Duration::MAX`, or past the end of the clock).
         let until = Instant::now().checked_add(duration);
-        let mut buf = [0u8; 2048];
         if let Some(socket) = self.socket.take() {
-            let result = loop {
-                let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-                if left.is_some_and(|l| l.is_zero()) {
-                    break Ok(());
-                }
-                socket
-                    .set_read_timeout(left)
-                    .map_err(io_error("set the monitor's timeout"))?;
-                match socket.recv(&mut buf) {
-                    Ok(n) => {
-                        if let Some(beat) = Beat::from_json(&buf[..n]) {
-                            self.record(beat, Instant::now());
-                        }
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(io_error("receive heartbeats")(e)),
-                }
-            };
+            let result = self.receive(&socket, until);
             self.socket = Some(socket);
             result?;
         } else {
@@ -173,6 +156,34 @@ impl Monitor {
         }
         self.judge(Instant::now());
         Ok(())
+    }
+
+    /// Drains `socket` (non-blocking), then waits for more until `until`.
+    fn receive(
+        &mut self,
+        socket: &UdpSocket,
+        until: Option<Instant>,
+    ) -> Result<(), HeartbeatError> {
+        let mut buf = [0u8; 2048];
+        loop {
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        if let Some(beat) = Beat::from_json(&buf[..n]) {
+                            self.record(beat, Instant::now());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error("receive heartbeats")(e)),
+                }
+            }
+            let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(());
+            }
+            sys::wait_readable(socket, left).map_err(io_error("wait for heartbeats"))?;
+        }
     }
 
     /// Takes in one beat received at `now` (from any transport).

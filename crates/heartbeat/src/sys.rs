@@ -1,7 +1,9 @@
 //! The OS layer: every system call of this crate, each wrapped once. All
 //! through `rustix`, so there is no `unsafe` code here either.
 
+use std::io;
 use std::net::UdpSocket;
+use std::time::Duration;
 
 /// A monitor of many reporters receives bursts; the default buffer (about
 /// 200 KiB) drops datagrams, which would read as false silence. Asks for 8
@@ -21,4 +23,20 @@ pub fn hostname() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
+}
+
+/// Waits until `socket` has a datagram to read, or `timeout` has passed
+/// (`None`: no limit). Interrupted waits count as timeouts (the caller
+/// loops on its own deadline).
+pub(crate) fn wait_readable(socket: &UdpSocket, timeout: Option<Duration>) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timespec = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let mut fds = [PollFd::new(socket, PollFlags::IN)];
+    match poll(&mut fds, timespec.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
