@@ -18,8 +18,10 @@
 //!   for `stuck_after` intervals.
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
-//! "sent_at_ms", "interval_ms"}`, in one UDP datagram, or one row of the
-//! table `heartbeats` (keyed by `id`).
+//! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
+//! row of the table `heartbeats` (keyed by `id`). `instance` is random per
+//! start of a reporter, so a restart (whose `seq` begins again at 0, maybe
+//! under the same pid) is told from the reporter before it.
 //!
 //! # Example
 //!

@@ -47,6 +47,9 @@ pub struct ReporterState {
     pub host: String,
     /// Its main process's pid.
     pub pid: shm::pid::Pid,
+    /// Which start of the reporter the last beat came from (see
+    /// [`Beat::instance`]).
+    pub instance: u64,
     /// The last sequence number seen.
     pub seq: u64,
     /// The last progress value seen.
@@ -192,10 +195,13 @@ impl Monitor {
         let interval = Duration::from_millis(beat.interval_ms.max(1));
         match self.tracked.get_mut(&beat.id) {
             Some(t) => {
-                if beat.seq < t.beat.seq && beat.pid == t.beat.pid {
+                let same_start = beat.instance == t.beat.instance && beat.pid == t.beat.pid;
+                if same_start && beat.seq < t.beat.seq {
                     return; // reordered datagram: older news
                 }
-                if beat.progress != t.beat.progress || beat.pid != t.beat.pid {
+                // Another start (a restart, even with the same pid) counts
+                // from seq 0 again: its first beat is news.
+                if beat.progress != t.beat.progress || !same_start {
                     t.progress_moved = now;
                 }
                 t.beat = beat;
@@ -253,6 +259,7 @@ impl Monitor {
                 id: t.beat.id.clone(),
                 host: t.beat.host.clone(),
                 pid: t.beat.pid,
+                instance: t.beat.instance,
                 seq: t.beat.seq,
                 progress: t.beat.progress,
                 health: t.health,

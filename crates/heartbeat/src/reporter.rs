@@ -66,6 +66,7 @@ impl Reporter {
         }
         let progress = Shared::new(AtomicU64::new(0))?;
         let main_pid = shm::pid::current();
+        let instance = sys::random_u64();
         // Open the sinks here, so that errors reach the caller. SQLite
         // connections must not cross a fork: the child opens its own.
         #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
@@ -77,7 +78,7 @@ impl Reporter {
             if let Some(path) = &self.database {
                 sinks.database = open_database(path).ok().map(|db| (db, path.clone()));
             }
-            report_forever(&self, &sinks, &progress, main_pid)
+            report_forever(&self, &sinks, &progress, main_pid, instance)
         })
         .name(format!("heartbeat-{}", self.id))
         .daemon(true)
@@ -88,7 +89,13 @@ impl Reporter {
 
 /// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
 /// (an absolute schedule, so late wake-ups do not accumulate into drift).
-fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_pid: shm::pid::Pid) {
+fn report_forever(
+    config: &Reporter,
+    sinks: &Sinks,
+    progress: &AtomicU64,
+    main_pid: shm::pid::Pid,
+    instance: u64,
+) {
     let host = sys::hostname();
     // The next beat's time; `None` once past the end of the clock (an
     // interval of `Duration::MAX`): no more beats after the first.
@@ -102,6 +109,7 @@ fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_p
             progress: progress.load(Ordering::Relaxed),
             sent_at_ms: unix_ms(),
             interval_ms: config.interval.as_millis() as u64,
+            instance,
         });
         next = next.and_then(|n| n.checked_add(config.interval));
         match next {

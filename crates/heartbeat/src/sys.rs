@@ -16,6 +16,22 @@ pub(crate) fn enlarge_receive_buffer(socket: &UdpSocket) {
     }
 }
 
+/// A random number from the kernel (`getrandom(2)`), or, should that
+/// fail, one mixed from the time and the pid: distinct per call either way.
+pub(crate) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    match rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_ne_bytes(bytes),
+        _ => {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one((
+                std::time::SystemTime::now(),
+                rustix::process::getpid().as_raw_nonzero().get(),
+            ))
+        }
+    }
+}
+
 /// This machine's name (`uname(2)`'s node name, which is what
 /// `gethostname(2)` returns).
 pub fn hostname() -> String {

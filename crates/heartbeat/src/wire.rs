@@ -22,6 +22,12 @@ pub struct Beat {
     pub sent_at_ms: u64,
     /// The reporter's interval, so a monitor knows when to expect the next.
     pub interval_ms: u64,
+    /// Random per start of a reporter: tells a restarted reporter (whose
+    /// `seq` starts again at 0, maybe with the same pid, as pid 1 of a
+    /// container is) from the one before it. 0 in beats of older
+    /// reporters that did not send it.
+    #[serde(default)]
+    pub instance: u64,
 }
 
 impl Beat {

@@ -199,6 +199,7 @@ fn ten_thousand_reporters_at_one_second_raise_no_false_alarm() {
                     progress: round,
                     sent_at_ms: 0,
                     interval_ms: 1000,
+                    instance: 0,
                 };
                 socket
                     .send_to(&serde_json::to_vec(&beat).unwrap(), addr)
@@ -295,6 +296,7 @@ fn a_beat_with_an_enormous_interval_is_judged_without_panicking() {
             progress: 0,
             sent_at_ms: 0,
             interval_ms: u64::MAX,
+            instance: 0,
         },
         now,
     );

@@ -7,7 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use daemon::Process;
-use heartbeat::{Beat, Monitor};
+use heartbeat::{Beat, Health, Monitor, Reporter};
+
+const INTERVAL: Duration = Duration::from_millis(50);
 
 /// A beat as a simulated reporter sends it.
 fn beat(id: &str, seq: u64, interval_ms: u64) -> Beat {
@@ -19,6 +21,7 @@ fn beat(id: &str, seq: u64, interval_ms: u64) -> Beat {
         progress: seq,
         sent_at_ms: 0,
         interval_ms,
+        instance: 1,
     }
 }
 
@@ -49,4 +52,53 @@ fn poll_of_zero_reads_the_beats_already_queued() {
     monitor.poll(Duration::ZERO).unwrap();
     assert_eq!(monitor.beats_received(), 25);
     assert_eq!(monitor.reporters()[0].seq, 24);
+}
+
+/// Polls `monitor` until `done` holds, failing the test after
+/// [`GENEROUS`](testkit::GENEROUS).
+fn poll_until(monitor: &mut Monitor, what: &str, mut done: impl FnMut(&Monitor) -> bool) {
+    let limit = testkit::deadline(testkit::GENEROUS);
+    while !done(monitor) {
+        assert!(std::time::Instant::now() < limit, "never happened: {what}");
+        monitor.poll(Duration::from_millis(5)).unwrap();
+    }
+}
+
+// ---- 2: a restart with the same id and pid is seen at once ----
+
+#[test]
+fn a_restart_with_the_same_id_and_pid_is_alive_at_once() {
+    if testkit::skip_unless_pids_can_be_forced() {
+        return;
+    }
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    // Each incarnation: a main process with the same pid and reporter id
+    // (as pid 1 of a container restarted with the same name would be).
+    let incarnation = move || {
+        let _beat = Reporter::new("reborn")
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
+        testkit::park_until_killed();
+    };
+    let first = Process::new(incarnation).start().unwrap();
+    let pid = first.pid();
+    poll_until(&mut monitor, "20 beats of the first", |m| {
+        m.reporters().first().is_some_and(|r| r.seq >= 20)
+    });
+    first.kill().unwrap();
+    let _ = first.join();
+    poll_until(&mut monitor, "the first silent", |m| {
+        m.health("reborn") == Some(Health::Silent)
+    });
+    let second = testkit::start_with_pid(pid, incarnation);
+    let received = monitor.beats_received();
+    poll_until(&mut monitor, "two beats of the second", |m| {
+        m.beats_received() >= received + 2
+    });
+    assert_eq!(monitor.health("reborn"), Some(Health::Alive));
+    second.kill().unwrap();
+    let _ = second.join();
 }
