@@ -16,6 +16,13 @@
 //!   and reports each reporter [`Health::Silent`] after `silent_after`
 //!   missed intervals and [`Health::Stuck`] when its progress has not moved
 //!   for `stuck_after` intervals.
+//!   A reporter is one start of one `id` on one `host`: two processes
+//!   reporting under one id are watched apart (so either one's death is
+//!   SILENT), a restart is seen at its first beat, and a beat that no start
+//!   could have sent (an interval other than its own, a `seq` leap further
+//!   than the time passed allows) is rejected. Beats carry no
+//!   authentication: anyone who can reach the monitor can still forge a
+//!   *new* reporter.
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
@@ -71,7 +78,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use monitor::{Alert, Health, Monitor, ReporterState};
+pub use monitor::{Alert, Health, Monitor, ReporterState, DEFAULT_MAX_INTERVAL};
 pub use reporter::{Heartbeat, Reporter};
 pub use sys::hostname;
 pub use wire::Beat;

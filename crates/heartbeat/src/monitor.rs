@@ -65,14 +65,26 @@ pub struct ReporterState {
 pub struct Alert {
     /// The reporter's id.
     pub id: String,
+    /// Its host.
+    pub host: String,
     /// The health before.
     pub from: Health,
     /// The health now.
     pub to: Health,
 }
 
+/// A reporter is one start ([`Beat::instance`]) of one id on one host: two
+/// processes reporting under one id are two reporters, and killing either
+/// is seen.
+type Key = (String, String, u64);
+
+fn key_of(beat: &Beat) -> Key {
+    (beat.host.clone(), beat.id.clone(), beat.instance)
+}
+
 #[derive(Debug)]
 struct Tracked {
+    first_seen: Instant,
     beat: Beat,
     last_seen: Instant,
     progress_moved: Instant,
@@ -86,10 +98,17 @@ pub struct Monitor {
     socket: Option<UdpSocket>,
     silent_after: u32,
     stuck_after: u32,
-    tracked: HashMap<String, Tracked>,
+    max_interval: Duration,
+    tracked: HashMap<Key, Tracked>,
     alerts: Vec<Alert>,
     beats: u64,
+    rejected: u64,
 }
+
+/// The longest interval a monitor believes a beat's `interval_ms` about,
+/// unless told otherwise ([`Monitor::max_interval`]): a beat claiming more
+/// is judged as if it said this.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Monitor {
     /// A monitor receiving UDP beats on `addr` (`"0.0.0.0:9999"`, or
@@ -114,9 +133,11 @@ impl Monitor {
             socket: None,
             silent_after: DEFAULT_SILENT_AFTER,
             stuck_after: DEFAULT_STUCK_AFTER,
+            max_interval: DEFAULT_MAX_INTERVAL,
             tracked: HashMap::new(),
             alerts: Vec::new(),
             beats: 0,
+            rejected: 0,
         }
     }
 
@@ -130,6 +151,15 @@ impl Monitor {
     /// (at least 1).
     pub fn stuck_after(mut self, intervals: u32) -> Monitor {
         self.stuck_after = intervals.max(1);
+        self
+    }
+
+    /// Judges a beat that claims an interval longer than `interval` (at
+    /// least a millisecond) as if it said `interval` (default
+    /// [`DEFAULT_MAX_INTERVAL`]): a beat from the network cannot make a
+    /// reporter count as alive for longer than `silent_after` times this.
+    pub fn max_interval(mut self, interval: Duration) -> Monitor {
+        self.max_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -190,17 +220,31 @@ impl Monitor {
     }
 
     /// Takes in one beat received at `now` (from any transport).
+    ///
+    /// A reporter is keyed by (host, id, instance). A beat is rejected
+    /// (counted by [`beats_rejected`](Monitor::beats_rejected), changing
+    /// nothing) when it cannot come from the reporter start it names: its
+    /// interval differs from that start's, or its `seq` leaps further than
+    /// the time since the last beat allows (a forged `seq = u64::MAX`).
+    /// A lower `seq` of the same start is a reordered datagram, ignored.
     pub fn record(&mut self, beat: Beat, now: Instant) {
         self.beats += 1;
-        let interval = Duration::from_millis(beat.interval_ms.max(1));
-        match self.tracked.get_mut(&beat.id) {
+        let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
+        let key = key_of(&beat);
+        match self.tracked.get_mut(&key) {
             Some(t) => {
-                let same_start = beat.instance == t.beat.instance && beat.pid == t.beat.pid;
-                if same_start && beat.seq < t.beat.seq {
-                    return; // reordered datagram: older news
+                // Beats of an older reporter (no instance) tell starts
+                // apart by pid only.
+                let same_start = beat.pid == t.beat.pid;
+                if same_start {
+                    if beat.seq < t.beat.seq {
+                        return; // reordered datagram: older news
+                    }
+                    if interval != t.interval || beat.seq - t.beat.seq > possible_leap(t, now) {
+                        self.rejected += 1;
+                        return;
+                    }
                 }
-                // Another start (a restart, even with the same pid) counts
-                // from seq 0 again: its first beat is news.
                 if beat.progress != t.beat.progress || !same_start {
                     t.progress_moved = now;
                 }
@@ -210,8 +254,9 @@ impl Monitor {
             }
             None => {
                 self.tracked.insert(
-                    beat.id.clone(),
+                    key,
                     Tracked {
+                        first_seen: now,
                         beat,
                         last_seen: now,
                         progress_moved: now,
@@ -224,14 +269,40 @@ impl Monitor {
     }
 
     /// Re-judges every reporter as of `now`, recording changes as alerts.
+    ///
+    /// A reporter that has missed its beats while another start of the same
+    /// id on the same host began after its last beat was restarted: it is
+    /// forgotten without an alert (a restart is not a death). Two starts
+    /// beating side by side are two reporters, and each one's silence is
+    /// an alert.
     pub fn judge(&mut self, now: Instant) {
-        for (id, t) in &mut self.tracked {
+        let silent_after = self.silent_after;
+        let is_silent = |t: &Tracked| {
             // Saturating: the interval comes from the beat (the network).
-            let silent = now.saturating_duration_since(t.last_seen)
-                > t.interval.saturating_mul(self.silent_after);
+            now.saturating_duration_since(t.last_seen) > t.interval.saturating_mul(silent_after)
+        };
+        // Restarted: silent, and a later start of the same (host, id) began
+        // after its last beat.
+        let mut newest_start: HashMap<(&str, &str), Instant> = HashMap::new();
+        for ((host, id, _), t) in &self.tracked {
+            let newest = newest_start.entry((host, id)).or_insert(t.first_seen);
+            *newest = (*newest).max(t.first_seen);
+        }
+        let restarted: Vec<Key> = self
+            .tracked
+            .iter()
+            .filter(|((host, id, _), t)| {
+                is_silent(t) && newest_start[&(host.as_str(), id.as_str())] > t.last_seen
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in restarted {
+            self.tracked.remove(&key);
+        }
+        for ((host, id, _), t) in &mut self.tracked {
             let stuck = now.saturating_duration_since(t.progress_moved)
                 > t.interval.saturating_mul(self.stuck_after);
-            let health = if silent {
+            let health = if is_silent(t) {
                 Health::Silent
             } else if stuck {
                 Health::Stuck
@@ -241,6 +312,7 @@ impl Monitor {
             if health != t.health {
                 self.alerts.push(Alert {
                     id: id.clone(),
+                    host: host.clone(),
                     from: t.health,
                     to: health,
                 });
@@ -249,13 +321,18 @@ impl Monitor {
         }
     }
 
-    /// Every reporter seen, sorted by id.
+    /// Every reporter seen, sorted by id, then host, then first beat.
     pub fn reporters(&self) -> Vec<ReporterState> {
         let now = Instant::now();
-        let mut all: Vec<ReporterState> = self
+        let mut by_start = self
             .tracked
             .values()
-            .map(|t| ReporterState {
+            .map(|t| (t.first_seen, t))
+            .collect::<Vec<_>>();
+        by_start.sort_by_key(|(first_seen, _)| *first_seen);
+        let mut all: Vec<ReporterState> = by_start
+            .into_iter()
+            .map(|(_, t)| ReporterState {
                 id: t.beat.id.clone(),
                 host: t.beat.host.clone(),
                 pid: t.beat.pid,
@@ -266,13 +343,23 @@ impl Monitor {
                 since_last_beat: now.saturating_duration_since(t.last_seen),
             })
             .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.sort_by(|a, b| (&a.id, &a.host).cmp(&(&b.id, &b.host)));
         all
     }
 
-    /// The health of reporter `id`, if seen.
+    /// The health of reporter `id`, if seen: the worst of every reporter
+    /// with that id (on any host, of any start), so that the death of one
+    /// of two processes reporting under one id is SILENT here.
     pub fn health(&self, id: &str) -> Option<Health> {
-        self.tracked.get(id).map(|t| t.health)
+        self.tracked
+            .iter()
+            .filter(|((_, tracked_id, _), _)| tracked_id == id)
+            .map(|(_, t)| t.health)
+            .max_by_key(|h| match h {
+                Health::Alive => 0,
+                Health::Stuck => 1,
+                Health::Silent => 2,
+            })
     }
 
     /// How many reporters are in each state: (alive, stuck, silent).
@@ -291,9 +378,15 @@ impl Monitor {
         std::mem::take(&mut self.alerts)
     }
 
-    /// Beats received so far.
+    /// Beats received so far (rejected ones included).
     pub fn beats_received(&self) -> u64 {
         self.beats
+    }
+
+    /// Beats rejected so far as impossible for the reporter start they name
+    /// (see [`record`](Monitor::record)).
+    pub fn beats_rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Reads the `heartbeats` table of a reporter's SQLite file: each row
@@ -307,7 +400,10 @@ impl Monitor {
             for beat in rows {
                 let beat = beat?;
                 let age = Duration::from_millis(now_ms.saturating_sub(beat.sent_at_ms));
-                let seen = self.tracked.get(&beat.id).map(|t| (t.beat.seq, t.beat.pid));
+                let seen = self
+                    .tracked
+                    .get(&key_of(&beat))
+                    .map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
                 }
@@ -318,4 +414,12 @@ impl Monitor {
         self.judge(now);
         Ok(())
     }
+}
+
+/// How far `seq` may have moved since `t`'s last beat, by `now`: one per
+/// interval passed, and two more for beats delayed and then on time.
+fn possible_leap(t: &Tracked, now: Instant) -> u64 {
+    let passed =
+        now.saturating_duration_since(t.last_seen).as_nanos() / t.interval.as_nanos().max(1);
+    u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
 }

@@ -102,3 +102,90 @@ fn a_restart_with_the_same_id_and_pid_is_alive_at_once() {
     second.kill().unwrap();
     let _ = second.join();
 }
+
+// ---- 14: a reused id or a forged datagram does not hide a death ----
+
+/// A main process that reports as `id` until killed.
+fn reporting_main(addr: SocketAddr, id: &'static str) -> daemon::Child<()> {
+    Process::new(move || {
+        let _beat = Reporter::new(id)
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
+        testkit::park_until_killed();
+    })
+    .start()
+    .unwrap()
+}
+
+/// Polls `monitor` until `id` is SILENT, for at most 20 intervals (a
+/// killed reporter is SILENT after 3).
+fn assert_turns_silent(monitor: &mut Monitor, id: &str) {
+    let limit = std::time::Instant::now() + INTERVAL * 20;
+    while monitor.health(id) != Some(Health::Silent) {
+        assert!(
+            std::time::Instant::now() < limit,
+            "{id} killed 20 intervals ago is still {:?}",
+            monitor.health(id)
+        );
+        monitor.poll(INTERVAL / 5).unwrap();
+    }
+}
+
+#[test]
+fn killing_one_of_two_processes_on_one_id_is_seen() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let one = reporting_main(addr, "twin");
+    let other = reporting_main(addr, "twin");
+    poll_until(&mut monitor, "beats of both", |m| m.beats_received() >= 10);
+    one.kill().unwrap();
+    let _ = one.join();
+    assert_turns_silent(&mut monitor, "twin");
+    other.kill().unwrap();
+    let _ = other.join();
+}
+
+#[test]
+fn a_forged_beat_with_an_impossible_seq_does_not_keep_a_dead_reporter_alive() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let victim = reporting_main(addr, "victim");
+    poll_until(&mut monitor, "the victim's beats", |m| {
+        m.reporters().first().is_some_and(|r| r.seq >= 2)
+    });
+    let seen = monitor.reporters().remove(0);
+    let forged = Beat {
+        id: seen.id,
+        host: seen.host,
+        pid: seen.pid,
+        seq: u64::MAX,
+        progress: 0,
+        sent_at_ms: 0,
+        interval_ms: u64::MAX / 2,
+        instance: seen.instance,
+    };
+    send_from_another_process(addr, vec![forged]);
+    victim.kill().unwrap();
+    let _ = victim.join();
+    assert_turns_silent(&mut monitor, "victim");
+}
+
+#[test]
+fn the_same_id_on_two_hosts_is_two_reporters() {
+    let mut monitor = Monitor::without_socket();
+    let start = std::time::Instant::now();
+    for (host, beats) in [("a", 1), ("b", 10)] {
+        for seq in 0..beats {
+            let mut beat = beat("web", seq, 100);
+            beat.host = host.into();
+            monitor.record(beat, start + Duration::from_millis(100 * seq));
+        }
+    }
+    monitor.judge(start + Duration::from_millis(950));
+    assert_eq!(monitor.reporters().len(), 2);
+    // Host a's reporter stopped after its first beat: SILENT, though b's
+    // beats with the same id go on.
+    assert_eq!(monitor.health("web"), Some(Health::Silent));
+}
