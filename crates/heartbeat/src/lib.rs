@@ -23,6 +23,10 @@
 //!   than the time passed allows) is rejected. Beats carry no
 //!   authentication: anyone who can reach the monitor can still forge a
 //!   *new* reporter.
+//!   Its memory is bounded ([`Monitor::max_reporters`], default
+//!   [`DEFAULT_MAX_REPORTERS`]): SILENT reporters, once reported, are
+//!   forgotten ([`Monitor::forget_after`]), and so is one named to
+//!   [`Monitor::forget`].
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
@@ -78,7 +82,10 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use monitor::{Alert, Health, Monitor, ReporterState, DEFAULT_MAX_INTERVAL};
+pub use monitor::{
+    Alert, Health, Monitor, ReporterState, DEFAULT_FORGET_AFTER, DEFAULT_MAX_INTERVAL,
+    DEFAULT_MAX_REPORTERS,
+};
 pub use reporter::{Heartbeat, Reporter};
 pub use sys::hostname;
 pub use wire::Beat;

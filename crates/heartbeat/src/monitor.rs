@@ -1,7 +1,7 @@
 //! The watching side: [`Monitor`] takes in beats and judges each reporter
 //! [`Health::Alive`], [`Health::Stuck`] or [`Health::Silent`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(feature = "sqlite")]
@@ -99,11 +99,27 @@ pub struct Monitor {
     silent_after: u32,
     stuck_after: u32,
     max_interval: Duration,
+    max_reporters: usize,
+    forget_after: u32,
     tracked: HashMap<Key, Tracked>,
-    alerts: Vec<Alert>,
+    /// An upper bound of the SILENT reporters in `tracked` (exact after
+    /// `judge`): 0 spares a full monitor the search for room.
+    silent: usize,
+    alerts: VecDeque<Alert>,
+    alerts_dropped: u64,
     beats: u64,
     rejected: u64,
+    refused: u64,
 }
+
+/// How many reporters a monitor tracks at most, unless told otherwise
+/// ([`Monitor::max_reporters`]); it keeps as many alerts pending.
+pub const DEFAULT_MAX_REPORTERS: usize = 50_000;
+
+/// Intervals of silence after which a SILENT reporter (already reported
+/// by its alert) is forgotten, unless told otherwise
+/// ([`Monitor::forget_after`]).
+pub const DEFAULT_FORGET_AFTER: u32 = 100;
 
 /// The longest interval a monitor believes a beat's `interval_ms` about,
 /// unless told otherwise ([`Monitor::max_interval`]): a beat claiming more
@@ -134,10 +150,15 @@ impl Monitor {
             silent_after: DEFAULT_SILENT_AFTER,
             stuck_after: DEFAULT_STUCK_AFTER,
             max_interval: DEFAULT_MAX_INTERVAL,
+            max_reporters: DEFAULT_MAX_REPORTERS,
+            forget_after: DEFAULT_FORGET_AFTER,
             tracked: HashMap::new(),
-            alerts: Vec::new(),
+            silent: 0,
+            alerts: VecDeque::new(),
+            alerts_dropped: 0,
             beats: 0,
             rejected: 0,
+            refused: 0,
         }
     }
 
@@ -160,6 +181,28 @@ impl Monitor {
     /// reporter count as alive for longer than `silent_after` times this.
     pub fn max_interval(mut self, interval: Duration) -> Monitor {
         self.max_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Tracks at most `reporters` reporters (at least 1; default
+    /// [`DEFAULT_MAX_REPORTERS`]) and keeps at most as many alerts pending,
+    /// so that made-up ids from the network cannot exhaust memory. A new
+    /// reporter arriving at the limit takes the place of those already
+    /// reported SILENT; with none, its beat is refused (counted by
+    /// [`reporters_refused`](Monitor::reporters_refused)). Past the alert
+    /// limit the oldest pending alert is dropped (counted by
+    /// [`alerts_dropped`](Monitor::alerts_dropped)).
+    pub fn max_reporters(mut self, reporters: usize) -> Monitor {
+        self.max_reporters = reporters.max(1);
+        self
+    }
+
+    /// Forgets a SILENT reporter (already reported by its alert) once it
+    /// has been without a beat for `intervals` of its intervals (at least
+    /// `silent_after`; default [`DEFAULT_FORGET_AFTER`]). Should it beat
+    /// again, it is a new reporter.
+    pub fn forget_after(mut self, intervals: u32) -> Monitor {
+        self.forget_after = intervals;
         self
     }
 
@@ -253,6 +296,10 @@ impl Monitor {
                 t.interval = interval;
             }
             None => {
+                if self.tracked.len() >= self.max_reporters && !self.make_room(now) {
+                    self.refused += 1;
+                    return;
+                }
                 self.tracked.insert(
                     key,
                     Tracked {
@@ -268,6 +315,29 @@ impl Monitor {
         }
     }
 
+    /// Forgets the reporters already reported SILENT that are silent still
+    /// at `now`; whether any were.
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.silent == 0 {
+            return false;
+        }
+        let before = self.tracked.len();
+        let silent_after = self.silent_after;
+        self.tracked
+            .retain(|_, t| !(t.health == Health::Silent && is_silent(t, now, silent_after)));
+        self.silent = 0;
+        self.tracked.len() < before
+    }
+
+    /// Forgets every reporter with this id (on any host, of any start);
+    /// how many there were. A later beat of the id makes a new reporter.
+    pub fn forget(&mut self, id: &str) -> usize {
+        let before = self.tracked.len();
+        self.tracked
+            .retain(|(_, tracked_id, _), _| tracked_id != id);
+        before - self.tracked.len()
+    }
+
     /// Re-judges every reporter as of `now`, recording changes as alerts.
     ///
     /// A reporter that has missed its beats while another start of the same
@@ -277,28 +347,43 @@ impl Monitor {
     /// an alert.
     pub fn judge(&mut self, now: Instant) {
         let silent_after = self.silent_after;
-        let is_silent = |t: &Tracked| {
-            // Saturating: the interval comes from the beat (the network).
-            now.saturating_duration_since(t.last_seen) > t.interval.saturating_mul(silent_after)
-        };
+        let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
+        // Reported SILENT long ago: forgotten.
+        let forget_after = self.forget_after.max(silent_after);
+        self.tracked
+            .retain(|_, t| !(t.health == Health::Silent && is_silent_for(t, now, forget_after)));
         // Restarted: silent, and a later start of the same (host, id) began
-        // after its last beat.
-        let mut newest_start: HashMap<(&str, &str), Instant> = HashMap::new();
-        for ((host, id, _), t) in &self.tracked {
-            let newest = newest_start.entry((host, id)).or_insert(t.first_seen);
-            *newest = (*newest).max(t.first_seen);
+        // after its last beat. (Only the silent ones' (host, id) are looked
+        // up, so a monitor of many live reporters does not build a map each
+        // time.)
+        let mut newest_start: HashMap<(&str, &str), Instant> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| is_silent(t))
+            .map(|((host, id, _), t)| ((host.as_str(), id.as_str()), t.first_seen))
+            .collect();
+        if !newest_start.is_empty() {
+            for ((host, id, _), t) in &self.tracked {
+                if let Some(newest) = newest_start.get_mut(&(host.as_str(), id.as_str())) {
+                    *newest = (*newest).max(t.first_seen);
+                }
+            }
         }
         let restarted: Vec<Key> = self
             .tracked
             .iter()
             .filter(|((host, id, _), t)| {
-                is_silent(t) && newest_start[&(host.as_str(), id.as_str())] > t.last_seen
+                is_silent(t)
+                    && newest_start
+                        .get(&(host.as_str(), id.as_str()))
+                        .is_some_and(|&newest| newest > t.last_seen)
             })
             .map(|(key, _)| key.clone())
             .collect();
         for key in restarted {
             self.tracked.remove(&key);
         }
+        self.silent = 0;
         for ((host, id, _), t) in &mut self.tracked {
             let stuck = now.saturating_duration_since(t.progress_moved)
                 > t.interval.saturating_mul(self.stuck_after);
@@ -309,8 +394,15 @@ impl Monitor {
             } else {
                 Health::Alive
             };
+            if health == Health::Silent {
+                self.silent += 1;
+            }
             if health != t.health {
-                self.alerts.push(Alert {
+                if self.alerts.len() >= self.max_reporters {
+                    self.alerts.pop_front();
+                    self.alerts_dropped += 1;
+                }
+                self.alerts.push_back(Alert {
                     id: id.clone(),
                     host: host.clone(),
                     from: t.health,
@@ -375,7 +467,19 @@ impl Monitor {
 
     /// Takes the health changes recorded since the last call.
     pub fn take_alerts(&mut self) -> Vec<Alert> {
-        std::mem::take(&mut self.alerts)
+        std::mem::take(&mut self.alerts).into()
+    }
+
+    /// Alerts dropped so far, oldest first, because more than
+    /// `max_reporters` were pending (see [`max_reporters`](Monitor::max_reporters)).
+    pub fn alerts_dropped(&self) -> u64 {
+        self.alerts_dropped
+    }
+
+    /// Beats of new reporters refused so far because the monitor tracked
+    /// `max_reporters` and none of them was SILENT.
+    pub fn reporters_refused(&self) -> u64 {
+        self.refused
     }
 
     /// Beats received so far (rejected ones included).
@@ -422,4 +526,15 @@ fn possible_leap(t: &Tracked, now: Instant) -> u64 {
     let passed =
         now.saturating_duration_since(t.last_seen).as_nanos() / t.interval.as_nanos().max(1);
     u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
+}
+
+/// Whether `t` has missed `silent_after` intervals by `now`.
+fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
+    is_silent_for(t, now, silent_after)
+}
+
+/// Whether `t` has been without a beat for more than `intervals` of its
+/// intervals by `now` (saturating: the interval comes from the network).
+fn is_silent_for(t: &Tracked, now: Instant, intervals: u32) -> bool {
+    now.saturating_duration_since(t.last_seen) > t.interval.saturating_mul(intervals)
 }

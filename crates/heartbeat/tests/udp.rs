@@ -189,3 +189,77 @@ fn the_same_id_on_two_hosts_is_two_reporters() {
     // beats with the same id go on.
     assert_eq!(monitor.health("web"), Some(Health::Silent));
 }
+
+// ---- 13: the monitor's memory is bounded ----
+
+#[test]
+fn made_up_ids_from_the_network_do_not_grow_the_monitor_without_bound() {
+    const IDS: u64 = 200_000;
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let mut sender = Process::new(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for n in 0..IDS {
+            let json = serde_json::to_vec(&beat(&format!("made-up-{n}"), 0, 60_000)).unwrap();
+            socket.send_to(&json, addr).unwrap();
+        }
+    })
+    .start()
+    .unwrap();
+    let limit = testkit::deadline(testkit::GENEROUS * 3);
+    while sender.is_alive() {
+        assert!(
+            std::time::Instant::now() < limit,
+            "the sender never finished"
+        );
+        monitor.poll(Duration::from_millis(10)).unwrap();
+    }
+    sender.join().unwrap();
+    monitor.poll(Duration::ZERO).unwrap();
+    let tracked = monitor.reporters().len();
+    eprintln!(
+        "{} beats received, {tracked} reporters tracked",
+        monitor.beats_received()
+    );
+    assert!(monitor.beats_received() > heartbeat::DEFAULT_MAX_REPORTERS as u64);
+    assert_eq!(tracked, heartbeat::DEFAULT_MAX_REPORTERS);
+    assert_eq!(
+        monitor.reporters_refused(),
+        monitor.beats_received() - tracked as u64
+    );
+}
+
+#[test]
+fn reported_silent_reporters_make_room_and_alerts_are_bounded() {
+    let mut monitor = Monitor::without_socket().max_reporters(1_000);
+    let start = std::time::Instant::now();
+    // 20 generations of 1,000 reporters, each beating once, then silent;
+    // alerts are never taken.
+    for generation in 0..20u64 {
+        let now = start + Duration::from_secs(generation);
+        for n in 0..1_000 {
+            monitor.record(beat(&format!("g{generation}-{n}"), 0, 100), now);
+        }
+        monitor.judge(now + Duration::from_millis(500));
+    }
+    // Each generation went SILENT (reported) and made room for the next.
+    assert_eq!(monitor.counts(), (0, 0, 1_000));
+    assert!(monitor.health("g19-0").is_some());
+    let alerts = monitor.take_alerts();
+    assert_eq!(alerts.len(), 1_000, "alerts kept: at most max_reporters");
+    assert_eq!(monitor.alerts_dropped(), 19_000);
+    // Long-silent reporters are forgotten after forget_after intervals.
+    monitor.judge(start + Duration::from_secs(60));
+    assert_eq!(monitor.counts(), (0, 0, 0));
+}
+
+#[test]
+fn forget_drops_a_reporter() {
+    let mut monitor = Monitor::without_socket();
+    let now = std::time::Instant::now();
+    monitor.record(beat("gone", 0, 100), now);
+    monitor.record(beat("kept", 0, 100), now);
+    assert_eq!(monitor.forget("gone"), 1);
+    assert_eq!(monitor.health("gone"), None);
+    assert_eq!(monitor.reporters().len(), 1);
+}
