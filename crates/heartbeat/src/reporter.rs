@@ -87,8 +87,11 @@ impl Reporter {
     }
 }
 
-/// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
-/// (an absolute schedule, so late wake-ups do not accumulate into drift).
+/// The daemon's loop: a beat at once, then one at each tick start + k *
+/// interval (an absolute schedule, so late wake-ups do not accumulate into
+/// drift). After a pause (the daemon stopped, the machine suspended) it
+/// beats once and goes on at the next tick in the future: the beats missed
+/// are not sent in a burst.
 fn report_forever(
     config: &Reporter,
     sinks: &Sinks,
@@ -97,9 +100,7 @@ fn report_forever(
     instance: u64,
 ) {
     let host = sys::hostname();
-    // The next beat's time; `None` once past the end of the clock (an
-    // interval of `Duration::MAX`): no more beats after the first.
-    let mut next = Some(Instant::now());
+    let start = Instant::now();
     for seq in 0.. {
         sinks.send(&Beat {
             id: config.id.clone(),
@@ -111,18 +112,27 @@ fn report_forever(
             interval_ms: config.interval.as_millis() as u64,
             instance,
         });
-        next = next.and_then(|n| n.checked_add(config.interval));
-        match next {
-            Some(next) => {
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+        let now = Instant::now();
+        match next_tick(start, config.interval, now) {
+            Some(next) => std::thread::sleep(next.saturating_duration_since(now)),
+            // Past the end of the clock (an interval of `Duration::MAX`):
+            // no more beats after the first.
             None => loop {
                 std::thread::park();
             },
         }
     }
+}
+
+/// The first tick `start + k * interval` (k >= 1) after `now`; `None` past
+/// the end of the clock. Computed in 128 bits: no overflow however many
+/// intervals have passed.
+fn next_tick(start: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    let interval = interval.as_nanos().max(1);
+    let ticks = now.saturating_duration_since(start).as_nanos() / interval + 1;
+    let offset = ticks.checked_mul(interval)?;
+    let secs = u64::try_from(offset / 1_000_000_000).ok()?;
+    start.checked_add(Duration::new(secs, (offset % 1_000_000_000) as u32))
 }
 
 /// The running reporter of this process.
@@ -153,5 +163,40 @@ impl Drop for Heartbeat {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.join_timeout(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_tick_is_the_first_in_the_future() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(next_tick(start, ms(10), start), Some(start + ms(10)));
+        assert_eq!(
+            next_tick(start, ms(10), start + ms(9)),
+            Some(start + ms(10))
+        );
+        assert_eq!(
+            next_tick(start, ms(10), start + ms(10)),
+            Some(start + ms(20))
+        );
+        // A pause of 3 s: the next tick after it, not the 300 missed.
+        assert_eq!(
+            next_tick(start, ms(10), start + ms(3_005)),
+            Some(start + ms(3_010))
+        );
+    }
+
+    #[test]
+    fn the_next_tick_never_overflows() {
+        let start = Instant::now();
+        // More than 2^32 intervals after the start.
+        let ms = Duration::from_millis;
+        let far = start + ms(1 << 33);
+        assert_eq!(next_tick(start, ms(1), far), Some(far + ms(1)));
+        assert_eq!(next_tick(start, Duration::MAX, start), None);
     }
 }

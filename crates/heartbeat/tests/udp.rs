@@ -263,3 +263,41 @@ fn forget_drops_a_reporter() {
     assert_eq!(monitor.health("gone"), None);
     assert_eq!(monitor.reporters().len(), 1);
 }
+
+// ---- 12: after a pause, no burst of missed beats ----
+
+#[test]
+fn a_reporter_resumed_after_a_pause_does_not_burst() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(testkit::GENEROUS)).unwrap();
+    let interval = Duration::from_millis(10);
+    let beat = Reporter::new("paused")
+        .interval(interval)
+        .udp(socket.local_addr().unwrap())
+        .start()
+        .unwrap();
+    let daemon = Pid::from_raw(beat.pid().get() as i32).unwrap();
+    let mut buf = [0u8; 65_536];
+    socket.recv(&mut buf).expect("a first beat");
+    kill_process(daemon, Signal::STOP).unwrap();
+    assert!(testkit::wait_stopped_or_exited(beat.pid()));
+    // Drain what was sent before the stop; then 100 intervals without a
+    // beat (the pause: a recv that must time out).
+    socket.set_read_timeout(Some(interval * 100)).unwrap();
+    while socket.recv(&mut buf).is_ok() {}
+    kill_process(daemon, Signal::CONT).unwrap();
+    socket.set_read_timeout(Some(testkit::GENEROUS)).unwrap();
+    socket.recv(&mut buf).expect("a beat after the pause");
+    let resumed = std::time::Instant::now();
+    // The next 10 intervals: about 10 beats, not the 100 missed ones.
+    let mut beats = 0;
+    socket.set_read_timeout(Some(interval)).unwrap();
+    while resumed.elapsed() < interval * 10 {
+        if socket.recv(&mut buf).is_ok() {
+            beats += 1;
+        }
+    }
+    eprintln!("{beats} beats in the 10 intervals after the pause");
+    assert!(beats <= 15, "{beats} beats in 10 intervals: a burst");
+}
