@@ -136,9 +136,17 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
 
 pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, DemoError> {
     let mut monitor = Monitor::udp(args.listen)?.silent_after(args.silent_after);
+    // A small buffer loses beats in bursts: say what the kernel gave.
+    let buffer = monitor.receive_buffer()?;
     ctx.say(
-        format!("监控在 {} 接收报活 (UDP)", monitor.local_addr()?),
-        format!("monitor receiving beats on {} (UDP)", monitor.local_addr()?),
+        format!(
+            "监控在 {} 接收报活 (UDP, 接收缓冲区 {buffer} 字节)",
+            monitor.local_addr()?
+        ),
+        format!(
+            "monitor receiving beats on {} (UDP, receive buffer {buffer} bytes)",
+            monitor.local_addr()?
+        ),
     );
     let started = Instant::now();
     let until = args

@@ -27,6 +27,11 @@
 //!   [`DEFAULT_MAX_REPORTERS`]): SILENT reporters, once reported, are
 //!   forgotten ([`Monitor::forget_after`]), and so is one named to
 //!   [`Monitor::forget`].
+//!   Its receive buffer decides how large a burst it survives: it asks for
+//!   8 MiB, which without `CAP_NET_ADMIN` stays within `net.core.rmem_max`
+//!   (212,992 bytes on an untuned kernel); [`Monitor::receive_buffer`] says
+//!   what it got. Reporters beat at a random phase, so that those started
+//!   together spread over the interval.
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one

@@ -206,6 +206,33 @@ impl Monitor {
         self
     }
 
+    /// The receive buffer of its UDP socket, in bytes, as the kernel
+    /// reports it (on Linux twice what was asked). [`udp`](Monitor::udp)
+    /// asks for 8 MiB: beyond `net.core.rmem_max` with `CAP_NET_ADMIN`,
+    /// within it otherwise, where the kernel's default `rmem_max` gives
+    /// 425,984. Too small a buffer drops beats in bursts, so a monitor of
+    /// many reporters should say what it got.
+    pub fn receive_buffer(&self) -> Result<usize, HeartbeatError> {
+        match &self.socket {
+            Some(socket) => {
+                sys::receive_buffer(socket).map_err(io_error("read the monitor's receive buffer"))
+            }
+            None => Err(HeartbeatError::NoSink),
+        }
+    }
+
+    /// Asks for a receive buffer of `bytes` (`SO_RCVBUF`, within
+    /// `net.core.rmem_max`), replacing what [`udp`](Monitor::udp) got, and
+    /// returns the buffer obtained (see [`receive_buffer`](Monitor::receive_buffer)).
+    pub fn set_receive_buffer(&mut self, bytes: usize) -> Result<usize, HeartbeatError> {
+        match &self.socket {
+            Some(socket) => sys::set_receive_buffer(socket, bytes)
+                .map_err(io_error("set the monitor's receive buffer"))?,
+            None => return Err(HeartbeatError::NoSink),
+        }
+        self.receive_buffer()
+    }
+
     /// The UDP address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, HeartbeatError> {
         match &self.socket {

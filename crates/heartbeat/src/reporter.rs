@@ -67,6 +67,7 @@ impl Reporter {
         let progress = Shared::new(AtomicU64::new(0))?;
         let main_pid = shm::pid::current();
         let instance = sys::random_u64();
+        let phase = random_phase(self.interval);
         // Open the sinks here, so that errors reach the caller. SQLite
         // connections must not cross a fork: the child opens its own.
         #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
@@ -78,7 +79,7 @@ impl Reporter {
             if let Some(path) = &self.database {
                 sinks.database = open_database(path).ok().map(|db| (db, path.clone()));
             }
-            report_forever(&self, &sinks, &progress, main_pid, instance)
+            report_forever(&self, &sinks, &progress, main_pid, instance, phase)
         })
         .name(format!("heartbeat-{}", self.id))
         .daemon(true)
@@ -87,20 +88,26 @@ impl Reporter {
     }
 }
 
-/// The daemon's loop: a beat at once, then one at each tick start + k *
-/// interval (an absolute schedule, so late wake-ups do not accumulate into
-/// drift). After a pause (the daemon stopped, the machine suspended) it
-/// beats once and goes on at the next tick in the future: the beats missed
-/// are not sent in a burst.
+/// The daemon's loop: a beat at once, then one at each tick `start +
+/// phase + k * interval` (an absolute schedule, so late wake-ups do not
+/// accumulate into drift). The phase is random in [0, interval), so
+/// reporters started together do not beat together for ever (a burst the
+/// monitor's receive buffer may not hold, losing the same reporters each
+/// interval); the first gap is between one and two intervals. After a
+/// pause (the daemon stopped, the machine suspended) it beats once and goes
+/// on at the next tick in the future: the beats missed are not sent in a
+/// burst.
 fn report_forever(
     config: &Reporter,
     sinks: &Sinks,
     progress: &AtomicU64,
     main_pid: shm::pid::Pid,
     instance: u64,
+    phase: Duration,
 ) {
     let host = sys::hostname();
-    let start = Instant::now();
+    let now = Instant::now();
+    let start = now.checked_add(phase).unwrap_or(now);
     for seq in 0.. {
         sinks.send(&Beat {
             id: config.id.clone(),
@@ -124,7 +131,18 @@ fn report_forever(
     }
 }
 
-/// The first tick `start + k * interval` (k >= 1) after `now`; `None` past
+/// A random offset in [0, `interval`).
+fn random_phase(interval: Duration) -> Duration {
+    let nanos = u128::from(sys::random_u64()) % interval.as_nanos().max(1);
+    // Below `interval`, so it fits.
+    Duration::new(
+        u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
+        (nanos % 1_000_000_000) as u32,
+    )
+}
+
+/// The first tick `start + k * interval` (k >= 1) after `now` (`start`
+/// may be later than `now`); `None` past
 /// the end of the clock. Computed in 128 bits: no overflow however many
 /// intervals have passed.
 fn next_tick(start: Instant, interval: Duration, now: Instant) -> Option<Instant> {

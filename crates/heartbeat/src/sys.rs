@@ -8,7 +8,8 @@ use std::time::Duration;
 /// A monitor of many reporters receives bursts; the default buffer (about
 /// 200 KiB) drops datagrams, which would read as false silence. Asks for 8
 /// MiB, beyond the system's limit if privileged (`SO_RCVBUFFORCE`), within
-/// it otherwise (`SO_RCVBUF`); best effort.
+/// it (`net.core.rmem_max`) otherwise (`SO_RCVBUF`); best effort: what was
+/// obtained is [`receive_buffer`]'s to tell.
 pub(crate) fn enlarge_receive_buffer(socket: &UdpSocket) {
     const SIZE: usize = 8 << 20;
     if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, SIZE).is_err() {
@@ -30,6 +31,20 @@ pub(crate) fn random_u64() -> u64 {
             ))
         }
     }
+}
+
+/// The receive buffer `socket` has, in bytes (`SO_RCVBUF`: on Linux twice
+/// what was asked, the kernel's bookkeeping included).
+pub(crate) fn receive_buffer(socket: &UdpSocket) -> io::Result<usize> {
+    Ok(rustix::net::sockopt::socket_recv_buffer_size(socket)?)
+}
+
+/// Asks for a receive buffer of `bytes` (`SO_RCVBUF`, within
+/// `net.core.rmem_max`).
+pub(crate) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_recv_buffer_size(
+        socket, bytes,
+    )?)
 }
 
 /// This machine's name (`uname(2)`'s node name, which is what

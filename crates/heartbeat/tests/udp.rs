@@ -301,3 +301,55 @@ fn a_reporter_resumed_after_a_pause_does_not_burst() {
     eprintln!("{beats} beats in the 10 intervals after the pause");
     assert!(beats <= 15, "{beats} beats in 10 intervals: a burst");
 }
+
+// ---- 15: the receive buffer obtained is reported; phases are jittered ----
+
+#[test]
+fn the_receive_buffer_obtained_is_reported() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    // What `udp` obtained (8 MiB asked; as root beyond rmem_max, else
+    // within it): never less than the kernel's default.
+    assert!(monitor.receive_buffer().unwrap() >= 212_992);
+    // Linux doubles what is asked, for its bookkeeping.
+    assert_eq!(monitor.set_receive_buffer(100_000).unwrap(), 200_000);
+    assert_eq!(monitor.receive_buffer().unwrap(), 200_000);
+}
+
+#[test]
+fn reporters_started_together_beat_at_different_phases() {
+    const REPORTERS: usize = 20;
+    let interval = Duration::from_millis(200);
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let ids: Vec<String> = (0..REPORTERS).map(|n| format!("together-{n}")).collect();
+    let beats: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            Reporter::new(id.as_str())
+                .interval(interval)
+                .udp(addr)
+                .start()
+                .unwrap()
+        })
+        .collect();
+    // Each reporter's first two beats: when its second came after its first.
+    let mut first = std::collections::HashMap::new();
+    let mut offsets = std::collections::HashMap::new();
+    poll_until(&mut monitor, "two beats of every reporter", |m| {
+        let now = std::time::Instant::now();
+        for r in m.reporters() {
+            let at = *first.entry(r.id.clone()).or_insert(now);
+            if r.seq >= 1 {
+                offsets.entry(r.id).or_insert(now - at);
+            }
+        }
+        offsets.len() == REPORTERS
+    });
+    drop(beats);
+    let offsets: Vec<Duration> = offsets.into_values().collect();
+    let spread = *offsets.iter().max().unwrap() - *offsets.iter().min().unwrap();
+    eprintln!("second beats {spread:?} apart across the reporters");
+    // One phase for all would put them within scheduling noise of each
+    // other; random phases spread them over the interval.
+    assert!(spread > interval * 2 / 5, "{offsets:?}");
+}
