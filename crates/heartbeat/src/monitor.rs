@@ -90,6 +90,10 @@ struct Tracked {
     progress_moved: Instant,
     interval: Duration,
     health: Health,
+    /// The last beat rejected for its `seq` leap, and when: should the next
+    /// beats go on from it, the leap was real (beats lost while one was
+    /// delayed), not forged.
+    leap: Option<(u64, Instant)>,
 }
 
 /// Watches reporters (see the [crate](crate) documentation).
@@ -295,7 +299,9 @@ impl Monitor {
     /// (counted by [`beats_rejected`](Monitor::beats_rejected), changing
     /// nothing) when it cannot come from the reporter start it names: its
     /// interval differs from that start's, or its `seq` leaps further than
-    /// the time since the last beat allows (a forged `seq = u64::MAX`).
+    /// the time since the last beat allows (a forged `seq = u64::MAX`)
+    /// and the next beat does not go on from it (as it does when beats
+    /// were lost while the last one accepted was delayed).
     /// A lower `seq` of the same start is a reordered datagram, ignored.
     pub fn record(&mut self, beat: Beat, now: Instant) {
         self.beats += 1;
@@ -310,10 +316,22 @@ impl Monitor {
                     if beat.seq < t.beat.seq {
                         return; // reordered datagram: older news
                     }
-                    if interval != t.interval || beat.seq - t.beat.seq > possible_leap(t, now) {
+                    if interval != t.interval {
                         self.rejected += 1;
                         return;
                     }
+                    let leap_from = |seq: u64, seen: Instant| {
+                        beat.seq - seq <= possible_leap(t.interval, seen, now)
+                    };
+                    let plausible = leap_from(t.beat.seq, t.last_seen)
+                        || t.leap
+                            .is_some_and(|(seq, seen)| beat.seq > seq && leap_from(seq, seen));
+                    if !plausible {
+                        t.leap = Some((beat.seq, now));
+                        self.rejected += 1;
+                        return;
+                    }
+                    t.leap = None;
                 }
                 if beat.progress != t.beat.progress || !same_start {
                     t.progress_moved = now;
@@ -336,6 +354,7 @@ impl Monitor {
                         progress_moved: now,
                         interval,
                         health: Health::Alive,
+                        leap: None,
                     },
                 );
             }
@@ -547,11 +566,11 @@ impl Monitor {
     }
 }
 
-/// How far `seq` may have moved since `t`'s last beat, by `now`: one per
-/// interval passed, and two more for beats delayed and then on time.
-fn possible_leap(t: &Tracked, now: Instant) -> u64 {
-    let passed =
-        now.saturating_duration_since(t.last_seen).as_nanos() / t.interval.as_nanos().max(1);
+/// How far a reporter's `seq` may have moved from a beat seen at `seen`, by
+/// `now`: one per interval passed, and two more for beats delayed and then
+/// on time.
+fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
+    let passed = now.saturating_duration_since(seen).as_nanos() / interval.as_nanos().max(1);
     u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
 }
 

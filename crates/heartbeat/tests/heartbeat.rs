@@ -198,8 +198,7 @@ fn load(reporters: u64, rounds: u64) -> (Vec<heartbeat::Alert>, u64, u64) {
     let seed = testkit::monotonic_ns();
     eprintln!("{reporters} reporters, seed {seed}, receive buffer {buffer} bytes");
     let interval = Duration::from_secs(1);
-    let start = Instant::now();
-    let sender = Process::new(move || {
+    let mut sender = Process::new(move || {
         let mut rng = testkit::Rng::new(seed);
         let mut phases: Vec<(Duration, u64)> = (0..reporters)
             .map(|r| (Duration::from_nanos(rng.below(1_000_000_000)), r))
@@ -237,6 +236,7 @@ fn load(reporters: u64, rounds: u64) -> (Vec<heartbeat::Alert>, u64, u64) {
             })
             .collect();
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = Instant::now();
         for (due, bytes) in rounds.iter().flatten() {
             if let Some(wait) = (start + *due).checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
@@ -247,14 +247,20 @@ fn load(reporters: u64, rounds: u64) -> (Vec<heartbeat::Alert>, u64, u64) {
     .start()
     .unwrap();
     // Watch while every round runs (the last ends before rounds + 1 s).
-    let end = start + interval * (rounds as u32 + 1);
-    while Instant::now() < end {
+    let limit = testkit::deadline(testkit::GENEROUS + interval * (rounds as u32 + 1));
+    while sender.is_alive() {
+        assert!(Instant::now() < limit, "the reporters never finished");
         monitor.poll(Duration::from_millis(100)).unwrap();
     }
     sender.join().unwrap();
     monitor.poll(Duration::from_millis(100)).unwrap();
     let (alive, stuck, silent) = monitor.counts();
     eprintln!("alive {alive}, stuck {stuck}, silent {silent}");
+    eprintln!(
+        "rejected {}, refused {}",
+        monitor.beats_rejected(),
+        monitor.reporters_refused()
+    );
     assert_eq!(
         alive + stuck + silent,
         reporters as usize,

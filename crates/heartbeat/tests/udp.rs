@@ -353,3 +353,25 @@ fn reporters_started_together_beat_at_different_phases() {
     // other; random phases spread them over the interval.
     assert!(spread > interval * 2 / 5, "{offsets:?}");
 }
+
+#[test]
+fn a_real_seq_leap_is_accepted_once_the_next_beat_goes_on_from_it() {
+    // The last beat accepted (seq 0) was delayed 5 intervals in a full
+    // queue, and the beats after it were lost: seq 6 arrives at once after
+    // it, more than the time since allows; seq 7 goes on from it.
+    let mut monitor = Monitor::without_socket();
+    let start = std::time::Instant::now();
+    let ms = Duration::from_millis;
+    monitor.record(beat("delayed", 0, 100), start);
+    monitor.record(beat("delayed", 6, 100), start + ms(10));
+    assert_eq!(monitor.beats_rejected(), 1);
+    monitor.record(beat("delayed", 7, 100), start + ms(110));
+    assert_eq!(monitor.beats_rejected(), 1);
+    assert_eq!(monitor.reporters()[0].seq, 7);
+    // A forged leap nothing goes on from stays rejected, and the real
+    // beats after it are taken.
+    monitor.record(beat("delayed", u64::MAX, 100), start + ms(120));
+    monitor.record(beat("delayed", 8, 100), start + ms(210));
+    assert_eq!(monitor.beats_rejected(), 2);
+    assert_eq!(monitor.reporters()[0].seq, 8);
+}
