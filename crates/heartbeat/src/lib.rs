@@ -102,6 +102,14 @@ pub const DEFAULT_SILENT_AFTER: u32 = 3;
 /// Intervals without progress before a reporter counts as stuck.
 pub const DEFAULT_STUCK_AFTER: u32 = 3;
 
+/// The longest reporter id, in bytes: with the longest host name
+/// ([`MAX_HOST_BYTES`]) and every character escaped in JSON (6 bytes each),
+/// a beat still fits one UDP datagram (65,507 bytes), which a monitor
+/// receives whole.
+pub const MAX_ID_BYTES: usize = 4096;
+/// The longest host name a reporter sends, in bytes (Linux allows 64).
+pub const MAX_HOST_BYTES: usize = 255;
+
 /// A heartbeat failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +136,17 @@ pub enum HeartbeatError {
     /// Starting the reporting daemon failed.
     #[error("starting the heartbeat reporter: {0}")]
     Start(#[from] daemon::Error),
+    /// A reporter's id ([`MAX_ID_BYTES`]) or host name ([`MAX_HOST_BYTES`])
+    /// is too long for its beats to fit a datagram.
+    #[error("the reporter's {what} is {len} bytes, more than the {max} a beat may carry")]
+    TooLong {
+        /// `"id"` or `"host name"`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]
     NoSink,

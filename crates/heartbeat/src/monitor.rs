@@ -271,7 +271,8 @@ impl Monitor {
         socket: &UdpSocket,
         until: Option<Instant>,
     ) -> Result<(), HeartbeatError> {
-        let mut buf = [0u8; 2048];
+        // Any UDP datagram fits: a beat is never cut short.
+        let mut buf = vec![0u8; 65_536];
         loop {
             loop {
                 match socket.recv(&mut buf) {

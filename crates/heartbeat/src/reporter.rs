@@ -13,7 +13,7 @@ use shm::Shared;
 use crate::sinks::open_database;
 use crate::sinks::Sinks;
 use crate::wire::{unix_ms, Beat};
-use crate::{sys, HeartbeatError, DEFAULT_INTERVAL};
+use crate::{sys, HeartbeatError, DEFAULT_INTERVAL, MAX_HOST_BYTES, MAX_ID_BYTES};
 
 /// Configures a heartbeat reporter (see the [crate](crate) documentation).
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct Reporter {
 
 impl Reporter {
     /// A reporter named `id`, every [`DEFAULT_INTERVAL`], to nowhere yet.
+    /// An id longer than [`MAX_ID_BYTES`] (or a host name longer than
+    /// [`MAX_HOST_BYTES`]) makes [`start`](Reporter::start) fail with
+    /// [`HeartbeatError::TooLong`], before any daemon is started.
     pub fn new(id: impl Into<String>) -> Reporter {
         Reporter {
             id: id.into(),
@@ -63,6 +66,14 @@ impl Reporter {
     pub fn start(self) -> Result<Heartbeat, HeartbeatError> {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
+        }
+        for (what, len, max) in [
+            ("id", self.id.len(), MAX_ID_BYTES),
+            ("host name", sys::hostname().len(), MAX_HOST_BYTES),
+        ] {
+            if len > max {
+                return Err(HeartbeatError::TooLong { what, len, max });
+            }
         }
         let progress = Shared::new(AtomicU64::new(0))?;
         let main_pid = shm::pid::current();

@@ -375,3 +375,32 @@ fn a_real_seq_leap_is_accepted_once_the_next_beat_goes_on_from_it() {
     assert_eq!(monitor.beats_rejected(), 2);
     assert_eq!(monitor.reporters()[0].seq, 8);
 }
+// ---- 16: long ids are seen, or refused at once ----
+
+#[test]
+fn a_reporter_with_a_2000_byte_id_is_seen() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let id = "x".repeat(2_000);
+    let _beat = Reporter::new(id.as_str())
+        .interval(INTERVAL)
+        .udp(monitor.local_addr().unwrap())
+        .start()
+        .unwrap();
+    poll_until(&mut monitor, "the long id's beat", |m| {
+        m.health(&id).is_some()
+    });
+}
+
+#[test]
+fn an_id_too_long_for_a_datagram_is_refused_at_start() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let id = "x".repeat(heartbeat::MAX_ID_BYTES + 1);
+    let started = Reporter::new(id).udp(socket.local_addr().unwrap()).start();
+    let Err(err) = started else {
+        panic!("a reporter whose beats could not be received started");
+    };
+    assert!(
+        err.to_string().contains("4097 bytes"),
+        "a clear error: {err}"
+    );
+}
