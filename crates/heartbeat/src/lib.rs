@@ -97,6 +97,9 @@ pub use wire::Beat;
 
 /// The lesson's interval: one report a minute. Most users want less.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest interval a reporter beats at: [`Reporter::interval`]
+/// raises shorter ones to it.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Missed intervals before a reporter counts as silent.
 pub const DEFAULT_SILENT_AFTER: u32 = 3;
 /// Intervals without progress before a reporter counts as stuck.

@@ -13,7 +13,7 @@ use shm::Shared;
 use crate::sinks::open_database;
 use crate::sinks::Sinks;
 use crate::wire::{unix_ms, Beat};
-use crate::{sys, HeartbeatError, DEFAULT_INTERVAL, MAX_HOST_BYTES, MAX_ID_BYTES};
+use crate::{sys, HeartbeatError, DEFAULT_INTERVAL, MAX_HOST_BYTES, MAX_ID_BYTES, MIN_INTERVAL};
 
 /// Configures a heartbeat reporter (see the [crate](crate) documentation).
 #[derive(Debug, Clone)]
@@ -39,9 +39,9 @@ impl Reporter {
         }
     }
 
-    /// Reports every `interval` (at least a millisecond).
+    /// Reports every `interval` (at least [`MIN_INTERVAL`]).
     pub fn interval(mut self, interval: Duration) -> Reporter {
-        self.interval = interval.max(Duration::from_millis(1));
+        self.interval = interval.max(MIN_INTERVAL);
         self
     }
 
