@@ -14,7 +14,8 @@ pub struct Beat {
     pub host: String,
     /// The pid of the main process it reports for.
     pub pid: shm::pid::Pid,
-    /// 0, 1, 2, ... one per interval.
+    /// 0, 1, 2, ... one per beat of this start: after a pause the
+    /// intervals missed are skipped, not counted.
     pub seq: u64,
     /// The main process's progress counter.
     pub progress: u64,
