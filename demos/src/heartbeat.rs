@@ -36,7 +36,8 @@ pub(crate) struct MonitorArgs {
     /// UDP address to receive beats on.
     #[arg(long, default_value = "127.0.0.1:9999")]
     listen: SocketAddr,
-    /// Also read beats from this SQLite file (the reporters' "写数据库").
+    /// Also read beats from this SQLite file (the reporters' "写数据库"),
+    /// which must exist.
     #[arg(long)]
     db: Option<PathBuf>,
     /// Stop after this many seconds (default: run until interrupted).
@@ -55,7 +56,11 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         )
         .into());
     }
-    let interval = ctx.scaled(Duration::from_secs_f64(args.interval));
+    // The interval the reporter really uses (it raises shorter ones), which
+    // the waits below are counted in.
+    let interval = ctx
+        .scaled(Duration::from_secs_f64(args.interval))
+        .max(::heartbeat::MIN_INTERVAL);
     let mut monitor = Monitor::udp("127.0.0.1:0")?;
     let addr = monitor.local_addr()?;
     ctx.say(
@@ -135,10 +140,25 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
 }
 
 pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, DemoError> {
+    // Reading a database that is not there would create an empty one and
+    // watch nothing.
+    if let Some(db) = &args.db {
+        if !db.is_file() {
+            return Err(format!("no such database: {}", db.display()).into());
+        }
+    }
     let mut monitor = Monitor::udp(args.listen)?.silent_after(args.silent_after);
+    // A small buffer loses beats in bursts: say what the kernel gave.
+    let buffer = monitor.receive_buffer()?;
     ctx.say(
-        format!("监控在 {} 接收报活 (UDP)", monitor.local_addr()?),
-        format!("monitor receiving beats on {} (UDP)", monitor.local_addr()?),
+        format!(
+            "监控在 {} 接收报活 (UDP, 接收缓冲区 {buffer} 字节)",
+            monitor.local_addr()?
+        ),
+        format!(
+            "monitor receiving beats on {} (UDP, receive buffer {buffer} bytes)",
+            monitor.local_addr()?
+        ),
     );
     let started = Instant::now();
     let until = args

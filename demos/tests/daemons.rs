@@ -70,3 +70,12 @@ fn a_killed_main_is_reported_silent() {
         "detected after {detect} ms"
     );
 }
+
+#[test]
+fn the_heartbeat_demo_works_at_the_shortest_interval() {
+    // 1 s at speed 10,000 is 100 µs, below the reporter's 1 ms minimum:
+    // the demo must wait by the interval the reporter really uses.
+    let run = demos(&["heartbeat", "--speed", "10000"], Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.value::<bool>("silent_detected"));
+}

@@ -77,3 +77,33 @@ fn the_monitor_reads_a_reporters_database() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_monitor_refuses_a_database_that_does_not_exist() {
+    // In a directory that exists, where SQLite would create it.
+    let missing = std::env::temp_dir().join(format!(
+        "procsync-monitor-missing-{}.sqlite",
+        std::process::id()
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_demos"))
+        .args([
+            "heartbeat-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--for",
+            "0.2",
+        ])
+        .arg("--db")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let created = missing.exists();
+    let _ = std::fs::remove_file(&missing);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "watched a database that is not there"
+    );
+    assert!(stderr.contains("no such database"), "{stderr}");
+    assert!(!created, "the monitor created the database");
+}

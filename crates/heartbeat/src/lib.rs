@@ -16,10 +16,28 @@
 //!   and reports each reporter [`Health::Silent`] after `silent_after`
 //!   missed intervals and [`Health::Stuck`] when its progress has not moved
 //!   for `stuck_after` intervals.
+//!   A reporter is one start of one `id` on one `host`: two processes
+//!   reporting under one id are watched apart (so either one's death is
+//!   SILENT), a restart is seen at its first beat, and a beat that no start
+//!   could have sent (an interval other than its own, a `seq` leap further
+//!   than the time passed allows) is rejected. Beats carry no
+//!   authentication: anyone who can reach the monitor can still forge a
+//!   *new* reporter.
+//!   Its memory is bounded ([`Monitor::max_reporters`], default
+//!   [`DEFAULT_MAX_REPORTERS`]): SILENT reporters, once reported, are
+//!   forgotten ([`Monitor::forget_after`]), and so is one named to
+//!   [`Monitor::forget`].
+//!   Its receive buffer decides how large a burst it survives: it asks for
+//!   8 MiB, which without `CAP_NET_ADMIN` stays within `net.core.rmem_max`
+//!   (212,992 bytes on an untuned kernel); [`Monitor::receive_buffer`] says
+//!   what it got. Reporters beat at a random phase, so that those started
+//!   together spread over the interval.
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
-//! "sent_at_ms", "interval_ms"}`, in one UDP datagram, or one row of the
-//! table `heartbeats` (keyed by `id`).
+//! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
+//! row of the table `heartbeats` (keyed by `id`). `instance` is random per
+//! start of a reporter, so a restart (whose `seq` begins again at 0, maybe
+//! under the same pid) is told from the reporter before it.
 //!
 //! # Example
 //!
@@ -69,17 +87,31 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use monitor::{Alert, Health, Monitor, ReporterState};
+pub use monitor::{
+    Alert, Health, Monitor, ReporterState, DEFAULT_FORGET_AFTER, DEFAULT_MAX_INTERVAL,
+    DEFAULT_MAX_REPORTERS,
+};
 pub use reporter::{Heartbeat, Reporter};
 pub use sys::hostname;
 pub use wire::Beat;
 
 /// The lesson's interval: one report a minute. Most users want less.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest interval a reporter beats at: [`Reporter::interval`]
+/// raises shorter ones to it.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Missed intervals before a reporter counts as silent.
 pub const DEFAULT_SILENT_AFTER: u32 = 3;
 /// Intervals without progress before a reporter counts as stuck.
 pub const DEFAULT_STUCK_AFTER: u32 = 3;
+
+/// The longest reporter id, in bytes: with the longest host name
+/// ([`MAX_HOST_BYTES`]) and every character escaped in JSON (6 bytes each),
+/// a beat still fits one UDP datagram (65,507 bytes), which a monitor
+/// receives whole.
+pub const MAX_ID_BYTES: usize = 4096;
+/// The longest host name a reporter sends, in bytes (Linux allows 64).
+pub const MAX_HOST_BYTES: usize = 255;
 
 /// A heartbeat failure.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +139,17 @@ pub enum HeartbeatError {
     /// Starting the reporting daemon failed.
     #[error("starting the heartbeat reporter: {0}")]
     Start(#[from] daemon::Error),
+    /// A reporter's id ([`MAX_ID_BYTES`]) or host name ([`MAX_HOST_BYTES`])
+    /// is too long for its beats to fit a datagram.
+    #[error("the reporter's {what} is {len} bytes, more than the {max} a beat may carry")]
+    TooLong {
+        /// `"id"` or `"host name"`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]
     NoSink,

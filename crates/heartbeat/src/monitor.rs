@@ -1,7 +1,7 @@
 //! The watching side: [`Monitor`] takes in beats and judges each reporter
 //! [`Health::Alive`], [`Health::Stuck`] or [`Health::Silent`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(feature = "sqlite")]
@@ -47,6 +47,9 @@ pub struct ReporterState {
     pub host: String,
     /// Its main process's pid.
     pub pid: shm::pid::Pid,
+    /// Which start of the reporter the last beat came from (see
+    /// [`Beat::instance`]).
+    pub instance: u64,
     /// The last sequence number seen.
     pub seq: u64,
     /// The last progress value seen.
@@ -62,19 +65,35 @@ pub struct ReporterState {
 pub struct Alert {
     /// The reporter's id.
     pub id: String,
+    /// Its host.
+    pub host: String,
     /// The health before.
     pub from: Health,
     /// The health now.
     pub to: Health,
 }
 
+/// A reporter is one start ([`Beat::instance`]) of one id on one host: two
+/// processes reporting under one id are two reporters, and killing either
+/// is seen.
+type Key = (String, String, u64);
+
+fn key_of(beat: &Beat) -> Key {
+    (beat.host.clone(), beat.id.clone(), beat.instance)
+}
+
 #[derive(Debug)]
 struct Tracked {
+    first_seen: Instant,
     beat: Beat,
     last_seen: Instant,
     progress_moved: Instant,
     interval: Duration,
     health: Health,
+    /// The last beat rejected for its `seq` leap, and when: should the next
+    /// beats go on from it, the leap was real (beats lost while one was
+    /// delayed), not forged.
+    leap: Option<(u64, Instant)>,
 }
 
 /// Watches reporters (see the [crate](crate) documentation).
@@ -83,10 +102,33 @@ pub struct Monitor {
     socket: Option<UdpSocket>,
     silent_after: u32,
     stuck_after: u32,
-    tracked: HashMap<String, Tracked>,
-    alerts: Vec<Alert>,
+    max_interval: Duration,
+    max_reporters: usize,
+    forget_after: u32,
+    tracked: HashMap<Key, Tracked>,
+    /// An upper bound of the SILENT reporters in `tracked` (exact after
+    /// `judge`): 0 spares a full monitor the search for room.
+    silent: usize,
+    alerts: VecDeque<Alert>,
+    alerts_dropped: u64,
     beats: u64,
+    rejected: u64,
+    refused: u64,
 }
+
+/// How many reporters a monitor tracks at most, unless told otherwise
+/// ([`Monitor::max_reporters`]); it keeps as many alerts pending.
+pub const DEFAULT_MAX_REPORTERS: usize = 50_000;
+
+/// Intervals of silence after which a SILENT reporter (already reported
+/// by its alert) is forgotten, unless told otherwise
+/// ([`Monitor::forget_after`]).
+pub const DEFAULT_FORGET_AFTER: u32 = 100;
+
+/// The longest interval a monitor believes a beat's `interval_ms` about,
+/// unless told otherwise ([`Monitor::max_interval`]): a beat claiming more
+/// is judged as if it said this.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Monitor {
     /// A monitor receiving UDP beats on `addr` (`"0.0.0.0:9999"`, or
@@ -94,6 +136,10 @@ impl Monitor {
     /// [`local_addr`](Monitor::local_addr)).
     pub fn udp(addr: impl ToSocketAddrs) -> Result<Monitor, HeartbeatError> {
         let socket = UdpSocket::bind(addr).map_err(io_error("bind the monitor's UDP socket"))?;
+        // Non-blocking: `poll` drains what is queued, then waits in poll(2).
+        socket
+            .set_nonblocking(true)
+            .map_err(io_error("make the monitor's socket non-blocking"))?;
         sys::enlarge_receive_buffer(&socket);
         Ok(Monitor {
             socket: Some(socket),
@@ -107,9 +153,16 @@ impl Monitor {
             socket: None,
             silent_after: DEFAULT_SILENT_AFTER,
             stuck_after: DEFAULT_STUCK_AFTER,
+            max_interval: DEFAULT_MAX_INTERVAL,
+            max_reporters: DEFAULT_MAX_REPORTERS,
+            forget_after: DEFAULT_FORGET_AFTER,
             tracked: HashMap::new(),
-            alerts: Vec::new(),
+            silent: 0,
+            alerts: VecDeque::new(),
+            alerts_dropped: 0,
             beats: 0,
+            rejected: 0,
+            refused: 0,
         }
     }
 
@@ -126,6 +179,64 @@ impl Monitor {
         self
     }
 
+    /// Judges a beat that claims an interval longer than `interval` (at
+    /// least a millisecond) as if it said `interval` (default
+    /// [`DEFAULT_MAX_INTERVAL`]): a beat from the network cannot make a
+    /// reporter count as alive for longer than `silent_after` times this.
+    pub fn max_interval(mut self, interval: Duration) -> Monitor {
+        self.max_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Tracks at most `reporters` reporters (at least 1; default
+    /// [`DEFAULT_MAX_REPORTERS`]) and keeps at most as many alerts pending,
+    /// so that made-up ids from the network cannot exhaust memory. A new
+    /// reporter arriving at the limit takes the place of those already
+    /// reported SILENT; with none, its beat is refused (counted by
+    /// [`reporters_refused`](Monitor::reporters_refused)). Past the alert
+    /// limit the oldest pending alert is dropped (counted by
+    /// [`alerts_dropped`](Monitor::alerts_dropped)).
+    pub fn max_reporters(mut self, reporters: usize) -> Monitor {
+        self.max_reporters = reporters.max(1);
+        self
+    }
+
+    /// Forgets a SILENT reporter (already reported by its alert) once it
+    /// has been without a beat for `intervals` of its intervals (at least
+    /// `silent_after`; default [`DEFAULT_FORGET_AFTER`]). Should it beat
+    /// again, it is a new reporter.
+    pub fn forget_after(mut self, intervals: u32) -> Monitor {
+        self.forget_after = intervals;
+        self
+    }
+
+    /// The receive buffer of its UDP socket, in bytes, as the kernel
+    /// reports it (on Linux twice what was asked). [`udp`](Monitor::udp)
+    /// asks for 8 MiB: beyond `net.core.rmem_max` with `CAP_NET_ADMIN`,
+    /// within it otherwise, where the kernel's default `rmem_max` gives
+    /// 425,984. Too small a buffer drops beats in bursts, so a monitor of
+    /// many reporters should say what it got.
+    pub fn receive_buffer(&self) -> Result<usize, HeartbeatError> {
+        match &self.socket {
+            Some(socket) => {
+                sys::receive_buffer(socket).map_err(io_error("read the monitor's receive buffer"))
+            }
+            None => Err(HeartbeatError::NoSink),
+        }
+    }
+
+    /// Asks for a receive buffer of `bytes` (`SO_RCVBUF`, within
+    /// `net.core.rmem_max`), replacing what [`udp`](Monitor::udp) got, and
+    /// returns the buffer obtained (see [`receive_buffer`](Monitor::receive_buffer)).
+    pub fn set_receive_buffer(&mut self, bytes: usize) -> Result<usize, HeartbeatError> {
+        match &self.socket {
+            Some(socket) => sys::set_receive_buffer(socket, bytes)
+                .map_err(io_error("set the monitor's receive buffer"))?,
+            None => return Err(HeartbeatError::NoSink),
+        }
+        self.receive_buffer()
+    }
+
     /// The UDP address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, HeartbeatError> {
         match &self.socket {
@@ -136,36 +247,15 @@ impl Monitor {
         }
     }
 
-    /// Receives beats for `duration`, then re-judges every reporter.
-    /// `Duration::MAX` receives for ever.
+    /// Takes in every beat already queued, then receives beats until
+    /// `duration` has passed, then re-judges every reporter.
+    /// `Duration::ZERO` only takes in what is queued; `Duration::MAX`
+    /// receives for ever.
     pub fn poll(&mut self, duration: Duration) -> Result<(), HeartbeatError> {
         // `None`: no end (`Duration::MAX`, or past the end of the clock).
         let until = Instant::now().checked_add(duration);
-        let mut buf = [0u8; 2048];
         if let Some(socket) = self.socket.take() {
-            let result = loop {
-                let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-                if left.is_some_and(|l| l.is_zero()) {
-                    break Ok(());
-                }
-                socket
-                    .set_read_timeout(left)
-                    .map_err(io_error("set the monitor's timeout"))?;
-                match socket.recv(&mut buf) {
-                    Ok(n) => {
-                        if let Some(beat) = Beat::from_json(&buf[..n]) {
-                            self.record(beat, Instant::now());
-                        }
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(io_error("receive heartbeats")(e)),
-                }
-            };
+            let result = self.receive(&socket, until);
             self.socket = Some(socket);
             result?;
         } else {
@@ -175,16 +265,76 @@ impl Monitor {
         Ok(())
     }
 
+    /// Drains `socket` (non-blocking), then waits for more until `until`.
+    fn receive(
+        &mut self,
+        socket: &UdpSocket,
+        until: Option<Instant>,
+    ) -> Result<(), HeartbeatError> {
+        // Any UDP datagram fits: a beat is never cut short.
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        if let Some(beat) = Beat::from_json(&buf[..n]) {
+                            self.record(beat, Instant::now());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error("receive heartbeats")(e)),
+                }
+            }
+            let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(());
+            }
+            sys::wait_readable(socket, left).map_err(io_error("wait for heartbeats"))?;
+        }
+    }
+
     /// Takes in one beat received at `now` (from any transport).
+    ///
+    /// A reporter is keyed by (host, id, instance). A beat is rejected
+    /// (counted by [`beats_rejected`](Monitor::beats_rejected), changing
+    /// nothing) when it cannot come from the reporter start it names: its
+    /// interval differs from that start's, or its `seq` leaps further than
+    /// the time since the last beat allows (a forged `seq = u64::MAX`)
+    /// and the next beat does not go on from it (as it does when beats
+    /// were lost while the last one accepted was delayed).
+    /// A lower `seq` of the same start is a reordered datagram, ignored.
     pub fn record(&mut self, beat: Beat, now: Instant) {
         self.beats += 1;
-        let interval = Duration::from_millis(beat.interval_ms.max(1));
-        match self.tracked.get_mut(&beat.id) {
+        let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
+        let key = key_of(&beat);
+        match self.tracked.get_mut(&key) {
             Some(t) => {
-                if beat.seq < t.beat.seq && beat.pid == t.beat.pid {
-                    return; // reordered datagram: older news
+                // Beats of an older reporter (no instance) tell starts
+                // apart by pid only.
+                let same_start = beat.pid == t.beat.pid;
+                if same_start {
+                    if beat.seq < t.beat.seq {
+                        return; // reordered datagram: older news
+                    }
+                    if interval != t.interval {
+                        self.rejected += 1;
+                        return;
+                    }
+                    let leap_from = |seq: u64, seen: Instant| {
+                        beat.seq - seq <= possible_leap(t.interval, seen, now)
+                    };
+                    let plausible = leap_from(t.beat.seq, t.last_seen)
+                        || t.leap
+                            .is_some_and(|(seq, seen)| beat.seq > seq && leap_from(seq, seen));
+                    if !plausible {
+                        t.leap = Some((beat.seq, now));
+                        self.rejected += 1;
+                        return;
+                    }
+                    t.leap = None;
                 }
-                if beat.progress != t.beat.progress || beat.pid != t.beat.pid {
+                if beat.progress != t.beat.progress || !same_start {
                     t.progress_moved = now;
                 }
                 t.beat = beat;
@@ -192,38 +342,116 @@ impl Monitor {
                 t.interval = interval;
             }
             None => {
+                if self.tracked.len() >= self.max_reporters && !self.make_room(now) {
+                    self.refused += 1;
+                    return;
+                }
                 self.tracked.insert(
-                    beat.id.clone(),
+                    key,
                     Tracked {
+                        first_seen: now,
                         beat,
                         last_seen: now,
                         progress_moved: now,
                         interval,
                         health: Health::Alive,
+                        leap: None,
                     },
                 );
             }
         }
     }
 
+    /// Forgets the reporters already reported SILENT that are silent still
+    /// at `now`; whether any were.
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.silent == 0 {
+            return false;
+        }
+        let before = self.tracked.len();
+        let silent_after = self.silent_after;
+        self.tracked
+            .retain(|_, t| !(t.health == Health::Silent && is_silent(t, now, silent_after)));
+        self.silent = 0;
+        self.tracked.len() < before
+    }
+
+    /// Forgets every reporter with this id (on any host, of any start);
+    /// how many there were. A later beat of the id makes a new reporter.
+    pub fn forget(&mut self, id: &str) -> usize {
+        let before = self.tracked.len();
+        self.tracked
+            .retain(|(_, tracked_id, _), _| tracked_id != id);
+        before - self.tracked.len()
+    }
+
     /// Re-judges every reporter as of `now`, recording changes as alerts.
+    ///
+    /// A reporter that has missed its beats while another start of the same
+    /// id on the same host began after its last beat was restarted: it is
+    /// forgotten without an alert (a restart is not a death). Two starts
+    /// beating side by side are two reporters, and each one's silence is
+    /// an alert.
     pub fn judge(&mut self, now: Instant) {
-        for (id, t) in &mut self.tracked {
-            // Saturating: the interval comes from the beat (the network).
-            let silent = now.saturating_duration_since(t.last_seen)
-                > t.interval.saturating_mul(self.silent_after);
+        let silent_after = self.silent_after;
+        let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
+        // Reported SILENT long ago: forgotten.
+        let forget_after = self.forget_after.max(silent_after);
+        self.tracked
+            .retain(|_, t| !(t.health == Health::Silent && is_silent_for(t, now, forget_after)));
+        // Restarted: silent, and a later start of the same (host, id) began
+        // after its last beat. (Only the silent ones' (host, id) are looked
+        // up, so a monitor of many live reporters does not build a map each
+        // time.)
+        let mut newest_start: HashMap<(&str, &str), Instant> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| is_silent(t))
+            .map(|((host, id, _), t)| ((host.as_str(), id.as_str()), t.first_seen))
+            .collect();
+        if !newest_start.is_empty() {
+            for ((host, id, _), t) in &self.tracked {
+                if let Some(newest) = newest_start.get_mut(&(host.as_str(), id.as_str())) {
+                    *newest = (*newest).max(t.first_seen);
+                }
+            }
+        }
+        let restarted: Vec<Key> = self
+            .tracked
+            .iter()
+            .filter(|((host, id, _), t)| {
+                is_silent(t)
+                    && newest_start
+                        .get(&(host.as_str(), id.as_str()))
+                        .is_some_and(|&newest| newest > t.last_seen)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in restarted {
+            self.tracked.remove(&key);
+        }
+        self.silent = 0;
+        for ((host, id, _), t) in &mut self.tracked {
             let stuck = now.saturating_duration_since(t.progress_moved)
                 > t.interval.saturating_mul(self.stuck_after);
-            let health = if silent {
+            let health = if is_silent(t) {
                 Health::Silent
             } else if stuck {
                 Health::Stuck
             } else {
                 Health::Alive
             };
+            if health == Health::Silent {
+                self.silent += 1;
+            }
             if health != t.health {
-                self.alerts.push(Alert {
+                if self.alerts.len() >= self.max_reporters {
+                    self.alerts.pop_front();
+                    self.alerts_dropped += 1;
+                }
+                self.alerts.push_back(Alert {
                     id: id.clone(),
+                    host: host.clone(),
                     from: t.health,
                     to: health,
                 });
@@ -232,29 +460,45 @@ impl Monitor {
         }
     }
 
-    /// Every reporter seen, sorted by id.
+    /// Every reporter seen, sorted by id, then host, then first beat.
     pub fn reporters(&self) -> Vec<ReporterState> {
         let now = Instant::now();
-        let mut all: Vec<ReporterState> = self
+        let mut by_start = self
             .tracked
             .values()
-            .map(|t| ReporterState {
+            .map(|t| (t.first_seen, t))
+            .collect::<Vec<_>>();
+        by_start.sort_by_key(|(first_seen, _)| *first_seen);
+        let mut all: Vec<ReporterState> = by_start
+            .into_iter()
+            .map(|(_, t)| ReporterState {
                 id: t.beat.id.clone(),
                 host: t.beat.host.clone(),
                 pid: t.beat.pid,
+                instance: t.beat.instance,
                 seq: t.beat.seq,
                 progress: t.beat.progress,
                 health: t.health,
                 since_last_beat: now.saturating_duration_since(t.last_seen),
             })
             .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.sort_by(|a, b| (&a.id, &a.host).cmp(&(&b.id, &b.host)));
         all
     }
 
-    /// The health of reporter `id`, if seen.
+    /// The health of reporter `id`, if seen: the worst of every reporter
+    /// with that id (on any host, of any start), so that the death of one
+    /// of two processes reporting under one id is SILENT here.
     pub fn health(&self, id: &str) -> Option<Health> {
-        self.tracked.get(id).map(|t| t.health)
+        self.tracked
+            .iter()
+            .filter(|((_, tracked_id, _), _)| tracked_id == id)
+            .map(|(_, t)| t.health)
+            .max_by_key(|h| match h {
+                Health::Alive => 0,
+                Health::Stuck => 1,
+                Health::Silent => 2,
+            })
     }
 
     /// How many reporters are in each state: (alive, stuck, silent).
@@ -270,12 +514,30 @@ impl Monitor {
 
     /// Takes the health changes recorded since the last call.
     pub fn take_alerts(&mut self) -> Vec<Alert> {
-        std::mem::take(&mut self.alerts)
+        std::mem::take(&mut self.alerts).into()
     }
 
-    /// Beats received so far.
+    /// Alerts dropped so far, oldest first, because more than
+    /// `max_reporters` were pending (see [`max_reporters`](Monitor::max_reporters)).
+    pub fn alerts_dropped(&self) -> u64 {
+        self.alerts_dropped
+    }
+
+    /// Beats of new reporters refused so far because the monitor tracked
+    /// `max_reporters` and none of them was SILENT.
+    pub fn reporters_refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Beats received so far (rejected ones included).
     pub fn beats_received(&self) -> u64 {
         self.beats
+    }
+
+    /// Beats rejected so far as impossible for the reporter start they name
+    /// (see [`record`](Monitor::record)).
+    pub fn beats_rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Reads the `heartbeats` table of a reporter's SQLite file: each row
@@ -289,7 +551,10 @@ impl Monitor {
             for beat in rows {
                 let beat = beat?;
                 let age = Duration::from_millis(now_ms.saturating_sub(beat.sent_at_ms));
-                let seen = self.tracked.get(&beat.id).map(|t| (t.beat.seq, t.beat.pid));
+                let seen = self
+                    .tracked
+                    .get(&key_of(&beat))
+                    .map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
                 }
@@ -300,4 +565,23 @@ impl Monitor {
         self.judge(now);
         Ok(())
     }
+}
+
+/// How far a reporter's `seq` may have moved from a beat seen at `seen`, by
+/// `now`: one per interval passed, and two more for beats delayed and then
+/// on time.
+fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
+    let passed = now.saturating_duration_since(seen).as_nanos() / interval.as_nanos().max(1);
+    u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
+}
+
+/// Whether `t` has missed `silent_after` intervals by `now`.
+fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
+    is_silent_for(t, now, silent_after)
+}
+
+/// Whether `t` has been without a beat for more than `intervals` of its
+/// intervals by `now` (saturating: the interval comes from the network).
+fn is_silent_for(t: &Tracked, now: Instant, intervals: u32) -> bool {
+    now.saturating_duration_since(t.last_seen) > t.interval.saturating_mul(intervals)
 }

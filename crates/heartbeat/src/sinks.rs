@@ -76,20 +76,33 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
              seq INTEGER NOT NULL,
              progress INTEGER NOT NULL,
              sent_at_ms INTEGER NOT NULL,
-             interval_ms INTEGER NOT NULL
+             interval_ms INTEGER NOT NULL,
+             instance INTEGER NOT NULL DEFAULT 0
          )",
     )
     .map_err(database)?;
+    // A table made before the `instance` column: add it.
+    let has_instance: bool = db
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('heartbeats') WHERE name = 'instance'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(database)?;
+    if !has_instance {
+        db.execute_batch("ALTER TABLE heartbeats ADD COLUMN instance INTEGER NOT NULL DEFAULT 0")
+            .map_err(database)?;
+    }
     Ok(db)
 }
 
 #[cfg(feature = "sqlite")]
 fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
     db.execute(
-        "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms, instance)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(id) DO UPDATE SET host = ?2, pid = ?3, seq = ?4, progress = ?5,
-             sent_at_ms = ?6, interval_ms = ?7",
+             sent_at_ms = ?6, interval_ms = ?7, instance = ?8",
         rusqlite::params![
             beat.id,
             beat.host,
@@ -97,7 +110,8 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
             beat.seq as i64,
             beat.progress as i64,
             beat.sent_at_ms as i64,
-            beat.interval_ms as i64
+            beat.interval_ms as i64,
+            beat.instance as i64
         ],
     )
 }
@@ -117,7 +131,7 @@ pub(crate) fn read_database<R>(
         source,
     };
     let mut query = db
-        .prepare("SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms FROM heartbeats")
+        .prepare("SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms, instance FROM heartbeats")
         .map_err(database)?;
     let rows = query
         .query_map([], |r| {
@@ -133,6 +147,7 @@ pub(crate) fn read_database<R>(
                 progress: r.get::<_, i64>(4)? as u64,
                 sent_at_ms: r.get::<_, i64>(5)? as u64,
                 interval_ms: r.get::<_, i64>(6)? as u64,
+                instance: r.get::<_, i64>(7)? as u64,
             })
         })
         .map_err(database)?;

@@ -1,17 +1,50 @@
 //! The OS layer: every system call of this crate, each wrapped once. All
 //! through `rustix`, so there is no `unsafe` code here either.
 
+use std::io;
 use std::net::UdpSocket;
+use std::time::Duration;
 
 /// A monitor of many reporters receives bursts; the default buffer (about
 /// 200 KiB) drops datagrams, which would read as false silence. Asks for 8
 /// MiB, beyond the system's limit if privileged (`SO_RCVBUFFORCE`), within
-/// it otherwise (`SO_RCVBUF`); best effort.
+/// it (`net.core.rmem_max`) otherwise (`SO_RCVBUF`); best effort: what was
+/// obtained is [`receive_buffer`]'s to tell.
 pub(crate) fn enlarge_receive_buffer(socket: &UdpSocket) {
     const SIZE: usize = 8 << 20;
     if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, SIZE).is_err() {
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(socket, SIZE);
     }
+}
+
+/// A random number from the kernel (`getrandom(2)`), or, should that
+/// fail, one mixed from the time and the pid: distinct per call either way.
+pub(crate) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    match rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_ne_bytes(bytes),
+        _ => {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one((
+                std::time::SystemTime::now(),
+                rustix::process::getpid().as_raw_nonzero().get(),
+            ))
+        }
+    }
+}
+
+/// The receive buffer `socket` has, in bytes (`SO_RCVBUF`: on Linux twice
+/// what was asked, the kernel's bookkeeping included).
+pub(crate) fn receive_buffer(socket: &UdpSocket) -> io::Result<usize> {
+    Ok(rustix::net::sockopt::socket_recv_buffer_size(socket)?)
+}
+
+/// Asks for a receive buffer of `bytes` (`SO_RCVBUF`, within
+/// `net.core.rmem_max`).
+pub(crate) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_recv_buffer_size(
+        socket, bytes,
+    )?)
 }
 
 /// This machine's name (`uname(2)`'s node name, which is what
@@ -21,4 +54,20 @@ pub fn hostname() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
+}
+
+/// Waits until `socket` has a datagram to read, or `timeout` has passed
+/// (`None`: no limit). Interrupted waits count as timeouts (the caller
+/// loops on its own deadline).
+pub(crate) fn wait_readable(socket: &UdpSocket, timeout: Option<Duration>) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timespec = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let mut fds = [PollFd::new(socket, PollFlags::IN)];
+    match poll(&mut fds, timespec.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -14,7 +14,8 @@ pub struct Beat {
     pub host: String,
     /// The pid of the main process it reports for.
     pub pid: shm::pid::Pid,
-    /// 0, 1, 2, ... one per interval.
+    /// 0, 1, 2, ... one per beat of this start: after a pause the
+    /// intervals missed are skipped, not counted.
     pub seq: u64,
     /// The main process's progress counter.
     pub progress: u64,
@@ -22,6 +23,12 @@ pub struct Beat {
     pub sent_at_ms: u64,
     /// The reporter's interval, so a monitor knows when to expect the next.
     pub interval_ms: u64,
+    /// Random per start of a reporter: tells a restarted reporter (whose
+    /// `seq` starts again at 0, maybe with the same pid, as pid 1 of a
+    /// container is) from the one before it. 0 in beats of older
+    /// reporters that did not send it.
+    #[serde(default)]
+    pub instance: u64,
 }
 
 impl Beat {
