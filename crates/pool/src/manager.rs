@@ -24,8 +24,10 @@ use crate::wire::{Event, Items, TaskMsg};
 use crate::worker::{self, WorkerConfig, BEGUN, READY, RECORD_WORDS, RUNNING, STARTED};
 
 /// Chunks a worker may have queued or running at once. The owner keeps the
-/// rest, so it can give them to whichever worker frees up first.
-pub(crate) const IN_FLIGHT: usize = 3;
+/// rest, so it can give them to whichever worker frees up first. With
+/// chunks of one task, a worker must not run dry while the manager (on a
+/// busy CPU) catches up: 8 gave W10c1 about 15% more tasks a second than 3.
+pub(crate) const IN_FLIGHT: usize = 8;
 /// The longest the manager sleeps without looking at its control flags.
 const MAX_IDLE: Duration = Duration::from_millis(100);
 /// How many inbox events the manager takes in a row before it looks at

@@ -155,8 +155,9 @@ impl PoolBuilder {
     /// bytes (the message's and the item's framing), encoded:
     /// [`Pool::max_value_bytes`]; a larger one gives
     /// [`TaskError::TooLarge`] with that limit. Each worker's task queue
-    /// takes four such messages of shared memory, and as much again for its
-    /// journal; the owner's inbox `4 x workers + 16`.
+    /// takes nine such messages of shared memory (eight chunks in flight,
+    /// and one spare), its journal one more; the owner's inbox
+    /// `4 x workers + 16`.
     pub fn max_message_bytes(mut self, bytes: usize) -> PoolBuilder {
         self.max_message_bytes =
             bytes.clamp(MESSAGE_OVERHEAD + ITEM_OVERHEAD + 64, MAX_MESSAGE_BYTES);
