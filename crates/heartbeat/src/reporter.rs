@@ -72,6 +72,7 @@ impl Reporter {
         let mut sinks = Sinks::open(&self)?;
         #[cfg(feature = "sqlite")]
         sinks.database.take();
+        let keep = sinks.descriptors();
         let child = Process::new(|| {
             #[cfg(feature = "sqlite")]
             if let Some(path) = &self.database {
@@ -81,6 +82,10 @@ impl Reporter {
         })
         .name(format!("heartbeat-{}", self.id))
         .daemon(true)
+        // It lives as long as this process: holding copies of this
+        // process's descriptors would keep pipes from EOF, listening
+        // sockets bound and closed connections from sending FIN.
+        .close_descriptors(keep)
         .start()?;
         Ok(Heartbeat { progress, child })
     }

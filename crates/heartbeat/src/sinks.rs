@@ -3,6 +3,7 @@
 //! monitor.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 #[cfg(feature = "sqlite")]
 use std::path::{Path, PathBuf};
 #[cfg(feature = "sqlite")]
@@ -43,6 +44,12 @@ impl Sinks {
             #[cfg(feature = "sqlite")]
             database,
         })
+    }
+
+    /// The descriptors the reporting daemon needs from this process (the
+    /// UDP socket's); it closes every other one it inherited.
+    pub(crate) fn descriptors(&self) -> Vec<RawFd> {
+        self.udp.iter().map(|(s, _)| s.as_raw_fd()).collect()
     }
 
     /// Best effort: a monitor that is down must not stop the beats.

@@ -1,0 +1,73 @@
+//! The reporting daemon's lifetime and descriptors: it holds none of its
+//! main process's descriptors, lives exactly as long as the main process
+//! (not the thread that started it), and only that process may stop it.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use daemon::Process;
+use heartbeat::{Beat, Reporter};
+use shm::{Futex, Shared};
+use testkit::{raise, wait_for, GENEROUS};
+
+const INTERVAL: Duration = Duration::from_millis(50);
+
+/// A socket receiving beats, and its address.
+fn beat_receiver() -> (UdpSocket, std::net::SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(GENEROUS)).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// The next beat on `socket`, failing the test after [`GENEROUS`].
+fn next_beat(socket: &UdpSocket) -> Beat {
+    let mut buf = [0u8; 65536];
+    let n = socket.recv(&mut buf).expect("a beat within GENEROUS");
+    serde_json::from_slice(&buf[..n]).unwrap()
+}
+
+#[test]
+fn the_reporter_holds_none_of_mains_descriptors() {
+    let (socket, addr) = beat_receiver();
+    let reporter = Shared::new(Futex::new(0)).unwrap();
+    let done = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        // A pipe main writes to (a subprocess's stdin, say): once main
+        // closes its end, the reader must see EOF, reporter or not.
+        let (mut reader, writer) = UnixStream::pair().unwrap();
+        let beat = Reporter::new("fds")
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
+        drop(writer);
+        reader.set_read_timeout(Some(GENEROUS / 2)).unwrap();
+        let eof = matches!(reader.read(&mut [0u8; 1]), Ok(0));
+        reporter.store(beat.pid().get(), Ordering::SeqCst);
+        raise(&done);
+        wait_for(&done, 2);
+        drop(beat);
+        eof
+    })
+    .start()
+    .unwrap();
+    wait_for(&done, 1);
+    // Any beat comes after the reporter's set-up.
+    next_beat(&socket);
+    let fds: Vec<String> =
+        std::fs::read_dir(format!("/proc/{}/fd", reporter.load(Ordering::SeqCst)))
+            .unwrap()
+            .map(|e| format!("{:?}", std::fs::read_link(e.unwrap().path())))
+            .collect();
+    raise(&done);
+    assert!(
+        main.join().unwrap(),
+        "the reporter kept main's end of the pipe open"
+    );
+    // stdin, stdout, stderr, the UDP socket, and its own channel to main.
+    assert!(fds.len() <= 6, "the reporter's descriptors: {fds:?}");
+}
