@@ -58,8 +58,8 @@ impl Reporter {
 
     /// Starts the reporting daemon and returns the handle whose progress
     /// counter this process bumps. The daemon ends when this process's
-    /// main code ends, when this process dies, or when the handle is
-    /// dropped.
+    /// main code ends, when this process dies, or when this process drops
+    /// the handle (a forked child's copy does not stop it).
     pub fn start(self) -> Result<Heartbeat, HeartbeatError> {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
@@ -87,7 +87,11 @@ impl Reporter {
         // sockets bound and closed connections from sending FIN.
         .close_descriptors(keep)
         .start()?;
-        Ok(Heartbeat { progress, child })
+        Ok(Heartbeat {
+            progress,
+            child,
+            creator: main_pid,
+        })
     }
 }
 
@@ -123,10 +127,16 @@ fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_p
 }
 
 /// The running reporter of this process.
+///
+/// Dropping it stops the reporter, in the process that started it only: a
+/// forked child that drops its copy (returning from the scope that holds it)
+/// leaves its parent's reporter running.
 #[derive(Debug)]
 pub struct Heartbeat {
     progress: Shared<AtomicU64>,
     child: Child<()>,
+    /// The process that started the reporter: the only one that stops it.
+    creator: shm::pid::Pid,
 }
 
 impl Heartbeat {
@@ -148,6 +158,9 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
+        if shm::pid::current() != self.creator {
+            return; // a forked copy: the reporter is not ours to stop
+        }
         let _ = self.child.kill();
         let _ = self.child.join_timeout(Duration::from_secs(5));
     }

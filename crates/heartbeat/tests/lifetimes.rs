@@ -71,3 +71,52 @@ fn the_reporter_holds_none_of_mains_descriptors() {
     // stdin, stdout, stderr, the UDP socket, and its own channel to main.
     assert!(fds.len() <= 6, "the reporter's descriptors: {fds:?}");
 }
+
+/// Receives `count` more beats, failing the test if they stop.
+fn beats_go_on(socket: &UdpSocket, count: usize) {
+    let first = next_beat(socket).seq;
+    for _ in 0..count {
+        assert!(next_beat(socket).seq > first);
+    }
+}
+
+#[test]
+fn a_forked_child_dropping_its_copy_of_the_heartbeat_does_not_stop_it() {
+    let (socket, addr) = beat_receiver();
+    let forked = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        let beat = Reporter::new("forked")
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
+        // A plain fork, as any library might make: the child leaves the
+        // scope of `beat`, dropping its copy.
+        // SAFETY: this process has one thread (a fresh `Process` child);
+        // the child only drops its copy of `beat` and calls `_exit`.
+        match unsafe { libc::fork() } {
+            0 => {
+                drop(beat);
+                // SAFETY: _exit ends the forked child at once.
+                unsafe { libc::_exit(0) }
+            }
+            pid => {
+                assert!(pid > 0, "fork failed");
+                let mut status = 0;
+                // SAFETY: waits for our own child, writing its status to a
+                // local.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            }
+        }
+        raise(&forked);
+        testkit::park_until_killed();
+        drop(beat);
+    })
+    .start()
+    .unwrap();
+    wait_for(&forked, 1);
+    // The reporter still beats (a few beats may have been queued before).
+    beats_go_on(&socket, 10);
+    main.kill().unwrap();
+    let _ = main.join();
+}
