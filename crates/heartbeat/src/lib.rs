@@ -44,7 +44,24 @@
 //! # drop(beat);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
+//!
+//! # The reporting daemon's lifetime
+//!
+//! The daemon lives exactly as long as the process that started it:
+//!
+//! - It watches that process itself (a pidfd, polled with its interval
+//!   timer), not the thread that started it: a reporter started from a
+//!   short-lived thread keeps reporting while the process works on.
+//!   ([`Reporter::start`] returns once the daemon watches; the parent-death
+//!   signal, which follows the forking thread, is only kept on kernels
+//!   without pidfds, before Linux 5.3.)
+//! - It ends when the process ends (killed or not), when its main code ends
+//!   (the `daemon` crate's exit rule), or when the process that started it
+//!   drops the [`Heartbeat`]; a forked child dropping its copy does not stop
+//!   it.
+//! - It keeps none of the process's descriptors but stdin, stdout, stderr
+//!   and its UDP socket, so the pipes, connections and listening sockets the
+//!   process closes are closed.
 //!
 //! # Where code lives
 //!

@@ -2,18 +2,19 @@
 //! absolute schedule; [`Heartbeat`] is the main process's handle on it.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use daemon::{Child, Process};
-use shm::Shared;
+use shm::{Futex, Shared, ShmSafe};
 
 #[cfg(feature = "sqlite")]
 use crate::sinks::open_database;
 use crate::sinks::Sinks;
 use crate::wire::{unix_ms, Beat};
-use crate::{sys, HeartbeatError, DEFAULT_INTERVAL};
+use crate::{io_error, sys, HeartbeatError, DEFAULT_INTERVAL};
 
 /// Configures a heartbeat reporter (see the [crate](crate) documentation).
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ impl Reporter {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
         }
-        let progress = Shared::new(AtomicU64::new(0))?;
+        let board = Shared::new(Board::default())?;
         let main_pid = shm::pid::current();
         // Open the sinks here, so that errors reach the caller. SQLite
         // connections must not cross a fork: the child opens its own.
@@ -78,7 +79,20 @@ impl Reporter {
             if let Some(path) = &self.database {
                 sinks.database = open_database(path).ok().map(|db| (db, path.clone()));
             }
-            report_forever(&self, &sinks, &progress, main_pid)
+            // Watch the main process itself: the parent-death signal set
+            // for a daemon follows the thread that forked it, which may end
+            // long before main does (`Heartbeat` moves between threads).
+            let main = match sys::parent_pidfd(main_pid) {
+                Ok(Some(pidfd)) => {
+                    sys::outlive_the_forking_thread();
+                    Some(pidfd)
+                }
+                Ok(None) => return, // main is gone already
+                Err(_) => None,     // no pidfds: the signal must do
+            };
+            board.started.store(1, Ordering::Release);
+            board.started.wake_all();
+            report_until_main_ends(&self, &sinks, &board, main_pid, main.as_ref())
         })
         .name(format!("heartbeat-{}", self.id))
         .daemon(true)
@@ -87,17 +101,48 @@ impl Reporter {
         // sockets bound and closed connections from sending FIN.
         .close_descriptors(keep)
         .start()?;
+        // Until the daemon watches main itself, it dies with the thread
+        // that started it, which must not end yet.
+        let mut child = child;
+        while board.started.load(Ordering::Acquire) == 0 {
+            if !child.is_alive() {
+                return Err(io_error("start the reporting daemon")(
+                    std::io::Error::other("it ended while starting"),
+                ));
+            }
+            board
+                .started
+                .wait(0, Instant::now().checked_add(Duration::from_millis(10)));
+        }
         Ok(Heartbeat {
-            progress,
+            board,
             child,
             creator: main_pid,
         })
     }
 }
 
+/// What the main process and its reporting daemon share.
+#[derive(ShmSafe, Default, Debug)]
+#[repr(C)]
+struct Board {
+    /// The main process's progress counter, which the beats carry.
+    progress: AtomicU64,
+    /// 1 once the daemon watches the main process itself.
+    started: Futex,
+}
+
 /// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
-/// (an absolute schedule, so late wake-ups do not accumulate into drift).
-fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_pid: shm::pid::Pid) {
+/// (an absolute schedule, so late wake-ups do not accumulate into drift),
+/// until the main process ends (`main`, its pidfd; without one, the
+/// parent-death signal ends this process).
+fn report_until_main_ends(
+    config: &Reporter,
+    sinks: &Sinks,
+    board: &Board,
+    main_pid: shm::pid::Pid,
+    main: Option<&OwnedFd>,
+) {
     let host = sys::hostname();
     // The next beat's time; `None` once past the end of the clock (an
     // interval of `Duration::MAX`): no more beats after the first.
@@ -108,20 +153,28 @@ fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_p
             host: host.clone(),
             pid: main_pid,
             seq,
-            progress: progress.load(Ordering::Relaxed),
+            progress: board.progress.load(Ordering::Relaxed),
             sent_at_ms: unix_ms(),
             interval_ms: config.interval.as_millis() as u64,
         });
         next = next.and_then(|n| n.checked_add(config.interval));
-        match next {
-            Some(next) => {
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
+        loop {
+            // `None`: no limit.
+            let wait = next.map(|n| n.saturating_duration_since(Instant::now()));
+            if wait.is_some_and(|w| w.is_zero()) {
+                break;
             }
-            None => loop {
-                std::thread::park();
-            },
+            match main {
+                Some(main) => {
+                    if sys::wait_for_exit(main.as_fd(), wait) {
+                        return;
+                    }
+                }
+                None => match wait {
+                    Some(wait) => std::thread::sleep(wait),
+                    None => std::thread::park(),
+                },
+            }
         }
     }
 }
@@ -133,7 +186,7 @@ fn report_forever(config: &Reporter, sinks: &Sinks, progress: &AtomicU64, main_p
 /// leaves its parent's reporter running.
 #[derive(Debug)]
 pub struct Heartbeat {
-    progress: Shared<AtomicU64>,
+    board: Shared<Board>,
     child: Child<()>,
     /// The process that started the reporter: the only one that stops it.
     creator: shm::pid::Pid,
@@ -142,12 +195,12 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Adds `amount` to the progress counter the beats carry.
     pub fn progress(&self, amount: u64) {
-        self.progress.fetch_add(amount, Ordering::Relaxed);
+        self.board.progress.fetch_add(amount, Ordering::Relaxed);
     }
 
     /// The progress counter's value.
     pub fn progress_value(&self) -> u64 {
-        self.progress.load(Ordering::Relaxed)
+        self.board.progress.load(Ordering::Relaxed)
     }
 
     /// The reporting daemon's pid.

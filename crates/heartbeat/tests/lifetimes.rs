@@ -68,8 +68,9 @@ fn the_reporter_holds_none_of_mains_descriptors() {
         main.join().unwrap(),
         "the reporter kept main's end of the pipe open"
     );
-    // stdin, stdout, stderr, the UDP socket, and its own channel to main.
-    assert!(fds.len() <= 6, "the reporter's descriptors: {fds:?}");
+    // stdin, stdout, stderr, the UDP socket, its own channel to main (two),
+    // and main's pidfd, opened since.
+    assert!(fds.len() <= 7, "the reporter's descriptors: {fds:?}");
 }
 
 /// Receives `count` more beats, failing the test if they stop.
@@ -116,6 +117,42 @@ fn a_forked_child_dropping_its_copy_of_the_heartbeat_does_not_stop_it() {
     .unwrap();
     wait_for(&forked, 1);
     // The reporter still beats (a few beats may have been queued before).
+    beats_go_on(&socket, 10);
+    main.kill().unwrap();
+    let _ = main.join();
+}
+
+#[test]
+fn a_reporter_started_from_a_short_lived_thread_lives_as_long_as_main() {
+    let (socket, addr) = beat_receiver();
+    // 1: the thread may end (the reporter is set up); 2: it has ended.
+    let phase = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        // `Heartbeat` may move between threads: the thread that started the
+        // reporter works a while and ends, the main process works on.
+        let beat = std::thread::scope(|s| {
+            s.spawn(|| {
+                let beat = Reporter::new("from-a-thread")
+                    .interval(INTERVAL)
+                    .udp(addr)
+                    .start()
+                    .unwrap();
+                wait_for(&phase, 1);
+                beat
+            })
+            .join()
+            .unwrap()
+        });
+        raise(&phase);
+        testkit::park_until_killed();
+        drop(beat);
+    })
+    .start()
+    .unwrap();
+    // A beat comes once the reporter is set up.
+    next_beat(&socket);
+    raise(&phase);
+    wait_for(&phase, 2);
     beats_go_on(&socket, 10);
     main.kill().unwrap();
     let _ = main.join();
