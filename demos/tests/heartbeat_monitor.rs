@@ -45,20 +45,30 @@ fn the_monitor_reads_a_reporters_database() {
     let dir = std::env::temp_dir().join(format!("procsync-monitor-db-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("beats.sqlite");
-    // A reporter of this test process writes the database ("写数据库").
-    let beat = heartbeat::Reporter::new("db-probe")
-        .interval(std::time::Duration::from_millis(100))
-        .sqlite(&db)
-        .start()
-        .unwrap();
-    beat.progress(3);
+    // A reporter writes the database ("写数据库"), started by a process with
+    // one thread (this test process has several: the SQLite sink refuses).
+    let main = daemon::Process::new(|| {
+        let beat = heartbeat::Reporter::new("db-probe")
+            .interval(std::time::Duration::from_millis(100))
+            .sqlite(&db)
+            .start()
+            .unwrap();
+        beat.progress(3);
+        // Until killed (at most a minute, should the test fail first).
+        let parked = shm::Futex::new(0);
+        let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while parked.wait(0, Some(limit)) {}
+    })
+    .start()
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_demos"))
         .args(["heartbeat-monitor", "--listen", "127.0.0.1:0", "--for", "1"])
         .arg("--db")
         .arg(&db)
         .output()
         .unwrap();
-    drop(beat);
+    main.kill().unwrap();
+    let _ = main.join();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(

@@ -63,6 +63,26 @@
 //!   and its UDP socket, so the pipes, connections and listening sockets the
 //!   process closes are closed.
 //!
+//! # SQLite and threads
+//!
+//! The reporting daemon is a forked child that does not exec. A fork copies
+//! only the calling thread: a lock another thread held at that instant
+//! stays locked in the child for ever. SQLite has such locks (its memory
+//! and open-file mutexes); a main process with a thread inside SQLite at the
+//! fork left the daemon alive but never writing (3 starts in about 40).
+//! So the SQLite sink is refused ([`HeartbeatError::ThreadedDatabase`])
+//! when the starting process has more than one thread (counted in
+//! `/proc/self/task` just before the fork; the starting thread cannot make
+//! another meanwhile).
+//!
+//! Why not exec instead, as Python's `spawn` start method does? The daemon
+//! would have to re-run this program's `main` up to a hook that every
+//! program using the crate must call first, and would lose the closure-free
+//! simplicity of `Reporter::start`; a clear error at start is honest and
+//! costs a program only ordering: start the reporter before the first
+//! thread (or the thread pool, or the async runtime), or report over UDP,
+//! which takes no lock after the fork.
+//!
 //! # Where code lives
 //!
 //! - `reporter`: [`Reporter`] and the reporting daemon's loop, [`Heartbeat`].
@@ -124,6 +144,18 @@ pub enum HeartbeatError {
     /// Starting the reporting daemon failed.
     #[error("starting the heartbeat reporter: {0}")]
     Start(#[from] daemon::Error),
+    /// The SQLite sink was asked for in a process with more than one
+    /// thread (see [SQLite and threads](crate#sqlite-and-threads)).
+    #[cfg(feature = "sqlite")]
+    #[error(
+        "the SQLite sink needs a process with one thread at start, this one has {threads}: \
+         a SQLite lock held by another thread at the fork would stay locked for ever in the \
+         reporting daemon. Start the reporter before any thread, or report over UDP"
+    )]
+    ThreadedDatabase {
+        /// The threads this process had.
+        threads: usize,
+    },
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]
     NoSink,

@@ -58,12 +58,25 @@ impl Reporter {
     }
 
     /// Starts the reporting daemon and returns the handle whose progress
-    /// counter this process bumps. The daemon ends when this process's
+    /// counter this process bumps.
+    ///
+    /// With a database ([`sqlite`](Reporter::sqlite)), this process must
+    /// have one thread: [`HeartbeatError::ThreadedDatabase`] otherwise (see
+    /// [SQLite and threads](crate#sqlite-and-threads)). The daemon ends when this process's
     /// main code ends, when this process dies, or when this process drops
     /// the handle (a forked child's copy does not stop it).
     pub fn start(self) -> Result<Heartbeat, HeartbeatError> {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
+        }
+        // The daemon is forked and does not exec: SQLite's own locks, held by
+        // another thread at the fork, would stay locked in it for ever.
+        #[cfg(feature = "sqlite")]
+        if self.database.is_some() {
+            let threads = sys::thread_count().map_err(io_error("count this process's threads"))?;
+            if threads > 1 {
+                return Err(HeartbeatError::ThreadedDatabase { threads });
+            }
         }
         let board = Shared::new(Board::default())?;
         let main_pid = shm::pid::current();

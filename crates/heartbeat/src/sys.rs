@@ -58,3 +58,8 @@ pub(crate) fn wait_for_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) ->
     let mut fds = [PollFd::from_borrowed_fd(pidfd, PollFlags::IN)];
     matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
 }
+
+/// How many threads this process has (the entries of `/proc/self/task`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
