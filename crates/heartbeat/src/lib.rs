@@ -107,7 +107,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use monitor::{Alert, Health, Monitor, ReporterState};
-pub use reporter::{Heartbeat, Reporter};
+pub use reporter::{Heartbeat, Reporter, ReporterStatus};
 pub use sys::hostname;
 pub use wire::Beat;
 

@@ -50,7 +50,10 @@ impl Reporter {
     }
 
     /// Upserts each beat into the table `heartbeats` of the SQLite file
-    /// `path` ("写数据库"), creating both if needed.
+    /// `path` ("写数据库"), creating both if needed. The file is put in WAL
+    /// mode (`synchronous=NORMAL`), so that many reporters and monitors
+    /// share it without waiting for each other; failed writes are counted in
+    /// [`Heartbeat::status`].
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Reporter {
         self.database = Some(path.into());
@@ -143,6 +146,24 @@ struct Board {
     progress: AtomicU64,
     /// 1 once the daemon watches the main process itself.
     started: Futex,
+    /// See [`ReporterStatus`].
+    beats: AtomicU64,
+    database_writes: AtomicU64,
+    database_errors: AtomicU64,
+}
+
+/// What a reporting daemon has done so far (see [`Heartbeat::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ReporterStatus {
+    /// Beats made (each goes to every sink).
+    pub beats: u64,
+    /// Beats written to the database.
+    pub database_writes: u64,
+    /// Beats the database did not take: a failed write (a lock held past
+    /// the busy timeout, a full disk, ...) or a failed open. The table's row
+    /// is older than it should be by one beat for each.
+    pub database_errors: u64,
 }
 
 /// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
@@ -161,7 +182,7 @@ fn report_until_main_ends(
     // interval of `Duration::MAX`): no more beats after the first.
     let mut next = Some(Instant::now());
     for seq in 0.. {
-        sinks.send(&Beat {
+        let written = sinks.send(&Beat {
             id: config.id.clone(),
             host: host.clone(),
             pid: main_pid,
@@ -170,6 +191,12 @@ fn report_until_main_ends(
             sent_at_ms: unix_ms(),
             interval_ms: config.interval.as_millis() as u64,
         });
+        board.beats.fetch_add(1, Ordering::Relaxed);
+        match written {
+            Some(true) => board.database_writes.fetch_add(1, Ordering::Relaxed),
+            Some(false) => board.database_errors.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
         next = next.and_then(|n| n.checked_add(config.interval));
         loop {
             // `None`: no limit.
@@ -214,6 +241,17 @@ impl Heartbeat {
     /// The progress counter's value.
     pub fn progress_value(&self) -> u64 {
         self.board.progress.load(Ordering::Relaxed)
+    }
+
+    /// What the reporting daemon has done so far: beats made, written to
+    /// the database, and failed there.
+    pub fn status(&self) -> ReporterStatus {
+        let board = &*self.board;
+        ReporterStatus {
+            beats: board.beats.load(Ordering::Relaxed),
+            database_writes: board.database_writes.load(Ordering::Relaxed),
+            database_errors: board.database_errors.load(Ordering::Relaxed),
+        }
     }
 
     /// The reporting daemon's pid.

@@ -53,7 +53,8 @@ impl Sinks {
     }
 
     /// Best effort: a monitor that is down must not stop the beats.
-    pub(crate) fn send(&self, beat: &Beat) {
+    /// Returns whether the database write succeeded (`None`: no database).
+    pub(crate) fn send(&self, beat: &Beat) -> Option<bool> {
         if let Some((socket, addr)) = &self.udp {
             if let Some(json) = beat.to_json() {
                 let _ = socket.send_to(&json, addr);
@@ -61,12 +62,19 @@ impl Sinks {
         }
         #[cfg(feature = "sqlite")]
         if let Some((db, _)) = &self.database {
-            let _ = upsert(db, beat);
+            return Some(upsert(db, beat).is_ok());
         }
+        None
     }
 }
 
-/// Opens (creating if needed) the SQLite file and its table.
+/// Opens (creating if needed) the SQLite file and its table, for writing.
+///
+/// The file is put in WAL mode (a persistent setting of the file): readers
+/// never wait for writers nor writers for readers, and with
+/// `synchronous=NORMAL` a commit needs no `fsync` (a power cut may lose the
+/// last beats, never the file). Forty reporters at 100 ms on one file in the
+/// default rollback mode gave 108–145 false SILENT in 8 s; in WAL mode, 0.
 #[cfg(feature = "sqlite")]
 pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, HeartbeatError> {
     let database = |source| HeartbeatError::Database {
@@ -75,8 +83,10 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
     };
     let db = rusqlite::Connection::open(path).map_err(database)?;
     db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
+    set_wal_mode(&db).map_err(database)?;
     db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS heartbeats (
+        "PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS heartbeats (
              id TEXT PRIMARY KEY,
              host TEXT NOT NULL,
              pid INTEGER NOT NULL,
@@ -87,6 +97,61 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
          )",
     )
     .map_err(database)?;
+    Ok(db)
+}
+
+/// Puts the file in WAL mode unless it is already. Changing the mode needs
+/// the file to itself, and SQLite answers `SQLITE_BUSY` at once (without
+/// its busy handler) while another connection uses it, as when many
+/// reporters start together: retried for up to two seconds. (A file system
+/// without shared memory keeps the rollback journal, which SQLite reports
+/// as the mode set: that still works, more slowly.)
+#[cfg(feature = "sqlite")]
+fn set_wal_mode(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let mode =
+        || -> rusqlite::Result<String> { db.query_row("PRAGMA journal_mode", [], |r| r.get(0)) };
+    let limit = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let result = match mode() {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => db
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < limit => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `error` is a lock held by another connection (`SQLITE_BUSY` or
+/// `SQLITE_LOCKED`).
+#[cfg(feature = "sqlite")]
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Opens the SQLite file read-only, for a monitor: it never creates the
+/// file, never writes it, and (in WAL mode) never waits for a writer.
+#[cfg(feature = "sqlite")]
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection, HeartbeatError> {
+    let database = |source| HeartbeatError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    let db = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(database)?;
+    db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
     Ok(db)
 }
 
@@ -118,7 +183,7 @@ pub(crate) fn read_database<R>(
         &mut dyn Iterator<Item = Result<Beat, HeartbeatError>>,
     ) -> Result<R, HeartbeatError>,
 ) -> Result<R, HeartbeatError> {
-    let db = open_database(path)?;
+    let db = open_read_only(path)?;
     let database = |source| HeartbeatError::Database {
         path: path.to_path_buf(),
         source,

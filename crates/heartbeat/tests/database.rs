@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daemon::Process;
-use heartbeat::{HeartbeatError, Reporter};
+use heartbeat::{Health, HeartbeatError, Monitor, Reporter};
+use shm::{Futex, Shared};
+use testkit::{deadline, raise, wait_for, GENEROUS};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 
@@ -68,4 +70,124 @@ fn a_database_reporter_is_refused_in_a_process_with_threads() {
     .unwrap();
     let threads = main.join().unwrap().unwrap();
     assert!(threads >= 2, "{threads}");
+}
+
+/// Starts `n` main processes, each reporting as `{tag}-{i}` into `db` every
+/// `interval`, and running until killed.
+fn database_mains(db: &Path, tag: &str, n: usize, interval: Duration) -> Vec<daemon::Child<()>> {
+    (0..n)
+        .map(|i| {
+            Process::new(|| {
+                let beat = Reporter::new(format!("{tag}-{i}"))
+                    .interval(interval)
+                    .sqlite(db)
+                    .start()
+                    .unwrap();
+                testkit::park_until_killed();
+                drop(beat);
+            })
+            .start()
+            .unwrap()
+        })
+        .collect()
+}
+
+fn kill_all(mains: Vec<daemon::Child<()>>) {
+    for main in &mains {
+        main.kill().unwrap();
+    }
+    for main in mains {
+        let _ = main.join();
+    }
+}
+
+#[test]
+fn forty_reporters_on_one_database_raise_no_false_alarm() {
+    const REPORTERS: usize = 40;
+    let dir = TempDir::new("hb-forty");
+    let db = dir.db();
+    // The lesson's 100 ms gave 108-145 false SILENT in 8 s before WAL; 200
+    // ms leaves room for a loaded two-core machine (80 processes here).
+    let interval = INTERVAL * 2;
+    let mains = database_mains(&db, "r", REPORTERS, interval);
+    let mut monitor = Monitor::without_socket();
+    // All seen first (starting 80 processes takes a while on two cores).
+    let limit = deadline(GENEROUS);
+    while monitor.reporters().len() < REPORTERS {
+        if Instant::now() >= limit {
+            // Why: a main whose `start` failed has ended.
+            let ended: Vec<String> = mains
+                .into_iter()
+                .filter_map(|mut main| {
+                    let _ = main.kill();
+                    main.join_timeout(GENEROUS).err().map(|e| e.to_string())
+                })
+                .collect();
+            panic!("not all reporters wrote a row: {ended:?}");
+        }
+        // Until the first reporter has made the file and its table.
+        let _ = monitor.read_database(&db);
+        let _ = monitor.take_alerts();
+        monitor.poll(interval / 2).unwrap();
+    }
+    // Then 30 intervals without a false alarm.
+    let watch = Instant::now() + interval * 30;
+    while Instant::now() < watch {
+        monitor.poll(interval / 2).unwrap();
+        monitor.read_database(&db).unwrap();
+    }
+    let alerts = monitor.take_alerts();
+    kill_all(mains);
+    let mode: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(monitor.counts(), (0, REPORTERS, 0), "{alerts:?}");
+    assert!(
+        !alerts.iter().any(|a| a.to == Health::Silent),
+        "{} false SILENT: {alerts:?}",
+        alerts.iter().filter(|a| a.to == Health::Silent).count()
+    );
+}
+
+#[test]
+fn the_monitor_reads_read_only_and_creates_nothing() {
+    let dir = TempDir::new("hb-read-only");
+    let db = dir.db();
+    let mut monitor = Monitor::without_socket();
+    assert!(monitor.read_database(&db).is_err(), "a missing file read");
+    assert!(!db.exists(), "the monitor created the file");
+}
+
+#[test]
+fn failed_database_writes_are_counted() {
+    let dir = TempDir::new("hb-write-errors");
+    let db = dir.db();
+    let phase = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        let beat = Reporter::new("counted")
+            .interval(INTERVAL)
+            .sqlite(&db)
+            .start()
+            .unwrap();
+        raise(&phase);
+        // The test now holds the write lock: the next writes fail after
+        // the busy timeout.
+        let limit = deadline(GENEROUS);
+        while beat.status().database_errors == 0 {
+            assert!(Instant::now() < limit, "no write error counted");
+            Futex::new(0).wait(0, Some(Instant::now() + INTERVAL));
+        }
+        beat.status()
+    })
+    .start()
+    .unwrap();
+    wait_for(&phase, 1);
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let status = main.join().unwrap();
+    locker.execute_batch("COMMIT").unwrap();
+    assert!(status.database_errors >= 1, "{status:?}");
+    assert!(status.beats >= status.database_errors, "{status:?}");
 }
