@@ -83,6 +83,16 @@
 //! thread (or the thread pool, or the async runtime), or report over UDP,
 //! which takes no lock after the fork.
 //!
+//! For the same reason the starting process must not have a connection of
+//! its own open to the heartbeat file at that moment: SQLite keeps, per
+//! process, what each open file is locked for and which descriptors it has
+//! yet to close, and the daemon would inherit that state stale (a lock it
+//! believes held for ever). `Reporter::start` itself never opens the file in
+//! the starting process: the daemon opens it, and `start` returns the error
+//! if that open fails for any other reason than a lock (a lock only delays
+//! the first write: the open is retried at every beat and counted in
+//! [`Heartbeat::status`] while it fails).
+//!
 //! # Where code lives
 //!
 //! - `reporter`: [`Reporter`] and the reporting daemon's loop, [`Heartbeat`].

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use daemon::{Child, Process};
 use shm::{Futex, Shared, ShmSafe};
 
-#[cfg(feature = "sqlite")]
-use crate::sinks::open_database;
 use crate::sinks::Sinks;
 use crate::wire::{unix_ms, Beat};
 use crate::{io_error, sys, HeartbeatError, DEFAULT_INTERVAL};
@@ -84,17 +82,10 @@ impl Reporter {
         let board = Shared::new(Board::default())?;
         let main_pid = shm::pid::current();
         // Open the sinks here, so that errors reach the caller. SQLite
-        // connections must not cross a fork: the child opens its own.
-        #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
+        // connections must not cross a fork: the daemon opens its own.
         let mut sinks = Sinks::open(&self)?;
-        #[cfg(feature = "sqlite")]
-        sinks.database.take();
         let keep = sinks.descriptors();
         let child = Process::new(|| {
-            #[cfg(feature = "sqlite")]
-            if let Some(path) = &self.database {
-                sinks.database = open_database(path).ok().map(|db| (db, path.clone()));
-            }
             // Watch the main process itself: the parent-death signal set
             // for a daemon follows the thread that forked it, which may end
             // long before main does (`Heartbeat` moves between threads).
@@ -106,9 +97,22 @@ impl Reporter {
                 Ok(None) => return, // main is gone already
                 Err(_) => None,     // no pidfds: the signal must do
             };
-            board.started.store(1, Ordering::Release);
+            #[cfg(feature = "sqlite")]
+            if let Err(e) = sinks.open_database_first() {
+                let code = match &e {
+                    HeartbeatError::Database { source, .. } => source
+                        .sqlite_error()
+                        .map_or(rusqlite::ffi::SQLITE_CANTOPEN, |e| e.extended_code),
+                    _ => rusqlite::ffi::SQLITE_CANTOPEN,
+                };
+                board.database_failure.store(code, Ordering::Relaxed);
+                board.started.store(STARTED_FAILED, Ordering::Release);
+                board.started.wake_all();
+                return;
+            }
+            board.started.store(STARTED, Ordering::Release);
             board.started.wake_all();
-            report_until_main_ends(&self, &sinks, &board, main_pid, main.as_ref())
+            report_until_main_ends(&self, &mut sinks, &board, main_pid, main.as_ref())
         })
         .name(format!("heartbeat-{}", self.id))
         .daemon(true)
@@ -130,6 +134,17 @@ impl Reporter {
                 .started
                 .wait(0, Instant::now().checked_add(Duration::from_millis(10)));
         }
+        #[cfg(feature = "sqlite")]
+        if board.started.load(Ordering::Acquire) == STARTED_FAILED {
+            let _ = child.join_timeout(Duration::from_secs(5));
+            return Err(HeartbeatError::Database {
+                path: self.database.clone().unwrap_or_default(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(board.database_failure.load(Ordering::Relaxed)),
+                    None,
+                ),
+            });
+        }
         Ok(Heartbeat {
             board,
             child,
@@ -138,14 +153,24 @@ impl Reporter {
     }
 }
 
+/// `Board::started`: the daemon runs.
+const STARTED: u32 = 1;
+/// `Board::started`: the daemon could not open the database and ended.
+#[cfg(feature = "sqlite")]
+const STARTED_FAILED: u32 = 2;
+
 /// What the main process and its reporting daemon share.
 #[derive(ShmSafe, Default, Debug)]
 #[repr(C)]
 struct Board {
     /// The main process's progress counter, which the beats carry.
     progress: AtomicU64,
-    /// 1 once the daemon watches the main process itself.
+    /// [`STARTED`] once the daemon watches the main process itself (and
+    /// opened the database, or found it locked); [`STARTED_FAILED`] if it
+    /// could not open the database and ended.
     started: Futex,
+    /// The SQLite extended error code of that failure.
+    database_failure: std::sync::atomic::AtomicI32,
     /// See [`ReporterStatus`].
     beats: AtomicU64,
     database_writes: AtomicU64,
@@ -172,7 +197,7 @@ pub struct ReporterStatus {
 /// parent-death signal ends this process).
 fn report_until_main_ends(
     config: &Reporter,
-    sinks: &Sinks,
+    sinks: &mut Sinks,
     board: &Board,
     main_pid: shm::pid::Pid,
     main: Option<&OwnedFd>,

@@ -16,7 +16,40 @@ use crate::{io_error, HeartbeatError, Reporter};
 pub(crate) struct Sinks {
     udp: Option<(UdpSocket, SocketAddr)>,
     #[cfg(feature = "sqlite")]
-    pub(crate) database: Option<(rusqlite::Connection, PathBuf)>,
+    database: Option<Database>,
+}
+
+/// The database sink: its file, and the connection once open. Opened in
+/// the reporting daemon on first use (a connection must not cross a fork),
+/// and again at the next beat after an open or a write fails.
+#[cfg(feature = "sqlite")]
+struct Database {
+    path: PathBuf,
+    connection: Option<rusqlite::Connection>,
+}
+
+#[cfg(feature = "sqlite")]
+impl Database {
+    /// Writes `beat`; false if the open or the write failed.
+    fn write(&mut self, beat: &Beat) -> bool {
+        if self.connection.is_none() {
+            self.connection = open_database(&self.path).ok();
+        }
+        let Some(db) = &self.connection else {
+            return false;
+        };
+        match upsert(db, beat) {
+            Ok(_) => true,
+            Err(e) => {
+                if !is_busy(&e) {
+                    // Maybe the file was replaced or its disk failed: open
+                    // it afresh next time.
+                    self.connection = None;
+                }
+                false
+            }
+        }
+    }
 }
 
 impl Sinks {
@@ -34,16 +67,36 @@ impl Sinks {
                 Some((socket, addr))
             }
         };
+        // Not opened here: SQLite keeps per-process state about open files
+        // (and their locks and descriptors) that a fork would copy into the
+        // daemon, stale. The daemon opens it (see `open_database_first`).
         #[cfg(feature = "sqlite")]
-        let database = match &config.database {
-            None => None,
-            Some(path) => Some((open_database(path)?, path.clone())),
-        };
+        let database = config.database.as_ref().map(|path| Database {
+            path: path.clone(),
+            connection: None,
+        });
         Ok(Sinks {
             udp,
             #[cfg(feature = "sqlite")]
             database,
         })
+    }
+
+    /// In the reporting daemon, before it reports to its starter that it
+    /// runs: opens the database, so that a wrong path or a file that is not
+    /// a database reaches the caller of `start`. A lock is no error: the
+    /// open is retried at every beat.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn open_database_first(&mut self) -> Result<(), HeartbeatError> {
+        let Some(db) = &mut self.database else {
+            return Ok(());
+        };
+        match open_database(&db.path) {
+            Ok(connection) => db.connection = Some(connection),
+            Err(HeartbeatError::Database { source, .. }) if is_busy(&source) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// The descriptors the reporting daemon needs from this process (the
@@ -54,15 +107,15 @@ impl Sinks {
 
     /// Best effort: a monitor that is down must not stop the beats.
     /// Returns whether the database write succeeded (`None`: no database).
-    pub(crate) fn send(&self, beat: &Beat) -> Option<bool> {
+    pub(crate) fn send(&mut self, beat: &Beat) -> Option<bool> {
         if let Some((socket, addr)) = &self.udp {
             if let Some(json) = beat.to_json() {
                 let _ = socket.send_to(&json, addr);
             }
         }
         #[cfg(feature = "sqlite")]
-        if let Some((db, _)) = &self.database {
-            return Some(upsert(db, beat).is_ok());
+        if let Some(db) = &mut self.database {
+            return Some(db.write(beat));
         }
         None
     }

@@ -191,3 +191,79 @@ fn failed_database_writes_are_counted() {
     assert!(status.database_errors >= 1, "{status:?}");
     assert!(status.beats >= status.database_errors, "{status:?}");
 }
+
+/// Waits until `done()`, checking every quarter interval, failing the test
+/// after [`GENEROUS`] with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let limit = deadline(GENEROUS);
+    while !done() {
+        assert!(Instant::now() < limit, "{what}");
+        Futex::new(0).wait(0, Some(Instant::now() + INTERVAL / 4));
+    }
+}
+
+#[test]
+fn a_database_locked_at_start_is_opened_once_free() {
+    let dir = TempDir::new("hb-reopen");
+    let db = dir.db();
+    // 1: locked; 2: the reporter counted a failure; 3: unlocked.
+    let phase = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        wait_for(&phase, 1);
+        let beat = Reporter::new("reopened")
+            .interval(INTERVAL)
+            .sqlite(&db)
+            .start()
+            .map_err(|e| e.to_string())?;
+        wait_until("no failed open counted", || {
+            beat.status().database_errors > 0
+        });
+        raise(&phase);
+        wait_for(&phase, 3);
+        wait_until("never written once free", || {
+            beat.status().database_writes > 0
+        });
+        Ok::<_, String>(beat.status())
+    })
+    .start()
+    .unwrap();
+    // Someone else's connection, in SQLite's default (rollback) mode,
+    // holds the file exclusively: opening it waits past the busy timeout.
+    // (Opened after the fork: SQLite's per-process state about the file and
+    // its locks must not be copied into the reporter.)
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker
+        .execute_batch(
+            "CREATE TABLE other (n INTEGER); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)",
+        )
+        .unwrap();
+    raise(&phase);
+    wait_for(&phase, 2);
+    locker.execute_batch("COMMIT").unwrap();
+    raise(&phase);
+    let status = main.join().unwrap().unwrap();
+    assert!(status.database_errors >= 1, "{status:?}");
+    let mut monitor = Monitor::without_socket();
+    monitor.read_database(&db).unwrap();
+    assert_eq!(monitor.health("reopened"), Some(Health::Alive));
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_fails_start() {
+    let dir = TempDir::new("hb-cannot-open");
+    let db = dir.0.join("no-such-directory").join("beats.sqlite");
+    let main = Process::new(|| {
+        match Reporter::new("nowhere")
+            .interval(INTERVAL)
+            .sqlite(&db)
+            .start()
+        {
+            Err(HeartbeatError::Database { .. }) => Ok(()),
+            Err(other) => Err(format!("another error: {other}")),
+            Ok(_) => Err("started".to_string()),
+        }
+    })
+    .start()
+    .unwrap();
+    main.join().unwrap().unwrap();
+}
