@@ -63,6 +63,14 @@
 //!   and its UDP socket, so the pipes, connections and listening sockets the
 //!   process closes are closed.
 //!
+//! # Sinks do not wait for each other
+//!
+//! The daemon's beat loop sends the UDP datagram itself and leaves the
+//! database row to a writer thread of the daemon (made after the fork), one
+//! beat at a time: a database lock held by another writer delays only the
+//! rows (a beat the writer could not pick up in time is skipped, counted in
+//! [`ReporterStatus::database_skipped`]), never the UDP beats.
+//!
 //! # SQLite and threads
 //!
 //! The reporting daemon is a forked child that does not exec. A fork copies

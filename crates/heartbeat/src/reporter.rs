@@ -110,6 +110,15 @@ impl Reporter {
                 board.started.wake_all();
                 return;
             }
+            #[cfg(feature = "sqlite")]
+            if sinks.start_database_writer().is_err() {
+                board
+                    .database_failure
+                    .store(rusqlite::ffi::SQLITE_NOMEM, Ordering::Relaxed);
+                board.started.store(STARTED_FAILED, Ordering::Release);
+                board.started.wake_all();
+                return;
+            }
             board.started.store(STARTED, Ordering::Release);
             board.started.wake_all();
             report_until_main_ends(&self, &mut sinks, &board, main_pid, main.as_ref())
@@ -175,6 +184,7 @@ struct Board {
     beats: AtomicU64,
     database_writes: AtomicU64,
     database_errors: AtomicU64,
+    database_skipped: AtomicU64,
 }
 
 /// What a reporting daemon has done so far (see [`Heartbeat::status`]).
@@ -189,6 +199,10 @@ pub struct ReporterStatus {
     /// the busy timeout, a full disk, ...) or a failed open. The table's row
     /// is older than it should be by one beat for each.
     pub database_errors: u64,
+    /// Beats not written because the previous write was still going on (a
+    /// lock held by another writer): the database is written on its own
+    /// thread of the daemon, so that it never delays the UDP beats.
+    pub database_skipped: u64,
 }
 
 /// The daemon's loop: a beat at start + k * interval, for k = 0, 1, ...
@@ -207,7 +221,7 @@ fn report_until_main_ends(
     // interval of `Duration::MAX`): no more beats after the first.
     let mut next = Some(Instant::now());
     for seq in 0.. {
-        let written = sinks.send(&Beat {
+        sinks.send(&Beat {
             id: config.id.clone(),
             host: host.clone(),
             pid: main_pid,
@@ -217,11 +231,17 @@ fn report_until_main_ends(
             interval_ms: config.interval.as_millis() as u64,
         });
         board.beats.fetch_add(1, Ordering::Relaxed);
-        match written {
-            Some(true) => board.database_writes.fetch_add(1, Ordering::Relaxed),
-            Some(false) => board.database_errors.fetch_add(1, Ordering::Relaxed),
-            None => 0,
-        };
+        #[cfg(feature = "sqlite")]
+        if let Some(counts) = sinks.database_counts() {
+            // As of this beat: the writer thread cannot reach the board.
+            for (to, from) in [
+                (&board.database_writes, &counts.writes),
+                (&board.database_errors, &counts.errors),
+                (&board.database_skipped, &counts.skipped),
+            ] {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
         next = next.and_then(|n| n.checked_add(config.interval));
         loop {
             // `None`: no limit.
@@ -268,14 +288,15 @@ impl Heartbeat {
         self.board.progress.load(Ordering::Relaxed)
     }
 
-    /// What the reporting daemon has done so far: beats made, written to
-    /// the database, and failed there.
+    /// What the reporting daemon has done so far: beats made, and written
+    /// to the database, failed or skipped there (as of the last beat).
     pub fn status(&self) -> ReporterStatus {
         let board = &*self.board;
         ReporterStatus {
             beats: board.beats.load(Ordering::Relaxed),
             database_writes: board.database_writes.load(Ordering::Relaxed),
             database_errors: board.database_errors.load(Ordering::Relaxed),
+            database_skipped: board.database_skipped.load(Ordering::Relaxed),
         }
     }
 

@@ -7,6 +7,10 @@ use std::os::fd::{AsRawFd, RawFd};
 #[cfg(feature = "sqlite")]
 use std::path::{Path, PathBuf};
 #[cfg(feature = "sqlite")]
+use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "sqlite")]
+use std::sync::{Arc, Condvar, Mutex};
+#[cfg(feature = "sqlite")]
 use std::time::Duration;
 
 use crate::wire::Beat;
@@ -22,10 +26,72 @@ pub(crate) struct Sinks {
 /// The database sink: its file, and the connection once open. Opened in
 /// the reporting daemon on first use (a connection must not cross a fork),
 /// and again at the next beat after an open or a write fails.
+///
+/// The daemon's beat loop never writes it: a write may wait for a lock (up
+/// to the busy timeout), and the UDP beats must not wait with it. The loop
+/// hands each beat to the daemon's writer thread through a one-beat
+/// mailbox ([`Handoff`]): a beat still there when the next one comes was
+/// never picked up (the writer was still busy) and is skipped, counted.
 #[cfg(feature = "sqlite")]
 struct Database {
     path: PathBuf,
     connection: Option<rusqlite::Connection>,
+    /// `Some` once the writer thread runs (it owns the connection then).
+    handoff: Option<Arc<Handoff>>,
+}
+
+/// The mailbox between the beat loop and the writer thread, and what the
+/// writer has done.
+#[cfg(feature = "sqlite")]
+#[derive(Default)]
+struct Handoff {
+    next: Mutex<Option<Beat>>,
+    posted: Condvar,
+    counts: DatabaseCounts,
+}
+
+/// What the database sink has done so far.
+#[cfg(feature = "sqlite")]
+#[derive(Default)]
+pub(crate) struct DatabaseCounts {
+    pub(crate) writes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+}
+
+#[cfg(feature = "sqlite")]
+impl Handoff {
+    /// Leaves `beat` for the writer, replacing (skipping) one it has not
+    /// picked up.
+    fn post(&self, beat: Beat) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.replace(beat).is_some() {
+            self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.posted.notify_one();
+    }
+
+    /// The writer thread: writes each beat left for it, for ever (it ends
+    /// with the daemon's process).
+    fn write_forever(&self, mut database: Database) {
+        loop {
+            let beat = {
+                let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(beat) = next.take() {
+                        break beat;
+                    }
+                    next = self.posted.wait(next).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let counter = if database.write(&beat) {
+                &self.counts.writes
+            } else {
+                &self.counts.errors
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -74,6 +140,7 @@ impl Sinks {
         let database = config.database.as_ref().map(|path| Database {
             path: path.clone(),
             connection: None,
+            handoff: None,
         });
         Ok(Sinks {
             udp,
@@ -105,19 +172,50 @@ impl Sinks {
         self.udp.iter().map(|(s, _)| s.as_raw_fd()).collect()
     }
 
-    /// Best effort: a monitor that is down must not stop the beats.
-    /// Returns whether the database write succeeded (`None`: no database).
-    pub(crate) fn send(&mut self, beat: &Beat) -> Option<bool> {
+    /// In the reporting daemon, once it runs: starts the database's writer
+    /// thread (made after the fork, so it holds no lock of the starting
+    /// process's threads).
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn start_database_writer(&mut self) -> Result<(), HeartbeatError> {
+        let Some(db) = &mut self.database else {
+            return Ok(());
+        };
+        let handoff = Arc::new(Handoff::default());
+        let database = Database {
+            path: db.path.clone(),
+            connection: db.connection.take(),
+            handoff: None,
+        };
+        let writer = Arc::clone(&handoff);
+        std::thread::Builder::new()
+            .name("heartbeat-db".into())
+            .spawn(move || writer.write_forever(database))
+            .map_err(io_error("start the heartbeat database writer"))?;
+        db.handoff = Some(handoff);
+        Ok(())
+    }
+
+    /// Sends a beat to every sink. Best effort: a monitor that is down must
+    /// not stop the beats, nor a locked database the UDP beats (the writer
+    /// thread writes it).
+    pub(crate) fn send(&mut self, beat: &Beat) {
         if let Some((socket, addr)) = &self.udp {
             if let Some(json) = beat.to_json() {
                 let _ = socket.send_to(&json, addr);
             }
         }
         #[cfg(feature = "sqlite")]
-        if let Some(db) = &mut self.database {
-            return Some(db.write(beat));
+        if let Some(handoff) = self.database.as_ref().and_then(|db| db.handoff.as_ref()) {
+            handoff.post(beat.clone());
         }
-        None
+    }
+
+    /// What the database sink has done so far (`None`: no database, or
+    /// its writer has not started).
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn database_counts(&self) -> Option<&DatabaseCounts> {
+        let db = self.database.as_ref()?;
+        db.handoff.as_ref().map(|h| &h.counts)
     }
 }
 

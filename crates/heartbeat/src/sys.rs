@@ -60,6 +60,7 @@ pub(crate) fn wait_for_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) ->
 }
 
 /// How many threads this process has (the entries of `/proc/self/task`).
+#[cfg(feature = "sqlite")]
 pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }

@@ -10,6 +10,9 @@ use heartbeat::{Health, HeartbeatError, Monitor, Reporter};
 use shm::{Futex, Shared};
 use testkit::{deadline, raise, wait_for, GENEROUS};
 
+mod common;
+use common::{beat_receiver, next_beat};
+
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// A fresh directory for one test's database, removed on drop.
@@ -266,4 +269,42 @@ fn a_database_that_cannot_be_opened_fails_start() {
     .start()
     .unwrap();
     main.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_database_lock_does_not_stop_the_udp_beats() {
+    let dir = TempDir::new("hb-lock-udp");
+    let db = dir.db();
+    let (socket, addr) = beat_receiver();
+    let main = Process::new(|| {
+        let beat = Reporter::new("both")
+            .interval(INTERVAL)
+            .udp(addr)
+            .sqlite(&db)
+            .start()
+            .unwrap();
+        testkit::park_until_killed();
+        drop(beat);
+    })
+    .start()
+    .unwrap();
+    // The reporter runs (and made the file, in WAL mode).
+    next_beat(&socket);
+    // Another writer holds the write lock for 30 intervals, longer than
+    // the sink's busy timeout (2 s).
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut gaps = Vec::new();
+    let mut last = Instant::now();
+    for _ in 0..30 {
+        next_beat(&socket);
+        gaps.push(last.elapsed());
+        last = Instant::now();
+    }
+    locker.execute_batch("COMMIT").unwrap();
+    main.kill().unwrap();
+    let _ = main.join();
+    // A monitor counts three missed intervals as SILENT.
+    let longest = gaps.iter().max().unwrap();
+    assert!(*longest < INTERVAL * 3, "a gap of {longest:?} in {gaps:?}");
 }

@@ -9,26 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use daemon::Process;
-use heartbeat::{Beat, Reporter};
+use heartbeat::Reporter;
 use shm::{Futex, Shared};
 use testkit::{raise, wait_for, GENEROUS};
 
+mod common;
+use common::{beat_receiver, next_beat};
+
 const INTERVAL: Duration = Duration::from_millis(50);
-
-/// A socket receiving beats, and its address.
-fn beat_receiver() -> (UdpSocket, std::net::SocketAddr) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(GENEROUS)).unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
-}
-
-/// The next beat on `socket`, failing the test after [`GENEROUS`].
-fn next_beat(socket: &UdpSocket) -> Beat {
-    let mut buf = [0u8; 65536];
-    let n = socket.recv(&mut buf).expect("a beat within GENEROUS");
-    serde_json::from_slice(&buf[..n]).unwrap()
-}
 
 #[test]
 fn the_reporter_holds_none_of_mains_descriptors() {
