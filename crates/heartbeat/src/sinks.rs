@@ -339,6 +339,18 @@ pub(crate) fn read_database<R>(
         path: path.to_path_buf(),
         source,
     };
+    // A file whose first reporter has not made the table yet: no rows.
+    // (The monitor opens read-only, so it never makes the table itself.)
+    let made: bool = db
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'heartbeats')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(database)?;
+    if !made {
+        return read(&mut std::iter::empty());
+    }
     let mut query = db
         .prepare("SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms FROM heartbeats")
         .map_err(database)?;
