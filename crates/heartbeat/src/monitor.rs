@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "sqlite")]
 use crate::sinks;
-#[cfg(feature = "sqlite")]
-use crate::wire::unix_ms;
 use crate::wire::Beat;
 use crate::{io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER};
 
@@ -278,22 +276,28 @@ impl Monitor {
         self.beats
     }
 
-    /// Reads the `heartbeats` table of a reporter's SQLite file: each row
-    /// counts as a beat seen at the time it was written (by the wall clock,
-    /// so the writer's and this machine's clocks must agree), then re-judges.
+    /// Reads the `heartbeats` table of a reporter's SQLite file, then
+    /// re-judges.
+    ///
+    /// Rows are judged by this monitor's monotonic clock, never by the
+    /// writers' wall clocks (`sent_at_ms`): a row seen for the first time,
+    /// or whose `seq` (or pid) changed since the last read, is a beat
+    /// arriving now; an unchanged row is no news. So a writer whose clock is
+    /// off, or a step of the wall clock here, makes no false alarm and hides
+    /// no silence. Read at least once per interval for silence to be
+    /// noticed on time (it is noticed at the first read after
+    /// `silent_after` intervals without a change).
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
         let now = sinks::read_database(path.as_ref(), |rows| {
             let now = Instant::now();
-            let now_ms = unix_ms();
             for beat in rows {
                 let beat = beat?;
-                let age = Duration::from_millis(now_ms.saturating_sub(beat.sent_at_ms));
                 let seen = self.tracked.get(&beat.id).map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
                 }
-                self.record(beat, now.checked_sub(age).unwrap_or(now));
+                self.record(beat, now);
             }
             Ok(now)
         })?;

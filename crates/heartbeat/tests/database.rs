@@ -308,3 +308,79 @@ fn a_database_lock_does_not_stop_the_udp_beats() {
     let longest = gaps.iter().max().unwrap();
     assert!(*longest < INTERVAL * 3, "a gap of {longest:?} in {gaps:?}");
 }
+
+/// The Unix time in milliseconds, by this machine's wall clock.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A process writing beats of `id` into `db` every [`INTERVAL`] as a
+/// reporter would, but stamped by a wall clock `skew_ms` off this one's,
+/// until killed.
+fn skewed_writer(db: &Path, id: &str, skew_ms: i64) -> daemon::Child<()> {
+    Process::new(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.busy_timeout(GENEROUS).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS heartbeats (
+                 id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+                 seq INTEGER NOT NULL, progress INTEGER NOT NULL,
+                 sent_at_ms INTEGER NOT NULL, interval_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        let limit = deadline(GENEROUS * 2);
+        for seq in 0i64.. {
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeats
+                     (id, host, pid, seq, progress, sent_at_ms, interval_ms)
+                 VALUES (?1, 'skewed', ?2, ?3, ?3, ?4, ?5)",
+                rusqlite::params![
+                    id,
+                    std::process::id(),
+                    seq,
+                    unix_ms() + skew_ms,
+                    INTERVAL.as_millis() as i64
+                ],
+            )
+            .unwrap();
+            if Instant::now() > limit {
+                break;
+            }
+            Futex::new(0).wait(0, Some(Instant::now() + INTERVAL));
+        }
+    })
+    .start()
+    .unwrap()
+}
+
+#[test]
+fn rows_are_judged_by_the_monitors_clock_not_the_writers() {
+    let dir = TempDir::new("hb-clocks");
+    let db = dir.db();
+    let behind = skewed_writer(&db, "behind", -60_000);
+    let ahead = skewed_writer(&db, "ahead", 60_000);
+    let mut monitor = Monitor::without_socket();
+    wait_until("both rows written", || {
+        let _ = monitor.read_database(&db);
+        monitor.reporters().len() == 2
+    });
+    // Both write every interval: neither is SILENT, whatever its clock.
+    for _ in 0..20 {
+        monitor.poll(INTERVAL / 2).unwrap();
+        monitor.read_database(&db).unwrap();
+        for id in ["behind", "ahead"] {
+            assert_ne!(monitor.health(id), Some(Health::Silent), "{id}");
+        }
+    }
+    // Both stop: both SILENT, however far ahead the last stamp.
+    behind.kill().unwrap();
+    ahead.kill().unwrap();
+    let _ = (behind.join(), ahead.join());
+    wait_until("a stopped writer never SILENT", || {
+        monitor.read_database(&db).unwrap();
+        monitor.counts().2 == 2
+    });
+}
