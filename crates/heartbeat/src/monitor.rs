@@ -84,6 +84,7 @@ pub struct Monitor {
     tracked: HashMap<String, Tracked>,
     alerts: Vec<Alert>,
     beats: u64,
+    bad_rows: u64,
 }
 
 impl Monitor {
@@ -108,6 +109,7 @@ impl Monitor {
             tracked: HashMap::new(),
             alerts: Vec::new(),
             beats: 0,
+            bad_rows: 0,
         }
     }
 
@@ -276,6 +278,13 @@ impl Monitor {
         self.beats
     }
 
+    /// Database rows skipped so far because they are no beat (a pid out of
+    /// range, a negative number, a text where a number belongs, ...). Each
+    /// read counts them again.
+    pub fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+
     /// Reads the `heartbeats` table of a reporter's SQLite file, then
     /// re-judges.
     ///
@@ -287,12 +296,20 @@ impl Monitor {
     /// no silence. Read at least once per interval for silence to be
     /// noticed on time (it is noticed at the first read after
     /// `silent_after` intervals without a change).
+    ///
+    /// A row that is no beat is skipped and counted ([`bad_rows`](Monitor::bad_rows));
+    /// the others are judged. If SQLite itself fails (a file that is no
+    /// database, a lock held past the busy timeout), nothing is judged and
+    /// the error is returned: no verdict changes on no news; call again.
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
         let now = sinks::read_database(path.as_ref(), |rows| {
             let now = Instant::now();
             for beat in rows {
-                let beat = beat?;
+                let Some(beat) = beat? else {
+                    self.bad_rows += 1;
+                    continue;
+                };
                 let seen = self.tracked.get(&beat.id).map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new

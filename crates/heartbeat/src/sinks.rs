@@ -326,12 +326,13 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
 }
 
 /// Reads every row of the `heartbeats` table of the SQLite file `path`,
-/// handing them to `read` as they come.
+/// handing them to `read` as they come: `Ok(None)` for a row that is no
+/// beat (skipped, for the caller to count), `Err` if SQLite itself fails.
 #[cfg(feature = "sqlite")]
 pub(crate) fn read_database<R>(
     path: &Path,
     read: impl FnOnce(
-        &mut dyn Iterator<Item = Result<Beat, HeartbeatError>>,
+        &mut dyn Iterator<Item = Result<Option<Beat>, HeartbeatError>>,
     ) -> Result<R, HeartbeatError>,
 ) -> Result<R, HeartbeatError> {
     let db = open_read_only(path)?;
@@ -355,22 +356,42 @@ pub(crate) fn read_database<R>(
         .prepare("SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms FROM heartbeats")
         .map_err(database)?;
     let rows = query
-        .query_map([], |r| {
-            Ok(Beat {
-                id: r.get(0)?,
-                host: r.get(1)?,
-                pid: {
-                    let n: u32 = r.get(2)?;
-                    shm::pid::Pid::from_u32(n)
-                        .ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(2, i64::from(n)))?
-                },
-                seq: r.get::<_, i64>(3)? as u64,
-                progress: r.get::<_, i64>(4)? as u64,
-                sent_at_ms: r.get::<_, i64>(5)? as u64,
-                interval_ms: r.get::<_, i64>(6)? as u64,
-            })
+        .query_map([], |r| match beat_of(r) {
+            Ok(beat) => Ok(Some(beat)),
+            Err(
+                rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::Utf8Error(..),
+            ) => Ok(None),
+            Err(e) => Err(e),
         })
         .map_err(database)?;
     let mut rows = rows.map(|row| row.map_err(database));
     read(&mut rows)
+}
+
+/// The beat of one row; a conversion error if it is none (a pid out of
+/// range, a negative number, a text where a number belongs, ...).
+#[cfg(feature = "sqlite")]
+fn beat_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Beat> {
+    let unsigned = |column: usize| -> rusqlite::Result<u64> {
+        let n: i64 = r.get(column)?;
+        u64::try_from(n).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(column, n))
+    };
+    Ok(Beat {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        pid: {
+            let n: i64 = r.get(2)?;
+            u32::try_from(n)
+                .ok()
+                .and_then(shm::pid::Pid::from_u32)
+                .ok_or(rusqlite::Error::IntegralValueOutOfRange(2, n))?
+        },
+        seq: unsigned(3)?,
+        progress: unsigned(4)?,
+        sent_at_ms: unsigned(5)?,
+        interval_ms: unsigned(6)?,
+    })
 }

@@ -384,3 +384,33 @@ fn rows_are_judged_by_the_monitors_clock_not_the_writers() {
         monitor.counts().2 == 2
     });
 }
+
+#[test]
+fn a_bad_row_is_skipped_and_counted_and_the_others_judged() {
+    let dir = TempDir::new("hb-bad-row");
+    let db = dir.db();
+    let mut mains = database_mains(&db, "good", 1, INTERVAL);
+    let mut monitor = Monitor::without_socket();
+    wait_until("the good reporter never wrote", || {
+        let _ = monitor.read_database(&db);
+        monitor.health("good-0").is_some()
+    });
+    // A row that is no beat: a pid out of range.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms)
+             VALUES ('bad', 'h', 5000000000, 0, 0, 0, 100)",
+            [],
+        )
+        .unwrap();
+    monitor.read_database(&db).unwrap();
+    assert!(monitor.bad_rows() >= 1);
+    assert_eq!(monitor.health("bad"), None);
+    // The good reporter's death is still seen.
+    mains.pop().unwrap().kill().unwrap();
+    wait_until("the killed reporter never SILENT", || {
+        monitor.read_database(&db).unwrap();
+        monitor.health("good-0") == Some(Health::Silent)
+    });
+}
