@@ -37,7 +37,8 @@ pub(crate) struct MonitorArgs {
     #[arg(long, default_value = "127.0.0.1:9999")]
     listen: SocketAddr,
     /// Also read beats from this SQLite file (the reporters' "写数据库"),
-    /// which must exist.
+    /// which must exist. Read errors (a lock, rows that are no beat) are
+    /// printed, and the monitor goes on.
     #[arg(long)]
     db: Option<PathBuf>,
     /// Stop after this many seconds (default: run until interrupted).
@@ -167,7 +168,19 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
     while until.is_none_or(|u| Instant::now() < u) {
         monitor.poll(Duration::from_secs(1))?;
         if let Some(db) = &args.db {
-            monitor.read_database(db)?;
+            // A lock or a broken file must not stop the watch (nor the UDP
+            // side of it): say so, judge nothing new, and read again.
+            let bad_before = monitor.bad_rows();
+            if let Err(e) = monitor.read_database(db) {
+                crate::context::print_line(format_args!("database error: {e}"));
+            }
+            let bad = monitor.bad_rows() - bad_before;
+            if bad > 0 {
+                crate::context::print_line(format_args!(
+                    "database {}: {bad} rows that are no beat, skipped",
+                    db.display()
+                ));
+            }
         }
         crate::context::print_line(format_args!(
             "{:<20} {:<12} {:>8} {:>8} {:>10} {:<7} {:>8}",

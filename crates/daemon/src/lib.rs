@@ -14,6 +14,9 @@
 //!   daemon children are terminated (SIGTERM, then SIGKILL after
 //!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
 //!   if its parent is killed.
+//! - A long-lived child closes what it inherited and does not need
+//!   ([`Process::close_descriptors`]), so that pipes, listening sockets and
+//!   connections this process closes are really closed.
 //!
 //! Heartbeats (报活), a daemon that reports "the main process is alive" and
 //! a monitor that notices silence, are built on this crate in the
@@ -42,6 +45,7 @@
 #![deny(unsafe_code)]
 
 mod child;
+mod descriptors;
 mod lifetime;
 mod process;
 // The OS layer: the only module with `unsafe` code, each block argued there.

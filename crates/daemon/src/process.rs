@@ -4,7 +4,7 @@
 use shm::pid::Pid;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use crate::wire::{
     encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
     PANIC_EXIT_CODE,
 };
-use crate::{lifetime, Child, Error};
+use crate::{descriptors, lifetime, Child, Error};
 
 /// The names of a child's crash points (see `shm::crash`), in the order it
 /// reaches them: just after the fork, once the closure's result is encoded,
@@ -85,6 +85,9 @@ pub struct Process<F> {
     body: F,
     name: Option<String>,
     daemon: bool,
+    /// `Some`: the child closes every other descriptor (see
+    /// [`close_descriptors`](Process::close_descriptors)).
+    keep: Option<Vec<RawFd>>,
 }
 
 impl<F, T> Process<F>
@@ -98,6 +101,7 @@ where
             body,
             name: None,
             daemon: false,
+            keep: None,
         }
     }
 
@@ -131,6 +135,26 @@ where
         self
     }
 
+    /// Makes the child close, before its closure runs, every descriptor it
+    /// inherited except stdin, stdout, stderr, its own channel to this
+    /// process, and `keep`.
+    ///
+    /// For a long-lived child, a daemon above all: a forked child holds a
+    /// copy of every descriptor open here at the fork, so as long as it
+    /// lives, a pipe this process closes reaches no EOF at the other end, a
+    /// listening socket stays bound and a closed connection sends no FIN.
+    /// (Descriptors opened with close-on-exec do not help: the child does
+    /// not exec.)
+    ///
+    /// The descriptors in `keep` must stay open here until `start` returns.
+    /// In the child, a handle the closure captured that owns any *other*
+    /// descriptor must be neither used nor dropped: its number is closed
+    /// and may already name something the child opened since.
+    pub fn close_descriptors(mut self, keep: impl IntoIterator<Item = RawFd>) -> Process<F> {
+        self.keep = Some(keep.into_iter().collect());
+        self
+    }
+
     /// Forks and runs the closure in the child. Returns at once in the
     /// parent with a handle to the running child.
     ///
@@ -148,7 +172,20 @@ where
             op: "eventfd",
             source,
         })?;
-        let Process { body, name, daemon } = self;
+        let Process {
+            body,
+            name,
+            daemon,
+            keep,
+        } = self;
+        // Sorted, with the child's own channel, before the fork: the child
+        // allocates nothing.
+        let keep = keep.map(|mut keep| {
+            keep.extend([child_end.as_raw_fd(), streaming.as_raw_fd()]);
+            keep.sort_unstable();
+            keep.dedup();
+            keep
+        });
         // Once the fork succeeds the closure belongs to the child, as with
         // `thread::spawn`: the parent must never drop its copy, or whatever
         // was moved in (a permit, a guard, an owning handle) would be
@@ -193,6 +230,7 @@ where
                         daemon,
                         parent_pid,
                         parent_tid,
+                        keep: keep.as_deref(),
                     },
                     child_end,
                     &streaming,
@@ -223,6 +261,7 @@ struct Setup<'a> {
     /// The thread that forked this child (its parent-death signal follows
     /// that thread).
     parent_tid: i32,
+    keep: Option<&'a [RawFd]>,
 }
 
 impl Setup<'_> {
@@ -234,6 +273,9 @@ impl Setup<'_> {
         }
         if self.daemon {
             become_daemon(self.parent_pid, self.parent_tid);
+        }
+        if let Some(keep) = self.keep {
+            descriptors::close_all_except(keep);
         }
     }
 }

@@ -329,6 +329,42 @@ fn exit_status(status: WaitStatus) -> ExitStatus {
     }
 }
 
+/// `close_range(2)` of the descriptors `first..=last`, with no flags.
+/// `ENOSYS` before Linux 5.9.
+///
+/// Only for a new child that owns nothing yet (see
+/// [`close_descriptors`](crate::Process::close_descriptors)): every
+/// descriptor in the range must be one nothing in this process will use or
+/// close again.
+pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range takes no pointers; the caller promises that no
+    // owner of a descriptor in the range will use or close it again (a
+    // forked child before its closure runs, whose copies of the parent's
+    // handles are never dropped: it leaves through `_exit`).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `close(2)` of one descriptor number, ignoring errors (`EBADF`: not
+/// open). The fallback of [`close_range`], under the same promise.
+pub(crate) fn close_raw(fd: i32) {
+    // SAFETY: as for `close_range`: the caller promises nothing owns `fd`
+    // any more; close takes no pointers.
+    unsafe { libc::close(fd) };
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`): every open
+/// descriptor is below it, unless it was lowered after opening them.
+pub(crate) fn descriptor_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

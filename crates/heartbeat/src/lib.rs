@@ -62,7 +62,62 @@
 //! # drop(beat);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
+//!
+//! # The reporting daemon's lifetime
+//!
+//! The daemon lives exactly as long as the process that started it:
+//!
+//! - It watches that process itself (a pidfd, polled with its interval
+//!   timer), not the thread that started it: a reporter started from a
+//!   short-lived thread keeps reporting while the process works on.
+//!   ([`Reporter::start`] returns once the daemon watches; the parent-death
+//!   signal, which follows the forking thread, is only kept on kernels
+//!   without pidfds, before Linux 5.3.)
+//! - It ends when the process ends (killed or not), when its main code ends
+//!   (the `daemon` crate's exit rule), or when the process that started it
+//!   drops the [`Heartbeat`]; a forked child dropping its copy does not stop
+//!   it.
+//! - It keeps none of the process's descriptors but stdin, stdout, stderr
+//!   and its UDP socket, so the pipes, connections and listening sockets the
+//!   process closes are closed.
+//!
+//! # Sinks do not wait for each other
+//!
+//! The daemon's beat loop sends the UDP datagram itself and leaves the
+//! database row to a writer thread of the daemon (made after the fork), one
+//! beat at a time: a database lock held by another writer delays only the
+//! rows (a beat the writer could not pick up in time is skipped, counted in
+//! [`ReporterStatus::database_skipped`]), never the UDP beats.
+//!
+//! # SQLite and threads
+//!
+//! The reporting daemon is a forked child that does not exec. A fork copies
+//! only the calling thread: a lock another thread held at that instant
+//! stays locked in the child for ever. SQLite has such locks (its memory
+//! and open-file mutexes); a main process with a thread inside SQLite at the
+//! fork left the daemon alive but never writing (3 starts in about 40).
+//! So the SQLite sink is refused ([`HeartbeatError::ThreadedDatabase`])
+//! when the starting process has more than one thread (counted in
+//! `/proc/self/task` just before the fork; the starting thread cannot make
+//! another meanwhile).
+//!
+//! Why not exec instead, as Python's `spawn` start method does? The daemon
+//! would have to re-run this program's `main` up to a hook that every
+//! program using the crate must call first, and would lose the closure-free
+//! simplicity of `Reporter::start`; a clear error at start is honest and
+//! costs a program only ordering: start the reporter before the first
+//! thread (or the thread pool, or the async runtime), or report over UDP,
+//! which takes no lock after the fork.
+//!
+//! For the same reason the starting process must not have a connection of
+//! its own open to the heartbeat file at that moment: SQLite keeps, per
+//! process, what each open file is locked for and which descriptors it has
+//! yet to close, and the daemon would inherit that state stale (a lock it
+//! believes held for ever). `Reporter::start` itself never opens the file in
+//! the starting process: the daemon opens it, and `start` returns the error
+//! if that open fails for any other reason than a lock (a lock only delays
+//! the first write: the open is retried at every beat and counted in
+//! [`Heartbeat::status`] while it fails).
 //!
 //! # Where code lives
 //!
@@ -91,7 +146,7 @@ pub use monitor::{
     Alert, Health, Monitor, ReporterState, DEFAULT_FORGET_AFTER, DEFAULT_MAX_INTERVAL,
     DEFAULT_MAX_REPORTERS,
 };
-pub use reporter::{Heartbeat, Reporter};
+pub use reporter::{Heartbeat, Reporter, ReporterStatus};
 pub use sys::hostname;
 pub use wire::Beat;
 
@@ -149,6 +204,18 @@ pub enum HeartbeatError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// The SQLite sink was asked for in a process with more than one
+    /// thread (see [SQLite and threads](crate#sqlite-and-threads)).
+    #[cfg(feature = "sqlite")]
+    #[error(
+        "the SQLite sink needs a process with one thread at start, this one has {threads}: \
+         a SQLite lock held by another thread at the fork would stay locked for ever in the \
+         reporting daemon. Start the reporter before any thread, or report over UDP"
+    )]
+    ThreadedDatabase {
+        /// The threads this process had.
+        threads: usize,
     },
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]

@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "sqlite")]
 use crate::sinks;
-#[cfg(feature = "sqlite")]
-use crate::wire::unix_ms;
 use crate::wire::Beat;
 use crate::{io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER};
 
@@ -114,6 +112,7 @@ pub struct Monitor {
     beats: u64,
     rejected: u64,
     refused: u64,
+    bad_rows: u64,
 }
 
 /// How many reporters a monitor tracks at most, unless told otherwise
@@ -163,6 +162,7 @@ impl Monitor {
             beats: 0,
             rejected: 0,
             refused: 0,
+            bad_rows: 0,
         }
     }
 
@@ -540,17 +540,39 @@ impl Monitor {
         self.rejected
     }
 
-    /// Reads the `heartbeats` table of a reporter's SQLite file: each row
-    /// counts as a beat seen at the time it was written (by the wall clock,
-    /// so the writer's and this machine's clocks must agree), then re-judges.
+    /// Database rows skipped so far because they are no beat (a pid out of
+    /// range, a negative number, a text where a number belongs, ...). Each
+    /// read counts them again.
+    pub fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+
+    /// Reads the `heartbeats` table of a reporter's SQLite file, then
+    /// re-judges.
+    ///
+    /// Rows are judged by this monitor's monotonic clock, never by the
+    /// writers' wall clocks (`sent_at_ms`): a row seen for the first time,
+    /// or whose `seq` (or pid) changed since the last read (a new instance
+    /// is a reporter of its own: see [`record`](Monitor::record)), is a beat
+    /// arriving now; an unchanged row is no news. So a writer whose clock is
+    /// off, or a step of the wall clock here, makes no false alarm and hides
+    /// no silence. Read at least once per interval for silence to be
+    /// noticed on time (it is noticed at the first read after
+    /// `silent_after` intervals without a change).
+    ///
+    /// A row that is no beat is skipped and counted ([`bad_rows`](Monitor::bad_rows));
+    /// the others are judged. If SQLite itself fails (a file that is no
+    /// database, a lock held past the busy timeout), nothing is judged and
+    /// the error is returned: no verdict changes on no news; call again.
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
         let now = sinks::read_database(path.as_ref(), |rows| {
             let now = Instant::now();
-            let now_ms = unix_ms();
             for beat in rows {
-                let beat = beat?;
-                let age = Duration::from_millis(now_ms.saturating_sub(beat.sent_at_ms));
+                let Some(beat) = beat? else {
+                    self.bad_rows += 1;
+                    continue;
+                };
                 let seen = self
                     .tracked
                     .get(&key_of(&beat))
@@ -558,7 +580,7 @@ impl Monitor {
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
                 }
-                self.record(beat, now.checked_sub(age).unwrap_or(now));
+                self.record(beat, now);
             }
             Ok(now)
         })?;
