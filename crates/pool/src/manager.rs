@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) control: Mutex<Control>,
     pub(crate) pids: Mutex<Vec<Option<Pid>>>,
     pub(crate) replaced: AtomicU64,
+    /// The next job's number (see [`Submission::job`]).
+    pub(crate) next_job: AtomicU64,
 }
 
 impl Shared {
@@ -79,13 +81,20 @@ pub(crate) struct Control {
     pub(crate) terminate: bool,
 }
 
-/// A job handed to the manager.
+/// A part of a job handed to the manager: a job's chunks come in parts as
+/// they are encoded, so that the workers start on the first while the
+/// caller encodes the rest.
 #[derive(Debug)]
 pub(crate) struct Submission {
+    /// The job (numbered by the pool's handle).
+    pub(crate) job: u64,
     pub(crate) chunks: Vec<NewChunk>,
     /// Items in `chunks`.
     pub(crate) count: usize,
-    pub(crate) reply: mpsc::Sender<Batch>,
+    /// Where the job's outcomes go: in its first part.
+    pub(crate) reply: Option<mpsc::Sender<Batch>>,
+    /// The job's last part: no chunk of it comes after.
+    pub(crate) last: bool,
 }
 
 /// Items of one job to run together.
@@ -216,7 +225,6 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             dirty: Vec::new(),
             backlog: VecDeque::new(),
             next_tid: 1,
-            next_job: 0,
             init_failures: 0,
             init_failure: String::new(),
             fork_tx: Some(fork_tx),
@@ -317,10 +325,13 @@ impl Chunk {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Job {
-    reply: mpsc::Sender<Batch>,
+    reply: Option<mpsc::Sender<Batch>>,
+    /// Items submitted and without outcome yet.
     left: usize,
+    /// Whether its last part came: only then does `left == 0` end it.
+    complete: bool,
     /// Outcomes not handed over yet (see `Manager::flush`).
     pending: Batch,
 }
@@ -348,7 +359,6 @@ struct Manager<'a> {
     dirty: Vec<u64>,
     backlog: VecDeque<Chunk>,
     next_tid: u64,
-    next_job: u64,
     /// Workers that died before they were ready, in a row (reset when one
     /// is seen ready), and how the last one ended.
     init_failures: u32,
@@ -549,9 +559,9 @@ impl<'a> Manager<'a> {
     fn flush(&mut self) {
         for job in std::mem::take(&mut self.dirty) {
             if let Some(j) = self.jobs.get_mut(&job) {
-                if !j.pending.is_empty() {
+                if let (false, Some(reply)) = (j.pending.is_empty(), &j.reply) {
                     // A job whose handle was dropped no longer listens.
-                    let _ = j.reply.send(std::mem::take(&mut j.pending));
+                    let _ = reply.send(std::mem::take(&mut j.pending));
                 }
             }
         }
@@ -565,29 +575,24 @@ impl<'a> Manager<'a> {
         // `control` would keep its reply channel open, and its iterator
         // would wait for ever (`end` fails what the manager holds).
         for submission in control.submissions.drain(..) {
-            if submission.count == 0 {
-                continue;
+            let id = submission.job;
+            let job = self.jobs.entry(id).or_default();
+            if let Some(reply) = submission.reply {
+                job.reply = Some(reply);
             }
-            let job = self.next_job;
-            self.next_job += 1;
-            self.jobs.insert(
-                job,
-                Job {
-                    reply: submission.reply,
-                    left: submission.count,
-                    pending: Batch::default(),
-                },
-            );
+            job.left += submission.count;
+            job.complete |= submission.last;
             for chunk in submission.chunks {
                 let attempts = vec![0; chunk.args.len()];
                 self.backlog.push_back(Chunk::new(
-                    job,
+                    id,
                     chunk.call,
                     chunk.indices,
                     chunk.args,
                     attempts,
                 ));
             }
+            self.finish_if_done(id);
         }
         if control.terminate {
             return Some(Exit::Terminate);
@@ -675,11 +680,25 @@ impl<'a> Manager<'a> {
                 self.dirty.push(job);
             }
             j.pending.append(batch);
-            if j.left == 0 {
-                if let Some(j) = self.jobs.remove(&job) {
-                    // A job whose handle was dropped no longer listens.
-                    let _ = j.reply.send(j.pending);
-                }
+            self.finish_if_done(job);
+        }
+    }
+
+    /// Ends `job` if its last part came and every item has its outcome:
+    /// hands over what is pending and drops the reply channel, which ends
+    /// its iterator.
+    fn finish_if_done(&mut self, job: u64) {
+        if !self
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.complete && j.left == 0)
+        {
+            return;
+        }
+        if let Some(j) = self.jobs.remove(&job) {
+            if let (false, Some(reply)) = (j.pending.is_empty(), j.reply) {
+                // A job whose handle was dropped no longer listens.
+                let _ = reply.send(j.pending);
             }
         }
     }

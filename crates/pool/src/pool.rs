@@ -188,6 +188,7 @@ impl PoolBuilder {
             control: Mutex::new(Control::default()),
             pids: Mutex::new(vec![None; workers]),
             replaced: Default::default(),
+            next_job: Default::default(),
         });
         let settings = Settings {
             workers,
@@ -598,7 +599,17 @@ impl Pool {
         };
         let mut current = new_chunk(Items::with_capacity(chunk_bytes));
         let mut total = 0;
-        let mut count = 0;
+        let mut parts = Parts {
+            shared: &self.shared,
+            job: self
+                .shared
+                .next_job
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            reply: Some(reply),
+            closed: false,
+            next_part: 1,
+            done: false,
+        };
         for (index, input) in inputs.into_iter().enumerate() {
             total += 1;
             if current.args.len() == chunksize {
@@ -606,6 +617,7 @@ impl Pool {
                     &mut current,
                     new_chunk(Items::with_capacity(chunk_bytes)),
                 ));
+                parts.send_if_due(&mut chunks, &mut early);
             }
             // Encoded straight into the chunk's buffer (no allocation per
             // input); taken back out when refused.
@@ -631,31 +643,90 @@ impl Pool {
                 // next chunk.
                 let args = current.args.split_off(mark, before);
                 chunks.push(std::mem::replace(&mut current, new_chunk(args)));
+                parts.send_if_due(&mut chunks, &mut early);
             }
             current.indices.push(index);
-            count += 1;
         }
         if !current.args.is_empty() {
             chunks.push(current);
         }
-        {
-            let mut control = self.shared.control();
-            if control.closed {
-                for &index in chunks.iter().flat_map(|c| c.indices.iter()) {
-                    early.failed(index, TaskError::PoolClosed);
-                }
-            } else {
-                control.submissions.push(Submission {
-                    chunks,
-                    count,
-                    reply,
-                });
+        parts.send(&mut chunks, &mut early, true);
+        (rx, early, total)
+    }
+}
+
+/// A job's chunks on their way to the manager, in parts of 1, 2, 4, ...
+/// chunks as they are encoded: the workers run the first while the caller
+/// encodes the rest (a map of many inputs used to encode them all first,
+/// the workers idle), and a job of many small chunks costs a few dozen
+/// parts, not one lock and wake-up per chunk.
+struct Parts<'a> {
+    shared: &'a Shared,
+    job: u64,
+    /// The job's reply channel, until its first part takes it.
+    reply: Option<mpsc::Sender<Batch>>,
+    /// The pool was found closed: the rest of the job is refused.
+    closed: bool,
+    /// Chunks that make the next part.
+    next_part: usize,
+    /// The last part was handed over.
+    done: bool,
+}
+
+impl Parts<'_> {
+    /// Sends `chunks` as the next part once there are enough of them.
+    fn send_if_due(&mut self, chunks: &mut Vec<NewChunk>, early: &mut Batch) {
+        if chunks.len() >= self.next_part {
+            self.send(chunks, early, false);
+            self.next_part = self.next_part.saturating_mul(2);
+        }
+    }
+
+    /// Hands `chunks` to the manager as a part of the job (`last`: its
+    /// last); in a pool closed meanwhile, fails their items with
+    /// [`TaskError::PoolClosed`] instead, and those of every later part.
+    fn send(&mut self, chunks: &mut Vec<NewChunk>, early: &mut Batch, last: bool) {
+        let mut control = self.shared.control();
+        if self.closed || control.closed {
+            self.closed = true;
+            for index in chunks.drain(..).flat_map(|c| c.indices) {
+                early.failed(index, TaskError::PoolClosed);
+            }
+            if !last {
+                return;
             }
         }
-        if count > 0 {
-            self.shared.wake();
+        let count: usize = chunks.iter().map(|c| c.indices.len()).sum();
+        if count == 0 && !last {
+            return;
         }
-        (rx, early, total)
+        if self.reply.is_some() && count == 0 {
+            // The manager never heard of the job and nothing is left to
+            // run: dropping the reply channel ends it.
+            self.done = true;
+            return;
+        }
+        control.submissions.push(Submission {
+            job: self.job,
+            chunks: std::mem::take(chunks),
+            count,
+            reply: self.reply.take(),
+            last,
+        });
+        drop(control);
+        self.done |= last;
+        self.shared.wake();
+    }
+}
+
+impl Drop for Parts<'_> {
+    /// An encoding that panicked (a `Serialize` impl of the caller's)
+    /// still ends the job for the manager, which would otherwise keep it
+    /// open for ever, and `close` + `join` with it.
+    fn drop(&mut self) {
+        if !self.done {
+            self.send(&mut Vec::new(), &mut Batch::default(), true);
+        }
     }
 }
 

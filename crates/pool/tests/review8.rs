@@ -1037,3 +1037,25 @@ fn empty_inputs_and_a_closed_pool_with_mixed_refusals() {
         );
     });
 }
+
+/// A job's chunks go to the manager in parts as they are encoded; an
+/// encoding that panics after some parts went out still ends the job for
+/// the manager: the tasks already submitted run, and `close` + `join`
+/// return (the job left open would keep the manager, and `join`, waiting
+/// for its last part for ever).
+#[test]
+fn an_encoding_panic_after_parts_went_out_does_not_keep_join_waiting() {
+    within(|| {
+        let pool = Pool::new(2).expect("pool");
+        let args: Vec<Bomb> = (0..40)
+            .map(|i| Bomb(vec![1; 4], if i == 30 { 1 } else { 0 }))
+            .collect();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.map_chunked(bomb_len, args, 1)
+        }));
+        assert!(caught.is_err());
+        assert_eq!(pool.apply(bomb_len, Bomb(vec![0; 3], 0)), Ok(3));
+        pool.close();
+        pool.join().expect("join");
+    });
+}
