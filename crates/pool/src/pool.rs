@@ -456,7 +456,10 @@ impl Pool {
 
     /// Takes no more tasks (Python's `close`): what was submitted still
     /// runs; once it is done, the workers exit. Later submissions return
-    /// [`TaskError::PoolClosed`].
+    /// [`TaskError::PoolClosed`]. A `map` another thread is submitting at
+    /// that moment (its inputs go to the workers in parts as they are
+    /// encoded) runs the parts submitted before, and its other inputs are
+    /// `PoolClosed`.
     ///
     /// In a child forked from the owner (a copy of the handle) it does
     /// nothing: the pool is the owner's to close.
