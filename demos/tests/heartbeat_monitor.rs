@@ -2,18 +2,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
-#[test]
-fn the_monitor_lists_a_reporter_that_beats() {
+/// Starts `demos heartbeat-monitor --listen 127.0.0.1:0` with `args`;
+/// returns it, its stdout's lines after the first, and the address that
+/// first line names.
+fn start_monitor(args: &[&str]) -> (Child, std::io::Lines<BufReader<ChildStdout>>, String) {
     let mut monitor = Command::new(env!("CARGO_BIN_EXE_demos"))
-        .args([
-            "heartbeat-monitor",
-            "--listen",
-            "127.0.0.1:0",
-            "--for",
-            "1.5",
-        ])
+        .args(["heartbeat-monitor", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -24,6 +21,12 @@ fn the_monitor_lists_a_reporter_that_beats() {
         .find(|w| w.starts_with("127.0.0.1:"))
         .expect("address line")
         .to_string();
+    (monitor, lines, addr)
+}
+
+#[test]
+fn the_monitor_lists_a_reporter_that_beats() {
+    let (mut monitor, lines, addr) = start_monitor(&["--for", "1.5"]);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let beat = r#"{"id":"probe","host":"test","pid":1,"seq":0,"progress":7,"sent_at_ms":0,"interval_ms":10000}"#;
     socket.send_to(beat.as_bytes(), &addr).unwrap();
@@ -135,20 +138,8 @@ fn the_monitor_goes_on_after_a_bad_row_and_a_locked_database() {
              BEGIN EXCLUSIVE; INSERT INTO heartbeats VALUES ('x', 'h', 1, 0, 0, 0, 100);",
         )
         .unwrap();
-    let mut monitor = Command::new(env!("CARGO_BIN_EXE_demos"))
-        .args(["heartbeat-monitor", "--listen", "127.0.0.1:0", "--for", "4"])
-        .arg("--db")
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .expect("address line")
-        .to_string();
+    let db_arg = db.to_str().expect("a UTF-8 path");
+    let (mut monitor, mut lines, addr) = start_monitor(&["--for", "4", "--db", db_arg]);
     // The first read meets the lock (busy for 2 s, then an error).
     let error = lines
         .by_ref()
