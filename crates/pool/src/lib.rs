@@ -115,15 +115,21 @@
 //!   [`timeout`](PoolBuilder::timeout) ends such a task).
 //! - **A pool belongs to the process that built it.** A child forked from
 //!   the owner later inherits a copy of the `Pool` but not its manager
-//!   thread: using that copy there waits for ever (as in Python);
-//!   dropping it there (or unwinding past it) only forgets the copy: the
-//!   pool sees it is not in the process that built it, and neither joins
-//!   the owner's manager thread nor touches the owner's workers.
+//!   thread: its tasks fail at once with [`TaskError::NotOwner`] (in
+//!   Python they wait for ever), `join` is [`PoolError::NotOwner`],
+//!   `close`/`terminate` do nothing there; dropping it there (or unwinding
+//!   past it) only forgets the copy: the pool sees it is not in the
+//!   process that built it, and neither joins the owner's manager thread
+//!   nor touches the owner's workers.
 //!
 //! # Design
 //!
-//! - **One task queue per worker slot** ([`queue::Queue`], capacity 4, at
-//!   most 3 chunks in flight): the owner knows which chunks went to which
+//! - **Jobs in parts**: a job's chunks go to the manager in parts of 1, 2,
+//!   4, ... chunks as the caller encodes them, so the workers start on the
+//!   first while the rest is encoded; the manager ends a job only after
+//!   its last part (sent even when an argument's `Serialize` panics).
+//! - **One task queue per worker slot** ([`queue::Queue`], capacity 9, at
+//!   most 8 chunks in flight): the owner knows which chunks went to which
 //!   worker, in order, and keeps the rest itself to give to whichever
 //!   worker frees up first. Chunks queued to a dead worker and not
 //!   started are taken back out of its queue and go to whichever worker
