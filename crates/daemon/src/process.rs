@@ -298,10 +298,30 @@ fn become_daemon(parent_pid: Pid, parent_tid: i32) {
     // off it, under the lock that also sends the signal: either the signal
     // comes or the child is no longer listed). Where `/proc` cannot tell,
     // the check above is all there is.
-    if sys::listed_as_child_of_thread(parent_pid, parent_tid, sys::getpid()) == Some(false) {
-        sys::exit_now(0);
+    //
+    // A child can also be missing from one read of that list while its
+    // thread lives: the kernel walks it a record at a time, and a sibling
+    // that exits meanwhile shifts the positions ("we might miss some
+    // children here if children are exited", fs/proc/array.c). The CI saw
+    // it: a daemon started while its elder siblings were being reaped left
+    // at once. So only a miss seen again and again, for about
+    // 10 ms, means the thread is gone (a dead thread's file is gone too:
+    // `Some(false)` at once then, every time).
+    for attempt in 0..CHILDREN_READS {
+        if sys::listed_as_child_of_thread(parent_pid, parent_tid, sys::getpid()) != Some(false) {
+            return;
+        }
+        if attempt + 1 < CHILDREN_READS {
+            // nanosleep(2): no allocation, safe in a forked child.
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
     }
+    sys::exit_now(0);
 }
+
+/// Reads of the forking thread's list of children before a daemon decides
+/// that thread is gone (see `become_daemon`).
+const CHILDREN_READS: u32 = 20;
 
 /// The child side: never returns, whatever panics.
 ///

@@ -468,3 +468,33 @@ fn zz_this_suite_left_no_names_behind() {
         Vec::<String>::new()
     );
 }
+
+/// A daemon checks, once it asked for its parent-death signal, that its
+/// forking thread still lists it as a child. One read of that list can miss
+/// a child when a sibling listed before it is reaped meanwhile (the kernel
+/// walks the list a record at a time): a daemon started while its elder
+/// siblings were being collected left at once, its result lost (the
+/// conformance suite's fork test saw it, 1 run in 8). Here one thread
+/// starts daemons while another collects each as soon as it is started:
+/// every one must give its result.
+#[test]
+fn daemons_started_while_siblings_are_reaped_all_give_their_result() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let collector = std::thread::spawn(move || {
+        let mut lost = 0;
+        for (expected, child) in rx {
+            let child: daemon::Child<u32> = child;
+            if !matches!(child.join(), Ok(v) if v == expected) {
+                lost += 1;
+            }
+        }
+        lost
+    });
+    for i in 0..3_000u32 {
+        let child = Process::new(move || i).daemon(true).start().expect("start");
+        tx.send((i, child)).expect("collector");
+    }
+    drop(tx);
+    let lost = collector.join().expect("collector");
+    assert_eq!(lost, 0, "daemons that left before giving their result");
+}
