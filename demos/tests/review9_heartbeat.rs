@@ -75,3 +75,15 @@ fn bad_heartbeat_arguments_are_refused() {
         refused_without_panic(args);
     }
 }
+
+/// Withstood: an interval far below the shortest one (1e-300 s) runs at
+/// the shortest, and the kill is detected.
+#[test]
+fn a_tiny_interval_runs_at_the_shortest_and_detects_the_kill() {
+    let run = demos(
+        &["heartbeat", "--interval", "1e-300"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.value::<bool>("silent_detected"));
+}
