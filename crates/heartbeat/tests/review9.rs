@@ -783,3 +783,106 @@ fn a_sigint_to_the_process_group_that_main_ignores_leaves_its_reporter_beating()
         daemon_state.map(char::from)
     );
 }
+
+/// Main killed while its reporter is still starting (its first open of a
+/// database another program holds locked waits for the busy timeout): the
+/// daemon, no longer bound to main's thread by the parent-death signal and
+/// not yet watching main's pidfd, opens on, then sends a beat for the dead
+/// main (a new reporter, ALIVE, seconds after the death) before it notices.
+#[test]
+#[ignore = "defect: a reporter whose main was killed during start outlives it and sends an ALIVE beat for it"]
+fn a_main_killed_during_start_gets_no_beat_after_its_death() {
+    let dir = TempDir::new("hb-r9-killed-in-start");
+    let db = dir.db();
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let go = Shared::new(Futex::new(0)).unwrap();
+    let main = Process::new(|| {
+        wait_for(&go, 1);
+        let _beat = Reporter::new("ghost")
+            .interval(Duration::from_millis(50))
+            .udp(addr)
+            .sqlite(&db)
+            .start();
+        testkit::park_until_killed();
+    })
+    .start()
+    .unwrap();
+    // Another program holds the file (rollback mode, exclusively).
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker
+        .execute_batch(
+            "CREATE TABLE other (n INTEGER); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)",
+        )
+        .unwrap();
+    raise(&go);
+    let limit = deadline(GENEROUS);
+    let daemon = loop {
+        if let Some(&daemon) = children_of(main.pid()).first() {
+            break daemon;
+        }
+        assert!(Instant::now() < limit, "the reporter never forked");
+        let_pass(Duration::from_millis(1));
+    };
+    main.kill().unwrap();
+    let _ = main.join();
+    let killed = Instant::now();
+    // The daemon opens for a few seconds (busy timeouts), then beats.
+    let limit = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < limit && monitor.beats_received() == 0 {
+        monitor.poll(Duration::from_millis(50)).unwrap();
+    }
+    let beats = monitor.beats_received();
+    let state = monitor.reporters();
+    locker.execute_batch("COMMIT").unwrap();
+    // It does end (it watches main once it beats): nothing left behind.
+    let daemon = shm::pid::Pid::from_u32(daemon as u32).unwrap();
+    testkit::wait_until("the orphaned reporter ends", || {
+        matches!(testkit::process_state(daemon), None | Some(b'Z'))
+    });
+    assert_eq!(
+        beats,
+        0,
+        "{:?} after main's death, a beat for it: {state:?}",
+        killed.elapsed()
+    );
+}
+
+/// The database file deleted (a cleanup, a volume unmounted): every read
+/// fails, and by `read_database`'s rule ("no verdict changes on no news")
+/// nothing is judged again: a reporter killed meanwhile stays ALIVE for as
+/// long as the file is missing, while `since_last_beat` grows past any
+/// `silent_after`.
+#[test]
+#[ignore = "defect: with the database file gone, read_database never judges: a killed reporter stays ALIVE for ever"]
+fn a_reporter_killed_while_its_database_is_gone_turns_silent() {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    let dir = TempDir::new("hb-r9-db-gone");
+    let db = dir.db();
+    let pid = Shared::new(Futex::new(0)).unwrap();
+    let main = reporting_main("orphan", INTERVAL, None, Some(&db), &pid);
+    daemon_pid_of(&pid);
+    let mut monitor = Monitor::without_socket();
+    read_until(&mut monitor, &db, INTERVAL / 4, "the row", |m| {
+        m.health("orphan") == Some(Health::Alive)
+    });
+    main.kill().unwrap();
+    let _ = main.join();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.clone().into_os_string();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+    let limit = Instant::now() + INTERVAL * 20;
+    let mut errors = 0;
+    while Instant::now() < limit {
+        errors += u32::from(monitor.read_database(&db).is_err());
+        let_pass(INTERVAL / 4);
+    }
+    let state = monitor.reporters();
+    assert_eq!(
+        monitor.health("orphan"),
+        Some(Health::Silent),
+        "killed 20 intervals ago, {errors} failed reads since: {state:?}"
+    );
+}
