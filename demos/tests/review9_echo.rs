@@ -2,6 +2,7 @@
 //! send huge lines, or connect and vanish. An `#[ignore = "defect: ..."]`
 //! test fails on the reviewed commit; the others are attacks withstood.
 
+mod common;
 mod echo_server;
 
 use std::io::{Read, Write};
@@ -114,4 +115,36 @@ fn clients_that_connect_and_vanish_leave_nothing_behind() {
     drop(answered_client(server.port));
     testkit::wait_until("every handler ends", || server.children().is_empty());
     drop(answered_client(server.port));
+}
+
+/// `--idle-timeout` must be "more than 0": 1e-300 is, and is accepted, but
+/// it becomes a zero `Duration`, which the handler's socket refuses as a
+/// timeout: every client is closed at once, unanswered.
+#[test]
+#[ignore = "defect: --idle-timeout 1e-300 is accepted and the server then answers no client"]
+fn a_tiny_idle_timeout_is_refused_or_served() {
+    let args = ["--idle-timeout", "1e-300"];
+    // Refused at start (a non-zero exit) is fine.
+    let mut all = vec!["echo-server", "--port", "0", "--max-connections", "0"];
+    all.extend(args);
+    let run = common::demos(&all, testkit::GENEROUS);
+    if run.code != Some(0) {
+        assert!(
+            run.stderr.contains("idle"),
+            "refused without saying why: {}",
+            run.stderr
+        );
+        return;
+    }
+    assert_eq!(run.value::<u32>("connections"), 0);
+    let server = Server::start(&args, None);
+    let mut conn = TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).unwrap();
+    conn.set_read_timeout(Some(testkit::GENEROUS)).unwrap();
+    let _ = conn.write_all(b"hello");
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
+    assert_eq!(
+        reply, b"hi",
+        "accepted --idle-timeout 1e-300, then closed the client unanswered"
+    );
 }
