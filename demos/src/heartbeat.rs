@@ -13,8 +13,9 @@ use crate::context::{Context, DemoError, Summary};
 /// Arguments of `demos heartbeat`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// Seconds between beats at speed 1 (the seed: 60; here 1 by default).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds between beats at speed 1 (the seed: 60; here 1 by default;
+    /// more than 0, at most a day).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     interval: f64,
     /// Beats the main process works through before it is killed.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -49,19 +50,39 @@ pub(crate) struct MonitorArgs {
     silent_after: u32,
 }
 
-pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
+/// The longest `--interval`: a day, in seconds (the lesson's is 60). At
+/// the slowest `--speed` it is still a `Duration`.
+const MAX_INTERVAL_SECS: f64 = 86_400.0;
+
+/// `--interval`: a number of seconds, more than 0 and at most
+/// [`MAX_INTERVAL_SECS`] (a larger finite number panicked as a `Duration`).
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 1 or 0.5)"))?;
+    if !(secs > 0.0 && secs <= MAX_INTERVAL_SECS) {
         return Err(format!(
-            "--interval must be a positive number of seconds, not {}",
-            args.interval
-        )
-        .into());
+            "the interval must be more than 0 and at most {MAX_INTERVAL_SECS} seconds, not {text}"
+        ));
     }
+    Ok(secs)
+}
+
+pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
+    // `parse_interval` bounds it (but `Args::default` is not parsed).
+    // (1e-300 is a zero `Duration` here, raised to the shortest below.)
+    let interval = (args.interval > 0.0 && args.interval <= MAX_INTERVAL_SECS)
+        .then(|| Duration::try_from_secs_f64(args.interval).ok())
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "--interval must be more than 0 and at most {MAX_INTERVAL_SECS} seconds, not {}",
+                args.interval
+            )
+        })?;
     // The interval the reporter really uses (it raises shorter ones), which
     // the waits below are counted in.
-    let interval = ctx
-        .scaled(Duration::from_secs_f64(args.interval))
-        .max(::heartbeat::MIN_INTERVAL);
+    let interval = ctx.scaled(interval).max(::heartbeat::MIN_INTERVAL);
     let mut monitor = Monitor::udp("127.0.0.1:0")?;
     let addr = monitor.local_addr()?;
     ctx.say(
