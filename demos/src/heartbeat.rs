@@ -42,9 +42,10 @@ pub(crate) struct MonitorArgs {
     /// printed, and the monitor goes on.
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Stop after this many seconds (default: run until interrupted).
-    #[arg(long = "for")]
-    for_secs: Option<f64>,
+    /// Stop after this many seconds (default: run until interrupted; at
+    /// most a year).
+    #[arg(long = "for", value_parser = parse_watch_time)]
+    for_secs: Option<Duration>,
     /// Missed intervals before a reporter counts as SILENT.
     #[arg(long, default_value_t = 3)]
     silent_after: u32,
@@ -53,6 +54,8 @@ pub(crate) struct MonitorArgs {
 /// The longest `--interval`: a day, in seconds (the lesson's is 60). At
 /// the slowest `--speed` it is still a `Duration`.
 const MAX_INTERVAL_SECS: f64 = 86_400.0;
+/// The longest `--for`: a year, in seconds.
+const MAX_WATCH_SECS: f64 = 365.0 * 86_400.0;
 
 /// `--interval`: a number of seconds, more than 0 and at most
 /// [`MAX_INTERVAL_SECS`] (a larger finite number panicked as a `Duration`).
@@ -66,6 +69,20 @@ fn parse_interval(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(secs)
+}
+
+/// `--for`: a number of seconds, 0 to [`MAX_WATCH_SECS`] (`inf` or 1e300
+/// panicked as a `Duration`).
+fn parse_watch_time(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 10 or 0.5)"))?;
+    if !(0.0..=MAX_WATCH_SECS).contains(&secs) {
+        return Err(format!(
+            "the watch time must be 0 to {MAX_WATCH_SECS} seconds, not {text}"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("--for {text}: {e}"))
 }
 
 pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
@@ -183,9 +200,8 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
         ),
     );
     let started = Instant::now();
-    let until = args
-        .for_secs
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    // `None`: until interrupted (a year from now is within the clock).
+    let until = args.for_secs.and_then(|d| started.checked_add(d));
     while until.is_none_or(|u| Instant::now() < u) {
         monitor.poll(Duration::from_secs(1))?;
         if let Some(db) = &args.db {
