@@ -564,6 +564,9 @@ impl Monitor {
     /// the others are judged. If SQLite itself fails (a file that is no
     /// database, a lock held past the busy timeout), nothing is judged and
     /// the error is returned: no verdict changes on no news; call again.
+    /// A path that is no regular file (a FIFO, a device, a directory) is
+    /// refused with [`HeartbeatError::Io`] before it is opened: the open of
+    /// a FIFO would wait for a writer for ever.
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
         let now = sinks::read_database(path.as_ref(), |rows| {

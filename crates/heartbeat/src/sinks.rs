@@ -295,6 +295,23 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Refuses a `path` that exists and is no regular file (a FIFO, a device,
+/// a directory): SQLite's read-only open(2) of a FIFO waits for a writer
+/// for ever, and the monitor with it (its UDP side too). stat(2) never
+/// blocks. A FIFO swapped in between this check and the open still blocks
+/// the open: whoever can do that can as well hold the file's lock for ever.
+/// A missing file is left to SQLite (an error, the file not created).
+#[cfg(feature = "sqlite")]
+fn refuse_non_regular(path: &Path) -> Result<(), HeartbeatError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(HeartbeatError::Io {
+            what: format!("read the heartbeat database {}", path.display()),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Opens the SQLite file read-only, for a monitor: it never creates the
 /// file, never writes it, and (in WAL mode) never waits for a writer.
 #[cfg(feature = "sqlite")]
@@ -334,7 +351,8 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
 
 /// Reads every row of the `heartbeats` table of the SQLite file `path`,
 /// handing them to `read` as they come: `Ok(None)` for a row that is no
-/// beat (skipped, for the caller to count), `Err` if SQLite itself fails.
+/// beat (skipped, for the caller to count), `Err` if SQLite itself fails,
+/// or if `path` is no regular file (see [`refuse_non_regular`]).
 #[cfg(feature = "sqlite")]
 pub(crate) fn read_database<R>(
     path: &Path,
@@ -342,6 +360,7 @@ pub(crate) fn read_database<R>(
         &mut dyn Iterator<Item = Result<Option<Beat>, HeartbeatError>>,
     ) -> Result<R, HeartbeatError>,
 ) -> Result<R, HeartbeatError> {
+    refuse_non_regular(path)?;
     let db = open_read_only(path)?;
     let database = |source| HeartbeatError::Database {
         path: path.to_path_buf(),

@@ -450,7 +450,6 @@ fn a_fifo_for_a_database_fails_start_instead_of_hanging() {
 /// open(2) (read-only opens of a FIFO wait for a writer): the monitor
 /// hangs, and with it its UDP side.
 #[test]
-#[ignore = "defect: Monitor::read_database of a FIFO blocks for ever"]
 fn reading_a_fifo_as_the_database_returns() {
     let dir = TempDir::new("hb-r9-fifo-read");
     let fifo = dir.0.join("beats.sqlite");
