@@ -24,7 +24,9 @@
 //!   authentication: anyone who can reach the monitor can still forge a
 //!   *new* reporter.
 //!   Its memory is bounded ([`Monitor::max_reporters`], default
-//!   [`DEFAULT_MAX_REPORTERS`]): SILENT reporters, once reported, are
+//!   [`DEFAULT_MAX_REPORTERS`], each of an id of at most [`MAX_ID_BYTES`]
+//!   and a host name of at most [`MAX_HOST_BYTES`]: longer beats are
+//!   rejected, counted in [`Monitor::beats_rejected`]): SILENT reporters, once reported, are
 //!   forgotten ([`Monitor::forget_after`]), and so is one named to
 //!   [`Monitor::forget`].
 //!   Its receive buffer decides how large a burst it survives: it asks for

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "sqlite")]
 use crate::sinks;
 use crate::wire::Beat;
-use crate::{io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER};
+use crate::{
+    io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER, MAX_HOST_BYTES,
+    MAX_ID_BYTES,
+};
 
 /// How a monitor judges a reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -304,8 +307,18 @@ impl Monitor {
     /// and the next beat does not go on from it (as it does when beats
     /// were lost while the last one accepted was delayed).
     /// A lower `seq` of the same start is a reordered datagram, ignored.
+    /// A beat whose id is longer than [`MAX_ID_BYTES`] or whose host name
+    /// is longer than [`MAX_HOST_BYTES`] is rejected too (no reporter can
+    /// send it: [`Reporter::start`](crate::Reporter::start) refuses them),
+    /// so that a made-up reporter costs the monitor at most about 9 KB
+    /// (its id is kept twice): about 450 MB at [`DEFAULT_MAX_REPORTERS`],
+    /// where ids of a whole datagram (60,000 bytes) took 5-6 GB.
     pub fn record(&mut self, beat: Beat, now: Instant) {
         self.beats += 1;
+        if beat.id.len() > MAX_ID_BYTES || beat.host.len() > MAX_HOST_BYTES {
+            self.rejected += 1;
+            return;
+        }
         let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
         let key = key_of(&beat);
         match self.tracked.get_mut(&key) {
@@ -534,8 +547,9 @@ impl Monitor {
         self.beats
     }
 
-    /// Beats rejected so far as impossible for the reporter start they name
-    /// (see [`record`](Monitor::record)).
+    /// Beats rejected so far as impossible for the reporter start they name,
+    /// or with an id or host name longer than a reporter may send (see
+    /// [`record`](Monitor::record)).
     pub fn beats_rejected(&self) -> u64 {
         self.rejected
     }

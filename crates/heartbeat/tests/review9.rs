@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use daemon::Process;
-use heartbeat::{Health, Monitor, Reporter, DEFAULT_MAX_REPORTERS};
+use heartbeat::{Health, Monitor, Reporter, DEFAULT_MAX_REPORTERS, MAX_ID_BYTES};
 use shm::{Futex, Shared};
 use testkit::{deadline, raise, wait_for, GENEROUS};
 
@@ -498,10 +498,11 @@ fn made_up(id: &str) -> Vec<u8> {
 /// The cap bounds how many reporters are tracked, not their size: an id may
 /// be as long as a datagram (60,000 bytes; reporters themselves are held to
 /// MAX_ID_BYTES, 4,096), kept twice (key and beat). At the default cap,
-/// made-up ids from the network take gigabytes ("so that made-up ids from
-/// the network cannot exhaust memory").
+/// made-up ids from the network took gigabytes ("so that made-up ids from
+/// the network cannot exhaust memory"). Half the made-up ids here are of
+/// 60,000 bytes (rejected and counted since the fix), half of MAX_ID_BYTES
+/// (tracked).
 #[test]
-#[ignore = "defect: the monitor keeps ids of any length (60,000 bytes): at its default cap made-up reporters take ~6 GB"]
 fn made_up_reporters_with_huge_ids_stay_within_a_gigabyte_at_the_default_cap() {
     const SENT: u32 = 400;
     const BATCH: u32 = 4;
@@ -519,7 +520,8 @@ fn made_up_reporters_with_huge_ids_stay_within_a_gigabyte_at_the_default_cap() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         for batch in 0..SENT / BATCH {
             for n in 0..BATCH {
-                let id = format!("{:0>60000}", batch * BATCH + n);
+                let len = if n % 2 == 0 { 60_000 } else { MAX_ID_BYTES };
+                let id = format!("{:0>len$}", batch * BATCH + n);
                 socket.send_to(&made_up(&id), addr).unwrap();
             }
             raise(&sent);
@@ -544,6 +546,11 @@ fn made_up_reporters_with_huge_ids_stay_within_a_gigabyte_at_the_default_cap() {
         "{tracked} made-up reporters grew the monitor by {grown} bytes, \
          {per_reporter} each: {} MiB at the default cap of {DEFAULT_MAX_REPORTERS}",
         at_cap >> 20
+    );
+    assert_eq!(
+        monitor.beats_rejected(),
+        u64::from(SENT / 2),
+        "the ids over MAX_ID_BYTES are not all rejected"
     );
 }
 
