@@ -75,6 +75,9 @@
 //!   ([`Reporter::start`] returns once the daemon watches; the parent-death
 //!   signal, which follows the forking thread, is only kept on kernels
 //!   without pidfds, before Linux 5.3.)
+//! - It ignores SIGINT, SIGQUIT and SIGHUP, which a terminal (Ctrl-C) or
+//!   a shell sends main's whole process group: main's answer decides, and
+//!   the daemon ends with main if main dies of them.
 //! - It ends when the process ends (killed or not), when its main code ends
 //!   (the `daemon` crate's exit rule), or when the process that started it
 //!   drops the [`Heartbeat`]; a forked child dropping its copy does not stop

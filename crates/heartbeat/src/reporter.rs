@@ -101,6 +101,9 @@ impl Reporter {
         let mut sinks = Sinks::open(&self)?;
         let keep = sinks.descriptors();
         let child = Process::new(|| {
+            // A Ctrl-C to main's process group must not end the reporter
+            // of a main that ignores or handles it.
+            sys::ignore_group_signals();
             // Watch the main process itself: the parent-death signal set
             // for a daemon follows the thread that forked it, which may end
             // long before main does (`Heartbeat` moves between threads).

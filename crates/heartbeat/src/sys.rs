@@ -1,5 +1,6 @@
 //! The OS layer: every system call of this crate, each wrapped once. All
-//! through `rustix`, so there is no `unsafe` code here either.
+//! through `rustix`, but for signal dispositions (`libc`, one `unsafe`
+//! block argued where it is).
 
 use std::io;
 use std::net::UdpSocket;
@@ -109,4 +110,23 @@ pub(crate) fn wait_for_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) ->
 #[cfg(feature = "sqlite")]
 pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Ignores the signals a terminal or a shell sends a whole process group:
+/// SIGINT (Ctrl-C, `kill -INT -PGID`), SIGQUIT (Ctrl-\\) and SIGHUP (the
+/// terminal closed). The reporting daemon is in its main process's group:
+/// with the default action it died of a Ctrl-C that main ignores or
+/// handles, and main was SILENT while it worked on. It ends with main
+/// anyway (main's pidfd, or the parent-death signal), so main's own
+/// answer to the signal decides for both. Best effort: should
+/// signal(2) fail, the default action stays.
+#[allow(unsafe_code)]
+pub(crate) fn ignore_group_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+        // SAFETY: SIG_IGN installs no handler, so no code of ours ever runs
+        // in signal context; signal(2) takes no pointer and has no memory
+        // precondition. Called in the forked daemon before it makes its
+        // writer thread, though a disposition is per process anyway.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
 }

@@ -737,7 +737,6 @@ fn killing_one_of_two_processes_on_one_id_is_seen_in_the_database() {
 /// action, is dead: SILENT for ever, though main lives. ("The daemon lives
 /// exactly as long as the process that started it.")
 #[test]
-#[ignore = "defect: SIGINT to main's process group kills the reporter while main (ignoring it) lives: false SILENT"]
 fn a_sigint_to_the_process_group_that_main_ignores_leaves_its_reporter_beating() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
