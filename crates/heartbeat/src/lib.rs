@@ -78,6 +78,9 @@
 //! - It ignores SIGINT, SIGQUIT and SIGHUP, which a terminal (Ctrl-C) or
 //!   a shell sends main's whole process group: main's answer decides, and
 //!   the daemon ends with main if main dies of them.
+//! - It sends no beat once main has ended: before each beat it looks at
+//!   main's pidfd, so a main killed while its daemon was starting (waiting
+//!   for a locked database) gets no beat after its death.
 //! - It ends when the process ends (killed or not), when its main code ends
 //!   (the `daemon` crate's exit rule), or when the process that started it
 //!   drops the [`Heartbeat`]; a forked child dropping its copy does not stop

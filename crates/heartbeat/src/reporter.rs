@@ -242,7 +242,8 @@ pub struct ReporterStatus {
 /// losing the same reporters each interval); the first gap is between one
 /// and two intervals. After a pause (the daemon stopped, the machine
 /// suspended) it beats once and goes on at the next tick in the future:
-/// the beats missed are not sent in a burst.
+/// the beats missed are not sent in a burst. Before each beat it looks
+/// whether main has ended (it may have while the daemon was starting).
 fn report_until_main_ends(
     config: &Reporter,
     mut beat: Beat,
@@ -254,6 +255,13 @@ fn report_until_main_ends(
     let now = Instant::now();
     let start = now.checked_add(phase).unwrap_or(now);
     for seq in 0.. {
+        // Never a beat for a dead main: it may have died while the daemon
+        // was not watching (its first database open waits up to the busy
+        // timeout), and the wait below notices only deaths during it. (A
+        // death between this look and the send is one beat late at most.)
+        if main.is_some_and(|main| sys::wait_for_exit(main.as_fd(), Some(Duration::ZERO))) {
+            return;
+        }
         beat.seq = seq;
         beat.progress = board.progress.load(Ordering::Relaxed);
         beat.sent_at_ms = unix_ms();

@@ -795,7 +795,6 @@ fn a_sigint_to_the_process_group_that_main_ignores_leaves_its_reporter_beating()
 /// not yet watching main's pidfd, opens on, then sends a beat for the dead
 /// main (a new reporter, ALIVE, seconds after the death) before it notices.
 #[test]
-#[ignore = "defect: a reporter whose main was killed during start outlives it and sends an ALIVE beat for it"]
 fn a_main_killed_during_start_gets_no_beat_after_its_death() {
     let dir = TempDir::new("hb-r9-killed-in-start");
     let db = dir.db();
