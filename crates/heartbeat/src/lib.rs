@@ -33,7 +33,8 @@
 //!   8 MiB, which without `CAP_NET_ADMIN` stays within `net.core.rmem_max`
 //!   (212,992 bytes on an untuned kernel); [`Monitor::receive_buffer`] says
 //!   what it got. Reporters beat at a random phase, so that those started
-//!   together spread over the interval.
+//!   together spread over the interval. A beat counts from when the kernel
+//!   received it, not from when the monitor read it (see [`Monitor::poll`]).
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one

@@ -116,6 +116,9 @@ pub struct Monitor {
     rejected: u64,
     refused: u64,
     bad_rows: u64,
+    /// When the socket's queue was last found empty: every datagram
+    /// received since arrived after it.
+    drained: Instant,
 }
 
 /// How many reporters a monitor tracks at most, unless told otherwise
@@ -143,6 +146,9 @@ impl Monitor {
             .set_nonblocking(true)
             .map_err(io_error("make the monitor's socket non-blocking"))?;
         sys::enlarge_receive_buffer(&socket);
+        // Each beat is judged by when it arrived, not when it was read
+        // (see `poll`). Without timestamps, by when it was read.
+        let _ = sys::enable_receive_timestamps(&socket);
         Ok(Monitor {
             socket: Some(socket),
             ..Monitor::without_socket()
@@ -166,6 +172,7 @@ impl Monitor {
             rejected: 0,
             refused: 0,
             bad_rows: 0,
+            drained: Instant::now(),
         }
     }
 
@@ -254,6 +261,17 @@ impl Monitor {
     /// `duration` has passed, then re-judges every reporter.
     /// `Duration::ZERO` only takes in what is queued; `Duration::MAX`
     /// receives for ever.
+    ///
+    /// A beat counts from when the kernel received it (`SO_TIMESTAMPNS`),
+    /// not from when it is read: beats queued while the monitor did not
+    /// poll (busy, stopped, a slow loop) are as old as they are, so a
+    /// reporter killed meanwhile is SILENT at the next poll. (The stamp is
+    /// the wall clock's; the age it gives is bounded by the last time the
+    /// queue was found empty, so a step of the clock cannot date a beat
+    /// before that.) Should the receive buffer fill meanwhile, the kernel
+    /// drops the newest beats and keeps the oldest: a live reporter may be
+    /// SILENT at that poll, ALIVE again at its next beat. Poll more often
+    /// than `silent_after` intervals.
     pub fn poll(&mut self, duration: Duration) -> Result<(), HeartbeatError> {
         // `None`: no end (`Duration::MAX`, or past the end of the clock).
         let until = Instant::now().checked_add(duration);
@@ -278,13 +296,17 @@ impl Monitor {
         let mut buf = vec![0u8; 65_536];
         loop {
             loop {
-                match socket.recv(&mut buf) {
-                    Ok(n) => {
+                match sys::recv_stamped(socket, &mut buf) {
+                    Ok((n, stamp)) => {
                         if let Some(beat) = Beat::from_json(&buf[..n]) {
-                            self.record(beat, Instant::now());
+                            let arrived = arrival(stamp, Instant::now(), self.drained);
+                            self.record(beat, arrived);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.drained = Instant::now();
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(io_error("receive heartbeats")(e)),
                 }
@@ -348,10 +370,12 @@ impl Monitor {
                     t.leap = None;
                 }
                 if beat.progress != t.beat.progress || !same_start {
-                    t.progress_moved = now;
+                    t.progress_moved = t.progress_moved.max(now);
                 }
                 t.beat = beat;
-                t.last_seen = now;
+                // (A beat from one source may have arrived before the last
+                // one taken from another.)
+                t.last_seen = t.last_seen.max(now);
                 t.interval = interval;
             }
             None => {
@@ -604,6 +628,22 @@ impl Monitor {
         self.judge(now);
         Ok(())
     }
+}
+
+/// When a datagram stamped `stamp` (the wall clock's time of its arrival)
+/// and read at `now` arrived on the monotonic clock: `now` less its age,
+/// never before `floor` (when the queue was last found empty, so a step of
+/// the wall clock cannot date it earlier) nor after `now`. No stamp: `now`.
+fn arrival(stamp: Option<std::time::SystemTime>, now: Instant, floor: Instant) -> Instant {
+    let Some(stamp) = stamp else {
+        return now;
+    };
+    let age = std::time::SystemTime::now()
+        .duration_since(stamp)
+        .unwrap_or(Duration::ZERO);
+    now.checked_sub(age)
+        .map_or(floor, |a| a.max(floor))
+        .min(now)
 }
 
 /// How far a reporter's `seq` may have moved from a beat seen at `seen`, by

@@ -241,7 +241,6 @@ fn a_stopped_reporter_holding_the_write_lock_silences_the_others() {
 /// SILENT (STUCK, it made no progress, or ALIVE) with 0 s since its last
 /// beat, and stays so for `silent_after` more intervals.
 #[test]
-#[ignore = "defect: beats queued while the monitor did not poll are taken as arriving at the poll: a reporter dead 10 intervals is not SILENT"]
 fn a_reporter_killed_while_the_monitor_did_not_poll_is_silent_at_the_next_poll() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
