@@ -119,6 +119,11 @@ pub struct Monitor {
     /// When the socket's queue was last found empty: every datagram
     /// received since arrived after it.
     drained: Instant,
+    /// The last (seq, pid) of reporters forgotten, so that a database row
+    /// that never changed since (a dead reporter's) is not taken for a new
+    /// reporter; at most `max_reporters`, the oldest dropped first.
+    forgotten: HashMap<Key, (u64, shm::pid::Pid)>,
+    forgotten_order: VecDeque<Key>,
 }
 
 /// How many reporters a monitor tracks at most, unless told otherwise
@@ -173,6 +178,8 @@ impl Monitor {
             refused: 0,
             bad_rows: 0,
             drained: Instant::now(),
+            forgotten: HashMap::new(),
+            forgotten_order: VecDeque::new(),
         }
     }
 
@@ -214,7 +221,8 @@ impl Monitor {
     /// Forgets a SILENT reporter (already reported by its alert) once it
     /// has been without a beat for `intervals` of its intervals (at least
     /// `silent_after`; default [`DEFAULT_FORGET_AFTER`]). Should it beat
-    /// again, it is a new reporter.
+    /// again, it is a new reporter (its database row unchanged since is no
+    /// beat: see [`read_database`](Monitor::read_database)).
     pub fn forget_after(mut self, intervals: u32) -> Monitor {
         self.forget_after = intervals;
         self
@@ -407,19 +415,41 @@ impl Monitor {
         }
         let before = self.tracked.len();
         let silent_after = self.silent_after;
-        self.tracked
-            .retain(|_, t| !(t.health == Health::Silent && is_silent(t, now, silent_after)));
+        self.forget_where(|_, t| t.health == Health::Silent && is_silent(t, now, silent_after));
         self.silent = 0;
         self.tracked.len() < before
     }
 
     /// Forgets every reporter with this id (on any host, of any start);
-    /// how many there were. A later beat of the id makes a new reporter.
+    /// how many there were. A later beat of the id makes a new reporter
+    /// (an unchanged database row is none).
     pub fn forget(&mut self, id: &str) -> usize {
         let before = self.tracked.len();
-        self.tracked
-            .retain(|(_, tracked_id, _), _| tracked_id != id);
+        self.forget_where(|(_, tracked_id, _), _| tracked_id == id);
         before - self.tracked.len()
+    }
+
+    /// Forgets the reporters `which` picks, remembering each one's last
+    /// (seq, pid): an unchanged database row of theirs is no news (see
+    /// [`read_database`](Monitor::read_database)).
+    fn forget_where(&mut self, mut which: impl FnMut(&Key, &Tracked) -> bool) {
+        let gone: Vec<Key> = self
+            .tracked
+            .iter()
+            .filter(|(key, t)| which(key, t))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(t) = self.tracked.remove(&key) {
+                if self.forgotten.len() >= self.max_reporters {
+                    if let Some(oldest) = self.forgotten_order.pop_front() {
+                        self.forgotten.remove(&oldest);
+                    }
+                }
+                self.forgotten.insert(key.clone(), (t.beat.seq, t.beat.pid));
+                self.forgotten_order.push_back(key);
+            }
+        }
     }
 
     /// Re-judges every reporter as of `now`, recording changes as alerts.
@@ -434,8 +464,7 @@ impl Monitor {
         let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
         // Reported SILENT long ago: forgotten.
         let forget_after = self.forget_after.max(silent_after);
-        self.tracked
-            .retain(|_, t| !(t.health == Health::Silent && is_silent_for(t, now, forget_after)));
+        self.forget_where(|_, t| t.health == Health::Silent && is_silent_for(t, now, forget_after));
         // Restarted: silent, and a later start of the same (host, id) began
         // after its last beat. (Only the silent ones' (host, id) are looked
         // up, so a monitor of many live reporters does not build a map each
@@ -596,7 +625,11 @@ impl Monitor {
     /// off, or a step of the wall clock here, makes no false alarm and hides
     /// no silence. Read at least once per interval for silence to be
     /// noticed on time (it is noticed at the first read after
-    /// `silent_after` intervals without a change).
+    /// `silent_after` intervals without a change). A reporter forgotten
+    /// ([`forget_after`](Monitor::forget_after), [`forget`](Monitor::forget),
+    /// or to make room) stays forgotten while its row is unchanged: the
+    /// monitor remembers the last `seq` and pid of up to `max_reporters`
+    /// forgotten reporters (the oldest dropped first).
     ///
     /// A row that is no beat is skipped and counted ([`bad_rows`](Monitor::bad_rows));
     /// the others are judged. If SQLite itself fails (a file that is no
@@ -614,12 +647,18 @@ impl Monitor {
                     self.bad_rows += 1;
                     continue;
                 };
-                let seen = self
-                    .tracked
-                    .get(&key_of(&beat))
-                    .map(|t| (t.beat.seq, t.beat.pid));
+                let key = key_of(&beat);
+                let seen = self.tracked.get(&key).map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
+                }
+                // A forgotten reporter's row, unchanged since: still no news
+                // (a dead reporter's row stays in the table for ever).
+                if let Some(&last) = self.forgotten.get(&key) {
+                    if last == (beat.seq, beat.pid) {
+                        continue;
+                    }
+                    self.forgotten.remove(&key);
                 }
                 self.record(beat, now);
             }

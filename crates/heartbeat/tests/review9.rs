@@ -275,7 +275,6 @@ fn a_reporter_killed_while_the_monitor_did_not_poll_is_silent_at_the_next_poll()
 /// read takes the stale row as a new reporter's first beat: ALIVE again,
 /// then SILENT again, then ALIVE..., for ever.
 #[test]
-#[ignore = "defect: a dead reporter's unchanged database row is ALIVE again after forget_after"]
 fn a_dead_reporters_row_does_not_come_back_alive_after_it_is_forgotten() {
     const INTERVAL: Duration = Duration::from_millis(20);
     let dir = TempDir::new("hb-r9-forgotten-row");
