@@ -653,8 +653,9 @@ fn a_reporter_killed_inside_its_write_leaves_the_others_writing() {
     signal(busy_daemon, libc::SIGKILL);
     // B's row keeps changing: ALIVE (or STUCK) for 20 intervals, never
     // SILENT; A is SILENT. (A monitor from now on: catching A may have
-    // delayed B already: that is the test above.)
-    let mut monitor = Monitor::without_socket();
+    // delayed B already: that is the test above.) A, at 1 ms, would be
+    // forgotten 100 ms after its silence (and its unchanged row with it).
+    let mut monitor = Monitor::without_socket().forget_after(u32::MAX);
     let limit = Instant::now() + INTERVAL * 20;
     let killed = Instant::now();
     let mut silent = false;
