@@ -14,8 +14,9 @@
 //!   *alive but stuck* from *working*.
 //! - [`Monitor`]: receives beats over UDP (and/or reads the SQLite table),
 //!   and reports each reporter [`Health::Silent`] after `silent_after`
-//!   missed intervals and [`Health::Stuck`] when its progress has not moved
-//!   for `stuck_after` intervals.
+//!   missed beats (no beat for `silent_after` intervals and one of slack)
+//!   and [`Health::Stuck`] when its progress has not moved for
+//!   `stuck_after` intervals.
 //!   A reporter is one start of one `id` on one `host`: two processes
 //!   reporting under one id are watched apart (so either one's death is
 //!   SILENT), a restart is seen at its first beat, and a beat that no start

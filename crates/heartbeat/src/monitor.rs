@@ -23,9 +23,11 @@ use crate::{
 pub enum Health {
     /// Beats arrive and progress moves (or has not yet had time to).
     Alive,
-    /// Beats arrive, but progress has not moved for `stuck_after` intervals.
+    /// Beats arrive, but progress has not moved for `stuck_after` intervals
+    /// (from the beat where it last moved to the last beat).
     Stuck,
-    /// No beat for `silent_after` intervals: the main process is presumed dead.
+    /// No beat for `silent_after` intervals and one more (see
+    /// [`Monitor::silent_after`]): the main process is presumed dead.
     Silent,
 }
 
@@ -183,7 +185,12 @@ impl Monitor {
         }
     }
 
-    /// Counts a reporter silent after `intervals` missed intervals (at least 1).
+    /// Counts a reporter silent after `intervals` missed beats (at least 1;
+    /// default [`DEFAULT_SILENT_AFTER`]): SILENT once it has been without a
+    /// beat for `intervals + 1` of its intervals. The one more is slack for
+    /// what delays a beat that is not missed: the reporter's wake-up, the
+    /// network, the monitor's own poll (with no slack, `silent_after(1)`
+    /// judged SILENT a reporter that missed no beat, at about every poll).
     pub fn silent_after(mut self, intervals: u32) -> Monitor {
         self.silent_after = intervals.max(1);
         self
@@ -498,7 +505,10 @@ impl Monitor {
         }
         self.silent = 0;
         for ((host, id, _), t) in &mut self.tracked {
-            let stuck = now.saturating_duration_since(t.progress_moved)
+            // Measured to the last beat, not to now: STUCK is for beats
+            // that arrive without progress; a reporter whose beats stopped
+            // turns SILENT, never STUCK on its way there.
+            let stuck = t.last_seen.saturating_duration_since(t.progress_moved)
                 > t.interval.saturating_mul(self.stuck_after);
             let health = if is_silent(t) {
                 Health::Silent
@@ -693,9 +703,10 @@ fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
     u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
 }
 
-/// Whether `t` has missed `silent_after` intervals by `now`.
+/// Whether `t` has missed `silent_after` beats by `now`: no beat for
+/// `silent_after` intervals and one of slack (see [`Monitor::silent_after`]).
 fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
-    is_silent_for(t, now, silent_after)
+    is_silent_for(t, now, silent_after.saturating_add(1))
 }
 
 /// Whether `t` has been without a beat for more than `intervals` of its

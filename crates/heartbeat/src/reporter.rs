@@ -235,12 +235,14 @@ pub struct ReporterStatus {
 
 /// The daemon's loop, until the main process ends (`main`, its pidfd;
 /// without one, the parent-death signal ends this process): a beat at
-/// once, then one at each tick `start + phase + k * interval` (an absolute
-/// schedule, so late wake-ups do not accumulate into drift). The phase is
-/// random in [0, interval), so reporters started together do not beat
-/// together for ever (a burst the monitor's receive buffer may not hold,
-/// losing the same reporters each interval); the first gap is between one
-/// and two intervals. After a pause (the daemon stopped, the machine
+/// once, then one at each tick `start + phase + k * interval`, k >= 0 (an
+/// absolute schedule, so late wake-ups do not accumulate into drift). The
+/// phase is random in [0, interval), so reporters started together do not
+/// beat together for ever (a burst the monitor's receive buffer may not
+/// hold, losing the same reporters each interval); the first gap is the
+/// phase, shorter than an interval, so no gap is longer than an interval
+/// and a wake-up's latency (it was 1-2 intervals: a false SILENT with
+/// `silent_after(1)`). After a pause (the daemon stopped, the machine
 /// suspended) it beats once and goes on at the next tick in the future:
 /// the beats missed are not sent in a burst. Before each beat it looks
 /// whether main has ended (it may have while the daemon was starting).
@@ -312,11 +314,13 @@ fn random_phase(interval: Duration) -> Duration {
     )
 }
 
-/// The first tick `start + k * interval` (k >= 1) after `now` (`start`
-/// may be later than `now`); `None` past
-/// the end of the clock. Computed in 128 bits: no overflow however many
+/// The first tick `start + k * interval` after `now`: `start` itself if it
+/// is later than `now`, else k >= 1; `None` past the end of the clock. Computed in 128 bits: no overflow however many
 /// intervals have passed.
 fn next_tick(start: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    if now < start {
+        return Some(start);
+    }
     let interval = interval.as_nanos().max(1);
     let ticks = now.saturating_duration_since(start).as_nanos() / interval + 1;
     let offset = ticks.checked_mul(interval)?;

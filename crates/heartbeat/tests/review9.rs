@@ -154,7 +154,6 @@ fn stop_inside_a_write(daemon: i32, db: &Path) -> bool {
 /// daemon's wake-up) is over one interval too: a reporter that missed no
 /// beat is SILENT.
 #[test]
-#[ignore = "defect: with silent_after(1) a reporter that misses no beat is judged SILENT (first gap up to 2 intervals, no tolerance for wake-up latency)"]
 fn a_reporter_that_misses_no_beat_is_never_silent_with_silent_after_one() {
     const INTERVAL: Duration = Duration::from_millis(100);
     let mut monitor = Monitor::udp("127.0.0.1:0").unwrap().silent_after(1);
