@@ -97,7 +97,12 @@
 //! database row to a writer thread of the daemon (made after the fork), one
 //! beat at a time: a database lock held by another writer delays only the
 //! rows (a beat the writer could not pick up in time is skipped, counted in
-//! [`ReporterStatus::database_skipped`]), never the UDP beats.
+//! [`ReporterStatus::database_skipped`]), never the UDP beats. Before each
+//! write the writer checks that the file at the path is still the one it
+//! opened (device and inode): one deleted, or replaced by a cleanup and a
+//! new reporter, is opened afresh, counted in
+//! [`ReporterStatus::database_reopens`] (writes into the old file succeed
+//! and reach no monitor).
 //!
 //! # SQLite and threads
 //!

@@ -213,6 +213,7 @@ struct Board {
     database_writes: AtomicU64,
     database_errors: AtomicU64,
     database_skipped: AtomicU64,
+    database_reopens: AtomicU64,
 }
 
 /// What a reporting daemon has done so far (see [`Heartbeat::status`]).
@@ -231,6 +232,10 @@ pub struct ReporterStatus {
     /// lock held by another writer): the database is written on its own
     /// thread of the daemon, so that it never delays the UDP beats.
     pub database_skipped: u64,
+    /// Times the database file was found deleted or replaced (by another
+    /// file at its path) and opened afresh: writes into the old file would
+    /// succeed and reach no monitor.
+    pub database_reopens: u64,
 }
 
 /// The daemon's loop, until the main process ends (`main`, its pidfd;
@@ -276,6 +281,7 @@ fn report_until_main_ends(
                 (&board.database_writes, &counts.writes),
                 (&board.database_errors, &counts.errors),
                 (&board.database_skipped, &counts.skipped),
+                (&board.database_reopens, &counts.reopens),
             ] {
                 to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
             }
@@ -361,6 +367,7 @@ impl Heartbeat {
             database_writes: board.database_writes.load(Ordering::Relaxed),
             database_errors: board.database_errors.load(Ordering::Relaxed),
             database_skipped: board.database_skipped.load(Ordering::Relaxed),
+            database_reopens: board.database_reopens.load(Ordering::Relaxed),
         }
     }
 

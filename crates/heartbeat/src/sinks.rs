@@ -25,7 +25,8 @@ pub(crate) struct Sinks {
 
 /// The database sink: its file, and the connection once open. Opened in
 /// the reporting daemon on first use (a connection must not cross a fork),
-/// and again at the next beat after an open or a write fails.
+/// and again at the next beat after an open or a write fails, or once the
+/// file at its path is another (deleted, or replaced).
 ///
 /// The daemon's beat loop never writes it: a write may wait for a lock (up
 /// to the busy timeout), and the UDP beats must not wait with it. The loop
@@ -36,6 +37,9 @@ pub(crate) struct Sinks {
 struct Database {
     path: PathBuf,
     connection: Option<rusqlite::Connection>,
+    /// The (device, inode) of the file `connection` was opened on: a file
+    /// deleted or replaced at `path` is written no more (see `write`).
+    file: Option<(u64, u64)>,
     /// `Some` once the writer thread runs (it owns the connection then).
     handoff: Option<Arc<Handoff>>,
 }
@@ -57,6 +61,7 @@ pub(crate) struct DatabaseCounts {
     pub(crate) writes: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    pub(crate) reopens: AtomicU64,
 }
 
 #[cfg(feature = "sqlite")]
@@ -84,6 +89,9 @@ impl Handoff {
                     next = self.posted.wait(next).unwrap_or_else(|p| p.into_inner());
                 }
             };
+            if database.reopen_if_replaced() {
+                self.counts.reopens.fetch_add(1, Ordering::Relaxed);
+            }
             let counter = if database.write(&beat) {
                 &self.counts.writes
             } else {
@@ -96,10 +104,33 @@ impl Handoff {
 
 #[cfg(feature = "sqlite")]
 impl Database {
+    /// Opens the file at `path` (see [`open_database`]) and notes which
+    /// file it is. (A file replaced between the open and the stat is
+    /// noticed one beat late.)
+    fn open(&mut self) -> Result<(), HeartbeatError> {
+        let connection = open_database(&self.path)?;
+        self.file = file_id(&self.path);
+        self.connection = Some(connection);
+        Ok(())
+    }
+
+    /// Drops the connection if the file at `path` is no longer the one it
+    /// was opened on (deleted, or replaced by a cleanup and a new reporter):
+    /// writes into it would succeed and reach no monitor for ever. Whether
+    /// it did; the next write opens the file at `path` (creating it if
+    /// need be). A stat per beat, on the writer thread.
+    fn reopen_if_replaced(&mut self) -> bool {
+        if self.connection.is_none() || file_id(&self.path) == self.file {
+            return false;
+        }
+        self.connection = None;
+        true
+    }
+
     /// Writes `beat`; false if the open or the write failed.
     fn write(&mut self, beat: &Beat) -> bool {
         if self.connection.is_none() {
-            self.connection = open_database(&self.path).ok();
+            let _ = self.open();
         }
         let Some(db) = &self.connection else {
             return false;
@@ -140,6 +171,7 @@ impl Sinks {
         let database = config.database.as_ref().map(|path| Database {
             path: path.clone(),
             connection: None,
+            file: None,
             handoff: None,
         });
         Ok(Sinks {
@@ -158,8 +190,8 @@ impl Sinks {
         let Some(db) = &mut self.database else {
             return Ok(());
         };
-        match open_database(&db.path) {
-            Ok(connection) => db.connection = Some(connection),
+        match db.open() {
+            Ok(()) => {}
             Err(HeartbeatError::Database { source, .. }) if is_busy(&source) => {}
             Err(e) => return Err(e),
         }
@@ -184,6 +216,7 @@ impl Sinks {
         let database = Database {
             path: db.path.clone(),
             connection: db.connection.take(),
+            file: db.file,
             handoff: None,
         };
         let writer = Arc::clone(&handoff);
@@ -217,6 +250,13 @@ impl Sinks {
         let db = self.database.as_ref()?;
         db.handoff.as_ref().map(|h| &h.counts)
     }
+}
+
+/// The (device, inode) of the file at `path`; `None` if there is none.
+#[cfg(feature = "sqlite")]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Opens (creating if needed) the SQLite file and its table, for writing.

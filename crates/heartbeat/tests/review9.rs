@@ -314,7 +314,6 @@ fn a_dead_reporters_row_does_not_come_back_alive_after_it_is_forgotten() {
 /// new one: SILENT for ever while it lives. (`Database::write` reopens only
 /// after a failed write, and writes into an unlinked file do not fail.)
 #[test]
-#[ignore = "defect: a reporter writes on into a deleted database file with no error counted; the new file never sees it"]
 fn a_reporter_writes_into_the_file_that_replaced_its_database() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let dir = TempDir::new("hb-r9-replaced");
