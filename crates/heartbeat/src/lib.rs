@@ -240,6 +240,14 @@ pub enum HeartbeatError {
     Shared(#[from] shm::Error),
 }
 
+impl HeartbeatError {
+    /// Whether this is a file (or its directory) that is not there, as
+    /// [`Monitor::read_database`] of a deleted database returns.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, HeartbeatError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> HeartbeatError {
     let what = what.into();
     move |source| HeartbeatError::Io { what, source }

@@ -645,6 +645,10 @@ impl Monitor {
     /// the others are judged. If SQLite itself fails (a file that is no
     /// database, a lock held past the busy timeout), nothing is judged and
     /// the error is returned: no verdict changes on no news; call again.
+    /// But a file that is not there (deleted, a volume unmounted) is an
+    /// error after which the reporters are judged all the same: nobody
+    /// writes it (a live reporter makes it afresh at its next beat), so
+    /// those killed meanwhile turn SILENT.
     /// A path that is no regular file (a FIFO, a device, a directory) is
     /// refused with [`HeartbeatError::Io`] before it is opened: the open of
     /// a FIFO would wait for a writer for ever.
@@ -673,7 +677,18 @@ impl Monitor {
                 self.record(beat, now);
             }
             Ok(now)
-        })?;
+        });
+        let now = match now {
+            Ok(now) => now,
+            Err(e) => {
+                // No file: no news, but no writer either (a live reporter
+                // makes the file afresh at its next beat): time passes.
+                if e.is_missing_file() {
+                    self.judge(Instant::now());
+                }
+                return Err(e);
+            }
+        };
         self.judge(now);
         Ok(())
     }

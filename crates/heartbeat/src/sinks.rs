@@ -340,14 +340,20 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
 /// for ever, and the monitor with it (its UDP side too). stat(2) never
 /// blocks. A FIFO swapped in between this check and the open still blocks
 /// the open: whoever can do that can as well hold the file's lock for ever.
-/// A missing file is left to SQLite (an error, the file not created).
+/// A missing file is an error too ([`HeartbeatError::is_missing_file`]),
+/// and is not created.
 #[cfg(feature = "sqlite")]
 fn refuse_non_regular(path: &Path) -> Result<(), HeartbeatError> {
+    let refused = |source| HeartbeatError::Io {
+        what: format!("read the heartbeat database {}", path.display()),
+        source,
+    };
     match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => Err(HeartbeatError::Io {
-            what: format!("read the heartbeat database {}", path.display()),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
-        }),
+        Ok(meta) if !meta.is_file() => Err(refused(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(refused(e)),
         _ => Ok(()),
     }
 }

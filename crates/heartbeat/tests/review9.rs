@@ -855,7 +855,6 @@ fn a_main_killed_during_start_gets_no_beat_after_its_death() {
 /// long as the file is missing, while `since_last_beat` grows past any
 /// `silent_after`.
 #[test]
-#[ignore = "defect: with the database file gone, read_database never judges: a killed reporter stays ALIVE for ever"]
 fn a_reporter_killed_while_its_database_is_gone_turns_silent() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let dir = TempDir::new("hb-r9-db-gone");
