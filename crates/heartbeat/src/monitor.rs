@@ -97,6 +97,9 @@ struct Tracked {
     /// beats go on from it, the leap was real (beats lost while one was
     /// delayed), not forged.
     leap: Option<(u64, Instant)>,
+    /// Not to be judged SILENT at this judgement: its row is in a database
+    /// file whose write lock is held (see [`Monitor::read_database`]).
+    spared: bool,
 }
 
 /// Watches reporters (see the [crate](crate) documentation).
@@ -126,6 +129,7 @@ pub struct Monitor {
     /// reporter; at most `max_reporters`, the oldest dropped first.
     forgotten: HashMap<Key, (u64, shm::pid::Pid)>,
     forgotten_order: VecDeque<Key>,
+    database_stalls: u64,
 }
 
 /// How many reporters a monitor tracks at most, unless told otherwise
@@ -182,6 +186,7 @@ impl Monitor {
             drained: Instant::now(),
             forgotten: HashMap::new(),
             forgotten_order: VecDeque::new(),
+            database_stalls: 0,
         }
     }
 
@@ -408,6 +413,7 @@ impl Monitor {
                         interval,
                         health: Health::Alive,
                         leap: None,
+                        spared: false,
                     },
                 );
             }
@@ -617,6 +623,14 @@ impl Monitor {
         self.rejected
     }
 
+    /// Database reads so far that found the file's write lock held, at
+    /// which no reporter of the file was judged SILENT (see
+    /// [`read_database`](Monitor::read_database)). Growing at every read:
+    /// a writer is stuck inside its write, and the file tells nothing.
+    pub fn database_stalls(&self) -> u64 {
+        self.database_stalls
+    }
+
     /// Database rows skipped so far because they are no beat (a pid out of
     /// range, a negative number, a text where a number belongs, ...). Each
     /// read counts them again.
@@ -645,6 +659,18 @@ impl Monitor {
     /// the others are judged. If SQLite itself fails (a file that is no
     /// database, a lock held past the busy timeout), nothing is judged and
     /// the error is returned: no verdict changes on no news; call again.
+    ///
+    /// A read that finds the file's write lock held (in WAL mode, by
+    /// `fcntl(F_GETLK)` on its `-shm` file) judges no reporter of the file
+    /// SILENT, and is counted ([`database_stalls`](Monitor::database_stalls)):
+    /// every writer waits for that lock, so unchanged rows are no sign of
+    /// death. A writer stopped inside its write (SIGSTOP, a debugger, a
+    /// Ctrl-Z) holds it for as long as it is stopped: rather than judging
+    /// every reporter of the file SILENT (false alarms for all), the
+    /// monitor then judges none of them SILENT (a death meanwhile is seen
+    /// once the lock is released) and says so by the count. A short write
+    /// holding the lock delays silence by one read.
+    ///
     /// But a file that is not there (deleted, a volume unmounted) is an
     /// error after which the reporters are judged all the same: nobody
     /// writes it (a live reporter makes it afresh at its next beat), so
@@ -654,6 +680,9 @@ impl Monitor {
     /// a FIFO would wait for a writer for ever.
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
+        let stalled = sinks::write_lock_held(path.as_ref());
+        self.database_stalls += u64::from(stalled);
+        let mut spared = Vec::new();
         let now = sinks::read_database(path.as_ref(), |rows| {
             let now = Instant::now();
             for beat in rows {
@@ -662,6 +691,9 @@ impl Monitor {
                     continue;
                 };
                 let key = key_of(&beat);
+                if stalled {
+                    spared.push(key.clone());
+                }
                 let seen = self.tracked.get(&key).map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
@@ -689,7 +721,17 @@ impl Monitor {
                 return Err(e);
             }
         };
+        for key in &spared {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.spared = true;
+            }
+        }
         self.judge(now);
+        for key in &spared {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.spared = false;
+            }
+        }
         Ok(())
     }
 }
@@ -721,7 +763,7 @@ fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
 /// Whether `t` has missed `silent_after` beats by `now`: no beat for
 /// `silent_after` intervals and one of slack (see [`Monitor::silent_after`]).
 fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
-    is_silent_for(t, now, silent_after.saturating_add(1))
+    !t.spared && is_silent_for(t, now, silent_after.saturating_add(1))
 }
 
 /// Whether `t` has been without a beat for more than `intervals` of its

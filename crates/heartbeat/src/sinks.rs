@@ -358,6 +358,18 @@ fn refuse_non_regular(path: &Path) -> Result<(), HeartbeatError> {
     }
 }
 
+/// Whether some process holds the write lock of the SQLite file `path` in
+/// WAL mode: byte 120 of its `-shm` file (the WAL index's first lock,
+/// `WAL_WRITE_LOCK`, which SQLite's file format fixes), tested with
+/// `fcntl(F_GETLK)`, which takes no lock. False without a `-shm` file
+/// (not in WAL mode, or no connection open).
+#[cfg(feature = "sqlite")]
+pub(crate) fn write_lock_held(path: &Path) -> bool {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    std::fs::File::open(shm).is_ok_and(|file| crate::sys::byte_locked(&file, 120))
+}
+
 /// Opens the SQLite file read-only, for a monitor: it never creates the
 /// file, never writes it, and (in WAL mode) never waits for a writer.
 #[cfg(feature = "sqlite")]

@@ -208,3 +208,22 @@ pub(crate) fn recv_stamped(
     }
     Ok((received as usize, stamp))
 }
+
+/// Whether another process holds a lock (fcntl, POSIX record lock) on byte
+/// `offset` of `file`: `F_GETLK` asks for a write lock there and reports
+/// the first that conflicts, taking none. False if the call fails.
+#[allow(unsafe_code)]
+pub(crate) fn byte_locked(file: &std::fs::File, offset: i64) -> bool {
+    // SAFETY: `flock` is plain data; all zeroes is a valid value, its
+    // fields set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    // SAFETY: fcntl(F_GETLK) reads and writes the one `flock` it is given,
+    // which lives across the call; the descriptor is `file`'s, open while
+    // borrowed.
+    let result = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    result == 0 && i32::from(lock.l_type) != libc::F_UNLCK
+}

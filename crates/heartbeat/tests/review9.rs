@@ -187,7 +187,6 @@ fn a_reporter_that_misses_no_beat_is_never_silent_with_silent_after_one() {
 /// though they live. ("many reporters and monitors share it without
 /// waiting for each other")
 #[test]
-#[ignore = "defect: one reporter stopped inside its database write makes every other reporter on the file SILENT"]
 fn a_stopped_reporter_holding_the_write_lock_silences_the_others() {
     const INTERVAL: Duration = Duration::from_millis(100);
     let dir = TempDir::new("hb-r9-stopped-writer");
