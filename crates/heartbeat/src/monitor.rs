@@ -469,9 +469,13 @@ impl Monitor {
     ///
     /// A reporter that has missed its beats while another start of the same
     /// id on the same host began after its last beat was restarted: it is
-    /// forgotten without an alert (a restart is not a death). Two starts
-    /// beating side by side are two reporters, and each one's silence is
-    /// an alert.
+    /// forgotten without an alert (a restart is not a death). A start is
+    /// the restart of one earlier start at most (of its own pid if there is
+    /// one, else of the one heard from last before it began): two processes
+    /// on one id, one killed and the other restarted, are one restart and
+    /// one death. Two
+    /// starts beating side by side are two reporters, and each one's
+    /// silence is an alert.
     pub fn judge(&mut self, now: Instant) {
         let silent_after = self.silent_after;
         let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
@@ -479,33 +483,49 @@ impl Monitor {
         let forget_after = self.forget_after.max(silent_after);
         self.forget_where(|_, t| t.health == Health::Silent && is_silent_for(t, now, forget_after));
         // Restarted: silent, and a later start of the same (host, id) began
-        // after its last beat. (Only the silent ones' (host, id) are looked
-        // up, so a monitor of many live reporters does not build a map each
-        // time.)
-        let mut newest_start: HashMap<(&str, &str), Instant> = self
+        // after its last beat. Each later start is the restart of one start
+        // at most: of its own pid if one stopped beating before it began
+        // (pid 1 of a container), else of the one heard from last before it
+        // began, silent yet or not. So two processes on one id, one killed
+        // and the other restarted, are one restart and one death, whichever
+        // turns silent first. (Only the (host, id) of silent starts are
+        // looked at, so a monitor of many live reporters does not build a
+        // map each time.)
+        let mut groups: HashMap<(&str, &str), Vec<&Key>> = self
             .tracked
             .iter()
             .filter(|(_, t)| is_silent(t))
-            .map(|((host, id, _), t)| ((host.as_str(), id.as_str()), t.first_seen))
+            .map(|((host, id, _), _)| ((host.as_str(), id.as_str()), Vec::new()))
             .collect();
-        if !newest_start.is_empty() {
-            for ((host, id, _), t) in &self.tracked {
-                if let Some(newest) = newest_start.get_mut(&(host.as_str(), id.as_str())) {
-                    *newest = (*newest).max(t.first_seen);
+        if !groups.is_empty() {
+            for key in self.tracked.keys() {
+                if let Some(starts) = groups.get_mut(&(key.0.as_str(), key.1.as_str())) {
+                    starts.push(key);
                 }
             }
         }
-        let restarted: Vec<Key> = self
-            .tracked
-            .iter()
-            .filter(|((host, id, _), t)| {
-                is_silent(t)
-                    && newest_start
-                        .get(&(host.as_str(), id.as_str()))
-                        .is_some_and(|&newest| newest > t.last_seen)
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
+        let mut restarted: Vec<Key> = Vec::new();
+        for mut starts in groups.into_values() {
+            // Those restarted from: heard from last first.
+            let mut pool = starts.clone();
+            pool.sort_by_key(|k| std::cmp::Reverse(self.tracked[*k].last_seen));
+            // Those that may be restarts: newest first.
+            starts.sort_by_key(|k| std::cmp::Reverse(self.tracked[*k].first_seen));
+            for later in starts {
+                let l = &self.tracked[later];
+                let before = |k: &&Key| *k != later && self.tracked[*k].last_seen < l.first_seen;
+                let pick = pool
+                    .iter()
+                    .position(|k| before(k) && self.tracked[*k].beat.pid == l.beat.pid)
+                    .or_else(|| pool.iter().position(before));
+                if let Some(i) = pick {
+                    let earlier = pool.remove(i);
+                    if is_silent(&self.tracked[earlier]) {
+                        restarted.push(earlier.clone());
+                    }
+                }
+            }
+        }
         for key in restarted {
             self.tracked.remove(&key);
         }

@@ -893,7 +893,6 @@ fn a_reporter_killed_while_its_database_is_gone_turns_silent() {
 /// process B restarted a moment later (a deploy, B's supervisor), A's
 /// death is taken for a restart and never reported.
 #[test]
-#[ignore = "defect: one of two processes on an id killed, the other restarted just after: the death is never SILENT"]
 fn a_death_beside_anothers_restart_is_reported() {
     const INTERVAL: Duration = Duration::from_millis(50);
     let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
@@ -905,8 +904,12 @@ fn a_death_beside_anothers_restart_is_reported() {
     let b = reporting_main("pair", INTERVAL, Some(addr), None, &pids[1]);
     daemon_pid_of(&pids[0]);
     daemon_pid_of(&pids[1]);
+    // Both seen beating side by side (each beat at least twice, so after
+    // the other's first beat: they start within milliseconds). Until then,
+    // A beating once and B starting after that beat is, to any monitor, a
+    // restart of A as B.
     let limit = deadline(GENEROUS);
-    while monitor.reporters().len() < 2 {
+    while monitor.reporters().len() < 2 || monitor.reporters().iter().any(|r| r.seq < 2) {
         assert!(Instant::now() < limit, "never saw both");
         monitor.poll(INTERVAL / 5).unwrap();
     }
