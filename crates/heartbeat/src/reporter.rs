@@ -56,7 +56,10 @@ impl Reporter {
     /// `path` ("写数据库"), creating both if needed. The file is put in WAL
     /// mode (`synchronous=NORMAL`), so that many reporters and monitors
     /// share it without waiting for each other; failed writes are counted in
-    /// [`Heartbeat::status`].
+    /// [`Heartbeat::status`]. The row is keyed by the reporter's id: give
+    /// each process writing one file an id of its own (two processes under
+    /// one id overwrite one row, and the death of either is not seen while
+    /// the other writes).
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Reporter {
         self.database = Some(path.into());
