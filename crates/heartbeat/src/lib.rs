@@ -18,9 +18,8 @@
 //!   and [`Health::Stuck`] when its progress has not moved for
 //!   `stuck_after` intervals.
 //!   A reporter is one start of one `id` on one `host`: two processes
-//!   reporting under one id over UDP are watched apart (so either one's
-//!   death is SILENT; not in a database, whose row is keyed by `id`
-//!   alone: there each id must be unique), a restart is seen at its first beat, and a beat that no start
+//!   reporting under one id are watched apart (so either one's death is
+//!   SILENT, over UDP and in a database), a restart is seen at its first beat, and a beat that no start
 //!   could have sent (an interval other than its own, a `seq` leap further
 //!   than the time passed allows) is rejected. Beats carry no
 //!   authentication: anyone who can reach the monitor can still forge a
@@ -40,10 +39,11 @@
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
-//! row of the table `heartbeats` (keyed by `id`: processes writing one
-//! file under one id overwrite one row, and the monitor sees only the last
-//! writer, so one of them killed is not SILENT while another writes).
-//! `instance` is random per
+//! row of the table `heartbeats` (one per start: keyed by `id`, `host` and
+//! `instance`; a table keyed by `id` alone, made by an older version, is
+//! re-keyed at a reporter's first open, and older reporters can no longer
+//! write it; a reporter deletes, after its first write, the rows of its
+//! earlier starts whose main is gone). `instance` is random per
 //! start of a reporter, so a restart (whose `seq` begins again at 0, maybe
 //! under the same pid) is told from the reporter before it.
 //!

@@ -56,10 +56,13 @@ impl Reporter {
     /// `path` ("写数据库"), creating both if needed. The file is put in WAL
     /// mode (`synchronous=NORMAL`), so that many reporters and monitors
     /// share it without waiting for each other; failed writes are counted in
-    /// [`Heartbeat::status`]. The row is keyed by the reporter's id: give
-    /// each process writing one file an id of its own (two processes under
-    /// one id overwrite one row, and the death of either is not seen while
-    /// the other writes).
+    /// [`Heartbeat::status`]. Each start of a reporter has its own row
+    /// (keyed by id, host and instance), so processes under one id are told
+    /// apart; after its first write it deletes the rows of its id's earlier
+    /// starts on this host whose main is gone (or was this process). All
+    /// reporters of one file must be of this version: the table is re-keyed
+    /// from `id` alone at the first open, and older reporters' upserts fail
+    /// on it.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Reporter {
         self.database = Some(path.into());

@@ -40,6 +40,9 @@ struct Database {
     /// The (device, inode) of the file `connection` was opened on: a file
     /// deleted or replaced at `path` is written no more (see `write`).
     file: Option<(u64, u64)>,
+    /// Whether the rows of this reporter's dead earlier starts were
+    /// deleted (once, after the first write: see `delete_dead_starts`).
+    cleaned: bool,
     /// `Some` once the writer thread runs (it owns the connection then).
     handoff: Option<Arc<Handoff>>,
 }
@@ -136,7 +139,13 @@ impl Database {
             return false;
         };
         match upsert(db, beat) {
-            Ok(_) => true,
+            Ok(_) => {
+                if !self.cleaned {
+                    // Best effort: a dead row left is judged SILENT, no worse.
+                    self.cleaned = delete_dead_starts(db, beat).is_ok();
+                }
+                true
+            }
             Err(e) => {
                 if !is_busy(&e) {
                     // Maybe the file was replaced or its disk failed: open
@@ -172,6 +181,7 @@ impl Sinks {
             path: path.clone(),
             connection: None,
             file: None,
+            cleaned: false,
             handoff: None,
         });
         Ok(Sinks {
@@ -217,6 +227,7 @@ impl Sinks {
             path: db.path.clone(),
             connection: db.connection.take(),
             file: db.file,
+            cleaned: false,
             handoff: None,
         };
         let writer = Arc::clone(&handoff);
@@ -275,26 +286,109 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
     let db = rusqlite::Connection::open(path).map_err(database)?;
     db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
     set_wal_mode(&db).map_err(database)?;
-    db.execute_batch(
-        "PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS heartbeats (
-             id TEXT PRIMARY KEY,
-             host TEXT NOT NULL,
-             pid INTEGER NOT NULL,
-             seq INTEGER NOT NULL,
-             progress INTEGER NOT NULL,
-             sent_at_ms INTEGER NOT NULL,
-             interval_ms INTEGER NOT NULL,
-             instance INTEGER NOT NULL DEFAULT 0
-         )",
-    )
+    db.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; CREATE TABLE IF NOT EXISTS heartbeats {TABLE}"
+    ))
     .map_err(database)?;
     // A table made before the `instance` column: add it.
     if !has_instance(&db).map_err(database)? {
         db.execute_batch("ALTER TABLE heartbeats ADD COLUMN instance INTEGER NOT NULL DEFAULT 0")
             .map_err(database)?;
     }
+    // A table keyed by `id` alone (before review 9): re-keyed by start.
+    if keyed_by_id(&db).map_err(database)? {
+        rekey(&db).map_err(database)?;
+    }
     Ok(db)
+}
+
+/// The `heartbeats` table's columns: one row per start of a reporter,
+/// keyed by (id, host, instance), so that processes reporting under one id
+/// each have their row (keyed by `id` alone, they overwrote one row, and
+/// the monitor saw only the last writer: one of them killed was never
+/// SILENT).
+#[cfg(feature = "sqlite")]
+const TABLE: &str = "(
+    id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    progress INTEGER NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    interval_ms INTEGER NOT NULL,
+    instance INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (id, host, instance)
+)";
+
+/// Whether the `heartbeats` table is keyed by `id` alone (made before
+/// review 9).
+#[cfg(feature = "sqlite")]
+fn keyed_by_id(db: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    db.query_row(
+        "SELECT COUNT(*) = 1 FROM pragma_table_info('heartbeats') WHERE pk > 0",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Re-keys a table keyed by `id` alone by (id, host, instance), its rows
+/// kept: made anew and copied, in one write transaction (another reporter
+/// doing the same meanwhile finds it done). Reporters of older versions
+/// upsert `ON CONFLICT(id)`, which the re-keyed table refuses: their writes
+/// fail (counted), so all reporters of one file must be of this version.
+#[cfg(feature = "sqlite")]
+fn rekey(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        if !keyed_by_id(db)? {
+            return Ok(());
+        }
+        db.execute_batch(&format!(
+            "CREATE TABLE heartbeats_by_start {TABLE};
+             INSERT OR REPLACE INTO heartbeats_by_start
+                 SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms, instance
+                 FROM heartbeats;
+             DROP TABLE heartbeats;
+             ALTER TABLE heartbeats_by_start RENAME TO heartbeats;"
+        ))
+    })();
+    match result {
+        Ok(()) => db.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the rows of earlier starts of `beat`'s reporter (its id, on its
+/// host, another instance) whose main process is gone, or was this
+/// process (a restart under the same pid): with one row per start, a
+/// restarted reporter would otherwise leave its dead row for every monitor
+/// to judge SILENT. Rows of live processes under the same id stay: they
+/// are other reporters.
+#[cfg(feature = "sqlite")]
+fn delete_dead_starts(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<()> {
+    let mut query = db.prepare(
+        "SELECT instance, pid FROM heartbeats WHERE id = ?1 AND host = ?2 AND instance != ?3",
+    )?;
+    let others: Vec<(i64, i64)> = query
+        .query_map(
+            rusqlite::params![beat.id, beat.host, beat.instance as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for (instance, pid) in others {
+        let dead = pid == i64::from(beat.pid.get())
+            || !u32::try_from(pid).is_ok_and(crate::sys::process_exists);
+        if dead {
+            db.execute(
+                "DELETE FROM heartbeats WHERE id = ?1 AND host = ?2 AND instance = ?3",
+                rusqlite::params![beat.id, beat.host, instance],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Puts the file in WAL mode unless it is already. Changing the mode needs
@@ -392,8 +486,8 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
     db.execute(
         "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms, instance)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(id) DO UPDATE SET host = ?2, pid = ?3, seq = ?4, progress = ?5,
-             sent_at_ms = ?6, interval_ms = ?7, instance = ?8",
+         ON CONFLICT(id, host, instance) DO UPDATE SET pid = ?3, seq = ?4,
+             progress = ?5, sent_at_ms = ?6, interval_ms = ?7",
         rusqlite::params![
             beat.id,
             beat.host,

@@ -227,3 +227,19 @@ pub(crate) fn byte_locked(file: &std::fs::File, offset: i64) -> bool {
     let result = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
     result == 0 && i32::from(lock.l_type) != libc::F_UNLCK
 }
+
+/// Whether a process `pid` exists on this machine (`kill(pid, 0)`: no
+/// signal is sent; a process of another user exists too).
+#[cfg(feature = "sqlite")]
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
