@@ -42,7 +42,8 @@ pub(crate) struct ServerArgs {
     max_clients: u32,
     /// Close a connection after this many seconds without a message from
     /// its client (or without room to send a reply), so that idle clients
-    /// cannot keep every handler busy. Not scaled by --speed.
+    /// cannot keep every handler busy (0.001 to 86,400). Not scaled by
+    /// --speed.
     #[arg(long, default_value = "60", value_parser = parse_idle_timeout)]
     idle_timeout: Duration,
 }
@@ -66,14 +67,19 @@ impl Limits {
 
 /// The longest `--idle-timeout`: a day, in seconds.
 const MAX_IDLE_SECS: f64 = 86_400.0;
+/// The shortest `--idle-timeout`: a millisecond. Below it a timeout rounds
+/// to nothing (1e-300 s became a zero `Duration`, which a socket refuses as
+/// a timeout: every client was closed unanswered), and no client could
+/// answer in time anyway.
+const MIN_IDLE_SECS: f64 = 0.001;
 
 fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds (try 60 or 0.5)"))?;
-    if !(secs > 0.0 && secs <= MAX_IDLE_SECS) {
+    if !(MIN_IDLE_SECS..=MAX_IDLE_SECS).contains(&secs) {
         return Err(format!(
-            "the idle timeout must be more than 0 and at most {MAX_IDLE_SECS} seconds, not {text}"
+            "the idle timeout must be {MIN_IDLE_SECS} to {MAX_IDLE_SECS} seconds, not {text}"
         ));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -13,8 +13,9 @@ use crate::context::{Context, DemoError, Summary};
 /// Arguments of `demos heartbeat`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// Seconds between beats at speed 1 (the seed: 60; here 1 by default).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds between beats at speed 1 (the seed: 60; here 1 by default;
+    /// more than 0, at most a day).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     interval: f64,
     /// Beats the main process works through before it is killed.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -41,27 +42,64 @@ pub(crate) struct MonitorArgs {
     /// printed, and the monitor goes on.
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Stop after this many seconds (default: run until interrupted).
-    #[arg(long = "for")]
-    for_secs: Option<f64>,
+    /// Stop after this many seconds (default: run until interrupted; at
+    /// most a year).
+    #[arg(long = "for", value_parser = parse_watch_time)]
+    for_secs: Option<Duration>,
     /// Missed intervals before a reporter counts as SILENT.
     #[arg(long, default_value_t = 3)]
     silent_after: u32,
 }
 
-pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
+/// The longest `--interval`: a day, in seconds (the lesson's is 60). At
+/// the slowest `--speed` it is still a `Duration`.
+const MAX_INTERVAL_SECS: f64 = 86_400.0;
+/// The longest `--for`: a year, in seconds.
+const MAX_WATCH_SECS: f64 = 365.0 * 86_400.0;
+
+/// `--interval`: a number of seconds, more than 0 and at most
+/// [`MAX_INTERVAL_SECS`] (a larger finite number panicked as a `Duration`).
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 1 or 0.5)"))?;
+    if !(secs > 0.0 && secs <= MAX_INTERVAL_SECS) {
         return Err(format!(
-            "--interval must be a positive number of seconds, not {}",
-            args.interval
-        )
-        .into());
+            "the interval must be more than 0 and at most {MAX_INTERVAL_SECS} seconds, not {text}"
+        ));
     }
+    Ok(secs)
+}
+
+/// `--for`: a number of seconds, 0 to [`MAX_WATCH_SECS`] (`inf` or 1e300
+/// panicked as a `Duration`).
+fn parse_watch_time(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 10 or 0.5)"))?;
+    if !(0.0..=MAX_WATCH_SECS).contains(&secs) {
+        return Err(format!(
+            "the watch time must be 0 to {MAX_WATCH_SECS} seconds, not {text}"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("--for {text}: {e}"))
+}
+
+pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
+    // `parse_interval` bounds it (but `Args::default` is not parsed).
+    // (1e-300 is a zero `Duration` here, raised to the shortest below.)
+    let interval = (args.interval > 0.0 && args.interval <= MAX_INTERVAL_SECS)
+        .then(|| Duration::try_from_secs_f64(args.interval).ok())
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "--interval must be more than 0 and at most {MAX_INTERVAL_SECS} seconds, not {}",
+                args.interval
+            )
+        })?;
     // The interval the reporter really uses (it raises shorter ones), which
     // the waits below are counted in.
-    let interval = ctx
-        .scaled(Duration::from_secs_f64(args.interval))
-        .max(::heartbeat::MIN_INTERVAL);
+    let interval = ctx.scaled(interval).max(::heartbeat::MIN_INTERVAL);
     let mut monitor = Monitor::udp("127.0.0.1:0")?;
     let addr = monitor.local_addr()?;
     ctx.say(
@@ -162,9 +200,8 @@ pub(crate) fn run_monitor(ctx: &Context, args: &MonitorArgs) -> Result<Summary, 
         ),
     );
     let started = Instant::now();
-    let until = args
-        .for_secs
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    // `None`: until interrupted (a year from now is within the clock).
+    let until = args.for_secs.and_then(|d| started.checked_add(d));
     while until.is_none_or(|u| Instant::now() < u) {
         monitor.poll(Duration::from_secs(1))?;
         if let Some(db) = &args.db {

@@ -50,6 +50,9 @@ fn the_monitor_reads_a_reporters_database() {
     let db = dir.join("beats.sqlite");
     // A reporter writes the database ("写数据库"), started by a process with
     // one thread (this test process has several: the SQLite sink refuses).
+    // (The monitor refuses a file that is not there yet: wait for start,
+    // which returns once the daemon has made it.)
+    let started = shm::Shared::new(shm::Futex::new(0)).unwrap();
     let main = daemon::Process::new(|| {
         let beat = heartbeat::Reporter::new("db-probe")
             .interval(std::time::Duration::from_millis(100))
@@ -57,6 +60,7 @@ fn the_monitor_reads_a_reporters_database() {
             .start()
             .unwrap();
         beat.progress(3);
+        testkit::raise(&started);
         // Until killed (at most a minute, should the test fail first).
         let parked = shm::Futex::new(0);
         let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -64,6 +68,7 @@ fn the_monitor_reads_a_reporters_database() {
     })
     .start()
     .unwrap();
+    testkit::wait_for(&started, 1);
     let out = Command::new(env!("CARGO_BIN_EXE_demos"))
         .args(["heartbeat-monitor", "--listen", "127.0.0.1:0", "--for", "1"])
         .arg("--db")

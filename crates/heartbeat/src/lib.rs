@@ -14,28 +14,36 @@
 //!   *alive but stuck* from *working*.
 //! - [`Monitor`]: receives beats over UDP (and/or reads the SQLite table),
 //!   and reports each reporter [`Health::Silent`] after `silent_after`
-//!   missed intervals and [`Health::Stuck`] when its progress has not moved
-//!   for `stuck_after` intervals.
+//!   missed beats (no beat for `silent_after` intervals and one of slack)
+//!   and [`Health::Stuck`] when its progress has not moved for
+//!   `stuck_after` intervals.
 //!   A reporter is one start of one `id` on one `host`: two processes
 //!   reporting under one id are watched apart (so either one's death is
-//!   SILENT), a restart is seen at its first beat, and a beat that no start
+//!   SILENT, over UDP and in a database), a restart is seen at its first beat, and a beat that no start
 //!   could have sent (an interval other than its own, a `seq` leap further
 //!   than the time passed allows) is rejected. Beats carry no
 //!   authentication: anyone who can reach the monitor can still forge a
 //!   *new* reporter.
 //!   Its memory is bounded ([`Monitor::max_reporters`], default
-//!   [`DEFAULT_MAX_REPORTERS`]): SILENT reporters, once reported, are
+//!   [`DEFAULT_MAX_REPORTERS`], each of an id of at most [`MAX_ID_BYTES`]
+//!   and a host name of at most [`MAX_HOST_BYTES`]: longer beats are
+//!   rejected, counted in [`Monitor::beats_rejected`]): SILENT reporters, once reported, are
 //!   forgotten ([`Monitor::forget_after`]), and so is one named to
 //!   [`Monitor::forget`].
 //!   Its receive buffer decides how large a burst it survives: it asks for
 //!   8 MiB, which without `CAP_NET_ADMIN` stays within `net.core.rmem_max`
 //!   (212,992 bytes on an untuned kernel); [`Monitor::receive_buffer`] says
 //!   what it got. Reporters beat at a random phase, so that those started
-//!   together spread over the interval.
+//!   together spread over the interval. A beat counts from when the kernel
+//!   received it, not from when the monitor read it (see [`Monitor::poll`]).
 //!
 //! A beat is one JSON object, `{"id", "host", "pid", "seq", "progress",
 //! "sent_at_ms", "interval_ms", "instance"}`, in one UDP datagram, or one
-//! row of the table `heartbeats` (keyed by `id`). `instance` is random per
+//! row of the table `heartbeats` (one per start: keyed by `id`, `host` and
+//! `instance`; a table keyed by `id` alone, made by an older version, is
+//! re-keyed at a reporter's first open, and older reporters can no longer
+//! write it; a reporter deletes, after its first write, the rows of its
+//! earlier starts whose main is gone). `instance` is random per
 //! start of a reporter, so a restart (whose `seq` begins again at 0, maybe
 //! under the same pid) is told from the reporter before it.
 //!
@@ -73,6 +81,12 @@
 //!   ([`Reporter::start`] returns once the daemon watches; the parent-death
 //!   signal, which follows the forking thread, is only kept on kernels
 //!   without pidfds, before Linux 5.3.)
+//! - It ignores SIGINT, SIGQUIT and SIGHUP, which a terminal (Ctrl-C) or
+//!   a shell sends main's whole process group: main's answer decides, and
+//!   the daemon ends with main if main dies of them.
+//! - It sends no beat once main has ended: before each beat it looks at
+//!   main's pidfd, so a main killed while its daemon was starting (waiting
+//!   for a locked database) gets no beat after its death.
 //! - It ends when the process ends (killed or not), when its main code ends
 //!   (the `daemon` crate's exit rule), or when the process that started it
 //!   drops the [`Heartbeat`]; a forked child dropping its copy does not stop
@@ -87,7 +101,12 @@
 //! database row to a writer thread of the daemon (made after the fork), one
 //! beat at a time: a database lock held by another writer delays only the
 //! rows (a beat the writer could not pick up in time is skipped, counted in
-//! [`ReporterStatus::database_skipped`]), never the UDP beats.
+//! [`ReporterStatus::database_skipped`]), never the UDP beats. Before each
+//! write the writer checks that the file at the path is still the one it
+//! opened (device and inode): one deleted, or replaced by a cleanup and a
+//! new reporter, is opened afresh, counted in
+//! [`ReporterStatus::database_reopens`] (writes into the old file succeed
+//! and reach no monitor).
 //!
 //! # SQLite and threads
 //!
@@ -223,6 +242,14 @@ pub enum HeartbeatError {
     /// The shared progress counter could not be made.
     #[error("shared memory for the progress counter: {0}")]
     Shared(#[from] shm::Error),
+}
+
+impl HeartbeatError {
+    /// Whether this is a file (or its directory) that is not there, as
+    /// [`Monitor::read_database`] of a deleted database returns.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, HeartbeatError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> HeartbeatError {

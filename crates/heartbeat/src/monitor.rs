@@ -13,16 +13,21 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "sqlite")]
 use crate::sinks;
 use crate::wire::Beat;
-use crate::{io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER};
+use crate::{
+    io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER, MAX_HOST_BYTES,
+    MAX_ID_BYTES,
+};
 
 /// How a monitor judges a reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Health {
     /// Beats arrive and progress moves (or has not yet had time to).
     Alive,
-    /// Beats arrive, but progress has not moved for `stuck_after` intervals.
+    /// Beats arrive, but progress has not moved for `stuck_after` intervals
+    /// (from the beat where it last moved to the last beat).
     Stuck,
-    /// No beat for `silent_after` intervals: the main process is presumed dead.
+    /// No beat for `silent_after` intervals and one more (see
+    /// [`Monitor::silent_after`]): the main process is presumed dead.
     Silent,
 }
 
@@ -92,6 +97,9 @@ struct Tracked {
     /// beats go on from it, the leap was real (beats lost while one was
     /// delayed), not forged.
     leap: Option<(u64, Instant)>,
+    /// Not to be judged SILENT at this judgement: its row is in a database
+    /// file whose write lock is held (see [`Monitor::read_database`]).
+    spared: bool,
 }
 
 /// Watches reporters (see the [crate](crate) documentation).
@@ -113,6 +121,15 @@ pub struct Monitor {
     rejected: u64,
     refused: u64,
     bad_rows: u64,
+    /// When the socket's queue was last found empty: every datagram
+    /// received since arrived after it.
+    drained: Instant,
+    /// The last (seq, pid) of reporters forgotten, so that a database row
+    /// that never changed since (a dead reporter's) is not taken for a new
+    /// reporter; at most `max_reporters`, the oldest dropped first.
+    forgotten: HashMap<Key, (u64, shm::pid::Pid)>,
+    forgotten_order: VecDeque<Key>,
+    database_stalls: u64,
 }
 
 /// How many reporters a monitor tracks at most, unless told otherwise
@@ -140,6 +157,9 @@ impl Monitor {
             .set_nonblocking(true)
             .map_err(io_error("make the monitor's socket non-blocking"))?;
         sys::enlarge_receive_buffer(&socket);
+        // Each beat is judged by when it arrived, not when it was read
+        // (see `poll`). Without timestamps, by when it was read.
+        let _ = sys::enable_receive_timestamps(&socket);
         Ok(Monitor {
             socket: Some(socket),
             ..Monitor::without_socket()
@@ -163,10 +183,19 @@ impl Monitor {
             rejected: 0,
             refused: 0,
             bad_rows: 0,
+            drained: Instant::now(),
+            forgotten: HashMap::new(),
+            forgotten_order: VecDeque::new(),
+            database_stalls: 0,
         }
     }
 
-    /// Counts a reporter silent after `intervals` missed intervals (at least 1).
+    /// Counts a reporter silent after `intervals` missed beats (at least 1;
+    /// default [`DEFAULT_SILENT_AFTER`]): SILENT once it has been without a
+    /// beat for `intervals + 1` of its intervals. The one more is slack for
+    /// what delays a beat that is not missed: the reporter's wake-up, the
+    /// network, the monitor's own poll (with no slack, `silent_after(1)`
+    /// judged SILENT a reporter that missed no beat, at about every poll).
     pub fn silent_after(mut self, intervals: u32) -> Monitor {
         self.silent_after = intervals.max(1);
         self
@@ -204,7 +233,8 @@ impl Monitor {
     /// Forgets a SILENT reporter (already reported by its alert) once it
     /// has been without a beat for `intervals` of its intervals (at least
     /// `silent_after`; default [`DEFAULT_FORGET_AFTER`]). Should it beat
-    /// again, it is a new reporter.
+    /// again, it is a new reporter (its database row unchanged since is no
+    /// beat: see [`read_database`](Monitor::read_database)).
     pub fn forget_after(mut self, intervals: u32) -> Monitor {
         self.forget_after = intervals;
         self
@@ -251,6 +281,17 @@ impl Monitor {
     /// `duration` has passed, then re-judges every reporter.
     /// `Duration::ZERO` only takes in what is queued; `Duration::MAX`
     /// receives for ever.
+    ///
+    /// A beat counts from when the kernel received it (`SO_TIMESTAMPNS`),
+    /// not from when it is read: beats queued while the monitor did not
+    /// poll (busy, stopped, a slow loop) are as old as they are, so a
+    /// reporter killed meanwhile is SILENT at the next poll. (The stamp is
+    /// the wall clock's; the age it gives is bounded by the last time the
+    /// queue was found empty, so a step of the clock cannot date a beat
+    /// before that.) Should the receive buffer fill meanwhile, the kernel
+    /// drops the newest beats and keeps the oldest: a live reporter may be
+    /// SILENT at that poll, ALIVE again at its next beat. Poll more often
+    /// than `silent_after` intervals.
     pub fn poll(&mut self, duration: Duration) -> Result<(), HeartbeatError> {
         // `None`: no end (`Duration::MAX`, or past the end of the clock).
         let until = Instant::now().checked_add(duration);
@@ -275,13 +316,17 @@ impl Monitor {
         let mut buf = vec![0u8; 65_536];
         loop {
             loop {
-                match socket.recv(&mut buf) {
-                    Ok(n) => {
+                match sys::recv_stamped(socket, &mut buf) {
+                    Ok((n, stamp)) => {
                         if let Some(beat) = Beat::from_json(&buf[..n]) {
-                            self.record(beat, Instant::now());
+                            let arrived = arrival(stamp, Instant::now(), self.drained);
+                            self.record(beat, arrived);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.drained = Instant::now();
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(io_error("receive heartbeats")(e)),
                 }
@@ -304,8 +349,18 @@ impl Monitor {
     /// and the next beat does not go on from it (as it does when beats
     /// were lost while the last one accepted was delayed).
     /// A lower `seq` of the same start is a reordered datagram, ignored.
+    /// A beat whose id is longer than [`MAX_ID_BYTES`] or whose host name
+    /// is longer than [`MAX_HOST_BYTES`] is rejected too (no reporter can
+    /// send it: [`Reporter::start`](crate::Reporter::start) refuses them),
+    /// so that a made-up reporter costs the monitor at most about 9 KB
+    /// (its id is kept twice): about 450 MB at [`DEFAULT_MAX_REPORTERS`],
+    /// where ids of a whole datagram (60,000 bytes) took 5-6 GB.
     pub fn record(&mut self, beat: Beat, now: Instant) {
         self.beats += 1;
+        if beat.id.len() > MAX_ID_BYTES || beat.host.len() > MAX_HOST_BYTES {
+            self.rejected += 1;
+            return;
+        }
         let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
         let key = key_of(&beat);
         match self.tracked.get_mut(&key) {
@@ -335,10 +390,12 @@ impl Monitor {
                     t.leap = None;
                 }
                 if beat.progress != t.beat.progress || !same_start {
-                    t.progress_moved = now;
+                    t.progress_moved = t.progress_moved.max(now);
                 }
                 t.beat = beat;
-                t.last_seen = now;
+                // (A beat from one source may have arrived before the last
+                // one taken from another.)
+                t.last_seen = t.last_seen.max(now);
                 t.interval = interval;
             }
             None => {
@@ -356,6 +413,7 @@ impl Monitor {
                         interval,
                         health: Health::Alive,
                         leap: None,
+                        spared: false,
                     },
                 );
             }
@@ -370,69 +428,113 @@ impl Monitor {
         }
         let before = self.tracked.len();
         let silent_after = self.silent_after;
-        self.tracked
-            .retain(|_, t| !(t.health == Health::Silent && is_silent(t, now, silent_after)));
+        self.forget_where(|_, t| t.health == Health::Silent && is_silent(t, now, silent_after));
         self.silent = 0;
         self.tracked.len() < before
     }
 
     /// Forgets every reporter with this id (on any host, of any start);
-    /// how many there were. A later beat of the id makes a new reporter.
+    /// how many there were. A later beat of the id makes a new reporter
+    /// (an unchanged database row is none).
     pub fn forget(&mut self, id: &str) -> usize {
         let before = self.tracked.len();
-        self.tracked
-            .retain(|(_, tracked_id, _), _| tracked_id != id);
+        self.forget_where(|(_, tracked_id, _), _| tracked_id == id);
         before - self.tracked.len()
+    }
+
+    /// Forgets the reporters `which` picks, remembering each one's last
+    /// (seq, pid): an unchanged database row of theirs is no news (see
+    /// [`read_database`](Monitor::read_database)).
+    fn forget_where(&mut self, mut which: impl FnMut(&Key, &Tracked) -> bool) {
+        let gone: Vec<Key> = self
+            .tracked
+            .iter()
+            .filter(|(key, t)| which(key, t))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(t) = self.tracked.remove(&key) {
+                if self.forgotten.len() >= self.max_reporters {
+                    if let Some(oldest) = self.forgotten_order.pop_front() {
+                        self.forgotten.remove(&oldest);
+                    }
+                }
+                self.forgotten.insert(key.clone(), (t.beat.seq, t.beat.pid));
+                self.forgotten_order.push_back(key);
+            }
+        }
     }
 
     /// Re-judges every reporter as of `now`, recording changes as alerts.
     ///
     /// A reporter that has missed its beats while another start of the same
     /// id on the same host began after its last beat was restarted: it is
-    /// forgotten without an alert (a restart is not a death). Two starts
-    /// beating side by side are two reporters, and each one's silence is
-    /// an alert.
+    /// forgotten without an alert (a restart is not a death). A start is
+    /// the restart of one earlier start at most (of its own pid if there is
+    /// one, else of the one heard from last before it began): two processes
+    /// on one id, one killed and the other restarted, are one restart and
+    /// one death. Two
+    /// starts beating side by side are two reporters, and each one's
+    /// silence is an alert.
     pub fn judge(&mut self, now: Instant) {
         let silent_after = self.silent_after;
         let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
         // Reported SILENT long ago: forgotten.
         let forget_after = self.forget_after.max(silent_after);
-        self.tracked
-            .retain(|_, t| !(t.health == Health::Silent && is_silent_for(t, now, forget_after)));
+        self.forget_where(|_, t| t.health == Health::Silent && is_silent_for(t, now, forget_after));
         // Restarted: silent, and a later start of the same (host, id) began
-        // after its last beat. (Only the silent ones' (host, id) are looked
-        // up, so a monitor of many live reporters does not build a map each
-        // time.)
-        let mut newest_start: HashMap<(&str, &str), Instant> = self
+        // after its last beat. Each later start is the restart of one start
+        // at most: of its own pid if one stopped beating before it began
+        // (pid 1 of a container), else of the one heard from last before it
+        // began, silent yet or not. So two processes on one id, one killed
+        // and the other restarted, are one restart and one death, whichever
+        // turns silent first. (Only the (host, id) of silent starts are
+        // looked at, so a monitor of many live reporters does not build a
+        // map each time.)
+        let mut groups: HashMap<(&str, &str), Vec<&Key>> = self
             .tracked
             .iter()
             .filter(|(_, t)| is_silent(t))
-            .map(|((host, id, _), t)| ((host.as_str(), id.as_str()), t.first_seen))
+            .map(|((host, id, _), _)| ((host.as_str(), id.as_str()), Vec::new()))
             .collect();
-        if !newest_start.is_empty() {
-            for ((host, id, _), t) in &self.tracked {
-                if let Some(newest) = newest_start.get_mut(&(host.as_str(), id.as_str())) {
-                    *newest = (*newest).max(t.first_seen);
+        if !groups.is_empty() {
+            for key in self.tracked.keys() {
+                if let Some(starts) = groups.get_mut(&(key.0.as_str(), key.1.as_str())) {
+                    starts.push(key);
                 }
             }
         }
-        let restarted: Vec<Key> = self
-            .tracked
-            .iter()
-            .filter(|((host, id, _), t)| {
-                is_silent(t)
-                    && newest_start
-                        .get(&(host.as_str(), id.as_str()))
-                        .is_some_and(|&newest| newest > t.last_seen)
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
+        let mut restarted: Vec<Key> = Vec::new();
+        for mut starts in groups.into_values() {
+            // Those restarted from: heard from last first.
+            let mut pool = starts.clone();
+            pool.sort_by_key(|k| std::cmp::Reverse(self.tracked[*k].last_seen));
+            // Those that may be restarts: newest first.
+            starts.sort_by_key(|k| std::cmp::Reverse(self.tracked[*k].first_seen));
+            for later in starts {
+                let l = &self.tracked[later];
+                let before = |k: &&Key| *k != later && self.tracked[*k].last_seen < l.first_seen;
+                let pick = pool
+                    .iter()
+                    .position(|k| before(k) && self.tracked[*k].beat.pid == l.beat.pid)
+                    .or_else(|| pool.iter().position(before));
+                if let Some(i) = pick {
+                    let earlier = pool.remove(i);
+                    if is_silent(&self.tracked[earlier]) {
+                        restarted.push(earlier.clone());
+                    }
+                }
+            }
+        }
         for key in restarted {
             self.tracked.remove(&key);
         }
         self.silent = 0;
         for ((host, id, _), t) in &mut self.tracked {
-            let stuck = now.saturating_duration_since(t.progress_moved)
+            // Measured to the last beat, not to now: STUCK is for beats
+            // that arrive without progress; a reporter whose beats stopped
+            // turns SILENT, never STUCK on its way there.
+            let stuck = t.last_seen.saturating_duration_since(t.progress_moved)
                 > t.interval.saturating_mul(self.stuck_after);
             let health = if is_silent(t) {
                 Health::Silent
@@ -534,10 +636,19 @@ impl Monitor {
         self.beats
     }
 
-    /// Beats rejected so far as impossible for the reporter start they name
-    /// (see [`record`](Monitor::record)).
+    /// Beats rejected so far as impossible for the reporter start they name,
+    /// or with an id or host name longer than a reporter may send (see
+    /// [`record`](Monitor::record)).
     pub fn beats_rejected(&self) -> u64 {
         self.rejected
+    }
+
+    /// Database reads so far that found the file's write lock held, at
+    /// which no reporter of the file was judged SILENT (see
+    /// [`read_database`](Monitor::read_database)). Growing at every read:
+    /// a writer is stuck inside its write, and the file tells nothing.
+    pub fn database_stalls(&self) -> u64 {
+        self.database_stalls
     }
 
     /// Database rows skipped so far because they are no beat (a pid out of
@@ -558,14 +669,40 @@ impl Monitor {
     /// off, or a step of the wall clock here, makes no false alarm and hides
     /// no silence. Read at least once per interval for silence to be
     /// noticed on time (it is noticed at the first read after
-    /// `silent_after` intervals without a change).
+    /// `silent_after` intervals without a change). A reporter forgotten
+    /// ([`forget_after`](Monitor::forget_after), [`forget`](Monitor::forget),
+    /// or to make room) stays forgotten while its row is unchanged: the
+    /// monitor remembers the last `seq` and pid of up to `max_reporters`
+    /// forgotten reporters (the oldest dropped first).
     ///
     /// A row that is no beat is skipped and counted ([`bad_rows`](Monitor::bad_rows));
     /// the others are judged. If SQLite itself fails (a file that is no
     /// database, a lock held past the busy timeout), nothing is judged and
     /// the error is returned: no verdict changes on no news; call again.
+    ///
+    /// A read that finds the file's write lock held (in WAL mode, by
+    /// `fcntl(F_GETLK)` on its `-shm` file) judges no reporter of the file
+    /// SILENT, and is counted ([`database_stalls`](Monitor::database_stalls)):
+    /// every writer waits for that lock, so unchanged rows are no sign of
+    /// death. A writer stopped inside its write (SIGSTOP, a debugger, a
+    /// Ctrl-Z) holds it for as long as it is stopped: rather than judging
+    /// every reporter of the file SILENT (false alarms for all), the
+    /// monitor then judges none of them SILENT (a death meanwhile is seen
+    /// once the lock is released) and says so by the count. A short write
+    /// holding the lock delays silence by one read.
+    ///
+    /// But a file that is not there (deleted, a volume unmounted) is an
+    /// error after which the reporters are judged all the same: nobody
+    /// writes it (a live reporter makes it afresh at its next beat), so
+    /// those killed meanwhile turn SILENT.
+    /// A path that is no regular file (a FIFO, a device, a directory) is
+    /// refused with [`HeartbeatError::Io`] before it is opened: the open of
+    /// a FIFO would wait for a writer for ever.
     #[cfg(feature = "sqlite")]
     pub fn read_database(&mut self, path: impl AsRef<Path>) -> Result<(), HeartbeatError> {
+        let stalled = sinks::write_lock_held(path.as_ref());
+        self.database_stalls += u64::from(stalled);
+        let mut spared = Vec::new();
         let now = sinks::read_database(path.as_ref(), |rows| {
             let now = Instant::now();
             for beat in rows {
@@ -573,20 +710,66 @@ impl Monitor {
                     self.bad_rows += 1;
                     continue;
                 };
-                let seen = self
-                    .tracked
-                    .get(&key_of(&beat))
-                    .map(|t| (t.beat.seq, t.beat.pid));
+                let key = key_of(&beat);
+                if stalled {
+                    spared.push(key.clone());
+                }
+                let seen = self.tracked.get(&key).map(|t| (t.beat.seq, t.beat.pid));
                 if seen == Some((beat.seq, beat.pid)) {
                     continue; // nothing new
+                }
+                // A forgotten reporter's row, unchanged since: still no news
+                // (a dead reporter's row stays in the table for ever).
+                if let Some(&last) = self.forgotten.get(&key) {
+                    if last == (beat.seq, beat.pid) {
+                        continue;
+                    }
+                    self.forgotten.remove(&key);
                 }
                 self.record(beat, now);
             }
             Ok(now)
-        })?;
+        });
+        let now = match now {
+            Ok(now) => now,
+            Err(e) => {
+                // No file: no news, but no writer either (a live reporter
+                // makes the file afresh at its next beat): time passes.
+                if e.is_missing_file() {
+                    self.judge(Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        for key in &spared {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.spared = true;
+            }
+        }
         self.judge(now);
+        for key in &spared {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.spared = false;
+            }
+        }
         Ok(())
     }
+}
+
+/// When a datagram stamped `stamp` (the wall clock's time of its arrival)
+/// and read at `now` arrived on the monotonic clock: `now` less its age,
+/// never before `floor` (when the queue was last found empty, so a step of
+/// the wall clock cannot date it earlier) nor after `now`. No stamp: `now`.
+fn arrival(stamp: Option<std::time::SystemTime>, now: Instant, floor: Instant) -> Instant {
+    let Some(stamp) = stamp else {
+        return now;
+    };
+    let age = std::time::SystemTime::now()
+        .duration_since(stamp)
+        .unwrap_or(Duration::ZERO);
+    now.checked_sub(age)
+        .map_or(floor, |a| a.max(floor))
+        .min(now)
 }
 
 /// How far a reporter's `seq` may have moved from a beat seen at `seen`, by
@@ -597,9 +780,10 @@ fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
     u64::try_from(passed).unwrap_or(u64::MAX).saturating_add(2)
 }
 
-/// Whether `t` has missed `silent_after` intervals by `now`.
+/// Whether `t` has missed `silent_after` beats by `now`: no beat for
+/// `silent_after` intervals and one of slack (see [`Monitor::silent_after`]).
 fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
-    is_silent_for(t, now, silent_after)
+    !t.spared && is_silent_for(t, now, silent_after.saturating_add(1))
 }
 
 /// Whether `t` has been without a beat for more than `intervals` of its

@@ -56,7 +56,13 @@ impl Reporter {
     /// `path` ("写数据库"), creating both if needed. The file is put in WAL
     /// mode (`synchronous=NORMAL`), so that many reporters and monitors
     /// share it without waiting for each other; failed writes are counted in
-    /// [`Heartbeat::status`].
+    /// [`Heartbeat::status`]. Each start of a reporter has its own row
+    /// (keyed by id, host and instance), so processes under one id are told
+    /// apart; after its first write it deletes the rows of its id's earlier
+    /// starts on this host whose main is gone (or was this process). All
+    /// reporters of one file must be of this version: the table is re-keyed
+    /// from `id` alone at the first open, and older reporters' upserts fail
+    /// on it.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Reporter {
         self.database = Some(path.into());
@@ -101,6 +107,9 @@ impl Reporter {
         let mut sinks = Sinks::open(&self)?;
         let keep = sinks.descriptors();
         let child = Process::new(|| {
+            // A Ctrl-C to main's process group must not end the reporter
+            // of a main that ignores or handles it.
+            sys::ignore_group_signals();
             // Watch the main process itself: the parent-death signal set
             // for a daemon follows the thread that forked it, which may end
             // long before main does (`Heartbeat` moves between threads).
@@ -210,6 +219,7 @@ struct Board {
     database_writes: AtomicU64,
     database_errors: AtomicU64,
     database_skipped: AtomicU64,
+    database_reopens: AtomicU64,
 }
 
 /// What a reporting daemon has done so far (see [`Heartbeat::status`]).
@@ -228,18 +238,25 @@ pub struct ReporterStatus {
     /// lock held by another writer): the database is written on its own
     /// thread of the daemon, so that it never delays the UDP beats.
     pub database_skipped: u64,
+    /// Times the database file was found deleted or replaced (by another
+    /// file at its path) and opened afresh: writes into the old file would
+    /// succeed and reach no monitor.
+    pub database_reopens: u64,
 }
 
 /// The daemon's loop, until the main process ends (`main`, its pidfd;
 /// without one, the parent-death signal ends this process): a beat at
-/// once, then one at each tick `start + phase + k * interval` (an absolute
-/// schedule, so late wake-ups do not accumulate into drift). The phase is
-/// random in [0, interval), so reporters started together do not beat
-/// together for ever (a burst the monitor's receive buffer may not hold,
-/// losing the same reporters each interval); the first gap is between one
-/// and two intervals. After a pause (the daemon stopped, the machine
+/// once, then one at each tick `start + phase + k * interval`, k >= 0 (an
+/// absolute schedule, so late wake-ups do not accumulate into drift). The
+/// phase is random in [0, interval), so reporters started together do not
+/// beat together for ever (a burst the monitor's receive buffer may not
+/// hold, losing the same reporters each interval); the first gap is the
+/// phase, shorter than an interval, so no gap is longer than an interval
+/// and a wake-up's latency (it was 1-2 intervals: a false SILENT with
+/// `silent_after(1)`). After a pause (the daemon stopped, the machine
 /// suspended) it beats once and goes on at the next tick in the future:
-/// the beats missed are not sent in a burst.
+/// the beats missed are not sent in a burst. Before each beat it looks
+/// whether main has ended (it may have while the daemon was starting).
 fn report_until_main_ends(
     config: &Reporter,
     mut beat: Beat,
@@ -251,6 +268,13 @@ fn report_until_main_ends(
     let now = Instant::now();
     let start = now.checked_add(phase).unwrap_or(now);
     for seq in 0.. {
+        // Never a beat for a dead main: it may have died while the daemon
+        // was not watching (its first database open waits up to the busy
+        // timeout), and the wait below notices only deaths during it. (A
+        // death between this look and the send is one beat late at most.)
+        if main.is_some_and(|main| sys::wait_for_exit(main.as_fd(), Some(Duration::ZERO))) {
+            return;
+        }
         beat.seq = seq;
         beat.progress = board.progress.load(Ordering::Relaxed);
         beat.sent_at_ms = unix_ms();
@@ -263,6 +287,7 @@ fn report_until_main_ends(
                 (&board.database_writes, &counts.writes),
                 (&board.database_errors, &counts.errors),
                 (&board.database_skipped, &counts.skipped),
+                (&board.database_reopens, &counts.reopens),
             ] {
                 to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
             }
@@ -301,11 +326,13 @@ fn random_phase(interval: Duration) -> Duration {
     )
 }
 
-/// The first tick `start + k * interval` (k >= 1) after `now` (`start`
-/// may be later than `now`); `None` past
-/// the end of the clock. Computed in 128 bits: no overflow however many
+/// The first tick `start + k * interval` after `now`: `start` itself if it
+/// is later than `now`, else k >= 1; `None` past the end of the clock. Computed in 128 bits: no overflow however many
 /// intervals have passed.
 fn next_tick(start: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    if now < start {
+        return Some(start);
+    }
     let interval = interval.as_nanos().max(1);
     let ticks = now.saturating_duration_since(start).as_nanos() / interval + 1;
     let offset = ticks.checked_mul(interval)?;
@@ -346,6 +373,7 @@ impl Heartbeat {
             database_writes: board.database_writes.load(Ordering::Relaxed),
             database_errors: board.database_errors.load(Ordering::Relaxed),
             database_skipped: board.database_skipped.load(Ordering::Relaxed),
+            database_reopens: board.database_reopens.load(Ordering::Relaxed),
         }
     }
 

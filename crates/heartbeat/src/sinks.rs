@@ -25,7 +25,8 @@ pub(crate) struct Sinks {
 
 /// The database sink: its file, and the connection once open. Opened in
 /// the reporting daemon on first use (a connection must not cross a fork),
-/// and again at the next beat after an open or a write fails.
+/// and again at the next beat after an open or a write fails, or once the
+/// file at its path is another (deleted, or replaced).
 ///
 /// The daemon's beat loop never writes it: a write may wait for a lock (up
 /// to the busy timeout), and the UDP beats must not wait with it. The loop
@@ -36,6 +37,12 @@ pub(crate) struct Sinks {
 struct Database {
     path: PathBuf,
     connection: Option<rusqlite::Connection>,
+    /// The (device, inode) of the file `connection` was opened on: a file
+    /// deleted or replaced at `path` is written no more (see `write`).
+    file: Option<(u64, u64)>,
+    /// Whether the rows of this reporter's dead earlier starts were
+    /// deleted (once, after the first write: see `delete_dead_starts`).
+    cleaned: bool,
     /// `Some` once the writer thread runs (it owns the connection then).
     handoff: Option<Arc<Handoff>>,
 }
@@ -57,6 +64,7 @@ pub(crate) struct DatabaseCounts {
     pub(crate) writes: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    pub(crate) reopens: AtomicU64,
 }
 
 #[cfg(feature = "sqlite")]
@@ -84,6 +92,9 @@ impl Handoff {
                     next = self.posted.wait(next).unwrap_or_else(|p| p.into_inner());
                 }
             };
+            if database.reopen_if_replaced() {
+                self.counts.reopens.fetch_add(1, Ordering::Relaxed);
+            }
             let counter = if database.write(&beat) {
                 &self.counts.writes
             } else {
@@ -96,16 +107,45 @@ impl Handoff {
 
 #[cfg(feature = "sqlite")]
 impl Database {
+    /// Opens the file at `path` (see [`open_database`]) and notes which
+    /// file it is. (A file replaced between the open and the stat is
+    /// noticed one beat late.)
+    fn open(&mut self) -> Result<(), HeartbeatError> {
+        let connection = open_database(&self.path)?;
+        self.file = file_id(&self.path);
+        self.connection = Some(connection);
+        Ok(())
+    }
+
+    /// Drops the connection if the file at `path` is no longer the one it
+    /// was opened on (deleted, or replaced by a cleanup and a new reporter):
+    /// writes into it would succeed and reach no monitor for ever. Whether
+    /// it did; the next write opens the file at `path` (creating it if
+    /// need be). A stat per beat, on the writer thread.
+    fn reopen_if_replaced(&mut self) -> bool {
+        if self.connection.is_none() || file_id(&self.path) == self.file {
+            return false;
+        }
+        self.connection = None;
+        true
+    }
+
     /// Writes `beat`; false if the open or the write failed.
     fn write(&mut self, beat: &Beat) -> bool {
         if self.connection.is_none() {
-            self.connection = open_database(&self.path).ok();
+            let _ = self.open();
         }
         let Some(db) = &self.connection else {
             return false;
         };
         match upsert(db, beat) {
-            Ok(_) => true,
+            Ok(_) => {
+                if !self.cleaned {
+                    // Best effort: a dead row left is judged SILENT, no worse.
+                    self.cleaned = delete_dead_starts(db, beat).is_ok();
+                }
+                true
+            }
             Err(e) => {
                 if !is_busy(&e) {
                     // Maybe the file was replaced or its disk failed: open
@@ -140,6 +180,8 @@ impl Sinks {
         let database = config.database.as_ref().map(|path| Database {
             path: path.clone(),
             connection: None,
+            file: None,
+            cleaned: false,
             handoff: None,
         });
         Ok(Sinks {
@@ -158,8 +200,8 @@ impl Sinks {
         let Some(db) = &mut self.database else {
             return Ok(());
         };
-        match open_database(&db.path) {
-            Ok(connection) => db.connection = Some(connection),
+        match db.open() {
+            Ok(()) => {}
             Err(HeartbeatError::Database { source, .. }) if is_busy(&source) => {}
             Err(e) => return Err(e),
         }
@@ -184,6 +226,8 @@ impl Sinks {
         let database = Database {
             path: db.path.clone(),
             connection: db.connection.take(),
+            file: db.file,
+            cleaned: false,
             handoff: None,
         };
         let writer = Arc::clone(&handoff);
@@ -219,6 +263,13 @@ impl Sinks {
     }
 }
 
+/// The (device, inode) of the file at `path`; `None` if there is none.
+#[cfg(feature = "sqlite")]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Opens (creating if needed) the SQLite file and its table, for writing.
 ///
 /// The file is put in WAL mode (a persistent setting of the file): readers
@@ -235,26 +286,109 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
     let db = rusqlite::Connection::open(path).map_err(database)?;
     db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
     set_wal_mode(&db).map_err(database)?;
-    db.execute_batch(
-        "PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS heartbeats (
-             id TEXT PRIMARY KEY,
-             host TEXT NOT NULL,
-             pid INTEGER NOT NULL,
-             seq INTEGER NOT NULL,
-             progress INTEGER NOT NULL,
-             sent_at_ms INTEGER NOT NULL,
-             interval_ms INTEGER NOT NULL,
-             instance INTEGER NOT NULL DEFAULT 0
-         )",
-    )
+    db.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; CREATE TABLE IF NOT EXISTS heartbeats {TABLE}"
+    ))
     .map_err(database)?;
     // A table made before the `instance` column: add it.
     if !has_instance(&db).map_err(database)? {
         db.execute_batch("ALTER TABLE heartbeats ADD COLUMN instance INTEGER NOT NULL DEFAULT 0")
             .map_err(database)?;
     }
+    // A table keyed by `id` alone (before review 9): re-keyed by start.
+    if keyed_by_id(&db).map_err(database)? {
+        rekey(&db).map_err(database)?;
+    }
     Ok(db)
+}
+
+/// The `heartbeats` table's columns: one row per start of a reporter,
+/// keyed by (id, host, instance), so that processes reporting under one id
+/// each have their row (keyed by `id` alone, they overwrote one row, and
+/// the monitor saw only the last writer: one of them killed was never
+/// SILENT).
+#[cfg(feature = "sqlite")]
+const TABLE: &str = "(
+    id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    progress INTEGER NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    interval_ms INTEGER NOT NULL,
+    instance INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (id, host, instance)
+)";
+
+/// Whether the `heartbeats` table is keyed by `id` alone (made before
+/// review 9).
+#[cfg(feature = "sqlite")]
+fn keyed_by_id(db: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    db.query_row(
+        "SELECT COUNT(*) = 1 FROM pragma_table_info('heartbeats') WHERE pk > 0",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Re-keys a table keyed by `id` alone by (id, host, instance), its rows
+/// kept: made anew and copied, in one write transaction (another reporter
+/// doing the same meanwhile finds it done). Reporters of older versions
+/// upsert `ON CONFLICT(id)`, which the re-keyed table refuses: their writes
+/// fail (counted), so all reporters of one file must be of this version.
+#[cfg(feature = "sqlite")]
+fn rekey(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        if !keyed_by_id(db)? {
+            return Ok(());
+        }
+        db.execute_batch(&format!(
+            "CREATE TABLE heartbeats_by_start {TABLE};
+             INSERT OR REPLACE INTO heartbeats_by_start
+                 SELECT id, host, pid, seq, progress, sent_at_ms, interval_ms, instance
+                 FROM heartbeats;
+             DROP TABLE heartbeats;
+             ALTER TABLE heartbeats_by_start RENAME TO heartbeats;"
+        ))
+    })();
+    match result {
+        Ok(()) => db.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the rows of earlier starts of `beat`'s reporter (its id, on its
+/// host, another instance) whose main process is gone, or was this
+/// process (a restart under the same pid): with one row per start, a
+/// restarted reporter would otherwise leave its dead row for every monitor
+/// to judge SILENT. Rows of live processes under the same id stay: they
+/// are other reporters.
+#[cfg(feature = "sqlite")]
+fn delete_dead_starts(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<()> {
+    let mut query = db.prepare(
+        "SELECT instance, pid FROM heartbeats WHERE id = ?1 AND host = ?2 AND instance != ?3",
+    )?;
+    let others: Vec<(i64, i64)> = query
+        .query_map(
+            rusqlite::params![beat.id, beat.host, beat.instance as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for (instance, pid) in others {
+        let dead = pid == i64::from(beat.pid.get())
+            || !u32::try_from(pid).is_ok_and(crate::sys::process_exists);
+        if dead {
+            db.execute(
+                "DELETE FROM heartbeats WHERE id = ?1 AND host = ?2 AND instance = ?3",
+                rusqlite::params![beat.id, beat.host, instance],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Puts the file in WAL mode unless it is already. Changing the mode needs
@@ -295,6 +429,41 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Refuses a `path` that exists and is no regular file (a FIFO, a device,
+/// a directory): SQLite's read-only open(2) of a FIFO waits for a writer
+/// for ever, and the monitor with it (its UDP side too). stat(2) never
+/// blocks. A FIFO swapped in between this check and the open still blocks
+/// the open: whoever can do that can as well hold the file's lock for ever.
+/// A missing file is an error too ([`HeartbeatError::is_missing_file`]),
+/// and is not created.
+#[cfg(feature = "sqlite")]
+fn refuse_non_regular(path: &Path) -> Result<(), HeartbeatError> {
+    let refused = |source| HeartbeatError::Io {
+        what: format!("read the heartbeat database {}", path.display()),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(refused(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(refused(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether some process holds the write lock of the SQLite file `path` in
+/// WAL mode: byte 120 of its `-shm` file (the WAL index's first lock,
+/// `WAL_WRITE_LOCK`, which SQLite's file format fixes), tested with
+/// `fcntl(F_GETLK)`, which takes no lock. False without a `-shm` file
+/// (not in WAL mode, or no connection open).
+#[cfg(feature = "sqlite")]
+pub(crate) fn write_lock_held(path: &Path) -> bool {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    std::fs::File::open(shm).is_ok_and(|file| crate::sys::byte_locked(&file, 120))
+}
+
 /// Opens the SQLite file read-only, for a monitor: it never creates the
 /// file, never writes it, and (in WAL mode) never waits for a writer.
 #[cfg(feature = "sqlite")]
@@ -317,8 +486,8 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
     db.execute(
         "INSERT INTO heartbeats (id, host, pid, seq, progress, sent_at_ms, interval_ms, instance)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(id) DO UPDATE SET host = ?2, pid = ?3, seq = ?4, progress = ?5,
-             sent_at_ms = ?6, interval_ms = ?7, instance = ?8",
+         ON CONFLICT(id, host, instance) DO UPDATE SET pid = ?3, seq = ?4,
+             progress = ?5, sent_at_ms = ?6, interval_ms = ?7",
         rusqlite::params![
             beat.id,
             beat.host,
@@ -334,7 +503,8 @@ fn upsert(db: &rusqlite::Connection, beat: &Beat) -> rusqlite::Result<usize> {
 
 /// Reads every row of the `heartbeats` table of the SQLite file `path`,
 /// handing them to `read` as they come: `Ok(None)` for a row that is no
-/// beat (skipped, for the caller to count), `Err` if SQLite itself fails.
+/// beat (skipped, for the caller to count), `Err` if SQLite itself fails,
+/// or if `path` is no regular file (see [`refuse_non_regular`]).
 #[cfg(feature = "sqlite")]
 pub(crate) fn read_database<R>(
     path: &Path,
@@ -342,6 +512,7 @@ pub(crate) fn read_database<R>(
         &mut dyn Iterator<Item = Result<Option<Beat>, HeartbeatError>>,
     ) -> Result<R, HeartbeatError>,
 ) -> Result<R, HeartbeatError> {
+    refuse_non_regular(path)?;
     let db = open_read_only(path)?;
     let database = |source| HeartbeatError::Database {
         path: path.to_path_buf(),

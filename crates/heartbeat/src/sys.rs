@@ -1,10 +1,11 @@
 //! The OS layer: every system call of this crate, each wrapped once. All
-//! through `rustix`, so there is no `unsafe` code here either.
+//! through `rustix`, but for signal dispositions and datagrams with their
+//! arrival time (`libc`, each `unsafe` block argued where it is).
 
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
@@ -109,4 +110,136 @@ pub(crate) fn wait_for_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) ->
 #[cfg(feature = "sqlite")]
 pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Ignores the signals a terminal or a shell sends a whole process group:
+/// SIGINT (Ctrl-C, `kill -INT -PGID`), SIGQUIT (Ctrl-\\) and SIGHUP (the
+/// terminal closed). The reporting daemon is in its main process's group:
+/// with the default action it died of a Ctrl-C that main ignores or
+/// handles, and main was SILENT while it worked on. It ends with main
+/// anyway (main's pidfd, or the parent-death signal), so main's own
+/// answer to the signal decides for both. Best effort: should
+/// signal(2) fail, the default action stays.
+#[allow(unsafe_code)]
+pub(crate) fn ignore_group_signals() {
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+        // SAFETY: SIG_IGN installs no handler, so no code of ours ever runs
+        // in signal context; signal(2) takes no pointer and has no memory
+        // precondition. Called in the forked daemon before it makes its
+        // writer thread, though a disposition is per process anyway.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+/// Asks the kernel to stamp each datagram `socket` receives with its
+/// arrival time (`SO_TIMESTAMPNS`), which [`recv_stamped`] returns.
+#[allow(unsafe_code)]
+pub(crate) fn enable_receive_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) reads `size_of::<c_int>()` bytes from `&on`,
+    // which lives across the call; the descriptor is `socket`'s, open while
+    // it is borrowed.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram into `buf` (without waiting if `socket` is
+/// non-blocking): its length, and the wall-clock time the kernel received
+/// it (`None` unless [`enable_receive_timestamps`] was called).
+#[allow(unsafe_code)]
+pub(crate) fn recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a timestamp's control message (CMSG_SPACE of a timespec is
+    // 32 bytes on 64-bit Linux), aligned for `cmsghdr` (u64s).
+    let mut control = [0u64; 8];
+    // SAFETY: `msghdr` is plain data (pointers and integers): all zeroes is
+    // a valid value (no name, no iovec, no control buffer yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at one iovec over `buf` (writable, `buf.len()`
+    // bytes) and at `control` (writable, `msg_controllen` bytes), all of
+    // which outlive the call; the descriptor is `socket`'s, open while
+    // borrowed. The kernel writes within those bounds.
+    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control messages the
+    // kernel wrote into `control` (`msg.msg_controllen` now says how many
+    // bytes), returning null past the last; each header they return lies
+    // within `control`. The timestamp's data is a `timespec` (the kernel's
+    // SCM_TIMESTAMPNS), read unaligned as CMSG_DATA need not be aligned
+    // for it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = u64::try_from(ts.tv_sec).ok().and_then(|secs| {
+                    UNIX_EPOCH
+                        .checked_add(Duration::new(secs, ts.tv_nsec.clamp(0, 999_999_999) as u32))
+                });
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((received as usize, stamp))
+}
+
+/// Whether another process holds a lock (fcntl, POSIX record lock) on byte
+/// `offset` of `file`: `F_GETLK` asks for a write lock there and reports
+/// the first that conflicts, taking none. False if the call fails.
+#[allow(unsafe_code)]
+pub(crate) fn byte_locked(file: &std::fs::File, offset: i64) -> bool {
+    // SAFETY: `flock` is plain data; all zeroes is a valid value, its
+    // fields set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    // SAFETY: fcntl(F_GETLK) reads and writes the one `flock` it is given,
+    // which lives across the call; the descriptor is `file`'s, open while
+    // borrowed.
+    let result = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    result == 0 && i32::from(lock.l_type) != libc::F_UNLCK
+}
+
+/// Whether a process `pid` exists on this machine (`kill(pid, 0)`: no
+/// signal is sent; a process of another user exists too).
+#[cfg(feature = "sqlite")]
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
 }

@@ -414,3 +414,71 @@ fn a_bad_row_is_skipped_and_counted_and_the_others_judged() {
         monitor.health("good-0") == Some(Health::Silent)
     });
 }
+
+/// A table keyed by `id` alone (made before review 9) is re-keyed by
+/// (id, host, instance) at a reporter's first open, its rows kept; a
+/// reporter restarted under its id leaves no row of its dead start behind.
+#[test]
+fn an_old_table_is_rekeyed_and_a_restart_leaves_no_dead_row() {
+    let dir = TempDir::new("hb-rekey");
+    let db = dir.db();
+    // Each look opens its own connection, closed before any fork: the
+    // starting process must not have the file open (see the crate docs).
+    let count = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    };
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE heartbeats (id TEXT PRIMARY KEY, host TEXT NOT NULL,
+                 pid INTEGER NOT NULL, seq INTEGER NOT NULL, progress INTEGER NOT NULL,
+                 sent_at_ms INTEGER NOT NULL, interval_ms INTEGER NOT NULL,
+                 instance INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO heartbeats VALUES ('elder', 'elsewhere', 7, 3, 0, 0, 100, 5);",
+        )
+        .unwrap();
+    let start = |started: &Futex| {
+        Process::new(|| {
+            let _beat = Reporter::new("phoenix")
+                .interval(INTERVAL)
+                .sqlite(&db)
+                .start()
+                .unwrap();
+            raise(started);
+            testkit::park_until_killed();
+        })
+        .start()
+        .unwrap()
+    };
+    let first_started = Shared::new(Futex::new(0)).unwrap();
+    let first = start(&first_started);
+    wait_for(&first_started, 1);
+    let phoenix = "SELECT COUNT(*) FROM heartbeats WHERE id = 'phoenix'";
+    testkit::wait_until("the first start's row", || count(phoenix) == 1);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM pragma_table_info('heartbeats') WHERE pk > 0"),
+        3,
+        "not re-keyed"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM heartbeats WHERE id = 'elder'"),
+        1,
+        "the old row was lost"
+    );
+    let first_instance = count("SELECT instance FROM heartbeats WHERE id = 'phoenix'");
+    first.kill().unwrap();
+    let _ = first.join();
+    let second_started = Shared::new(Futex::new(0)).unwrap();
+    let second = start(&second_started);
+    wait_for(&second_started, 1);
+    // The second start's row written, the first's deleted.
+    testkit::wait_until("one row, the second start's", || {
+        count(phoenix) == 1
+            && count("SELECT instance FROM heartbeats WHERE id = 'phoenix'") != first_instance
+    });
+    second.kill().unwrap();
+    let _ = second.join();
+}
