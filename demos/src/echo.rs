@@ -42,8 +42,9 @@ pub(crate) struct ServerArgs {
     max_clients: u32,
     /// Close a connection after this many seconds without a message from
     /// its client (or without room to send a reply), so that idle clients
-    /// cannot keep every handler busy (0.001 to 86,400). Not scaled by
-    /// --speed.
+    /// cannot keep every handler busy; and while every handler is busy and
+    /// a client waits, close the connection held longest once it was held
+    /// this long (0.001 to 86,400). Not scaled by --speed.
     #[arg(long, default_value = "60", value_parser = parse_idle_timeout)]
     idle_timeout: Duration,
 }
@@ -138,7 +139,11 @@ fn serve_connection(ctx: &Context, mut conn: TcpStream, idle: Duration) -> u32 {
 ///
 /// At most `limits.max_clients` handlers run at once (see
 /// [`clients_at_once`]); the next clients wait in the listen
-/// backlog. Out of descriptors or processes (`accept` or a handler's start
+/// backlog. While every handler is busy and a client waits, the connection
+/// held longest is closed (its handler killed) once it has been held for
+/// `limits.idle_timeout`: clients that trickle a byte now and then are not
+/// idle, and could otherwise keep every handler for ever (slowloris).
+/// Out of descriptors or processes (`accept` or a handler's start
 /// fails with EMFILE, EAGAIN, ...), the server waits until a handler ends,
 /// or [`RETRY_AFTER`], and tries again; a connection already accepted is
 /// kept for that retry.
@@ -155,6 +160,9 @@ fn serve(
     // must not block the server.
     listener(listening).set_nonblocking(true)?;
     let mut handlers: Vec<Child<u32>> = Vec::new();
+    // Per handler, as `handlers`: when it started, and whether it was
+    // killed to make room (and is only waiting to be collected).
+    let mut held: Vec<(Instant, bool)> = Vec::new();
     let mut connections = 0;
     let mut answered = 0;
     // Accepted, its handler not started yet (no resources for it).
@@ -169,16 +177,52 @@ fn serve(
             return Ok((connections, answered));
         }
         let room = handlers.len() < limits.max_clients as usize && retry_at.is_none();
+        // Every handler busy (none killed yet): the one held longest may
+        // be closed for a waiting client once it was held `idle_timeout`.
+        let busy = held.iter().filter(|(_, killed)| !killed).count();
+        let evict_at = (accepting && pending.is_none() && retry_at.is_none())
+            .then_some(())
+            .filter(|()| busy >= limits.max_clients as usize)
+            .and_then(|()| held.iter().map(|(since, _)| *since).min())
+            .map(|oldest| oldest + limits.idle_timeout);
+        let evicting = evict_at.is_some_and(|t| Instant::now() >= t);
+        // Until then, not even a waiting client wakes the server.
+        let until = match (retry_at, evict_at.filter(|_| !evicting)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let woken = wait(
             listening,
-            accepting && room && pending.is_none(),
+            accepting && pending.is_none() && (room || evicting),
             &handlers,
-            retry_at,
+            until,
         )?;
         // Collect the handlers that have ended as soon as they end: none is
         // left a zombie until the next client, and their descriptors close.
         for &i in woken.ended.iter().rev() {
+            held.swap_remove(i);
             answered += counted(ctx, handlers.swap_remove(i).join());
+        }
+        if woken.connection && evicting && handlers.len() >= limits.max_clients as usize {
+            // A client waits and every handler is busy: close the
+            // connection held longest (collected once its handler ends).
+            if let Some((i, (since, killed))) = held
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, (_, killed))| !*killed)
+                .min_by_key(|(_, (since, _))| *since)
+            {
+                let secs = since.elapsed().as_secs_f64();
+                *killed = true;
+                let _ = handlers[i].kill();
+                ctx.say(
+                    format!("所有连接处理进程都在忙, 有客户端在等: 关闭占用最久的连接 ({secs:.1} 秒)"),
+                    format!(
+                        "every handler busy and a client waits: closing the connection held longest ({secs:.1} s)"
+                    ),
+                );
+            }
+            continue;
         }
         if !woken.ended.is_empty() || retry_at.is_some_and(|t| Instant::now() >= t) {
             retry_at = None;
@@ -202,6 +246,7 @@ fn serve(
                 match start_handler(ctx, listening, conn, limits.idle_timeout) {
                     Ok(handler) => {
                         handlers.push(handler);
+                        held.push((Instant::now(), false));
                         short = false;
                     }
                     Err(NotStarted::Retry(conn, e)) => {

@@ -38,7 +38,7 @@ fn trickling_client(port: u16, every: Duration) -> (mpsc::Sender<()>, std::threa
 /// client waits for ever (slowloris). Issue #15 defect 18 asked that idle
 /// clients not exhaust the server; these are idle in all but name.
 #[test]
-#[ignore = "defect: clients trickling a byte per third of --idle-timeout hold every handler: the next client is never served"]
+
 fn trickling_clients_do_not_keep_a_waiting_client_unserved() {
     let server = Server::start(&["--max-clients", "2", "--idle-timeout", "1"], None);
     let tricklers: Vec<_> = (0..2)
