@@ -1,7 +1,7 @@
 //! The SQLite sink and the monitor's reading of it: safe after a fork,
 //! robust to locks, clocks and bad rows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,30 +11,9 @@ use shm::{Futex, Shared};
 use testkit::{deadline, raise, wait_for, GENEROUS};
 
 mod common;
-use common::{beat_receiver, next_beat};
+use common::{beat_receiver, next_beat, TempDir};
 
 const INTERVAL: Duration = Duration::from_millis(100);
-
-/// A fresh directory for one test's database, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(testkit::unique_name(tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("beats.sqlite")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes rows into `path` as fast as it can until `stop`: a thread that is
 /// inside SQLite most of the time.

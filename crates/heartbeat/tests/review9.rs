@@ -3,7 +3,7 @@
 //! fails on the reviewed commit; the others are attacks the crate withstood.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -12,26 +12,8 @@ use heartbeat::{Health, Monitor, Reporter, DEFAULT_MAX_REPORTERS, MAX_ID_BYTES};
 use shm::{Futex, Shared};
 use testkit::{deadline, raise, wait_for, GENEROUS};
 
-/// A fresh directory for one test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(testkit::unique_name(tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("beats.sqlite")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// Lets `time` pass without watching anything (a futex nobody wakes): the
 /// passing of time is what these tests are about, not a synchronisation.

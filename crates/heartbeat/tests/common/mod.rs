@@ -1,6 +1,10 @@
 //! Helpers shared by the heartbeat test binaries.
 
+// Each binary uses some of them.
+#![allow(dead_code)]
+
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 
 use heartbeat::Beat;
 use testkit::GENEROUS;
@@ -18,4 +22,27 @@ pub(crate) fn next_beat(socket: &UdpSocket) -> Beat {
     let mut buf = [0u8; 65536];
     let n = socket.recv(&mut buf).expect("a beat within GENEROUS");
     serde_json::from_slice(&buf[..n]).unwrap()
+}
+
+/// A fresh directory for one test's files (a database, say), removed on
+/// drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(testkit::unique_name(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The database's path in it.
+    pub(crate) fn db(&self) -> PathBuf {
+        self.0.join("beats.sqlite")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
