@@ -307,17 +307,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "## W7 — a child is SIGKILLed holding the lock; the parent locks with a 2 s timeout\n"
     )?;
     outcome_table(&mut md, &outcomes, &python, "W7")?;
-    let w7 = outcome_of(&outcomes, "W7", "procsync-Lock");
-    let w7_verdict = match w7 {
-        Some((outcome, Some(us))) if outcome == "recovered" => {
-            format!(
-                "{}: recovered, owner death reported, in {us} µs",
-                if us <= 1000 { "met" } else { "missed" }
-            )
-        }
-        Some((outcome, _)) => format!("missed: {outcome}"),
-        None => "not measured".into(),
-    };
+    let w7_verdict = outcome_verdict(&outcomes, "W7", "procsync-Lock", "recovered", 1000, |us| {
+        format!("recovered, owner death reported, in {us} µs")
+    });
     writeln!(md, "**{w7_verdict}**\n")?;
     verdicts.push(format!("| W7 | recovered within 1 ms | {w7_verdict} |"));
 
@@ -326,15 +318,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "## W8 — a parent with a daemon child is SIGKILLed; is the child gone 1 s later?\n"
     )?;
     outcome_table(&mut md, &outcomes, &python, "W8")?;
-    let w8_verdict = match outcome_of(&outcomes, "W8", "procsync-daemon") {
-        Some((outcome, Some(us))) if outcome == "gone" => format!(
-            "{}: gone in {:.1} ms",
-            if us <= 100_000 { "met" } else { "missed" },
-            us as f64 / 1000.0
-        ),
-        Some((outcome, _)) => format!("missed: {outcome}"),
-        None => "not measured".into(),
-    };
+    let w8_verdict = outcome_verdict(&outcomes, "W8", "procsync-daemon", "gone", 100_000, |us| {
+        format!("gone in {:.1} ms", us as f64 / 1000.0)
+    });
     writeln!(md, "**{w8_verdict}**\n")?;
     verdicts.push(format!("| W8 | child gone within 100 ms | {w8_verdict} |"));
 
@@ -367,15 +353,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "## W11 — a pool of 4 runs 4 tasks; one worker is SIGKILLed mid-task\n"
     )?;
     outcome_table(&mut md, &outcomes, &python, "W11")?;
-    let w11_verdict = match outcome_of(&outcomes, "W11", "procsync-Pool") {
-        Some((outcome, Some(us))) if outcome == "1 task WorkerDied, 3 ok, pool usable" => format!(
-            "{}: 1 task WorkerDied, 3 ok, pool usable; the dead task's outcome {:.1} ms after the kill",
-            if us <= 10_000 { "met" } else { "missed" },
-            us as f64 / 1000.0
-        ),
-        Some((outcome, _)) => format!("missed: {outcome}"),
-        None => "not measured".into(),
-    };
+    let w11_verdict = outcome_verdict(
+        &outcomes,
+        "W11",
+        "procsync-Pool",
+        "1 task WorkerDied, 3 ok, pool usable",
+        10_000,
+        |us| {
+            format!(
+                "1 task WorkerDied, 3 ok, pool usable; the dead task's outcome {:.1} ms after the kill",
+                us as f64 / 1000.0
+            )
+        },
+    );
     writeln!(md, "**{w11_verdict}**\n")?;
     verdicts.push(format!(
         "| W11 | 1 task WorkerDied, 3 ok, pool usable; outcome within 10 ms | {w11_verdict} |"
@@ -739,6 +729,28 @@ fn outcome_table(
         )?;
     }
     writeln!(md)
+}
+
+/// The verdict on an outcome workload: met when `contender` had the
+/// outcome `wanted` within `limit_us` (said by `described`), missed with
+/// any other outcome or later.
+fn outcome_verdict(
+    rows: &[Value],
+    id: &str,
+    contender: &str,
+    wanted: &str,
+    limit_us: u64,
+    described: impl Fn(u64) -> String,
+) -> String {
+    match outcome_of(rows, id, contender) {
+        Some((outcome, Some(us))) if outcome == wanted => format!(
+            "{}: {}",
+            if us <= limit_us { "met" } else { "missed" },
+            described(us)
+        ),
+        Some((outcome, _)) => format!("missed: {outcome}"),
+        None => "not measured".into(),
+    }
 }
 
 fn outcome_of(rows: &[Value], id: &str, contender: &str) -> Option<(String, Option<u64>)> {
