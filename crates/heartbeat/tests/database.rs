@@ -213,12 +213,7 @@ fn a_database_locked_at_start_is_opened_once_free() {
     // holds the file exclusively: opening it waits past the busy timeout.
     // (Opened after the fork: SQLite's per-process state about the file and
     // its locks must not be copied into the reporter.)
-    let locker = rusqlite::Connection::open(&db).unwrap();
-    locker
-        .execute_batch(
-            "CREATE TABLE other (n INTEGER); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)",
-        )
-        .unwrap();
+    let locker = common::hold_exclusively(&db);
     raise(&phase);
     wait_for(&phase, 2);
     locker.execute_batch("COMMIT").unwrap();

@@ -805,12 +805,7 @@ fn a_main_killed_during_start_gets_no_beat_after_its_death() {
     .start()
     .unwrap();
     // Another program holds the file (rollback mode, exclusively).
-    let locker = rusqlite::Connection::open(&db).unwrap();
-    locker
-        .execute_batch(
-            "CREATE TABLE other (n INTEGER); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)",
-        )
-        .unwrap();
+    let locker = common::hold_exclusively(&db);
     raise(&go);
     let limit = deadline(GENEROUS);
     let daemon = loop {

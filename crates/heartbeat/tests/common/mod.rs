@@ -46,3 +46,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Another program's connection holding the database file `db` in SQLite's
+/// default (rollback) mode, exclusively, until it commits: opening the file
+/// waits past the busy timeout meanwhile.
+pub(crate) fn hold_exclusively(db: &std::path::Path) -> rusqlite::Connection {
+    let locker = rusqlite::Connection::open(db).unwrap();
+    locker
+        .execute_batch(
+            "CREATE TABLE other (n INTEGER); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)",
+        )
+        .unwrap();
+    locker
+}
