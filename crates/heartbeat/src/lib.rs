@@ -150,6 +150,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod fleet;
 mod monitor;
 mod reporter;
 mod sinks;

@@ -61,6 +61,8 @@ pub struct ReporterState {
     pub health: Health,
     /// Time since the last beat.
     pub since_last_beat: Duration,
+    /// Its interval (as its beats say, at most [`Monitor::max_interval`]).
+    pub interval: Duration,
 }
 
 /// A change of a reporter's health.
@@ -107,6 +109,8 @@ struct Tracked {
 pub struct Monitor {
     socket: Option<UdpSocket>,
     silent_after: u32,
+    /// Slack beyond `silent_after` intervals, in thousandths of an interval.
+    slack_milli: u32,
     stuck_after: u32,
     max_interval: Duration,
     max_reporters: usize,
@@ -171,6 +175,7 @@ impl Monitor {
         Monitor {
             socket: None,
             silent_after: DEFAULT_SILENT_AFTER,
+            slack_milli: 1000,
             stuck_after: DEFAULT_STUCK_AFTER,
             max_interval: DEFAULT_MAX_INTERVAL,
             max_reporters: DEFAULT_MAX_REPORTERS,
@@ -198,6 +203,21 @@ impl Monitor {
     /// judged SILENT a reporter that missed no beat, at about every poll).
     pub fn silent_after(mut self, intervals: u32) -> Monitor {
         self.silent_after = intervals.max(1);
+        self
+    }
+
+    /// The slack after `silent_after` missed intervals before a reporter is
+    /// SILENT, as a fraction of its interval (default 1.0: one interval;
+    /// clamped to 0.05..=100). A fleet's collector, which hears its
+    /// reporters over loopback, uses `silent_after(1).slack(0.5)`: a kill is
+    /// seen within 1.5 intervals of the last beat.
+    pub fn slack(mut self, intervals: f64) -> Monitor {
+        let clamped = if intervals.is_nan() {
+            1.0
+        } else {
+            intervals.clamp(0.05, 100.0)
+        };
+        self.slack_milli = (clamped * 1000.0).round() as u32;
         self
     }
 
@@ -427,8 +447,10 @@ impl Monitor {
             return false;
         }
         let before = self.tracked.len();
-        let silent_after = self.silent_after;
-        self.forget_where(|_, t| t.health == Health::Silent && is_silent(t, now, silent_after));
+        let (silent_after, slack) = (self.silent_after, self.slack_milli);
+        self.forget_where(|_, t| {
+            t.health == Health::Silent && is_silent(t, now, silent_after, slack)
+        });
         self.silent = 0;
         self.tracked.len() < before
     }
@@ -477,8 +499,8 @@ impl Monitor {
     /// starts beating side by side are two reporters, and each one's
     /// silence is an alert.
     pub fn judge(&mut self, now: Instant) {
-        let silent_after = self.silent_after;
-        let is_silent = |t: &Tracked| is_silent(t, now, silent_after);
+        let (silent_after, slack) = (self.silent_after, self.slack_milli);
+        let is_silent = |t: &Tracked| is_silent(t, now, silent_after, slack);
         // Reported SILENT long ago: forgotten.
         let forget_after = self.forget_after.max(silent_after);
         self.forget_where(|_, t| t.health == Health::Silent && is_silent_for(t, now, forget_after));
@@ -582,6 +604,7 @@ impl Monitor {
                 progress: t.beat.progress,
                 health: t.health,
                 since_last_beat: now.saturating_duration_since(t.last_seen),
+                interval: t.interval,
             })
             .collect();
         all.sort_by(|a, b| (&a.id, &a.host).cmp(&(&b.id, &b.host)));
@@ -781,9 +804,15 @@ fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
 }
 
 /// Whether `t` has missed `silent_after` beats by `now`: no beat for
-/// `silent_after` intervals and one of slack (see [`Monitor::silent_after`]).
-fn is_silent(t: &Tracked, now: Instant, silent_after: u32) -> bool {
-    !t.spared && is_silent_for(t, now, silent_after.saturating_add(1))
+/// `silent_after` intervals and the slack (thousandths of an interval; see
+/// [`Monitor::silent_after`] and [`Monitor::slack`]).
+fn is_silent(t: &Tracked, now: Instant, silent_after: u32, slack_milli: u32) -> bool {
+    let slack = t.interval.saturating_mul(slack_milli) / 1000;
+    !t.spared
+        && now.saturating_duration_since(t.last_seen)
+            > t.interval
+                .saturating_mul(silent_after)
+                .saturating_add(slack)
 }
 
 /// Whether `t` has been without a beat for more than `intervals` of its

@@ -24,6 +24,7 @@ pub struct Reporter {
     pub(crate) interval: Duration,
     pub(crate) udp: Option<SocketAddr>,
     pub(crate) database: Option<PathBuf>,
+    pub(crate) host: Option<String>,
 }
 
 impl Reporter {
@@ -37,7 +38,17 @@ impl Reporter {
             interval: DEFAULT_INTERVAL,
             udp: None,
             database: None,
+            host: None,
         }
+    }
+
+    /// Names the machine in every beat (default: [`hostname`](crate::hostname)):
+    /// for a container whose host name is random, or the fleet's simulated
+    /// machines. A fleet's [`Collector`](crate::fleet::Collector) keeps
+    /// only beats naming its own machine.
+    pub fn host(mut self, host: impl Into<String>) -> Reporter {
+        self.host = Some(host.into());
+        self
     }
 
     /// Reports every `interval` (at least [`MIN_INTERVAL`]).
@@ -69,6 +80,11 @@ impl Reporter {
         self
     }
 
+    /// The machine named in beats.
+    fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(sys::hostname)
+    }
+
     /// Starts the reporting daemon and returns the handle whose progress
     /// counter this process bumps.
     ///
@@ -83,7 +99,7 @@ impl Reporter {
         }
         for (what, len, max) in [
             ("id", self.id.len(), MAX_ID_BYTES),
-            ("host name", sys::hostname().len(), MAX_HOST_BYTES),
+            ("host name", self.host_name().len(), MAX_HOST_BYTES),
         ] {
             if len > max {
                 return Err(HeartbeatError::TooLong { what, len, max });
@@ -147,7 +163,7 @@ impl Reporter {
             board.started.wake_all();
             let beat = Beat {
                 id: self.id.clone(),
-                host: sys::hostname(),
+                host: self.host_name(),
                 pid: main_pid,
                 seq: 0,
                 progress: 0,

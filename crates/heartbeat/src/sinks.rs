@@ -283,13 +283,9 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
         path: path.to_path_buf(),
         source,
     };
-    let db = rusqlite::Connection::open(path).map_err(database)?;
-    db.busy_timeout(Duration::from_secs(2)).map_err(database)?;
-    set_wal_mode(&db).map_err(database)?;
-    db.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL; CREATE TABLE IF NOT EXISTS heartbeats {TABLE}"
-    ))
-    .map_err(database)?;
+    let db = open_wal(path).map_err(database)?;
+    db.execute_batch(&format!("CREATE TABLE IF NOT EXISTS heartbeats {TABLE}"))
+        .map_err(database)?;
     // A table made before the `instance` column: add it.
     if !has_instance(&db).map_err(database)? {
         db.execute_batch("ALTER TABLE heartbeats ADD COLUMN instance INTEGER NOT NULL DEFAULT 0")
@@ -299,6 +295,18 @@ pub(crate) fn open_database(path: &Path) -> Result<rusqlite::Connection, Heartbe
     if keyed_by_id(&db).map_err(database)? {
         rekey(&db).map_err(database)?;
     }
+    Ok(db)
+}
+
+/// Opens (creating if needed) a SQLite file in WAL mode with
+/// `synchronous=NORMAL` and a 2 s busy timeout: the heartbeat file and the
+/// fleet's store (see [`open_database`] for why).
+#[cfg(feature = "sqlite")]
+pub(crate) fn open_wal(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open(path)?;
+    db.busy_timeout(Duration::from_secs(2))?;
+    set_wal_mode(&db)?;
+    db.execute_batch("PRAGMA synchronous = NORMAL")?;
     Ok(db)
 }
 
