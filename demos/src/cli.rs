@@ -69,6 +69,11 @@ pub(crate) enum Scenario {
     /// the worker running the middle task is SIGKILLed; that task is
     /// WorkerDied, a new worker replaces it, every other task completes.
     Pool(crate::pool::Args),
+    /// §2 报活 at the lesson's scale: 100 machines x 100 processes, one
+    /// collector per machine writing a shared store (SQLite, or PostgreSQL
+    /// with --store postgres --url ...), a fleet monitor; two reporters
+    /// and one whole machine are killed.
+    Fleet(crate::fleet::Args),
     /// Every scenario above, one after another, with default arguments, at
     /// --speed 5 unless --speed is given.
     All,
@@ -108,6 +113,7 @@ impl Cli {
             Scenario::Traffic(args) => crate::traffic::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Queue(args) => crate::queue::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Pool(args) => crate::pool::run(&ctx, &args).map(|s| vec![s]),
+            Scenario::Fleet(args) => crate::fleet::run(&ctx, &args).map(|s| vec![s]),
             Scenario::Daemon => crate::daemons::run_daemon(&ctx).map(|s| vec![s]),
             Scenario::DaemonOrder => crate::daemons::run_daemon_order(&ctx).map(|s| vec![s]),
             Scenario::Result => crate::daemons::run_result(&ctx).map(|s| vec![s]),
@@ -163,6 +169,9 @@ const ALL: &[(&str, ScenarioFn)] = &[
     }),
     ("pool", |ctx| {
         crate::pool::run(ctx, &crate::pool::Args::default())
+    }),
+    ("fleet", |ctx| {
+        crate::fleet::run(ctx, &crate::fleet::Args::default())
     }),
 ];
 

@@ -5,6 +5,7 @@ mod cli;
 mod context;
 mod daemons;
 mod echo;
+mod fleet;
 mod heartbeat;
 mod isolation;
 mod ktv;

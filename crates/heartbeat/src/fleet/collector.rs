@@ -20,6 +20,9 @@ pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct CollectorStatus {
     /// Reports written to the store.
     pub writes: u64,
+    /// Reporter rows written (each write carries the reporters whose health
+    /// changed, and every [`FULL_WRITE_EVERY`] writes all of them).
+    pub rows_written: u64,
     /// Writes that failed (the store down, unreachable, refusing).
     pub write_failures: u64,
     /// Whether the last write succeeded.
@@ -32,6 +35,51 @@ pub struct CollectorStatus {
     pub beats_rejected: u64,
     /// Reporters tracked by health: (alive, stuck, silent).
     pub reporters: (usize, usize, usize),
+}
+
+/// Every this many writes, a report carries every reporter (refreshing
+/// their seq, progress and last beat, and deleting forgotten rows); in
+/// between, only the reporters whose health changed.
+pub const FULL_WRITE_EVERY: u32 = 10;
+
+/// What the store holds of this machine's reporters, as far as the writer
+/// knows: what lets a report carry only the changes.
+#[derive(Default)]
+struct RowsWritten {
+    health: std::collections::HashMap<(String, u64), crate::Health>,
+    /// Writes since the last complete one; `None` until one succeeded (or
+    /// after a failure: the store may have lost anything meanwhile).
+    since_complete: Option<u32>,
+}
+
+impl RowsWritten {
+    /// `report` (every reporter) cut to what the store lacks.
+    fn delta(&self, mut report: CollectorReport) -> CollectorReport {
+        if self.since_complete.is_some_and(|n| n + 1 < FULL_WRITE_EVERY) {
+            report.reporters.retain(|r| {
+                self.health.get(&(r.id.clone(), r.instance)) != Some(&r.health)
+            });
+            report.complete = false;
+        }
+        report
+    }
+
+    /// Takes note of `report`'s write and whether it succeeded.
+    fn written(&mut self, report: &CollectorReport, ok: bool) {
+        if !ok {
+            self.since_complete = None;
+            return;
+        }
+        if report.complete {
+            self.health.clear();
+            self.since_complete = Some(0);
+        } else {
+            self.since_complete = self.since_complete.map(|n| n + 1);
+        }
+        for r in &report.reporters {
+            self.health.insert((r.id.clone(), r.instance), r.health);
+        }
+    }
 }
 
 /// The latest report waiting for the writer thread, and what it did.
@@ -67,34 +115,40 @@ impl Writer {
         let shared = Arc::clone(&slot);
         let thread = std::thread::Builder::new()
             .name("heartbeat-collector-writer".into())
-            .spawn(move || loop {
-                let (slot, wake) = &*shared;
-                let (number, report) = {
+            .spawn(move || {
+                let mut rows = RowsWritten::default();
+                loop {
+                    let (slot, wake) = &*shared;
+                    let (number, report) = {
+                        let mut s = lock(slot);
+                        while s.report.is_none() && !s.stop {
+                            s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        match s.report.take() {
+                            Some(r) => r,
+                            None => return, // stopped, nothing left to write
+                        }
+                    };
+                    let report = rows.delta(report);
+                    let result = store.write(&report);
+                    rows.written(&report, result.is_ok());
                     let mut s = lock(slot);
-                    while s.report.is_none() && !s.stop {
-                        s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                    s.done = number;
+                    match result {
+                        Ok(()) => {
+                            s.status.writes += 1;
+                            s.status.rows_written += report.reporters.len() as u64;
+                            s.status.store_up = true;
+                            s.status.last_error = None;
+                        }
+                        Err(e) => {
+                            s.status.write_failures += 1;
+                            s.status.store_up = false;
+                            s.status.last_error = Some(e.to_string());
+                        }
                     }
-                    match s.report.take() {
-                        Some(r) => r,
-                        None => return, // stopped, nothing left to write
-                    }
-                };
-                let result = store.write(&report);
-                let mut s = lock(slot);
-                s.done = number;
-                match result {
-                    Ok(()) => {
-                        s.status.writes += 1;
-                        s.status.store_up = true;
-                        s.status.last_error = None;
-                    }
-                    Err(e) => {
-                        s.status.write_failures += 1;
-                        s.status.store_up = false;
-                        s.status.last_error = Some(e.to_string());
-                    }
+                    wake.notify_all();
                 }
-                wake.notify_all();
             })
             .map_err(crate::io_error("start the collector's writer thread"))?;
         Ok(Writer {
@@ -308,11 +362,17 @@ impl Collector {
     }
 
     fn submit(&mut self) {
+        let mut counts = (0, 0, 0);
         let reporters: Vec<ReporterRow> = self
             .monitor
             .reporters()
             .into_iter()
             .filter(|r| r.host == self.host)
+            .inspect(|r| match r.health {
+                crate::Health::Alive => counts.0 += 1,
+                crate::Health::Stuck => counts.1 += 1,
+                crate::Health::Silent => counts.2 += 1,
+            })
             .map(|r| ReporterRow {
                 id: r.id,
                 instance: r.instance,
@@ -331,7 +391,9 @@ impl Collector {
             interval: self.interval,
             beats_received: self.monitor.beats_received(),
             beats_rejected: self.monitor.beats_rejected(),
+            counts,
             reporters,
+            complete: true,
             forget_after: self.forget_after,
         });
     }

@@ -37,7 +37,7 @@ mod sqlite;
 mod store;
 mod watch;
 
-pub use collector::{Collector, CollectorStatus, DEFAULT_COLLECT_INTERVAL};
+pub use collector::{Collector, CollectorStatus, DEFAULT_COLLECT_INTERVAL, FULL_WRITE_EVERY};
 #[cfg(feature = "postgres")]
 pub use pg::PgStore;
 #[cfg(feature = "sqlite")]

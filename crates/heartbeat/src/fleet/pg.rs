@@ -119,7 +119,7 @@ WITH collector AS (
         alive = EXCLUDED.alive, stuck = EXCLUDED.stuck, silent = EXCLUDED.silent
 ), forgotten AS (
     DELETE FROM heartbeat.reporters f
-    WHERE f.host = $1 AND f.written < now() - $10::float8 * interval '1 millisecond'
+    WHERE $19::bool AND f.host = $1 AND f.written < now() - $10::float8 * interval '1 millisecond'
       AND NOT EXISTS (SELECT 1 FROM unnest($11::text[], $12::bigint[]) AS n(id, instance)
                       WHERE n.id = f.id AND n.instance = f.instance)
 )
@@ -267,7 +267,6 @@ impl Store for PgStore {
             Vec::with_capacity(n),
         );
         let (mut healths, mut ages) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut alive, mut stuck, mut silent) = (0i64, 0i64, 0i64);
         for r in &report.reporters {
             ids.push(r.id.as_str());
             // u64 values are stored as their bits in a bigint.
@@ -278,12 +277,12 @@ impl Store for PgStore {
             intervals.push(r.interval_ms as i64);
             healths.push(health_name(r.health));
             ages.push(r.since_last_beat.as_secs_f64() * 1000.0);
-            match r.health {
-                crate::Health::Alive => alive += 1,
-                crate::Health::Stuck => stuck += 1,
-                crate::Health::Silent => silent += 1,
-            }
         }
+        let (alive, stuck, silent) = (
+            report.counts.0 as i64,
+            report.counts.1 as i64,
+            report.counts.2 as i64,
+        );
         let forget_ms = report.forget_after.as_secs_f64() * 1000.0;
         self.with("write a collector's report", |c| {
             c.client
@@ -308,6 +307,7 @@ impl Store for PgStore {
                         &intervals,
                         &healths,
                         &ages,
+                        &report.complete,
                     ],
                 )
                 .map(drop)

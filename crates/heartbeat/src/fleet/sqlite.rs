@@ -86,13 +86,22 @@ impl SqliteStore {
             move |e: rusqlite::Error| StoreError::new(what, e)
         };
         let db = sinks::open_wal(&path).map_err(failed("open"))?;
-        db.execute_batch(SCHEMA)
-            .map_err(failed("create the tables in"))?;
-        let version: Option<i64> = db
-            .query_row("SELECT MAX(version) FROM heartbeat_schema", [], |r| {
-                r.get(0)
+        let read_version = |db: &Connection| {
+            db.query_row("SELECT MAX(version) FROM heartbeat_schema", [], |r| {
+                r.get::<_, Option<i64>>(0)
             })
-            .map_err(failed("read the schema version of"))?;
+        };
+        // Made already (the usual case): read only. Creating takes the
+        // file's write lock, which a hundred collectors starting at once
+        // would each wait for in turn.
+        let version = match read_version(&db) {
+            Ok(Some(v)) if v == SCHEMA_VERSION => Some(v),
+            _ => {
+                db.execute_batch(SCHEMA)
+                    .map_err(failed("create the tables in"))?;
+                read_version(&db).map_err(failed("read the schema version of"))?
+            }
+        };
         match version {
             None => {
                 db.execute(
@@ -138,14 +147,7 @@ impl Store for SqliteStore {
     fn write(&mut self, report: &CollectorReport) -> Result<(), StoreError> {
         let failed = self.failed("write a collector's report");
         let now = now_ms();
-        let (mut alive, mut stuck, mut silent) = (0i64, 0i64, 0i64);
-        for r in &report.reporters {
-            match r.health {
-                crate::Health::Alive => alive += 1,
-                crate::Health::Stuck => stuck += 1,
-                crate::Health::Silent => silent += 1,
-            }
-        }
+        let (alive, stuck, silent) = report.counts;
         let tx = self.db.transaction().map_err(&failed)?;
         tx.execute(
             "INSERT INTO collectors (host, instance, pid, interval_ms, last_write_ms,
@@ -165,17 +167,19 @@ impl Store for SqliteStore {
                 now,
                 report.beats_received as i64,
                 report.beats_rejected as i64,
-                alive,
-                stuck,
-                silent
+                alive as i64,
+                stuck as i64,
+                silent as i64
             ],
         )
         .map_err(&failed)?;
-        tx.execute(
-            "DELETE FROM reporters WHERE host = ?1 AND written_ms < ?2",
-            params![report.host, now - millis(report.forget_after) as f64],
-        )
-        .map_err(&failed)?;
+        if report.complete {
+            tx.execute(
+                "DELETE FROM reporters WHERE host = ?1 AND written_ms < ?2",
+                params![report.host, now - millis(report.forget_after) as f64],
+            )
+            .map_err(&failed)?;
+        }
         {
             let mut upsert = tx
                 .prepare_cached(

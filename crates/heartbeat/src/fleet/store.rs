@@ -49,11 +49,17 @@ pub struct CollectorReport {
     pub beats_received: u64,
     /// Beats it rejected (forged, replayed, malformed, of another host, ...).
     pub beats_rejected: u64,
-    /// Every reporter it tracks.
+    /// Its reporters by health: (alive, stuck, silent).
+    pub counts: (u64, u64, u64),
+    /// The reporters to write: all of them when `complete`, else those
+    /// whose health changed since the last write that succeeded (see
+    /// [`Collector`](super::Collector)).
     pub reporters: Vec<ReporterRow>,
-    /// Rows of this machine's reporters that no write has named for this
-    /// long (forgotten by the collector, or by a collector before it) are
-    /// deleted by the same statement.
+    /// Whether `reporters` is every reporter the collector tracks.
+    pub complete: bool,
+    /// With a `complete` report, rows of this machine's reporters that no
+    /// write has named for this long (forgotten by the collector, or by a
+    /// collector before it) are deleted by the same statement.
     pub forget_after: Duration,
 }
 
@@ -122,10 +128,12 @@ impl StoreError {
 /// (`tests/fleet_store.rs`).
 pub trait Store: Send {
     /// Writes one collector's report in one statement (one transaction):
-    /// its machine's row, dated by the store's clock, every reporter row
-    /// (each beat dated by the store's clock less
-    /// [`ReporterRow::since_last_beat`]), and the deletion of its machine's
-    /// rows unnamed for [`CollectorReport::forget_after`].
+    /// its machine's row, dated by the store's clock, the reporter rows it
+    /// carries (each beat dated by the store's clock less
+    /// [`ReporterRow::since_last_beat`]; a row's change time moves only
+    /// when its health does), and, if the report is
+    /// [`complete`](CollectorReport::complete), the deletion of its
+    /// machine's rows unnamed for [`CollectorReport::forget_after`].
     fn write(&mut self, report: &CollectorReport) -> Result<(), StoreError>;
 
     /// Every machine, with the time since its last write on the store's clock.

@@ -1,0 +1,390 @@
+//! The lesson's scale: "100 台机器, 每台 100 个进程" — how to know that each
+//! still works. One collector process per (simulated) machine hears that
+//! machine's reporters over loopback UDP and writes the whole machine to a
+//! shared store in one statement per interval; a fleet monitor (this
+//! process) reads the store. Two reporters and then one whole machine are
+//! killed; the monitor must name exactly those, within two intervals, and
+//! raise no other alarm.
+//!
+//! Each machine is a real process (its collector); its reporters are
+//! lightweight: one thread of that process sends each reporter's beats at
+//! its own random phase, exactly the datagrams a `heartbeat::Reporter`
+//! daemon sends. Killing a reporter stops its beats (as the death of its
+//! process would); killing the machine is a SIGKILL of its process.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use heartbeat::fleet::{Collector, FleetAlert, FleetAlertKind, FleetMonitor, SqliteStore, Store};
+use heartbeat::Beat;
+use shm::SharedSlice;
+
+use crate::context::{Context, DemoError, Summary};
+
+/// Where the fleet's store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreChoice {
+    /// A SQLite file in a temporary directory (the embedded default).
+    Sqlite,
+    /// A PostgreSQL server: `--url`, or the environment's
+    /// `PROCSYNC_FLEET_URL`; without either, SQLite.
+    Postgres,
+}
+
+/// Arguments of `demos fleet`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// Simulated machines, each a collector process.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    hosts: u32,
+    /// Reporters per machine.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    per_host: u32,
+    /// Where the collectors write.
+    #[arg(long, value_enum, default_value_t = StoreChoice::Sqlite)]
+    store: StoreChoice,
+    /// The PostgreSQL connection URL (`postgresql://user@host:port/db`;
+    /// the password from the URL, PGPASSWORD or the passfile).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            hosts: 100,
+            per_host: 100,
+            store: StoreChoice::Sqlite,
+            url: None,
+        }
+    }
+}
+
+/// The lesson's interval is a minute; the fleet's is a second at --speed 1,
+/// never under 200 ms (10,000 beats each interval on two cores).
+fn interval(ctx: &Context) -> Duration {
+    ctx.scaled(Duration::from_secs(1)).max(Duration::from_millis(200))
+}
+
+/// The store the collectors and the monitor open, each their own.
+#[derive(Clone)]
+enum StoreAt {
+    Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl StoreAt {
+    fn open(&self) -> Result<Box<dyn Store>, DemoError> {
+        Ok(match self {
+            StoreAt::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+            #[cfg(feature = "postgres")]
+            StoreAt::Postgres(url) => Box::new(heartbeat::fleet::PgStore::open(url)?),
+        })
+    }
+}
+
+/// A boxed store is a store.
+struct Boxed(Box<dyn Store>);
+
+impl Store for Boxed {
+    fn write(&mut self, r: &heartbeat::fleet::CollectorReport) -> Result<(), heartbeat::fleet::StoreError> {
+        self.0.write(r)
+    }
+    fn read_hosts(&mut self) -> Result<Vec<heartbeat::fleet::HostRow>, heartbeat::fleet::StoreError> {
+        self.0.read_hosts()
+    }
+    fn read_changes(
+        &mut self,
+        since: Option<heartbeat::fleet::StoreTime>,
+    ) -> Result<(heartbeat::fleet::StoreTime, Vec<heartbeat::fleet::StoredReporter>), heartbeat::fleet::StoreError> {
+        self.0.read_changes(since)
+    }
+    fn record_alerts(&mut self, a: &[FleetAlert]) -> Result<(), heartbeat::fleet::StoreError> {
+        self.0.record_alerts(a)
+    }
+    fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, heartbeat::fleet::StoreError> {
+        self.0.read_alerts(limit)
+    }
+}
+
+/// Removes the demo's temporary directory, whatever happens.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
+    let interval = interval(ctx);
+    let (hosts, per_host) = (args.hosts as usize, args.per_host as usize);
+    let run_tag = format!("{:04x}", seed() & 0xffff);
+    let dir = TempDir(std::env::temp_dir().join(format!("procsync-fleet-{}-{run_tag}", std::process::id())));
+    let url = args.url.clone().or_else(|| std::env::var("PROCSYNC_FLEET_URL").ok());
+    let store = match (args.store, url) {
+        #[cfg(feature = "postgres")]
+        (StoreChoice::Postgres, Some(url)) => StoreAt::Postgres(url),
+        #[cfg(not(feature = "postgres"))]
+        (StoreChoice::Postgres, Some(_)) => {
+            return Err("this build of demos has no PostgreSQL store (feature `postgres`)".into())
+        }
+        (choice, _) => {
+            if choice == StoreChoice::Postgres {
+                ctx.say(
+                    "# 没有 PostgreSQL 地址 (--url 或 PROCSYNC_FLEET_URL): 改用 SQLite",
+                    "no PostgreSQL URL (--url or PROCSYNC_FLEET_URL): using SQLite, the embedded default",
+                );
+            }
+            std::fs::create_dir_all(&dir.0)?;
+            StoreAt::Sqlite(dir.0.join("fleet.db"))
+        }
+    };
+    let store_name = match store {
+        StoreAt::Sqlite(_) => "sqlite",
+        #[cfg(feature = "postgres")]
+        StoreAt::Postgres(_) => "postgres",
+    };
+    ctx.say(
+        format!(
+            "# 报活: {hosts} 台机器 x {per_host} 个进程, 每台一个收集进程, 每 {} ms 一条语句写入 {store_name}",
+            interval.as_millis()
+        ),
+        format!(
+            "Heartbeats at the lesson's scale: {hosts} machines x {per_host} processes; one collector per machine writes it to {store_name} in one statement every {} ms.",
+            interval.as_millis()
+        ),
+    );
+    // Made before the fork: the machines' ports and the reporters killed.
+    let ports = SharedSlice::from_fn(hosts, |_| AtomicU32::new(0))?;
+    let killed = SharedSlice::from_fn(hosts * per_host, |_| AtomicU32::new(0))?;
+    let host_name = |h: usize| format!("fleet-{run_tag}-{h:03}");
+    let mut machines = Vec::with_capacity(hosts);
+    for h in 0..hosts {
+        let (ports, killed, store, name) = (&ports, &killed, store.clone(), host_name(h));
+        let child = daemon::Process::new(move || machine(&name, h, per_host, interval, &store, ports, killed))
+            .daemon(true)
+            .start()?;
+        machines.push(child);
+    }
+
+    let mut monitor = FleetMonitor::new(Boxed(store.open()?));
+    let mut alerts: Vec<(Instant, FleetAlert)> = Vec::new();
+    let mut watch = |monitor: &mut FleetMonitor, alerts: &mut Vec<(Instant, FleetAlert)>, until: Instant| {
+        while Instant::now() < until {
+            for alert in monitor.check() {
+                if alert.host.is_empty() || alert.host.starts_with(&format!("fleet-{run_tag}-")) {
+                    crate::context::print_line(&alert);
+                    alerts.push((Instant::now(), alert));
+                }
+            }
+            std::thread::sleep(interval / 10);
+        }
+    };
+    // Every machine up, every reporter heard.
+    let started = Instant::now();
+    let all = (hosts * per_host) as u64;
+    loop {
+        watch(&mut monitor, &mut alerts, Instant::now() + interval / 2);
+        let (alive, _, _) = monitor.status().reporters;
+        let ours = monitor.status().hosts.iter().filter(|(h, _)| h.host.contains(&run_tag)).count();
+        if alive >= all && ours == hosts {
+            break;
+        }
+        if started.elapsed() > interval * 60 + Duration::from_secs(30) {
+            return Err(format!("the fleet never came up: {alive} of {all} reporters alive").into());
+        }
+    }
+    ctx.say(
+        format!("# {all} 个进程都在报活 ({:.1} 秒)", started.elapsed().as_secs_f64()),
+        format!("all {all} reporters alive after {:.1} s", started.elapsed().as_secs_f64()),
+    );
+    watch(&mut monitor, &mut alerts, Instant::now() + interval * 3);
+
+    // Two reporters die, then a whole machine.
+    let victims = [(0, 7 % per_host), (1, 42 % per_host)];
+    let doomed_host = hosts - 1;
+    let mut kills = Vec::new();
+    for (h, r) in victims {
+        killed[h * per_host + r].store(1, Ordering::Release);
+        kills.push((Instant::now(), host_name(h), Some(format!("r{r:04}"))));
+        ctx.say(
+            format!("# kill: 机器 {} 上的进程 r{r:04}", host_name(h)),
+            format!("killing reporter r{r:04} on {}", host_name(h)),
+        );
+    }
+    watch(&mut monitor, &mut alerts, Instant::now() + interval / 3);
+    machines[doomed_host].kill()?;
+    kills.push((Instant::now(), host_name(doomed_host), None));
+    ctx.say(
+        format!("# kill -9: 整台机器 {}", host_name(doomed_host)),
+        format!("SIGKILL to the whole machine {} (its collector)", host_name(doomed_host)),
+    );
+    let detected = |alerts: &[(Instant, FleetAlert)]| {
+        kills
+            .iter()
+            .map(|(at, host, id)| {
+                alerts
+                    .iter()
+                    .find(|(_, a)| {
+                        &a.host == host
+                            && match id {
+                                Some(id) => a.kind == FleetAlertKind::ReporterSilent && a.id.as_ref() == Some(id),
+                                None => a.kind == FleetAlertKind::HostSilent,
+                            }
+                    })
+                    .map(|(seen, _)| seen.saturating_duration_since(*at))
+            })
+            .collect::<Vec<_>>()
+    };
+    let limit = Instant::now() + interval * 10;
+    while detected(&alerts).iter().any(Option::is_none) && Instant::now() < limit {
+        watch(&mut monitor, &mut alerts, Instant::now() + interval / 10);
+    }
+    // And then nothing else for a while: no false alarm.
+    watch(&mut monitor, &mut alerts, Instant::now() + interval * 3);
+    for machine in &machines {
+        let _ = machine.kill();
+    }
+    for machine in machines {
+        let _ = machine.join();
+    }
+
+    let times = detected(&alerts);
+    let silent_detected = times[..2].iter().flatten().count();
+    let host_silent_detected = times[2..].iter().flatten().count();
+    let expected = silent_detected + host_silent_detected;
+    let false_alarms = alerts.len().saturating_sub(expected);
+    let detect_ms = times.iter().flatten().max().map_or(0, |d| d.as_millis());
+    let status = monitor.status();
+    ctx.say(
+        format!(
+            "# 发现: {silent_detected} 个进程无声, {host_silent_detected} 台机器无声, 误报 {false_alarms}, 最慢 {detect_ms} ms (间隔 {} ms)",
+            interval.as_millis()
+        ),
+        format!(
+            "found: {silent_detected} silent reporters, {host_silent_detected} silent machine, {false_alarms} false alarms, slowest after {detect_ms} ms (interval {} ms); the machine's {} reporters are unknown, not {} alarms",
+            interval.as_millis(),
+            status.unknown,
+            status.unknown
+        ),
+    );
+    Ok(Summary::default()
+        .with("reporters", all)
+        .with("hosts", hosts)
+        .with("store", store_name)
+        .with("silent_detected", silent_detected)
+        .with("host_silent_detected", host_silent_detected)
+        .with("false_alarms", false_alarms)
+        .with("detect_ms", detect_ms)
+        .with("interval_ms", interval.as_millis()))
+}
+
+/// A number that differs between runs and processes (names and phases
+/// need no cryptography).
+fn seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(shm::pid::current().get()) << 40)
+}
+
+/// One machine: its collector (this process's main thread) and its
+/// reporters (one thread sending each reporter's beats at its phase).
+fn machine(
+    name: &str,
+    index: usize,
+    per_host: usize,
+    interval: Duration,
+    store: &StoreAt,
+    ports: &SharedSlice<AtomicU32>,
+    killed: &SharedSlice<AtomicU32>,
+) {
+    let store = match store.open() {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return;
+        }
+    };
+    let mut collector = match Collector::bind("127.0.0.1:0", Boxed(store)) {
+        Ok(c) => c.host(name).interval(interval),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return;
+        }
+    };
+    let addr = match collector.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return;
+        }
+    };
+    ports[index].store(u32::from(addr.port()), Ordering::Release);
+    let host = name.to_owned();
+    let killed: Vec<&AtomicU32> = killed[index * per_host..(index + 1) * per_host].iter().collect();
+    std::thread::scope(|scope| {
+        scope.spawn(|| reporters(&host, per_host, interval, addr, &killed));
+        // Until the demo kills this machine (or ends: it is a daemon).
+        let _ = collector.run();
+    });
+}
+
+/// Sends the beats of `per_host` reporters, each at its own phase, until
+/// the process ends; a reporter whose `killed` word is set stops.
+fn reporters(host: &str, per_host: usize, interval: Duration, to: std::net::SocketAddr, killed: &[&AtomicU32]) {
+    let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return;
+    };
+    let pid = shm::pid::current();
+    let mut rng = seed() | 1;
+    let mut next_random = || {
+        // xorshift: phases and instances need no cryptography.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut schedule: Vec<(Duration, usize, Beat)> = (0..per_host)
+        .map(|r| {
+            let phase = Duration::from_nanos(next_random() % interval.as_nanos().max(1) as u64);
+            let beat = Beat {
+                id: format!("r{r:04}"),
+                host: host.to_owned(),
+                pid,
+                seq: 0,
+                progress: 0,
+                sent_at_ms: 0,
+                interval_ms: interval.as_millis() as u64,
+                instance: next_random(),
+            };
+            (phase, r, beat)
+        })
+        .collect();
+    schedule.sort_by_key(|(phase, _, _)| *phase);
+    let start = Instant::now();
+    for round in 0u32.. {
+        let round_start = start + interval * round;
+        for (phase, r, beat) in &mut schedule {
+            if killed[*r].load(Ordering::Acquire) != 0 {
+                continue;
+            }
+            let due = round_start + *phase;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            beat.seq += 1;
+            beat.progress += 1;
+            beat.sent_at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            if let Ok(json) = serde_json::to_vec(beat) {
+                let _ = socket.send_to(&json, to);
+            }
+        }
+    }
+}
