@@ -64,7 +64,8 @@ impl Default for Args {
 /// The lesson's interval is a minute; the fleet's is a second at --speed 1,
 /// never under 200 ms (10,000 beats each interval on two cores).
 fn interval(ctx: &Context) -> Duration {
-    ctx.scaled(Duration::from_secs(1)).max(Duration::from_millis(200))
+    ctx.scaled(Duration::from_secs(1))
+        .max(Duration::from_millis(200))
 }
 
 /// The store the collectors and the monitor open, each their own.
@@ -89,22 +90,36 @@ impl StoreAt {
 struct Boxed(Box<dyn Store>);
 
 impl Store for Boxed {
-    fn write(&mut self, r: &heartbeat::fleet::CollectorReport) -> Result<(), heartbeat::fleet::StoreError> {
+    fn write(
+        &mut self,
+        r: &heartbeat::fleet::CollectorReport,
+    ) -> Result<(), heartbeat::fleet::StoreError> {
         self.0.write(r)
     }
-    fn read_hosts(&mut self) -> Result<Vec<heartbeat::fleet::HostRow>, heartbeat::fleet::StoreError> {
+    fn read_hosts(
+        &mut self,
+    ) -> Result<Vec<heartbeat::fleet::HostRow>, heartbeat::fleet::StoreError> {
         self.0.read_hosts()
     }
     fn read_changes(
         &mut self,
         since: Option<heartbeat::fleet::StoreTime>,
-    ) -> Result<(heartbeat::fleet::StoreTime, Vec<heartbeat::fleet::StoredReporter>), heartbeat::fleet::StoreError> {
+    ) -> Result<
+        (
+            heartbeat::fleet::StoreTime,
+            Vec<heartbeat::fleet::StoredReporter>,
+        ),
+        heartbeat::fleet::StoreError,
+    > {
         self.0.read_changes(since)
     }
     fn record_alerts(&mut self, a: &[FleetAlert]) -> Result<(), heartbeat::fleet::StoreError> {
         self.0.record_alerts(a)
     }
-    fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, heartbeat::fleet::StoreError> {
+    fn read_alerts(
+        &mut self,
+        limit: usize,
+    ) -> Result<Vec<FleetAlert>, heartbeat::fleet::StoreError> {
         self.0.read_alerts(limit)
     }
 }
@@ -122,8 +137,13 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     let interval = interval(ctx);
     let (hosts, per_host) = (args.hosts as usize, args.per_host as usize);
     let run_tag = format!("{:04x}", seed() & 0xffff);
-    let dir = TempDir(std::env::temp_dir().join(format!("procsync-fleet-{}-{run_tag}", std::process::id())));
-    let url = args.url.clone().or_else(|| std::env::var("PROCSYNC_FLEET_URL").ok());
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("procsync-fleet-{}-{run_tag}", std::process::id())),
+    );
+    let url = args
+        .url
+        .clone()
+        .or_else(|| std::env::var("PROCSYNC_FLEET_URL").ok());
     let store = match (args.store, url) {
         #[cfg(feature = "postgres")]
         (StoreChoice::Postgres, Some(url)) => StoreAt::Postgres(url),
@@ -164,15 +184,19 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     let mut machines = Vec::with_capacity(hosts);
     for h in 0..hosts {
         let (ports, killed, store, name) = (&ports, &killed, store.clone(), host_name(h));
-        let child = daemon::Process::new(move || machine(&name, h, per_host, interval, &store, ports, killed))
-            .daemon(true)
-            .start()?;
+        let child = daemon::Process::new(move || {
+            machine(&name, h, per_host, interval, &store, ports, killed)
+        })
+        .daemon(true)
+        .start()?;
         machines.push(child);
     }
 
     let mut monitor = FleetMonitor::new(Boxed(store.open()?));
     let mut alerts: Vec<(Instant, FleetAlert)> = Vec::new();
-    let mut watch = |monitor: &mut FleetMonitor, alerts: &mut Vec<(Instant, FleetAlert)>, until: Instant| {
+    let mut watch = |monitor: &mut FleetMonitor,
+                     alerts: &mut Vec<(Instant, FleetAlert)>,
+                     until: Instant| {
         while Instant::now() < until {
             for alert in monitor.check() {
                 if alert.host.is_empty() || alert.host.starts_with(&format!("fleet-{run_tag}-")) {
@@ -189,17 +213,30 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     loop {
         watch(&mut monitor, &mut alerts, Instant::now() + interval / 2);
         let (alive, _, _) = monitor.status().reporters;
-        let ours = monitor.status().hosts.iter().filter(|(h, _)| h.host.contains(&run_tag)).count();
+        let ours = monitor
+            .status()
+            .hosts
+            .iter()
+            .filter(|(h, _)| h.host.contains(&run_tag))
+            .count();
         if alive >= all && ours == hosts {
             break;
         }
         if started.elapsed() > interval * 60 + Duration::from_secs(30) {
-            return Err(format!("the fleet never came up: {alive} of {all} reporters alive").into());
+            return Err(
+                format!("the fleet never came up: {alive} of {all} reporters alive").into(),
+            );
         }
     }
     ctx.say(
-        format!("# {all} 个进程都在报活 ({:.1} 秒)", started.elapsed().as_secs_f64()),
-        format!("all {all} reporters alive after {:.1} s", started.elapsed().as_secs_f64()),
+        format!(
+            "# {all} 个进程都在报活 ({:.1} 秒)",
+            started.elapsed().as_secs_f64()
+        ),
+        format!(
+            "all {all} reporters alive after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
     );
     watch(&mut monitor, &mut alerts, Instant::now() + interval * 3);
 
@@ -220,7 +257,10 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     kills.push((Instant::now(), host_name(doomed_host), None));
     ctx.say(
         format!("# kill -9: 整台机器 {}", host_name(doomed_host)),
-        format!("SIGKILL to the whole machine {} (its collector)", host_name(doomed_host)),
+        format!(
+            "SIGKILL to the whole machine {} (its collector)",
+            host_name(doomed_host)
+        ),
     );
     let detected = |alerts: &[(Instant, FleetAlert)]| {
         kills
@@ -231,7 +271,10 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
                     .find(|(_, a)| {
                         &a.host == host
                             && match id {
-                                Some(id) => a.kind == FleetAlertKind::ReporterSilent && a.id.as_ref() == Some(id),
+                                Some(id) => {
+                                    a.kind == FleetAlertKind::ReporterSilent
+                                        && a.id.as_ref() == Some(id)
+                                }
                                 None => a.kind == FleetAlertKind::HostSilent,
                             }
                     })
@@ -325,7 +368,9 @@ fn machine(
     };
     ports[index].store(u32::from(addr.port()), Ordering::Release);
     let host = name.to_owned();
-    let killed: Vec<&AtomicU32> = killed[index * per_host..(index + 1) * per_host].iter().collect();
+    let killed: Vec<&AtomicU32> = killed[index * per_host..(index + 1) * per_host]
+        .iter()
+        .collect();
     std::thread::scope(|scope| {
         scope.spawn(|| reporters(&host, per_host, interval, addr, &killed));
         // Until the demo kills this machine (or ends: it is a daemon).
@@ -335,7 +380,13 @@ fn machine(
 
 /// Sends the beats of `per_host` reporters, each at its own phase, until
 /// the process ends; a reporter whose `killed` word is set stops.
-fn reporters(host: &str, per_host: usize, interval: Duration, to: std::net::SocketAddr, killed: &[&AtomicU32]) {
+fn reporters(
+    host: &str,
+    per_host: usize,
+    interval: Duration,
+    to: std::net::SocketAddr,
+    killed: &[&AtomicU32],
+) {
     let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
         return;
     };

@@ -27,7 +27,11 @@ fn reporter(id: &str, health: Health) -> ReporterRow {
 fn report(host: &str, reporters: Vec<ReporterRow>) -> CollectorReport {
     let count = |h| reporters.iter().filter(|r| r.health == h).count() as u64;
     CollectorReport {
-        counts: (count(Health::Alive), count(Health::Stuck), count(Health::Silent)),
+        counts: (
+            count(Health::Alive),
+            count(Health::Stuck),
+            count(Health::Silent),
+        ),
         complete: true,
         host: host.to_owned(),
         instance: 99,

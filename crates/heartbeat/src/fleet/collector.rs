@@ -55,10 +55,13 @@ struct RowsWritten {
 impl RowsWritten {
     /// `report` (every reporter) cut to what the store lacks.
     fn delta(&self, mut report: CollectorReport) -> CollectorReport {
-        if self.since_complete.is_some_and(|n| n + 1 < FULL_WRITE_EVERY) {
-            report.reporters.retain(|r| {
-                self.health.get(&(r.id.clone(), r.instance)) != Some(&r.health)
-            });
+        if self
+            .since_complete
+            .is_some_and(|n| n + 1 < FULL_WRITE_EVERY)
+        {
+            report
+                .reporters
+                .retain(|r| self.health.get(&(r.id.clone(), r.instance)) != Some(&r.health));
             report.complete = false;
         }
         report
