@@ -1,7 +1,7 @@
 //! The watching side: [`Monitor`] takes in beats and judges each reporter
 //! [`Health::Alive`], [`Health::Stuck`] or [`Health::Silent`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(feature = "sqlite")]
@@ -666,8 +666,13 @@ impl Monitor {
                 }
             }
         }
-        for key in restarted {
-            self.tracked.remove(&key);
+        if !restarted.is_empty() {
+            // Remembered, as every forgotten start is: its unchanged row is
+            // no news, and at a keyed monitor its beats replayed are
+            // counted, not a new reporter (that turned SILENT: a false
+            // alarm for a restart).
+            let restarted: HashSet<Key> = restarted.into_iter().collect();
+            self.forget_where(|key, _| restarted.contains(key));
         }
         self.silent = 0;
         for ((host, id, _), t) in &mut self.tracked {
@@ -822,7 +827,8 @@ impl Monitor {
     /// noticed on time (it is noticed at the first read after
     /// `silent_after` intervals without a change). A reporter forgotten
     /// ([`forget_after`](Monitor::forget_after), [`forget`](Monitor::forget),
-    /// or to make room) stays forgotten while its row is unchanged: the
+    /// to make room, or as restarted: see [`judge`](Monitor::judge)) stays
+    /// forgotten while its row is unchanged: the
     /// monitor remembers the last `seq` and pid of up to `max_reporters`
     /// forgotten reporters (the oldest dropped first).
     ///

@@ -249,6 +249,37 @@ fn a_replay_to_a_reporter_forgotten_or_of_an_older_seq_is_counted() {
     assert_eq!(monitor.reporters()[0].seq, 7);
 }
 
+/// A start the monitor dropped as restarted (a later start of its id
+/// began after its last beat) is remembered like a forgotten one: its
+/// captured beats, replayed, were a new reporter that turned SILENT (a
+/// false alarm for a process restarted on purpose).
+#[test]
+fn a_replay_of_a_restarted_start_is_counted() {
+    let dir = TempDir::new("hb-auth-restarted");
+    let (_, key) = new_key(&dir, "key");
+    let mut monitor = Monitor::without_socket().key(key.clone());
+    let signed = |instance, seq| {
+        let mut beat = made_up("restarted", seq);
+        beat.instance = instance;
+        key.sign(&mut beat);
+        beat
+    };
+    let start = Instant::now();
+    let ms = Duration::from_millis;
+    for seq in 0..3 {
+        monitor.record(signed(1, seq), start + ms(100 * seq));
+    }
+    monitor.record(signed(2, 0), start + ms(1_000));
+    monitor.judge(start + ms(1_050));
+    let instances: Vec<u64> = monitor.reporters().iter().map(|r| r.instance).collect();
+    assert_eq!(instances, [2], "the first start is dropped as restarted");
+    assert_eq!(monitor.take_alerts(), vec![]);
+    monitor.record(signed(1, 2), start + ms(1_100));
+    let instances: Vec<u64> = monitor.reporters().iter().map(|r| r.instance).collect();
+    assert_eq!(instances, [2], "the replay made a reporter again");
+    assert_eq!(monitor.rejections().replayed, 1);
+}
+
 #[test]
 fn a_signed_beat_an_hour_old_is_stale() {
     let dir = TempDir::new("hb-auth-stale");
