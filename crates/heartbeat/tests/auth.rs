@@ -75,7 +75,9 @@ fn datagrams_that_are_no_beat_are_counted_and_dropped() {
 fn a_keyed_reporter_is_alive_at_a_keyed_monitor() {
     let dir = TempDir::new("hb-auth-alive");
     let (path, key) = new_key(&dir, "key");
-    let (mut monitor, addr) = keyed_monitor(key);
+    let (monitor, addr) = keyed_monitor(key);
+    // Its progress never moves: never STUCK here (this is about its beats).
+    let mut monitor = monitor.stuck_after(u32::MAX);
     // The reporter's main reads the key file itself.
     let main = udp_reporting_main(
         addr,
