@@ -21,13 +21,15 @@
 //!   reporting under one id are watched apart (so either one's death is
 //!   SILENT, over UDP and in a database), a restart is seen at its first beat, and a beat that no start
 //!   could have sent (an interval other than its own, a `seq` leap further
-//!   than the time passed allows) is rejected. Beats carry no
-//!   authentication: anyone who can reach the monitor can still forge a
-//!   *new* reporter.
+//!   than the time passed allows) is rejected. Without a key, beats carry
+//!   no authentication: anyone who can reach the monitor can forge a *new*
+//!   reporter, or replay a captured beat. With one (see [Signed
+//!   beats](crate#signed-beats)), only holders of the key can.
 //!   Its memory is bounded ([`Monitor::max_reporters`], default
 //!   [`DEFAULT_MAX_REPORTERS`], each of an id of at most [`MAX_ID_BYTES`]
 //!   and a host name of at most [`MAX_HOST_BYTES`]: longer beats are
-//!   rejected, counted in [`Monitor::beats_rejected`]): SILENT reporters, once reported, are
+//!   rejected, counted in [`Monitor::beats_rejected`], by reason in
+//!   [`Monitor::rejections`]): SILENT reporters, once reported, are
 //!   forgotten ([`Monitor::forget_after`]), and so is one named to
 //!   [`Monitor::forget`].
 //!   Its receive buffer decides how large a burst it survives: it asks for
@@ -68,6 +70,45 @@
 //! monitor.poll(Duration::from_millis(300))?;
 //! assert_eq!(monitor.health("worker-1"), Some(Health::Stuck));
 //! # drop(beat);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Signed beats
+//!
+//! On a network anyone can send a UDP datagram, and a forged beat hides a
+//! dead process. A [`Key`] (HMAC-SHA256), read from a file that only its
+//! owner may read ([`Key::from_file`] refuses any other; there is no way to
+//! give a key on a command line) or made by [`Key::generate_file`], is
+//! given to every reporter ([`Reporter::key`]) and to the monitor
+//! ([`Monitor::key`]). Each UDP beat then carries `mac`, the MAC of its
+//! other fields in a fixed binary encoding (see [`Key::sign`]); the monitor
+//! drops, and counts by reason in [`Monitor::rejections`], every beat that
+//! is unsigned, whose MAC fails (forged, another key, a field changed),
+//! whose `seq` is not past the last one taken in from its reporter start (a
+//! replay), or whose `sent_at_ms` is further than
+//! [`Monitor::max_clock_skew`] (30 s) from the monitor's clock (a replay
+//! after the monitor restarted). Database rows are not signed: the file's
+//! permissions protect them.
+//!
+//! ```
+//! use heartbeat::{Health, Key, Monitor, Reporter};
+//! use std::time::Duration;
+//!
+//! let dir = std::env::temp_dir().join(format!("procsync-doc-key-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("heartbeat.key");
+//! let key = Key::generate_file(&path)?; // mode 0600, never over a file
+//! let mut monitor = Monitor::udp("127.0.0.1:0")?.key(Key::from_file(&path)?);
+//! let beat = Reporter::new("signed")
+//!     .interval(Duration::from_millis(50))
+//!     .udp(monitor.local_addr()?)
+//!     .key(key)
+//!     .start()?;
+//! monitor.poll(Duration::from_millis(60))?;
+//! assert_eq!(monitor.health("signed"), Some(Health::Alive));
+//! assert_eq!(monitor.beats_rejected(), 0);
+//! # drop(beat);
+//! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -146,10 +187,17 @@
 //! - `sinks`: where beats go, a UDP socket and (feature `sqlite`, on by
 //!   default) the SQLite table.
 //! - `wire`: the [`Beat`] and its JSON form.
+//! - `auth`: the [`Key`], its file, and the MAC of a beat.
 //! - `sys`: every system call, each wrapped once.
 
 #![deny(unsafe_code)]
 
+// The guide's examples (docs/guide.md) are tested with this crate's.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+struct GuideExamples;
+
+mod auth;
 pub mod fleet;
 mod monitor;
 mod reporter;
@@ -158,13 +206,13 @@ mod sys;
 mod wire;
 
 use std::io;
-#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use auth::{Key, KeyProblem, MAX_KEY_FILE_BYTES, MIN_KEY_BYTES};
 pub use monitor::{
-    Alert, Health, Monitor, ReporterState, DEFAULT_FORGET_AFTER, DEFAULT_MAX_INTERVAL,
-    DEFAULT_MAX_REPORTERS,
+    Alert, Health, Monitor, Rejections, ReporterState, DEFAULT_FORGET_AFTER,
+    DEFAULT_MAX_CLOCK_SKEW, DEFAULT_MAX_INTERVAL, DEFAULT_MAX_REPORTERS,
 };
 pub use reporter::{Heartbeat, Reporter, ReporterStatus};
 pub use sys::hostname;
@@ -240,6 +288,15 @@ pub enum HeartbeatError {
     /// A reporter needs somewhere to report to.
     #[error("a reporter needs a UDP address or a database file to report to")]
     NoSink,
+    /// A key file was refused (see [`Key::from_file`] and
+    /// [`Key::generate_file`]).
+    #[error("key file {path}: {problem}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: KeyProblem,
+    },
     /// The shared progress counter could not be made.
     #[error("shared memory for the progress counter: {0}")]
     Shared(#[from] shm::Error),

@@ -1,7 +1,7 @@
 //! The watching side: [`Monitor`] takes in beats and judges each reporter
 //! [`Health::Alive`], [`Health::Stuck`] or [`Health::Silent`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(feature = "sqlite")]
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth;
 #[cfg(feature = "sqlite")]
 use crate::sinks;
-use crate::wire::Beat;
+use crate::wire::{unix_ms, Beat};
 use crate::{
     io_error, sys, HeartbeatError, DEFAULT_SILENT_AFTER, DEFAULT_STUCK_AFTER, MAX_HOST_BYTES,
     MAX_ID_BYTES,
@@ -102,6 +103,56 @@ struct Tracked {
     /// Not to be judged SILENT at this judgement: its row is in a database
     /// file whose write lock is held (see [`Monitor::read_database`]).
     spared: bool,
+    /// The `seq` of the last signed beat taken in (a keyed monitor): a
+    /// signed beat with no greater `seq` is a replay.
+    signed_seq: Option<u64>,
+}
+
+/// Beats rejected so far, by reason (see [`Monitor::rejections`]): each
+/// rejected beat is counted once, under the first reason found, in this
+/// order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Rejections {
+    /// Datagrams that are no beat: not JSON, not a beat's fields (a field
+    /// missing, a number out of range, ...) or with a field a beat does not
+    /// have.
+    pub malformed: u64,
+    /// Beats whose id is longer than [`MAX_ID_BYTES`] or whose host name is
+    /// longer than [`MAX_HOST_BYTES`]: no reporter sends them.
+    pub too_long: u64,
+    /// Beats that no start of the reporter they name could have sent: an
+    /// interval other than that start's, or a `seq` leaping further than
+    /// the time passed allows (see [`Monitor::record`]).
+    pub implausible: u64,
+    /// Beats without a MAC, at a monitor given a key ([`Monitor::key`]).
+    pub unsigned: u64,
+    /// Beats whose MAC is not that of their fields under the monitor's
+    /// key: forged, signed with another key, or changed after signing.
+    pub bad_mac: u64,
+    /// Signed beats whose `seq` is not greater than the last signed beat
+    /// taken in from the same reporter start (tracked or forgotten): a
+    /// captured beat sent again.
+    pub replayed: u64,
+    /// Signed beats whose `sent_at_ms` is further from this monitor's wall
+    /// clock than [`Monitor::max_clock_skew`]: a captured beat sent again
+    /// long after (say to a monitor restarted since, which has no `seq` to
+    /// compare with).
+    pub stale: u64,
+}
+
+impl Rejections {
+    /// Every rejection, whatever the reason: what
+    /// [`Monitor::beats_rejected`] returns.
+    pub fn total(&self) -> u64 {
+        self.malformed
+            + self.too_long
+            + self.implausible
+            + self.unsigned
+            + self.bad_mac
+            + self.replayed
+            + self.stale
+    }
 }
 
 /// Watches reporters (see the [crate](crate) documentation).
@@ -122,7 +173,7 @@ pub struct Monitor {
     alerts: VecDeque<Alert>,
     alerts_dropped: u64,
     beats: u64,
-    rejected: u64,
+    rejections: Rejections,
     refused: u64,
     bad_rows: u64,
     /// When the socket's queue was last found empty: every datagram
@@ -134,7 +185,14 @@ pub struct Monitor {
     forgotten: HashMap<Key, (u64, shm::pid::Pid)>,
     forgotten_order: VecDeque<Key>,
     database_stalls: u64,
+    /// Beats taken in from the network must be signed with it.
+    key: Option<auth::Key>,
+    max_clock_skew: Duration,
 }
+
+/// How far a signed beat's `sent_at_ms` may be from a keyed monitor's wall
+/// clock, unless told otherwise ([`Monitor::max_clock_skew`]).
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 /// How many reporters a monitor tracks at most, unless told otherwise
 /// ([`Monitor::max_reporters`]); it keeps as many alerts pending.
@@ -185,14 +243,51 @@ impl Monitor {
             alerts: VecDeque::new(),
             alerts_dropped: 0,
             beats: 0,
-            rejected: 0,
+            rejections: Rejections::default(),
             refused: 0,
             bad_rows: 0,
             drained: Instant::now(),
             forgotten: HashMap::new(),
             forgotten_order: VecDeque::new(),
             database_stalls: 0,
+            key: None,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
+    }
+
+    /// Takes in only beats signed with `key` (by reporters given the same
+    /// key: [`Reporter::key`](crate::Reporter::key)) from then on, through
+    /// [`poll`](Monitor::poll) and [`record`](Monitor::record). Each other
+    /// beat is dropped and counted by its reason ([`rejections`](Monitor::rejections)):
+    /// unsigned, a MAC that is not its fields' under this key (forged,
+    /// another key, a field changed after signing), a replay (a `seq` not
+    /// greater than the last signed beat taken in from that reporter start,
+    /// or than the last one of a start since forgotten), or stale (a
+    /// `sent_at_ms` further from this monitor's wall clock than
+    /// [`max_clock_skew`](Monitor::max_clock_skew)). So a datagram captured
+    /// on the network and sent again keeps no dead reporter alive: within
+    /// the skew its `seq` is old, after it its time is.
+    ///
+    /// Rows read from a database ([`read_database`](Monitor::read_database))
+    /// carry no MAC and are not checked: the file's permissions protect
+    /// them.
+    pub fn key(mut self, key: auth::Key) -> Monitor {
+        self.key = Some(key);
+        self
+    }
+
+    /// Rejects a signed beat (at a keyed monitor: see [`key`](Monitor::key))
+    /// whose `sent_at_ms` is further than `skew` from this monitor's wall
+    /// clock at its arrival (default [`DEFAULT_MAX_CLOCK_SKEW`], 30 s),
+    /// either way. The collector of a fleet runs on its reporters' own
+    /// machine, so the reporter and the monitor read one clock: the skew
+    /// covers only the beat's way through the network and the monitor's
+    /// queue, not clocks set apart. Between machines, keep the clocks
+    /// within it (NTP) or raise it; the longer it is, the longer a beat
+    /// captured before the monitor restarted can be replayed after.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Monitor {
+        self.max_clock_skew = skew;
+        self
     }
 
     /// Counts a reporter silent after `intervals` missed beats (at least 1;
@@ -337,12 +432,16 @@ impl Monitor {
         loop {
             loop {
                 match sys::recv_stamped(socket, &mut buf) {
-                    Ok((n, stamp)) => {
-                        if let Some(beat) = Beat::from_json(&buf[..n]) {
+                    Ok((n, stamp)) => match Beat::from_json(&buf[..n]) {
+                        Some(beat) => {
                             let arrived = arrival(stamp, Instant::now(), self.drained);
                             self.record(beat, arrived);
                         }
-                    }
+                        None => {
+                            self.beats += 1;
+                            self.rejections.malformed += 1;
+                        }
+                    },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.drained = Instant::now();
                         break;
@@ -361,6 +460,10 @@ impl Monitor {
 
     /// Takes in one beat received at `now` (from any transport).
     ///
+    /// At a monitor given a key ([`key`](Monitor::key)), the beat must be
+    /// signed with it, and neither replayed nor stale: rejected (counted by
+    /// [`rejections`](Monitor::rejections), changing nothing) otherwise.
+    ///
     /// A reporter is keyed by (host, id, instance). A beat is rejected
     /// (counted by [`beats_rejected`](Monitor::beats_rejected), changing
     /// nothing) when it cannot come from the reporter start it names: its
@@ -368,7 +471,8 @@ impl Monitor {
     /// the time since the last beat allows (a forged `seq = u64::MAX`)
     /// and the next beat does not go on from it (as it does when beats
     /// were lost while the last one accepted was delayed).
-    /// A lower `seq` of the same start is a reordered datagram, ignored.
+    /// A lower `seq` of the same start is a reordered datagram, ignored
+    /// (at a keyed monitor, it and an equal `seq` are a replay, counted).
     /// A beat whose id is longer than [`MAX_ID_BYTES`] or whose host name
     /// is longer than [`MAX_HOST_BYTES`] is rejected too (no reporter can
     /// send it: [`Reporter::start`](crate::Reporter::start) refuses them),
@@ -376,11 +480,43 @@ impl Monitor {
     /// (its id is kept twice): about 450 MB at [`DEFAULT_MAX_REPORTERS`],
     /// where ids of a whole datagram (60,000 bytes) took 5-6 GB.
     pub fn record(&mut self, beat: Beat, now: Instant) {
+        self.take_in(beat, now, true);
+    }
+
+    /// [`record`](Monitor::record), with the MAC checked (`checked`, at a
+    /// keyed monitor) or not (a database row).
+    fn take_in(&mut self, beat: Beat, now: Instant, checked: bool) {
         self.beats += 1;
         if beat.id.len() > MAX_ID_BYTES || beat.host.len() > MAX_HOST_BYTES {
-            self.rejected += 1;
+            self.rejections.too_long += 1;
             return;
         }
+        let signed = checked && self.key.is_some();
+        if let Some(key) = self.key.as_ref().filter(|_| checked) {
+            if beat.mac.is_none() {
+                self.rejections.unsigned += 1;
+                return;
+            }
+            if !key.verify(&beat) {
+                self.rejections.bad_mac += 1;
+                return;
+            }
+            let key = key_of(&beat);
+            let last = match self.tracked.get(&key) {
+                Some(t) => t.signed_seq,
+                None => self.forgotten.get(&key).map(|&(seq, _)| seq),
+            };
+            if last.is_some_and(|last| beat.seq <= last) {
+                self.rejections.replayed += 1;
+                return;
+            }
+            let skew = u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+            if beat.sent_at_ms.abs_diff(wall_ms_at(now)) > skew {
+                self.rejections.stale += 1;
+                return;
+            }
+        }
+        let signed_seq = signed.then_some(beat.seq);
         let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
         let key = key_of(&beat);
         match self.tracked.get_mut(&key) {
@@ -393,7 +529,7 @@ impl Monitor {
                         return; // reordered datagram: older news
                     }
                     if interval != t.interval {
-                        self.rejected += 1;
+                        self.rejections.implausible += 1;
                         return;
                     }
                     let leap_from = |seq: u64, seen: Instant| {
@@ -404,7 +540,7 @@ impl Monitor {
                             .is_some_and(|(seq, seen)| beat.seq > seq && leap_from(seq, seen));
                     if !plausible {
                         t.leap = Some((beat.seq, now));
-                        self.rejected += 1;
+                        self.rejections.implausible += 1;
                         return;
                     }
                     t.leap = None;
@@ -417,6 +553,9 @@ impl Monitor {
                 // one taken from another.)
                 t.last_seen = t.last_seen.max(now);
                 t.interval = interval;
+                if signed_seq.is_some() {
+                    t.signed_seq = signed_seq;
+                }
             }
             None => {
                 if self.tracked.len() >= self.max_reporters && !self.make_room(now) {
@@ -434,6 +573,7 @@ impl Monitor {
                         health: Health::Alive,
                         leap: None,
                         spared: false,
+                        signed_seq,
                     },
                 );
             }
@@ -548,8 +688,13 @@ impl Monitor {
                 }
             }
         }
-        for key in restarted {
-            self.tracked.remove(&key);
+        if !restarted.is_empty() {
+            // Remembered, as every forgotten start is: its unchanged row is
+            // no news, and at a keyed monitor its beats replayed are
+            // counted, not a new reporter (that turned SILENT: a false
+            // alarm for a restart).
+            let restarted: HashSet<Key> = restarted.into_iter().collect();
+            self.forget_where(|key, _| restarted.contains(key));
         }
         self.silent = 0;
         for ((host, id, _), t) in &mut self.tracked {
@@ -654,16 +799,27 @@ impl Monitor {
         self.refused
     }
 
-    /// Beats received so far (rejected ones included).
+    /// Beats received so far (rejected ones included, and datagrams that
+    /// are no beat).
     pub fn beats_received(&self) -> u64 {
         self.beats
     }
 
-    /// Beats rejected so far as impossible for the reporter start they name,
-    /// or with an id or host name longer than a reporter may send (see
-    /// [`record`](Monitor::record)).
+    /// Beats rejected so far, whatever the reason: the sum of
+    /// [`rejections`](Monitor::rejections) (datagrams that are no beat,
+    /// beats with an id or host name longer than a reporter may send, beats
+    /// impossible for the reporter start they name (see
+    /// [`record`](Monitor::record)), and at a keyed monitor unsigned,
+    /// forged, replayed and stale beats).
     pub fn beats_rejected(&self) -> u64 {
-        self.rejected
+        self.rejections.total()
+    }
+
+    /// Beats rejected so far, counted by reason: for a fleet's metrics (a
+    /// rising `bad_mac` or `replayed` is someone at work on the network,
+    /// a rising `malformed` a sender of another version).
+    pub fn rejections(&self) -> Rejections {
+        self.rejections
     }
 
     /// Database reads so far that found the file's write lock held, at
@@ -694,7 +850,8 @@ impl Monitor {
     /// noticed on time (it is noticed at the first read after
     /// `silent_after` intervals without a change). A reporter forgotten
     /// ([`forget_after`](Monitor::forget_after), [`forget`](Monitor::forget),
-    /// or to make room) stays forgotten while its row is unchanged: the
+    /// to make room, or as restarted: see [`judge`](Monitor::judge)) stays
+    /// forgotten while its row is unchanged: the
     /// monitor remembers the last `seq` and pid of up to `max_reporters`
     /// forgotten reporters (the oldest dropped first).
     ///
@@ -749,7 +906,8 @@ impl Monitor {
                     }
                     self.forgotten.remove(&key);
                 }
-                self.record(beat, now);
+                // Rows carry no MAC: the file's permissions protect them.
+                self.take_in(beat, now, false);
             }
             Ok(now)
         });
@@ -793,6 +951,18 @@ fn arrival(stamp: Option<std::time::SystemTime>, now: Instant, floor: Instant) -
     now.checked_sub(age)
         .map_or(floor, |a| a.max(floor))
         .min(now)
+}
+
+/// The wall clock's time, in milliseconds since the Unix epoch, at the
+/// monotonic instant `at` (near now: a beat's arrival).
+fn wall_ms_at(at: Instant) -> u64 {
+    let (wall, now) = (unix_ms(), Instant::now());
+    match now.checked_duration_since(at) {
+        Some(ago) => wall.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+        None => wall.saturating_add(
+            u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX),
+        ),
+    }
 }
 
 /// How far a reporter's `seq` may have moved from a beat seen at `seen`, by

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use daemon::{Child, Process};
 use shm::{Futex, Shared, ShmSafe};
 
+use crate::auth::Key;
 use crate::sinks::Sinks;
 use crate::wire::{unix_ms, Beat};
 use crate::{
@@ -25,6 +26,7 @@ pub struct Reporter {
     pub(crate) udp: Option<SocketAddr>,
     pub(crate) database: Option<PathBuf>,
     pub(crate) host: Option<String>,
+    pub(crate) key: Option<Key>,
 }
 
 impl Reporter {
@@ -39,6 +41,7 @@ impl Reporter {
             udp: None,
             database: None,
             host: None,
+            key: None,
         }
     }
 
@@ -60,6 +63,15 @@ impl Reporter {
     /// Sends each beat as a UDP datagram to `monitor` ("send").
     pub fn udp(mut self, monitor: SocketAddr) -> Reporter {
         self.udp = Some(monitor);
+        self
+    }
+
+    /// Signs every UDP beat with `key` (see [`Key::sign`]), for a monitor
+    /// given the same key ([`Monitor::key`](crate::Monitor::key)), which
+    /// drops unsigned and forged beats. Database rows are not signed: the
+    /// file's permissions are their protection.
+    pub fn key(mut self, key: Key) -> Reporter {
+        self.key = Some(key);
         self
     }
 
@@ -170,6 +182,7 @@ impl Reporter {
                 sent_at_ms: 0,
                 interval_ms: self.interval.as_millis() as u64,
                 instance,
+                mac: None,
             };
             report_until_main_ends(&self, beat, phase, &mut sinks, &board, main.as_ref())
         })
@@ -294,6 +307,9 @@ fn report_until_main_ends(
         beat.seq = seq;
         beat.progress = board.progress.load(Ordering::Relaxed);
         beat.sent_at_ms = unix_ms();
+        if let Some(key) = &config.key {
+            key.sign(&mut beat);
+        }
         sinks.send(&beat);
         board.beats.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "sqlite")]

@@ -601,5 +601,6 @@ fn beat_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Beat> {
         interval_ms: unsigned(6)?,
         // Random bits stored as a signed 64-bit integer: any value is one.
         instance: r.get::<_, i64>(7)? as u64,
+        mac: None,
     })
 }

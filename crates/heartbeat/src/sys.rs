@@ -37,6 +37,24 @@ pub(crate) fn random_u64() -> u64 {
     }
 }
 
+/// Fills `bytes` from the kernel's random source (`getrandom(2)`), for a
+/// key: an error rather than anything weaker.
+pub(crate) fn fill_random(mut bytes: &mut [u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::rand::getrandom(&mut *bytes, rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => bytes = &mut bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// This process's effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// The receive buffer `socket` has, in bytes (`SO_RCVBUF`: on Linux twice
 /// what was asked, the kernel's bookkeeping included).
 pub(crate) fn receive_buffer(socket: &UdpSocket) -> io::Result<usize> {

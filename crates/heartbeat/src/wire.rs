@@ -6,7 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// One report.
+///
+/// A datagram with a field not named here is no beat (it is counted
+/// [`Rejections::malformed`](crate::Rejections::malformed)): a monitor
+/// takes in only what a reporter of this version sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Beat {
     /// The reporter's name, unique among those a monitor watches.
     pub id: String,
@@ -29,6 +34,12 @@ pub struct Beat {
     /// reporters that did not send it.
     #[serde(default)]
     pub instance: u64,
+    /// The beat's MAC, 64 lowercase hexadecimal characters, from a reporter
+    /// given a key ([`Reporter::key`](crate::Reporter::key); see
+    /// [`Key::sign`](crate::Key::sign) for what it covers); `None` (and
+    /// left out of the JSON) from one without. Database rows carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Beat {

@@ -216,6 +216,7 @@ fn load(reporters: u64, rounds: u64) -> (Vec<heartbeat::Alert>, u64, u64) {
                 sent_at_ms: 0,
                 interval_ms: 1000,
                 instance: r + 1,
+                mac: None,
             };
             serde_json::to_vec(&beat).unwrap()
         };
@@ -364,6 +365,7 @@ fn a_beat_with_an_enormous_interval_is_judged_without_panicking() {
             sent_at_ms: 0,
             interval_ms: u64::MAX,
             instance: 0,
+            mac: None,
         },
         now,
     );

@@ -468,6 +468,7 @@ fn made_up(id: &str) -> Vec<u8> {
         sent_at_ms: 0,
         interval_ms: 60_000,
         instance: 1,
+        mac: None,
     })
     .unwrap()
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use daemon::Process;
 use heartbeat::{Beat, Health, Monitor, Reporter};
 
+mod common;
+use common::{poll_until, send_from_another_process};
+
 const INTERVAL: Duration = Duration::from_millis(50);
 
 /// A beat as a simulated reporter sends it.
@@ -22,24 +25,8 @@ fn beat(id: &str, seq: u64, interval_ms: u64) -> Beat {
         sent_at_ms: 0,
         interval_ms,
         instance: 1,
+        mac: None,
     }
-}
-
-/// Sends `beats` to `addr` from another process, and returns once they
-/// are all sent (on loopback: queued at the monitor's socket).
-fn send_from_another_process(addr: SocketAddr, beats: Vec<Beat>) {
-    Process::new(move || {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for beat in &beats {
-            socket
-                .send_to(&serde_json::to_vec(beat).unwrap(), addr)
-                .unwrap();
-        }
-    })
-    .start()
-    .unwrap()
-    .join()
-    .unwrap();
 }
 
 // ---- 11: poll(ZERO) drains what is queued ----
@@ -52,16 +39,6 @@ fn poll_of_zero_reads_the_beats_already_queued() {
     monitor.poll(Duration::ZERO).unwrap();
     assert_eq!(monitor.beats_received(), 25);
     assert_eq!(monitor.reporters()[0].seq, 24);
-}
-
-/// Polls `monitor` until `done` holds, failing the test after
-/// [`GENEROUS`](testkit::GENEROUS).
-fn poll_until(monitor: &mut Monitor, what: &str, mut done: impl FnMut(&Monitor) -> bool) {
-    let limit = testkit::deadline(testkit::GENEROUS);
-    while !done(monitor) {
-        assert!(std::time::Instant::now() < limit, "never happened: {what}");
-        monitor.poll(Duration::from_millis(5)).unwrap();
-    }
 }
 
 // ---- 2: a restart with the same id and pid is seen at once ----
@@ -107,30 +84,13 @@ fn a_restart_with_the_same_id_and_pid_is_alive_at_once() {
 
 /// A main process that reports as `id` until killed.
 fn reporting_main(addr: SocketAddr, id: &'static str) -> daemon::Child<()> {
-    Process::new(move || {
-        let _beat = Reporter::new(id)
-            .interval(INTERVAL)
-            .udp(addr)
-            .start()
-            .unwrap();
-        testkit::park_until_killed();
-    })
-    .start()
-    .unwrap()
+    common::udp_reporting_main(addr, id, INTERVAL, None)
 }
 
 /// Polls `monitor` until `id` is SILENT, for at most 20 intervals (a
 /// killed reporter is SILENT after 3).
 fn assert_turns_silent(monitor: &mut Monitor, id: &str) {
-    let limit = std::time::Instant::now() + INTERVAL * 20;
-    while monitor.health(id) != Some(Health::Silent) {
-        assert!(
-            std::time::Instant::now() < limit,
-            "{id} killed 20 intervals ago is still {:?}",
-            monitor.health(id)
-        );
-        monitor.poll(INTERVAL / 5).unwrap();
-    }
+    common::assert_turns_silent(monitor, id, INTERVAL, || {});
 }
 
 #[test]
@@ -165,6 +125,7 @@ fn a_forged_beat_with_an_impossible_seq_does_not_keep_a_dead_reporter_alive() {
         sent_at_ms: 0,
         interval_ms: u64::MAX / 2,
         instance: seen.instance,
+        mac: None,
     };
     send_from_another_process(addr, vec![forged]);
     victim.kill().unwrap();

@@ -6,7 +6,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 
-use heartbeat::Beat;
+use std::time::{Duration, Instant};
+
+use heartbeat::{Beat, Health, Key, Monitor, Reporter};
 use testkit::GENEROUS;
 
 /// A socket receiving beats, and its address.
@@ -22,6 +24,88 @@ pub(crate) fn next_beat(socket: &UdpSocket) -> Beat {
     let mut buf = [0u8; 65536];
     let n = socket.recv(&mut buf).expect("a beat within GENEROUS");
     serde_json::from_slice(&buf[..n]).unwrap()
+}
+
+/// Sends `beats` to `addr` from another process, and returns once they
+/// are all sent (on loopback: queued at the monitor's socket).
+pub(crate) fn send_from_another_process(addr: SocketAddr, beats: Vec<Beat>) {
+    send_datagrams_from_another_process(
+        addr,
+        beats
+            .iter()
+            .map(|beat| serde_json::to_vec(beat).unwrap())
+            .collect(),
+    );
+}
+
+/// Sends `datagrams` to `addr` from another process, and returns once they
+/// are all sent (on loopback: queued at the monitor's socket).
+pub(crate) fn send_datagrams_from_another_process(addr: SocketAddr, datagrams: Vec<Vec<u8>>) {
+    daemon::Process::new(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for datagram in &datagrams {
+            socket.send_to(datagram, addr).unwrap();
+        }
+    })
+    .start()
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+/// Polls `monitor` until `done` holds, failing the test after
+/// [`GENEROUS`].
+pub(crate) fn poll_until(
+    monitor: &mut Monitor,
+    what: &str,
+    mut done: impl FnMut(&Monitor) -> bool,
+) {
+    let limit = testkit::deadline(GENEROUS);
+    while !done(monitor) {
+        assert!(Instant::now() < limit, "never happened: {what}");
+        monitor.poll(Duration::from_millis(5)).unwrap();
+    }
+}
+
+/// A main process that reports as `id` every `interval` over UDP to
+/// `addr` (signing its beats with `key`, if any) until killed.
+pub(crate) fn udp_reporting_main(
+    addr: SocketAddr,
+    id: &'static str,
+    interval: Duration,
+    key: Option<Key>,
+) -> daemon::Child<()> {
+    daemon::Process::new(move || {
+        let mut reporter = Reporter::new(id).interval(interval).udp(addr);
+        if let Some(key) = key {
+            reporter = reporter.key(key);
+        }
+        let _beat = reporter.start().unwrap();
+        testkit::park_until_killed();
+    })
+    .start()
+    .unwrap()
+}
+
+/// Polls `monitor` until `id` is SILENT, for at most 20 of its `interval`s
+/// (a killed reporter is SILENT after 4), doing `meanwhile` before each
+/// poll.
+pub(crate) fn assert_turns_silent(
+    monitor: &mut Monitor,
+    id: &str,
+    interval: Duration,
+    mut meanwhile: impl FnMut(),
+) {
+    let limit = Instant::now() + interval * 20;
+    while monitor.health(id) != Some(Health::Silent) {
+        assert!(
+            Instant::now() < limit,
+            "{id} killed 20 intervals ago is still {:?}",
+            monitor.health(id)
+        );
+        meanwhile();
+        monitor.poll(interval / 5).unwrap();
+    }
 }
 
 /// A fresh directory for one test's files (a database, say), removed on
