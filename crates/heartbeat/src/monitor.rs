@@ -139,6 +139,10 @@ pub struct Rejections {
     /// long after (say to a monitor restarted since, which has no `seq` to
     /// compare with).
     pub stale: u64,
+    /// Beats naming another host than the only one the monitor takes
+    /// ([`Monitor::only_host`]: a fleet's collector serves its own
+    /// machine).
+    pub foreign_host: u64,
 }
 
 impl Rejections {
@@ -152,6 +156,7 @@ impl Rejections {
             + self.bad_mac
             + self.replayed
             + self.stale
+            + self.foreign_host
     }
 }
 
@@ -188,6 +193,7 @@ pub struct Monitor {
     /// Beats taken in from the network must be signed with it.
     key: Option<auth::Key>,
     max_clock_skew: Duration,
+    only_host: Option<String>,
 }
 
 /// How far a signed beat's `sent_at_ms` may be from a keyed monitor's wall
@@ -252,6 +258,7 @@ impl Monitor {
             database_stalls: 0,
             key: None,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            only_host: None,
         }
     }
 
@@ -287,6 +294,15 @@ impl Monitor {
     /// captured before the monitor restarted can be replayed after.
     pub fn max_clock_skew(mut self, skew: Duration) -> Monitor {
         self.max_clock_skew = skew;
+        self
+    }
+
+    /// Takes in only beats naming `host`; others are rejected, counted in
+    /// [`Rejections::foreign_host`]. A fleet's
+    /// [`Collector`](crate::fleet::Collector) serves its own machine: a beat
+    /// naming another is misdirected or forged.
+    pub fn only_host(mut self, host: impl Into<String>) -> Monitor {
+        self.only_host = Some(host.into());
         self
     }
 
@@ -489,6 +505,10 @@ impl Monitor {
         self.beats += 1;
         if beat.id.len() > MAX_ID_BYTES || beat.host.len() > MAX_HOST_BYTES {
             self.rejections.too_long += 1;
+            return;
+        }
+        if self.only_host.as_ref().is_some_and(|h| *h != beat.host) {
+            self.rejections.foreign_host += 1;
             return;
         }
         let signed = checked && self.key.is_some();

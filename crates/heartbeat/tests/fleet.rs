@@ -40,3 +40,9 @@ fn beats_naming_another_host_are_not_kept() {
     let (_dir, store) = sqlite();
     fleet_scenarios::foreign_host(Fleet::new(store));
 }
+
+#[test]
+fn a_keyed_collector_keeps_signed_reporters_and_drops_forged_beats() {
+    let (dir, store) = sqlite();
+    fleet_scenarios::forged_beats(Fleet::new(store), &dir.0);
+}

@@ -98,6 +98,17 @@ impl Fleet {
 
     /// Starts a collector process for `host`.
     pub fn collector(&self, host: &str) -> CollectorProcess {
+        self.collector_keyed(host, None)
+    }
+
+    /// Starts a collector process for `host`, taking only beats signed
+    /// with the key in `key_file` if given.
+    pub fn collector_keyed(
+        &self,
+        host: &str,
+        key_file: Option<&std::path::Path>,
+    ) -> CollectorProcess {
+        let key_file = key_file.map(|p| p.to_path_buf());
         let port = Shared::new(AtomicU32::new(0)).unwrap();
         let store = self.store.clone();
         let name = host.to_owned();
@@ -109,6 +120,9 @@ impl Fleet {
                     .unwrap()
                     .host(host)
                     .interval(INTERVAL);
+                if let Some(file) = key_file {
+                    collector = collector.key(heartbeat::Key::from_file(file).unwrap());
+                }
                 port.store(
                     u32::from(collector.local_addr().unwrap().port()),
                     Ordering::Release,
@@ -151,15 +165,28 @@ impl Fleet {
         id: &str,
         progress: bool,
     ) -> daemon::Child<()> {
+        self.reporter_keyed(collector, host, id, progress, None)
+    }
+
+    /// As [`reporter_on`](Fleet::reporter_on), signing its beats with the
+    /// key in `key_file` if given.
+    pub fn reporter_keyed(
+        &self,
+        collector: &CollectorProcess,
+        host: &str,
+        id: &str,
+        progress: bool,
+        key_file: Option<&std::path::Path>,
+    ) -> daemon::Child<()> {
         let addr = collector.addr;
         let (id, host) = (id.to_owned(), host.to_owned());
+        let key_file = key_file.map(|p| p.to_path_buf());
         daemon::Process::new(move || {
-            let beat = Reporter::new(id)
-                .host(host)
-                .interval(INTERVAL)
-                .udp(addr)
-                .start()
-                .unwrap();
+            let mut reporter = Reporter::new(id).host(host).interval(INTERVAL).udp(addr);
+            if let Some(file) = key_file {
+                reporter = reporter.key(heartbeat::Key::from_file(file).unwrap());
+            }
+            let beat = reporter.start().unwrap();
             let limit = Instant::now() + GENEROUS * 6;
             while Instant::now() < limit {
                 if progress {
@@ -360,6 +387,38 @@ pub fn foreign_host(mut fleet: Fleet) {
         .map(|c| (c.host.as_str(), c.reporter.id.as_str()))
         .collect();
     assert_eq!(ids, [("host-a", "local")]);
+    // The foreign beats were received, and rejected.
+    fleet.watch_until("the foreign beats counted", |_| true);
+    let hosts = fleet.monitor.store().read_hosts().unwrap();
+    assert!(hosts[0].beats_rejected >= 1, "{hosts:?}");
     let _ = foreign.kill();
     let _ = collector.child.kill();
+}
+
+/// A collector given a key keeps signed reporters and drops forged beats
+/// (unsigned, or signed with another key), counting them.
+pub fn forged_beats(mut fleet: Fleet, dir: &std::path::Path) {
+    let key = dir.join("fleet.key");
+    heartbeat::Key::generate_file(&key).unwrap();
+    let other = dir.join("other.key");
+    heartbeat::Key::generate_file(&other).unwrap();
+    let collector = fleet.collector_keyed("host-a", Some(&key));
+    let signed = fleet.reporter_keyed(&collector, "host-a", "signed", true, Some(&key));
+    let unsigned = fleet.reporter_keyed(&collector, "host-a", "unsigned", true, None);
+    let forged = fleet.reporter_keyed(&collector, "host-a", "forged", true, Some(&other));
+    fleet.wait_alive("host-a", 1);
+    fleet.watch_for(INTERVAL * 3);
+    let (_, all) = fleet
+        .monitor
+        .store()
+        .read_changes(Some(heartbeat::fleet::StoreTime(0)))
+        .unwrap();
+    let ids: Vec<_> = all.iter().map(|c| c.reporter.id.as_str()).collect();
+    assert_eq!(ids, ["signed"]);
+    let hosts = fleet.monitor.store().read_hosts().unwrap();
+    assert!(hosts[0].beats_rejected >= 4, "{hosts:?}");
+    assert!(fleet.alerts.is_empty(), "{:#?}", fleet.alerts);
+    for r in [signed, unsigned, forged, collector.child] {
+        let _ = r.kill();
+    }
 }

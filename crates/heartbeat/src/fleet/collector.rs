@@ -270,11 +270,15 @@ impl Collector {
         addr: impl ToSocketAddrs,
         store: impl Store + 'static,
     ) -> Result<Collector, HeartbeatError> {
-        let monitor = Monitor::udp(addr)?.silent_after(1).slack(0.5);
+        let host = sys::hostname();
+        let monitor = Monitor::udp(addr)?
+            .silent_after(1)
+            .slack(0.5)
+            .only_host(host.clone());
         let interval = DEFAULT_COLLECT_INTERVAL;
         Ok(Collector {
             monitor,
-            host: sys::hostname(),
+            host,
             instance: sys::random_u64(),
             pid: shm::pid::current().get(),
             interval,
@@ -288,6 +292,16 @@ impl Collector {
     /// naming another host are not kept.
     pub fn host(mut self, host: impl Into<String>) -> Collector {
         self.host = host.into();
+        self.monitor = self.monitor.only_host(self.host.clone());
+        self
+    }
+
+    /// Takes in only beats signed with `key` (see [`Key`](crate::Key)):
+    /// unsigned, forged, replayed and stale beats are dropped and counted
+    /// ([`Monitor::rejections`]). Every reporter of the machine must be
+    /// started with the same key ([`Reporter::key`](crate::Reporter::key)).
+    pub fn key(mut self, key: crate::Key) -> Collector {
+        self.monitor = self.monitor.key(key);
         self
     }
 
@@ -370,7 +384,6 @@ impl Collector {
             .monitor
             .reporters()
             .into_iter()
-            .filter(|r| r.host == self.host)
             .inspect(|r| match r.health {
                 crate::Health::Alive => counts.0 += 1,
                 crate::Health::Stuck => counts.1 += 1,
@@ -412,7 +425,8 @@ impl Collector {
         }
     }
 
-    /// The judging monitor, to read its counts.
+    /// The judging monitor, to read its counts (beats rejected by reason:
+    /// [`Monitor::rejections`]).
     pub fn monitor(&self) -> &Monitor {
         &self.monitor
     }
