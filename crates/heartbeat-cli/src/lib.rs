@@ -1,0 +1,100 @@
+//! What the two programs share: where the store is, and the key.
+//!
+//! - `heartbeat-collector`: one per machine (see
+//!   [`heartbeat::fleet::Collector`]).
+//! - `heartbeat-monitor`: reads the store (see
+//!   [`heartbeat::fleet::FleetMonitor`]), prints alerts, serves `/metrics`.
+//!
+//! # Example
+//!
+//! ```
+//! use heartbeat_cli::StoreArgs;
+//!
+//! let args = StoreArgs { url: None, sqlite: Some("fleet.db".into()) };
+//! assert_eq!(args.describe(), "SQLite file fleet.db");
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use heartbeat::fleet::{
+    CollectorReport, FleetAlert, HostRow, PgStore, SqliteStore, Store, StoreError, StoreTime,
+    StoredReporter,
+};
+
+/// Where the store is: exactly one of a PostgreSQL URL and a SQLite file.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct StoreArgs {
+    /// The PostgreSQL store's URL, libpq style:
+    /// `postgresql://USER@HOST:PORT/DB?sslmode=require`. The password comes
+    /// from the URL, PGPASSWORD or the passfile (PGPASSFILE, ~/.pgpass);
+    /// also read from the environment variable PROCSYNC_FLEET_URL.
+    #[arg(long, env = "PROCSYNC_FLEET_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// A SQLite file as the store (one machine: its collector and monitor
+    /// share the file).
+    #[arg(long, value_name = "PATH")]
+    pub sqlite: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Opens the store. A PostgreSQL store connects at its first use (and
+    /// again after any failure), so a program started while the server is
+    /// down works once it is up.
+    pub fn open(&self) -> Result<AnyStore, StoreError> {
+        match (&self.url, &self.sqlite) {
+            (Some(url), _) => Ok(AnyStore(Box::new(PgStore::lazy(url)))),
+            (None, Some(path)) => Ok(AnyStore(Box::new(SqliteStore::open(path)?))),
+            (None, None) => Err(StoreError::new(
+                "choose the store",
+                "give --url (PostgreSQL) or --sqlite PATH",
+            )),
+        }
+    }
+
+    /// The store in words, without a password.
+    pub fn describe(&self) -> String {
+        match (&self.url, &self.sqlite) {
+            (Some(_), _) => "PostgreSQL store".to_owned(),
+            (None, Some(path)) => format!("SQLite file {}", path.display()),
+            (None, None) => "no store".to_owned(),
+        }
+    }
+}
+
+/// Either store, chosen at run time.
+pub struct AnyStore(Box<dyn Store>);
+
+impl Store for AnyStore {
+    fn write(&mut self, report: &CollectorReport) -> Result<(), StoreError> {
+        self.0.write(report)
+    }
+    fn read_hosts(&mut self) -> Result<Vec<HostRow>, StoreError> {
+        self.0.read_hosts()
+    }
+    fn read_changes(
+        &mut self,
+        since: Option<StoreTime>,
+    ) -> Result<(StoreTime, Vec<StoredReporter>), StoreError> {
+        self.0.read_changes(since)
+    }
+    fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {
+        self.0.record_alerts(alerts)
+    }
+    fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, StoreError> {
+        self.0.read_alerts(limit)
+    }
+}
+
+/// A duration in seconds from the command line: positive, finite, at most
+/// a day.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (try 1 or 0.5)"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("give between 0 and 86400 seconds, not {text}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
