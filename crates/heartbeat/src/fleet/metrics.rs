@@ -1,54 +1,8 @@
-//! The fleet monitor's Prometheus endpoint (feature `metrics`): `/metrics`
-//! in the OpenMetrics text format, encoded by `prometheus-client`, so that
-//! Prometheus scrapes it and Grafana and Alertmanager draw and page.
-//!
-//! [`MetricsServer::bind`] starts one thread serving HTTP/1.x on a std
-//! [`TcpListener`]: `GET /metrics` gives the metrics, `GET /` a short page
-//! linking them, any other path 404 and any other method 405. Every answer
-//! closes its connection (`Connection: close`).
-//!
-//! The monitor's loop calls [`MetricsServer::update`] with
-//! [`FleetMonitor::status`](super::FleetMonitor::status) **after each
-//! [`check`](super::FleetMonitor::check)**: the store's read latency is one
-//! observation of a histogram per check, and counters advance by what
-//! changed since the last update.
-//!
-//! # Where it listens
-//!
-//! It binds where it is told, and has **no authentication**: anyone who can
-//! reach the address reads the fleet's host names and health. The
-//! `heartbeat-monitor` binary's default is `127.0.0.1` (this machine only);
-//! to expose it, put a proxy in front that authenticates (or bind a
-//! private network's address on purpose).
-//!
-//! # A slow or huge client
-//!
-//! The one thread serves every connection at once through `poll(2)`, so one
-//! client never makes another wait: a request must arrive whole within
-//! [`REQUEST_TIMEOUT`] of the connection (a client that sends nothing, or
-//! a byte now and then, is dropped then) and within [`MAX_REQUEST_BYTES`]
-//! (a longer one is answered 414 or 431 and closed); an answer must be
-//! taken within [`RESPONSE_TIMEOUT`]. At most [`MAX_CONNECTIONS`] are open
-//! at once; more wait in the listener's backlog.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use heartbeat::fleet::{FleetMonitor, MetricsServer, SqliteStore};
-//! use std::time::Duration;
-//!
-//! let mut monitor = FleetMonitor::new(SqliteStore::open("/var/lib/heartbeat/fleet.db")?);
-//! let metrics = MetricsServer::bind("127.0.0.1:9464")?;
-//! println!("metrics on http://{}/metrics", metrics.local_addr());
-//! loop {
-//!     for alert in monitor.check() {
-//!         println!("{alert}");
-//!     }
-//!     metrics.update(monitor.status()); // once per check
-//!     std::thread::sleep(Duration::from_millis(250));
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The fleet monitor's Prometheus endpoint (feature `metrics`):
+//! [`MetricsServer`] serves `/metrics` in the OpenMetrics text format,
+//! encoded by `prometheus-client`, so that Prometheus scrapes it and Grafana
+//! and Alertmanager draw and page. Its docs say what it serves, where it
+//! listens, and how it stands slow and huge clients, with an example.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
@@ -316,8 +270,76 @@ fn increase(before: u64, now: u64) -> u64 {
     now.checked_sub(before).unwrap_or(now)
 }
 
-/// Serves the fleet monitor's metrics over HTTP (see the [module](self)
-/// docs). Dropping it stops its thread and closes its port.
+/// Serves the fleet monitor's metrics over HTTP (feature `metrics`): `/metrics`
+/// in the OpenMetrics text format, encoded by `prometheus-client`, so that
+/// Prometheus scrapes it and Grafana and Alertmanager draw and page.
+///
+/// [`MetricsServer::bind`] starts one thread serving HTTP/1.x on a std
+/// [`TcpListener`]: `GET /metrics` gives the metrics, `GET /` a short page
+/// linking them, any other path 404 and any other method 405. Every answer
+/// closes its connection (`Connection: close`).
+///
+/// The monitor's loop calls [`MetricsServer::update`] with
+/// [`FleetMonitor::status`](super::FleetMonitor::status) **after each
+/// [`check`](super::FleetMonitor::check)**: the store's read latency is one
+/// observation of a histogram per check, and counters advance by what
+/// changed since the last update.
+///
+/// Dropping it stops its thread and closes its port and connections.
+///
+/// # Metrics
+///
+/// - `heartbeat_reporters{health}`: reporters of live machines by their
+///   collectors' verdicts (`alive`, `stuck`, `silent`), and of silent
+///   machines (`unknown`);
+/// - `heartbeat_hosts{health}`: machines `alive` or `silent`;
+/// - per machine: `heartbeat_host_up{host}` (1 or 0),
+///   `heartbeat_host_reporters{host,health}` and
+///   `heartbeat_host_seconds_since_write{host}` (on the store's clock);
+/// - `heartbeat_beats_received_total`, `heartbeat_beats_rejected_total`:
+///   counters of the collectors' beats, advanced by each collector's
+///   increase (a restarted collector's counts begin again and are added);
+/// - `heartbeat_store_up`, `heartbeat_store_read_seconds` (a histogram, one
+///   observation per check) and `heartbeat_store_read_failures_total`;
+/// - `heartbeat_alerts_total{kind}`, every [`FleetAlertKind`](super::FleetAlertKind)
+///   by its [name](super::FleetAlertKind::name), 0 until raised.
+///
+/// # Where it listens
+///
+/// It binds where it is told, and has **no authentication**: anyone who can
+/// reach the address reads the fleet's host names and health. The
+/// `heartbeat-monitor` binary's default is `127.0.0.1` (this machine only);
+/// to expose it, put a proxy in front that authenticates (or bind a
+/// private network's address on purpose).
+///
+/// # A slow or huge client
+///
+/// The one thread serves every connection at once through `poll(2)`, so one
+/// client never makes another wait: a request must arrive whole within
+/// [`REQUEST_TIMEOUT`] of the connection (a client that sends nothing, or
+/// a byte now and then, is dropped then) and within [`MAX_REQUEST_BYTES`]
+/// (a longer one is answered 414 or 431 and closed); an answer must be
+/// taken within [`RESPONSE_TIMEOUT`]. At most [`MAX_CONNECTIONS`] are open
+/// at once; more wait in the listener's backlog.
+///
+/// # Example
+///
+/// ```no_run
+/// use heartbeat::fleet::{FleetMonitor, MetricsServer, SqliteStore};
+/// use std::time::Duration;
+///
+/// let mut monitor = FleetMonitor::new(SqliteStore::open("/var/lib/heartbeat/fleet.db")?);
+/// let metrics = MetricsServer::bind("127.0.0.1:9464")?;
+/// println!("metrics on http://{}/metrics", metrics.local_addr());
+/// loop {
+///     for alert in monitor.check() {
+///         println!("{alert}");
+///     }
+///     metrics.update(monitor.status()); // once per check
+///     std::thread::sleep(Duration::from_millis(250));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MetricsServer {
     metrics: Arc<Mutex<Metrics>>,
