@@ -30,6 +30,8 @@
 //! machine, one file) and [`PgStore`] (feature `postgres`).
 
 mod collector;
+#[cfg(feature = "metrics")]
+mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "sqlite")]
@@ -38,6 +40,11 @@ mod store;
 mod watch;
 
 pub use collector::{Collector, CollectorStatus, DEFAULT_COLLECT_INTERVAL, FULL_WRITE_EVERY};
+#[cfg(feature = "metrics")]
+pub use metrics::{
+    MetricsServer, CONTENT_TYPE, MAX_CONNECTIONS, MAX_REQUEST_BYTES, REQUEST_TIMEOUT,
+    RESPONSE_TIMEOUT,
+};
 #[cfg(feature = "postgres")]
 pub use pg::PgStore;
 #[cfg(feature = "sqlite")]
