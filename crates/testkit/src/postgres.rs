@@ -22,9 +22,9 @@
 //! [`Cluster::start`] on the machine, which deletes the directories of
 //! clusters whose process is gone.
 //!
-//! Needs the PostgreSQL server binaries: `pg_config --bindir`, else the
-//! newest `/usr/lib/postgresql/*/bin` (Debian's `postgresql` package,
-//! which `.ci/run` installs), and `openssl` for [`Cluster::start_tls`].
+//! Needs the PostgreSQL server binaries (see [`server_bindir`]; Debian's
+//! `postgresql` package, which `.ci/run` installs), and `openssl` for
+//! [`Cluster::start_tls`].
 
 use std::fs;
 use std::io::Read;
@@ -439,8 +439,9 @@ impl Drop for Cluster {
     }
 }
 
-/// The directory of the server binaries: `pg_config --bindir`, else the
-/// newest `/usr/lib/postgresql/*/bin`. Panics saying how to install them.
+/// The directory of the server binaries: `pg_config --bindir`, else that
+/// of an `initdb` on `PATH` (symbolic links followed), else the newest
+/// `/usr/lib/postgresql/*/bin`. Panics saying how to install them.
 pub fn server_bindir() -> PathBuf {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -448,6 +449,15 @@ pub fn server_bindir() -> PathBuf {
         if out.status.success() && has_initdb(&dir) {
             return dir;
         }
+    }
+    if let Some(dir) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find_map(|dir| {
+            let initdb = fs::canonicalize(dir.join("initdb")).ok()?;
+            let dir = initdb.parent()?.to_path_buf();
+            has_initdb(&dir).then_some(dir)
+        })
+    }) {
+        return dir;
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .map(|dir| {
@@ -492,7 +502,7 @@ fn postgres_user() -> (u32, u32) {
 /// A new directory `procsync-pg-<pid>-<n>` under the temporary directory,
 /// owned by `owner`.
 fn new_directory(owner: Option<(u32, u32)>) -> PathBuf {
-    let base = std::env::temp_dir();
+    let base = base_directory();
     for _ in 0..1000 {
         let path = base.join(format!(
             "{DIR_PREFIX}{}-{}",
@@ -516,10 +526,25 @@ fn new_directory(owner: Option<(u32, u32)>) -> PathBuf {
     panic!("no free cluster directory name");
 }
 
+/// Where cluster directories go: the temporary directory, or `/tmp` when
+/// the `postgres` user could not reach that one (a private `TMPDIR` of
+/// root's).
+fn base_directory() -> PathBuf {
+    let temp = std::env::temp_dir();
+    let reachable = temp
+        .ancestors()
+        .all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    if reachable || !sys::is_root() {
+        temp
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
 /// Removes the cluster directories of processes that are gone (a test
 /// process SIGKILLed before its clusters' drop).
 fn remove_abandoned_directories() {
-    let Ok(dir) = fs::read_dir(std::env::temp_dir()) else {
+    let Ok(dir) = fs::read_dir(base_directory()) else {
         return;
     };
     for entry in dir.filter_map(Result::ok) {

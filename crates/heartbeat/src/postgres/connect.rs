@@ -1,61 +1,4 @@
-//! Connecting to a PostgreSQL server by URL, the way `libpq` reads one.
-//!
-//! `postgresql://user[:password]@host[:port]/dbname?param=value&...`
-//! (also `postgres://`). Every parameter the `postgres` crate knows is
-//! passed on (`connect_timeout`, `options`, `application_name`,
-//! `keepalives`, ...); the ones below are read here.
-//!
-//! # Password
-//!
-//! The first of: the URL's password; `PGPASSWORD`; the password file
-//! (`passfile=` in the URL, else `PGPASSFILE`, else `~/.pgpass`), libpq's
-//! format: lines `host:port:database:user:password`, `*` matching
-//! anything in the first four fields, `\:` and `\\` escaping, `#`
-//! starting a comment line, the first matching line winning. A host given
-//! as a Unix socket directory matches `localhost`, a missing port `5432`,
-//! a missing database the user's name. As libpq does, a password file
-//! that its group or others may read (mode not within `0600`) is ignored;
-//! the error of a connection that then fails says so.
-//!
-//! The password never appears in an error message: errors name the URL
-//! with its password replaced by `***`.
-//!
-//! # TLS (`sslmode`)
-//!
-//! Through rustls (pure Rust, no OpenSSL needed to build or run):
-//!
-//! - absent or `disable`: no TLS. (libpq's default is `prefer`; here TLS
-//!   is used when the URL asks for it, never silently half-way.)
-//! - `prefer`: TLS if the server offers it (certificate not verified),
-//!   else plain.
-//! - `require`: TLS or no connection; the certificate is not verified
-//!   (encrypted against eavesdroppers, not against an active attacker), as
-//!   libpq does, unless `sslrootcert` is given, which makes it `verify-ca`,
-//!   as in libpq.
-//! - `verify-ca`: TLS with a certificate signed by an authority of
-//!   `sslrootcert` (a PEM file; default `~/.postgresql/root.crt`).
-//! - `verify-full`: `verify-ca`, and the certificate names the host of the
-//!   URL (its DNS name or IP address).
-//! - `allow` is refused (the `postgres` crate cannot try plain first).
-//!
-//! # Timeouts
-//!
-//! A store that is down must not hang its caller:
-//!
-//! - `connect_timeout` (seconds, as in libpq) bounds each TCP connect;
-//!   [`DEFAULT_CONNECT_TIMEOUT`] when the URL gives none. A closed port
-//!   fails at once, an unreachable host within it.
-//! - `tcp_user_timeout` (milliseconds): data the server does not
-//!   acknowledge for that long (a host gone, a cable pulled) breaks the
-//!   connection; [`DEFAULT_TCP_USER_TIMEOUT`] when the URL gives none.
-//! - The server's `statement_timeout` is set to
-//!   [`DEFAULT_STATEMENT_TIMEOUT`] unless the URL's `options` set one.
-//!
-//! Not bounded: a server process that accepts the TCP connection (its
-//! kernel does that) but never answers, such as a SIGSTOPped one. The
-//! `postgres` crate gives no deadline for the startup exchange or a
-//! query's answer; a caller that must not block then (a collector) calls
-//! from a thread of its own.
+//! Connecting to a PostgreSQL server by URL: see [`connect`].
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -83,8 +26,64 @@ pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server's `statement_timeout` when the URL's `options` set none.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connects to the PostgreSQL server at `url` (see the [module
-/// docs](self) for the password, TLS and timeouts).
+/// Connects to the PostgreSQL server at `url`, the way `libpq` reads one.
+///
+/// `postgresql://user[:password]@host[:port]/dbname?param=value&...`
+/// (also `postgres://`). Every parameter the `postgres` crate knows is
+/// passed on (`connect_timeout`, `options`, `application_name`,
+/// `keepalives`, ...); the ones below are read here.
+///
+/// # Password
+///
+/// The first of: the URL's password; `PGPASSWORD`; the password file
+/// (`passfile=` in the URL, else `PGPASSFILE`, else `~/.pgpass`), libpq's
+/// format: lines `host:port:database:user:password`, `*` matching
+/// anything in the first four fields, `\:` and `\\` escaping, `#`
+/// starting a comment line, the first matching line winning. A host given
+/// as a Unix socket directory matches `localhost`, a missing port `5432`,
+/// a missing database the user's name. As libpq does, a password file
+/// that its group or others may read (mode not within `0600`) is ignored;
+/// the error of a connection that then fails says so.
+///
+/// The password never appears in an error message: errors name the URL
+/// with its password replaced by `***`.
+///
+/// # TLS (`sslmode`)
+///
+/// Through rustls (pure Rust, no OpenSSL needed to build or run):
+///
+/// - absent or `disable`: no TLS. (libpq's default is `prefer`; here TLS
+///   is used when the URL asks for it, never silently half-way.)
+/// - `prefer`: TLS if the server offers it (certificate not verified),
+///   else plain.
+/// - `require`: TLS or no connection; the certificate is not verified
+///   (encrypted against eavesdroppers, not against an active attacker), as
+///   libpq does, unless `sslrootcert` is given, which makes it `verify-ca`,
+///   as in libpq.
+/// - `verify-ca`: TLS with a certificate signed by an authority of
+///   `sslrootcert` (a PEM file; default `~/.postgresql/root.crt`).
+/// - `verify-full`: `verify-ca`, and the certificate names the host of the
+///   URL (its DNS name or IP address).
+/// - `allow` is refused (the `postgres` crate cannot try plain first).
+///
+/// # Timeouts
+///
+/// A store that is down must not hang its caller:
+///
+/// - `connect_timeout` (seconds, as in libpq) bounds each TCP connect;
+///   [`DEFAULT_CONNECT_TIMEOUT`] when the URL gives none. A closed port
+///   fails at once, an unreachable host within it.
+/// - `tcp_user_timeout` (milliseconds): data the server does not
+///   acknowledge for that long (a host gone, a cable pulled) breaks the
+///   connection; [`DEFAULT_TCP_USER_TIMEOUT`] when the URL gives none.
+/// - The server's `statement_timeout` is set to
+///   [`DEFAULT_STATEMENT_TIMEOUT`] unless the URL's `options` set one.
+///
+/// Not bounded: a server process that accepts the TCP connection (its
+/// kernel does that) but never answers, such as a SIGSTOPped one. The
+/// `postgres` crate gives no deadline for the startup exchange or a
+/// query's answer; a caller that must not block then (a collector) calls
+/// from a thread of its own.
 ///
 /// Errors are [`HeartbeatError::Store`], naming the URL without its
 /// password.
