@@ -167,6 +167,16 @@ fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
         !err.contains(cluster.password()),
         "the password shows: {err}"
     );
+    // require with an sslrootcert verifies the authority, as in libpq.
+    let checked = |root: &std::path::Path| {
+        connect(&format!(
+            "{}?sslmode=require&sslrootcert={}",
+            cluster.url(),
+            root.display()
+        ))
+    };
+    assert!(uses_tls(&mut checked(&ca).unwrap()));
+    assert!(checked(&wrong).is_err());
 }
 
 #[test]
@@ -191,6 +201,42 @@ fn a_server_that_is_down_fails_within_the_timeout() {
         started.elapsed()
     );
     assert!(!err.to_string().contains(cluster.password()));
+}
+
+#[test]
+fn a_frozen_server_fails_the_connect_within_its_timeout_and_again_at_once() {
+    let cluster = Cluster::start();
+    let url = format!("{}?connect_timeout=1", cluster.url());
+    cluster.pause();
+    // Run in a thread so that a connect that hangs fails the test instead.
+    let attempt = |url: &str| {
+        let url = url.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let outcome = connect(&url).map(|_| ()).map_err(|e| e.to_string());
+            let _ = tx.send((started.elapsed(), outcome));
+        });
+        rx.recv_timeout(testkit::GENEROUS)
+            .expect("connect to a frozen server hangs")
+    };
+    let (took, outcome) = attempt(&url);
+    let err = outcome.unwrap_err();
+    assert!(took < Duration::from_secs(3), "took {took:?}: {err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(!err.contains(cluster.password()), "{err}");
+    // The attempt still waiting for the server is not repeated: the next
+    // one fails at once, so a caller retrying every second piles up
+    // nothing.
+    let (took, outcome) = attempt(&url);
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert!(outcome.unwrap_err().contains("still waiting"));
+    // Thawed, the store is usable again.
+    cluster.resume();
+    let limit = testkit::deadline(testkit::GENEROUS);
+    while let (_, Err(e)) = attempt(&url) {
+        assert!(Instant::now() < limit, "never connected again: {e}");
+    }
 }
 
 #[test]

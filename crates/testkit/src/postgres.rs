@@ -169,10 +169,29 @@ impl Cluster {
         }
     }
 
+    /// Freezes the server: SIGSTOP to all its processes. It still accepts
+    /// TCP connections (the kernel does that) but answers nothing, as a
+    /// hung or overloaded store would. [`Cluster::resume`] thaws it; a stop
+    /// or drop does too.
+    pub fn pause(&self) {
+        for pid in self.processes() {
+            sys::signal(pid, Signal::STOP);
+        }
+    }
+
+    /// Thaws a server frozen by [`Cluster::pause`] (SIGCONT to all its
+    /// processes).
+    pub fn resume(&self) {
+        for pid in self.processes() {
+            sys::signal(pid, Signal::CONT);
+        }
+    }
+
     /// Stops the server (fast shutdown: sessions are ended, data is
     /// kept), SIGKILLing it if it has not stopped within
     /// [`SERVER_TIMEOUT`]. Does nothing if it is not running.
     pub fn stop(&mut self) {
+        self.resume();
         let Some(mut child) = self.postmaster.take() else {
             return;
         };

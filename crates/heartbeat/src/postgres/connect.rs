@@ -4,7 +4,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::postgres::config::{Host, SslMode};
@@ -70,20 +71,28 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// A store that is down must not hang its caller:
 ///
-/// - `connect_timeout` (seconds, as in libpq) bounds each TCP connect;
-///   [`DEFAULT_CONNECT_TIMEOUT`] when the URL gives none. A closed port
-///   fails at once, an unreachable host within it.
+/// - `connect_timeout` (seconds, as in libpq) bounds the connection to
+///   each host (below); [`DEFAULT_CONNECT_TIMEOUT`] when the URL gives
+///   none. A closed port fails at once, an unreachable host within it.
 /// - `tcp_user_timeout` (milliseconds): data the server does not
 ///   acknowledge for that long (a host gone, a cable pulled) breaks the
 ///   connection; [`DEFAULT_TCP_USER_TIMEOUT`] when the URL gives none.
 /// - The server's `statement_timeout` is set to
 ///   [`DEFAULT_STATEMENT_TIMEOUT`] unless the URL's `options` set one.
 ///
-/// Not bounded: a server process that accepts the TCP connection (its
-/// kernel does that) but never answers, such as a SIGSTOPped one. The
-/// `postgres` crate gives no deadline for the startup exchange or a
-/// query's answer; a caller that must not block then (a collector) calls
-/// from a thread of its own.
+/// The whole connection (TCP, TLS, the startup exchange, authentication)
+/// takes at most `connect_timeout` per host, as in libpq, also against a
+/// server that accepts the TCP connection (its kernel does that) but never
+/// answers, such as a hung or SIGSTOPped one: the attempt runs on a thread
+/// of its own, left to end when the server answers or the connection
+/// breaks. While it waits, a new `connect` to the same URL fails at once
+/// (so a caller retrying every interval leaves one such thread, not one
+/// per try).
+///
+/// Not bounded: a query on a connection whose server then hangs (the
+/// `postgres` crate gives no deadline for an answer, and the server's
+/// `statement_timeout` does not run in a hung server); a caller that must
+/// not block then (a collector) queries from a thread of its own.
 ///
 /// Errors are [`HeartbeatError::Store`], naming the URL without its
 /// password.
@@ -184,9 +193,67 @@ pub fn connect(url: &str) -> Result<::postgres::Client, HeartbeatError> {
     };
     let tls = tls_config(verify, roots.as_deref()).map_err(fail("setting up TLS for", ""))?;
 
-    config
-        .connect(MakeRustlsConnect::new(tls))
-        .map_err(|e| fail("connecting to", &note)(e.into()))
+    // The whole connection (TCP, TLS, startup, authentication) within
+    // connect_timeout per host, as libpq bounds it: the `postgres` crate
+    // bounds only the TCP connect.
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+        .saturating_mul(config.get_hosts().len().max(1) as u32);
+    bounded(url, limit, move || {
+        config.connect(MakeRustlsConnect::new(tls))
+    })
+    .map_err(|e| fail("connecting to", &note)(e))
+}
+
+type Outcome = Result<::postgres::Client, ::postgres::Error>;
+
+/// Attempts that did not finish in time, by URL, each still waiting for
+/// its server on a thread of its own.
+static WAITING: Mutex<Vec<(String, mpsc::Receiver<Outcome>)>> = Mutex::new(Vec::new());
+
+/// Runs `attempt` on a thread of its own and waits for it at most
+/// `limit`. One that does not finish in time is left to finish (or fail)
+/// when its server answers or its connection breaks, and is remembered:
+/// while it waits, a new connection to the same URL fails at once instead
+/// of leaving one more thread waiting, so a caller retrying every interval
+/// piles up nothing.
+fn bounded(
+    url: &str,
+    limit: Duration,
+    attempt: impl FnOnce() -> Outcome + Send + 'static,
+) -> Result<::postgres::Client, Box<dyn std::error::Error + Send + Sync>> {
+    {
+        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the attempts that have finished since (their connection,
+        // if any, is dropped: closed).
+        waiting.retain(|(_, answer)| matches!(answer.try_recv(), Err(TryRecvError::Empty)));
+        if waiting.iter().any(|(u, _)| u == url) {
+            return Err("an earlier attempt is still waiting for this server to answer".into());
+        }
+    }
+    let (tx, answer) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("postgres-connect".into())
+        .spawn(move || {
+            let _ = tx.send(attempt());
+        })?;
+    match answer.recv_timeout(limit) {
+        Ok(outcome) => Ok(outcome?),
+        Err(RecvTimeoutError::Timeout) => {
+            WAITING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((url.to_string(), answer));
+            Err(format!(
+                "the server did not answer within {limit:?} (connect_timeout): it accepts \
+                 connections but does not serve them"
+            )
+            .into())
+        }
+        Err(RecvTimeoutError::Disconnected) => Err("the connecting thread panicked".into()),
+    }
 }
 
 /// Splits off the query parameters read here (`sslmode`, `sslrootcert`,
