@@ -188,6 +188,9 @@
 //!   default) the SQLite table.
 //! - `wire`: the [`Beat`] and its JSON form.
 //! - `auth`: the [`Key`], its file, and the MAC of a beat.
+//! - `postgres` (feature `postgres`): `postgres::connect`, a connection
+//!   to a PostgreSQL server by URL (password from the URL, `PGPASSWORD` or
+//!   a password file; TLS through rustls when the URL asks).
 //! - `sys`: every system call, each wrapped once.
 
 #![deny(unsafe_code)]
@@ -200,6 +203,8 @@ struct GuideExamples;
 mod auth;
 pub mod fleet;
 mod monitor;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod reporter;
 mod sinks;
 mod sys;
@@ -258,6 +263,18 @@ pub enum HeartbeatError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// A PostgreSQL server could not be reached or used (feature
+    /// `postgres`). `what` names the server by its URL without the
+    /// password.
+    #[cfg(feature = "postgres")]
+    #[error("{what}: {source}")]
+    Store {
+        /// What was being done, and with which server.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Starting the reporting daemon failed.
     #[error("starting the heartbeat reporter: {0}")]

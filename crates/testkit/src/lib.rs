@@ -15,6 +15,8 @@
 #[allow(unsafe_code)] // _exit in a forked child
 mod sys;
 
+pub mod postgres;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

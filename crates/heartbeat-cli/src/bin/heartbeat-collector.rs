@@ -60,7 +60,10 @@ fn main() -> ExitCode {
     if let Some(path) = &args.make_key_file {
         return match Key::generate_file(path) {
             Ok(_) => {
-                println!("made key file {} (mode 0600): copy it to every machine", path.display());
+                println!(
+                    "made key file {} (mode 0600): copy it to every machine",
+                    path.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => fail(1, e),
@@ -84,7 +87,10 @@ fn main() -> ExitCode {
     if let Some(key) = key {
         collector = collector.key(key);
     }
-    let addr = collector.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = collector
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!(
         "heartbeat-collector: listening on {addr}, writing to the {} every {:.3} s",
         args.store.describe(),
@@ -94,7 +100,8 @@ fn main() -> ExitCode {
     let mut store_up = None;
     loop {
         let step = end.map_or(Duration::from_secs(1), |end| {
-            end.saturating_duration_since(Instant::now()).min(Duration::from_secs(1))
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1))
         });
         if let Err(e) = collector.run_for(step) {
             return fail(2, e);
@@ -103,7 +110,9 @@ fn main() -> ExitCode {
         let status = collector.status();
         if status.writes + status.write_failures > 0 && store_up != Some(status.store_up) {
             match &status.last_error {
-                Some(error) if !status.store_up => eprintln!("heartbeat-collector: store unreachable: {error}"),
+                Some(error) if !status.store_up => {
+                    eprintln!("heartbeat-collector: store unreachable: {error}")
+                }
                 _ => eprintln!("heartbeat-collector: store reachable"),
             }
             store_up = Some(status.store_up);

@@ -43,7 +43,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(args.slack.is_finite() && args.slack > 0.0) {
-        eprintln!("heartbeat-monitor: --slack must be a positive number, not {}", args.slack);
+        eprintln!(
+            "heartbeat-monitor: --slack must be a positive number, not {}",
+            args.slack
+        );
         return ExitCode::from(1);
     }
     let store = match args.store.open() {
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
     };
     let mut monitor = FleetMonitor::new(store).slack(args.slack);
     match metrics.as_ref().map(|m| m.local_addr()) {
-        Some(Ok(addr)) => println!(
+        Some(addr) => println!(
             "heartbeat-monitor: reading the {}, metrics at http://{addr}/metrics",
             args.store.describe()
         ),

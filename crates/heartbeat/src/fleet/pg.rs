@@ -224,7 +224,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let failed = |e| StoreError::new("create the store's tables", e);
     let mut tx = client.transaction().map_err(failed)?;
     // Any fixed number: every procsync migrator takes the same lock.
-    tx.execute("SELECT pg_advisory_xact_lock(7_402_019_116)", &[])
+    tx.execute("SELECT pg_advisory_xact_lock(7402019116)", &[])
         .map_err(failed)?;
     tx.batch_execute(SCHEMA).map_err(failed)?;
     let version: Option<i32> = tx
