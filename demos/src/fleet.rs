@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use heartbeat::fleet::{Collector, FleetAlert, FleetAlertKind, FleetMonitor, SqliteStore, Store};
-use heartbeat::Beat;
+use heartbeat::{Beat, Key};
 use shm::SharedSlice;
 
 use crate::context::{Context, DemoError, Summary};
@@ -72,7 +72,6 @@ fn interval(ctx: &Context) -> Duration {
 #[derive(Clone)]
 enum StoreAt {
     Sqlite(PathBuf),
-    #[cfg(feature = "postgres")]
     Postgres(String),
 }
 
@@ -80,47 +79,8 @@ impl StoreAt {
     fn open(&self) -> Result<Box<dyn Store>, DemoError> {
         Ok(match self {
             StoreAt::Sqlite(path) => Box::new(SqliteStore::open(path)?),
-            #[cfg(feature = "postgres")]
             StoreAt::Postgres(url) => Box::new(heartbeat::fleet::PgStore::open(url)?),
         })
-    }
-}
-
-/// A boxed store is a store.
-struct Boxed(Box<dyn Store>);
-
-impl Store for Boxed {
-    fn write(
-        &mut self,
-        r: &heartbeat::fleet::CollectorReport,
-    ) -> Result<(), heartbeat::fleet::StoreError> {
-        self.0.write(r)
-    }
-    fn read_hosts(
-        &mut self,
-    ) -> Result<Vec<heartbeat::fleet::HostRow>, heartbeat::fleet::StoreError> {
-        self.0.read_hosts()
-    }
-    fn read_changes(
-        &mut self,
-        since: Option<heartbeat::fleet::StoreTime>,
-    ) -> Result<
-        (
-            heartbeat::fleet::StoreTime,
-            Vec<heartbeat::fleet::StoredReporter>,
-        ),
-        heartbeat::fleet::StoreError,
-    > {
-        self.0.read_changes(since)
-    }
-    fn record_alerts(&mut self, a: &[FleetAlert]) -> Result<(), heartbeat::fleet::StoreError> {
-        self.0.record_alerts(a)
-    }
-    fn read_alerts(
-        &mut self,
-        limit: usize,
-    ) -> Result<Vec<FleetAlert>, heartbeat::fleet::StoreError> {
-        self.0.read_alerts(limit)
     }
 }
 
@@ -145,12 +105,7 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         .clone()
         .or_else(|| std::env::var("PROCSYNC_FLEET_URL").ok());
     let store = match (args.store, url) {
-        #[cfg(feature = "postgres")]
         (StoreChoice::Postgres, Some(url)) => StoreAt::Postgres(url),
-        #[cfg(not(feature = "postgres"))]
-        (StoreChoice::Postgres, Some(_)) => {
-            return Err("this build of demos has no PostgreSQL store (feature `postgres`)".into())
-        }
         (choice, _) => {
             if choice == StoreChoice::Postgres {
                 ctx.say(
@@ -164,7 +119,6 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     };
     let store_name = match store {
         StoreAt::Sqlite(_) => "sqlite",
-        #[cfg(feature = "postgres")]
         StoreAt::Postgres(_) => "postgres",
     };
     ctx.say(
@@ -177,26 +131,37 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             interval.as_millis()
         ),
     );
-    // Made before the fork: the machines' ports and the reporters killed.
-    let ports = SharedSlice::from_fn(hosts, |_| AtomicU32::new(0))?;
+    // Every beat is signed: a forged one would hide a dead process.
+    std::fs::create_dir_all(&dir.0)?;
+    let key_file = dir.0.join("fleet.key");
+    Key::generate_file(&key_file)?;
     let killed = SharedSlice::from_fn(hosts * per_host, |_| AtomicU32::new(0))?;
+    let plan = Plan {
+        per_host,
+        interval,
+        store: store.clone(),
+        key_file,
+        killed: &killed,
+    };
     let host_name = |h: usize| format!("fleet-{run_tag}-{h:03}");
     let mut machines = Vec::with_capacity(hosts);
     for h in 0..hosts {
-        let (ports, killed, store, name) = (&ports, &killed, store.clone(), host_name(h));
+        let (plan, name) = (&plan, host_name(h));
         let child = daemon::Process::new(move || {
-            machine(&name, h, per_host, interval, &store, ports, killed)
+            if let Err(e) = machine(&name, h, plan) {
+                eprintln!("{name}: {e}");
+            }
         })
         .daemon(true)
         .start()?;
         machines.push(child);
     }
 
-    let mut monitor = FleetMonitor::new(Boxed(store.open()?));
+    let mut monitor = FleetMonitor::new(store.open()?);
     let mut alerts: Vec<(Instant, FleetAlert)> = Vec::new();
-    let mut watch = |monitor: &mut FleetMonitor,
-                     alerts: &mut Vec<(Instant, FleetAlert)>,
-                     until: Instant| {
+    let watch = |monitor: &mut FleetMonitor,
+                 alerts: &mut Vec<(Instant, FleetAlert)>,
+                 until: Instant| {
         while Instant::now() < until {
             for alert in monitor.check() {
                 if alert.host.is_empty() || alert.host.starts_with(&format!("fleet-{run_tag}-")) {
@@ -334,48 +299,34 @@ fn seed() -> u64 {
     nanos ^ (u64::from(shm::pid::current().get()) << 40)
 }
 
-/// One machine: its collector (this process's main thread) and its
-/// reporters (one thread sending each reporter's beats at its phase).
-fn machine(
-    name: &str,
-    index: usize,
+/// What every machine of the run shares (made before the fork).
+struct Plan<'a> {
     per_host: usize,
     interval: Duration,
-    store: &StoreAt,
-    ports: &SharedSlice<AtomicU32>,
-    killed: &SharedSlice<AtomicU32>,
-) {
-    let store = match store.open() {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return;
-        }
-    };
-    let mut collector = match Collector::bind("127.0.0.1:0", Boxed(store)) {
-        Ok(c) => c.host(name).interval(interval),
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return;
-        }
-    };
-    let addr = match collector.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return;
-        }
-    };
-    ports[index].store(u32::from(addr.port()), Ordering::Release);
-    let host = name.to_owned();
-    let killed: Vec<&AtomicU32> = killed[index * per_host..(index + 1) * per_host]
+    store: StoreAt,
+    key_file: PathBuf,
+    /// One word per reporter: set, it stops beating (its process "died").
+    killed: &'a SharedSlice<AtomicU32>,
+}
+
+/// One machine: its collector (this process's main thread) and its
+/// reporters (one thread sending each reporter's beats at its phase).
+fn machine(name: &str, index: usize, plan: &Plan<'_>) -> Result<(), DemoError> {
+    let key = Key::from_file(&plan.key_file)?;
+    let mut collector = Collector::bind("127.0.0.1:0", plan.store.open()?)?
+        .host(name)
+        .interval(plan.interval)
+        .key(key.clone());
+    let addr = collector.local_addr()?;
+    let killed: Vec<&AtomicU32> = plan.killed[index * plan.per_host..(index + 1) * plan.per_host]
         .iter()
         .collect();
     std::thread::scope(|scope| {
-        scope.spawn(|| reporters(&host, per_host, interval, addr, &killed));
+        scope.spawn(|| reporters(name, plan.per_host, plan.interval, addr, &key, &killed));
         // Until the demo kills this machine (or ends: it is a daemon).
-        let _ = collector.run();
-    });
+        collector.run().map(drop)
+    })?;
+    Ok(())
 }
 
 /// Sends the beats of `per_host` reporters, each at its own phase, until
@@ -385,6 +336,7 @@ fn reporters(
     per_host: usize,
     interval: Duration,
     to: std::net::SocketAddr,
+    key: &Key,
     killed: &[&AtomicU32],
 ) {
     let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
@@ -411,6 +363,7 @@ fn reporters(
                 sent_at_ms: 0,
                 interval_ms: interval.as_millis() as u64,
                 instance: next_random(),
+                mac: None,
             };
             (phase, r, beat)
         })
@@ -433,6 +386,7 @@ fn reporters(
             beat.sent_at_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
+            key.sign(beat);
             if let Ok(json) = serde_json::to_vec(beat) {
                 let _ = socket.send_to(&json, to);
             }

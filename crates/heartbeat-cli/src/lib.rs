@@ -17,10 +17,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use heartbeat::fleet::{
-    CollectorReport, FleetAlert, HostRow, PgStore, SqliteStore, Store, StoreError, StoreTime,
-    StoredReporter,
-};
+use heartbeat::fleet::{PgStore, SqliteStore, Store, StoreError};
 
 /// Where the store is: exactly one of a PostgreSQL URL and a SQLite file.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,10 +39,10 @@ impl StoreArgs {
     /// Opens the store. A PostgreSQL store connects at its first use (and
     /// again after any failure), so a program started while the server is
     /// down works once it is up.
-    pub fn open(&self) -> Result<AnyStore, StoreError> {
+    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         match (&self.url, &self.sqlite) {
-            (Some(url), _) => Ok(AnyStore(Box::new(PgStore::lazy(url)))),
-            (None, Some(path)) => Ok(AnyStore(Box::new(SqliteStore::open(path)?))),
+            (Some(url), _) => Ok(Box::new(PgStore::lazy(url))),
+            (None, Some(path)) => Ok(Box::new(SqliteStore::open(path)?)),
             (None, None) => Err(StoreError::new(
                 "choose the store",
                 "give --url (PostgreSQL) or --sqlite PATH",
@@ -60,30 +57,6 @@ impl StoreArgs {
             (None, Some(path)) => format!("SQLite file {}", path.display()),
             (None, None) => "no store".to_owned(),
         }
-    }
-}
-
-/// Either store, chosen at run time.
-pub struct AnyStore(Box<dyn Store>);
-
-impl Store for AnyStore {
-    fn write(&mut self, report: &CollectorReport) -> Result<(), StoreError> {
-        self.0.write(report)
-    }
-    fn read_hosts(&mut self) -> Result<Vec<HostRow>, StoreError> {
-        self.0.read_hosts()
-    }
-    fn read_changes(
-        &mut self,
-        since: Option<StoreTime>,
-    ) -> Result<(StoreTime, Vec<StoredReporter>), StoreError> {
-        self.0.read_changes(since)
-    }
-    fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {
-        self.0.record_alerts(alerts)
-    }
-    fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, StoreError> {
-        self.0.read_alerts(limit)
     }
 }
 

@@ -5,13 +5,15 @@
 
 mod common;
 
+use common::{fleet_report as report, fleet_reporter as reporter};
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use heartbeat::fleet::{
-    CollectorReport, FleetMonitor, FleetStatus, HostHealth, HostRow, MetricsServer, ReporterRow,
-    SqliteStore, Store, CONTENT_TYPE, REQUEST_TIMEOUT,
+    FleetMonitor, FleetStatus, HostHealth, HostRow, MetricsServer, SqliteStore, Store,
+    CONTENT_TYPE, REQUEST_TIMEOUT,
 };
 use heartbeat::Health;
 use testkit::GENEROUS;
@@ -73,32 +75,6 @@ fn assert_sample(text: &str, line: &str) {
         text.lines().any(|l| l == line),
         "no line {line:?} in:\n{text}"
     );
-}
-
-fn reporter(id: &str, health: Health) -> ReporterRow {
-    ReporterRow {
-        id: id.to_owned(),
-        instance: 7,
-        pid: 4242,
-        seq: 3,
-        progress: 10,
-        interval_ms: 1000,
-        health,
-        since_last_beat: Duration::from_millis(200),
-    }
-}
-
-fn report(host: &str, interval: Duration, reporters: Vec<ReporterRow>) -> CollectorReport {
-    CollectorReport {
-        host: host.to_owned(),
-        instance: 99,
-        pid: 1234,
-        interval,
-        beats_received: 30,
-        beats_rejected: 2,
-        reporters,
-        forget_after: Duration::from_secs(100),
-    }
 }
 
 fn host_row(host: &str, instance: u64, received: u64, rejected: u64) -> HostRow {

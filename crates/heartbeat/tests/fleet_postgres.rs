@@ -70,14 +70,18 @@ fn outage(restart: bool) {
         cluster.kill();
     }
     fleet.watch_until("the store unreachable", |alerts| {
-        alerts.iter().any(|(_, a)| a.kind == FleetAlertKind::StoreUnreachable)
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::StoreUnreachable)
     });
     victim.kill().unwrap();
     fleet.watch_for(INTERVAL * 6);
     cluster.start_again();
     let back = Instant::now();
     fleet.watch_until("the victim's alert after the outage", |alerts| {
-        alerts.iter().any(|(_, a)| a.kind == FleetAlertKind::ReporterSilent)
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::ReporterSilent)
     });
     fleet.watch_for(INTERVAL * 4);
     let kinds: Vec<_> = fleet.alerts.iter().map(|(_, a)| a.kind).collect();
@@ -93,9 +97,20 @@ fn outage(restart: bool) {
     );
     let silent = fleet.alerts_of(FleetAlertKind::ReporterSilent);
     assert_eq!(silent[0].1.id.as_deref(), Some("victim"));
-    assert!(silent[0].0 - back < INTERVAL * 8, "reported {:?} after the store came back", silent[0].0 - back);
+    assert!(
+        silent[0].0 - back < INTERVAL * 8,
+        "reported {:?} after the store came back",
+        silent[0].0 - back
+    );
     // The alerts raised while it was down were written once it was back.
-    let stored: Vec<_> = fleet.monitor.store().read_alerts(10).unwrap().into_iter().map(|a| a.kind).collect();
+    let stored: Vec<_> = fleet
+        .monitor
+        .store()
+        .read_alerts(10)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
     assert_eq!(stored, kinds);
     for child in [survivor, collector.child] {
         let _ = child.kill();

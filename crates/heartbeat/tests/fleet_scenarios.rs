@@ -13,7 +13,7 @@ use testkit::GENEROUS;
 
 /// Where the fleet writes.
 #[derive(Clone)]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     /// A SQLite file.
     Sqlite(PathBuf),
     /// A PostgreSQL URL.
@@ -22,7 +22,7 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
-    pub fn open(&self) -> Box<dyn Store> {
+    pub(crate) fn open(&self) -> Box<dyn Store> {
         match self {
             StoreKind::Sqlite(path) => Box::new(heartbeat::fleet::SqliteStore::open(path).unwrap()),
             #[cfg(feature = "postgres")]
@@ -31,64 +31,27 @@ impl StoreKind {
     }
 }
 
-struct BoxedStore(Box<dyn Store>);
-
-impl Store for BoxedStore {
-    fn write(
-        &mut self,
-        r: &heartbeat::fleet::CollectorReport,
-    ) -> Result<(), heartbeat::fleet::StoreError> {
-        self.0.write(r)
-    }
-    fn read_hosts(
-        &mut self,
-    ) -> Result<Vec<heartbeat::fleet::HostRow>, heartbeat::fleet::StoreError> {
-        self.0.read_hosts()
-    }
-    fn read_changes(
-        &mut self,
-        since: Option<heartbeat::fleet::StoreTime>,
-    ) -> Result<
-        (
-            heartbeat::fleet::StoreTime,
-            Vec<heartbeat::fleet::StoredReporter>,
-        ),
-        heartbeat::fleet::StoreError,
-    > {
-        self.0.read_changes(since)
-    }
-    fn record_alerts(&mut self, a: &[FleetAlert]) -> Result<(), heartbeat::fleet::StoreError> {
-        self.0.record_alerts(a)
-    }
-    fn read_alerts(
-        &mut self,
-        limit: usize,
-    ) -> Result<Vec<FleetAlert>, heartbeat::fleet::StoreError> {
-        self.0.read_alerts(limit)
-    }
-}
-
 /// The collectors' and reporters' interval in these scenarios.
-pub const INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
 
 /// A fleet under test: collectors and reporters as processes, a monitor
 /// here.
-pub struct Fleet {
-    pub store: StoreKind,
-    pub monitor: FleetMonitor,
-    pub alerts: Vec<(Instant, FleetAlert)>,
+pub(crate) struct Fleet {
+    pub(crate) store: StoreKind,
+    pub(crate) monitor: FleetMonitor,
+    pub(crate) alerts: Vec<(Instant, FleetAlert)>,
 }
 
 /// A collector process and the address it listens on.
-pub struct CollectorProcess {
-    pub child: daemon::Child<()>,
-    pub addr: std::net::SocketAddr,
-    pub host: String,
+pub(crate) struct CollectorProcess {
+    pub(crate) child: daemon::Child<()>,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) host: String,
 }
 
 impl Fleet {
-    pub fn new(store: StoreKind) -> Fleet {
-        let monitor = FleetMonitor::new(BoxedStore(store.open()));
+    pub(crate) fn new(store: StoreKind) -> Fleet {
+        let monitor = FleetMonitor::new(store.open());
         Fleet {
             store,
             monitor,
@@ -97,13 +60,13 @@ impl Fleet {
     }
 
     /// Starts a collector process for `host`.
-    pub fn collector(&self, host: &str) -> CollectorProcess {
+    pub(crate) fn collector(&self, host: &str) -> CollectorProcess {
         self.collector_keyed(host, None)
     }
 
     /// Starts a collector process for `host`, taking only beats signed
     /// with the key in `key_file` if given.
-    pub fn collector_keyed(
+    pub(crate) fn collector_keyed(
         &self,
         host: &str,
         key_file: Option<&std::path::Path>,
@@ -116,7 +79,7 @@ impl Fleet {
         let child = daemon::Process::new({
             let port = &port;
             move || {
-                let mut collector = Collector::bind("127.0.0.1:0", BoxedStore(store.open()))
+                let mut collector = Collector::bind("127.0.0.1:0", store.open())
                     .unwrap()
                     .host(host)
                     .interval(INTERVAL);
@@ -148,7 +111,7 @@ impl Fleet {
     /// Starts a reporter process `id` (its own main and reporting daemon)
     /// beating to `collector` as `host`; `progress` says whether its main
     /// makes progress.
-    pub fn reporter(
+    pub(crate) fn reporter(
         &self,
         collector: &CollectorProcess,
         id: &str,
@@ -158,7 +121,7 @@ impl Fleet {
     }
 
     /// As [`reporter`](Fleet::reporter), naming `host` in its beats.
-    pub fn reporter_on(
+    pub(crate) fn reporter_on(
         &self,
         collector: &CollectorProcess,
         host: &str,
@@ -170,7 +133,7 @@ impl Fleet {
 
     /// As [`reporter_on`](Fleet::reporter_on), signing its beats with the
     /// key in `key_file` if given.
-    pub fn reporter_keyed(
+    pub(crate) fn reporter_keyed(
         &self,
         collector: &CollectorProcess,
         host: &str,
@@ -201,7 +164,7 @@ impl Fleet {
 
     /// Checks the store every tenth of an interval until `until` holds of
     /// the alerts so far (or GENEROUS passes: a failure).
-    pub fn watch_until(
+    pub(crate) fn watch_until(
         &mut self,
         what: &str,
         mut until: impl FnMut(&[(Instant, FleetAlert)]) -> bool,
@@ -221,18 +184,18 @@ impl Fleet {
     }
 
     /// Watches for `duration` more, recording alerts.
-    pub fn watch_for(&mut self, duration: Duration) {
+    pub(crate) fn watch_for(&mut self, duration: Duration) {
         let end = Instant::now() + duration;
         self.watch_until("the time passes", |_| Instant::now() >= end);
     }
 
     /// Alerts of `kind` so far.
-    pub fn alerts_of(&self, kind: FleetAlertKind) -> Vec<&(Instant, FleetAlert)> {
+    pub(crate) fn alerts_of(&self, kind: FleetAlertKind) -> Vec<&(Instant, FleetAlert)> {
         self.alerts.iter().filter(|(_, a)| a.kind == kind).collect()
     }
 
     /// Waits until the monitor sees `host` with `n` reporters alive.
-    pub fn wait_alive(&mut self, host: &str, n: u64) {
+    pub(crate) fn wait_alive(&mut self, host: &str, n: u64) {
         let host = host.to_owned();
         let limit = Instant::now() + GENEROUS;
         loop {
@@ -263,7 +226,7 @@ fn kill(child: &daemon::Child<()>) -> Instant {
 
 /// The promise: a SIGKILLed reporter is one `reporter_silent` alert within
 /// two intervals of the kill, and nothing else is alerted.
-pub fn killed_reporter(mut fleet: Fleet) {
+pub(crate) fn killed_reporter(mut fleet: Fleet) {
     let collector = fleet.collector("host-a");
     let reporters: Vec<_> = (0..3)
         .map(|i| fleet.reporter(&collector, &format!("r{i}"), true))
@@ -299,7 +262,7 @@ pub fn killed_reporter(mut fleet: Fleet) {
 
 /// A SIGKILLed collector: its host is one `host_silent` alert within two
 /// intervals, and its reporters (alive, but unheard) no alert each.
-pub fn killed_collector(mut fleet: Fleet) {
+pub(crate) fn killed_collector(mut fleet: Fleet) {
     let a = fleet.collector("host-a");
     let b = fleet.collector("host-b");
     let reporters: Vec<_> = (0..3)
@@ -337,7 +300,7 @@ pub fn killed_collector(mut fleet: Fleet) {
 }
 
 /// A reporter whose beats come but whose progress stops is STUCK.
-pub fn stuck_reporter(mut fleet: Fleet) {
+pub(crate) fn stuck_reporter(mut fleet: Fleet) {
     let collector = fleet.collector("host-a");
     let working = fleet.reporter(&collector, "working", true);
     let stuck = fleet.reporter(&collector, "stuck", false);
@@ -359,7 +322,7 @@ pub fn stuck_reporter(mut fleet: Fleet) {
 }
 
 /// Beats naming another host than the collector's are not written.
-pub fn foreign_host(mut fleet: Fleet) {
+pub(crate) fn foreign_host(mut fleet: Fleet) {
     let collector = fleet.collector("host-a");
     let foreign = fleet.reporter_on(&collector, "host-b", "elsewhere", true);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -397,7 +360,7 @@ pub fn foreign_host(mut fleet: Fleet) {
 
 /// A collector given a key keeps signed reporters and drops forged beats
 /// (unsigned, or signed with another key), counting them.
-pub fn forged_beats(mut fleet: Fleet, dir: &std::path::Path) {
+pub(crate) fn forged_beats(mut fleet: Fleet, dir: &std::path::Path) {
     let key = dir.join("fleet.key");
     heartbeat::Key::generate_file(&key).unwrap();
     let other = dir.join("other.key");

@@ -4,45 +4,18 @@
 
 mod common;
 
+use common::fleet_reporter as reporter;
+
+fn report(host: &str, reporters: Vec<ReporterRow>) -> CollectorReport {
+    common::fleet_report(host, Duration::from_secs(1), reporters)
+}
+
 use std::time::Duration;
 
 use heartbeat::fleet::{
     CollectorReport, FleetAlert, FleetAlertKind, ReporterRow, Store, StoreTime,
 };
 use heartbeat::Health;
-
-fn reporter(id: &str, health: Health) -> ReporterRow {
-    ReporterRow {
-        id: id.to_owned(),
-        instance: 7,
-        pid: 4242,
-        seq: 3,
-        progress: 10,
-        interval_ms: 1000,
-        health,
-        since_last_beat: Duration::from_millis(200),
-    }
-}
-
-fn report(host: &str, reporters: Vec<ReporterRow>) -> CollectorReport {
-    let count = |h| reporters.iter().filter(|r| r.health == h).count() as u64;
-    CollectorReport {
-        counts: (
-            count(Health::Alive),
-            count(Health::Stuck),
-            count(Health::Silent),
-        ),
-        complete: true,
-        host: host.to_owned(),
-        instance: 99,
-        pid: 1234,
-        interval: Duration::from_secs(1),
-        beats_received: 30,
-        beats_rejected: 2,
-        reporters,
-        forget_after: Duration::from_secs(100),
-    }
-}
 
 fn ids(changes: &[heartbeat::fleet::StoredReporter]) -> Vec<(String, String, Health)> {
     let mut all: Vec<_> = changes

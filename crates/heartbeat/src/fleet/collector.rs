@@ -232,7 +232,10 @@ impl Drop for Writer {
 ///     .interval(Duration::from_millis(100))
 ///     .udp(collector.local_addr()?)
 ///     .start()?;
-/// collector.run_for(Duration::from_millis(350))?;
+/// for _ in 0..4 {
+///     beat.progress(1); // the work moves: not STUCK
+///     collector.run_for(Duration::from_millis(100))?;
+/// }
 /// collector.flush(Duration::from_secs(5));
 ///
 /// let mut monitor = FleetMonitor::new(SqliteStore::open(&db)?);

@@ -154,6 +154,29 @@ pub trait Store: Send {
     fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, StoreError>;
 }
 
+/// A boxed store is a store: for a store chosen at run time
+/// (`Box<dyn Store>`).
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn write(&mut self, report: &CollectorReport) -> Result<(), StoreError> {
+        (**self).write(report)
+    }
+    fn read_hosts(&mut self) -> Result<Vec<HostRow>, StoreError> {
+        (**self).read_hosts()
+    }
+    fn read_changes(
+        &mut self,
+        since: Option<StoreTime>,
+    ) -> Result<(StoreTime, Vec<StoredReporter>), StoreError> {
+        (**self).read_changes(since)
+    }
+    fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {
+        (**self).record_alerts(alerts)
+    }
+    fn read_alerts(&mut self, limit: usize) -> Result<Vec<FleetAlert>, StoreError> {
+        (**self).read_alerts(limit)
+    }
+}
+
 /// A health as the stores spell it.
 pub(crate) fn health_name(health: Health) -> &'static str {
     match health {

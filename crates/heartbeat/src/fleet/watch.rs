@@ -282,7 +282,9 @@ impl FleetMonitor {
         let started = Instant::now();
         self.status.reads += 1;
         let read = self.store.read_hosts().and_then(|hosts| {
-            let since = self.since.filter(|_| self.checks % FULL_READ_EVERY != 0);
+            let since = self
+                .since
+                .filter(|_| !self.checks.is_multiple_of(FULL_READ_EVERY));
             self.store
                 .read_changes(since)
                 .map(|(now, changes)| (hosts, now, since.is_none(), changes))
@@ -331,10 +333,11 @@ impl FleetMonitor {
             let excess = self.pending.len() - MAX_PENDING_ALERTS;
             self.pending.drain(..excess);
         }
-        if self.store_up == Some(true) && !self.pending.is_empty() {
-            if self.store.record_alerts(&self.pending).is_ok() {
-                self.pending.clear();
-            }
+        if self.store_up == Some(true)
+            && !self.pending.is_empty()
+            && self.store.record_alerts(&self.pending).is_ok()
+        {
+            self.pending.clear();
         }
         self.status.alerts_pending = self.pending.len();
         alerts
@@ -421,17 +424,16 @@ impl FleetMonitor {
             let known = self.problems.get(&key).copied();
             let host_alive = self.hosts.get(&change.host) != Some(&HostHealth::Silent);
             match r.health {
-                Health::Alive => {
-                    if self.problems.remove(&key).is_some() && host_alive {
-                        alerts.push(FleetAlert::reporter(
-                            FleetAlertKind::ReporterBack,
-                            &change.host,
-                            &r.id,
-                            r.instance,
-                            format!("pid {} beats and moves again", r.pid),
-                        ));
-                    }
+                Health::Alive if self.problems.remove(&key).is_some() && host_alive => {
+                    alerts.push(FleetAlert::reporter(
+                        FleetAlertKind::ReporterBack,
+                        &change.host,
+                        &r.id,
+                        r.instance,
+                        format!("pid {} beats and moves again", r.pid),
+                    ));
                 }
+                Health::Alive => {}
                 health if known != Some(health) => {
                     self.problems.insert(key, health);
                     if host_alive {

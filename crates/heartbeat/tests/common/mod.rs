@@ -143,3 +143,43 @@ pub(crate) fn hold_exclusively(db: &std::path::Path) -> rusqlite::Connection {
         .unwrap();
     locker
 }
+
+/// A reporter row for the fleet store's tests.
+pub(crate) fn fleet_reporter(id: &str, health: heartbeat::Health) -> heartbeat::fleet::ReporterRow {
+    heartbeat::fleet::ReporterRow {
+        id: id.to_owned(),
+        instance: 7,
+        pid: 4242,
+        seq: 3,
+        progress: 10,
+        interval_ms: 1000,
+        health,
+        since_last_beat: std::time::Duration::from_millis(200),
+    }
+}
+
+/// A complete collector report of `reporters` on `host`, for the fleet
+/// store's tests.
+pub(crate) fn fleet_report(
+    host: &str,
+    interval: std::time::Duration,
+    reporters: Vec<heartbeat::fleet::ReporterRow>,
+) -> heartbeat::fleet::CollectorReport {
+    let count = |h| reporters.iter().filter(|r| r.health == h).count() as u64;
+    heartbeat::fleet::CollectorReport {
+        host: host.to_owned(),
+        instance: 99,
+        pid: 1234,
+        interval,
+        beats_received: 30,
+        beats_rejected: 2,
+        counts: (
+            count(heartbeat::Health::Alive),
+            count(heartbeat::Health::Stuck),
+            count(heartbeat::Health::Silent),
+        ),
+        complete: true,
+        reporters,
+        forget_after: std::time::Duration::from_secs(100),
+    }
+}
