@@ -171,7 +171,7 @@ const ALL: &[(&str, ScenarioFn)] = &[
         crate::pool::run(ctx, &crate::pool::Args::default())
     }),
     ("fleet", |ctx| {
-        crate::fleet::run(ctx, &crate::fleet::Args::default())
+        crate::fleet::run(ctx, &crate::fleet::Args::for_all())
     }),
 ];
 

@@ -61,10 +61,26 @@ impl Default for Args {
     }
 }
 
+impl Args {
+    /// What `demos all` runs: 20 machines x 50 reporters, so that the
+    /// whole lesson stays within a minute on two cores (the full 100 x 100
+    /// is `demos fleet`'s default).
+    pub(crate) fn for_all() -> Args {
+        Args {
+            hosts: 20,
+            per_host: 50,
+            ..Args::default()
+        }
+    }
+}
+
 /// The lesson's interval is a minute; the fleet's is a second at --speed 1,
-/// never under 200 ms (10,000 beats each interval on two cores).
-fn interval(ctx: &Context) -> Duration {
+/// and never shorter than two cores can carry: at most 10,000 beats a
+/// second in all (the collectors parse each one), and 200 ms.
+fn interval(ctx: &Context, reporters: usize) -> Duration {
+    let carried = Duration::from_secs_f64(reporters as f64 / 10_000.0);
     ctx.scaled(Duration::from_secs(1))
+        .max(carried)
         .max(Duration::from_millis(200))
 }
 
@@ -94,8 +110,8 @@ impl Drop for TempDir {
 }
 
 pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
-    let interval = interval(ctx);
     let (hosts, per_host) = (args.hosts as usize, args.per_host as usize);
+    let interval = interval(ctx, hosts * per_host);
     let run_tag = format!("{:04x}", seed() & 0xffff);
     let dir = TempDir(
         std::env::temp_dir().join(format!("procsync-fleet-{}-{run_tag}", std::process::id())),
@@ -279,7 +295,7 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             status.unknown
         ),
     );
-    Ok(Summary::default()
+    let summary = Summary::default()
         .with("reporters", all)
         .with("hosts", hosts)
         .with("store", store_name)
@@ -287,7 +303,9 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         .with("host_silent_detected", host_silent_detected)
         .with("false_alarms", false_alarms)
         .with("detect_ms", detect_ms)
-        .with("interval_ms", interval.as_millis()))
+        .with("interval_ms", interval.as_millis());
+    summary.print();
+    Ok(summary)
 }
 
 /// A number that differs between runs and processes (names and phases

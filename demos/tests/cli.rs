@@ -19,6 +19,7 @@ const SCENARIOS: &[&str] = &[
     "traffic",
     "queue",
     "pool",
+    "fleet",
 ];
 
 #[test]

@@ -129,7 +129,7 @@ impl Reporter {
         let board = Shared::new(Board::default())?;
         let main_pid = shm::pid::current();
         let instance = sys::random_u64();
-        let phase = random_phase(self.interval);
+        let phase = sys::random_phase(self.interval);
         // Open the sinks here, so that errors reach the caller. SQLite
         // connections must not cross a fork: the daemon opens its own.
         let mut sinks = Sinks::open(&self)?;
@@ -346,16 +346,6 @@ fn report_until_main_ends(
             }
         }
     }
-}
-
-/// A random offset in [0, `interval`).
-fn random_phase(interval: Duration) -> Duration {
-    let nanos = u128::from(sys::random_u64()) % interval.as_nanos().max(1);
-    // Below `interval`, so it fits.
-    Duration::new(
-        u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
-        (nanos % 1_000_000_000) as u32,
-    )
 }
 
 /// The first tick `start + k * interval` after `now`: `start` itself if it

@@ -261,3 +261,13 @@ pub(crate) fn process_exists(pid: u32) -> bool {
         Err(rustix::io::Errno::SRCH)
     )
 }
+
+/// A random offset in [0, `interval`).
+pub(crate) fn random_phase(interval: Duration) -> Duration {
+    let nanos = u128::from(random_u64()) % interval.as_nanos().max(1);
+    // Below `interval`, so it fits.
+    Duration::new(
+        u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
+        (nanos % 1_000_000_000) as u32,
+    )
+}

@@ -252,7 +252,10 @@ pub struct Collector {
     pid: u32,
     interval: Duration,
     forget_after: Duration,
-    next_write: Instant,
+    /// When the next write is due; the first at a random phase of the
+    /// interval, so that collectors started together (a fleet rebooted)
+    /// do not write together.
+    next_write: Option<Instant>,
     writer: Writer,
 }
 
@@ -286,7 +289,7 @@ impl Collector {
             pid: shm::pid::current().get(),
             interval,
             forget_after: interval * 100,
-            next_write: Instant::now(),
+            next_write: None,
             writer: Writer::start(Box::new(store))?,
         })
     }
@@ -337,12 +340,18 @@ impl Collector {
         // Judged ten times an interval: a silence is seen within a tenth
         // of an interval of its threshold.
         let tick = self.interval / 10;
+        let interval = self.interval;
+        let next_write = self
+            .next_write
+            .get_or_insert_with(|| Instant::now() + sys::random_phase(interval));
+        let mut next_write = *next_write;
         loop {
+            self.next_write = Some(next_write);
             let now = Instant::now();
             if end.is_some_and(|end| now >= end) {
                 return Ok(());
             }
-            let mut until = self.next_write.min(now + tick);
+            let mut until = next_write.min(now + tick);
             if let Some(end) = end {
                 until = until.min(end);
             }
@@ -353,14 +362,14 @@ impl Collector {
                 .iter()
                 .any(|alert| alert.host == self.host);
             let now = Instant::now();
-            if changed || now >= self.next_write {
+            if changed || now >= next_write {
                 self.submit();
-                if now >= self.next_write {
-                    self.next_write += self.interval;
-                    if self.next_write <= now {
+                if now >= next_write {
+                    next_write += self.interval;
+                    if next_write <= now {
                         // Fell behind (stopped, starved): the next write one
                         // interval from now, not a burst to catch up.
-                        self.next_write = now + self.interval;
+                        next_write = now + self.interval;
                     }
                 }
             }
