@@ -126,3 +126,45 @@ fn the_store_killed_and_started_again_raises_no_false_alarm() {
 fn the_store_restarted_raises_no_false_alarm() {
     outage(true);
 }
+
+/// A frozen server (SIGSTOP: it accepts connections, answers nothing) is
+/// an unreachable store at the monitor within its read timeout, never a
+/// hung monitor; thawed, it is back, with no false alarm.
+#[test]
+fn a_frozen_store_is_unreachable_not_a_hung_monitor() {
+    let (cluster, store) = postgres();
+    let mut fleet = Fleet::new(store);
+    let collector = fleet.collector("host-a");
+    let reporter = fleet.reporter(&collector, "r0", true);
+    fleet.wait_alive("host-a", 1);
+    cluster.pause();
+    let frozen = Instant::now();
+    fleet.watch_until("the store unreachable", |alerts| {
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::StoreUnreachable)
+    });
+    let waited = frozen.elapsed();
+    assert!(
+        waited < heartbeat::fleet::DEFAULT_READ_TIMEOUT + INTERVAL * 4,
+        "the monitor waited {waited:?} for a frozen store"
+    );
+    fleet.watch_for(INTERVAL * 4);
+    cluster.resume();
+    fleet.watch_until("the store back", |alerts| {
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::StoreBack)
+    });
+    fleet.watch_for(INTERVAL * 6);
+    let kinds: Vec<_> = fleet.alerts.iter().map(|(_, a)| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [FleetAlertKind::StoreUnreachable, FleetAlertKind::StoreBack],
+        "{:#?}",
+        fleet.alerts
+    );
+    for child in [reporter, collector.child] {
+        let _ = child.kill();
+    }
+}

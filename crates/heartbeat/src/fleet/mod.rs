@@ -55,5 +55,5 @@ pub use store::{
 };
 pub use watch::{
     FleetAlert, FleetAlertKind, FleetMonitor, FleetStatus, HostHealth, DEFAULT_HOST_SLACK,
-    MAX_PENDING_ALERTS,
+    DEFAULT_READ_TIMEOUT, MAX_PENDING_ALERTS,
 };

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::monitor::Health;
 
-use super::store::{HostRow, Store, StoreTime};
+use super::store::{HostRow, Store, StoreError, StoreTime};
 
 /// What an alert says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -207,7 +208,10 @@ type ReporterKey = (String, String, u64);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct FleetMonitor {
-    store: Box<dyn Store>,
+    store: Arc<Mutex<Box<dyn Store>>>,
+    /// The read under way, if the last one did not answer in time.
+    in_flight: Option<mpsc::Receiver<Result<Read, StoreError>>>,
+    read_timeout: Duration,
     slack_milli: u32,
     hosts: HashMap<String, HostHealth>,
     /// Reporters known not to be ALIVE, with their health.
@@ -232,6 +236,25 @@ impl fmt::Debug for FleetMonitor {
     }
 }
 
+/// How long a check waits for the store's answer, unless told otherwise
+/// ([`FleetMonitor::read_timeout`]).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One read's findings.
+struct Read {
+    hosts: Vec<HostRow>,
+    now: StoreTime,
+    full: bool,
+    changes: Vec<super::store::StoredReporter>,
+    /// How many of the pending alerts the read recorded.
+    alerts_recorded: usize,
+}
+
+fn lock_store(store: &Mutex<Box<dyn Store>>) -> MutexGuard<'_, Box<dyn Store>> {
+    // A store that panicked mid-read holds no invariant of the monitor's.
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The fleet monitor's default slack: a machine is silent after 1.5 of its
 /// collector's intervals without a write.
 pub const DEFAULT_HOST_SLACK: f64 = 0.5;
@@ -240,7 +263,9 @@ impl FleetMonitor {
     /// A monitor reading `store`.
     pub fn new(store: impl Store + 'static) -> FleetMonitor {
         FleetMonitor {
-            store: Box::new(store),
+            store: Arc::new(Mutex::new(Box::new(store))),
+            in_flight: None,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             slack_milli: (DEFAULT_HOST_SLACK * 1000.0) as u32,
             hosts: HashMap::new(),
             problems: HashMap::new(),
@@ -281,16 +306,8 @@ impl FleetMonitor {
         let mut alerts = Vec::new();
         let started = Instant::now();
         self.status.reads += 1;
-        let read = self.store.read_hosts().and_then(|hosts| {
-            let since = self
-                .since
-                .filter(|_| !self.checks.is_multiple_of(FULL_READ_EVERY));
-            self.store
-                .read_changes(since)
-                .map(|(now, changes)| (hosts, now, since.is_none(), changes))
-        });
+        let read = self.read();
         self.status.read_latency = started.elapsed();
-        self.checks += 1;
         match read {
             Err(e) => {
                 self.status.read_failures += 1;
@@ -305,7 +322,9 @@ impl FleetMonitor {
                 self.store_up = Some(false);
                 self.status.store_up = false;
             }
-            Ok((hosts, now, full, changes)) => {
+            Ok(read) => {
+                self.pending
+                    .drain(..read.alerts_recorded.min(self.pending.len()));
                 if self.store_up == Some(false) {
                     let down = self
                         .unreachable_since
@@ -315,32 +334,94 @@ impl FleetMonitor {
                         "",
                         format!("unreachable for {:.1} s", down.as_secs_f64()),
                     ));
-                    let longest = hosts.iter().map(|h| h.interval).max().unwrap_or_default();
+                    let longest = read
+                        .hosts
+                        .iter()
+                        .map(|h| h.interval)
+                        .max()
+                        .unwrap_or_default();
                     self.grace_until = Some(Instant::now() + self.threshold(longest));
                 }
                 self.store_up = Some(true);
                 self.status.store_up = true;
-                self.since = Some(StoreTime(now.0 - CHANGES_OVERLAP.as_millis() as i64));
-                self.judge_hosts(hosts, &mut alerts);
-                self.judge_reporters(full, changes, &mut alerts);
+                self.since = Some(StoreTime(read.now.0 - CHANGES_OVERLAP.as_millis() as i64));
+                self.judge_hosts(read.hosts, &mut alerts);
+                self.judge_reporters(read.full, read.changes, &mut alerts);
             }
         }
         for alert in &alerts {
             *self.status.alerts.entry(alert.kind.name()).or_default() += 1;
         }
+        // Written at the next read (on the reader's thread).
         self.pending.extend(alerts.iter().cloned());
         if self.pending.len() > MAX_PENDING_ALERTS {
             let excess = self.pending.len() - MAX_PENDING_ALERTS;
             self.pending.drain(..excess);
         }
-        if self.store_up == Some(true)
-            && !self.pending.is_empty()
-            && self.store.record_alerts(&self.pending).is_ok()
-        {
-            self.pending.clear();
-        }
         self.status.alerts_pending = self.pending.len();
         alerts
+    }
+
+    /// One read of the store on a thread of its own, waited for at most
+    /// the read timeout: a store that hangs (a frozen server, a network
+    /// that drops everything) is unreachable, never a hung monitor. A read
+    /// still running is waited for again at the next check, not doubled.
+    /// The alerts pending are recorded by the same thread after its read.
+    fn read(&mut self) -> Result<Read, StoreError> {
+        let answer = match self.in_flight.take() {
+            Some(answer) => answer,
+            None => {
+                let since = self
+                    .since
+                    .filter(|_| !self.checks.is_multiple_of(FULL_READ_EVERY));
+                self.checks += 1;
+                let store = Arc::clone(&self.store);
+                let pending = if self.store_up == Some(true) {
+                    self.pending.clone()
+                } else {
+                    Vec::new()
+                };
+                let (tell, answer) = mpsc::sync_channel(1);
+                std::thread::Builder::new()
+                    .name("heartbeat-fleet-reader".into())
+                    .spawn(move || {
+                        let mut store = lock_store(&store);
+                        let read = store.read_hosts().and_then(|hosts| {
+                            let (now, changes) = store.read_changes(since)?;
+                            let alerts_recorded =
+                                if !pending.is_empty() && store.record_alerts(&pending).is_ok() {
+                                    pending.len()
+                                } else {
+                                    0
+                                };
+                            Ok(Read {
+                                hosts,
+                                now,
+                                full: since.is_none(),
+                                changes,
+                                alerts_recorded,
+                            })
+                        });
+                        let _ = tell.send(read);
+                    })
+                    .map_err(|e| StoreError::new("start a read of the store", e))?;
+                answer
+            }
+        };
+        match answer.recv_timeout(self.read_timeout) {
+            Ok(read) => read,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.in_flight = Some(answer);
+                Err(StoreError::new(
+                    "read the store",
+                    format!("no answer within {:.1} s", self.read_timeout.as_secs_f64()),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::new(
+                "read the store",
+                "the reading thread ended without an answer (the store panicked)",
+            )),
+        }
     }
 
     /// The silence threshold of a machine whose collector writes every
@@ -493,8 +574,16 @@ impl FleetMonitor {
         self.status.alerts.get(kind.name()).copied().unwrap_or(0)
     }
 
-    /// The store, for reading alerts back ([`Store::read_alerts`]).
-    pub fn store(&mut self) -> &mut dyn Store {
-        self.store.as_mut()
+    /// The store, for reading alerts back ([`Store::read_alerts`]); waits
+    /// for a read under way.
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn Store>> {
+        lock_store(&self.store)
+    }
+
+    /// How long a check waits for the store's answer (default
+    /// [`DEFAULT_READ_TIMEOUT`]) before calling it unreachable.
+    pub fn read_timeout(mut self, timeout: Duration) -> FleetMonitor {
+        self.read_timeout = timeout;
+        self
     }
 }
