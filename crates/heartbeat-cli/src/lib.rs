@@ -21,7 +21,7 @@ use heartbeat::fleet::{PgStore, SqliteStore, Store, StoreError};
 
 /// Where the store is: exactly one of a PostgreSQL URL and a SQLite file.
 #[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(multiple = false)]
 pub struct StoreArgs {
     /// The PostgreSQL store's URL, libpq style:
     /// `postgresql://USER@HOST:PORT/DB?sslmode=require`. The password comes
@@ -47,6 +47,19 @@ impl StoreArgs {
                 "choose the store",
                 "give --url (PostgreSQL) or --sqlite PATH",
             )),
+        }
+    }
+
+    /// Exits with a usage error (code 2, as for any missing argument) when
+    /// neither store is given.
+    pub fn require(&self, mut command: clap::Command) {
+        if self.url.is_none() && self.sqlite.is_none() {
+            command
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "a store is needed: --url URL (PostgreSQL, or PROCSYNC_FLEET_URL) or --sqlite PATH",
+                )
+                .exit();
         }
     }
 

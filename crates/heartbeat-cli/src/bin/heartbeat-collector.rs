@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use heartbeat::fleet::Collector;
 use heartbeat::Key;
 use heartbeat_cli::{parse_seconds, StoreArgs};
@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             Err(e) => fail(1, e),
         };
     }
+    args.store.require(Args::command());
     let key = match args.key_file.as_deref().map(Key::from_file).transpose() {
         Ok(key) => key,
         Err(e) => return fail(1, e),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use heartbeat::fleet::{FleetMonitor, MetricsServer};
 use heartbeat_cli::{parse_seconds, StoreArgs};
 
@@ -23,9 +23,10 @@ use heartbeat_cli::{parse_seconds, StoreArgs};
 struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// Serve Prometheus /metrics at this address (no authentication: keep
-    /// it on 127.0.0.1 unless a proxy guards it), e.g. 127.0.0.1:9464.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus /metrics at this address, e.g. 127.0.0.1:9464; a
+    /// port alone (9464) binds 127.0.0.1. There is no authentication: bind
+    /// another address only behind a proxy that guards it.
+    #[arg(long, value_name = "ADDR|PORT")]
     metrics: Option<String>,
     /// Seconds between reads of the store: a silence is seen at the first
     /// read after it began.
@@ -42,6 +43,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    args.store.require(Args::command());
     if !(args.slack.is_finite() && args.slack > 0.0) {
         eprintln!(
             "heartbeat-monitor: --slack must be a positive number, not {}",
@@ -56,7 +58,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let metrics = match args.metrics.as_deref().map(MetricsServer::bind).transpose() {
+    // A port alone is on loopback: nothing is exposed unless asked.
+    let metrics_addr = args.metrics.as_deref().map(|a| match a.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => a.to_owned(),
+    });
+    let metrics = match metrics_addr.as_deref().map(MetricsServer::bind).transpose() {
         Ok(server) => server,
         Err(e) => {
             eprintln!("heartbeat-monitor: {e}");
