@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark (criterion groups W1-W6, W2N, W9-W9N and W10, the W7/W8/W11 outcome
-# binary, the Python peer) and rebuilds docs/benchmarks.md and its chart
-# from that one run. Takes about seven minutes on two cores.
+# binary, the Python peer, the W12 fleet runs: W12_MINUTES, default 10, on PostgreSQL and
+# on SQLite) and rebuilds docs/benchmarks.md and its chart
+# from that one run. Takes about seven minutes on two cores, and twice W12_MINUTES more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/procsync-bench
@@ -9,4 +10,7 @@ mkdir -p "$out"
 cargo bench -p benches
 cargo run --release -q -p benches --bin outcomes > "$out/outcomes.jsonl"
 python3 benches/python/peer.py > "$out/python.jsonl"
+# W12: the fleet heartbeat, W12_MINUTES (default 10) on each store.
+cargo build --release -q -p demos
+cargo run --release -q -p benches --bin fleet > "$out/fleet.jsonl"
 cargo run --release -q -p benches --bin report

@@ -13,12 +13,12 @@
 //! process would); killing the machine is a SIGKILL of its process.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use heartbeat::fleet::{Collector, FleetAlert, FleetAlertKind, FleetMonitor, SqliteStore, Store};
 use heartbeat::{Beat, Key};
-use shm::SharedSlice;
+use shm::{SharedSlice, ShmSafe};
 
 use crate::context::{Context, DemoError, Summary};
 
@@ -48,6 +48,18 @@ pub(crate) struct Args {
     /// the password from the URL, PGPASSWORD or the passfile).
     #[arg(long)]
     url: Option<String>,
+    /// Seconds the whole fleet runs before the kills, measured: the store's
+    /// writes and rows per second and the CPU per 1,000 beats are taken
+    /// over it [default: three intervals].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_watch)]
+    watch: Option<f64>,
+}
+
+fn parse_watch(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("give between 0 and 86400 seconds, not {text}")),
+    }
 }
 
 impl Default for Args {
@@ -57,6 +69,7 @@ impl Default for Args {
             per_host: 100,
             store: StoreChoice::Sqlite,
             url: None,
+            watch: None,
         }
     }
 }
@@ -152,7 +165,9 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     let key_file = dir.0.join("fleet.key");
     Key::generate_file(&key_file)?;
     let killed = SharedSlice::from_fn(hosts * per_host, |_| AtomicU32::new(0))?;
+    let stats = SharedSlice::from_fn(hosts, |_| MachineStats::new())?;
     let plan = Plan {
+        stats: &stats,
         per_host,
         interval,
         store: store.clone(),
@@ -219,7 +234,10 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             started.elapsed().as_secs_f64()
         ),
     );
-    watch(&mut monitor, &mut alerts, Instant::now() + interval * 3);
+    let before = totals(&stats, &monitor);
+    let watched = args.watch.map_or(interval * 3, Duration::from_secs_f64);
+    watch(&mut monitor, &mut alerts, Instant::now() + watched);
+    let after = totals(&stats, &monitor);
 
     // Two reporters die, then a whole machine.
     let victims = [(0, 7 % per_host), (1, 42 % per_host)];
@@ -295,6 +313,13 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             status.unknown
         ),
     );
+    let seconds = after
+        .at
+        .zip(before.at)
+        .map_or(1.0, |(a, b)| (a - b).as_secs_f64().max(1e-3));
+    let per_second = |n: u64| (n as f64 / seconds).round() as u64;
+    let thousands_of_beats = ((after.beats - before.beats) as f64 / 1000.0).max(1e-3);
+    let per_1000_beats_us = |ns: u64| (ns as f64 / 1000.0 / thousands_of_beats).round() as u64;
     let summary = Summary::default()
         .with("reporters", all)
         .with("hosts", hosts)
@@ -303,7 +328,26 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         .with("host_silent_detected", host_silent_detected)
         .with("false_alarms", false_alarms)
         .with("detect_ms", detect_ms)
-        .with("interval_ms", interval.as_millis());
+        .with("interval_ms", interval.as_millis())
+        .with("watched_s", seconds.round() as u64)
+        .with(
+            "store_writes_per_s",
+            per_second(after.writes - before.writes),
+        )
+        .with("store_rows_per_s", per_second(after.rows - before.rows))
+        .with(
+            "monitor_reads_per_s",
+            per_second(after.monitor_reads - before.monitor_reads),
+        )
+        .with("beats_per_s", per_second(after.beats - before.beats))
+        .with(
+            "machine_cpu_us_per_1000_beats",
+            per_1000_beats_us(after.cpu_ns - before.cpu_ns),
+        )
+        .with(
+            "monitor_cpu_us_per_1000_beats",
+            per_1000_beats_us(after.monitor_cpu_ns - before.monitor_cpu_ns),
+        );
     summary.print();
     Ok(summary)
 }
@@ -317,6 +361,57 @@ fn seed() -> u64 {
     nanos ^ (u64::from(shm::pid::current().get()) << 40)
 }
 
+/// What a machine tells the demo (shared memory, one per machine).
+#[derive(ShmSafe)]
+#[repr(C)]
+struct MachineStats {
+    /// Store writes and reporter rows written by its collector.
+    writes: AtomicU64,
+    rows: AtomicU64,
+    /// Beats its collector received.
+    beats: AtomicU64,
+    /// CPU time of the machine's process (collector and reporters).
+    cpu_ns: AtomicU64,
+}
+
+impl MachineStats {
+    fn new() -> MachineStats {
+        MachineStats {
+            writes: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            beats: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The whole fleet's counters at one moment.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    writes: u64,
+    rows: u64,
+    beats: u64,
+    cpu_ns: u64,
+    at: Option<Instant>,
+    monitor_cpu_ns: u64,
+    monitor_reads: u64,
+}
+
+fn totals(stats: &SharedSlice<MachineStats>, monitor: &FleetMonitor) -> Totals {
+    let sum = |f: fn(&MachineStats) -> &AtomicU64| {
+        stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    };
+    Totals {
+        writes: sum(|s| &s.writes),
+        rows: sum(|s| &s.rows),
+        beats: sum(|s| &s.beats),
+        cpu_ns: sum(|s| &s.cpu_ns),
+        at: Some(Instant::now()),
+        monitor_cpu_ns: crate::sys::process_cpu_ns(),
+        monitor_reads: monitor.status().reads,
+    }
+}
+
 /// What every machine of the run shares (made before the fork).
 struct Plan<'a> {
     per_host: usize,
@@ -325,6 +420,7 @@ struct Plan<'a> {
     key_file: PathBuf,
     /// One word per reporter: set, it stops beating (its process "died").
     killed: &'a SharedSlice<AtomicU32>,
+    stats: &'a SharedSlice<MachineStats>,
 }
 
 /// One machine: its collector (this process's main thread) and its
@@ -339,10 +435,20 @@ fn machine(name: &str, index: usize, plan: &Plan<'_>) -> Result<(), DemoError> {
     let killed: Vec<&AtomicU32> = plan.killed[index * plan.per_host..(index + 1) * plan.per_host]
         .iter()
         .collect();
-    std::thread::scope(|scope| {
+    std::thread::scope(|scope| -> Result<(), heartbeat::HeartbeatError> {
         scope.spawn(|| reporters(name, plan.per_host, plan.interval, addr, &key, &killed));
         // Until the demo kills this machine (or ends: it is a daemon).
-        collector.run().map(drop)
+        let stats = &plan.stats[index];
+        loop {
+            collector.run_for(plan.interval)?;
+            let status = collector.status();
+            stats.writes.store(status.writes, Ordering::Relaxed);
+            stats.rows.store(status.rows_written, Ordering::Relaxed);
+            stats.beats.store(status.beats_received, Ordering::Relaxed);
+            stats
+                .cpu_ns
+                .store(crate::sys::process_cpu_ns(), Ordering::Relaxed);
+        }
     })?;
     Ok(())
 }

@@ -13,3 +13,9 @@ pub(crate) fn sigkill(pid: Pid) -> std::io::Result<()> {
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL)?;
     Ok(())
 }
+
+/// CPU time this process has used so far (every thread), in nanoseconds.
+pub(crate) fn process_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}

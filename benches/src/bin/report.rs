@@ -371,6 +371,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| W11 | 1 task WorkerDied, 3 ok, pool usable; outcome within 10 ms | {w11_verdict} |"
     ));
 
+    // W12: the fleet heartbeat, from its own binary's lines.
+    let fleet = read_json_lines(&target.join("procsync-bench/fleet.jsonl"))?;
+    w12_section(&mut md, &mut verdicts, &fleet)?;
+
     let mut page = String::new();
     let (head, body) = md.split_at(md.find("## ").unwrap_or(md.len()));
     page.push_str(head);
@@ -392,6 +396,74 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         docs.join("benchmarks.md").display(),
         docs.join("benchmarks.svg").display()
     );
+    Ok(())
+}
+
+/// W12's section: one row per store, and the verdict (0 false alarms, every
+/// alert within 2 intervals, one write per machine per interval).
+fn w12_section(
+    md: &mut String,
+    verdicts: &mut Vec<String>,
+    fleet: &[Value],
+) -> Result<(), std::fmt::Error> {
+    writeln!(
+        md,
+        "## W12 — the fleet heartbeat: 100 machines x 100 reporters, 1 s interval
+
+         `demos fleet --hosts 100 --per-host 100 --watch SECONDS` (release build) run by          `benches/src/bin/fleet.rs`: each machine a collector process (its reporters simulated          in it, beating over loopback UDP, signed), the store a PostgreSQL cluster of the run's          own at full durability (`fsync`, synchronous commit) or one SQLite file; two reporters          and one machine killed after the watch. CPU per 1,000 beats: the machines' processes          (collector and the simulated reporters' sending) and the monitor's.
+"
+    )?;
+    if fleet.is_empty() {
+        writeln!(
+            md,
+            "_No W12 results in this run (`benches/src/bin/fleet.rs` was not run)._
+"
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "| store | minutes | false alarms | reporters / machine found | slowest alert | interval | store writes/s | rows/s | monitor reads/s | beats/s | machines' CPU per 1,000 beats | monitor CPU per 1,000 beats |
+         |---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut met = true;
+    for row in fleet {
+        let interval = n(row, "interval_ms");
+        writeln!(
+            md,
+            "| {} | {} | {} | {} / {} | {} ms | {} ms | {} | {} | {} | {} | {:.1} ms | {:.1} ms |",
+            row.get("store").and_then(Value::as_str).unwrap_or("?"),
+            row.get("minutes").and_then(Value::as_f64).unwrap_or(0.0),
+            n(row, "false_alarms"),
+            n(row, "silent_detected"),
+            n(row, "host_silent_detected"),
+            n(row, "detect_ms"),
+            interval,
+            n(row, "store_writes_per_s"),
+            n(row, "store_rows_per_s"),
+            n(row, "monitor_reads_per_s"),
+            n(row, "beats_per_s"),
+            n(row, "machine_cpu_us_per_1000_beats") as f64 / 1000.0,
+            n(row, "monitor_cpu_us_per_1000_beats") as f64 / 1000.0,
+        )?;
+        met &= n(row, "false_alarms") == 0
+            && n(row, "silent_detected") == 2
+            && n(row, "host_silent_detected") == 1
+            && n(row, "detect_ms") <= 2 * interval
+            && n(row, "store_writes_per_s")
+                <= n(row, "hosts") * 1000 / interval.max(1) + n(row, "hosts") / 10;
+    }
+    writeln!(md)?;
+    let verdict = if met { "met" } else { "not met" };
+    writeln!(
+        md,
+        "**W12: {verdict}.**
+"
+    )?;
+    verdicts.push(format!(
+        "| W12 | 0 false alarms; every alert within 2 intervals; one statement per machine per interval | {verdict} |"
+    ));
     Ok(())
 }
 

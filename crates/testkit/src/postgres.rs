@@ -62,6 +62,8 @@ pub struct Cluster {
     postmaster: Option<Child>,
     /// Stopped by SIGKILL: its shared memory is cleaned by the next start.
     killed: bool,
+    /// Server settings given by the caller, after (so over) the defaults.
+    settings: Vec<String>,
 }
 
 impl Cluster {
@@ -69,16 +71,23 @@ impl Cluster {
     /// when the server binaries are missing or it does not start within
     /// [`SERVER_TIMEOUT`].
     pub fn start() -> Cluster {
-        Cluster::make(false)
+        Cluster::make(false, &[])
+    }
+
+    /// As [`start`](Cluster::start), with server settings (`"name=value"`)
+    /// over the defaults: `["max_connections=200", "fsync=on"]` for a
+    /// benchmark of a hundred collectors at full durability.
+    pub fn start_with(settings: &[&str]) -> Cluster {
+        Cluster::make(false, settings)
     }
 
     /// Makes and starts a cluster with `ssl=on`, serving a certificate
     /// for `127.0.0.1` and `localhost` signed by [`Cluster::ca_cert`].
     pub fn start_tls() -> Cluster {
-        Cluster::make(true)
+        Cluster::make(true, &[])
     }
 
-    fn make(tls: bool) -> Cluster {
+    fn make(tls: bool, settings: &[&str]) -> Cluster {
         let bindir = server_bindir();
         remove_abandoned_directories();
         let owner = if sys::is_root() {
@@ -97,6 +106,7 @@ impl Cluster {
             tls,
             postmaster: None,
             killed: false,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         cluster.initdb();
         if tls {
@@ -394,6 +404,9 @@ impl Cluster {
             // in /dev/shm to leak, whatever happens to the server.
             "dynamic_shared_memory_type=mmap",
         ] {
+            command.arg("-c").arg(setting);
+        }
+        for setting in &self.settings {
             command.arg("-c").arg(setting);
         }
         if self.tls {
