@@ -191,6 +191,10 @@
 //! - `postgres` (feature `postgres`): `postgres::connect`, a connection
 //!   to a PostgreSQL server by URL (password from the URL, `PGPASSWORD` or
 //!   a password file; TLS through rustls when the URL asks).
+//! - [`fleet`]: heartbeats at fleet scale: a [`fleet::Collector`] per
+//!   machine, a [`fleet::Store`] (SQLite, or PostgreSQL with feature
+//!   `postgres`), the [`fleet::FleetMonitor`], and (feature `metrics`)
+//!   Prometheus `/metrics`. The programs are in `procsync-heartbeat-cli`.
 //! - `sys`: every system call, each wrapped once.
 
 #![deny(unsafe_code)]

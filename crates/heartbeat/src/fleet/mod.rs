@@ -27,7 +27,7 @@
 //! figures.
 //!
 //! Stores: [`SqliteStore`] (feature `sqlite`, the embedded default: one
-//! machine, one file) and [`PgStore`] (feature `postgres`).
+//! machine, one file) and `PgStore` (feature `postgres`).
 
 mod collector;
 #[cfg(feature = "metrics")]

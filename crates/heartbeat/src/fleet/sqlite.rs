@@ -17,7 +17,7 @@ use crate::sinks;
 ///
 /// Its clock is this machine's wall clock (SQLite has no server): a step
 /// of that clock shifts every age at once. For many machines, use
-/// [`PgStore`](super::PgStore).
+/// `PgStore` (feature `postgres`).
 ///
 /// # Example
 ///

@@ -124,7 +124,7 @@ impl StoreError {
 }
 
 /// Where collectors write and fleet monitors read: [`SqliteStore`](super::SqliteStore)
-/// or [`PgStore`](super::PgStore). Both pass one conformance suite
+/// or `PgStore` (feature `postgres`). Both pass one conformance suite
 /// (`tests/fleet_store.rs`).
 pub trait Store: Send {
     /// Writes one collector's report in one statement (one transaction):
