@@ -45,15 +45,9 @@ fn unix_ms() -> u64 {
 /// A beat of a made-up reporter, sent now.
 fn made_up(id: &str, seq: u64) -> Beat {
     Beat {
-        id: id.into(),
-        host: "sim".into(),
-        pid: shm::pid::Pid::from_u32(1).unwrap(),
-        seq,
-        progress: seq,
         sent_at_ms: unix_ms(),
-        interval_ms: 100,
         instance: 7,
-        mac: None,
+        ..common::made_up_beat(id, seq, 100)
     }
 }
 

@@ -194,6 +194,20 @@ impl Fleet {
         self.alerts.iter().filter(|(_, a)| a.kind == kind).collect()
     }
 
+    /// The one alert raised so far, which must be of `kind` and within two
+    /// intervals of `killed`.
+    pub(crate) fn the_only_alert(&self, kind: FleetAlertKind, killed: Instant) -> FleetAlert {
+        assert_eq!(self.alerts.len(), 1, "one alert: {:#?}", self.alerts);
+        let (seen, alert) = &self.alerts[0];
+        assert_eq!(alert.kind, kind, "{alert:?}");
+        let detect = *seen - killed;
+        assert!(
+            detect <= INTERVAL * 2,
+            "alert {detect:?} after the kill (interval {INTERVAL:?})"
+        );
+        alert.clone()
+    }
+
     /// Waits until the monitor sees `host` with `n` reporters alive.
     pub(crate) fn wait_alive(&mut self, host: &str, n: u64) {
         let host = host.to_owned();
@@ -240,20 +254,8 @@ pub(crate) fn killed_reporter(mut fleet: Fleet) {
             .any(|(_, a)| a.kind == FleetAlertKind::ReporterSilent)
     });
     fleet.watch_for(INTERVAL * 3);
-    let silent = fleet.alerts_of(FleetAlertKind::ReporterSilent);
-    assert_eq!(silent.len(), 1, "{:#?}", fleet.alerts);
-    assert_eq!(silent[0].1.id.as_deref(), Some("r1"));
-    let detect = silent[0].0 - killed;
-    assert!(
-        detect <= INTERVAL * 2,
-        "alert {detect:?} after the kill (interval {INTERVAL:?})"
-    );
-    assert_eq!(
-        fleet.alerts.len(),
-        1,
-        "only that alert: {:#?}",
-        fleet.alerts
-    );
+    let alert = fleet.the_only_alert(FleetAlertKind::ReporterSilent, killed);
+    assert_eq!(alert.id.as_deref(), Some("r1"));
     for r in &reporters {
         let _ = r.kill();
     }
@@ -278,20 +280,8 @@ pub(crate) fn killed_collector(mut fleet: Fleet) {
             .any(|(_, a)| a.kind == FleetAlertKind::HostSilent)
     });
     fleet.watch_for(INTERVAL * 4);
-    let silent = fleet.alerts_of(FleetAlertKind::HostSilent);
-    assert_eq!(silent.len(), 1, "{:#?}", fleet.alerts);
-    assert_eq!(silent[0].1.host, "host-a");
-    let detect = silent[0].0 - killed;
-    assert!(
-        detect <= INTERVAL * 2,
-        "alert {detect:?} after the kill (interval {INTERVAL:?})"
-    );
-    assert_eq!(
-        fleet.alerts.len(),
-        1,
-        "no alert per reporter: {:#?}",
-        fleet.alerts
-    );
+    let alert = fleet.the_only_alert(FleetAlertKind::HostSilent, killed);
+    assert_eq!(alert.host, "host-a");
     assert_eq!(fleet.monitor.status().unknown, 2);
     for r in &reporters {
         let _ = r.kill();

@@ -14,20 +14,7 @@ use common::{poll_until, send_from_another_process};
 
 const INTERVAL: Duration = Duration::from_millis(50);
 
-/// A beat as a simulated reporter sends it.
-fn beat(id: &str, seq: u64, interval_ms: u64) -> Beat {
-    Beat {
-        id: id.into(),
-        host: "sim".into(),
-        pid: shm::pid::Pid::from_u32(1).unwrap(),
-        seq,
-        progress: seq,
-        sent_at_ms: 0,
-        interval_ms,
-        instance: 1,
-        mac: None,
-    }
-}
+use common::made_up_beat as beat;
 
 // ---- 11: poll(ZERO) drains what is queued ----
 

@@ -183,3 +183,19 @@ pub(crate) fn fleet_report(
         forget_after: std::time::Duration::from_secs(100),
     }
 }
+
+/// A beat of a made-up reporter on host `sim` (pid 1, instance 1, sent at
+/// 0 ms): for tests that send beats themselves.
+pub(crate) fn made_up_beat(id: &str, seq: u64, interval_ms: u64) -> Beat {
+    Beat {
+        id: id.into(),
+        host: "sim".into(),
+        pid: shm::pid::Pid::from_u32(1).unwrap(),
+        seq,
+        progress: seq,
+        sent_at_ms: 0,
+        interval_ms,
+        instance: 1,
+        mac: None,
+    }
+}
