@@ -294,6 +294,13 @@ pub enum HeartbeatError {
         /// The limit.
         max: usize,
     },
+    /// A reporter's id or host name holds a NUL byte: no store keeps one
+    /// (PostgreSQL refuses it), and monitors reject such beats.
+    #[error("the reporter's {what} holds a NUL byte, which no heartbeat store can keep")]
+    NulByte {
+        /// `"id"` or `"host name"`.
+        what: &'static str,
+    },
     /// The SQLite sink was asked for in a process with more than one
     /// thread (see [SQLite and threads](crate#sqlite-and-threads)).
     #[cfg(feature = "sqlite")]

@@ -507,6 +507,13 @@ impl Monitor {
             self.rejections.too_long += 1;
             return;
         }
+        // No store keeps a NUL in a text (PostgreSQL refuses the row, and
+        // with it the machine's whole write), and no reporter sends one
+        // (`Reporter::start` refuses it).
+        if beat.id.contains('\0') || beat.host.contains('\0') {
+            self.rejections.malformed += 1;
+            return;
+        }
         if self.only_host.as_ref().is_some_and(|h| *h != beat.host) {
             self.rejections.foreign_host += 1;
             return;

@@ -33,7 +33,8 @@ impl Reporter {
     /// A reporter named `id`, every [`DEFAULT_INTERVAL`], to nowhere yet.
     /// An id longer than [`MAX_ID_BYTES`] (or a host name longer than
     /// [`MAX_HOST_BYTES`]) makes [`start`](Reporter::start) fail with
-    /// [`HeartbeatError::TooLong`], before any daemon is started.
+    /// [`HeartbeatError::TooLong`], before any daemon is started; so does
+    /// one with a NUL byte ([`HeartbeatError::NulByte`]: no store keeps it).
     pub fn new(id: impl Into<String>) -> Reporter {
         Reporter {
             id: id.into(),
@@ -109,12 +110,16 @@ impl Reporter {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
         }
-        for (what, len, max) in [
-            ("id", self.id.len(), MAX_ID_BYTES),
-            ("host name", self.host_name().len(), MAX_HOST_BYTES),
+        for (what, text, max) in [
+            ("id", self.id.clone(), MAX_ID_BYTES),
+            ("host name", self.host_name(), MAX_HOST_BYTES),
         ] {
-            if len > max {
+            if text.len() > max {
+                let len = text.len();
                 return Err(HeartbeatError::TooLong { what, len, max });
+            }
+            if text.contains('\0') {
+                return Err(HeartbeatError::NulByte { what });
             }
         }
         // The daemon is forked and does not exec: SQLite's own locks, held by

@@ -145,6 +145,28 @@ fn conformance(store: &mut dyn Store) {
         (huge.instance, huge.seq, huge.progress)
     );
 
+    // Ids as long as a reporter may send (4,096 bytes: a PostgreSQL
+    // B-tree entry holds about 2,700; review 10), unicode, quotes.
+    let long = "x".repeat(heartbeat::MAX_ID_BYTES);
+    let odd = "名字 '\"; DROP TABLE reporters; --";
+    store
+        .write(&report(
+            "web-4",
+            vec![
+                reporter(&long, Health::Silent),
+                reporter(odd, Health::Silent),
+            ],
+        ))
+        .unwrap();
+    let (_, problems) = store.read_changes(None).unwrap();
+    let mut web4: Vec<_> = problems
+        .iter()
+        .filter(|c| c.host == "web-4")
+        .map(|c| c.reporter.id.clone())
+        .collect();
+    web4.sort();
+    assert_eq!(web4, [long, odd.to_owned()]);
+
     // Alerts, in the order recorded.
     let mut silent = FleetAlert::new(FleetAlertKind::HostSilent, "web-2", "no write for 2.0 s");
     silent.at = StoreTime(1_700_000_000_000);

@@ -112,9 +112,9 @@ fn main() -> ExitCode {
         if status.writes + status.write_failures > 0 && store_up != Some(status.store_up) {
             match &status.last_error {
                 Some(error) if !status.store_up => {
-                    eprintln!("heartbeat-collector: store unreachable: {error}")
+                    eprintln!("heartbeat-collector: writing the store failed: {error}")
                 }
-                _ => eprintln!("heartbeat-collector: store reachable"),
+                _ => eprintln!("heartbeat-collector: writing the store works"),
             }
             store_up = Some(status.store_up);
         }

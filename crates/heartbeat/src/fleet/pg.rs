@@ -91,11 +91,14 @@ CREATE TABLE IF NOT EXISTS heartbeat.reporters (
     health text NOT NULL,
     last_beat timestamptz NOT NULL,
     changed timestamptz NOT NULL,
-    written timestamptz NOT NULL,
-    PRIMARY KEY (host, id, instance)
+    written timestamptz NOT NULL
 );
+-- Keyed by the id's hash: a B-tree entry holds at most about 2,700 bytes,
+-- and an id may have 4,096 (one too long failed its machine's every write).
+CREATE UNIQUE INDEX IF NOT EXISTS reporters_key ON heartbeat.reporters (host, md5(id), instance);
 CREATE INDEX IF NOT EXISTS reporters_changed ON heartbeat.reporters (changed);
 CREATE TABLE IF NOT EXISTS heartbeat.alerts (
+    number bigserial PRIMARY KEY,
     at timestamptz NOT NULL,
     kind text NOT NULL,
     host text NOT NULL,
@@ -130,7 +133,7 @@ SELECT $1, u.id, u.instance, u.pid, u.seq, u.progress, u.interval_ms, u.health,
 FROM unnest($11::text[], $12::bigint[], $13::integer[], $14::bigint[], $15::bigint[],
             $16::bigint[], $17::text[], $18::float8[])
     AS u(id, instance, pid, seq, progress, interval_ms, health, age_ms)
-ON CONFLICT (host, id, instance) DO UPDATE SET pid = EXCLUDED.pid, seq = EXCLUDED.seq,
+ON CONFLICT (host, md5(id), instance) DO UPDATE SET pid = EXCLUDED.pid, seq = EXCLUDED.seq,
     progress = EXCLUDED.progress, interval_ms = EXCLUDED.interval_ms,
     health = EXCLUDED.health, last_beat = EXCLUDED.last_beat,
     changed = CASE WHEN r.health = EXCLUDED.health THEN r.changed ELSE EXCLUDED.changed END,
@@ -187,7 +190,9 @@ impl PgStore {
             let mut client = connect(&self.url)
                 .map_err(|e| StoreError::new("connect to the PostgreSQL store", e))?;
             migrate(&mut client)?;
-            let failed = |e| StoreError::new("prepare the store's statements", e);
+            let failed = |e: ::postgres::Error| {
+                StoreError::new("prepare the store's statements", described(&e))
+            };
             let write = client.prepare(WRITE).map_err(failed)?;
             let hosts = client.prepare(HOSTS).map_err(failed)?;
             let changes = client.prepare(CHANGES).map_err(failed)?;
@@ -213,15 +218,38 @@ impl PgStore {
         let result = op(self.connection()?);
         result.map_err(|e| {
             self.connection = None;
-            StoreError::new(what.to_owned(), e)
+            StoreError::new(what.to_owned(), described(&e))
         })
+    }
+}
+
+/// A PostgreSQL error in full: the `postgres` crate's own text for an error
+/// of the server is only "db error", without the server's reason.
+fn described(error: &::postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            text
+        }
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
 /// Creates the tables (one migrator at a time: concurrent `CREATE TABLE IF
 /// NOT EXISTS` of one table can fail in PostgreSQL) and checks the version.
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let failed = |e| StoreError::new("create the store's tables", e);
+    let failed = |e: ::postgres::Error| StoreError::new("create the store's tables", described(&e));
     let mut tx = client.transaction().map_err(failed)?;
     // Any fixed number: every procsync migrator takes the same lock.
     tx.execute("SELECT pg_advisory_xact_lock(7402019116)", &[])
@@ -395,8 +423,8 @@ impl Store for PgStore {
         let rows = self.with("read alerts", |c| {
             c.client.query(
                 "SELECT (extract(epoch FROM at) * 1000)::bigint, kind, host, reporter, instance, detail
-                 FROM (SELECT ctid, * FROM heartbeat.alerts ORDER BY at DESC, ctid DESC LIMIT $1) a
-                 ORDER BY at, ctid",
+                 FROM (SELECT * FROM heartbeat.alerts ORDER BY number DESC LIMIT $1) a
+                 ORDER BY number",
                 &[&limit],
             )
         })?;

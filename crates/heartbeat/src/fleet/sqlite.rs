@@ -95,7 +95,7 @@ impl SqliteStore {
         // file's write lock, which a hundred collectors starting at once
         // would each wait for in turn.
         let version = match read_version(&db) {
-            Ok(Some(v)) if v == SCHEMA_VERSION => Some(v),
+            Ok(Some(v)) if v >= SCHEMA_VERSION => Some(v),
             _ => {
                 db.execute_batch(SCHEMA)
                     .map_err(failed("create the tables in"))?;

@@ -308,22 +308,28 @@ fn redact(url: &str) -> String {
         // Not a URL: say nothing of it but its length.
         return format!("(a connection string of {} bytes)", url.len());
     };
-    let authority_end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
-    let authority = &url[start..authority_end];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..start],
-                &authority[..colon],
-                &url[start + at..]
-            ),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    let mut shown = url.to_string();
+    // Everything from the first `:` after the scheme to the last `@` of the
+    // whole text: a password may hold `/`, `?` or `@` (libpq wants them
+    // percent-encoded, but an error must not show a mistyped one). An `@`
+    // in the query makes it hide more than the password: safe.
+    if let Some(at) = shown.rfind('@').filter(|&at| at > start) {
+        if let Some(colon) = shown[start..at].find(':').map(|i| start + i) {
+            shown.replace_range(colon + 1..at, "***");
+        }
     }
+    // `?password=...` and `&password=...`.
+    let mut from = 0;
+    while let Some(found) = shown[from..].find("password=").map(|i| from + i) {
+        let value = found + "password=".len();
+        let starts_parameter = found > 0 && matches!(shown.as_bytes()[found - 1], b'?' | b'&');
+        if starts_parameter {
+            let end = shown[value..].find('&').map_or(shown.len(), |i| value + i);
+            shown.replace_range(value..end, "***");
+        }
+        from = value;
+    }
+    shown
 }
 
 fn home() -> PathBuf {
@@ -577,6 +583,23 @@ mod tests {
         );
         assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
         assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
+        // Review 10: a password in the query, or with `/` or `@` in it.
+        assert_eq!(
+            redact("postgresql://u@h/db?sslmode=require&password=s3cret&x=1"),
+            "postgresql://u@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            redact("postgresql://u@h/db?password=s3cret"),
+            "postgresql://u@h/db?password=***"
+        );
+        assert_eq!(
+            redact("postgresql://u:pa/ss@h/db"),
+            "postgresql://u:***@h/db"
+        );
+        assert_eq!(
+            redact("postgresql://u:p@ss@h/db"),
+            "postgresql://u:***@h/db"
+        );
     }
 
     #[test]
