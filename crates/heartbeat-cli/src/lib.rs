@@ -12,6 +12,8 @@
 //!
 //! let args = StoreArgs { url: None, sqlite: Some("fleet.db".into()) };
 //! assert_eq!(args.describe(), "SQLite file fleet.db");
+//! assert!(heartbeat_cli::has_password("postgresql://fleet:s3cret@db/fleet"));
+//! assert!(!heartbeat_cli::has_password("postgresql://fleet@db/fleet"));
 //! ```
 
 use std::path::PathBuf;
@@ -50,14 +52,29 @@ impl StoreArgs {
         }
     }
 
-    /// Exits with a usage error (code 2, as for any missing argument) when
-    /// neither store is given.
-    pub fn require(&self, mut command: clap::Command) {
+    /// Exits with a usage error (code 2, as for any bad argument) when
+    /// neither store is given, or when `--url` on the command line holds a
+    /// password: every user of the machine reads a command line (`ps`),
+    /// so it belongs in PGPASSWORD, a passfile, or the whole URL in
+    /// PROCSYNC_FLEET_URL (an environment only the process's user reads).
+    pub fn require(&self, mut command: clap::Command, matches: &clap::ArgMatches) {
         if self.url.is_none() && self.sqlite.is_none() {
             command
                 .error(
                     clap::error::ErrorKind::MissingRequiredArgument,
                     "a store is needed: --url URL (PostgreSQL, or PROCSYNC_FLEET_URL) or --sqlite PATH",
+                )
+                .exit();
+        }
+        let on_command_line =
+            matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
+        if on_command_line && self.url.as_deref().is_some_and(has_password) {
+            command
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    "--url holds a password, which every user can read on a command line (ps): \
+                     give it in PGPASSWORD or a passfile (~/.pgpass, PGPASSFILE), or the whole URL \
+                     in the environment variable PROCSYNC_FLEET_URL",
                 )
                 .exit();
         }
@@ -71,6 +88,21 @@ impl StoreArgs {
             (None, None) => "no store".to_owned(),
         }
     }
+}
+
+/// Whether a connection URL carries a password (in its user part, or as
+/// a `password=` parameter).
+pub fn has_password(url: &str) -> bool {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.contains("password=");
+    };
+    let user_part = url
+        .rfind('@')
+        .filter(|&at| at > start)
+        .map(|at| &url[start..at]);
+    user_part.is_some_and(|u| u.contains(':'))
+        || url.contains("?password=")
+        || url.contains("&password=")
 }
 
 /// A duration in seconds from the command line: positive, finite, at most

@@ -150,7 +150,7 @@ fn sample(body: &str, name: &str) -> Option<f64> {
 
 /// A collector and a monitor on `store_args`; one reporter seen ALIVE,
 /// scraped, then stopped and reported SILENT by both.
-fn collector_and_monitor_see_a_reporter_die(store_args: &[&str], dir: &Path) {
+fn collector_and_monitor_see_a_reporter_die(store_args: &[&str], url: Option<&str>, dir: &Path) {
     let key_file = dir.join("fleet.key");
     let made = program("heartbeat-collector")
         .args(["--make-key-file", key_file.to_str().unwrap()])
@@ -160,6 +160,9 @@ fn collector_and_monitor_see_a_reporter_die(store_args: &[&str], dir: &Path) {
     let interval = Duration::from_millis(250);
     let collector = Running::start({
         let mut c = program("heartbeat-collector");
+        if let Some(url) = url {
+            c.env("PROCSYNC_FLEET_URL", url);
+        }
         c.args(store_args)
             .args([
                 "--listen",
@@ -177,6 +180,9 @@ fn collector_and_monitor_see_a_reporter_die(store_args: &[&str], dir: &Path) {
     });
     let monitor = Running::start({
         let mut m = program("heartbeat-monitor");
+        if let Some(url) = url {
+            m.env("PROCSYNC_FLEET_URL", url);
+        }
         m.args(store_args)
             .args(["--metrics", "127.0.0.1:0", "--poll", "0.05"]);
         m
@@ -234,7 +240,7 @@ fn collector_and_monitor_see_a_reporter_die(store_args: &[&str], dir: &Path) {
 fn a_machine_on_sqlite_seen_scraped_and_its_dead_reporter_reported() {
     let dir = TempDir::new();
     let db = dir.0.join("fleet.db");
-    collector_and_monitor_see_a_reporter_die(&["--sqlite", db.to_str().unwrap()], &dir.0);
+    collector_and_monitor_see_a_reporter_die(&["--sqlite", db.to_str().unwrap()], None, &dir.0);
 }
 
 #[test]
@@ -242,7 +248,9 @@ fn a_machine_on_postgres_seen_scraped_and_its_dead_reporter_reported() {
     let dir = TempDir::new();
     let cluster = testkit::postgres::Cluster::start();
     let url = cluster.url();
-    collector_and_monitor_see_a_reporter_die(&["--url", &url], &dir.0);
+    // The URL (with its password) in the environment, never on the
+    // command line (see `a_password_on_the_command_line_is_refused`).
+    collector_and_monitor_see_a_reporter_die(&[], Some(&url), &dir.0);
 }
 
 #[test]
@@ -330,4 +338,43 @@ fn a_store_is_required() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--url") && err.contains("--sqlite"), "{err}");
+}
+
+#[test]
+fn a_password_on_the_command_line_is_refused() {
+    for name in ["heartbeat-collector", "heartbeat-monitor"] {
+        let out = program(name)
+            .args([
+                "--url",
+                "postgresql://fleet:s3cret@127.0.0.1:1/fleet",
+                "--no-key",
+            ])
+            .args(if name == "heartbeat-monitor" {
+                &[][..]
+            } else {
+                &["--for", "1"][..]
+            })
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        if name == "heartbeat-monitor" && err.contains("--no-key") {
+            continue; // the monitor has no --no-key: checked below
+        }
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains("PGPASSWORD"), "{name}: {err}");
+        assert!(!err.contains("s3cret"), "{name} shows the password: {err}");
+    }
+    let out = program("heartbeat-monitor")
+        .args([
+            "--url",
+            "postgresql://fleet@127.0.0.1:1/fleet?password=s3cret",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("PGPASSWORD") && !err.contains("s3cret"),
+        "{err}"
+    );
 }

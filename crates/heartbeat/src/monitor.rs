@@ -607,6 +607,49 @@ impl Monitor {
         }
     }
 
+    /// Takes in a reporter start known from elsewhere, as heard from at
+    /// `now` with the health it had there (a fleet's collector, restarted,
+    /// takes over its machine's reporters from the store): should no beat
+    /// of it follow, it turns SILENT after `silent_after` intervals and the
+    /// slack, so a death while nobody listened is still reported; a STUCK
+    /// one stays STUCK, without a new alert, until its progress moves. A
+    /// start tracked already, a SILENT one (reported already) and one
+    /// beyond `max_reporters` are left out; whether it was taken in. Not
+    /// counted as a beat; at a keyed monitor, its `seq` is the last signed
+    /// one (a replay of an older beat is refused).
+    pub fn expect(&mut self, beat: Beat, health: Health, now: Instant) -> bool {
+        let key = key_of(&beat);
+        if health == Health::Silent
+            || self.tracked.contains_key(&key)
+            || self.tracked.len() >= self.max_reporters
+        {
+            return false;
+        }
+        let interval = Duration::from_millis(beat.interval_ms.max(1)).min(self.max_interval);
+        // STUCK: progress last moved long enough ago to be judged so again.
+        let still = interval.saturating_mul(self.stuck_after) + Duration::from_millis(1);
+        let progress_moved = match health {
+            Health::Stuck => now.checked_sub(still).unwrap_or(now),
+            _ => now,
+        };
+        let signed_seq = self.key.is_some().then_some(beat.seq);
+        self.tracked.insert(
+            key,
+            Tracked {
+                first_seen: now,
+                beat,
+                last_seen: now,
+                progress_moved,
+                interval,
+                health,
+                leap: None,
+                spared: false,
+                signed_seq,
+            },
+        );
+        true
+    }
+
     /// Forgets the reporters already reported SILENT that are silent still
     /// at `now`; whether any were.
     fn make_room(&mut self, now: Instant) -> bool {

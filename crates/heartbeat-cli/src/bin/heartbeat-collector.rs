@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use heartbeat::fleet::Collector;
 use heartbeat::Key;
 use heartbeat_cli::{parse_seconds, StoreArgs};
@@ -56,7 +56,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(path) = &args.make_key_file {
         return match Key::generate_file(path) {
             Ok(_) => {
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
             Err(e) => fail(1, e),
         };
     }
-    args.store.require(Args::command());
+    args.store.require(Args::command(), &matches);
     let key = match args.key_file.as_deref().map(Key::from_file).transpose() {
         Ok(key) => key,
         Err(e) => return fail(1, e),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use heartbeat::fleet::{FleetMonitor, MetricsServer};
 use heartbeat_cli::{parse_seconds, StoreArgs};
 
@@ -42,8 +42,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    args.store.require(Args::command());
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    args.store.require(Args::command(), &matches);
     if !(args.slack.is_finite() && args.slack > 0.0) {
         eprintln!(
             "heartbeat-monitor: --slack must be a positive number, not {}",
@@ -88,6 +89,12 @@ fn main() -> ExitCode {
             server.update(monitor.status());
         }
         if end.is_some_and(|end| Instant::now() >= end) {
+            if !monitor.flush(Duration::from_secs(5)) {
+                eprintln!(
+                    "heartbeat-monitor: {} alerts could not be written to the store",
+                    monitor.status().alerts_pending
+                );
+            }
             let s = monitor.status();
             let (alive, stuck, silent) = s.reporters;
             let hosts_silent = s

@@ -96,6 +96,9 @@ struct Slot {
     done: u64,
     stop: bool,
     status: CollectorStatus,
+    /// The machine's reporter rows found in the store before this
+    /// collector's first write, for it to take over (once).
+    seed: Option<Vec<ReporterRow>>,
 }
 
 /// Hands reports to a thread that writes them: a slow or unreachable store
@@ -120,6 +123,7 @@ impl Writer {
             .name("heartbeat-collector-writer".into())
             .spawn(move || {
                 let mut rows = RowsWritten::default();
+                let mut seeded = false;
                 loop {
                     let (slot, wake) = &*shared;
                     let (number, report) = {
@@ -132,6 +136,15 @@ impl Writer {
                             None => return, // stopped, nothing left to write
                         }
                     };
+                    // Before its first write: what the collector before
+                    // this one left of the machine (retried until the
+                    // store answers).
+                    if !seeded {
+                        if let Ok(found) = store.read_reporters(&report.host) {
+                            lock(slot).seed = Some(found);
+                            seeded = true;
+                        }
+                    }
                     let report = rows.delta(report);
                     let result = store.write(&report);
                     rows.written(&report, result.is_ok());
@@ -173,6 +186,11 @@ impl Writer {
         lock(&self.slot.0).status.clone()
     }
 
+    /// The rows to take over, once found.
+    fn take_seed(&self) -> Option<Vec<ReporterRow>> {
+        lock(&self.slot.0).seed.take()
+    }
+
     /// Waits until the writer has written (or failed) the last report
     /// submitted, at most `timeout`; whether it did.
     fn drain(&self, timeout: Duration) -> bool {
@@ -211,7 +229,10 @@ impl Drop for Writer {
 /// [module](super) docs).
 ///
 /// Only beats naming this machine as their host are kept: the collector
-/// serves its own machine's reporters, over loopback by default. Writes
+/// serves its own machine's reporters, over loopback by default. A
+/// collector restarted takes over, before its first write, the reporters
+/// its machine has in the store: one that died while no collector listened
+/// is reported SILENT all the same. Writes
 /// happen on a thread of their own: a store that is down or slow delays
 /// the rows, never the reception of beats; the latest state is written
 /// when the store is back.
@@ -356,6 +377,9 @@ impl Collector {
                 until = until.min(end);
             }
             self.monitor.poll(until.saturating_duration_since(now))?;
+            if let Some(rows) = self.writer.take_seed() {
+                self.take_over(rows);
+            }
             let changed = self
                 .monitor
                 .take_alerts()
@@ -373,6 +397,32 @@ impl Collector {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes over the machine's reporters that a collector before this one
+    /// wrote to the store (it was restarted): each is expected to beat
+    /// within its threshold from now, so one that died meanwhile is still
+    /// reported SILENT, and a STUCK one stays STUCK without a new alert
+    /// (see [`Monitor::expect`]).
+    fn take_over(&mut self, rows: Vec<ReporterRow>) {
+        let now = Instant::now();
+        for row in rows {
+            let Some(pid) = shm::pid::Pid::from_u32(row.pid) else {
+                continue;
+            };
+            let beat = crate::Beat {
+                id: row.id,
+                host: self.host.clone(),
+                pid,
+                seq: row.seq,
+                progress: row.progress,
+                sent_at_ms: 0,
+                interval_ms: row.interval_ms,
+                instance: row.instance,
+                mac: None,
+            };
+            self.monitor.expect(beat, row.health, now);
         }
     }
 

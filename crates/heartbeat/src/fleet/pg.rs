@@ -63,6 +63,7 @@ struct Connection {
     hosts: Statement,
     changes: Statement,
     problems: Statement,
+    machine: Statement,
 }
 
 const SCHEMA: &str = "
@@ -157,6 +158,14 @@ FROM (SELECT 1) AS one
 LEFT JOIN heartbeat.reporters r ON r.changed >= to_timestamp($1::float8 / 1000)
 ";
 
+/// As [`CHANGES`], every reporter of the machine `$1`.
+const MACHINE: &str = "
+SELECT (extract(epoch FROM now()) * 1000)::bigint, r.host, r.id, r.instance, r.pid, r.seq,
+    r.progress, r.interval_ms, r.health,
+    (extract(epoch FROM now() - r.last_beat) * 1000)::float8
+FROM heartbeat.reporters r WHERE r.host = $1
+";
+
 /// As [`CHANGES`], every reporter not ALIVE.
 const PROBLEMS: &str = "
 SELECT (extract(epoch FROM now()) * 1000)::bigint, r.host, r.id, r.instance, r.pid, r.seq,
@@ -197,12 +206,14 @@ impl PgStore {
             let hosts = client.prepare(HOSTS).map_err(failed)?;
             let changes = client.prepare(CHANGES).map_err(failed)?;
             let problems = client.prepare(PROBLEMS).map_err(failed)?;
+            let machine = client.prepare(MACHINE).map_err(failed)?;
             self.connection = Some(Connection {
                 client,
                 write,
                 hosts,
                 changes,
                 problems,
+                machine,
             });
         }
         Ok(self.connection.as_mut().expect("connected just now"))
@@ -244,6 +255,25 @@ fn described(error: &::postgres::Error) -> String {
             text
         }
     }
+}
+
+/// A reporter row of the columns of [`CHANGES`]; `None` for its row of
+/// NULLs (no reporter changed).
+fn stored_reporter(r: &::postgres::Row) -> Option<StoredReporter> {
+    let health: String = r.get::<_, Option<String>>(8)?;
+    Some(StoredReporter {
+        host: r.get::<_, Option<String>>(1)?,
+        reporter: ReporterRow {
+            id: r.get::<_, Option<String>>(2)?,
+            instance: r.get::<_, Option<i64>>(3)? as u64,
+            pid: r.get::<_, Option<i32>>(4)? as u32,
+            seq: r.get::<_, Option<i64>>(5)? as u64,
+            progress: r.get::<_, Option<i64>>(6)? as u64,
+            interval_ms: r.get::<_, Option<i64>>(7)? as u64,
+            health: health_from_name(&health).unwrap_or(crate::Health::Silent),
+            since_last_beat: duration_ms(r.get::<_, Option<f64>>(9)?),
+        },
+    })
 }
 
 /// Creates the tables (one migrator at a time: concurrent `CREATE TABLE IF
@@ -372,27 +402,19 @@ impl Store for PgStore {
             None => c.client.query(&c.problems, &[]),
         })?;
         let now = rows.first().map_or(0, |r| r.get::<_, i64>(0));
-        let changes = rows
-            .iter()
-            .filter_map(|r| {
-                let host: Option<String> = r.get(1);
-                let health: String = r.get::<_, Option<String>>(8)?;
-                Some(StoredReporter {
-                    host: host?,
-                    reporter: ReporterRow {
-                        id: r.get::<_, Option<String>>(2)?,
-                        instance: r.get::<_, Option<i64>>(3)? as u64,
-                        pid: r.get::<_, Option<i32>>(4)? as u32,
-                        seq: r.get::<_, Option<i64>>(5)? as u64,
-                        progress: r.get::<_, Option<i64>>(6)? as u64,
-                        interval_ms: r.get::<_, Option<i64>>(7)? as u64,
-                        health: health_from_name(&health).unwrap_or(crate::Health::Silent),
-                        since_last_beat: duration_ms(r.get::<_, Option<f64>>(9)?),
-                    },
-                })
-            })
-            .collect();
+        let changes = rows.iter().filter_map(stored_reporter).collect();
         Ok((StoreTime(now), changes))
+    }
+
+    fn read_reporters(&mut self, host: &str) -> Result<Vec<ReporterRow>, StoreError> {
+        let rows = self.with("read a machine's reporters", |c| {
+            c.client.query(&c.machine, &[&host])
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(stored_reporter)
+            .map(|r| r.reporter)
+            .collect())
     }
 
     fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {

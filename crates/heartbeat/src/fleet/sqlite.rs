@@ -135,6 +135,25 @@ impl SqliteStore {
     }
 }
 
+/// A reporter row of the columns `host, id, instance, pid, seq, progress,
+/// interval_ms, health, age_ms`.
+fn stored_reporter(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReporter> {
+    let health: String = r.get(7)?;
+    Ok(StoredReporter {
+        host: r.get(0)?,
+        reporter: ReporterRow {
+            id: r.get(1)?,
+            instance: r.get::<_, i64>(2)? as u64,
+            pid: r.get(3)?,
+            seq: r.get::<_, i64>(4)? as u64,
+            progress: r.get::<_, i64>(5)? as u64,
+            interval_ms: r.get::<_, i64>(6)? as u64,
+            health: health_from_name(&health).unwrap_or(crate::Health::Silent),
+            since_last_beat: duration_ms(r.get(8)?),
+        },
+    })
+}
+
 /// This machine's wall clock, in milliseconds since the Unix epoch: the
 /// SQLite store's clock.
 fn now_ms() -> f64 {
@@ -266,28 +285,27 @@ impl Store for SqliteStore {
         };
         let mut query = self.db.prepare_cached(sql).map_err(&failed)?;
         let rows = query
-            .query_map(params![now, bound], |r| {
-                let health: String = r.get(7)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    ReporterRow {
-                        id: r.get(1)?,
-                        instance: r.get::<_, i64>(2)? as u64,
-                        pid: r.get(3)?,
-                        seq: r.get::<_, i64>(4)? as u64,
-                        progress: r.get::<_, i64>(5)? as u64,
-                        interval_ms: r.get::<_, i64>(6)? as u64,
-                        health: health_from_name(&health).unwrap_or(crate::Health::Silent),
-                        since_last_beat: duration_ms(r.get(8)?),
-                    },
-                ))
-            })
+            .query_map(params![now, bound], stored_reporter)
             .map_err(&failed)?;
-        let changes = rows
-            .map(|row| row.map(|(host, reporter)| StoredReporter { host, reporter }))
-            .collect::<Result<_, _>>()
-            .map_err(&failed)?;
+        let changes = rows.collect::<Result<_, _>>().map_err(&failed)?;
         Ok((StoreTime(now as i64), changes))
+    }
+
+    fn read_reporters(&mut self, host: &str) -> Result<Vec<ReporterRow>, StoreError> {
+        let failed = self.failed("read a machine's reporters");
+        let mut query = self
+            .db
+            .prepare_cached(
+                "SELECT host, id, instance, pid, seq, progress, interval_ms, health,
+                     ?1 - last_beat_ms FROM reporters WHERE host = ?2",
+            )
+            .map_err(&failed)?;
+        let rows = query
+            .query_map(params![now_ms(), host], stored_reporter)
+            .map_err(&failed)?;
+        rows.map(|row| row.map(|r| r.reporter))
+            .collect::<Result<_, _>>()
+            .map_err(&failed)
     }
 
     fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {

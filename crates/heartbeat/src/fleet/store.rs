@@ -147,6 +147,10 @@ pub trait Store: Send {
         since: Option<StoreTime>,
     ) -> Result<(StoreTime, Vec<StoredReporter>), StoreError>;
 
+    /// Every reporter row of `host`: what a collector restarted on that
+    /// machine takes over (see [`Collector`](super::Collector)).
+    fn read_reporters(&mut self, host: &str) -> Result<Vec<ReporterRow>, StoreError>;
+
     /// Appends alerts to the `alerts` table.
     fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError>;
 
@@ -168,6 +172,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
         since: Option<StoreTime>,
     ) -> Result<(StoreTime, Vec<StoredReporter>), StoreError> {
         (**self).read_changes(since)
+    }
+    fn read_reporters(&mut self, host: &str) -> Result<Vec<ReporterRow>, StoreError> {
+        (**self).read_reporters(host)
     }
     fn record_alerts(&mut self, alerts: &[FleetAlert]) -> Result<(), StoreError> {
         (**self).record_alerts(alerts)

@@ -222,7 +222,13 @@ pub struct FleetMonitor {
     unreachable_since: Option<Instant>,
     /// No machine is judged silent before this: the store was unreachable,
     /// and its collectors have yet to write again.
-    grace_until: Option<Instant>,
+    /// When the store came back (or a stall of every machine ended): a
+    /// machine is not judged silent before one of its own intervals and
+    /// the slack after it, time for its collector to write again.
+    back_at: Option<Instant>,
+    /// Since when every machine alive before is late at once: the store
+    /// (or the way to it) stalls, not every machine.
+    stalled_since: Option<Instant>,
     checks: u64,
     pending: Vec<super::FleetAlert>,
     status: FleetStatus,
@@ -255,6 +261,12 @@ fn lock_store(store: &Mutex<Box<dyn Store>>) -> MutexGuard<'_, Box<dyn Store>> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A machine's silence threshold: its interval and the slack
+/// (thousandths of an interval).
+fn threshold(interval: Duration, slack_milli: u32) -> Duration {
+    interval + interval * slack_milli / 1000
+}
+
 /// The fleet monitor's default slack: a machine is silent after 1.5 of its
 /// collector's intervals without a write.
 pub const DEFAULT_HOST_SLACK: f64 = 0.5;
@@ -272,7 +284,8 @@ impl FleetMonitor {
             since: None,
             store_up: None,
             unreachable_since: None,
-            grace_until: None,
+            back_at: None,
+            stalled_since: None,
             checks: 0,
             pending: Vec::new(),
             status: FleetStatus::default(),
@@ -334,13 +347,7 @@ impl FleetMonitor {
                         "",
                         format!("unreachable for {:.1} s", down.as_secs_f64()),
                     ));
-                    let longest = read
-                        .hosts
-                        .iter()
-                        .map(|h| h.interval)
-                        .max()
-                        .unwrap_or_default();
-                    self.grace_until = Some(Instant::now() + self.threshold(longest));
+                    self.back_at = Some(Instant::now());
                 }
                 self.store_up = Some(true);
                 self.status.store_up = true;
@@ -427,20 +434,46 @@ impl FleetMonitor {
     /// The silence threshold of a machine whose collector writes every
     /// `interval`.
     fn threshold(&self, interval: Duration) -> Duration {
-        interval + interval * self.slack_milli / 1000
+        threshold(interval, self.slack_milli)
     }
 
     fn judge_hosts(&mut self, hosts: Vec<HostRow>, alerts: &mut Vec<super::FleetAlert>) {
-        let in_grace = self.grace_until.is_some_and(|t| Instant::now() < t);
+        let now = Instant::now();
+        let slack_milli = self.slack_milli;
+        let late = |row: &HostRow| row.since_last_write > threshold(row.interval, slack_milli);
+        // Every machine alive before late at once (two or more): the store
+        // stalled (a slow disk, a lock, a pause shorter than the read
+        // timeout), whose writes wait; not a hundred deaths. Judged so for
+        // as long as twice the longest threshold, then as deaths after
+        // all; once any machine writes again, the others have the grace
+        // of their interval to do so too.
+        let alive_before: Vec<&HostRow> = hosts
+            .iter()
+            .filter(|row| self.hosts.get(&row.host) == Some(&HostHealth::Alive))
+            .collect();
+        let longest = hosts.iter().map(|h| h.interval).max().unwrap_or_default();
+        let all_late = alive_before.len() >= 2 && alive_before.iter().all(|row| late(row));
+        let stalled = if all_late {
+            let since = *self.stalled_since.get_or_insert(now);
+            now.saturating_duration_since(since) < self.threshold(longest) * 2
+        } else {
+            if self.stalled_since.take().is_some() {
+                self.back_at = Some(now);
+            }
+            false
+        };
         let (mut alive, mut stuck, mut silent, mut unknown) = (0, 0, 0, 0);
         let (mut received, mut rejected) = (0, 0);
         let mut judged = Vec::with_capacity(hosts.len());
         for row in hosts {
-            let late = row.since_last_write > self.threshold(row.interval);
             let before = self.hosts.get(&row.host).copied();
-            let health = match (late, before) {
-                // After an outage of the store, silence is news only once
-                // every collector had time to write again.
+            let in_grace = stalled
+                || self
+                    .back_at
+                    .is_some_and(|t| now < t + self.threshold(row.interval));
+            let health = match (late(&row), before) {
+                // After an outage or a stall of the store, silence is news
+                // only once this machine's collector had time to write again.
                 (true, Some(HostHealth::Alive)) if in_grace => HostHealth::Alive,
                 (true, _) => HostHealth::Silent,
                 (false, _) => HostHealth::Alive,
@@ -578,6 +611,28 @@ impl FleetMonitor {
     /// for a read under way.
     pub fn store(&self) -> MutexGuard<'_, Box<dyn Store>> {
         lock_store(&self.store)
+    }
+
+    /// Records the alerts not yet written to the store (each check writes
+    /// the alerts of the checks before it, with its read), waiting at most
+    /// `timeout`; whether none is left. Call it before the monitor ends.
+    pub fn flush(&mut self, timeout: Duration) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let store = Arc::clone(&self.store);
+        let pending = self.pending.clone();
+        let (tell, answer) = mpsc::sync_channel(1);
+        let started = std::thread::Builder::new()
+            .name("heartbeat-fleet-flush".into())
+            .spawn(move || {
+                let _ = tell.send(lock_store(&store).record_alerts(&pending).is_ok());
+            });
+        if started.is_ok() && answer.recv_timeout(timeout) == Ok(true) {
+            self.pending.clear();
+        }
+        self.status.alerts_pending = self.pending.len();
+        self.pending.is_empty()
     }
 
     /// How long a check waits for the store's answer (default
