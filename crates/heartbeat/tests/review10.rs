@@ -259,3 +259,125 @@ fn a_password_in_an_unreadable_url_is_not_shown_in_errors() {
     let shown = format!("{error} / {error:?}");
     assert!(!shown.contains("7f3a9c"), "the password is shown: {shown}");
 }
+
+/// After an outage of the store, the monitor judges no machine silent
+/// for one interval and the slack "time for every collector to write
+/// again" (`FleetMonitor::check`'s docs), but it takes the *longest*
+/// interval of any machine in the store for every machine: one machine
+/// whose collector writes every 20 s (a batch host) stretches the grace
+/// of a machine that writes every 250 ms to 30 s, and that machine's
+/// collector, killed right after the store came back, is not reported
+/// within 2 of its intervals (nor 16).
+#[test]
+#[ignore = "review10: after a store outage, one machine with a long interval delays every machine's host_silent by its grace (30 s for a 20 s interval)"]
+fn a_machine_killed_after_the_store_came_back_is_reported_on_its_own_interval() {
+    let (mut cluster, store) = postgres();
+    let url = cluster.url();
+    let mut fleet = Fleet::new(store);
+    let a = fleet.collector("host-a");
+    let r0 = fleet.reporter(&a, "r0", true);
+    fleet.wait_alive("host-a", 1);
+    PgStore::open(&url)
+        .unwrap()
+        .write(&common::fleet_report(
+            "batch-host",
+            Duration::from_secs(20),
+            Vec::new(),
+        ))
+        .unwrap();
+    fleet.watch_for(INTERVAL * 2);
+    assert!(fleet.alerts.is_empty(), "{:#?}", fleet.alerts);
+
+    cluster.stop();
+    fleet.watch_until("the store unreachable", |alerts| {
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::StoreUnreachable)
+    });
+    cluster.start_again();
+    fleet.watch_until("the store back", |alerts| {
+        alerts
+            .iter()
+            .any(|(_, a)| a.kind == FleetAlertKind::StoreBack)
+    });
+    // host-a writes again; its own grace (1.5 intervals) is over.
+    fleet.watch_for(INTERVAL * 3);
+    let killed = Instant::now();
+    a.child.kill().unwrap();
+    let limit = killed + INTERVAL * 16;
+    while Instant::now() < limit && fleet.alerts_of(FleetAlertKind::HostSilent).is_empty() {
+        fleet.watch_for(INTERVAL / 10);
+    }
+    let silent = fleet.alerts_of(FleetAlertKind::HostSilent);
+    assert!(
+        silent.first().is_some_and(
+            |(at, alert)| alert.host == "host-a" && *at - killed <= INTERVAL * 2 + INTERVAL / 2
+        ),
+        "host-a killed {:?} ago (interval {INTERVAL:?}): alerts {:#?}\nstatus {:#?}",
+        killed.elapsed(),
+        fleet.alerts,
+        fleet.monitor.status()
+    );
+    let _ = r0.kill();
+}
+
+/// "A store made by a newer version is refused rather than written
+/// wrongly" (`SCHEMA_VERSION`). The SQLite store refuses a file of schema
+/// version 2, but only after creating this version's tables and index in
+/// it (`collectors`, `reporters`, `alerts`): the newer file is written.
+#[test]
+#[ignore = "review10: SqliteStore::open writes this version's tables into a file of a newer schema before refusing it"]
+fn a_newer_sqlite_store_is_refused_untouched() {
+    let dir = common::TempDir::new("review10-schema");
+    let path = dir.0.join("fleet.db");
+    let newer = rusqlite::Connection::open(&path).unwrap();
+    newer
+        .execute_batch(
+            "CREATE TABLE heartbeat_schema (version INTEGER NOT NULL);
+             INSERT INTO heartbeat_schema VALUES (2);
+             CREATE TABLE machines_v2 (host TEXT PRIMARY KEY);",
+        )
+        .unwrap();
+    let tables = || -> Vec<String> {
+        let mut names = newer
+            .prepare("SELECT name FROM sqlite_master ORDER BY name")
+            .unwrap();
+        names
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = tables();
+    let error = SqliteStore::open(&path).expect_err("a newer schema");
+    assert!(error.to_string().contains("newer"), "{error}");
+    assert_eq!(tables(), before, "the newer file was written");
+}
+
+/// The same on PostgreSQL: refused, and nothing created (the migration's
+/// transaction is rolled back): a promise kept.
+#[test]
+fn a_newer_postgres_store_is_refused_untouched() {
+    let cluster = Cluster::start();
+    let mut client = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE SCHEMA heartbeat;
+             CREATE TABLE heartbeat.schema_version (version integer NOT NULL);
+             INSERT INTO heartbeat.schema_version VALUES (2);",
+        )
+        .unwrap();
+    let error = PgStore::open(&cluster.url()).expect_err("a newer schema");
+    assert!(error.to_string().contains("newer"), "{error}");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'heartbeat' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["schema_version"]);
+}
