@@ -558,3 +558,22 @@ fn a_stalled_migration_does_not_silence_the_fleet() {
         let _ = child.kill();
     }
 }
+
+/// "`Duration::MAX` timeouts: treated as no limit, never an overflow
+/// panic" (docs/reliability.md). `Collector::interval(Duration::MAX)` (a
+/// machine that should never be judged silent, say) panics at once:
+/// `forget_after = interval * 100` overflows.
+#[test]
+#[ignore = "review10: Collector::interval(Duration::MAX) panics (interval * 100 overflows)"]
+fn a_collector_interval_of_duration_max_does_not_panic() {
+    let dir = common::TempDir::new("review10-max");
+    let collector = Collector::bind(
+        "127.0.0.1:0",
+        SqliteStore::open(dir.0.join("fleet.db")).unwrap(),
+    )
+    .unwrap();
+    let set = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(collector.interval(Duration::MAX));
+    }));
+    assert!(set.is_ok(), "Collector::interval(Duration::MAX) panicked");
+}
