@@ -1,0 +1,206 @@
+//! Review 10: `heartbeat-collector` and `heartbeat-monitor` attacked as
+//! programs. Each `#[ignore]`d test proves a defect (it fails on the code
+//! as it is); the others are promises that withstood the attack.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use heartbeat::fleet::{CollectorReport, FleetAlertKind, PgStore, Store};
+use testkit::postgres::Cluster;
+
+fn program(name: &str) -> Command {
+    let path = match name {
+        "heartbeat-collector" => env!("CARGO_BIN_EXE_heartbeat-collector"),
+        _ => env!("CARGO_BIN_EXE_heartbeat-monitor"),
+    };
+    let mut command = Command::new(path);
+    command.env_remove("PROCSYNC_FLEET_URL");
+    command
+}
+
+/// A machine whose collector wrote once, long ago (as the store counts:
+/// ten of its 10 ms intervals).
+fn a_dead_machine(store: &mut PgStore, host: &str) {
+    store
+        .write(&CollectorReport {
+            host: host.to_owned(),
+            instance: 1,
+            pid: 4242,
+            interval: Duration::from_millis(10),
+            beats_received: 0,
+            beats_rejected: 0,
+            counts: (0, 0, 0),
+            reporters: Vec::new(),
+            complete: true,
+            forget_after: Duration::from_secs(100),
+        })
+        .unwrap();
+    testkit::wait_until("the machine late on the store's clock", || {
+        store.read_hosts().unwrap()[0].since_last_write > Duration::from_millis(100)
+    });
+}
+
+/// "Alerts are rows in an `alerts` table and lines on stdout" (issue #16,
+/// the monitor's `--help`). The monitor writes each check's alerts only at
+/// the next check, so the alerts of its last check are printed and never
+/// stored: here a run (`--for`) whose one check finds a dead machine
+/// prints `ALERT host_silent` and leaves the `alerts` table empty. (The
+/// same happens to a monitor stopped by a signal: the last poll's alerts
+/// are lost.)
+#[test]
+#[ignore = "review10: heartbeat-monitor prints the alerts of its last check but never records them in the alerts table"]
+fn every_alert_printed_is_recorded_in_the_alerts_table() {
+    let cluster = Cluster::start();
+    let mut store = PgStore::open(&cluster.url()).unwrap();
+    a_dead_machine(&mut store, "dead-host");
+    let out = program("heartbeat-monitor")
+        .args(["--url", &cluster.url(), "--for", "0.001"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("ALERT host_silent host=dead-host"),
+        "{stdout}"
+    );
+    let stored = store.read_alerts(10).unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|a| a.kind == FleetAlertKind::HostSilent && a.host == "dead-host"),
+        "printed:\n{stdout}\nbut the alerts table holds {stored:#?}"
+    );
+}
+
+/// The programs take the store's password in `--url`, and keep it in
+/// their command line for their whole life: every user of the machine
+/// reads it in `ps` (/proc/PID/cmdline). The issue asks for the password
+/// "from the URL, a PGPASSFILE, or the environment"; the command line is
+/// the one place it must not stay.
+#[test]
+#[ignore = "review10: the store's password given in --url stays readable in ps (/proc/PID/cmdline) while the program runs"]
+fn the_stores_password_is_not_in_the_collectors_command_line() {
+    let secret = "s3cret-7f3a9c";
+    let mut child = program("heartbeat-collector")
+        .args([
+            "--url",
+            &format!("postgresql://fleet:{secret}@127.0.0.1:1/fleet"),
+            "--no-key",
+            "--listen",
+            "127.0.0.1:0",
+            "--for",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        !cmdline.contains(secret),
+        "anyone's ps shows the password: {cmdline}"
+    );
+}
+
+/// The URL from the environment is not shown by `--help` (clap's
+/// `hide_env_values`): a promise kept.
+#[test]
+fn help_does_not_show_the_url_from_the_environment() {
+    for name in ["heartbeat-collector", "heartbeat-monitor"] {
+        let out = program(name)
+            .env(
+                "PROCSYNC_FLEET_URL",
+                "postgresql://fleet:s3cret-7f3a9c@db/fleet",
+            )
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("PROCSYNC_FLEET_URL"), "{text}");
+        assert!(!text.contains("s3cret"), "{name} --help shows it: {text}");
+    }
+}
+
+/// A collector whose statement the server refuses (here one beat whose id
+/// holds a NUL byte, which PostgreSQL text cannot hold) logs
+/// `store unreachable: heartbeat store: write a collector's report: db
+/// error`: the store is up, and the server's reason (`invalid byte
+/// sequence for encoding "UTF8": 0x00`) is nowhere, so the operator of a
+/// machine the monitor calls silent cannot tell why.
+#[test]
+#[ignore = "review10: a refused write is logged as 'store unreachable: ... db error', without the server's reason"]
+fn a_refused_write_is_logged_with_the_servers_reason() {
+    let cluster = Cluster::start();
+    let mut collector = program("heartbeat-collector")
+        .args([
+            "--url",
+            &cluster.url(),
+            "--no-key",
+            "--host",
+            "web-1",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "0.1",
+            "--for",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(collector.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listen = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let (tell, lines) = std::sync::mpsc::channel();
+    let stderr = collector.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tell.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let beat = format!(
+        r#"{{"id":"odd\u0000id","host":"web-1","pid":{},"seq":0,"progress":0,"sent_at_ms":0,"interval_ms":100,"instance":5}}"#,
+        std::process::id()
+    );
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(beat.as_bytes(), listen.as_str())
+        .unwrap();
+    let limit = std::time::Instant::now() + testkit::GENEROUS;
+    let failure = loop {
+        let left = limit.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("a line about the failed write");
+        // (Not the line saying the first writes went through.)
+        if line.contains("store") && !line.ends_with("store reachable") {
+            break line;
+        }
+    };
+    let _ = collector.kill();
+    let _ = collector.wait();
+    assert!(
+        failure.contains("0x00") && !failure.contains("unreachable"),
+        "the collector's log of the refused write: {failure}"
+    );
+}
