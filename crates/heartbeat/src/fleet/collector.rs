@@ -309,7 +309,7 @@ impl Collector {
             instance: sys::random_u64(),
             pid: shm::pid::current().get(),
             interval,
-            forget_after: interval * 100,
+            forget_after: interval.saturating_mul(100),
             next_write: None,
             writer: Writer::start(Box::new(store))?,
         })
@@ -333,11 +333,13 @@ impl Collector {
     }
 
     /// How often the collector writes (default [`DEFAULT_COLLECT_INTERVAL`],
-    /// at least 10 ms): the fleet monitor judges the machine silent after
+    /// at least 10 ms, at most a day): the fleet monitor judges the machine silent after
     /// this and its slack without a write.
     pub fn interval(mut self, interval: Duration) -> Collector {
-        self.interval = interval.max(Duration::from_millis(10));
-        self.forget_after = self.interval * 100;
+        // A day at most: a deadline an interval from now stays within the
+        // clock (`Duration::MAX` panicked).
+        self.interval = interval.clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        self.forget_after = self.interval.saturating_mul(100);
         self
     }
 

@@ -280,7 +280,27 @@ fn stored_reporter(r: &::postgres::Row) -> Option<StoredReporter> {
 /// NOT EXISTS` of one table can fail in PostgreSQL) and checks the version.
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let failed = |e: ::postgres::Error| StoreError::new("create the store's tables", described(&e));
+    // Made already, at this version or a newer one (the usual case): read
+    // only. The schema script's `CREATE INDEX IF NOT EXISTS` locks the
+    // table against writes until its transaction ends, even when the index
+    // exists: a migration run at every (re)connection of every collector
+    // stalled the whole fleet's writes behind any one of them (review 10).
+    let current: Option<i32> = client
+        .query_opt(
+            "SELECT max(version) FROM heartbeat.schema_version
+             WHERE to_regclass('heartbeat.schema_version') IS NOT NULL",
+            &[],
+        )
+        .ok()
+        .flatten()
+        .and_then(|row| row.get(0));
+    if current.is_some_and(|v| i64::from(v) == SCHEMA_VERSION) {
+        return Ok(());
+    }
     let mut tx = client.transaction().map_err(failed)?;
+    // A migration never waits long for a lock that writers hold.
+    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+        .map_err(failed)?;
     // Any fixed number: every procsync migrator takes the same lock.
     tx.execute("SELECT pg_advisory_xact_lock(7402019116)", &[])
         .map_err(failed)?;
