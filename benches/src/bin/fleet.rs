@@ -7,6 +7,8 @@
 //! slowest alert, store writes and rows per second, CPU per 1,000 beats).
 //!
 //! Needs `cargo build --release -p demos` first (`benches/run-all.sh` does).
+//! Each run's whole output (every alert line) is kept in
+//! `target/procsync-bench/fleet-STORE.log`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -58,6 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         command.env_remove("PROCSYNC_FLEET_URL");
         let out = command.output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
+        // Every alert line of the run, for a look at any false alarm.
+        let log = target.join(format!("procsync-bench/fleet-{store}.log"));
+        std::fs::write(&log, out.stdout.as_slice())?;
         let summary = stdout
             .lines()
             .rev()
