@@ -304,6 +304,10 @@ fn increase(before: u64, now: u64) -> u64 {
 /// - `heartbeat_alerts_total{kind}`, every [`FleetAlertKind`](super::FleetAlertKind)
 ///   by its [name](super::FleetAlertKind::name), 0 until raised.
 ///
+/// While the store cannot be read, the machines' and reporters' figures
+/// are those of the last read that succeeded: alert on
+/// `heartbeat_store_up == 0` before trusting them.
+///
 /// # Where it listens
 ///
 /// It binds where it is told, and has **no authentication**: anyone who can

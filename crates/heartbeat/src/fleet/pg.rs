@@ -29,8 +29,10 @@ use crate::postgres::connect;
 /// from the URL, `PGPASSWORD` or the passfile (see
 /// [`postgres::connect`](crate::postgres::connect)). Each collector holds
 /// one connection: a fleet of N machines needs `max_connections` above N
-/// plus its monitors (or a pooler such as PgBouncer in transaction mode in
-/// between).
+/// plus its monitors. (A pooler in transaction mode must keep named
+/// prepared statements, as PgBouncer 1.21+ does with
+/// `max_prepared_statements`, and pass or ignore the `options` startup
+/// parameter: see `docs/guide.md`.)
 ///
 /// # Example
 ///
