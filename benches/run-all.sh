@@ -10,7 +10,10 @@ mkdir -p "$out"
 cargo bench -p benches
 cargo run --release -q -p benches --bin outcomes > "$out/outcomes.jsonl"
 python3 benches/python/peer.py > "$out/python.jsonl"
-# W12: the fleet heartbeat, W12_MINUTES (default 10) on each store.
-cargo build --release -q -p demos
-cargo run --release -q -p benches --bin fleet > "$out/fleet.jsonl"
+# W12: the fleet heartbeat, W12_MINUTES (default 10) on each store;
+# W12_MINUTES=0 keeps the W12 figures of an earlier run (fleet.jsonl).
+if [ "${W12_MINUTES:-10}" != 0 ]; then
+  cargo build --release -q -p demos
+  cargo run --release -q -p benches --bin fleet > "$out/fleet.jsonl"
+fi
 cargo run --release -q -p benches --bin report
