@@ -2,6 +2,10 @@
 //! help, their refusals, and a machine's reporter seen, scraped over
 //! `/metrics` and reported SILENT once it stops, on SQLite and PostgreSQL.
 
+mod common;
+
+use common::program;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
@@ -13,16 +17,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use heartbeat::{Beat, Key};
 use testkit::GENEROUS;
-
-fn program(name: &str) -> Command {
-    let path = match name {
-        "heartbeat-collector" => env!("CARGO_BIN_EXE_heartbeat-collector"),
-        _ => env!("CARGO_BIN_EXE_heartbeat-monitor"),
-    };
-    let mut command = Command::new(path);
-    command.env_remove("PROCSYNC_FLEET_URL");
-    command
-}
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);

@@ -3,22 +3,16 @@
 //! code of the review, and was un-ignored with its fix); the others are
 //! promises that withstood the attack.
 
+mod common;
+
+use common::program;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use heartbeat::fleet::{CollectorReport, FleetAlertKind, PgStore, Store};
 use testkit::postgres::Cluster;
-
-fn program(name: &str) -> Command {
-    let path = match name {
-        "heartbeat-collector" => env!("CARGO_BIN_EXE_heartbeat-collector"),
-        _ => env!("CARGO_BIN_EXE_heartbeat-monitor"),
-    };
-    let mut command = Command::new(path);
-    command.env_remove("PROCSYNC_FLEET_URL");
-    command
-}
 
 /// A machine whose collector wrote once, long ago (as the store counts:
 /// ten of its 10 ms intervals).

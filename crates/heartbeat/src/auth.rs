@@ -106,11 +106,8 @@ impl Key {
         let path = path.as_ref();
         let refuse = |problem| key_file_error(path, problem);
         // Non-blocking: the open of a FIFO must not wait for a writer.
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| refuse(KeyProblem::Io(e)))?;
+        let mut file =
+            sys::open_for_reading_without_waiting(path).map_err(|e| refuse(KeyProblem::Io(e)))?;
         // Judged on the file opened, not on the path again: no other file
         // can be put there between the check and the read.
         let meta = file.metadata().map_err(|e| refuse(KeyProblem::Io(e)))?;

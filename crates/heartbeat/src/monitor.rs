@@ -108,6 +108,29 @@ struct Tracked {
     signed_seq: Option<u64>,
 }
 
+impl Tracked {
+    /// A reporter start first heard from at `now`: ALIVE, its progress
+    /// moving from now.
+    fn first_heard(
+        beat: Beat,
+        now: Instant,
+        interval: Duration,
+        signed_seq: Option<u64>,
+    ) -> Tracked {
+        Tracked {
+            first_seen: now,
+            beat,
+            last_seen: now,
+            progress_moved: now,
+            interval,
+            health: Health::Alive,
+            leap: None,
+            spared: false,
+            signed_seq,
+        }
+    }
+}
+
 /// Beats rejected so far, by reason (see [`Monitor::rejections`]): each
 /// rejected beat is counted once, under the first reason found, in this
 /// order.
@@ -589,20 +612,8 @@ impl Monitor {
                     self.refused += 1;
                     return;
                 }
-                self.tracked.insert(
-                    key,
-                    Tracked {
-                        first_seen: now,
-                        beat,
-                        last_seen: now,
-                        progress_moved: now,
-                        interval,
-                        health: Health::Alive,
-                        leap: None,
-                        spared: false,
-                        signed_seq,
-                    },
-                );
+                let tracked = Tracked::first_heard(beat, now, interval, signed_seq);
+                self.tracked.insert(key, tracked);
             }
         }
     }
@@ -633,20 +644,12 @@ impl Monitor {
             _ => now,
         };
         let signed_seq = self.key.is_some().then_some(beat.seq);
-        self.tracked.insert(
-            key,
-            Tracked {
-                first_seen: now,
-                beat,
-                last_seen: now,
-                progress_moved,
-                interval,
-                health,
-                leap: None,
-                spared: false,
-                signed_seq,
-            },
-        );
+        let tracked = Tracked {
+            progress_moved,
+            health,
+            ..Tracked::first_heard(beat, now, interval, signed_seq)
+        };
+        self.tracked.insert(key, tracked);
         true
     }
 

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -48,6 +49,16 @@ pub(crate) fn fill_random(mut bytes: &mut [u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens `path` for reading with `O_NONBLOCK`: the open of a FIFO returns
+/// at once instead of waiting for a writer (the caller then refuses it).
+pub(crate) fn open_for_reading_without_waiting(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// This process's effective user id.
