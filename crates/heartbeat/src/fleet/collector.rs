@@ -96,9 +96,14 @@ struct Slot {
     done: u64,
     stop: bool,
     status: CollectorStatus,
-    /// The machine's reporter rows found in the store before this
-    /// collector's first write, for it to take over (once).
+    /// The machine whose reporter rows the collector asks for, before it
+    /// hears its first beat (see [`Collector::take_over`]).
+    seed_for: Option<String>,
+    /// Those rows, once read, for the collector to take over (once).
     seed: Option<Vec<ReporterRow>>,
+    /// The read failed (the store down): the collector stops waiting, and
+    /// the writer tries again before each write.
+    seed_failed: bool,
 }
 
 /// Hands reports to a thread that writes them: a slow or unreachable store
@@ -123,26 +128,41 @@ impl Writer {
             .name("heartbeat-collector-writer".into())
             .spawn(move || {
                 let mut rows = RowsWritten::default();
-                let mut seeded = false;
+                // The machine whose rows are still to be read, if any.
+                let mut unseeded: Option<String> = None;
                 loop {
                     let (slot, wake) = &*shared;
                     let (number, report) = {
                         let mut s = lock(slot);
-                        while s.report.is_none() && !s.stop {
+                        while s.report.is_none() && s.seed_for.is_none() && !s.stop {
                             s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        if let Some(host) = s.seed_for.take() {
+                            drop(s);
+                            let found = store.read_reporters(&host);
+                            let mut s = lock(slot);
+                            match found {
+                                Ok(found) => s.seed = Some(found),
+                                Err(_) => {
+                                    s.seed_failed = true;
+                                    unseeded = Some(host);
+                                }
+                            }
+                            wake.notify_all();
+                            continue;
                         }
                         match s.report.take() {
                             Some(r) => r,
                             None => return, // stopped, nothing left to write
                         }
                     };
-                    // Before its first write: what the collector before
-                    // this one left of the machine (retried until the
-                    // store answers).
-                    if !seeded {
-                        if let Ok(found) = store.read_reporters(&report.host) {
+                    // The store was down when the collector started: its
+                    // machine's rows are read before the first write that
+                    // can be made.
+                    if let Some(host) = &unseeded {
+                        if let Ok(found) = store.read_reporters(host) {
                             lock(slot).seed = Some(found);
-                            seeded = true;
+                            unseeded = None;
                         }
                     }
                     let report = rows.delta(report);
@@ -191,6 +211,28 @@ impl Writer {
         lock(&self.slot.0).seed.take()
     }
 
+    /// Asks for `host`'s rows and waits for them at most `timeout`: the
+    /// rows, or `None` (the store down or slow: they come later, through
+    /// [`take_seed`](Writer::take_seed)).
+    fn seed(&self, host: &str, timeout: Duration) -> Option<Vec<ReporterRow>> {
+        let (slot, wake) = &*self.slot;
+        let until = Instant::now() + timeout;
+        let mut s = lock(slot);
+        s.seed_for = Some(host.to_owned());
+        wake.notify_all();
+        while s.seed.is_none() && !s.seed_failed {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            s = wake
+                .wait_timeout(s, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        s.seed.take()
+    }
+
     /// Waits until the writer has written (or failed) the last report
     /// submitted, at most `timeout`; whether it did.
     fn drain(&self, timeout: Duration) -> bool {
@@ -230,9 +272,10 @@ impl Drop for Writer {
 ///
 /// Only beats naming this machine as their host are kept: the collector
 /// serves its own machine's reporters, over loopback by default. A
-/// collector restarted takes over, before its first write, the reporters
-/// its machine has in the store: one that died while no collector listened
-/// is reported SILENT all the same. Writes
+/// collector restarted takes over, before it takes in a beat (waiting up to
+/// an interval, at most 2 s, for the store), the reporters its machine has
+/// in the store: one that died while no collector listened is reported
+/// SILENT all the same, and a STUCK one stays STUCK. Writes
 /// happen on a thread of their own: a store that is down or slow delays
 /// the rows, never the reception of beats; the latest state is written
 /// when the store is back.
@@ -364,6 +407,17 @@ impl Collector {
         // of an interval of its threshold.
         let tick = self.interval / 10;
         let interval = self.interval;
+        if self.next_write.is_none() {
+            // Before the first beat is heard: what the collector before
+            // this one left of the machine (a beat heard first would make
+            // its reporter new, ALIVE, and a STUCK one `reporter_back`).
+            if let Some(rows) = self
+                .writer
+                .seed(&self.host, interval.min(Duration::from_secs(2)))
+            {
+                self.take_over(rows);
+            }
+        }
         let next_write = self
             .next_write
             .get_or_insert_with(|| Instant::now() + sys::random_phase(interval));
