@@ -440,7 +440,14 @@ impl FleetMonitor {
     fn judge_hosts(&mut self, hosts: Vec<HostRow>, alerts: &mut Vec<super::FleetAlert>) {
         let now = Instant::now();
         let slack_milli = self.slack_milli;
-        let late = |row: &HostRow| row.since_last_write > threshold(row.interval, slack_milli);
+        // A read that waited for the store waited as long as the writes
+        // did (a stall ended just before this answer, one machine's write
+        // landing before it and another's just after): that long does not
+        // count against a machine. A dead one is seen one slow read later.
+        let waited = self.status.read_latency;
+        let late = |row: &HostRow| {
+            row.since_last_write > threshold(row.interval, slack_milli).saturating_add(waited)
+        };
         // Every machine alive before late at once (two or more): the store
         // stalled (a slow disk, a lock, a pause shorter than the read
         // timeout), whose writes wait; not a hundred deaths. Judged so for
