@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::monitor::Health;
 
@@ -95,9 +95,7 @@ pub struct FleetAlert {
 impl FleetAlert {
     /// An alert of `kind` about `host`, raised now.
     pub fn new(kind: FleetAlertKind, host: impl Into<String>, detail: impl Into<String>) -> Self {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let at = i64::try_from(crate::wire::unix_ms()).unwrap_or(i64::MAX);
         FleetAlert {
             at: StoreTime(at),
             kind,
