@@ -98,15 +98,15 @@ impl<T: DeserializeOwned> Child<T> {
         let received = std::mem::take(&mut self.received);
         let received = received.as_slice();
         if !received.is_empty() {
-            match postcard::from_bytes::<Outcome<T>>(received) {
-                Ok(Outcome::Returned(value)) => return Ok(value),
-                Ok(Outcome::Panicked(message)) => {
+            match Outcome::<T>::decode(received) {
+                Some(Outcome::Returned(value)) => return Ok(value),
+                Some(Outcome::Panicked(message)) => {
                     return Err(JoinError::Panicked {
                         pid: self.pid,
                         message,
                     })
                 }
-                Err(_) => {
+                None => {
                     return Err(JoinError::BadResult {
                         pid: self.pid,
                         reason: format!(

@@ -7,7 +7,8 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::sys;
 
@@ -17,11 +18,30 @@ pub const PANIC_EXIT_CODE: i32 = 101;
 /// The exit code of a child whose result could not be serialized.
 pub const UNSENDABLE_RESULT_EXIT_CODE: i32 = 102;
 
-/// What the child sends back over the socket.
-#[derive(Serialize, Deserialize)]
+/// What the child sends back over the socket: a tag byte, then the
+/// payload in `postcard` (the bytes postcard itself gives a two-variant
+/// enum, written by hand so that this crate needs no serde derive).
 pub(crate) enum Outcome<T> {
     Returned(T),
     Panicked(String),
+}
+
+/// The tag of [`Outcome::Returned`].
+const RETURNED: u8 = 0;
+/// The tag of [`Outcome::Panicked`].
+const PANICKED: u8 = 1;
+
+impl<T: DeserializeOwned> Outcome<T> {
+    /// Decodes what a child sent; `None` for bytes that are not an
+    /// outcome of a `T`.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Outcome<T>> {
+        let (&tag, payload) = bytes.split_first()?;
+        match tag {
+            RETURNED => postcard::from_bytes(payload).ok().map(Outcome::Returned),
+            PANICKED => postcard::from_bytes(payload).ok().map(Outcome::Panicked),
+            _ => None,
+        }
+    }
 }
 
 /// A child's encoded outcome: in the caller's stack buffer, or on the heap.
@@ -35,9 +55,16 @@ pub(crate) enum Encoded {
 /// copy instead of dropping it. A result that cannot be encoded is dropped
 /// here.
 pub(crate) fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encoded, i32) {
-    let encoded = match postcard::to_slice(&Outcome::Returned(&value), small) {
-        Ok(bytes) => Encoded::Inline(bytes.len()),
-        Err(_) => match postcard::to_stdvec(&Outcome::Returned(&value)) {
+    let inline = match small.split_first_mut() {
+        Some((tag, rest)) => {
+            *tag = RETURNED;
+            postcard::to_slice(&value, rest).map(|bytes| bytes.len() + 1)
+        }
+        None => Err(postcard::Error::SerializeBufferFull),
+    };
+    let encoded = match inline {
+        Ok(len) => Encoded::Inline(len),
+        Err(_) => match postcard::to_extend(&value, vec![RETURNED]) {
             Ok(bytes) => Encoded::Heap(bytes),
             Err(e) => {
                 drop(value);
@@ -55,7 +82,7 @@ pub(crate) fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encode
 }
 
 pub(crate) fn encode_panic(message: String) -> Vec<u8> {
-    postcard::to_stdvec(&Outcome::<()>::Panicked(message)).unwrap_or_default()
+    postcard::to_extend(&message, vec![PANICKED]).unwrap_or_default()
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -24,8 +24,8 @@
 //! The default features are `lock`, `sem`, `event`, `daemon` and `queue`;
 //! `heartbeat` (which builds SQLite) is opt-in.
 //!
-//! `#[derive(ShmSafe)]` finds `shm` through this crate by itself (it reads
-//! the deriving crate's manifest), so `use procsync::shm::ShmSafe;` is all a
+//! `procsync::shm::ShmSafe` is the derive that names `shm` through this
+//! crate (`::procsync::shm`), so `use procsync::shm::ShmSafe;` is all a
 //! program needs.
 //!
 //! # Example
@@ -54,7 +54,15 @@
 
 #![deny(unsafe_code)]
 
-pub use shm;
+/// Shared memory (the `procsync-shm` crate): `Shared<T>`,
+/// `SharedSlice<T>`, `Segment`, named segments, `ShmSafe` and its derive,
+/// the futex word, process ids.
+pub mod shm {
+    pub use shm_crate::*;
+    /// `#[derive(ShmSafe)]` as a program that depends only on `procsync`
+    /// uses it: the generated impl names `shm` as `::procsync::shm`.
+    pub use shm_derive::ShmSafeThroughProcsync as ShmSafe;
+}
 
 /// Locks between processes (the `procsync-lock` crate).
 #[cfg(feature = "lock")]

@@ -16,10 +16,21 @@
 //! own description, so that a named segment is checked by layout, not by
 //! the struct's Rust path (see `shm::layout`).
 //!
-//! The generated code names the `shm` crate by the path the deriving crate
-//! knows it under, read from that crate's manifest: `::shm` for a crate
-//! that depends on `procsync-shm` (as `shm`, or under any other name), or
-//! `::procsync::shm` for one that depends only on the `procsync` facade.
+//! The generated code names the `shm` crate `::shm`, the name a crate that
+//! depends on `procsync-shm` knows it by. Through the `procsync` facade,
+//! `procsync::shm::ShmSafe` is this derive under another entry point that
+//! names it `::procsync::shm`. A crate that renamed either dependency says
+//! where `shm` is, as serde's `#[serde(crate = "...")]` does:
+//!
+//! ```ignore
+//! #[derive(ShmSafe)]
+//! #[shm(crate = "my_shm")] // for `my_shm = { package = "procsync-shm", ... }`
+//! #[repr(C)]
+//! struct Point { x: u32, y: u32 }
+//! ```
+//!
+//! (The path is not read from the deriving crate's manifest: that would
+//! build a TOML parser into every cold build of every crate that derives.)
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -27,44 +38,57 @@ use quote::quote;
 use syn::{parse_macro_input, Data, DeriveInput, Error};
 
 /// Implements `shm::ShmSafe` for a `#[repr(C)]` struct whose fields are all
-/// `ShmSafe`. See the crate documentation for the rules.
-#[proc_macro_derive(ShmSafe)]
+/// `ShmSafe`. See the crate documentation for the rules and for
+/// `#[shm(crate = "...")]`.
+#[proc_macro_derive(ShmSafe, attributes(shm))]
 pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
+    derive_with_default(input, quote!(::shm))
+}
+
+/// `#[derive(ShmSafe)]` as the `procsync` facade re-exports it (under the
+/// name `ShmSafe`): the same derive, naming `shm` as `::procsync::shm`.
+#[doc(hidden)]
+#[proc_macro_derive(ShmSafeThroughProcsync, attributes(shm))]
+pub fn derive_shm_safe_through_procsync(input: TokenStream) -> TokenStream {
+    derive_with_default(input, quote!(::procsync::shm))
+}
+
+fn derive_with_default(input: TokenStream, default_shm: proc_macro2::TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    match expand(&input) {
+    let expanded = shm_path(&input, default_shm).and_then(|shm| expand(&input, &shm));
+    match expanded {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }
 }
 
-/// The path of the `shm` crate in the crate being compiled.
-fn shm_path() -> proc_macro2::TokenStream {
-    use proc_macro_crate::{crate_name, FoundCrate};
-    let named = |name: &str| {
-        let ident = syn::Ident::new(&name.replace('-', "_"), Span::call_site());
-        quote!(::#ident)
-    };
-    // In procsync-shm's own tests, examples and doctests, which know it by
-    // its library name `shm` (proc-macro-crate would give the package's).
-    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("procsync-shm") {
-        return quote!(::shm);
-    }
-    match crate_name("procsync-shm") {
-        Ok(FoundCrate::Itself) => quote!(::shm),
-        Ok(FoundCrate::Name(name)) => named(&name),
-        Err(_) => match crate_name("procsync") {
-            Ok(FoundCrate::Name(name)) => {
-                let facade = named(&name);
-                quote!(#facade::shm)
+/// The path of the `shm` crate: `#[shm(crate = "...")]` if the struct
+/// has one, otherwise `default_shm`.
+fn shm_path(
+    input: &DeriveInput,
+    default_shm: proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, Error> {
+    let mut chosen = None;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("shm")) {
+        attr.parse_nested_meta(|meta| {
+            if !meta.path.is_ident("crate") {
+                return Err(
+                    meta.error("unknown shm attribute: the one there is `crate = \"path\"`")
+                );
             }
-            // Unknown (no manifest to read): the usual name.
-            _ => quote!(::shm),
-        },
+            let literal: syn::LitStr = meta.value()?.parse()?;
+            let path: syn::Path = literal.parse()?;
+            chosen = Some(quote!(#path));
+            Ok(())
+        })?;
     }
+    Ok(chosen.unwrap_or(default_shm))
 }
 
-fn expand(input: &DeriveInput) -> Result<proc_macro2::TokenStream, Error> {
-    let shm = shm_path();
+fn expand(
+    input: &DeriveInput,
+    shm: &proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, Error> {
     let fields = match &input.data {
         Data::Struct(data) => &data.fields,
         Data::Enum(_) => {

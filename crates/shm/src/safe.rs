@@ -105,6 +105,39 @@ use std::sync::atomic::{
 /// }
 /// ```
 ///
+/// # Where the derive finds `shm`
+///
+/// The generated impl names this crate `::shm` (or `::procsync::shm` when
+/// the derive is used as `procsync::shm::ShmSafe`). A crate that renamed
+/// its dependency says where it is, as with serde's `#[serde(crate)]`:
+///
+/// ```
+/// extern crate shm as my_shm;
+/// use my_shm::ShmSafe;
+///
+/// #[derive(ShmSafe)]
+/// #[shm(crate = "my_shm")]
+/// #[repr(C)]
+/// struct Point {
+///     x: u32,
+///     y: u32,
+/// }
+/// # fn main() {}
+/// ```
+///
+/// The path given is the one used:
+///
+/// ```compile_fail
+/// use shm::ShmSafe;
+///
+/// #[derive(ShmSafe)]
+/// #[shm(crate = "no_such_crate")]
+/// #[repr(C)]
+/// struct Point {
+///     x: u32,
+/// }
+/// ```
+///
 /// # Layout description
 ///
 /// A named segment is checked by layout, not by Rust path: the derive also
