@@ -140,6 +140,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// `remove` refused: processes map the segment or hold it open.
+    #[error(
+        "segment {name:?} is in use by {} (pids {}); stop them first, or remove it anyway \
+         (they keep their mappings)",
+        if users.len() == 1 { "1 process".to_string() } else { format!("{} processes", users.len()) },
+        users.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    InUse {
+        /// The segment's name.
+        name: String,
+        /// The processes that map it or hold it open.
+        users: Vec<crate::pid::Pid>,
+    },
     /// A byte range outside a [`Segment`](crate::Segment).
     #[error("byte range {offset}..{offset}+{len} is outside segment {segment} of {size} bytes")]
     OutOfBounds {

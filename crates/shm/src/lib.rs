@@ -74,9 +74,11 @@ mod slice;
 pub mod spin;
 pub mod sync;
 mod sys;
+pub mod tracker;
 
 pub use error::{Error, Result};
 pub use futex::{Futex, Futex64};
+pub use region::inventory;
 pub use region::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, MAX_NAME_LEN, SEGMENT_CRASH_POINTS};
 pub use safe::ShmSafe;
 pub use segment::Segment;

@@ -223,6 +223,11 @@ pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// This process's real user id.
+pub(crate) fn getuid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
 /// Whether a process with id `pid` exists (zombies included): `kill(pid,
 /// 0)`. Errs towards `true`: only `ESRCH` says no.
 pub(crate) fn process_exists(pid: u32) -> bool {
@@ -403,4 +408,240 @@ pub(crate) fn kill_self() {
 #[cfg(feature = "crash-points")]
 pub(crate) fn stop_self() {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+}
+
+// The cleanup tracker's calls (`crate::tracker`): its socket, its fork,
+// and what it sheds of the process it was forked from.
+
+/// The tracker's address for user `uid`: an abstract Unix socket (no file
+/// that could itself be left behind).
+fn tracker_address(uid: u32) -> io::Result<rustix::net::SocketAddrUnix> {
+    let name = format!("procsync-tracker-{uid}");
+    Ok(rustix::net::SocketAddrUnix::new_abstract_name(
+        name.as_bytes(),
+    )?)
+}
+
+fn seqpacket_socket() -> io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A connection to user `uid`'s tracker (`ECONNREFUSED` if none runs).
+pub(crate) fn tracker_connect(uid: u32) -> io::Result<OwnedFd> {
+    let socket = seqpacket_socket()?;
+    rustix::net::connect(&socket, &tracker_address(uid)?)?;
+    Ok(socket)
+}
+
+/// The listening socket of user `uid`'s tracker (`EADDRINUSE` if one
+/// already listens).
+pub(crate) fn tracker_listen(uid: u32) -> io::Result<OwnedFd> {
+    let socket = seqpacket_socket()?;
+    rustix::net::bind(&socket, &tracker_address(uid)?)?;
+    rustix::net::listen(&socket, 128)?;
+    Ok(socket)
+}
+
+/// `accept4(2)`, close-on-exec and non-blocking.
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use rustix::net::SocketFlags;
+    Ok(rustix::net::accept_with(
+        listener,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+    )?)
+}
+
+/// The user id of the process at the other end of a Unix socket
+/// (`SO_PEERCRED`, as it was when it connected).
+pub(crate) fn peer_uid(socket: BorrowedFd<'_>) -> io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(socket)?.uid.as_raw())
+}
+
+/// One message on a `SOCK_SEQPACKET` socket, with descriptor `pass` if
+/// any (`SCM_RIGHTS`); no `SIGPIPE` if the other end is gone.
+pub(crate) fn send_message(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    pass: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let passed;
+    if let Some(fd) = pass {
+        passed = [fd];
+        // The space is sized for exactly this one message.
+        let pushed = control.push(SendAncillaryMessage::ScmRights(&passed));
+        debug_assert!(pushed);
+    }
+    let sent = rustix::net::sendmsg(
+        socket,
+        &[io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    if sent == bytes.len() {
+        Ok(())
+    } else {
+        Err(io::Error::other("a message was sent in part"))
+    }
+}
+
+/// One message from a `SOCK_SEQPACKET` socket without waiting: its length
+/// (0: the other end closed), and the descriptor passed with it, if any.
+pub(crate) fn recv_message(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        socket,
+        &mut [io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut passed = None;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            passed = fds.next();
+        }
+    }
+    Ok((got.bytes, passed))
+}
+
+/// `poll(2)` for readability (or hang-up) of `fds`, up to `timeout`:
+/// which of them are ready.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    let timeout = rustix::event::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match rustix::event::poll(&mut polled, Some(&timeout)) {
+        Ok(_) => polled.iter().map(|p| !p.revents().is_empty()).collect(),
+        Err(_) => vec![false; fds.len()],
+    }
+}
+
+/// `fork(2)`, glibc's (its `pthread_atfork` handlers run: malloc's locks
+/// are reset in the child): `None` in the child, the child's pid in the
+/// parent.
+pub(crate) fn fork() -> io::Result<Option<u32>> {
+    // SAFETY: fork has no memory-safety preconditions: the child is a copy
+    // of this process with the calling thread alone. The tracker's child
+    // (its only caller) uses only its own data and system calls.
+    match unsafe { libc::fork() } {
+        pid if pid < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid as u32)),
+    }
+}
+
+/// Waits for child `pid` to end (reaps it), retrying on `EINTR`.
+pub(crate) fn reap(pid: u32) {
+    if let Some(pid) = to_pid(pid) {
+        while let Err(Errno::INTR) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        {}
+    }
+}
+
+/// `_exit(2)`: ends this process at once, running no exit handler,
+/// destructor or stdio flush.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; nothing runs after it, so no
+    // invariant of this process can be observed broken.
+    unsafe { libc::_exit(code) }
+}
+
+/// `setsid(2)`: a session of its own, away from the terminal (no Ctrl-C).
+pub(crate) fn new_session() {
+    let _ = rustix::process::setsid();
+}
+
+/// Makes this freshly forked process a daemon that holds nothing of the
+/// process it was forked from but `keep`: standard input, output and error
+/// on `/dev/null`, every other descriptor closed, every shared mapping
+/// unmapped (so that no segment's memory lives on in it, and it counts as
+/// nobody's user), terminal signals ignored, all signals unblocked, and
+/// `name` as its command name (`ps`, `top`).
+///
+/// Only in a process forked for this that never returns to the code that
+/// owned those descriptors and mappings: it runs its own loop, then
+/// [`exit_now`].
+pub(crate) fn become_daemon(keep: BorrowedFd<'_>, name: &str) {
+    use std::os::fd::AsRawFd;
+    let keep = keep.as_raw_fd();
+    // SAFETY: dup2 onto 0, 1 and 2 of /dev/null's descriptor, then closing
+    // every descriptor but `keep` and those three: the forked process owns
+    // no Rust object that will use them again (it never returns to the code
+    // that made them; see above), so no descriptor is used after close.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for std_fd in 0..3 {
+                libc::dup2(null, std_fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        if keep > 3 {
+            libc::close_range(3, keep as u32 - 1, 0);
+        }
+        libc::close_range(keep.max(2) as u32 + 1, u32::MAX, 0);
+    }
+    for (start, len) in shared_mappings() {
+        // SAFETY: only shared mappings (segments, anonymous shared memory)
+        // are unmapped; this process's own code never touches them (see
+        // above): its heap, stacks and the program's mappings are private.
+        unsafe { libc::munmap(start as *mut libc::c_void, len) };
+    }
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        // SAFETY: SIG_IGN is a valid disposition for these signals.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+    // SAFETY: an empty set, then unblocking it for this (the only) thread.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// The shared mappings of this process (start, length), from
+/// `/proc/self/maps`.
+fn shared_mappings() -> Vec<(usize, usize)> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            if perms.as_bytes().get(3) != Some(&b's') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            Some((start, end.checked_sub(start)?))
+        })
+        .collect()
 }

@@ -111,8 +111,8 @@ fn run(point: &'static str, action: Action) -> bool {
             Err(e) => panic!("{context}: the creator failed: {e}"),
         }
     };
-    // A killed creator leaves its name (as any process killed while it
-    // owns one does); remove it.
+    // A killed creator's name is removed by the tracker (see
+    // tests/tracker.rs); in case it is still there, remove it.
     let _ = Shared::<AtomicU64>::unlink(&name);
     eprintln!("{context}: {fate:?}");
     fate != Fate::Finished

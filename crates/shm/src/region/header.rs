@@ -164,8 +164,11 @@ impl Layout {
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"PROCSYNC");
 /// Bumped whenever `Header` or a primitive's layout changes incompatibly.
 /// 3: the element type is checked by layout fingerprint and description,
-/// not by Rust path.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// not by Rust path. 4: the creator's identity and the persistent flag (for
+/// the cleanup of names whose creator died, `crate::tracker`).
+pub(crate) const LAYOUT_VERSION: u32 = 4;
+/// `Header::flags`: the name outlives its creator (`Segment::persist`).
+pub(crate) const PERSISTENT: u32 = 1;
 /// The header's `state` once the creator has finished. Before that it is 0
 /// (a freshly truncated file is all zeros).
 pub(super) const READY: u32 = 0x5244_5921;
@@ -173,7 +176,7 @@ const TYPE_NAME_CAP: usize = 96;
 /// Room for the element type's layout description (a longer one is kept
 /// cut short: a mismatch past the cut is still refused, by fingerprint,
 /// but not named).
-const DESCRIPTION_CAP: usize = 1872;
+const DESCRIPTION_CAP: usize = 1856;
 
 /// The start of every named segment.
 ///
@@ -203,6 +206,14 @@ pub(super) struct Header {
     /// Bytes of the whole description (more than `description_len` if it
     /// was cut short).
     description_full_len: AtomicU32,
+    /// The creator's identity (`shm::pid::Identity` bits): a pid alone may
+    /// name a new process by the time someone asks whether the creator
+    /// lives. Stored with `creator_pid`.
+    pub(super) creator_identity: AtomicU64,
+    /// [`PERSISTENT`], set by the creator's `persist`.
+    pub(super) flags: AtomicU32,
+    /// Zero; room for a later flag word.
+    reserved: AtomicU32,
     /// The element type's name without module paths, for messages only.
     type_name: [AtomicU8; TYPE_NAME_CAP],
     /// The element type's layout description (see `shm::layout`).
@@ -210,6 +221,11 @@ pub(super) struct Header {
 }
 
 const _: () = assert!(size_of::<Header>() == 2048);
+
+/// Bytes of a header (of this layout version).
+pub(crate) const fn header_size() -> usize {
+    size_of::<Header>()
+}
 
 /// Where an opener finds the layout version, in every version.
 pub(super) const VERSION_OFFSET: usize = std::mem::offset_of!(Header, layout_version);
@@ -350,4 +366,103 @@ fn store_bytes(cells: &[AtomicU8], bytes: &[u8]) -> usize {
 
 fn load_bytes(cells: &[AtomicU8]) -> Vec<u8> {
     cells.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+}
+
+/// What a tool reads of a segment's header from the file's bytes, without
+/// mapping it (see `crate::inventory`).
+#[derive(Clone, Debug)]
+pub(crate) struct Facts {
+    /// The state word: [`READY`] once published, 0 while the creator
+    /// initialises it.
+    pub(crate) state: u32,
+    pub(crate) layout_version: u32,
+    pub(crate) creator_pid: i32,
+    /// The creator's identity bits (0 before layout version 4, or before
+    /// the creator recorded it).
+    pub(crate) creator_identity: u64,
+    /// The rest is only read from a header of this build's version.
+    pub(crate) described: Option<DescribedFacts>,
+}
+
+/// The data's description in a header of this build's layout version.
+#[derive(Clone, Debug)]
+pub(crate) struct DescribedFacts {
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) type_name: String,
+    pub(crate) elem_size: u64,
+    pub(crate) len: u64,
+    pub(crate) persistent: bool,
+}
+
+/// Why bytes are not a procsync header.
+pub(crate) enum NotAHeader {
+    /// Fewer bytes than the stable part of a header.
+    Short,
+    /// The magic is not procsync's.
+    Foreign,
+}
+
+impl Facts {
+    /// Reads a header from the first bytes of a segment's file (as many as
+    /// there are, up to the header's size).
+    pub(crate) fn read(bytes: &[u8]) -> std::result::Result<Facts, NotAHeader> {
+        use std::mem::offset_of;
+        let u32_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_ne_bytes(b.try_into().expect("four bytes")))
+        };
+        let u64_at = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .map(|b| u64::from_ne_bytes(b.try_into().expect("eight bytes")))
+        };
+        let magic = u64_at(offset_of!(Header, magic)).ok_or(NotAHeader::Short)?;
+        if magic != MAGIC {
+            return Err(NotAHeader::Foreign);
+        }
+        let stable = (
+            u32_at(STATE_OFFSET),
+            u32_at(VERSION_OFFSET),
+            u32_at(offset_of!(Header, creator_pid)),
+        );
+        let (Some(state), Some(layout_version), Some(creator_pid)) = stable else {
+            return Err(NotAHeader::Short);
+        };
+        let mut facts = Facts {
+            state,
+            layout_version,
+            creator_pid: creator_pid as i32,
+            creator_identity: 0,
+            described: None,
+        };
+        if layout_version != LAYOUT_VERSION || bytes.len() < size_of::<Header>() {
+            return Ok(facts);
+        }
+        let at32 = |at| u32_at(at).unwrap_or(0);
+        let at64 = |at| u64_at(at).unwrap_or(0);
+        facts.creator_identity = at64(offset_of!(Header, creator_identity));
+        let name_start = offset_of!(Header, type_name);
+        let name_len = (at32(offset_of!(Header, type_name_len)) as usize).min(TYPE_NAME_CAP);
+        facts.described = Some(DescribedFacts {
+            kind: Kind::from_u32(at32(offset_of!(Header, kind))).map(|kind| match kind {
+                Kind::Value => "value",
+                Kind::Slice => "slice",
+                Kind::Bytes => "bytes",
+            }),
+            type_name: String::from_utf8_lossy(&bytes[name_start..name_start + name_len])
+                .into_owned(),
+            elem_size: at64(offset_of!(Header, elem_size)),
+            len: at64(offset_of!(Header, len)),
+            persistent: at32(offset_of!(Header, flags)) & PERSISTENT != 0,
+        });
+        Ok(facts)
+    }
+}
+
+impl Header {
+    /// Marks the name as outliving its creator (the creator's `persist`).
+    pub(super) fn mark_persistent(&self) {
+        self.flags.fetch_or(PERSISTENT, Ordering::Relaxed);
+    }
 }

@@ -12,6 +12,7 @@
 //! This file holds [`Region`], the handle they make, and its data access.
 
 mod header;
+pub mod inventory;
 #[allow(unsafe_code)] // maps memory and makes the typed views of it
 mod mapping;
 mod name;
@@ -24,7 +25,7 @@ pub(crate) use header::Layout;
 use mapping::Mapping;
 pub(crate) use name::unlink;
 pub use name::MAX_NAME_LEN;
-use name::{FileId, ShmName};
+pub(crate) use name::{FileId, ShmName};
 pub use protocol::{DEFAULT_MODE, DEFAULT_OPEN_TIMEOUT, SEGMENT_CRASH_POINTS};
 
 use crate::{sys, Error, Result};
@@ -95,6 +96,14 @@ impl Region {
 
     /// Keeps the name after this handle is dropped.
     pub(crate) fn persist(&mut self) {
+        if self.owns_name() {
+            if let Some(header) = self.map.header() {
+                header.mark_persistent();
+            }
+            if let Some(name) = &self.name {
+                crate::tracker::untrack(name.as_str());
+            }
+        }
         self.unlink_by = None;
     }
 

@@ -16,10 +16,24 @@ pub(crate) struct ShmName {
 }
 
 /// A file's identity: device and inode number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FileId {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
+}
+
+impl FileId {
+    pub(crate) fn new(dev: u64, ino: u64) -> FileId {
+        FileId { dev, ino }
+    }
+
+    pub(crate) fn dev(self) -> u64 {
+        self.dev
+    }
+
+    pub(crate) fn ino(self) -> u64 {
+        self.ino
+    }
 }
 
 impl From<sys::FileStat> for FileId {
@@ -65,12 +79,12 @@ impl ShmName {
     }
 
     /// The identity of the file the name stands for now, if any.
-    pub(super) fn file_id(&self) -> Option<FileId> {
+    pub(crate) fn file_id(&self) -> Option<FileId> {
         sys::shm_stat(&self.bare).ok().map(FileId::from)
     }
 
     /// Removes the name (`shm_unlink`).
-    pub(super) fn unlink(&self) -> io::Result<()> {
+    pub(crate) fn unlink(&self) -> io::Result<()> {
         sys::shm_unlink(&self.bare)
     }
 }

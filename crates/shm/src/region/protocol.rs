@@ -69,10 +69,14 @@ impl Region {
         // From here on the name exists: remove it again unless we succeed
         // (an error below, or a panic in `init`).
         let unlink_on_failure = UnlinkOnDrop(&name);
-        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: file created");
         let created = sys::fstat(fd.as_fd())
             .map_err(|e| os_error("fstat", name.as_str(), e))?
             .into();
+        // At once: whatever ends this process from here on, its tracker
+        // removes the name. (A death in the two system calls before this
+        // leaves it, for `procsync gc`.)
+        crate::tracker::track(name.as_str(), created);
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: file created");
         // Exactly `mode`, whatever the umask (which shm_open applies).
         sys::fchmod(fd.as_fd(), mode).map_err(|e| os_error("fchmod", name.as_str(), e))?;
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: mode set");
@@ -86,6 +90,9 @@ impl Region {
         header
             .creator_pid
             .store(crate::pid::current().as_raw(), Ordering::Relaxed);
+        header
+            .creator_identity
+            .store(crate::pid::current_identity().to_bits(), Ordering::Relaxed);
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator recorded");
         // Nobody reads the other fields before we publish READY below.
         header.write(layout);
@@ -262,6 +269,7 @@ impl Region {
                 let _ = name.unlink();
                 crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: unlinked");
             }
+            crate::tracker::untrack(name.as_str());
         }
     }
 }
@@ -272,6 +280,7 @@ struct UnlinkOnDrop<'a>(&'a ShmName);
 impl Drop for UnlinkOnDrop<'_> {
     fn drop(&mut self) {
         let _ = self.0.unlink();
+        crate::tracker::untrack(self.0.as_str());
     }
 }
 

@@ -1,0 +1,398 @@
+//! What is in `/dev/shm`, as a tool sees it: procsync's named segments,
+//! who created them and whether that process still runs, which processes
+//! map them now, and the removal of the ones nobody will use again.
+//!
+//! This is what the `procsync` command (`ls`, `inspect`, `gc`, `rm`) and the
+//! cleanup of names whose creator died (see the guide) stand on. Nothing
+//! here maps a segment: the header is read from the file, and a segment's
+//! users are found in `/proc/PID/maps` and `/proc/PID/fd`.
+//!
+//! ```
+//! use shm::{inventory, Shared};
+//! use std::sync::atomic::AtomicU64;
+//!
+//! let name = format!("procsync-doc-inventory-{}", std::process::id());
+//! let counter = Shared::create(&name, AtomicU64::new(0))?;
+//! let seen = inventory::inspect(&name)?;
+//! assert_eq!(seen.kind, Some("value"));
+//! assert_eq!(seen.creator, Some(shm::pid::current()));
+//! assert!(seen.creator_alive);
+//! // This process maps it: never abandoned while it does.
+//! assert_eq!(inventory::users(&name)?, vec![shm::pid::current()]);
+//! assert!(!seen.abandoned(&[]));
+//! drop(counter); // the creator's handle removes the name
+//! assert!(matches!(inventory::inspect(&name), Err(shm::Error::NotFound { .. })));
+//! # Ok::<(), shm::Error>(())
+//! ```
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, SystemTime};
+
+use super::header::{Facts, NotAHeader, LAYOUT_VERSION, READY};
+use super::name::{FileId, ShmName};
+use super::os_error;
+use crate::pid::{Identity, Pid};
+use crate::{Error, Result};
+
+/// Where POSIX shared memory lives on Linux.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// A name whose creator has not recorded itself yet is left alone for this
+/// long after the file was made: its creator may be between `shm_open` and
+/// writing its pid (a few system calls).
+pub const UNRECORDED_GRACE: Duration = Duration::from_secs(10);
+
+/// One procsync segment in `/dev/shm`, read from its header and file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The name (without the leading `/`).
+    pub name: String,
+    /// `"value"` (`Shared<T>`), `"slice"` (`SharedSlice<T>`) or `"bytes"`
+    /// (`Segment`); `None` for a header of another layout version.
+    pub kind: Option<&'static str>,
+    /// The element type's name, without module paths (empty if unknown).
+    pub type_name: String,
+    /// Bytes of one element.
+    pub element_size: u64,
+    /// Elements (1 for a value, bytes for a byte segment).
+    pub len: u64,
+    /// The file's size in bytes (header included).
+    pub file_size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// The owning user's id.
+    pub uid: u32,
+    /// The creating process (`None` until the creator has recorded it).
+    pub creator: Option<Pid>,
+    /// Whether that very process still runs (a new process that took over
+    /// its pid does not count).
+    pub creator_alive: bool,
+    /// Whether its creator made it persistent (`persist`): kept after the
+    /// creator ends.
+    pub persistent: bool,
+    /// Whether the creator finished and published it.
+    pub ready: bool,
+    /// The header's layout version ([`layout_version`] is this build's).
+    pub layout_version: u32,
+    /// How long ago the file was last changed (its creation, normally).
+    pub age: Duration,
+    /// Device and inode: the file's identity (a name removed and made
+    /// again is another file).
+    pub file: (u64, u64),
+}
+
+/// The layout version this build writes and reads.
+pub fn layout_version() -> u32 {
+    LAYOUT_VERSION
+}
+
+impl SegmentInfo {
+    /// Whether nobody will use this segment again, so that removing its
+    /// name loses nothing: not persistent, its creator is gone (or never
+    /// recorded itself and the file is older than [`UNRECORDED_GRACE`]),
+    /// and no process in `users` (see [`users`]) maps it or holds it open.
+    /// A segment of another layout version is never judged abandoned (its
+    /// flags cannot be read).
+    pub fn abandoned(&self, users: &[Pid]) -> bool {
+        if self.persistent || !users.is_empty() || self.layout_version != LAYOUT_VERSION {
+            return false;
+        }
+        match self.creator {
+            Some(_) => !self.creator_alive,
+            None => self.age >= UNRECORDED_GRACE,
+        }
+    }
+}
+
+/// Reads the header and file of segment `name`.
+///
+/// # Errors
+///
+/// [`Error::NotFound`], [`Error::PermissionDenied`] (another user's,
+/// unreadable), [`Error::Foreign`] (not a procsync segment: the first bytes
+/// are not procsync's magic), [`Error::Truncated`] (shorter than a header),
+/// [`Error::InvalidName`], or [`Error::Os`].
+pub fn inspect(name: &str) -> Result<SegmentInfo> {
+    let name = ShmName::parse(name)?;
+    let path = format!("{SHM_DIR}/{}", name.as_str());
+    let not_found = || Error::NotFound {
+        name: name.as_str().to_string(),
+    };
+    let metadata = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => not_found(),
+        _ => os_error("stat", name.as_str(), e),
+    })?;
+    if !metadata.file_type().is_file() {
+        return Err(Error::Foreign {
+            name: name.as_str().to_string(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    let bytes = read_start(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => not_found(),
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            name: name.as_str().to_string(),
+        },
+        _ => os_error("read", name.as_str(), e),
+    })?;
+    let facts = Facts::read(&bytes).map_err(|why| match why {
+        NotAHeader::Foreign => Error::Foreign {
+            name: name.as_str().to_string(),
+            reason: "its first bytes are not the procsync magic".into(),
+        },
+        NotAHeader::Short => Error::Truncated {
+            name: name.as_str().to_string(),
+            expected: super::header::header_size() as u64,
+            actual: metadata.len(),
+        },
+    })?;
+    let creator = Pid::from_raw(facts.creator_pid);
+    let creator_alive = match Identity::from_bits(facts.creator_identity) {
+        Some(identity) => identity.is_running(),
+        None => creator.is_some_and(crate::pid::is_running),
+    };
+    let described = facts.described.as_ref();
+    let age = metadata
+        .modified()
+        .ok()
+        .and_then(|changed| SystemTime::now().duration_since(changed).ok())
+        .unwrap_or_default();
+    Ok(SegmentInfo {
+        name: name.as_str().to_string(),
+        kind: described.and_then(|d| d.kind),
+        type_name: described.map(|d| d.type_name.clone()).unwrap_or_default(),
+        element_size: described.map_or(0, |d| d.elem_size),
+        len: described.map_or(0, |d| d.len),
+        file_size: metadata.len(),
+        mode: metadata.permissions().mode() & 0o7777,
+        uid: metadata.uid(),
+        creator,
+        creator_alive,
+        persistent: described.is_some_and(|d| d.persistent),
+        ready: facts.state == READY,
+        layout_version: facts.layout_version,
+        age,
+        file: (metadata.dev(), metadata.ino()),
+    })
+}
+
+/// The first bytes of the file at `path`, up to a header's size.
+fn read_start(path: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(super::header::header_size());
+    file.take(super::header::header_size() as u64)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Every name in `/dev/shm`, sorted, each with what [`inspect`] says of it
+/// (files of other programs come back as [`Error::Foreign`]).
+///
+/// # Errors
+///
+/// [`Error::Os`] if `/dev/shm` cannot be read.
+pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
+    let entries = std::fs::read_dir(SHM_DIR).map_err(|e| os_error("read_dir", SHM_DIR, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let info = inspect(&name);
+            (name, info)
+        })
+        .collect())
+}
+
+/// The processes that map segment `name` or hold it open now, sorted; this
+/// process included if it does. Only processes whose `/proc` entries this
+/// user may read are seen (all of one's own; every process as root).
+///
+/// # Errors
+///
+/// [`Error::NotFound`] if there is no such name, [`Error::InvalidName`].
+pub fn users(name: &str) -> Result<Vec<Pid>> {
+    let name = ShmName::parse(name)?;
+    let file = name.file_id().ok_or_else(|| Error::NotFound {
+        name: name.as_str().to_string(),
+    })?;
+    Ok(users_of(file))
+}
+
+/// The processes that map the file `file` or hold it open, sorted.
+pub(crate) fn users_of(file: FileId) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<Pid> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(Pid::from_u32)
+        .filter(|&pid| maps_file(pid, file) || holds_file(pid, file))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether process `pid` maps `file` (a line of `/proc/PID/maps` with its
+/// inode, under `/dev/shm`).
+fn maps_file(pid: Pid, file: FileId) -> bool {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return false;
+    };
+    maps.lines().any(|line| {
+        // address perms offset dev inode path
+        let mut fields = line.split_ascii_whitespace();
+        let inode = fields.nth(4);
+        let path = fields.next();
+        inode.and_then(|i| i.parse::<u64>().ok()) == Some(file.ino())
+            && path.is_some_and(|p| p.starts_with(SHM_DIR))
+    })
+}
+
+/// Whether process `pid` has a descriptor open on `file`.
+fn holds_file(pid: Pid, file: FileId) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| fd.ok()).any(|fd| {
+        let path = fd.path();
+        std::fs::read_link(&path).is_ok_and(|target| target.starts_with(SHM_DIR))
+            && std::fs::metadata(&path)
+                .is_ok_and(|m| m.dev() == file.dev() && m.ino() == file.ino())
+    })
+}
+
+/// What [`remove_if_abandoned`] did with a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Abandoned: removed (or, in a dry run, would be).
+    Removed,
+    /// Still of use: kept. The processes that map it or hold it open (empty
+    /// when it is kept for another reason: persistent, a live creator).
+    Kept(Vec<Pid>),
+    /// Not there any more, or another file under that name now.
+    Gone,
+}
+
+/// Removes `name` if it is abandoned ([`SegmentInfo::abandoned`]): checked,
+/// then removed only while the name still stands for the file that was
+/// checked. With `dry_run`, only judges.
+///
+/// # Errors
+///
+/// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
+/// [`Verdict::Gone`]); [`Error::Os`] if the unlink fails.
+pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
+    remove_checked(name, None, false, dry_run)
+}
+
+/// [`remove_if_abandoned`], for the file `expected` only (another file
+/// under the name is someone else's). With `creator_ended` the caller knows
+/// that the process that made the file has ended (the tracker holds its
+/// pidfd): then only persistence and users count, and a header the creator
+/// had not finished (it died in `create`) is its half-made segment.
+pub(crate) fn remove_checked(
+    name: &str,
+    expected: Option<FileId>,
+    creator_ended: bool,
+    dry_run: bool,
+) -> Result<Verdict> {
+    let parsed = ShmName::parse(name)?;
+    let Some(file) = parsed.file_id() else {
+        return Ok(Verdict::Gone);
+    };
+    if expected.is_some_and(|expected| expected != file) {
+        return Ok(Verdict::Gone);
+    }
+    let users = users_of(file);
+    let abandoned = if creator_ended {
+        users.is_empty() && !inspect(name).is_ok_and(|info| info.persistent)
+    } else {
+        match inspect(name) {
+            Ok(info) => info.abandoned(&users),
+            Err(Error::NotFound { .. }) => return Ok(Verdict::Gone),
+            Err(e) => return Err(e),
+        }
+    };
+    if !abandoned {
+        return Ok(Verdict::Kept(users));
+    }
+    if !dry_run {
+        unlink_if_still(name, file)?;
+    }
+    Ok(Verdict::Removed)
+}
+
+/// Removes `name` if it still stands for `file`. The window between the
+/// check and the unlink is two system calls; Linux has no "unlink only this
+/// inode".
+fn unlink_if_still(name: &str, file: FileId) -> Result<()> {
+    let name = ShmName::parse(name)?;
+    if name.file_id() != Some(file) {
+        return Ok(());
+    }
+    match name.unlink() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(os_error("shm_unlink", name.as_str(), e)),
+    }
+}
+
+/// Removes every abandoned procsync segment of this user's that this
+/// process may remove (see [`remove_if_abandoned`]); returns the names
+/// removed (or, with `dry_run`, that would be), sorted.
+///
+/// # Errors
+///
+/// [`Error::Os`] if `/dev/shm` cannot be read. Names that cannot be judged
+/// or removed are skipped.
+pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
+    let me = crate::sys::getuid();
+    Ok(list()?
+        .into_iter()
+        .filter(|(_, info)| info.as_ref().is_ok_and(|info| info.uid == me))
+        .filter(|(name, _)| matches!(remove_if_abandoned(name, dry_run), Ok(Verdict::Removed)))
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// Removes `name` unless a process maps it or holds it open (then
+/// [`Error::InUse`], naming them); with `force`, removes it anyway (they
+/// keep their mappings; the memory is freed when the last one lets go).
+///
+/// # Errors
+///
+/// [`Error::InUse`], [`Error::NotFound`], [`Error::PermissionDenied`],
+/// [`Error::InvalidName`], [`Error::Os`].
+pub fn remove(name: &str, force: bool) -> Result<()> {
+    let parsed = ShmName::parse(name)?;
+    let file = parsed.file_id().ok_or_else(|| Error::NotFound {
+        name: parsed.as_str().to_string(),
+    })?;
+    if !force {
+        let users = users_of(file);
+        if !users.is_empty() {
+            return Err(Error::InUse {
+                name: parsed.as_str().to_string(),
+                users,
+            });
+        }
+    }
+    parsed.unlink().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            name: parsed.as_str().to_string(),
+        },
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            name: parsed.as_str().to_string(),
+        },
+        _ => os_error("shm_unlink", parsed.as_str(), e),
+    })
+}
