@@ -422,19 +422,22 @@ fn tracker_address(uid: u32) -> io::Result<rustix::net::SocketAddrUnix> {
     )?)
 }
 
-fn seqpacket_socket() -> io::Result<OwnedFd> {
+fn seqpacket_socket(flags: rustix::net::SocketFlags) -> io::Result<OwnedFd> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     Ok(rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | flags,
         None,
     )?)
 }
 
 /// A connection to user `uid`'s tracker (`ECONNREFUSED` if none runs).
+/// Non-blocking: neither this connect nor any send on it waits for a
+/// tracker that does not keep up (stopped, or its backlog full): they fail
+/// with `EAGAIN` instead.
 pub(crate) fn tracker_connect(uid: u32) -> io::Result<OwnedFd> {
-    let socket = seqpacket_socket()?;
+    let socket = seqpacket_socket(rustix::net::SocketFlags::NONBLOCK)?;
     rustix::net::connect(&socket, &tracker_address(uid)?)?;
     Ok(socket)
 }
@@ -442,7 +445,7 @@ pub(crate) fn tracker_connect(uid: u32) -> io::Result<OwnedFd> {
 /// The listening socket of user `uid`'s tracker (`EADDRINUSE` if one
 /// already listens).
 pub(crate) fn tracker_listen(uid: u32) -> io::Result<OwnedFd> {
-    let socket = seqpacket_socket()?;
+    let socket = seqpacket_socket(rustix::net::SocketFlags::empty())?;
     rustix::net::bind(&socket, &tracker_address(uid)?)?;
     rustix::net::listen(&socket, 128)?;
     Ok(socket)
@@ -464,7 +467,8 @@ pub(crate) fn peer_uid(socket: BorrowedFd<'_>) -> io::Result<u32> {
 }
 
 /// One message on a `SOCK_SEQPACKET` socket, with descriptor `pass` if
-/// any (`SCM_RIGHTS`); no `SIGPIPE` if the other end is gone.
+/// any (`SCM_RIGHTS`); no `SIGPIPE` if the other end is gone, and no wait
+/// (`EAGAIN` if the other end's queue is full).
 pub(crate) fn send_message(
     socket: BorrowedFd<'_>,
     bytes: &[u8],
@@ -484,7 +488,7 @@ pub(crate) fn send_message(
         socket,
         &[io::IoSlice::new(bytes)],
         &mut control,
-        SendFlags::NOSIGNAL,
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
     )?;
     if sent == bytes.len() {
         Ok(())

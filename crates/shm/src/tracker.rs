@@ -92,16 +92,17 @@ fn client() -> std::sync::MutexGuard<'static, Option<Client>> {
     client
 }
 
-fn disabled() -> bool {
-    DISABLED.load(Ordering::Relaxed)
-        || std::env::var_os(DISABLE_VAR).is_some_and(|v| !v.is_empty() && v != "0")
+/// Whether this process tells a tracker about the names it creates.
+pub(crate) fn enabled() -> bool {
+    !DISABLED.load(Ordering::Relaxed)
+        && std::env::var_os(DISABLE_VAR).is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// Asks the tracker to remove `name` (the file `file`) if this process
 /// dies without removing it. Best effort: a name that cannot be tracked
 /// still works, and is left for `procsync gc` if its creator dies.
 pub(crate) fn track(name: &str, file: FileId) {
-    if disabled() {
+    if !enabled() {
         return;
     }
     let mut guard = client();
@@ -109,8 +110,13 @@ pub(crate) fn track(name: &str, file: FileId) {
     client.names.insert(name.to_string(), file);
     let message = track_message(name, file);
     if let Some(socket) = &client.socket {
-        if sys::send_message(socket.as_fd(), &message, None).is_ok() {
-            return;
+        match sys::send_message(socket.as_fd(), &message, None) {
+            Ok(()) => return,
+            // The tracker does not keep up (stopped?): this name goes
+            // untold for now, never a wait; it is told again with the
+            // others after a reconnect.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {}
         }
     }
     // No connection yet, or the tracker went away: (re)connect and tell
@@ -325,7 +331,7 @@ fn adopt() -> Vec<Creator> {
             let _ = inventory::remove_if_abandoned(&name, false);
             continue;
         };
-        if info.persistent {
+        if info.persistent || info.untracked {
             continue;
         }
         // The pidfd first, then the creator's identity once more: if it

@@ -169,6 +169,9 @@ pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"PROCSYNC");
 pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// `Header::flags`: the name outlives its creator (`Segment::persist`).
 pub(crate) const PERSISTENT: u32 = 1;
+/// `Header::flags`: created with the tracker off (`shm::tracker::disable`):
+/// a tracker started later must not adopt it.
+pub(crate) const UNTRACKED: u32 = 2;
 /// The header's `state` once the creator has finished. Before that it is 0
 /// (a freshly truncated file is all zeros).
 pub(super) const READY: u32 = 0x5244_5921;
@@ -392,6 +395,7 @@ pub(crate) struct DescribedFacts {
     pub(crate) elem_size: u64,
     pub(crate) len: u64,
     pub(crate) persistent: bool,
+    pub(crate) untracked: bool,
 }
 
 /// Why bytes are not a procsync header.
@@ -455,6 +459,7 @@ impl Facts {
             elem_size: at64(offset_of!(Header, elem_size)),
             len: at64(offset_of!(Header, len)),
             persistent: at32(offset_of!(Header, flags)) & PERSISTENT != 0,
+            untracked: at32(offset_of!(Header, flags)) & UNTRACKED != 0,
         });
         Ok(facts)
     }
@@ -464,5 +469,10 @@ impl Header {
     /// Marks the name as outliving its creator (the creator's `persist`).
     pub(super) fn mark_persistent(&self) {
         self.flags.fetch_or(PERSISTENT, Ordering::Relaxed);
+    }
+
+    /// Marks the name as made with the tracker off.
+    pub(super) fn mark_untracked(&self) {
+        self.flags.fetch_or(UNTRACKED, Ordering::Relaxed);
     }
 }

@@ -72,6 +72,10 @@ pub struct SegmentInfo {
     /// Whether its creator made it persistent (`persist`): kept after the
     /// creator ends.
     pub persistent: bool,
+    /// Whether it was made with the tracker off
+    /// ([`tracker::disable`](crate::tracker::disable)): no tracker removes
+    /// it when its creator dies (`gc` still does).
+    pub untracked: bool,
     /// Whether the creator finished and published it.
     pub ready: bool,
     /// The header's layout version ([`layout_version`] is this build's).
@@ -171,6 +175,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         creator,
         creator_alive,
         persistent: described.is_some_and(|d| d.persistent),
+        untracked: described.is_some_and(|d| d.untracked),
         ready: facts.state == READY,
         layout_version: facts.layout_version,
         age,

@@ -93,6 +93,9 @@ impl Region {
         header
             .creator_identity
             .store(crate::pid::current_identity().to_bits(), Ordering::Relaxed);
+        if !crate::tracker::enabled() {
+            header.mark_untracked();
+        }
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator recorded");
         // Nobody reads the other fields before we publish READY below.
         header.write(layout);
