@@ -209,6 +209,42 @@ fn inspect_a_mutex_reads_its_lock_word_from_the_file() {
 }
 
 #[test]
+fn inspect_an_rlock_and_a_condvar_with_a_waiter() {
+    let name = unique_name("cli-rlock");
+    let rlock = Shared::create(&name, sync_lock::RLock::new()).unwrap();
+    let ready = signal();
+    let holder = parked_child(&ready, || [rlock.lock().unwrap(), rlock.lock().unwrap()]);
+    let seen = ok(&["inspect", &name]);
+    assert_eq!(field(&seen, "primitive"), "RLock");
+    assert_eq!(
+        field(&seen, "holder"),
+        format!("pid {} (alive)", holder.pid())
+    );
+    assert_eq!(field(&seen, "depth"), "2");
+    kill(holder);
+    drop(rlock);
+
+    let name = unique_name("cli-condvar");
+    let cv = Shared::create(&name, sync_lock::Condvar::new()).unwrap();
+    let go = Shared::new(sync_lock::Mutex::new(false)).unwrap();
+    assert_eq!(field(&ok(&["inspect", &name]), "waiting"), "0");
+    let waiter = Process::new(|| {
+        let guard = go.lock().unwrap();
+        drop(cv.wait_while(guard, |go| !*go).unwrap());
+    })
+    .start()
+    .unwrap();
+    testkit::wait_until("the child waits", || cv.n_waiting() == 1);
+    let seen = ok(&["inspect", &name]);
+    assert_eq!(field(&seen, "primitive"), "Condvar");
+    assert_eq!(field(&seen, "waiting"), "1");
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    waiter.join().unwrap();
+    drop(cv);
+}
+
+#[test]
 fn inspect_semaphores_show_permits_and_holders() {
     let name = unique_name("cli-sem");
     let sem = Shared::create(&name, sync_sem::Semaphore::bounded(3)).unwrap();
