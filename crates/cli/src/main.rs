@@ -104,8 +104,9 @@ enum Command {
     ///
     /// With --force it is removed anyway: processes that map it keep their
     /// mappings (the memory is freed when the last lets go), but nobody can
-    /// open it by name again. A file that is not a procsync segment is
-    /// never removed (use rm /dev/shm/NAME).
+    /// open it by name again. A file whose first bytes are not procsync's
+    /// magic is never removed (use rm /dev/shm/NAME); a truncated one
+    /// (shorter than a header, as a creator killed in `create` leaves) is.
     ///
     /// Examples:
     ///   procsync rm stale-counter
