@@ -25,7 +25,8 @@ pub use crate::error::{GetError, PutError, PutErrorKind, QueueError};
 #[cfg(not(loom))]
 pub use crate::pipe::{pipe, pipe_oneway, Connection, PipeError, MAX_FRAME_LEN};
 pub use crate::queue::{
-    JoinReport, Queue, QueueBuilder, Receiver, Sender, DEFAULT_MAX_MESSAGE_BYTES,
+    inspect, JoinReport, Queue, QueueBuilder, QueueState, Receiver, Sender,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 pub use crate::ring::{MAX_ENDPOINTS, QUEUE_CRASH_POINTS};
 #[cfg(not(loom))]

@@ -227,14 +227,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn from_lines(lines: SharedSlice<Line>, name: &str) -> Result<Queue<T>, QueueError> {
-        let ring = Ring::new(&lines).map_err(|invalid| match invalid {
-            Invalid::NotAQueue | Invalid::Shape => QueueError::NotAQueue { name: name.into() },
-            Invalid::Version(found) => QueueError::Version {
-                name: name.into(),
-                found,
-                expected: VERSION,
-            },
-        })?;
+        let ring = Ring::new(&lines).map_err(|invalid| invalid_queue(invalid, name))?;
         let expected = shm::layout::short_type_name::<T>();
         let found = ring.type_name();
         if found != recorded_type_name(&expected) {
@@ -366,6 +359,89 @@ impl<T> Queue<T> {
             ring.wait_for_done(unfinished, deadline, &mut recheck);
         }
     }
+}
+
+/// The error for lines that are not a queue this program can use.
+fn invalid_queue(invalid: Invalid, name: &str) -> QueueError {
+    match invalid {
+        Invalid::NotAQueue | Invalid::Shape => QueueError::NotAQueue { name: name.into() },
+        Invalid::Version(found) => QueueError::Version {
+            name: name.into(),
+            found,
+            expected: VERSION,
+        },
+    }
+}
+
+/// A named queue's state as [`inspect`] reads it: whatever its message
+/// type, without attaching an endpoint or taking a lock. Each figure is
+/// true at some moment during the read; others may change it meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueState {
+    /// The message type's name as its creator recorded it (no module path,
+    /// at most 128 bytes).
+    pub message_type: String,
+    /// How many messages it holds at most.
+    pub capacity: u64,
+    /// The largest message, in encoded bytes.
+    pub max_message_bytes: usize,
+    /// Whether it keeps task accounting (`JoinableQueue`).
+    pub joinable: bool,
+    /// Messages in it now (Python's `qsize`).
+    pub len: u64,
+    /// Producers ([`Sender`]s) attached now whose process runs.
+    pub producers: usize,
+    /// Consumers ([`Receiver`]s) attached now whose process runs.
+    pub consumers: usize,
+    /// Messages lost with consumers that died or closed before marking them
+    /// done (joinable queues; see [`Queue::lost`]).
+    pub lost: u64,
+    /// The process holding the producers' lock now (putting), if any; it
+    /// may have died (the next producer takes the lock over).
+    pub producer_lock: Option<pid::Identity>,
+    /// The process holding the consumers' lock now (getting), if any.
+    pub consumer_lock: Option<pid::Identity>,
+}
+
+/// Reads the state of the named queue `name` without knowing its message
+/// type: for tools (`procsync inspect`). Maps the queue and reads its
+/// words; it attaches no endpoint and takes no lock, so it changes nothing
+/// and never waits for a stopped process.
+///
+/// ```
+/// use queue::Queue;
+///
+/// let name = format!("doc-queue-inspect-{}", std::process::id());
+/// let q = Queue::<String>::builder().capacity(4).create(&name)?;
+/// let tx = q.sender()?;
+/// tx.put("hello".to_string()).unwrap();
+/// let state = queue::inspect(&name)?;
+/// assert_eq!(state.message_type, "String");
+/// assert_eq!((state.len, state.capacity, state.producers, state.consumers), (1, 4, 1, 0));
+/// assert_eq!(state.producer_lock, None);
+/// # Ok::<(), queue::QueueError>(())
+/// ```
+///
+/// # Errors
+///
+/// What [`Queue::open`] fails with, but for a message type mismatch.
+pub fn inspect(name: &str) -> Result<QueueState, QueueError> {
+    let lines = SharedSlice::<Line>::open(name)?;
+    let ring = Ring::new(&lines).map_err(|invalid| invalid_queue(invalid, name))?;
+    let (producer_lock, consumer_lock) = ring.lock_holders();
+    Ok(QueueState {
+        message_type: ring.type_name(),
+        capacity: ring.capacity(),
+        max_message_bytes: ring.max_bytes(),
+        joinable: ring.joinable(),
+        len: ring.len(),
+        producers: ring.live_endpoints(Role::Producer),
+        consumers: ring.live_endpoints(Role::Consumer),
+        lost: ring.lost_now(),
+        producer_lock,
+        consumer_lock,
+    })
 }
 
 /// What [`Queue::join`] found.

@@ -415,6 +415,33 @@ impl<'a> Ring<'a> {
         tail.saturating_sub(head)
     }
 
+    /// Rows attached in `role` whose owner runs now (for `inspect`).
+    pub(crate) fn live_endpoints(&self, role: Role) -> usize {
+        (0..self.rows)
+            .filter(|&row| {
+                let owner = self.row_word(row, ROW_OWNER).load(Acquire);
+                owner != 0
+                    && self.row_word(row, ROW_ROLE).load(Acquire) == role as u64
+                    && pid::is_running_bits(owner)
+            })
+            .count()
+    }
+
+    /// `LOST` as it stands, read without the consumer lock (a fold that a
+    /// dead consumer left half-made is not replayed: see `all_done`).
+    pub(crate) fn lost_now(&self) -> u64 {
+        self.w(W_LOST).load(Acquire)
+    }
+
+    /// The processes holding the producer and the consumer lock now, if
+    /// any (they may have died).
+    pub(crate) fn lock_holders(&self) -> (Option<pid::Identity>, Option<pid::Identity>) {
+        (
+            RawLock::at(self.w(W_PRODUCER_LOCK)).owner_identity(),
+            RawLock::at(self.w(W_CONSUMER_LOCK)).owner_identity(),
+        )
+    }
+
     // ----- putting -------------------------------------------------------
 
     /// Tries once to commit `bytes` (at most `max_bytes`): takes the

@@ -578,6 +578,21 @@ impl Barrier {
         self.state.load(Ordering::Acquire) & BROKEN != 0
     }
 
+    /// The current generation: how many generations have ended (released,
+    /// or broken) since the barrier was made, modulo 2^40.
+    /// Reading it changes nothing (for tools such as `procsync inspect`).
+    ///
+    /// ```
+    /// let barrier = sync_event::Barrier::new(1)?;
+    /// assert_eq!(barrier.generation(), 0);
+    /// barrier.wait()?; // one party: released at once
+    /// assert_eq!(barrier.generation(), 1);
+    /// # Ok::<(), sync_event::BarrierError>(())
+    /// ```
+    pub fn generation(&self) -> u64 {
+        generation_of(self.state.load(Ordering::Acquire))
+    }
+
     fn slots_in_use(&self) -> &[Slot] {
         let in_use = self.in_use.load(Ordering::Acquire) as usize;
         &self.slots[..in_use.min(SLOTS)]

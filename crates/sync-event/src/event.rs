@@ -95,6 +95,19 @@ impl Event {
         self.word.load(Ordering::Acquire) & SET != 0
     }
 
+    /// Whether some process may be asleep waiting for the flag (the word's
+    /// sleepers bit: set by a waiter before it sleeps, cleared by the `set`
+    /// that wakes; it may stay set a moment after the last waiter left).
+    /// Reading it changes nothing (for tools such as `procsync inspect`).
+    ///
+    /// ```
+    /// let event = sync_event::Event::new();
+    /// assert!(!event.has_sleepers());
+    /// ```
+    pub fn has_sleepers(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & SLEEPERS != 0
+    }
+
     /// Sets the flag and lets through every process waiting now, even one
     /// that wakes only after a later [`clear`](Event::clear). One
     /// compare-and-swap (repeated only if another process changed the word

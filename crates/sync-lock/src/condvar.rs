@@ -475,6 +475,42 @@ impl Condvar {
     pub fn notify_all(&self) {
         self.notify(u32::MAX);
     }
+
+    /// How many waits are in progress and not yet notified (a wait of a
+    /// process that died counts until its slot is taken back). Reading it
+    /// changes nothing (for tools such as `procsync inspect`).
+    ///
+    /// ```
+    /// use sync_lock::{Condvar, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let (m, cv) = (Mutex::new(false), Condvar::new());
+    /// assert_eq!(cv.n_waiting(), 0);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let g = m.lock().unwrap();
+    ///         drop(cv.wait_while(g, |done| !*done));
+    ///     });
+    ///     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    ///     while cv.n_waiting() == 0 {
+    ///         assert!(std::time::Instant::now() < deadline, "the waiter never waited");
+    ///         std::thread::yield_now();
+    ///     }
+    ///     *m.lock().unwrap() = true;
+    ///     cv.notify_all();
+    /// });
+    /// assert_eq!(cv.n_waiting(), 0);
+    /// ```
+    pub fn n_waiting(&self) -> usize {
+        let in_use = (self.in_use.load(Ordering::Acquire) as usize).min(MAX_WAITERS);
+        self.slots[..in_use]
+            .iter()
+            .filter(|slot| {
+                slot.owner.load(Ordering::Relaxed) != 0
+                    && state_of(slot.word.load(Ordering::Relaxed)) == WAITING
+            })
+            .count()
+    }
 }
 
 impl Default for Condvar {

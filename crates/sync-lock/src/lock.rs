@@ -114,6 +114,35 @@ impl Lock {
     pub fn owner(&self) -> Option<shm::pid::Pid> {
         self.raw.owner()
     }
+
+    /// The holder's identity (pid and start tag), if any: unlike a pid, it
+    /// tells whether the holder still runs even after its pid was reused.
+    /// Reading it changes nothing (for tools such as `procsync inspect`).
+    ///
+    /// ```
+    /// use sync_lock::Lock;
+    ///
+    /// let lock = Lock::new();
+    /// assert_eq!(lock.owner_identity(), None);
+    /// let _held = lock.lock().unwrap();
+    /// let holder = lock.owner_identity().expect("held");
+    /// assert_eq!(holder, shm::pid::current_identity());
+    /// assert!(holder.is_running());
+    /// ```
+    pub fn owner_identity(&self) -> Option<shm::pid::Identity> {
+        self.raw.owner_identity()
+    }
+
+    /// Whether some process may be asleep waiting for the lock (see
+    /// [`RawLock::has_waiters`](shm::lockword::RawLock::has_waiters)).
+    ///
+    /// ```
+    /// let lock = sync_lock::Lock::new();
+    /// assert!(!lock.has_waiters());
+    /// ```
+    pub fn has_waiters(&self) -> bool {
+        self.raw.has_waiters()
+    }
 }
 
 /// Holds a [`Lock`]; dropping it unlocks (Python's `release()`).

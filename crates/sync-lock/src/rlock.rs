@@ -229,6 +229,31 @@ impl RLock {
         self.raw.is_locked()
     }
 
+    /// The holding process's identity (pid and start tag), if any. Reading
+    /// it changes nothing (for tools such as `procsync inspect`).
+    ///
+    /// ```
+    /// use sync_lock::RLock;
+    ///
+    /// let lock = RLock::new();
+    /// assert_eq!(lock.owner_identity(), None);
+    /// let _held = lock.lock().unwrap();
+    /// assert_eq!(lock.owner_identity(), Some(shm::pid::current_identity()));
+    /// ```
+    pub fn owner_identity(&self) -> Option<shm::pid::Identity> {
+        self.raw.owner_identity()
+    }
+
+    /// Whether some process may be asleep waiting for it (see
+    /// [`RawLock::has_waiters`](shm::lockword::RawLock::has_waiters)).
+    ///
+    /// ```
+    /// assert!(!sync_lock::RLock::new().has_waiters());
+    /// ```
+    pub fn has_waiters(&self) -> bool {
+        self.raw.has_waiters()
+    }
+
     /// Whether the calling thread holds it.
     pub fn is_held_by_current_thread(&self) -> bool {
         self.held_by_me()

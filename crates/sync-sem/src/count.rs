@@ -16,6 +16,11 @@ pub(crate) fn permits_in(word: &Futex) -> u32 {
     word.load(Ordering::Relaxed) & COUNT
 }
 
+/// Whether the count word's sleepers bit is set.
+pub(crate) fn has_sleepers(word: &Futex) -> bool {
+    word.load(Ordering::Relaxed) & SLEEPERS != 0
+}
+
 /// A semaphore's bound as its public API gives it: `None` when unbounded.
 pub(crate) fn public_bound(bound: u32) -> Option<u32> {
     (bound != MAX_PERMITS).then_some(bound)

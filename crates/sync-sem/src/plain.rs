@@ -13,7 +13,8 @@ use shm::{crash_point, Futex, ShmSafe};
 pub const SEMAPHORE_CRASH_POINTS: &[&str] = &["semaphore: release stored"];
 
 use crate::count::{
-    checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
+    checked_release, clamp_permits, has_sleepers, permits_in, public_bound, wake_sleepers_of,
+    COUNT, SLEEPERS,
 };
 use crate::{AcquireError, Permit, ReleaseError, MAX_PERMITS};
 
@@ -174,6 +175,20 @@ impl Semaphore {
     /// The bound of a [`bounded`](Semaphore::bounded) semaphore, or `None`.
     pub fn bound(&self) -> Option<u32> {
         public_bound(self.bound)
+    }
+
+    /// Whether some process may be asleep waiting for a permit (the word's
+    /// sleepers bit: set by an acquirer before it sleeps, cleared by the
+    /// release that wakes; it may stay set a moment after the last sleeper
+    /// left). Reading it changes nothing (for tools such as `procsync
+    /// inspect`).
+    ///
+    /// ```
+    /// let sem = sync_sem::Semaphore::new(1);
+    /// assert!(!sem.has_sleepers());
+    /// ```
+    pub fn has_sleepers(&self) -> bool {
+        has_sleepers(&self.word)
     }
 
     /// One permit back from a dropped [`Permit`]. It can only fail if

@@ -9,7 +9,8 @@ use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shm::{crash_point, pid, Futex, ShmSafe};
 
 use crate::count::{
-    checked_release, clamp_permits, permits_in, public_bound, wake_sleepers_of, COUNT, SLEEPERS,
+    checked_release, clamp_permits, has_sleepers, permits_in, public_bound, wake_sleepers_of,
+    COUNT, SLEEPERS,
 };
 use crate::{AcquireError, AdoptError, Permit, ReleaseError, MAX_PERMITS};
 
@@ -362,6 +363,42 @@ impl RobustSemaphore {
     /// The bound of a [`bounded`](RobustSemaphore::bounded) semaphore, or `None`.
     pub fn bound(&self) -> Option<u32> {
         public_bound(self.bound)
+    }
+
+    /// Whether some process may be asleep waiting for a permit (see
+    /// [`Semaphore::has_sleepers`](crate::Semaphore::has_sleepers)).
+    ///
+    /// ```
+    /// assert!(!sync_sem::RobustSemaphore::new(1).has_sleepers());
+    /// ```
+    pub fn has_sleepers(&self) -> bool {
+        has_sleepers(&self.word)
+    }
+
+    /// Every process the holder table names and the permits it holds, in
+    /// table order; dead processes included until a sweep (a waiter,
+    /// `try_acquire` or [`reclaim`](RobustSemaphore::reclaim)) takes their
+    /// permits back: check [`Identity::is_running`](shm::pid::Identity::is_running).
+    /// Read without the internal lock, so a row being changed may be seen
+    /// half-way; reading changes nothing (for tools such as `procsync
+    /// inspect`).
+    ///
+    /// ```
+    /// use sync_sem::RobustSemaphore;
+    ///
+    /// let sem = RobustSemaphore::new(3);
+    /// let _a = sem.acquire()?;
+    /// let _b = sem.acquire()?;
+    /// assert_eq!(sem.holders(), vec![(shm::pid::current_identity(), 2)]);
+    /// # Ok::<(), sync_sem::AcquireError>(())
+    /// ```
+    pub fn holders(&self) -> Vec<(pid::Identity, u32)> {
+        self.holders
+            .iter()
+            .map(HolderRow::load)
+            .filter(|row| row.held > 0)
+            .filter_map(|row| Some((pid::Identity::from_bits(row.owner)?, row.held)))
+            .collect()
     }
 
     /// Takes back the permits of every holder that has died and returns how

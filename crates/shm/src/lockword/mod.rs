@@ -436,6 +436,25 @@ impl RawLock {
         self.word.load(Ordering::Relaxed) & PID != 0
     }
 
+    /// Whether some process may be asleep waiting for the lock (the word's
+    /// waiters bit: set by a locker before it sleeps, cleared by the unlock
+    /// that wakes; it may stay set a moment after the last sleeper left).
+    /// For tools that show a lock's state; reading it changes nothing.
+    ///
+    /// ```
+    /// use shm::lockword::RawLock;
+    ///
+    /// let raw = RawLock::new();
+    /// assert!(!raw.has_waiters());
+    /// raw.try_lock();
+    /// assert!(!raw.has_waiters()); // held, nobody asleep
+    /// // SAFETY: this code made the acquisition it ends.
+    /// assert!(unsafe { raw.unlock() });
+    /// ```
+    pub fn has_waiters(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & WAITERS != 0
+    }
+
     /// Whether this process holds the lock.
     pub fn is_held_by_current_process(&self) -> bool {
         self.owner_identity() == Some(pid::current_identity())

@@ -144,7 +144,8 @@ impl Layout {
     }
 
     /// Where the data starts in a named segment: after the header, at the
-    /// element's alignment (at least a cache line).
+    /// element's alignment (at least a cache line). [`data_offset_for`] is
+    /// the same rule for a tool reading the file.
     pub(super) fn data_offset(&self) -> Result<usize> {
         if self.elem_align > page_size() {
             return Err(Error::InvalidSize {
@@ -156,8 +157,13 @@ impl Layout {
                 ),
             });
         }
-        Ok(size_of::<Header>().next_multiple_of(self.elem_align.max(64)))
+        Ok(data_offset_for(self.elem_align))
     }
+}
+
+/// Where the data of elements aligned to `align` (at most a page) starts.
+pub(crate) fn data_offset_for(align: usize) -> usize {
+    size_of::<Header>().next_multiple_of(align.max(64))
 }
 
 /// The first eight bytes of every procsync segment.
@@ -393,6 +399,7 @@ pub(crate) struct DescribedFacts {
     pub(crate) kind: Option<&'static str>,
     pub(crate) type_name: String,
     pub(crate) elem_size: u64,
+    pub(crate) elem_align: u64,
     pub(crate) len: u64,
     pub(crate) persistent: bool,
     pub(crate) untracked: bool,
@@ -457,6 +464,7 @@ impl Facts {
             type_name: String::from_utf8_lossy(&bytes[name_start..name_start + name_len])
                 .into_owned(),
             elem_size: at64(offset_of!(Header, elem_size)),
+            elem_align: at64(offset_of!(Header, elem_align)),
             len: at64(offset_of!(Header, len)),
             persistent: at32(offset_of!(Header, flags)) & PERSISTENT != 0,
             untracked: at32(offset_of!(Header, flags)) & UNTRACKED != 0,

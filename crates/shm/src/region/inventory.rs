@@ -56,6 +56,8 @@ pub struct SegmentInfo {
     pub type_name: String,
     /// Bytes of one element.
     pub element_size: u64,
+    /// The element's alignment in bytes (0 if unknown).
+    pub element_align: u64,
     /// Elements (1 for a value, bytes for a byte segment).
     pub len: u64,
     /// The file's size in bytes (header included).
@@ -93,6 +95,32 @@ pub fn layout_version() -> u32 {
 }
 
 impl SegmentInfo {
+    /// Where the data starts in the segment's file (after the header, at
+    /// the element's alignment): for a tool that reads a value's bytes
+    /// from the file, such as the lock word of a `Mutex<T>` whose `T` it
+    /// does not know. `None` for a header of another layout version or an
+    /// alignment that is not a power of two up to a page.
+    ///
+    /// ```
+    /// use shm::{inventory, Shared};
+    ///
+    /// let name = format!("procsync-doc-data-offset-{}", std::process::id());
+    /// let value = Shared::create(&name, 0x1234_5678_u32)?;
+    /// let info = inventory::inspect(&name)?;
+    /// let offset = info.data_offset().expect("this build's layout");
+    /// let file = std::fs::read(format!("{}/{name}", inventory::SHM_DIR)).unwrap();
+    /// let at = offset as usize;
+    /// assert_eq!(u32::from_ne_bytes(file[at..at + 4].try_into().unwrap()), 0x1234_5678);
+    /// # drop(value);
+    /// # Ok::<(), shm::Error>(())
+    /// ```
+    pub fn data_offset(&self) -> Option<u64> {
+        let align = usize::try_from(self.element_align).ok()?;
+        let fits = align.is_power_of_two() && align <= super::mapping::page_size();
+        (self.layout_version == LAYOUT_VERSION && self.kind.is_some() && fits)
+            .then(|| super::header::data_offset_for(align) as u64)
+    }
+
     /// Whether nobody will use this segment again, so that removing its
     /// name loses nothing: not persistent, its creator is gone (or never
     /// recorded itself and the file is older than [`UNRECORDED_GRACE`]),
@@ -168,6 +196,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         kind: described.and_then(|d| d.kind),
         type_name: described.map(|d| d.type_name.clone()).unwrap_or_default(),
         element_size: described.map_or(0, |d| d.elem_size),
+        element_align: described.map_or(0, |d| d.elem_align),
         len: described.map_or(0, |d| d.len),
         file_size: metadata.len(),
         mode: metadata.permissions().mode() & 0o7777,
@@ -360,9 +389,31 @@ fn unlink_if_still(name: &str, file: FileId) -> Result<()> {
 /// [`Error::Os`] if `/dev/shm` cannot be read. Names that cannot be judged
 /// or removed are skipped.
 pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
+    collect_garbage_prefixed(dry_run, "")
+}
+
+/// [`collect_garbage`] for the names that start with `prefix` only: one
+/// program's or test's names, leaving every other name alone (however
+/// abandoned).
+///
+/// ```
+/// use shm::inventory;
+///
+/// let prefix = format!("procsync-doc-gc-{}-", std::process::id());
+/// // Nothing of ours is abandoned: nothing to remove, and nothing else
+/// // (no other name) is touched.
+/// assert_eq!(inventory::collect_garbage_prefixed(true, &prefix)?, Vec::<String>::new());
+/// # Ok::<(), shm::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`collect_garbage`].
+pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<String>> {
     let me = crate::sys::getuid();
     Ok(list()?
         .into_iter()
+        .filter(|(name, _)| name.starts_with(prefix))
         .filter(|(_, info)| info.as_ref().is_ok_and(|info| info.uid == me))
         .filter(|(name, _)| matches!(remove_if_abandoned(name, dry_run), Ok(Verdict::Removed)))
         .map(|(name, _)| name)

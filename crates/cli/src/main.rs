@@ -1,0 +1,216 @@
+//! `procsync`: see and clean procsync's named segments in `/dev/shm`.
+//!
+//! - `procsync ls [--all] [--json]`: every procsync segment, as a table or
+//!   as JSON (see [`listing`]);
+//! - `procsync inspect NAME`: a segment's header and, for the procsync
+//!   primitives, their state (see [`state`]);
+//! - `procsync gc [--dry-run]`: removes the segments nobody will use again;
+//! - `procsync rm NAME [--force]`: removes one, refusing while it is used.
+//!
+//! Every error is one line on stderr, `procsync: error: ...`, and an exit
+//! code: see [`Failure`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod listing;
+mod owner;
+mod state;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  done
+  1  error: no such name, not a procsync segment (foreign or truncated file),
+     another user's segment this user may not read or remove, or a system error
+  2  usage: a bad option or argument, or an invalid segment name
+  3  refused: `rm` of a segment that live processes map or hold open
+     (the message names their pids; `--force` removes it anyway)";
+
+/// See and clean procsync's named shared-memory segments in /dev/shm.
+///
+/// A procsync segment starts with a header naming what it holds (a value,
+/// a slice or bytes, and the element type), the process that created it and
+/// whether it is persistent. This tool reads it from the file without
+/// changing anything, and finds which processes map a segment now by
+/// reading /proc.
+#[derive(Parser, Debug)]
+#[command(name = "procsync", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List procsync segments: name, kind, type, size, mode, owner,
+    /// creator and whether it runs, persistence, processes that map it.
+    ///
+    /// USERS counts the processes that map the segment or hold it open now
+    /// (of those whose /proc entries this user may read).
+    ///
+    /// Examples:
+    ///   procsync ls
+    ///   procsync ls --all          # also other programs' files, marked foreign
+    ///   procsync ls --json | jq '.[] | select(.creator_alive == false) | .name'
+    #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
+    Ls {
+        /// Every name in /dev/shm, not only procsync's: other programs'
+        /// files are shown as foreign, unreadable ones with the reason.
+        #[arg(long)]
+        all: bool,
+        /// A JSON array of objects instead of the table (fields: see the
+        /// crate's README): for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a segment's header and, for a procsync primitive, its state.
+    ///
+    /// Primitives are recognised by the type their header names: Lock,
+    /// Mutex<T>, RLock, Condvar, Semaphore, RobustSemaphore, Event, Barrier,
+    /// and queues (a slice of `Line`). The state is read without taking any
+    /// lock: holder pid and whether it runs, sleepers, permits and holders,
+    /// set or clear, parties and generation, queue depth and endpoints.
+    ///
+    /// Examples:
+    ///   procsync inspect jobs-lock
+    ///   procsync inspect /work-queue     # a leading slash is accepted
+    #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
+    Inspect {
+        /// The segment's name (as given to `create`; with or without the
+        /// leading slash).
+        name: String,
+    },
+    /// Remove every abandoned segment of this user's: not persistent, its
+    /// creator has died, and no process maps it or holds it open.
+    ///
+    /// Prints each name removed (or, with --dry-run, that would be).
+    ///
+    /// Examples:
+    ///   procsync gc --dry-run
+    ///   procsync gc
+    ///   procsync gc --prefix myapp-    # only names starting with myapp-
+    #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only names that start with PREFIX (one program's names).
+        #[arg(long, value_name = "PREFIX", default_value = "")]
+        prefix: String,
+    },
+    /// Remove one segment's name, refusing while live processes map it or
+    /// hold it open (exit code 3, naming them).
+    ///
+    /// With --force it is removed anyway: processes that map it keep their
+    /// mappings (the memory is freed when the last lets go), but nobody can
+    /// open it by name again. A file whose first bytes are not procsync's
+    /// magic is never removed (use rm /dev/shm/NAME); a truncated one
+    /// (shorter than a header, as a creator killed in `create` leaves) is.
+    ///
+    /// Examples:
+    ///   procsync rm stale-counter
+    ///   procsync rm --force jobs-queue
+    #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
+    Rm {
+        /// The segment's name.
+        name: String,
+        /// Remove it even while processes map it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Why the command failed, and its exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Exit code 1: the segment or the system said no.
+    Error(String),
+    /// Exit code 2: a bad argument (clap's usage errors exit 2 too).
+    Usage(String),
+    /// Exit code 3: `rm` refused, processes use the segment.
+    Refused(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Error(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Refused(_) => 3,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Error(m) | Failure::Usage(m) | Failure::Refused(m) => m,
+        }
+    }
+}
+
+impl From<shm::Error> for Failure {
+    fn from(error: shm::Error) -> Failure {
+        match error {
+            shm::Error::InvalidName { .. } => Failure::Usage(error.to_string()),
+            shm::Error::InUse { .. } => Failure::Refused(error.to_string()),
+            shm::Error::PermissionDenied { ref name } => Failure::Error(format!(
+                "{error}{}",
+                owner::describe_other_owner(name).unwrap_or_default()
+            )),
+            _ => Failure::Error(error.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let done = match cli.command {
+        Command::Ls { all, json } => listing::ls(all, json),
+        Command::Inspect { name } => state::inspect(&name),
+        Command::Gc { dry_run, prefix } => gc(dry_run, &prefix),
+        Command::Rm { name, force } => rm(&name, force),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // One line: messages never contain a newline, but make sure.
+            eprintln!("procsync: error: {}", failure.message().replace('\n', " "));
+            ExitCode::from(failure.code())
+        }
+    }
+}
+
+/// `procsync gc`.
+fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
+    let removed = shm::inventory::collect_garbage_prefixed(dry_run, prefix)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for name in &removed {
+        println!("{verb} {name}");
+    }
+    if removed.is_empty() {
+        println!("nothing to remove");
+    }
+    Ok(())
+}
+
+/// `procsync rm`: only procsync segments (a damaged one included), never
+/// another program's file.
+fn rm(name: &str, force: bool) -> Result<(), Failure> {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    match shm::inventory::inspect(name) {
+        Ok(_)
+        | Err(shm::Error::Truncated { .. })
+        | Err(shm::Error::LayoutVersion { .. })
+        | Err(shm::Error::PermissionDenied { .. }) => {}
+        Err(error @ shm::Error::Foreign { .. }) => {
+            return Err(Failure::Error(format!(
+                "{error}; not removed (remove another program's file with rm {}/{name})",
+                shm::inventory::SHM_DIR
+            )))
+        }
+        Err(other) => return Err(other.into()),
+    }
+    shm::inventory::remove(name, force)?;
+    println!("removed {name}");
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! `procsync inspect`: a segment's header, and the state of the procsync
+//! primitive it holds.
+//!
+//! # How a primitive is recognised and read
+//!
+//! By the header: its kind and the element type's name, which the creator
+//! recorded without module paths (`shm::layout::short_type_name`).
+//!
+//! - `Lock`, `RLock`, `Condvar`, `Semaphore`, `RobustSemaphore`, `Event`,
+//!   `Barrier` (a value): opened by name as that very type
+//!   (`Shared::<sync_lock::Lock>::open`...), which checks the layout
+//!   fingerprint, so a user's own type that happens to be called `Lock` is
+//!   refused (and said so) rather than misread. Then read through the
+//!   type's read-only accessors.
+//! - `Mutex<T>` (a value, with the default raw lock): generic over a `T`
+//!   this program does not know, so it cannot be opened as its type. The
+//!   `Mutex` is `repr(C)` with its `RawLock` first, so the lock word is the
+//!   first 8 bytes of the data; they are read from the file at the header's
+//!   data offset ([`SegmentInfo::data_offset`]) and decoded by `RawLock`
+//!   itself (`RawLock::at` over a copy of the word). A `Mutex<T, R>` with
+//!   another raw lock is not read.
+//! - A queue (a slice of `Line`, the queue's cache lines): read by
+//!   `queue::inspect`, which maps it and reads its words without knowing
+//!   its message type.
+//!
+//! Nothing here takes a lock, attaches an endpoint or writes: the
+//! primitives are only read. Mapping a segment makes this process one of
+//! its users for that moment.
+
+use std::os::unix::fs::FileExt;
+
+use shm::inventory::{self, SegmentInfo};
+use shm::lockword::RawLock;
+use shm::pid::Identity;
+use shm::{Futex64, Shared};
+
+use crate::owner::Users;
+use crate::Failure;
+
+/// `procsync inspect NAME`.
+pub(crate) fn inspect(name: &str) -> Result<(), Failure> {
+    let info = inventory::inspect(name)?;
+    let users = inventory::users(&info.name).unwrap_or_default();
+    let mut out = Vec::new();
+    header(&info, &users, &mut out);
+    match primitive_state(&info) {
+        Some(Ok(state)) => out.extend(state),
+        Some(Err(why)) => out.push(("state".into(), format!("not read: {why}"))),
+        None => {}
+    }
+    let width = out.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (key, value) in out {
+        println!("{:<width$} {value}", format!("{key}:"), width = width);
+    }
+    Ok(())
+}
+
+type Lines = Vec<(String, String)>;
+
+fn line(out: &mut Lines, key: &str, value: impl ToString) {
+    out.push((key.to_string(), value.to_string()));
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The header's facts.
+fn header(info: &SegmentInfo, users: &[shm::pid::Pid], out: &mut Lines) {
+    line(out, "name", &info.name);
+    line(out, "kind", info.kind.unwrap_or("unknown"));
+    line(out, "type", &info.type_name);
+    line(out, "element size", info.element_size);
+    line(out, "length", info.len);
+    line(out, "file size", info.file_size);
+    line(out, "mode", format!("{:04o}", info.mode));
+    let owner = Users::load().name(info.uid);
+    line(out, "owner", format!("{owner} (uid {})", info.uid));
+    line(
+        out,
+        "creator",
+        match info.creator {
+            Some(pid) => format!("{pid} ({})", alive_word(info.creator_alive)),
+            None => "not recorded".to_string(),
+        },
+    );
+    line(out, "persistent", yes_no(info.persistent));
+    line(out, "ready", yes_no(info.ready));
+    line(out, "layout version", info.layout_version);
+    line(out, "age", format!("{:.1} s", info.age.as_secs_f64()));
+    let pids: Vec<String> = users.iter().map(ToString::to_string).collect();
+    line(
+        out,
+        "mapped by",
+        if pids.is_empty() {
+            "nobody".to_string()
+        } else {
+            format!("{} (pids {})", pids.len(), pids.join(", "))
+        },
+    );
+}
+
+fn alive_word(alive: bool) -> &'static str {
+    if alive {
+        "alive"
+    } else {
+        "dead"
+    }
+}
+
+/// "pid 1234 (alive)", or "none".
+fn holder(identity: Option<Identity>) -> String {
+    match identity {
+        Some(who) => format!("pid {} ({})", who.pid(), alive_word(who.is_running())),
+        None => "none".to_string(),
+    }
+}
+
+/// The state of the primitive `info` holds: `None` if it holds none this
+/// program knows, `Some(Err)` if it could not be read.
+fn primitive_state(info: &SegmentInfo) -> Option<Result<Lines, String>> {
+    if !info.ready {
+        return Some(Err("its creator has not finished making it".into()));
+    }
+    let name = info.name.as_str();
+    let opened = |e: shm::Error| e.to_string();
+    let mut out = Lines::new();
+    let o = &mut out;
+    let read: Result<(), String> = match (info.kind?, info.type_name.as_str()) {
+        ("value", "Lock") => Shared::<sync_lock::Lock>::open(name)
+            .map_err(opened)
+            .map(|lock| {
+                line(o, "primitive", "Lock");
+                line(o, "locked", yes_no(lock.is_locked()));
+                line(o, "holder", holder(lock.owner_identity()));
+                line(o, "sleepers", yes_no(lock.has_waiters()));
+            }),
+        ("value", "RLock") => Shared::<sync_lock::RLock>::open(name)
+            .map_err(opened)
+            .map(|lock| {
+                line(o, "primitive", "RLock");
+                line(o, "locked", yes_no(lock.is_locked()));
+                line(o, "holder", holder(lock.owner_identity()));
+                line(o, "depth", lock.depth());
+                line(o, "sleepers", yes_no(lock.has_waiters()));
+            }),
+        ("value", "Condvar") => Shared::<sync_lock::Condvar>::open(name)
+            .map_err(opened)
+            .map(|cv| {
+                line(o, "primitive", "Condvar");
+                line(o, "waiting", cv.n_waiting());
+            }),
+        ("value", "Semaphore") => Shared::<sync_sem::Semaphore>::open(name)
+            .map_err(opened)
+            .map(|sem| {
+                line(o, "primitive", "Semaphore");
+                line(o, "permits", sem.value());
+                line(o, "bound", bound(sem.bound()));
+                line(o, "sleepers", yes_no(sem.has_sleepers()));
+            }),
+        ("value", "RobustSemaphore") => Shared::<sync_sem::RobustSemaphore>::open(name)
+            .map_err(opened)
+            .map(|sem| {
+                line(o, "primitive", "RobustSemaphore");
+                line(o, "permits", sem.value());
+                line(o, "bound", bound(sem.bound()));
+                let holders: Vec<String> = sem
+                    .holders()
+                    .into_iter()
+                    .map(|(who, n)| format!("{} x{n}", holder(Some(who))))
+                    .collect();
+                line(
+                    o,
+                    "holders",
+                    if holders.is_empty() {
+                        "none".to_string()
+                    } else {
+                        holders.join(", ")
+                    },
+                );
+                line(o, "sleepers", yes_no(sem.has_sleepers()));
+            }),
+        ("value", "Event") => {
+            Shared::<sync_event::Event>::open(name)
+                .map_err(opened)
+                .map(|event| {
+                    line(o, "primitive", "Event");
+                    line(o, "flag", if event.is_set() { "set" } else { "clear" });
+                    line(o, "sleepers", yes_no(event.has_sleepers()));
+                })
+        }
+        ("value", "Barrier") => Shared::<sync_event::Barrier>::open(name)
+            .map_err(opened)
+            .map(|barrier| {
+                line(o, "primitive", "Barrier");
+                line(o, "parties", barrier.parties());
+                line(o, "waiting", barrier.n_waiting());
+                line(o, "generation", barrier.generation());
+                line(o, "broken", yes_no(barrier.is_broken()));
+            }),
+        ("value", ty) if is_default_mutex(ty) => mutex_word(info).map(|word| {
+            let word = Futex64::new(word);
+            let raw = RawLock::at(&word);
+            line(o, "primitive", "Mutex");
+            line(o, "locked", yes_no(raw.is_locked()));
+            line(o, "holder", holder(raw.owner_identity()));
+            line(o, "sleepers", yes_no(raw.has_waiters()));
+        }),
+        ("slice", "Line") => queue::inspect(name).map_err(|e| e.to_string()).map(|q| {
+            line(o, "primitive", "Queue");
+            line(o, "message type", &q.message_type);
+            line(o, "messages", format!("{} of {}", q.len, q.capacity));
+            line(o, "max message bytes", q.max_message_bytes);
+            line(o, "joinable", yes_no(q.joinable));
+            line(o, "producers", q.producers);
+            line(o, "consumers", q.consumers);
+            if q.joinable {
+                line(o, "lost", q.lost);
+            }
+            line(o, "producer lock", holder(q.producer_lock));
+            line(o, "consumer lock", holder(q.consumer_lock));
+        }),
+        _ => return None,
+    };
+    Some(read.map(|()| out))
+}
+
+fn bound(bound: Option<u32>) -> String {
+    bound.map_or_else(|| "none".to_string(), |b| b.to_string())
+}
+
+/// Whether `ty` names `Mutex<T>` with the default raw lock: one generic
+/// argument at the top level (`std::any::type_name` leaves a defaulted
+/// parameter out).
+fn is_default_mutex(ty: &str) -> bool {
+    let Some(inner) = ty.strip_prefix("Mutex<").and_then(|t| t.strip_suffix('>')) else {
+        return false;
+    };
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// The lock word of a `Mutex<T>`: the data's first 8 bytes, read from the
+/// file (a copy; the lock itself is left alone).
+fn mutex_word(info: &SegmentInfo) -> Result<u64, String> {
+    let offset = info
+        .data_offset()
+        .ok_or("the header does not say where the data starts")?;
+    let path = format!("{}/{}", inventory::SHM_DIR, info.name);
+    let file = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+    let mut bytes = [0u8; 8];
+    file.read_exact_at(&mut bytes, offset)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_default_mutex;
+
+    #[test]
+    fn mutexes_with_the_default_raw_lock_are_recognised() {
+        assert!(is_default_mutex("Mutex<u32>"));
+        assert!(is_default_mutex("Mutex<(u32, u64)>"));
+        assert!(is_default_mutex("Mutex<[u8; 4]>"));
+        assert!(is_default_mutex("Mutex<Pair<u8, u16>>"));
+        assert!(!is_default_mutex("Mutex<u32, TicketLock>"));
+        assert!(!is_default_mutex("Mutexes"));
+        assert!(!is_default_mutex("Lock"));
+    }
+}
