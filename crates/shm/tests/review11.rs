@@ -671,8 +671,9 @@ fn ask_who(socket: &std::os::fd::OwnedFd) {
 /// index from before that: when, in one turn of the loop, such a
 /// connection (`tracker::running`'s, a tool's) closes and a creator after
 /// it in the list ends, the index is past the end and the tracker panics.
-/// The panic unwinds into the copy of the stack of the process that forked
-/// it, inside that process's `create`: its `UnlinkOnDrop` guard removes
+/// (Here with a user id of its own, so that no other run's creators are
+/// in the tracker's list.) The panic unwinds into the copy of the stack of
+/// the process that forked it, inside that process's `create`: its `UnlinkOnDrop` guard removes
 /// *that process's* name, which it still uses. The dead creator's name is
 /// never removed.
 #[test]
@@ -681,6 +682,15 @@ fn a_closed_connection_and_a_death_together_do_not_crash_the_tracker() {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let base = unique_name("r11-retain");
     isolated(move || {
+        // A user of its own, whose tracker adopts no other run's names (a
+        // creator of theirs ending would reorder the tracker's list).
+        let uid = 40_000 + std::process::id() % 20_000;
+        // SAFETY: setuid only changes this forked process's credentials.
+        let rc = unsafe { libc::setuid(uid) };
+        assert_eq!(rc, 0, "setuid needs root");
+        // Its /proc files (wchan, below) readable again by this user.
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
+            .unwrap();
         let starter = format!("{base}-starter");
         // This process forks the tracker, inside this create, and is its
         // first creator.
@@ -708,7 +718,13 @@ fn a_closed_connection_and_a_death_together_do_not_crash_the_tracker() {
         // Twice: the creator's connection is accepted, then its hello read.
         ask_who(&socket);
         ask_who(&socket);
-        // The tracker sees both ends in one turn of its loop.
+        // The tracker sees both ends in one turn of its loop: stopped while
+        // it waits in poll (not still reading this connection), it sees
+        // them when it goes on.
+        testkit::wait_until("the tracker waits in poll", || {
+            std::fs::read_to_string(format!("/proc/{tracker}/wchan"))
+                .is_ok_and(|wchan| wchan.contains("poll"))
+        });
         signal(tracker, rustix::process::Signal::STOP);
         assert!(testkit::wait_stopped_or_exited(tracker));
         drop(socket);
