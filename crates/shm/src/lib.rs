@@ -63,6 +63,8 @@ pub mod layout;
 #[allow(unsafe_code)]
 pub mod lockword;
 pub mod pid;
+#[allow(unsafe_code)] // the lock's UnsafeCell, reached by one thread at a time
+mod process_local;
 mod region;
 #[allow(unsafe_code)] // declares the unsafe trait ShmSafe and implements it for std types
 mod safe;

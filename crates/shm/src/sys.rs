@@ -413,10 +413,13 @@ pub(crate) fn stop_self() {
 // The cleanup tracker's calls (`crate::tracker`): its socket, its fork,
 // and what it sheds of the process it was forked from.
 
-/// The tracker's address for user `uid`: an abstract Unix socket (no file
-/// that could itself be left behind).
-fn tracker_address(uid: u32) -> io::Result<rustix::net::SocketAddrUnix> {
-    let name = format!("procsync-tracker-{uid}");
+/// The tracker's address for user `uid` in slot `slot`: an abstract Unix
+/// socket (no file that could itself be left behind).
+fn tracker_address(uid: u32, slot: u32) -> io::Result<rustix::net::SocketAddrUnix> {
+    let name = match slot {
+        0 => format!("procsync-tracker-{uid}"),
+        _ => format!("procsync-tracker-{uid}-{slot}"),
+    };
     Ok(rustix::net::SocketAddrUnix::new_abstract_name(
         name.as_bytes(),
     )?)
@@ -432,21 +435,22 @@ fn seqpacket_socket(flags: rustix::net::SocketFlags) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// A connection to user `uid`'s tracker (`ECONNREFUSED` if none runs).
+/// A connection to user `uid`'s tracker in slot `slot` (`ECONNREFUSED` if
+/// none listens there).
 /// Non-blocking: neither this connect nor any send on it waits for a
 /// tracker that does not keep up (stopped, or its backlog full): they fail
 /// with `EAGAIN` instead.
-pub(crate) fn tracker_connect(uid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn tracker_connect(uid: u32, slot: u32) -> io::Result<OwnedFd> {
     let socket = seqpacket_socket(rustix::net::SocketFlags::NONBLOCK)?;
-    rustix::net::connect(&socket, &tracker_address(uid)?)?;
+    rustix::net::connect(&socket, &tracker_address(uid, slot)?)?;
     Ok(socket)
 }
 
-/// The listening socket of user `uid`'s tracker (`EADDRINUSE` if one
-/// already listens).
-pub(crate) fn tracker_listen(uid: u32) -> io::Result<OwnedFd> {
+/// The listening socket of user `uid`'s tracker in slot `slot`
+/// (`EADDRINUSE` if the address is taken).
+pub(crate) fn tracker_listen(uid: u32, slot: u32) -> io::Result<OwnedFd> {
     let socket = seqpacket_socket(rustix::net::SocketFlags::empty())?;
-    rustix::net::bind(&socket, &tracker_address(uid)?)?;
+    rustix::net::bind(&socket, &tracker_address(uid, slot)?)?;
     rustix::net::listen(&socket, 128)?;
     Ok(socket)
 }
@@ -576,18 +580,29 @@ pub(crate) fn new_session() {
 }
 
 /// Makes this freshly forked process a daemon that holds nothing of the
-/// process it was forked from but `keep`: standard input, output and error
-/// on `/dev/null`, every other descriptor closed, every shared mapping
+/// process it was forked from but `keep` (returned, moved to a descriptor
+/// above 2 if it was 0, 1 or 2: a forker with its standard descriptors
+/// closed gets the listener there): standard input, output and error on
+/// `/dev/null`, every other descriptor closed, every shared mapping
 /// unmapped (so that no segment's memory lives on in it, and it counts as
-/// nobody's user), terminal signals ignored, all signals unblocked, and
+/// nobody's user), its descriptor limit raised to the hard limit (it holds
+/// two per creator), terminal signals ignored, all signals unblocked, and
 /// `name` as its command name (`ps`, `top`).
 ///
 /// Only in a process forked for this that never returns to the code that
 /// owned those descriptors and mappings: it runs its own loop, then
 /// [`exit_now`].
-pub(crate) fn become_daemon(keep: BorrowedFd<'_>, name: &str) {
-    use std::os::fd::AsRawFd;
-    let keep = keep.as_raw_fd();
+pub(crate) fn become_daemon(keep: OwnedFd, name: &str) -> OwnedFd {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut keep = keep.into_raw_fd();
+    if keep <= 2 {
+        // SAFETY: F_DUPFD_CLOEXEC of a descriptor this function owns; the
+        // old number is left to be replaced by /dev/null below.
+        let moved = unsafe { libc::fcntl(keep, libc::F_DUPFD_CLOEXEC, 3) };
+        if moved >= 3 {
+            keep = moved;
+        }
+    }
     // SAFETY: dup2 onto 0, 1 and 2 of /dev/null's descriptor, then closing
     // every descriptor but `keep` and those three: the forked process owns
     // no Rust object that will use them again (it never returns to the code
@@ -596,9 +611,11 @@ pub(crate) fn become_daemon(keep: BorrowedFd<'_>, name: &str) {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
             for std_fd in 0..3 {
-                libc::dup2(null, std_fd);
+                if std_fd != keep {
+                    libc::dup2(null, std_fd);
+                }
             }
-            if null > 2 {
+            if null > 2 && null != keep {
                 libc::close(null);
             }
         }
@@ -613,6 +630,7 @@ pub(crate) fn become_daemon(keep: BorrowedFd<'_>, name: &str) {
         // above): its heap, stacks and the program's mappings are private.
         unsafe { libc::munmap(start as *mut libc::c_void, len) };
     }
+    raise_descriptor_limit();
     for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
         // SAFETY: SIG_IGN is a valid disposition for these signals.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
@@ -625,6 +643,19 @@ pub(crate) fn become_daemon(keep: BorrowedFd<'_>, name: &str) {
     }
     if let Ok(name) = std::ffi::CString::new(name) {
         let _ = rustix::thread::set_name(&name);
+    }
+    // SAFETY: `keep` is the descriptor this function was given (or its
+    // copy above 2), owned by nothing else.
+    unsafe { OwnedFd::from_raw_fd(keep) }
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
 

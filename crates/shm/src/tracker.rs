@@ -3,7 +3,8 @@
 //!
 //! A process that creates a named segment tells its user's tracker, right
 //! after the file exists: over one `SOCK_SEQPACKET` connection per process
-//! (an abstract Unix socket, `procsync-tracker-UID`), the first message
+//! (an abstract Unix socket, `procsync-tracker-UID`, or the next of its
+//! [`SLOTS`] if another user's process holds that one), the first message
 //! carrying a pidfd of the process itself, then one message per name with
 //! the file's device and inode. A name the creator removes or makes
 //! persistent is withdrawn. The tracker polls every creator's pidfd; when a
@@ -37,11 +38,11 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::inventory::{self, Verdict};
 use crate::pid::{self, Pid};
+use crate::process_local::ProcessLocal;
 use crate::region::FileId;
 use crate::sys;
 
@@ -75,21 +76,25 @@ struct Client {
     names: HashMap<String, FileId>,
 }
 
-static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+/// This process's client state (a fork-aware lock: a child forked while
+/// another thread of its parent told the tracker something can still
+/// create names).
+static CLIENT: ProcessLocal<Client> = ProcessLocal::new();
 
-/// This process's client state, its own (a parent's, inherited across
-/// fork, is dropped: the names are the parent's to watch).
-fn client() -> std::sync::MutexGuard<'static, Option<Client>> {
-    let mut client = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    let me = pid::current();
-    if client.as_ref().is_none_or(|c| c.owner != me) {
-        *client = Some(Client {
-            owner: me,
-            socket: None,
-            names: HashMap::new(),
-        });
-    }
-    client
+/// Runs `f` with this process's client state, its own (a parent's,
+/// inherited across fork, is dropped: the names are the parent's to watch).
+fn with_client<R>(f: impl FnOnce(&mut Client) -> R) -> R {
+    CLIENT.with(|client| {
+        let me = pid::current();
+        if client.as_ref().is_none_or(|c| c.owner != me) {
+            *client = Some(Client {
+                owner: me,
+                socket: None,
+                names: HashMap::new(),
+            });
+        }
+        f(client.as_mut().expect("filled above"))
+    })
 }
 
 /// Whether this process tells a tracker about the names it creates.
@@ -105,45 +110,45 @@ pub(crate) fn track(name: &str, file: FileId) {
     if !enabled() {
         return;
     }
-    let mut guard = client();
-    let client = guard.as_mut().expect("client() fills it");
-    client.names.insert(name.to_string(), file);
-    let message = track_message(name, file);
-    if let Some(socket) = &client.socket {
-        match sys::send_message(socket.as_fd(), &message, None) {
-            Ok(()) => return,
-            // The tracker does not keep up (stopped?): this name goes
-            // untold for now, never a wait; it is told again with the
-            // others after a reconnect.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(_) => {}
+    with_client(|client| {
+        client.names.insert(name.to_string(), file);
+        let message = track_message(name, file);
+        if let Some(socket) = &client.socket {
+            match sys::send_message(socket.as_fd(), &message, None) {
+                Ok(()) => return,
+                // The tracker does not keep up (stopped?): this name goes
+                // untold for now, never a wait; it is told again with the
+                // others after a reconnect.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {}
+            }
         }
-    }
-    // No connection yet, or the tracker went away: (re)connect and tell
-    // the (new) tracker every name.
-    client.socket = connect_or_start().ok();
-    if let Some(socket) = &client.socket {
-        let all_sent = client.names.iter().all(|(name, &file)| {
-            sys::send_message(socket.as_fd(), &track_message(name, file), None).is_ok()
-        });
-        if !all_sent {
-            client.socket = None;
+        // No connection yet, or the tracker went away: (re)connect and
+        // tell the (new) tracker every name.
+        client.socket = connect_or_start().ok();
+        if let Some(socket) = &client.socket {
+            let all_sent = client.names.iter().all(|(name, &file)| {
+                sys::send_message(socket.as_fd(), &track_message(name, file), None).is_ok()
+            });
+            if !all_sent {
+                client.socket = None;
+            }
         }
-    }
+    })
 }
 
 /// Withdraws `name`: its creator removed it, or made it persistent.
 pub(crate) fn untrack(name: &str) {
-    let mut guard = client();
-    let client = guard.as_mut().expect("client() fills it");
-    if client.names.remove(name).is_none() {
-        return;
-    }
-    if let Some(socket) = &client.socket {
-        let mut message = vec![UNTRACK];
-        message.extend_from_slice(name.as_bytes());
-        let _ = sys::send_message(socket.as_fd(), &message, None);
-    }
+    with_client(|client| {
+        if client.names.remove(name).is_none() {
+            return;
+        }
+        if let Some(socket) = &client.socket {
+            let mut message = vec![UNTRACK];
+            message.extend_from_slice(name.as_bytes());
+            let _ = sys::send_message(socket.as_fd(), &message, None);
+        }
+    })
 }
 
 fn track_message(name: &str, file: FileId) -> Vec<u8> {
@@ -155,33 +160,57 @@ fn track_message(name: &str, file: FileId) -> Vec<u8> {
     message
 }
 
+/// Addresses a user's tracker may listen at: the first, and others to go
+/// to when it is taken by a process of another user (abstract addresses
+/// have no permissions: anyone may bind any name) or will not accept.
+pub const SLOTS: u32 = 16;
+
 /// A connection to this user's tracker, which says hello with this
-/// process's pidfd; forks the tracker first if none runs.
+/// process's pidfd; forks the tracker first if none runs. Tries the
+/// [`SLOTS`] in turn, passing over an address another user holds or that
+/// does not accept (its backlog full).
 fn connect_or_start() -> std::io::Result<OwnedFd> {
     let uid = sys::getuid();
-    let socket = match sys::tracker_connect(uid) {
+    let mut last_error = std::io::Error::other("every tracker address is taken");
+    for slot in 0..SLOTS {
+        match connect_at(uid, slot) {
+            Ok(socket) => {
+                let me = sys::pidfd_open(pid::current().get())
+                    .unwrap_or_else(|| Err(std::io::Error::other("no pidfd of this process")))?;
+                sys::send_message(socket.as_fd(), &[HELLO], Some(me.as_fd()))?;
+                return Ok(socket);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
+/// A connection to this user's own tracker at `slot`, started there first
+/// if the address is free.
+fn connect_at(uid: u32, slot: u32) -> std::io::Result<OwnedFd> {
+    let socket = match sys::tracker_connect(uid, slot) {
         Ok(socket) => socket,
-        Err(_) => {
-            match sys::tracker_listen(uid) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::CONNREFUSED.raw_os_error()) => {
+            match sys::tracker_listen(uid, slot) {
                 Ok(listener) => start(listener)?,
-                // Another process started one just now.
+                // Another process started one just now (or holds the
+                // address without listening: the connect below fails).
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::ADDRINUSE.raw_os_error()) => {
                 }
                 Err(e) => return Err(e),
             }
-            sys::tracker_connect(uid)?
+            sys::tracker_connect(uid, slot)?
         }
+        Err(e) => return Err(e),
     };
     // Someone else's process may listen at our address: only our own
     // user's tracker is told anything.
     if sys::peer_uid(socket.as_fd())? != uid {
         return Err(std::io::Error::other(
-            "the tracker's address belongs to another user",
+            "a tracker address held by another user",
         ));
     }
-    let me = sys::pidfd_open(pid::current().get())
-        .unwrap_or_else(|| Err(std::io::Error::other("no pidfd of this process")))?;
-    sys::send_message(socket.as_fd(), &[HELLO], Some(me.as_fd()))?;
     Ok(socket)
 }
 
@@ -199,9 +228,14 @@ fn start(listener: OwnedFd) -> std::io::Result<()> {
             sys::new_session();
             match sys::fork() {
                 Ok(None) => {
-                    sys::become_daemon(listener.as_fd(), "procsync-track");
-                    serve(listener);
-                    sys::exit_now(0)
+                    // Whatever happens in the tracker, it never unwinds
+                    // into the copy of its forker's stack (whose drops
+                    // would act for the forker: unlink its names).
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let listener = sys::become_daemon(listener, "procsync-track");
+                        serve(listener);
+                    }));
+                    sys::exit_now(i32::from(served.is_err()))
                 }
                 _ => sys::exit_now(0),
             }
@@ -232,6 +266,9 @@ fn serve(listener: OwnedFd) {
     let mut creators = adopt();
     let mut kept: Vec<Kept> = Vec::new();
     let mut idle_since = Instant::now();
+    // While out of descriptors, the listener is left alone for a while
+    // (polling it would only spin on connections it cannot accept).
+    let mut listener_rests_until: Option<Instant> = None;
     loop {
         let busy = !creators.is_empty() || !kept.is_empty();
         if busy {
@@ -239,75 +276,90 @@ fn serve(listener: OwnedFd) {
         } else if idle_since.elapsed() >= IDLE_EXIT {
             return;
         }
-        let timeout = if kept.is_empty() { IDLE_EXIT } else { RECHECK };
+        let now = Instant::now();
+        let listening = listener_rests_until.is_none_or(|until| now >= until);
+        let timeout = if kept.is_empty() && listening {
+            IDLE_EXIT
+        } else {
+            RECHECK
+        };
         // What to poll: the listener, then each creator's socket and
         // pidfd, then each kept name's users.
-        let mut fds: Vec<BorrowedFd<'_>> = vec![listener.as_fd()];
-        let mut owners: Vec<(usize, Role)> = vec![(0, Role::Listener)];
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+        let mut roles: Vec<Role> = Vec::new();
+        if listening {
+            fds.push(listener.as_fd());
+            roles.push(Role::Listener);
+        }
         for (i, creator) in creators.iter().enumerate() {
             if let Some(socket) = &creator.socket {
                 fds.push(socket.as_fd());
-                owners.push((i, Role::Socket));
+                roles.push(Role::Socket(i));
             }
             if let Some(pidfd) = &creator.pidfd {
                 fds.push(pidfd.as_fd());
-                owners.push((i, Role::CreatorEnded));
+                roles.push(Role::CreatorEnded(i));
             }
         }
         for (i, name) in kept.iter().enumerate() {
             for user in &name.users {
                 fds.push(user.as_fd());
-                owners.push((i, Role::UserEnded));
+                roles.push(Role::UserEnded(i));
             }
         }
         let ready = sys::poll_readable(&fds, timeout);
         drop(fds);
-        let mut ended_creators = Vec::new();
-        let mut look_again = Vec::new();
-        for (&(i, role), _) in owners.iter().zip(&ready).filter(|(_, &r)| r) {
-            match role {
-                Role::Listener => {
-                    if let Ok(socket) = sys::accept(listener.as_fd()) {
+        let mut ended = vec![false; creators.len()];
+        let mut look_again = vec![false; kept.len()];
+        for (role, _) in roles.iter().zip(&ready).filter(|(_, &ready)| ready) {
+            match *role {
+                Role::Listener => match sys::accept(listener.as_fd()) {
+                    Ok(socket) => {
                         if sys::peer_uid(socket.as_fd()).ok() == Some(sys::getuid()) {
                             creators.push(Creator {
                                 socket: Some(socket),
                                 pidfd: None,
                                 names: HashMap::new(),
                             });
+                            ended.push(false);
                         }
                     }
-                }
-                Role::Socket => read_messages(&mut creators[i]),
-                Role::CreatorEnded => ended_creators.push(i),
-                Role::UserEnded => look_again.push(i),
+                    Err(e) if sys::out_of_descriptors(&e) => {
+                        listener_rests_until = Some(Instant::now() + RECHECK);
+                    }
+                    Err(_) => {}
+                },
+                Role::Socket(i) => read_messages(&mut creators[i]),
+                Role::CreatorEnded(i) => ended[i] = true,
+                Role::UserEnded(i) => look_again[i] = true,
             }
         }
-        // A connection closed before its hello names nobody: forget it.
-        creators.retain(|c| c.socket.is_some() || c.pidfd.is_some());
-        // Creators that ended: read what they sent last, then judge
-        // their names.
-        ended_creators.sort_unstable();
-        ended_creators.dedup();
-        for &i in ended_creators.iter().rev() {
-            let mut creator = creators.swap_remove(i);
-            read_messages(&mut creator);
-            for (name, file) in creator.names {
-                if let Some(still_used) = judge(&name, file) {
-                    kept.push(still_used);
-                }
+        // Creators that ended: read what they sent last, then judge all
+        // their names together (one look at /proc).
+        let mut orphaned = Vec::new();
+        let mut still = Vec::with_capacity(creators.len());
+        for (mut creator, ended) in creators.into_iter().zip(ended) {
+            if ended {
+                read_messages(&mut creator);
+                orphaned.extend(creator.names);
+            } else if creator.socket.is_some() || creator.pidfd.is_some() {
+                // (A connection closed before its hello names nobody.)
+                still.push(creator);
             }
         }
+        creators = still;
         let now = Instant::now();
-        look_again.sort_unstable();
-        look_again.dedup();
-        let due: Vec<usize> = (0..kept.len())
-            .filter(|i| look_again.contains(i) || kept[*i].next_look <= now)
-            .collect();
-        for &i in due.iter().rev() {
-            let name = kept.swap_remove(i);
-            if let Some(still_used) = judge(&name.name, name.file) {
-                kept.push(still_used);
+        let mut waiting = Vec::with_capacity(kept.len());
+        for (name, again) in kept.into_iter().zip(look_again) {
+            if again || name.next_look <= now {
+                orphaned.push((name.name, name.file));
+            } else {
+                waiting.push(name);
             }
+        }
+        kept = waiting;
+        if !orphaned.is_empty() {
+            kept.extend(judge(orphaned));
         }
     }
 }
@@ -327,13 +379,14 @@ fn adopt() -> Vec<Creator> {
         if info.uid != me {
             continue;
         }
+        // Made with the tracker off: left to its maker and to `gc`.
+        if info.persistent || info.untracked {
+            continue;
+        }
         let Some(creator) = info.creator.filter(|_| info.creator_alive) else {
             let _ = inventory::remove_if_abandoned(&name, false);
             continue;
         };
-        if info.persistent || info.untracked {
-            continue;
-        }
         // The pidfd first, then the creator's identity once more: if it
         // still runs now, the pidfd is of that very process.
         let Some(Ok(pidfd)) = sys::pidfd_open(creator.get()) else {
@@ -354,12 +407,14 @@ fn adopt() -> Vec<Creator> {
     creators
 }
 
+/// What a polled descriptor is: the listener, creator `i`'s socket or
+/// pidfd, or a user of kept name `i`.
 #[derive(Clone, Copy)]
 enum Role {
     Listener,
-    Socket,
-    CreatorEnded,
-    UserEnded,
+    Socket(usize),
+    CreatorEnded(usize),
+    UserEnded(usize),
 }
 
 /// Reads every message waiting on a creator's socket; closes it at its end.
@@ -409,43 +464,67 @@ fn apply(creator: &mut Creator, socket: BorrowedFd<'_>, message: &[u8], passed: 
     }
 }
 
-/// Removes `name` if abandoned; if it is still used, what to watch.
-fn judge(name: &str, file: FileId) -> Option<Kept> {
-    match inventory::remove_checked(name, Some(file), true, false) {
-        Ok(Verdict::Kept(users)) if !users.is_empty() => Some(Kept {
-            name: name.to_string(),
-            file,
-            users: users
-                .iter()
-                .filter_map(|user| sys::pidfd_open(user.get())?.ok())
-                .collect(),
-            next_look: Instant::now() + RECHECK,
-        }),
-        // Removed, gone, or persistent: nothing more to do.
-        _ => None,
-    }
+/// Removes each of `names` (of creators that ended) that is not persistent
+/// and unused; returns those still used, to watch. One look at `/proc` for
+/// all of them. If `/proc` could not be read whole (out of descriptors),
+/// nothing is removed: all are looked at again after [`RECHECK`].
+fn judge(names: Vec<(String, FileId)>) -> Vec<Kept> {
+    let files: Vec<FileId> = names.iter().map(|(_, file)| *file).collect();
+    let users = inventory::users_of_all(&files);
+    let next_look = Instant::now() + RECHECK;
+    names
+        .into_iter()
+        .filter_map(|(name, file)| {
+            let verdict = match &users {
+                Ok(users) => {
+                    let these = users.get(&file).map_or(&[][..], Vec::as_slice);
+                    inventory::remove_if_unused(&name, file, these)
+                }
+                Err(_) => Ok(Verdict::Kept(Vec::new())),
+            };
+            let users = match verdict {
+                Ok(Verdict::Kept(users)) => users,
+                // An error reading the header: look again later.
+                Err(_) => Vec::new(),
+                // Removed, gone, or persistent: nothing more to do.
+                Ok(_) => return None,
+            };
+            Some(Kept {
+                name,
+                file,
+                users: users
+                    .iter()
+                    .filter_map(|user| sys::pidfd_open(user.get())?.ok())
+                    .collect(),
+                next_look,
+            })
+        })
+        .collect()
 }
 
-/// The pid of this user's tracker, if one runs (for tests and tools).
+/// The pid of this user's tracker, if one runs (for tests and tools): the
+/// one at the first of the [`SLOTS`] this user holds.
 pub fn running() -> Option<Pid> {
     let uid = sys::getuid();
-    let socket = sys::tracker_connect(uid).ok()?;
-    if sys::peer_uid(socket.as_fd()).ok()? != uid {
-        return None;
-    }
-    sys::send_message(socket.as_fd(), &[WHO], None).ok()?;
-    let mut answer = [0u8; 4];
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        if !sys::poll_readable(&[socket.as_fd()], Duration::from_millis(100))[0] {
-            continue;
+    (0..SLOTS).find_map(|slot| {
+        let socket = sys::tracker_connect(uid, slot).ok()?;
+        if sys::peer_uid(socket.as_fd()).ok()? != uid {
+            return None;
         }
-        return match sys::recv_message(socket.as_fd(), &mut answer) {
-            Ok((4, _)) => Pid::from_u32(u32::from_le_bytes(answer)),
-            _ => None,
-        };
-    }
-    None
+        sys::send_message(socket.as_fd(), &[WHO], None).ok()?;
+        let mut answer = [0u8; 4];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if !sys::poll_readable(&[socket.as_fd()], Duration::from_millis(100))[0] {
+                continue;
+            }
+            return match sys::recv_message(socket.as_fd(), &mut answer) {
+                Ok((4, _)) => Pid::from_u32(u32::from_le_bytes(answer)),
+                _ => None,
+            };
+        }
+        None
+    })
 }
 
 /// Turns the tracker off for this process and the children it forks from

@@ -1,8 +1,10 @@
 //! Review 11: the segment tracker and `shm::inventory` (issue #17), attacked
-//! between real processes. Each test here FAILS on the code it was written
-//! against and is ignored, so the suite stays green; its reason names the
-//! defect. Run them with `cargo test -p procsync-shm --test review11 --
-//! --ignored`.
+//! between real processes. Each test here failed on the code it was written
+//! against (11 defects: a stopped or squatted tracker hanging `create`, the
+//! client lock held across fork, a `/proc` scan per name, a listener on
+//! descriptor 0-2, another user's squatter, a user whose main thread ended,
+//! a tracker out of descriptors (twice), a crash on a closed connection
+//! plus a death, adoption of untracked names) and guards its fix.
 //!
 //! Most run in a network namespace of their own ([`isolated`]): the
 //! tracker's address is an abstract Unix socket, private to a network
@@ -155,7 +157,6 @@ fn squat(backlog: i32) -> std::os::fd::OwnedFd {
 /// blocking socket, so once the socket's send buffer is full the next
 /// `create` blocks in `sendmsg`, for as long as the tracker stays stopped.
 #[test]
-#[ignore = "review 11: a stopped tracker makes create hang (blocking sendmsg once the socket buffer is full)"]
 fn a_stopped_tracker_does_not_hang_create() {
     let base = unique_name("r11-stopped");
     isolated(move || {
@@ -192,7 +193,6 @@ fn a_stopped_tracker_does_not_hang_create() {
 /// never accept: `connect` on the blocking socket then waits for room in
 /// the listener's backlog, for ever.
 #[test]
-#[ignore = "review 11: a squatter at the tracker's address that never accepts makes create hang in connect"]
 fn a_squatted_address_does_not_hang_create() {
     let base = unique_name("r11-squat");
     isolated(move || {
@@ -235,7 +235,6 @@ fn a_squatted_address_does_not_hang_create() {
 /// locked, by a thread that does not exist in the child: the child's first
 /// `create` waits on it for ever.
 #[test]
-#[ignore = "review 11: a child forked while another thread creates hangs in its own create (the client mutex held across fork)"]
 fn a_child_forked_while_another_thread_creates_can_create() {
     let base = unique_name("r11-fork");
     isolated(move || {
@@ -286,7 +285,6 @@ fn a_child_forked_while_another_thread_creates_can_create() {
 /// hundred names (a pool of segments) has the last of them removed long
 /// after 100 ms.
 #[test]
-#[ignore = "review 11: a dead creator's 100 names take far longer than 100 ms to remove (a /proc scan per name)"]
 fn a_creator_of_many_names_has_them_all_removed_within_100_ms() {
     let base = unique_name("r11-many");
     isolated(move || {
@@ -334,7 +332,6 @@ fn a_creator_of_many_names_has_them_all_removed_within_100_ms() {
 /// `/dev/null`, always readable, in a busy loop while its adopted creators
 /// live.
 #[test]
-#[ignore = "review 11: a creator with fds 0-2 closed starts a tracker that closes its own listener: its names leak"]
 fn a_creator_without_standard_descriptors_has_its_names_removed() {
     use shm::crash::{self, Action};
     let base = unique_name("r11-nostd");
@@ -378,7 +375,6 @@ fn a_creator_without_standard_descriptors_has_its_names_removed() {
 /// track nothing, so no name of theirs is ever removed after their death.
 /// (Root's address `procsync-tracker-0` squatted by `nobody`.)
 #[test]
-#[ignore = "review 11: any user can squat another user's abstract tracker address and turn its cleanup off"]
 fn another_users_squatter_cannot_turn_cleanup_off() {
     let base = unique_name("r11-foreign");
     isolated(move || {
@@ -437,7 +433,6 @@ fn another_users_squatter_cannot_turn_cleanup_off() {
 /// its mappings are in `/proc/PID/task/TID/maps`. The tracker reads only
 /// the former, finds no user, and removes a name that process maps.
 #[test]
-#[ignore = "review 11: a user whose main thread ended is not seen: the name it maps is removed"]
 fn a_name_mapped_by_a_process_whose_main_thread_ended_is_kept() {
     let base = unique_name("r11-leader");
     isolated(move || {
@@ -492,7 +487,6 @@ fn a_name_mapped_by_a_process_whose_main_thread_ended_is_kept() {
 /// `/proc` scan cannot open `/proc/PID/maps` or `/proc/PID/fd`, finds no
 /// user, and removes a name a live process maps.
 #[test]
-#[ignore = "review 11: a tracker out of descriptors sees no users and removes a name a live process maps"]
 fn a_tracker_out_of_descriptors_removes_no_used_name() {
     let base = unique_name("r11-emfile-used");
     isolated(move || {
@@ -523,7 +517,6 @@ fn a_tracker_out_of_descriptors_removes_no_used_name() {
 /// stay after they are killed (the tracker, meanwhile, spins on its
 /// listener).
 #[test]
-#[ignore = "review 11: a tracker out of descriptors never removes the names of creators it could not accept"]
 fn a_tracker_out_of_descriptors_still_removes_dead_creators_names() {
     let base = unique_name("r11-emfile-left");
     isolated(move || {
@@ -607,7 +600,6 @@ fn tracker_at_its_limit(base: &str) -> AtTheLimit {
 /// other process of the user adopts them (it reads every live creator's
 /// names from `/dev/shm`) and removes them when that creator dies.
 #[test]
-#[ignore = "review 11: a tracker started by another process adopts and removes the names of a creator that disabled tracking"]
 fn a_disabled_creators_names_stay_after_it_dies() {
     let base = unique_name("r11-disabled");
     isolated(move || {
@@ -677,7 +669,6 @@ fn ask_who(socket: &std::os::fd::OwnedFd) {
 /// *that process's* name, which it still uses. The dead creator's name is
 /// never removed.
 #[test]
-#[ignore = "review 11: a connection closed without hello plus a creator's death in one loop turn crash the tracker (and unlink its forker's name)"]
 fn a_closed_connection_and_a_death_together_do_not_crash_the_tracker() {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let base = unique_name("r11-retain");

@@ -25,6 +25,7 @@
 //! # Ok::<(), shm::Error>(())
 //! ```
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
@@ -246,61 +247,193 @@ pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
 
 /// The processes that map segment `name` or hold it open now, sorted; this
 /// process included if it does. Only processes whose `/proc` entries this
-/// user may read are seen (all of one's own; every process as root).
+/// user may read are seen (all of one's own; every process as root). A
+/// process whose main thread has ended while others run is seen through
+/// its other threads.
 ///
 /// # Errors
 ///
-/// [`Error::NotFound`] if there is no such name, [`Error::InvalidName`].
+/// [`Error::NotFound`] if there is no such name, [`Error::InvalidName`];
+/// [`Error::Os`] if `/proc` could not be read whole (out of descriptors,
+/// for example): then nobody could be ruled out.
 pub fn users(name: &str) -> Result<Vec<Pid>> {
     let name = ShmName::parse(name)?;
     let file = name.file_id().ok_or_else(|| Error::NotFound {
         name: name.as_str().to_string(),
     })?;
-    Ok(users_of(file))
+    users_of(file).map_err(|e| os_error("read /proc", name.as_str(), e))
 }
 
 /// The processes that map the file `file` or hold it open, sorted.
-pub(crate) fn users_of(file: FileId) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<Pid> = entries
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(Pid::from_u32)
-        .filter(|&pid| maps_file(pid, file) || holds_file(pid, file))
-        .collect();
-    found.sort();
-    found
+fn users_of(file: FileId) -> io::Result<Vec<Pid>> {
+    Ok(users_of_all(&[file])?.remove(&file).unwrap_or_default())
 }
 
-/// Whether process `pid` maps `file` (a line of `/proc/PID/maps` with its
-/// inode, under `/dev/shm`).
-fn maps_file(pid: Pid, file: FileId) -> bool {
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-        return false;
+/// The processes that map each of `files` or hold it open (sorted; files
+/// nobody uses are left out), in one pass over `/proc`. An error if some
+/// process's entries could not be read for a reason other than its end or
+/// another user's privacy (then a user may have been missed).
+pub(crate) fn users_of_all(files: &[FileId]) -> io::Result<HashMap<FileId, Vec<Pid>>> {
+    let mut found: HashMap<FileId, Vec<Pid>> = HashMap::new();
+    if files.is_empty() {
+        return Ok(found);
+    }
+    let inodes: HashSet<u64> = files.iter().map(|file| file.ino()).collect();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(Pid::from_u32)
+        else {
+            continue;
+        };
+        let mut used: HashSet<FileId> = HashSet::new();
+        for task in tasks_of(pid)? {
+            mapped_files(&task, &inodes, files, &mut used)?;
+            open_files(&task, &inodes, files, &mut used)?;
+            // One task that shows the process's memory and descriptors is
+            // enough: they are the process's, not the thread's.
+            if task.shows_process {
+                break;
+            }
+        }
+        for file in used {
+            found.entry(file).or_default().push(pid);
+        }
+    }
+    for pids in found.values_mut() {
+        pids.sort();
+    }
+    Ok(found)
+}
+
+/// Where to read a process's maps and descriptors from.
+struct Task {
+    dir: String,
+    /// Whether this directory showed the process's memory (a process whose
+    /// main thread has ended shows an empty `/proc/PID/maps`; its other
+    /// threads still show it, under `/proc/PID/task/TID`).
+    shows_process: bool,
+}
+
+/// `/proc/PID`, or, if its maps are empty (the main thread has ended),
+/// each of its threads' directories.
+fn tasks_of(pid: Pid) -> io::Result<Vec<Task>> {
+    let dir = format!("/proc/{pid}");
+    match read_proc(&format!("{dir}/maps"))? {
+        Some(maps) if !maps.is_empty() => Ok(vec![Task {
+            dir,
+            shows_process: true,
+        }]),
+        Some(_) => {
+            let Some(threads) = read_proc_dir(&format!("{dir}/task"))? else {
+                return Ok(Vec::new());
+            };
+            Ok(threads
+                .into_iter()
+                .map(|tid| Task {
+                    dir: format!("{dir}/task/{tid}"),
+                    shows_process: false,
+                })
+                .collect())
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A `/proc` file's text; `None` if the process is gone or is another
+/// user's (neither can be helped); an error otherwise (out of descriptors,
+/// out of memory): the caller must not take the silence for "unused".
+fn read_proc(path: &str) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if gone_or_private(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A `/proc` directory's entry names, as [`read_proc`] reads a file.
+fn read_proc_dir(path: &str) -> io::Result<Option<Vec<String>>> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if gone_or_private(&e) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    maps.lines().any(|line| {
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => names.extend(entry.file_name().into_string().ok()),
+            Err(e) if gone_or_private(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(names))
+}
+
+/// The process ended (its entries vanish) or is another user's.
+fn gone_or_private(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
+}
+
+/// Adds to `used` each of `files` that a line of `TASK/maps` maps (its
+/// inode, under `/dev/shm`).
+fn mapped_files(
+    task: &Task,
+    inodes: &HashSet<u64>,
+    files: &[FileId],
+    used: &mut HashSet<FileId>,
+) -> io::Result<()> {
+    let Some(maps) = read_proc(&format!("{}/maps", task.dir))? else {
+        return Ok(());
+    };
+    for line in maps.lines() {
         // address perms offset dev inode path
         let mut fields = line.split_ascii_whitespace();
-        let inode = fields.nth(4);
-        let path = fields.next();
-        inode.and_then(|i| i.parse::<u64>().ok()) == Some(file.ino())
-            && path.is_some_and(|p| p.starts_with(SHM_DIR))
-    })
+        let Some(inode) = fields.nth(4).and_then(|i| i.parse::<u64>().ok()) else {
+            continue;
+        };
+        if inodes.contains(&inode) && fields.next().is_some_and(|p| p.starts_with(SHM_DIR)) {
+            used.extend(files.iter().filter(|file| file.ino() == inode));
+        }
+    }
+    Ok(())
 }
 
-/// Whether process `pid` has a descriptor open on `file`.
-fn holds_file(pid: Pid, file: FileId) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+/// Adds to `used` each of `files` that a descriptor in `TASK/fd` stands for.
+fn open_files(
+    task: &Task,
+    inodes: &HashSet<u64>,
+    files: &[FileId],
+    used: &mut HashSet<FileId>,
+) -> io::Result<()> {
+    let Some(fds) = read_proc_dir(&format!("{}/fd", task.dir))? else {
+        return Ok(());
     };
-    fds.filter_map(|fd| fd.ok()).any(|fd| {
-        let path = fd.path();
-        std::fs::read_link(&path).is_ok_and(|target| target.starts_with(SHM_DIR))
-            && std::fs::metadata(&path)
-                .is_ok_and(|m| m.dev() == file.dev() && m.ino() == file.ino())
-    })
+    for fd in fds {
+        let path = format!("{}/fd/{fd}", task.dir);
+        let shm_file = std::fs::read_link(&path).is_ok_and(|target| target.starts_with(SHM_DIR));
+        if !shm_file {
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if inodes.contains(&m.ino()) => {
+                used.extend(
+                    files
+                        .iter()
+                        .filter(|f| f.dev() == m.dev() && f.ino() == m.ino()),
+                );
+            }
+            Ok(_) => {}
+            // Closed meanwhile, or the process ended.
+            Err(e) if gone_or_private(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What [`remove_if_abandoned`] did with a name.
@@ -310,8 +443,10 @@ pub enum Verdict {
     /// Abandoned: removed (or, in a dry run, would be).
     Removed,
     /// Still of use: kept. The processes that map it or hold it open (empty
-    /// when it is kept for another reason: persistent, a live creator).
+    /// when it is kept because its creator runs).
     Kept(Vec<Pid>),
+    /// Made persistent by its creator: kept.
+    Persistent,
     /// Not there any more, or another file under that name now.
     Gone,
 }
@@ -323,45 +458,44 @@ pub enum Verdict {
 /// # Errors
 ///
 /// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
-/// [`Verdict::Gone`]); [`Error::Os`] if the unlink fails.
+/// [`Verdict::Gone`]); [`Error::Os`] if `/proc` could not be read whole or
+/// the unlink fails.
 pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
-    remove_checked(name, None, false, dry_run)
-}
-
-/// [`remove_if_abandoned`], for the file `expected` only (another file
-/// under the name is someone else's). With `creator_ended` the caller knows
-/// that the process that made the file has ended (the tracker holds its
-/// pidfd): then only persistence and users count, and a header the creator
-/// had not finished (it died in `create`) is its half-made segment.
-pub(crate) fn remove_checked(
-    name: &str,
-    expected: Option<FileId>,
-    creator_ended: bool,
-    dry_run: bool,
-) -> Result<Verdict> {
-    let parsed = ShmName::parse(name)?;
-    let Some(file) = parsed.file_id() else {
-        return Ok(Verdict::Gone);
+    let info = match inspect(name) {
+        Ok(info) => info,
+        Err(Error::NotFound { .. }) => return Ok(Verdict::Gone),
+        Err(e) => return Err(e),
     };
-    if expected.is_some_and(|expected| expected != file) {
-        return Ok(Verdict::Gone);
+    if info.persistent {
+        return Ok(Verdict::Persistent);
     }
-    let users = users_of(file);
-    let abandoned = if creator_ended {
-        users.is_empty() && !inspect(name).is_ok_and(|info| info.persistent)
-    } else {
-        match inspect(name) {
-            Ok(info) => info.abandoned(&users),
-            Err(Error::NotFound { .. }) => return Ok(Verdict::Gone),
-            Err(e) => return Err(e),
-        }
-    };
-    if !abandoned {
+    let file = FileId::new(info.file.0, info.file.1);
+    let users = users_of(file).map_err(|e| os_error("read /proc", name, e))?;
+    if !info.abandoned(&users) {
         return Ok(Verdict::Kept(users));
     }
     if !dry_run {
         unlink_if_still(name, file)?;
     }
+    Ok(Verdict::Removed)
+}
+
+/// The tracker's removal of a name whose creator it saw end: `name` is
+/// removed if it still stands for `file`, is not persistent and has no
+/// `users` (found by [`users_of_all`]). The header is not otherwise
+/// trusted: a creator that died in `create` left it half-written.
+pub(crate) fn remove_if_unused(name: &str, file: FileId, users: &[Pid]) -> Result<Verdict> {
+    let parsed = ShmName::parse(name)?;
+    if parsed.file_id() != Some(file) {
+        return Ok(Verdict::Gone);
+    }
+    if inspect(name).is_ok_and(|info| info.persistent) {
+        return Ok(Verdict::Persistent);
+    }
+    if !users.is_empty() {
+        return Ok(Verdict::Kept(users.to_vec()));
+    }
+    unlink_if_still(name, file)?;
     Ok(Verdict::Removed)
 }
 
@@ -434,7 +568,7 @@ pub fn remove(name: &str, force: bool) -> Result<()> {
         name: parsed.as_str().to_string(),
     })?;
     if !force {
-        let users = users_of(file);
+        let users = users_of(file).map_err(|e| os_error("read /proc", parsed.as_str(), e))?;
         if !users.is_empty() {
             return Err(Error::InUse {
                 name: parsed.as_str().to_string(),

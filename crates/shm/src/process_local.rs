@@ -1,0 +1,92 @@
+//! [`ProcessLocal`]: state of one process behind a lock that a `fork` can
+//! never leave held for good.
+//!
+//! A `std::sync::Mutex` that another thread holds at the instant of a
+//! `fork` stays held in the child for ever (the thread that would unlock it
+//! does not exist there). This lock records the *process* holding it: a
+//! holder that is not this process can only be a thread of the process
+//! this one was forked from, so the child takes the lock over, and starts
+//! from an empty value, leaking (never dropping) the one that thread may
+//! have left half-changed.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::pid;
+
+/// No process holds the lock.
+const FREE: u32 = 0;
+
+/// A value of this process, behind a fork-aware lock.
+pub(crate) struct ProcessLocal<T> {
+    /// The pid of the process one of whose threads holds the lock, or
+    /// [`FREE`].
+    holder: AtomicU32,
+    value: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: the value is only reached through `with`, which gives one
+// thread at a time a `&mut` (the lock: a thread of this process holds it
+// from a successful compare-exchange to the release store). `T: Send`
+// because threads take turns with it.
+unsafe impl<T: Send> Sync for ProcessLocal<T> {}
+
+/// Releases the lock when `with` ends, a panic in its closure included.
+struct Release<'a>(&'a AtomicU32);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.store(FREE, Ordering::Release);
+    }
+}
+
+impl<T> ProcessLocal<T> {
+    /// An empty value.
+    pub(crate) const fn new() -> ProcessLocal<T> {
+        ProcessLocal {
+            holder: AtomicU32::new(FREE),
+            value: UnsafeCell::new(None),
+        }
+    }
+
+    /// Runs `f` with the value, the lock held. In a child forked while a
+    /// thread of its parent held it, `f` finds `None` (the parent's value
+    /// is leaked, not dropped: it may be half-changed).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
+        let me = pid::current().get();
+        let mut inherited_held = false;
+        loop {
+            match self
+                .holder
+                .compare_exchange(FREE, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                // Another thread of this process: wait for it.
+                Err(held) if held == me => std::thread::yield_now(),
+                // A thread of the process this one was forked from, which
+                // does not exist here: take the lock over.
+                Err(stale) => {
+                    if self
+                        .holder
+                        .compare_exchange(stale, me, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        inherited_held = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let _release = Release(&self.holder);
+        // SAFETY: this thread holds the lock (the compare-exchange above
+        // stored this process's pid; other threads of this process see it
+        // and wait, and no other process shares this memory: it is not
+        // shared memory), so this is the only reference to the value
+        // until `_release` drops.
+        let value = unsafe { &mut *self.value.get() };
+        if inherited_held {
+            std::mem::forget(value.take());
+        }
+        f(value)
+    }
+}
