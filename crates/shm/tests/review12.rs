@@ -268,3 +268,146 @@ fn a_process_mapping_a_non_utf8_path_does_not_stop_cleanup() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// Promise 4: a create never hangs because of the tracker (the fork-aware
+// client lock, review 11's fix).
+// ---------------------------------------------------------------------------
+
+/// `ProcessLocal` tells a stale holder (a thread of the process this one
+/// was forked from) from a thread of its own by the pid in the lock word.
+/// A child forked while a thread of its parent `P` was in `track` inherits
+/// the word holding `P`'s pid; once `P` is dead, its pid is free, and a
+/// process forked from that child may get it (pids wrap; any busy machine).
+/// That process reads the word as "another thread of mine holds it" and
+/// its first `create` spins in `yield_now` for ever.
+#[test]
+#[ignore = "review 12: a grandchild that reuses the pid of the parent that held the client lock at fork spins for ever in create"]
+fn a_descendant_reusing_a_stale_holders_pid_can_create() {
+    if testkit::skip_unless_pids_can_be_forced() {
+        return;
+    }
+    const CHILDREN: usize = 120;
+    const OK: u32 = 1;
+    const HUNG: u32 = 2;
+    let base = unique_name("r12-stale-pid");
+    isolated(move || {
+        // The children below outlive their parent: this process reaps them.
+        // SAFETY: a prctl on this process's own attributes; no memory.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+        let go = Shared::new(Futex::new(0)).unwrap();
+        let results: Vec<_> = (0..CHILDREN)
+            .map(|_| Shared::new(Futex::new(0)).unwrap())
+            .collect();
+        let forked = Shared::new(Futex::new(0)).unwrap();
+        let cancel = Shared::new(Futex::new(0)).unwrap();
+        let parent = {
+            let (base, go, results, forked, cancel) =
+                (base.clone(), &go, &results, &forked, &cancel);
+            Process::new(move || {
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                std::thread::scope(|scope| {
+                    let (hammer, stop) = (format!("{base}-hammer"), &stop);
+                    scope.spawn(move || {
+                        let mut i = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let made = Shared::create(&format!("{hammer}-{i}"), AtomicU64::new(i));
+                            drop(made.unwrap());
+                            i += 1;
+                        }
+                    });
+                    let parent = shm::pid::current();
+                    for (k, result) in results.iter().enumerate() {
+                        // SAFETY: fork; the child only runs the code below
+                        // and leaves with _exit (no unwinding, no drops of
+                        // the parent's state).
+                        match unsafe { libc::fork() } {
+                            0 => {
+                                let limit = testkit::deadline(GENEROUS * 3);
+                                while go.load(std::sync::atomic::Ordering::SeqCst) <= k as u32 {
+                                    let seen = go.load(std::sync::atomic::Ordering::SeqCst);
+                                    if !go.wait(seen, Some(limit)) {
+                                        // SAFETY: leaves the forked child.
+                                        unsafe { libc::_exit(1) };
+                                    }
+                                }
+                                if cancel.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+                                    // SAFETY: leaves the forked child.
+                                    unsafe { libc::_exit(0) };
+                                }
+                                let name = format!("{base}-grandchild-{k}");
+                                let mut grandchild = testkit::start_with_pid(parent, move || {
+                                    drop(Shared::create(&name, AtomicU64::new(1)).unwrap());
+                                });
+                                let outcome = grandchild.join_timeout(Duration::from_secs(2));
+                                // Where it is: R (spinning) or S (waiting).
+                                let state =
+                                    testkit::process_state(grandchild.pid()).unwrap_or(b'?');
+                                let _ = grandchild.kill();
+                                let _ = grandchild.join_timeout(GENEROUS);
+                                result.store(
+                                    if outcome.is_ok() {
+                                        OK
+                                    } else {
+                                        HUNG | u32::from(state) << 8
+                                    },
+                                    std::sync::atomic::Ordering::SeqCst,
+                                );
+                                result.wake_all();
+                                // SAFETY: leaves the forked child.
+                                unsafe { libc::_exit(0) };
+                            }
+                            pid => assert!(pid > 0, "fork"),
+                        }
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+                raise(forked);
+            })
+            .start()
+            .unwrap()
+        };
+        let parent_pid = parent.pid();
+        wait_for(&forked, 1);
+        // The parent ends: its pid is free for the grandchildren.
+        parent.join().unwrap();
+        let mut hung = Vec::new();
+        for (k, result) in results.iter().enumerate() {
+            raise(&go);
+            let limit = testkit::deadline(GENEROUS);
+            while result.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                if !result.wait(0, Some(limit)) {
+                    break;
+                }
+            }
+            match result.load(std::sync::atomic::Ordering::SeqCst) {
+                OK => {}
+                other => {
+                    hung.push((k, char::from((other >> 8) as u8)));
+                    break;
+                }
+            }
+        }
+        // The children still waiting for their turn leave.
+        cancel.store(1, std::sync::atomic::Ordering::SeqCst);
+        go.store(CHILDREN as u32 + 1, std::sync::atomic::Ordering::SeqCst);
+        go.wake_all();
+        // Reap the children (this process is their subreaper now); each
+        // leaves within its grandchild's 2 s.
+        for _ in 0..CHILDREN {
+            // SAFETY: waits for any child of this process; no memory.
+            if unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) } <= 0 {
+                break;
+            }
+        }
+        remove_names(&base);
+        if hung.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "a process forked (from a child forked while another thread created names) with its \
+                 grandparent's pid {parent_pid} did not finish one create in 2 s: (child, its state) {hung:?}"
+            ))
+        }
+    });
+}
