@@ -411,3 +411,66 @@ fn a_descendant_reusing_a_stale_holders_pid_can_create() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// Promise 1: within 100 ms, whatever else runs.
+// ---------------------------------------------------------------------------
+
+/// The `/proc` pass reads the link of every descriptor of every process of
+/// the user: a few processes holding many descriptors (servers with many
+/// connections; here 5 processes with 19,000 copies of `/dev/null` each,
+/// under the default hard limit of 20,000) make every pass, and so every
+/// removal, take longer than the 100 ms promised.
+#[test]
+#[ignore = "review 12: processes holding 95,000 descriptors delay every removal past 100 ms"]
+fn processes_with_many_descriptors_do_not_delay_removal() {
+    const HOLDERS: usize = 5;
+    const DESCRIPTORS: usize = 19_000;
+    let base = unique_name("r12-many-fds");
+    isolated(move || {
+        let holding = Shared::new(Futex::new(0)).unwrap();
+        let holders: Vec<_> = (0..HOLDERS)
+            .map(|_| {
+                let holding = &holding;
+                Process::new(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    // SAFETY: getrlimit/setrlimit with a valid struct: the
+                    // soft limit raised to the hard one.
+                    unsafe {
+                        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+                        limit.rlim_cur = limit.rlim_max;
+                        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+                    }
+                    let null = std::fs::File::open("/dev/null").unwrap();
+                    let copies: Vec<_> = (0..DESCRIPTORS)
+                        .map(|_| null.try_clone().unwrap())
+                        .collect();
+                    raise(holding);
+                    testkit::park_until_killed();
+                    drop(copies);
+                })
+                .start()
+                .unwrap()
+            })
+            .collect();
+        wait_for(&holding, HOLDERS as u32);
+        let name = format!("{base}-0");
+        let ready = Shared::new(Futex::new(0)).unwrap();
+        let mut child = creator(&name, &ready);
+        wait_for(&ready, 1);
+        let died = kill_and_reap(&mut child);
+        let gone = gone_after(&name, died, GENEROUS);
+        holders.into_iter().for_each(finish);
+        remove_names(&base);
+        match gone {
+            Some(after) if after <= PROMISED => Ok(()),
+            _ => Err(format!(
+                "with {HOLDERS} processes of the user holding {DESCRIPTORS} descriptors each, a dead \
+                 creator's name was gone after {gone:?} (promised: {PROMISED:?})"
+            )),
+        }
+    });
+}
