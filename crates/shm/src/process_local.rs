@@ -3,25 +3,26 @@
 //!
 //! A `std::sync::Mutex` that another thread holds at the instant of a
 //! `fork` stays held in the child for ever (the thread that would unlock it
-//! does not exist there). This lock records the *process* holding it: a
-//! holder that is not this process can only be a thread of the process
-//! this one was forked from, so the child takes the lock over, and starts
-//! from an empty value, leaking (never dropping) the one that thread may
-//! have left half-changed.
+//! does not exist there). This lock records the *process* holding it, by
+//! identity (pid and start tag: a descendant that reuses the pid of a
+//! holder that has since died is still another process): a holder that is
+//! not this process can only be a thread of a process this one was forked
+//! from, so it takes the lock over, and starts from an empty value,
+//! leaking (never dropping) the one that thread may have left half-changed.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pid;
 
 /// No process holds the lock.
-const FREE: u32 = 0;
+const FREE: u64 = 0;
 
 /// A value of this process, behind a fork-aware lock.
 pub(crate) struct ProcessLocal<T> {
-    /// The pid of the process one of whose threads holds the lock, or
-    /// [`FREE`].
-    holder: AtomicU32,
+    /// The identity (`Identity::to_bits`, never 0) of the process one of
+    /// whose threads holds the lock, or [`FREE`].
+    holder: AtomicU64,
     value: UnsafeCell<Option<T>>,
 }
 
@@ -32,7 +33,7 @@ pub(crate) struct ProcessLocal<T> {
 unsafe impl<T: Send> Sync for ProcessLocal<T> {}
 
 /// Releases the lock when `with` ends, a panic in its closure included.
-struct Release<'a>(&'a AtomicU32);
+struct Release<'a>(&'a AtomicU64);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
@@ -44,7 +45,7 @@ impl<T> ProcessLocal<T> {
     /// An empty value.
     pub(crate) const fn new() -> ProcessLocal<T> {
         ProcessLocal {
-            holder: AtomicU32::new(FREE),
+            holder: AtomicU64::new(FREE),
             value: UnsafeCell::new(None),
         }
     }
@@ -53,7 +54,7 @@ impl<T> ProcessLocal<T> {
     /// thread of its parent held it, `f` finds `None` (the parent's value
     /// is leaked, not dropped: it may be half-changed).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
-        let me = pid::current().get();
+        let me = pid::current_identity().to_bits();
         let mut inherited_held = false;
         loop {
             match self
@@ -63,8 +64,9 @@ impl<T> ProcessLocal<T> {
                 Ok(_) => break,
                 // Another thread of this process: wait for it.
                 Err(held) if held == me => std::thread::yield_now(),
-                // A thread of the process this one was forked from, which
-                // does not exist here: take the lock over.
+                // A thread of a process this one was forked from (another
+                // identity, even with this pid), which does not exist here:
+                // take the lock over.
                 Err(stale) => {
                     if self
                         .holder
@@ -79,7 +81,7 @@ impl<T> ProcessLocal<T> {
         }
         let _release = Release(&self.holder);
         // SAFETY: this thread holds the lock (the compare-exchange above
-        // stored this process's pid; other threads of this process see it
+        // stored this process's identity; other threads of this process see it
         // and wait, and no other process shares this memory: it is not
         // shared memory), so this is the only reference to the value
         // until `_release` drops.

@@ -60,6 +60,47 @@ pub(crate) fn shm_open(name: &str, how: ShmOpen) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(shm_path(name), flags, mode)?)
 }
 
+/// What [`shm_lease_if_unused`] found.
+pub(crate) enum Lease {
+    /// A write lease on the file, held while this descriptor is open: no
+    /// other open file (or mapping) of it exists, and opens wait.
+    Held(OwnedFd),
+    /// Another process (or a mapping) has the file open.
+    InUse,
+    /// The file system or the system refuses leases: the descriptor alone.
+    Unsupported(OwnedFd),
+}
+
+/// `fcntl(2)`'s `F_SETSIG` on Linux (not in the `libc` crate).
+const F_SETSIG: i32 = 10;
+
+/// Opens `/dev/shm/name` read-only and takes a write lease on it
+/// (`F_SETLEASE`, `F_WRLCK`), which the kernel grants only if no other open
+/// file of it exists (a mapping holds one). Its break signal is set to
+/// `SIGURG` (ignored unless handled), so an `open` by someone else while it
+/// is held never kills this process with the default `SIGIO`.
+pub(crate) fn shm_lease_if_unused(name: &str) -> io::Result<Lease> {
+    let fd = rustix::fs::open(
+        shm_path(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor this function owns, with integer
+    // arguments: F_SETSIG (the signal for a lease break) and F_SETLEASE.
+    let taken = unsafe {
+        libc::fcntl(fd.as_raw_fd(), F_SETSIG, libc::SIGURG);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK)
+    };
+    if taken == 0 {
+        return Ok(Lease::Held(fd));
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(code) if code == libc::EAGAIN || code == libc::EBUSY => Ok(Lease::InUse),
+        _ => Ok(Lease::Unsupported(fd)),
+    }
+}
+
 /// `shm_unlink(3)` of `/name`: an `unlink(2)` of `/dev/shm/name`.
 pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(rustix::fs::unlink(shm_path(name))?)

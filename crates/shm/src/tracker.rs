@@ -35,7 +35,7 @@
 //! process); nothing on any other path. Set `PROCSYNC_NO_TRACKER=1` to
 //! create names without it (they then stay until removed, as before).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,6 +51,13 @@ use crate::sys;
 pub const IDLE_EXIT: Duration = Duration::from_secs(2);
 /// How often a name kept because someone used it is looked at again.
 pub const RECHECK: Duration = Duration::from_millis(500);
+/// How often a busy tracker looks through `/dev/shm` for names of live
+/// creators it was not told about (a creator's message that found the
+/// socket full is not sent again: see [`LAG_SUSPECT`]).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Messages read from one connection at once that suggest its queue was
+/// full (a socket holds a few hundred): look through `/dev/shm` at once.
+const LAG_SUSPECT: usize = 64;
 /// The environment variable that turns the tracker off for a process.
 pub const DISABLE_VAR: &str = "PROCSYNC_NO_TRACKER";
 
@@ -117,8 +124,9 @@ pub(crate) fn track(name: &str, file: FileId) {
             match sys::send_message(socket.as_fd(), &message, None) {
                 Ok(()) => return,
                 // The tracker does not keep up (stopped?): this name goes
-                // untold for now, never a wait; it is told again with the
-                // others after a reconnect.
+                // untold, never a wait; the tracker finds it in /dev/shm
+                // (it looks when it reads a long backlog, and every
+                // SWEEP_EVERY), and it is told again after a reconnect.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(_) => {}
             }
@@ -263,8 +271,9 @@ struct Kept {
 /// The tracker's loop: accept connections, read their messages, and act on
 /// creators' and users' ends; return after [`IDLE_EXIT`] of nothing.
 fn serve(listener: OwnedFd) {
-    let mut creators = adopt();
+    let mut creators = adopt(&HashSet::new());
     let mut kept: Vec<Kept> = Vec::new();
+    let mut sweep_at = Instant::now() + SWEEP_EVERY;
     let mut idle_since = Instant::now();
     // While out of descriptors, the listener is left alone for a while
     // (polling it would only spin on connections it cannot accept).
@@ -282,7 +291,8 @@ fn serve(listener: OwnedFd) {
             IDLE_EXIT
         } else {
             RECHECK
-        };
+        }
+        .min(sweep_at.saturating_duration_since(now));
         // What to poll: the listener, then each creator's socket and
         // pidfd, then each kept name's users.
         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
@@ -329,7 +339,11 @@ fn serve(listener: OwnedFd) {
                     }
                     Err(_) => {}
                 },
-                Role::Socket(i) => read_messages(&mut creators[i]),
+                Role::Socket(i) => {
+                    if read_messages(&mut creators[i]) >= LAG_SUSPECT {
+                        sweep_at = Instant::now();
+                    }
+                }
                 Role::CreatorEnded(i) => ended[i] = true,
                 Role::UserEnded(i) => look_again[i] = true,
             }
@@ -340,7 +354,7 @@ fn serve(listener: OwnedFd) {
         let mut still = Vec::with_capacity(creators.len());
         for (mut creator, ended) in creators.into_iter().zip(ended) {
             if ended {
-                read_messages(&mut creator);
+                let _ = read_messages(&mut creator);
                 orphaned.extend(creator.names);
             } else if creator.socket.is_some() || creator.pidfd.is_some() {
                 // (A connection closed before its hello names nobody.)
@@ -361,14 +375,23 @@ fn serve(listener: OwnedFd) {
         if !orphaned.is_empty() {
             kept.extend(judge(orphaned));
         }
+        if !creators.is_empty() && Instant::now() >= sweep_at {
+            let known: HashSet<FileId> = creators
+                .iter()
+                .flat_map(|c| c.names.values().copied())
+                .chain(kept.iter().map(|k| k.file))
+                .collect();
+            creators.extend(adopt(&known));
+            sweep_at = Instant::now() + SWEEP_EVERY;
+        }
     }
 }
 
-/// What a new tracker finds: this user's names whose creator died while no
-/// tracker ran are removed (if abandoned), and those whose creator still
-/// runs are watched as if it had told us (it tells again at its next
-/// create, if it makes one).
-fn adopt() -> Vec<Creator> {
+/// What a new tracker finds (and a busy one, every [`SWEEP_EVERY`]): this
+/// user's names whose creator died while no tracker knew of them are
+/// removed (if abandoned), and those whose creator still runs are watched
+/// as if it had told us. Names of `known` files are already watched.
+fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
     let me = sys::getuid();
     let mut creators = Vec::new();
     let Ok(names) = inventory::list() else {
@@ -376,7 +399,7 @@ fn adopt() -> Vec<Creator> {
     };
     for (name, info) in names {
         let Ok(info) = info else { continue };
-        if info.uid != me {
+        if info.uid != me || known.contains(&FileId::new(info.file.0, info.file.1)) {
             continue;
         }
         // Made with the tracker off: left to its maker and to `gc`.
@@ -388,15 +411,21 @@ fn adopt() -> Vec<Creator> {
             continue;
         };
         // The pidfd first, then the creator's identity once more: if it
-        // still runs now, the pidfd is of that very process.
-        let Some(Ok(pidfd)) = sys::pidfd_open(creator.get()) else {
+        // still runs now, the pidfd is of that very process. If it ended
+        // meanwhile, its name is judged now like the others'.
+        let pidfd = match sys::pidfd_open(creator.get()) {
+            Some(Ok(pidfd)) => Some(pidfd),
+            Some(Err(_)) => continue,
+            None => None,
+        };
+        let confirmed = pidfd.filter(|_| {
+            inventory::inspect(&name)
+                .is_ok_and(|again| again.creator_alive && again.file == info.file)
+        });
+        let Some(pidfd) = confirmed else {
+            let _ = inventory::remove_if_abandoned(&name, false);
             continue;
         };
-        if !inventory::inspect(&name)
-            .is_ok_and(|again| again.creator_alive && again.file == info.file)
-        {
-            continue;
-        }
         let file = FileId::new(info.file.0, info.file.1);
         creators.push(Creator {
             socket: None,
@@ -417,23 +446,29 @@ enum Role {
     UserEnded(usize),
 }
 
-/// Reads every message waiting on a creator's socket; closes it at its end.
-fn read_messages(creator: &mut Creator) {
+/// Reads every message waiting on a creator's socket (closing it at its
+/// end); returns how many.
+fn read_messages(creator: &mut Creator) -> usize {
     let Some(socket) = creator.socket.take() else {
-        return;
+        return 0;
     };
     let mut buf = [0u8; MESSAGE_MAX];
+    let mut read = 0;
     loop {
         match sys::recv_message(socket.as_fd(), &mut buf) {
             // The other end closed: the socket is dropped.
-            Ok((0, _)) => return,
-            Ok((n, passed)) => apply(creator, socket.as_fd(), &buf[..n], passed),
+            Ok((0, _)) => return read,
+            Ok((n, passed)) => {
+                read += 1;
+                apply(creator, socket.as_fd(), &buf[..n], passed);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(_) => return,
+            Err(_) => return read,
         }
     }
     creator.socket = Some(socket);
+    read
 }
 
 fn apply(creator: &mut Creator, socket: BorrowedFd<'_>, message: &[u8], passed: Option<OwnedFd>) {
@@ -465,39 +500,38 @@ fn apply(creator: &mut Creator, socket: BorrowedFd<'_>, message: &[u8], passed: 
 }
 
 /// Removes each of `names` (of creators that ended) that is not persistent
-/// and unused; returns those still used, to watch. One look at `/proc` for
-/// all of them. If `/proc` could not be read whole (out of descriptors),
-/// nothing is removed: all are looked at again after [`RECHECK`].
+/// and that nobody has open or mapped (a write lease each: no `/proc`
+/// pass); returns those still used, with pidfds of their users (one pass
+/// over `/proc` for all of them) to watch. A name that could not be judged
+/// (an error) is looked at again after [`RECHECK`].
 fn judge(names: Vec<(String, FileId)>) -> Vec<Kept> {
-    let files: Vec<FileId> = names.iter().map(|(_, file)| *file).collect();
-    let users = inventory::users_of_all(&files);
-    let next_look = Instant::now() + RECHECK;
-    names
+    let in_use: Vec<(String, FileId)> = names
         .into_iter()
-        .filter_map(|(name, file)| {
-            let verdict = match &users {
-                Ok(users) => {
-                    let these = users.get(&file).map_or(&[][..], Vec::as_slice);
-                    inventory::remove_if_unused(&name, file, these)
-                }
-                Err(_) => Ok(Verdict::Kept(Vec::new())),
-            };
-            let users = match verdict {
-                Ok(Verdict::Kept(users)) => users,
-                // An error reading the header: look again later.
-                Err(_) => Vec::new(),
-                // Removed, gone, or persistent: nothing more to do.
-                Ok(_) => return None,
-            };
-            Some(Kept {
-                name,
-                file,
-                users: users
-                    .iter()
-                    .filter_map(|user| sys::pidfd_open(user.get())?.ok())
-                    .collect(),
-                next_look,
-            })
+        .filter(|(name, file)| {
+            matches!(
+                inventory::remove_if_unused(name, *file),
+                Ok(Verdict::Kept(_)) | Err(_)
+            )
+        })
+        .collect();
+    if in_use.is_empty() {
+        return Vec::new();
+    }
+    let files: Vec<FileId> = in_use.iter().map(|(_, file)| *file).collect();
+    let users = inventory::users_of_all(&files).unwrap_or_default();
+    let next_look = Instant::now() + RECHECK;
+    in_use
+        .into_iter()
+        .map(|(name, file)| Kept {
+            users: users
+                .get(&file)
+                .into_iter()
+                .flatten()
+                .filter_map(|user| sys::pidfd_open(user.get())?.ok())
+                .collect(),
+            name,
+            file,
+            next_look,
         })
         .collect()
 }

@@ -1,7 +1,10 @@
 //! Review 12: the segment tracker and `shm::inventory` (issue #17) once
 //! more, after review 11's fixes (commit 6360800), attacked between real
-//! processes. Each test here fails on the code it was written against and
-//! is ignored until its defect is fixed.
+//! processes. Each test here failed on the code it was written against (4
+//! defects: names told while the socket was full were lost; a non-UTF-8
+//! mapped path stopped every removal; a descendant reusing a stale lock
+//! holder's pid spun for ever; 95,000 open descriptors delayed removal past
+//! 100 ms) and guards its fix.
 //!
 //! Most run in a network namespace of their own ([`isolated`], as in
 //! review11.rs): the tracker a test starts, stops or starves is its own.
@@ -137,7 +140,6 @@ fn kill_and_reap(child: &mut Child<()>) -> Instant {
 /// creates) forgets every name created meanwhile: they outlive their
 /// creator's death for good.
 #[test]
-#[ignore = "review 12: names created while the tracker's socket was full are never told to it"]
 fn names_created_while_the_tracker_lagged_are_removed_after_the_creator_dies() {
     let base = unique_name("r12-lagged");
     isolated(move || {
@@ -204,7 +206,6 @@ fn names_created_while_the_tracker_lagged_are_removed_after_the_creator_dies() {
 /// again, for as long as that unrelated process maps its file; `users` and
 /// `gc` fail too.
 #[test]
-#[ignore = "review 12: a process mapping a file with a non-UTF-8 path stops all cleanup"]
 fn a_process_mapping_a_non_utf8_path_does_not_stop_cleanup() {
     let base = unique_name("r12-non-utf8");
     isolated(move || {
@@ -282,7 +283,6 @@ fn a_process_mapping_a_non_utf8_path_does_not_stop_cleanup() {
 /// That process reads the word as "another thread of mine holds it" and
 /// its first `create` spins in `yield_now` for ever.
 #[test]
-#[ignore = "review 12: a grandchild that reuses the pid of the parent that held the client lock at fork spins for ever in create"]
 fn a_descendant_reusing_a_stale_holders_pid_can_create() {
     if testkit::skip_unless_pids_can_be_forced() {
         return;
@@ -422,7 +422,6 @@ fn a_descendant_reusing_a_stale_holders_pid_can_create() {
 /// under the default hard limit of 20,000) make every pass, and so every
 /// removal, take longer than the 100 ms promised.
 #[test]
-#[ignore = "review 12: processes holding 95,000 descriptors delay every removal past 100 ms"]
 fn processes_with_many_descriptors_do_not_delay_removal() {
     const HOLDERS: usize = 5;
     const DESCRIPTORS: usize = 19_000;

@@ -342,11 +342,12 @@ fn tasks_of(pid: Pid) -> io::Result<Vec<Task>> {
     }
 }
 
-/// A `/proc` file's text; `None` if the process is gone or is another
-/// user's (neither can be helped); an error otherwise (out of descriptors,
-/// out of memory): the caller must not take the silence for "unused".
-fn read_proc(path: &str) -> io::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
+/// A `/proc` file's bytes (not text: a mapped file's path need not be
+/// UTF-8); `None` if the process is gone or is another user's (neither can
+/// be helped); an error otherwise (out of descriptors, out of memory): the
+/// caller must not take the silence for "unused".
+fn read_proc(path: &str) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if gone_or_private(&e) => Ok(None),
         Err(e) => Err(e),
@@ -390,13 +391,23 @@ fn mapped_files(
     let Some(maps) = read_proc(&format!("{}/maps", task.dir))? else {
         return Ok(());
     };
-    for line in maps.lines() {
+    for line in maps.split(|&b| b == b'\n') {
         // address perms offset dev inode path
-        let mut fields = line.split_ascii_whitespace();
-        let Some(inode) = fields.nth(4).and_then(|i| i.parse::<u64>().ok()) else {
+        let mut fields = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|field| !field.is_empty());
+        let Some(inode) = fields
+            .nth(4)
+            .and_then(|i| std::str::from_utf8(i).ok())
+            .and_then(|i| i.parse::<u64>().ok())
+        else {
             continue;
         };
-        if inodes.contains(&inode) && fields.next().is_some_and(|p| p.starts_with(SHM_DIR)) {
+        if inodes.contains(&inode)
+            && fields
+                .next()
+                .is_some_and(|p| p.starts_with(SHM_DIR.as_bytes()))
+        {
             used.extend(files.iter().filter(|file| file.ino() == inode));
         }
     }
@@ -451,15 +462,17 @@ pub enum Verdict {
     Gone,
 }
 
-/// Removes `name` if it is abandoned ([`SegmentInfo::abandoned`]): checked,
-/// then removed only while the name still stands for the file that was
-/// checked. With `dry_run`, only judges.
+/// Removes `name` if it is abandoned ([`SegmentInfo::abandoned`]): not
+/// persistent, its creator gone (or never recorded and the file older than
+/// [`UNRECORDED_GRACE`]), and nobody has it open or mapped, which a write
+/// lease decides at the moment of the unlink (see [`unlink_if_still`]; no
+/// `/proc` pass, and processes of other users count too). With `dry_run`,
+/// only judges.
 ///
 /// # Errors
 ///
 /// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
-/// [`Verdict::Gone`]); [`Error::Os`] if `/proc` could not be read whole or
-/// the unlink fails.
+/// [`Verdict::Gone`]); [`Error::Os`] if the lease or the unlink fails.
 pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
     let info = match inspect(name) {
         Ok(info) => info,
@@ -469,22 +482,22 @@ pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
     if info.persistent {
         return Ok(Verdict::Persistent);
     }
-    let file = FileId::new(info.file.0, info.file.1);
-    let users = users_of(file).map_err(|e| os_error("read /proc", name, e))?;
-    if !info.abandoned(&users) {
-        return Ok(Verdict::Kept(users));
+    let creator_gone = match info.creator {
+        Some(_) => !info.creator_alive,
+        None => info.age >= UNRECORDED_GRACE,
+    };
+    if !creator_gone || info.layout_version != LAYOUT_VERSION {
+        return Ok(Verdict::Kept(Vec::new()));
     }
-    if !dry_run {
-        unlink_if_still(name, file)?;
-    }
-    Ok(Verdict::Removed)
+    unlink_if_still(name, FileId::new(info.file.0, info.file.1), dry_run)
 }
 
 /// The tracker's removal of a name whose creator it saw end: `name` is
-/// removed if it still stands for `file`, is not persistent and has no
-/// `users` (found by [`users_of_all`]). The header is not otherwise
-/// trusted: a creator that died in `create` left it half-written.
-pub(crate) fn remove_if_unused(name: &str, file: FileId, users: &[Pid]) -> Result<Verdict> {
+/// removed if it still stands for `file`, is not persistent, and nobody
+/// has it open or mapped (the write lease decides; see
+/// [`unlink_if_still`]). The header is not otherwise trusted: a creator
+/// that died in `create` left it half-written.
+pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
     let parsed = ShmName::parse(name)?;
     if parsed.file_id() != Some(file) {
         return Ok(Verdict::Gone);
@@ -492,26 +505,59 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId, users: &[Pid]) -> Resul
     if inspect(name).is_ok_and(|info| info.persistent) {
         return Ok(Verdict::Persistent);
     }
-    if !users.is_empty() {
-        return Ok(Verdict::Kept(users.to_vec()));
-    }
-    unlink_if_still(name, file)?;
-    Ok(Verdict::Removed)
+    unlink_if_still(name, file, false)
 }
 
-/// Removes `name` if it still stands for `file`. The window between the
-/// check and the unlink is two system calls; Linux has no "unlink only this
-/// inode".
-fn unlink_if_still(name: &str, file: FileId) -> Result<()> {
-    let name = ShmName::parse(name)?;
-    if name.file_id() != Some(file) {
-        return Ok(());
+/// Removes `name` if it still stands for `file` and nobody has that file
+/// open or mapped, deciding and removing under a write lease: the kernel
+/// grants one only while no other open file (a mapping holds one) exists,
+/// of any process or user, and an `open` of the file meanwhile waits for
+/// it. So a process that maps the segment between a `/proc` look and this
+/// unlink keeps the name (`Kept`); only one that opens it in the few
+/// microseconds the lease is held finds its open completed on the
+/// removed file. Where leases are refused for another reason (a file
+/// system without them, `fs.leases-enable = 0`), the `/proc` look alone
+/// decided.
+fn unlink_if_still(name: &str, file: FileId, dry_run: bool) -> Result<Verdict> {
+    let parsed = ShmName::parse(name)?;
+    let lease = match crate::sys::shm_lease_if_unused(parsed.as_str()) {
+        Ok(lease) => lease,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verdict::Gone),
+        Err(e) => return Err(os_error("open", parsed.as_str(), e)),
+    };
+    match &lease {
+        crate::sys::Lease::InUse => return Ok(Verdict::Kept(Vec::new())),
+        crate::sys::Lease::Held(held) | crate::sys::Lease::Unsupported(held) => {
+            let there = crate::sys::fstat(std::os::fd::AsFd::as_fd(held))
+                .map(FileId::from)
+                .ok();
+            if there != Some(file) || parsed.file_id() != Some(file) {
+                return Ok(Verdict::Gone);
+            }
+        }
     }
-    match name.unlink() {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(os_error("shm_unlink", name.as_str(), e)),
+    if let crate::sys::Lease::Unsupported(_) = lease {
+        // No lease to ask: `/proc` decides (our own descriptor aside).
+        let me = crate::pid::current();
+        let users: Vec<Pid> = users_of(file)
+            .map_err(|e| os_error("read /proc", parsed.as_str(), e))?
+            .into_iter()
+            .filter(|&user| user != me)
+            .collect();
+        if !users.is_empty() {
+            return Ok(Verdict::Kept(users));
+        }
     }
+    if dry_run {
+        return Ok(Verdict::Removed);
+    }
+    let result = match parsed.unlink() {
+        Ok(()) => Ok(Verdict::Removed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Verdict::Gone),
+        Err(e) => Err(os_error("shm_unlink", parsed.as_str(), e)),
+    };
+    drop(lease); // released when its descriptor closes
+    result
 }
 
 /// Removes every abandoned procsync segment of this user's that this
@@ -545,13 +591,23 @@ pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
 /// As [`collect_garbage`].
 pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<String>> {
     let me = crate::sys::getuid();
-    Ok(list()?
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(prefix))
-        .filter(|(_, info)| info.as_ref().is_ok_and(|info| info.uid == me))
-        .filter(|(name, _)| matches!(remove_if_abandoned(name, dry_run), Ok(Verdict::Removed)))
-        .map(|(name, _)| name)
-        .collect())
+    let mut removed = Vec::new();
+    for (name, info) in list()? {
+        if !name.starts_with(prefix) || !info.is_ok_and(|info| info.uid == me) {
+            continue;
+        }
+        match remove_if_abandoned(&name, dry_run) {
+            Ok(Verdict::Removed) => removed.push(name),
+            // `/proc` could not be read whole: no name can be judged.
+            Err(
+                e @ Error::Os {
+                    op: "read /proc", ..
+                },
+            ) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes `name` unless a process maps it or holds it open (then
