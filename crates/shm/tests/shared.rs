@@ -205,6 +205,10 @@ fn a_segment_never_initialised_times_out() {
 fn a_creator_that_died_initialising_is_reported_at_once() {
     let name = unique_name("died-creating");
     let child = Process::new(|| {
+        // Its tracker would remove the half-made name at its death (see
+        // tracker.rs); this test is about what an opener finds while the
+        // name is still there.
+        shm::tracker::disable();
         let _ = Shared::open_or_create(&name, || -> AtomicU64 {
             // SAFETY: raise only sends a signal to ourselves.
             unsafe { libc::raise(libc::SIGKILL) };

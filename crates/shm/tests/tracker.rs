@@ -3,29 +3,15 @@
 //! one lets go), or it was made persistent; the tracker's own death loses
 //! nothing.
 
+mod common;
+use common::*;
+
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use daemon::{Child, Process};
 use shm::{Futex, Shared};
 use testkit::{name_exists, raise, unique_name, wait_for, GENEROUS};
-
-/// The promise: a dead creator's name is gone this soon after its death.
-const PROMISED: Duration = Duration::from_millis(100);
-
-/// How long after `since` the name `name` was first seen gone, looking
-/// until `limit` has passed; `None` if it was still there then.
-fn gone_after(name: &str, since: Instant, limit: Duration) -> Option<Duration> {
-    loop {
-        if !name_exists(name) {
-            return Some(since.elapsed());
-        }
-        if since.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
 
 /// A child that creates `name`, says so on `ready`, then waits to be
 /// killed (at most GENEROUS).

@@ -3,38 +3,13 @@
 //! its own: killing the tracker while other tests' creators rely on it
 //! would make them wait for their next create.)
 
-use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
 
-use daemon::{Child, Process};
+use std::time::Instant;
+
 use shm::{tracker, Futex, Shared};
-use testkit::{name_exists, raise, unique_name, wait_for, GENEROUS};
-
-/// The promise: a dead creator's name is gone this soon after its death.
-const PROMISED: Duration = Duration::from_millis(100);
-
-fn gone_after(name: &str, since: Instant, limit: Duration) -> Option<Duration> {
-    loop {
-        if !name_exists(name) {
-            return Some(since.elapsed());
-        }
-        if since.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-fn creator(name: &str, ready: &Futex) -> Child<()> {
-    let name = name.to_string();
-    Process::new(move || {
-        let _segment = Shared::create(&name, AtomicU64::new(7)).unwrap();
-        raise(ready);
-        testkit::park_until_killed();
-    })
-    .start()
-    .unwrap()
-}
+use testkit::{unique_name, wait_for, GENEROUS};
 
 #[test]
 fn a_tracker_killed_is_replaced_and_adopts_the_names_of_live_creators() {
