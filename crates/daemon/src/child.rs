@@ -23,6 +23,7 @@ use crate::{lifetime, sys, ExitStatus, JoinError};
 pub struct Child<T> {
     pid: Pid,
     name: Option<String>,
+    daemon: bool,
     pidfd: OwnedFd,
     results: OwnedFd,
     /// Readable once the child announces a result too big for the socket
@@ -42,6 +43,7 @@ impl<T> Child<T> {
     pub(crate) fn new(
         pid: Pid,
         name: Option<String>,
+        daemon: bool,
         pidfd: OwnedFd,
         results: OwnedFd,
         streaming: OwnedFd,
@@ -49,6 +51,7 @@ impl<T> Child<T> {
         Child {
             pid,
             name,
+            daemon,
             pidfd,
             results,
             streaming,
@@ -165,10 +168,23 @@ impl<T> Child<T> {
         self.pidfd.as_fd()
     }
 
-    /// Whether the child is still running (Python's `is_alive()`). Collects
-    /// its exit status if it has finished.
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.wait_until(Some(Instant::now())), Ok(false))
+    /// Whether the child was started as a daemon (Python's `p.daemon`):
+    /// see [`Process::daemon`](crate::Process::daemon).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether the child is still running (Python's `is_alive()`).
+    ///
+    /// Looks without waiting and without collecting anything: it asks
+    /// whether the [`sentinel`](Child::sentinel) is readable, so a child
+    /// that has exited stays a zombie until [`join`](Child::join),
+    /// [`exit_code`](Child::exit_code) or [`status`](Child::status)
+    /// collects it, and what `join` returns is unchanged. Hence `&self`: it
+    /// can be asked through a shared reference, of a child that
+    /// [`wait_first`](crate::wait_first) is also watching.
+    pub fn is_alive(&self) -> bool {
+        self.status.is_none() && !sys::exited_now(self.pidfd.as_fd())
     }
 
     /// Python's `exitcode`: `None` while the child runs, its exit code once
@@ -213,13 +229,7 @@ impl<T> Child<T> {
     /// the child has finished (and its status is collected).
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, JoinError> {
         while self.status.is_none() {
-            let timeout_ms = deadline.map(|d| {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up so that poll never returns before the deadline.
-                u32::try_from(left.as_micros().div_ceil(1000))
-                    .unwrap_or(u32::MAX)
-                    .min(i32::MAX as u32)
-            });
+            let timeout_ms = deadline.map(poll_ms_until);
             // Small results wait in the socket buffer until the child has
             // exited, so the parent wakes once, not once for the data and
             // again for the exit (measured: 1.5x a bare fork + waitpid
@@ -295,5 +305,70 @@ impl<T> Child<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// The time left until `deadline`, in whole milliseconds for `poll(2)`,
+/// rounded up so that poll never returns before the deadline.
+fn poll_ms_until(deadline: Instant) -> u32 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    u32::try_from(left.as_micros().div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .min(i32::MAX as u32)
+}
+
+/// Waits until the first of `children` has ended, for at most `timeout`
+/// (`None`: no limit), and returns its index; `Ok(None)` once `timeout`
+/// has passed with all of them running. Python's
+/// `multiprocessing.connection.wait(sentinels, timeout)`, for children
+/// alone and giving one index (the lowest, when several have ended).
+///
+/// Polls the children's [`sentinel`](Child::sentinel)s (pidfds): it wakes
+/// when one exits, not by looking at intervals. Like
+/// [`is_alive`](Child::is_alive) it collects nothing, so the child found is
+/// then joined as usual, and a child already joined counts as ended (it
+/// is returned at once: leave joined children out). Never returns `None`
+/// before `timeout` has passed; an empty slice is `Ok(None)` at once.
+/// Errors are those of `poll(2)` (interruptions are retried).
+///
+/// For children with different result types, or together with pipes and
+/// queues, `queue::wait` takes any mix.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use daemon::{wait_first, Process};
+///
+/// let (tx, rx) = std::sync::mpsc::channel::<()>(); // keeps `slow` waiting
+/// let slow = Process::new(move || { let _ = rx.recv(); 1u8 }).start()?;
+/// let quick = Process::new(|| 2u8).start()?;
+/// let first = wait_first(&[&slow, &quick], Some(Duration::from_secs(10)))?;
+/// assert_eq!(first, Some(1));
+/// assert_eq!(quick.join()?, 2);
+/// slow.kill()?;
+/// assert!(slow.join().is_err(), "killed");
+/// # drop(tx);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn wait_first<T>(
+    children: &[&Child<T>],
+    timeout: Option<Duration>,
+) -> io::Result<Option<usize>> {
+    // A timeout past the clock's end: no limit, as in `join_timeout`.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let fds: Vec<BorrowedFd<'_>> = children.iter().map(|c| c.sentinel()).collect();
+    loop {
+        if let Some(ended) = children.iter().position(|c| !c.is_alive()) {
+            return Ok(Some(ended));
+        }
+        if children.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        match sys::poll_any(&fds, deadline.map(poll_ms_until)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }

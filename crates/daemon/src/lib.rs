@@ -7,7 +7,11 @@
 //!   exited with a code or was killed), [`join_timeout`](Child::join_timeout),
 //!   [`is_alive`](Child::is_alive), [`exit_code`](Child::exit_code)
 //!   (Python's `exitcode`), [`terminate`](Child::terminate) and
-//!   [`kill`](Child::kill).
+//!   [`kill`](Child::kill), [`is_daemon`](Child::is_daemon) (Python's
+//!   `daemon`) and [`sentinel`](Child::sentinel) (Python's `sentinel`: the
+//!   child's pidfd).
+//! - [`wait_first`]: wait for the first of several children to end
+//!   (Python's `multiprocessing.connection.wait` on sentinels).
 //! - [`exit`]: leave a child process with a code, flushing its output but
 //!   running none of the parent's exit handlers.
 //! - Python's lifetime rule ([`Process::daemon`]): when the main code ends,
@@ -53,7 +57,7 @@ mod process;
 mod sys;
 mod wire;
 
-pub use child::Child;
+pub use child::{wait_first, Child};
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
 pub use process::{Process, PROCESS_CRASH_POINTS};
 pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};

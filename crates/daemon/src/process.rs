@@ -128,6 +128,12 @@ where
         self
     }
 
+    /// Whether the child will be a daemon (Python's `p.daemon`, read):
+    /// what [`daemon`](Process::daemon) last set, `false` by default.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
     /// Names the process: its thread name in the child (what `ps -L` and
     /// `top -H` show, at most 15 bytes) and in error messages.
     pub fn name(mut self, name: impl Into<String>) -> Process<F> {
@@ -249,7 +255,7 @@ where
             op: "pidfd_open",
             source,
         })?;
-        Ok(Child::new(pid, name, pidfd, parent_end, streaming))
+        Ok(Child::new(pid, name, daemon, pidfd, parent_end, streaming))
     }
 }
 

@@ -267,6 +267,36 @@ pub(crate) fn poll_readable(
     ))
 }
 
+/// `poll(2)` for readability of every descriptor in `fds`, for at most
+/// `timeout_ms` (`None`: no limit). Returns once any is ready (or hung up,
+/// or in error) or the time is up; the caller looks at which.
+pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout_ms: Option<u32>) -> io::Result<()> {
+    let timeout = timeout_ms.map(|ms| Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
+    });
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    rustix::event::poll(&mut polled, timeout.as_ref())?;
+    Ok(())
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd polls
+/// readable), without waiting and without collecting it. An error of
+/// `poll` other than an interruption (none is possible on a valid pidfd)
+/// counts as exited, so that a loop on it cannot spin for ever.
+pub(crate) fn exited_now(pidfd: BorrowedFd<'_>) -> bool {
+    loop {
+        match poll_readable(pidfd, None, Some(0)) {
+            Ok((exited, _)) => return exited,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
 /// A pidfd for `pid` (`pidfd_open(2)`): it names that process for ever,
 /// even once the pid is reused.
 pub(crate) fn pidfd_open(pid: ProcessId) -> io::Result<OwnedFd> {

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemon::{ExitStatus, JoinError, Process, PANIC_EXIT_CODE};
+use shm::{Futex, Shared};
+use testkit::{raise, wait_for};
 
 const GENEROUS: Duration = Duration::from_secs(10);
 
@@ -497,4 +499,132 @@ fn daemons_started_while_siblings_are_reaped_all_give_their_result() {
     drop(tx);
     let lost = collector.join().expect("collector");
     assert_eq!(lost, 0, "daemons that left before giving their result");
+}
+
+/// `is_alive` (Python's `is_alive()`) looks through `&self` and collects
+/// nothing: the ended child stays a zombie until `join`, which still
+/// returns its value.
+#[test]
+fn is_alive_looks_without_collecting_the_child() {
+    let gate = Shared::new(Futex::new(0)).unwrap();
+    let gate_ref = &gate;
+    let child = Process::new(move || {
+        wait_for(gate_ref, 1);
+        5u8
+    })
+    .start()
+    .unwrap();
+    let shared: &daemon::Child<u8> = &child;
+    assert!(shared.is_alive(), "waiting at its gate");
+    raise(&gate);
+    assert_eq!(
+        daemon::wait_first(&[shared], Some(GENEROUS)).unwrap(),
+        Some(0)
+    );
+    assert!(!shared.is_alive());
+    assert_eq!(
+        testkit::process_state(child.pid()),
+        Some(b'Z'),
+        "is_alive collected the child"
+    );
+    assert!(!shared.is_alive(), "still ended, still a zombie");
+    assert_eq!(child.join().unwrap(), 5);
+}
+
+/// The daemon flag reads back (Python's `p.daemon`), on the `Process` and
+/// on the started `Child`.
+#[test]
+fn the_daemon_flag_reads_back() {
+    let plain = Process::new(|| 1u8);
+    assert!(!plain.is_daemon());
+    let daemonic = Process::new(|| 2u8).daemon(true);
+    assert!(daemonic.is_daemon());
+    assert!(!daemonic.daemon(false).is_daemon());
+    let plain = plain.start().unwrap();
+    let daemonic = Process::new(|| 2u8).daemon(true).start().unwrap();
+    assert!(!plain.is_daemon());
+    assert!(daemonic.is_daemon());
+    assert_eq!(plain.join().unwrap(), 1);
+    assert_eq!(daemonic.join().unwrap(), 2);
+}
+
+/// The sentinel (Python's `Process.sentinel`, here the child's pidfd) polls
+/// unreadable while the child runs, readable once it has ended, and stays
+/// readable after it is collected.
+#[test]
+fn the_sentinel_polls_readable_once_the_child_ends() {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let readable = |child: &daemon::Child<u8>, wait: Timespec| {
+        let mut fds = [PollFd::from_borrowed_fd(child.sentinel(), PollFlags::IN)];
+        poll(&mut fds, Some(&wait)).unwrap() == 1
+    };
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let generous = Timespec {
+        tv_sec: GENEROUS.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let gate = Shared::new(Futex::new(0)).unwrap();
+    let gate_ref = &gate;
+    let mut child = Process::new(move || {
+        wait_for(gate_ref, 1);
+        3u8
+    })
+    .start()
+    .unwrap();
+    assert!(!readable(&child, now), "readable while the child runs");
+    raise(&gate);
+    assert!(readable(&child, generous), "never readable");
+    assert_eq!(child.join_timeout(GENEROUS).unwrap(), 3);
+    assert!(readable(&child, now), "unreadable once collected");
+}
+
+/// `wait_first` (Python's `connection.wait` on sentinels) returns the index
+/// of the first child to end, `None` after the timeout (never before it)
+/// while all run, and leaves every child joinable.
+#[test]
+fn wait_first_returns_the_first_child_to_end() {
+    let gates: Vec<Shared<Futex>> = (0..3)
+        .map(|_| Shared::new(Futex::new(0)).unwrap())
+        .collect();
+    let children: Vec<daemon::Child<usize>> = (0..3)
+        .map(|i| {
+            let gate = &gates[i];
+            Process::new(move || {
+                wait_for(gate, 1);
+                i
+            })
+            .start()
+            .unwrap()
+        })
+        .collect();
+    let all: Vec<&daemon::Child<usize>> = children.iter().collect();
+    let timeout = Duration::from_millis(30);
+    let started = Instant::now();
+    assert_eq!(daemon::wait_first(&all, Some(timeout)).unwrap(), None);
+    assert!(started.elapsed() >= timeout, "returned early");
+
+    raise(&gates[2]);
+    assert_eq!(daemon::wait_first(&all, None).unwrap(), Some(2));
+    assert_eq!(
+        daemon::wait_first(&all[..2], Some(Duration::ZERO)).unwrap(),
+        None
+    );
+    raise(&gates[0]);
+    assert_eq!(
+        daemon::wait_first(&all[..2], Some(GENEROUS)).unwrap(),
+        Some(0)
+    );
+    raise(&gates[1]);
+    assert_eq!(
+        daemon::wait_first(&all[1..2], Some(GENEROUS)).unwrap(),
+        Some(0)
+    );
+    assert_eq!(daemon::wait_first::<u8>(&[], None).unwrap(), None);
+    drop(all);
+    for (i, child) in children.into_iter().enumerate() {
+        assert_eq!(child.join().unwrap(), i);
+    }
 }

@@ -200,7 +200,6 @@ impl Reporter {
         .start()?;
         // Until the daemon watches main itself, it dies with the thread
         // that started it, which must not end yet.
-        let mut child = child;
         while board.started.load(Ordering::Acquire) == 0 {
             if !child.is_alive() {
                 return Err(io_error("start the reporting daemon")(
@@ -213,6 +212,7 @@ impl Reporter {
         }
         #[cfg(feature = "sqlite")]
         if board.started.load(Ordering::Acquire) == STARTED_FAILED {
+            let mut child = child;
             let _ = child.join_timeout(Duration::from_secs(5));
             return Err(HeartbeatError::Database {
                 path: self.database.clone().unwrap_or_default(),

@@ -203,7 +203,7 @@ fn load(reporters: u64, rounds: u64) -> (Vec<heartbeat::Alert>, u64, u64) {
     let seed = testkit::monotonic_ns();
     eprintln!("{reporters} reporters, seed {seed}, receive buffer {buffer} bytes");
     let interval = Duration::from_secs(1);
-    let mut sender = Process::new(move || {
+    let sender = Process::new(move || {
         let mut rng = testkit::Rng::new(seed);
         let mut phases: Vec<(Duration, u64)> = (0..reporters)
             .map(|r| (Duration::from_nanos(rng.below(1_000_000_000)), r))

@@ -769,7 +769,6 @@ fn a_sigint_to_the_process_group_that_main_ignores_leaves_its_reporter_beating()
     }
     let health = monitor.health("interrupted");
     let daemon_state = testkit::process_state(shm::pid::Pid::from_u32(daemon as u32).unwrap());
-    let mut main = main;
     let main_alive = main.is_alive();
     main.kill().unwrap();
     let _ = main.join();

@@ -145,7 +145,7 @@ fn made_up_ids_from_the_network_do_not_grow_the_monitor_without_bound() {
     const IDS: u64 = 200_000;
     let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
     let addr = monitor.local_addr().unwrap();
-    let mut sender = Process::new(move || {
+    let sender = Process::new(move || {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         for n in 0..IDS {
             let json = serde_json::to_vec(&beat(&format!("made-up-{n}"), 0, 60_000)).unwrap();

@@ -70,7 +70,7 @@ fn a_wait_with_nothing_ready_sleeps_instead_of_spinning() {
 }
 
 /// A child's sentinel polls readable once it has exited and stays so after
-/// its status is collected (`is_alive` reaps it): `wait` reports it every
+/// its status is collected (`exit_code` collects it): `wait` reports it every
 /// time, and never a running child.
 #[test]
 fn a_reaped_child_stays_ready_and_a_running_one_never_is() {
@@ -80,7 +80,7 @@ fn a_reaped_child_stays_ready_and_a_running_one_never_is() {
     let running = Process::new(move || wait_for(gate_ref, 1)).start().unwrap();
     let objects: [&dyn Waitable; 2] = [&running, &done];
     assert_eq!(wait(&objects, Some(GENEROUS)), [1]);
-    testkit::wait_until("the child is collected", || !done.is_alive());
+    testkit::wait_until("the child is collected", || done.exit_code().is_some());
     for _ in 0..3 {
         let objects: [&dyn Waitable; 2] = [&running, &done];
         assert_eq!(wait(&objects, Some(Duration::ZERO)), [1]);

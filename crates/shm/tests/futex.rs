@@ -48,7 +48,7 @@ fn wake_all_wakes_every_sleeper_and_counts_them() {
     // had not slept yet sees the new value instead.
     word.store(1, Ordering::SeqCst);
     let mut woken = 0;
-    for mut child in children {
+    for child in children {
         loop {
             woken += word.wake_all();
             if !child.is_alive() {

@@ -27,7 +27,7 @@ fn running_dead_and_zombie_processes() {
 
     let mut child = Process::new(|| -> () { daemon::exit(0) }).start().unwrap();
     let child_pid = child.pid();
-    // Wait until it has exited but do not reap it: `is_alive` would. Poll
+    // Wait until it has exited but do not reap it (`exit_code` would). Poll
     // the liveness check itself, which must turn false for the zombie.
     let limit = testkit::deadline(GENEROUS);
     while pid::is_running(child_pid) {
