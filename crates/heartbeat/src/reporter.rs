@@ -1,7 +1,7 @@
 //! The reporting side: [`Reporter`] starts a daemon that beats on an
 //! absolute schedule; [`Heartbeat`] is the main process's handle on it.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +17,22 @@ use crate::{
     io_error, sys, HeartbeatError, DEFAULT_INTERVAL, MAX_HOST_BYTES, MAX_ID_BYTES, MIN_INTERVAL,
 };
 
+/// Why a monitor's address given to [`Reporter::udp`] did not resolve
+/// (kept to be told by `start`; an `io::Error` is not `Clone`).
+#[derive(Debug, Clone)]
+pub(crate) struct Unresolved {
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
 /// Configures a heartbeat reporter (see the [crate](crate) documentation).
 #[derive(Debug, Clone)]
 #[must_use = "a Reporter does nothing until started"]
 pub struct Reporter {
     pub(crate) id: String,
     pub(crate) interval: Duration,
-    pub(crate) udp: Option<SocketAddr>,
+    /// The monitor's address, or why it did not resolve (told by `start`).
+    pub(crate) udp: Option<Result<SocketAddr, Unresolved>>,
     pub(crate) database: Option<PathBuf>,
     pub(crate) host: Option<String>,
     pub(crate) key: Option<Key>,
@@ -61,9 +70,31 @@ impl Reporter {
         self
     }
 
-    /// Sends each beat as a UDP datagram to `monitor` ("send").
-    pub fn udp(mut self, monitor: SocketAddr) -> Reporter {
-        self.udp = Some(monitor);
+    /// Sends each beat as a UDP datagram to `monitor` ("send"): anything
+    /// [`Monitor::udp`](crate::Monitor::udp) takes, a `SocketAddr` or a
+    /// string such as `"127.0.0.1:9999"` or `"monitor.lan:9999"`.
+    ///
+    /// The address is resolved here, once (a host name is looked up now,
+    /// not at every beat), and beats go to the first address it resolves
+    /// to. One that does not resolve makes [`start`](Reporter::start) fail
+    /// with [`HeartbeatError::Io`], before any daemon is started.
+    ///
+    /// ```
+    /// let reporter = heartbeat::Reporter::new("worker-1").udp("127.0.0.1:9999");
+    /// # drop(reporter);
+    /// ```
+    pub fn udp(mut self, monitor: impl ToSocketAddrs) -> Reporter {
+        let resolved = match monitor.to_socket_addrs() {
+            Ok(mut addrs) => addrs.next().ok_or_else(|| Unresolved {
+                kind: std::io::ErrorKind::NotFound,
+                message: "it resolves to no address".to_string(),
+            }),
+            Err(e) => Err(Unresolved {
+                kind: e.kind(),
+                message: e.to_string(),
+            }),
+        };
+        self.udp = Some(resolved);
         self
     }
 
@@ -109,6 +140,11 @@ impl Reporter {
     pub fn start(self) -> Result<Heartbeat, HeartbeatError> {
         if self.udp.is_none() && self.database.is_none() {
             return Err(HeartbeatError::NoSink);
+        }
+        if let Some(Err(unresolved)) = &self.udp {
+            return Err(io_error("resolve the monitor's address")(
+                std::io::Error::new(unresolved.kind, unresolved.message.clone()),
+            ));
         }
         for (what, text, max) in [
             ("id", self.id.clone(), MAX_ID_BYTES),

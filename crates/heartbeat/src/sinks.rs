@@ -161,8 +161,9 @@ impl Database {
 impl Sinks {
     pub(crate) fn open(config: &Reporter) -> Result<Sinks, HeartbeatError> {
         let udp = match config.udp {
-            None => None,
-            Some(addr) => {
+            // Told by `Reporter::start` before the sinks are opened.
+            None | Some(Err(_)) => None,
+            Some(Ok(addr)) => {
                 let local: SocketAddr = if addr.is_ipv4() {
                     ([0, 0, 0, 0], 0).into()
                 } else {

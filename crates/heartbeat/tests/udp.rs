@@ -352,3 +352,32 @@ fn an_id_too_long_for_a_datagram_is_refused_at_start() {
         "a clear error: {err}"
     );
 }
+
+// ---- issue 18: `Reporter::udp` takes what `Monitor::udp` takes ----
+
+/// `Reporter::udp` takes a string address, as `Monitor::udp` does, and
+/// its beats reach the monitor; a string that is no address fails `start`
+/// with an I/O error naming it, before any daemon is started.
+#[test]
+fn a_reporter_takes_the_monitors_address_as_a_string() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let port = monitor.local_addr().unwrap().port();
+    let beat = Reporter::new("by-string")
+        .interval(INTERVAL)
+        .udp(format!("127.0.0.1:{port}"))
+        .start()
+        .unwrap();
+    poll_until(&mut monitor, "a beat from the string address", |m| {
+        m.health("by-string") == Some(Health::Alive)
+    });
+    drop(beat);
+
+    let refused = Reporter::new("no-address").udp("no port here").start();
+    match refused {
+        Err(heartbeat::HeartbeatError::Io { what, .. }) => {
+            assert!(what.contains("monitor's address"), "{what}")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("started with no address"),
+    }
+}
