@@ -81,6 +81,32 @@ unsafe impl ShmSafe for Semaphore {
     }
 }
 
+/// A semaphore of one free permit: Python's `Semaphore()`, whose `value`
+/// defaults to 1 (a lock any process may release). Unbounded, as
+/// [`new`](Semaphore::new); `Semaphore::bounded(1)` is Python's
+/// `BoundedSemaphore()`.
+///
+/// Like every primitive here it works between processes once it lives in
+/// shared memory:
+///
+/// ```
+/// use shm::Shared;
+/// use sync_sem::Semaphore;
+///
+/// let sem = Shared::new(Semaphore::default())?;
+/// assert_eq!(sem.value(), 1);
+/// let held = sem.acquire();
+/// let child = daemon::Process::new(|| sem.try_acquire().is_err()).start()?;
+/// assert!(child.join()?, "the one permit is taken");
+/// drop(held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Default for Semaphore {
+    fn default() -> Semaphore {
+        Semaphore::new(1)
+    }
+}
+
 impl Semaphore {
     shm::const_unless_loom! {
         /// A semaphore with `permits` free permits (at most

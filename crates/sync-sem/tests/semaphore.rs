@@ -186,3 +186,31 @@ fn adopting_a_plain_permit_in_a_child_changes_nothing() {
     assert_eq!(child.join().unwrap(), (true, 0));
     assert_eq!(sem.value(), 1);
 }
+
+/// `Semaphore::default()` is Python's `Semaphore()`: one permit, shared the
+/// usual way; a child finds it taken while the parent holds it and gets it
+/// once the parent lets it go. It is also unbounded, as Python's.
+#[test]
+fn the_default_semaphore_has_one_permit() {
+    let sem = Shared::new(Semaphore::default()).unwrap();
+    assert_eq!(sem.value(), 1);
+    let held = Shared::new(Futex::new(0)).unwrap();
+    let let_go = Shared::new(Futex::new(0)).unwrap();
+    let permit = sem.acquire();
+    let child = Process::new(|| {
+        let busy = matches!(sem.try_acquire(), Err(AcquireError::WouldBlock));
+        raise(&held);
+        wait_for(&let_go, 1);
+        let got = sem.acquire_timeout(GENEROUS).is_ok();
+        (busy, got)
+    })
+    .start()
+    .unwrap();
+    wait_for(&held, 1);
+    drop(permit);
+    raise(&let_go);
+    assert_eq!(child.join().unwrap(), (true, true));
+    assert_eq!(sem.value(), 1, "the child released its permit");
+    sem.release().unwrap();
+    assert_eq!(sem.value(), 2, "unbounded");
+}
