@@ -48,7 +48,18 @@ use std::sync::atomic::{
 /// }
 /// ```
 ///
-/// So is a field that is not plain data:
+/// So is a field that is not plain data. A `String`, `Vec<_>`, `Box<_>`
+/// (and the other std types owning heap memory), a reference or a raw
+/// pointer, also inside an `Option` or an array, is refused with a message
+/// naming the field's type and what to use instead, here:
+///
+/// ```text
+/// error: ShmSafe: the field type `String` cannot live in shared memory: it owns
+///        its text on this process's heap (another process maps other memory, so
+///        it would read garbage); use plain data instead: a fixed-capacity byte
+///        array with a length field, such as `name: [u8; 64]` and
+///        `name_len: u32` (UTF-8 bytes; check the length fits when writing)
+/// ```
 ///
 /// ```compile_fail
 /// use shm::ShmSafe;
@@ -59,6 +70,65 @@ use std::sync::atomic::{
 ///     name: String,
 /// }
 /// ```
+///
+/// What compiles instead (a `Vec<u64>` is an array and a length the same
+/// way):
+///
+/// ```
+/// use shm::ShmSafe;
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Named {
+///     name: [u8; 64],
+///     name_len: u32,
+/// }
+/// ```
+///
+/// A `Vec<_>` suggests a fixed-capacity array with a length (or a
+/// [`SharedSlice`](crate::SharedSlice) of its own):
+///
+/// ```compile_fail
+/// #[derive(shm::ShmSafe)]
+/// #[repr(C)]
+/// struct HoldsAVec {
+///     items: Vec<u64>,
+/// }
+/// ```
+///
+/// A `Box<T>` suggests `T` itself:
+///
+/// ```compile_fail
+/// #[derive(shm::ShmSafe)]
+/// #[repr(C)]
+/// struct HoldsABox {
+///     value: Box<u32>,
+/// }
+/// ```
+///
+/// A reference suggests the value itself, or an index into an array both
+/// processes map:
+///
+/// ```compile_fail
+/// #[derive(shm::ShmSafe)]
+/// #[repr(C)]
+/// struct HoldsAReference<'a> {
+///     value: &'a u32,
+/// }
+/// ```
+///
+/// An `Option<String>` suggests an array whose length 0 means `None`:
+///
+/// ```compile_fail
+/// #[derive(shm::ShmSafe)]
+/// #[repr(C)]
+/// struct HoldsAnOptionalName {
+///     name: Option<String>,
+/// }
+/// ```
+///
+/// (rustdoc checks only that these fail to compile; the messages
+/// themselves are checked by the derive's unit tests.)
 ///
 /// Generic structs get the bound on their parameters: `Pair<AtomicU32>`
 /// is `ShmSafe`, `Pair<String>` is not.
