@@ -59,13 +59,26 @@ fn write_db(path: &Path, db: &Db) -> Result<(), String> {
     fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))
 }
 
+/// `n` and `noun`, plural unless `n` is 1 ("1 ticket", "0 tickets"). For
+/// the English lines; Chinese has no plural ("还剩1个票").
+fn count_of(n: u32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The seed's search(i): look at the db.
 fn search(ctx: &Context, db: &Path, i: u32) -> Result<(), String> {
     let content = read_db(db)?;
     std::thread::sleep(ctx.scaled(PAUSE));
     ctx.say(
         format!("第{i}个用户正在查看,还剩{}个票", content.count),
-        format!("buyer {i} is looking: {} tickets left", content.count),
+        format!(
+            "buyer {i} is looking: {} left",
+            count_of(content.count, "ticket")
+        ),
     );
     Ok(())
 }
@@ -76,7 +89,10 @@ fn buy(ctx: &Context, db: &Path, i: u32) -> Result<bool, String> {
     std::thread::sleep(ctx.scaled(PAUSE));
     ctx.say(
         format!("第{i}个用户正在查看,还剩{}个票", content.count),
-        format!("buyer {i} is looking: {} tickets left", content.count),
+        format!(
+            "buyer {i} is looking: {} left",
+            count_of(content.count, "ticket")
+        ),
     );
     if content.count == 0 {
         return Ok(false);
@@ -111,9 +127,9 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
             }
         ),
         format!(
-            "db: {{\"count\": {}}}, {} buyers, {}",
+            "db: {{\"count\": {}}}, {}, {}",
             args.tickets,
-            args.buyers,
+            count_of(args.buyers, "buyer"),
             if args.no_lock {
                 "no lock"
             } else {

@@ -79,3 +79,45 @@ fn zh_uses_the_seeds_messages() {
     assert!(run.stdout.contains("个用户正在查看,还剩"), "{}", run.stdout);
     assert!(run.stdout.contains("个用户购票成功!"), "{}", run.stdout);
 }
+
+/// One ticket, one buyer: "1 ticket left" and "1 buyer", never "1 tickets"
+/// (issue 18); other counts keep the plural.
+#[test]
+fn one_ticket_is_singular_in_english() {
+    let run = demos(
+        &[
+            "tickets",
+            "--buyers",
+            "1",
+            "--tickets",
+            "1",
+            "--speed",
+            "100",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("buyer 0 is looking: 1 ticket left"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("1 buyer,"), "{}", run.stdout);
+    assert!(!run.stdout.contains("1 tickets left"), "{}", run.stdout);
+    assert!(!run.stdout.contains("1 buyers,"), "{}", run.stdout);
+
+    let run = demos(
+        &[
+            "tickets",
+            "--buyers",
+            "2",
+            "--tickets",
+            "2",
+            "--speed",
+            "100",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(run.stdout.contains("2 tickets left"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 buyers,"), "{}", run.stdout);
+}
