@@ -476,8 +476,10 @@ pub(crate) fn run_server(ctx: &Context, args: &ServerArgs) -> Result<Summary, De
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let addr = listener.local_addr()?;
     let (at_once, lowered_by) = clients_at_once(args.max_clients);
+    // The address ends the line in both languages (tests read the port
+    // after its last ':').
     ctx.say(
-        format!("listening on {addr}"),
+        format!("服务器正在监听 {addr}"),
         format!("listening on {addr}"),
     );
     if let Some(limit) = lowered_by {

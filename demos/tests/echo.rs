@@ -210,3 +210,30 @@ fn bad_limits_are_refused_with_the_reason() {
         assert!(run.stderr.contains(option), "{}", run.stderr);
     }
 }
+
+/// `echo-server --lang zh` speaks Chinese like the other demos, from its
+/// first line (issue 18: it said "listening on" in both languages); the
+/// address still ends that line.
+#[test]
+fn echo_server_speaks_chinese_with_lang_zh() {
+    let server = Server::start(&["--lang", "zh", "--max-connections", "1"], None);
+    assert!(
+        server
+            .listening_line
+            .starts_with("服务器正在监听 127.0.0.1:"),
+        "{}",
+        server.listening_line
+    );
+    drop(answered_client(server.port));
+    let (status, rest) = server.finish();
+    assert!(status.success());
+    let has_chinese = |line: &str| line.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    for line in &rest {
+        // The client's bytes as the seed prints them, and the summary, are
+        // the same in every language.
+        assert!(
+            line.starts_with("b'") || line.starts_with("summary: ") || has_chinese(line),
+            "an English line under --lang zh: {line}"
+        );
+    }
+}

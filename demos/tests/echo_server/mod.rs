@@ -17,6 +17,8 @@ use testkit::GENEROUS;
 pub(crate) struct Server {
     pub(crate) process: std::process::Child,
     pub(crate) port: u16,
+    /// Its first line, which names the address it listens on.
+    pub(crate) listening_line: String,
     lines: mpsc::Receiver<String>,
     /// Handlers seen (as pidfds, so a cleanup never signals a reused pid).
     handlers: Vec<OwnedFd>,
@@ -55,6 +57,7 @@ impl Server {
         Server {
             process,
             port,
+            listening_line: first,
             lines,
             handlers: Vec::new(),
         }
