@@ -47,6 +47,9 @@ struct Crossing {
     /// Held while the light changes and while a car crosses, so "the light's
     /// state when the car passed" is one well-defined value.
     crossing: Lock,
+    /// Raised by the light once it has printed its first state: no car is
+    /// started before, so none can move (or print) ahead of the light.
+    lit: Futex,
     /// Raised by the main process when every car has passed.
     done: Futex,
     passed: AtomicU32,
@@ -83,7 +86,18 @@ fn ctx_text<'a>(ctx: &Context, zh: &'a str, en: &'a str) -> &'a str {
 /// The seed's `ligth(e)`: red first, then a change every two seconds, until
 /// the main process says every car has passed.
 fn light(ctx: &Context, x: &Crossing, colour: bool) {
+    // A test seam (tests/traffic.rs): the light process comes late to its
+    // first state, as a busy machine may schedule it; no car may move first.
+    if let Some(ms) = std::env::var("PROCSYNC_DEMO_LIGHT_LATE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     red(ctx, colour);
+    // Printed (stdout writes each line at once): the cars may start.
+    x.lit.fetch_add(1, Ordering::Release);
+    x.lit.wake_all();
     loop {
         let until = Instant::now().checked_add(ctx.scaled(PHASE));
         while x.done.load(Ordering::Acquire) == 0 && x.done.wait(0, until) {}
@@ -152,6 +166,7 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
         green: Event::new(),
         red: AtomicU32::new(1),
         crossing: Lock::new(),
+        lit: Futex::new(0),
         done: Futex::new(0),
         passed: AtomicU32::new(0),
         passed_on_red: AtomicU32::new(0),
@@ -161,6 +176,17 @@ pub(crate) fn run(ctx: &Context, args: &Args) -> Result<Summary, DemoError> {
     let light = Process::new(|| light(ctx, x, colour))
         .name("traffic-light")
         .start()?;
+    // The light shows its first state before any car exists: started
+    // together, a car scheduled before the light printed "waits" ahead of
+    // the seed's first "红灯亮".
+    while x.lit.load(Ordering::Acquire) == 0 {
+        if !light.is_alive() {
+            light.join()?;
+            return Err("the traffic light ended before showing its first state".into());
+        }
+        x.lit
+            .wait(0, Instant::now().checked_add(Duration::from_millis(100)));
+    }
     let police_after = args.cars / 2;
     let mut cars = Vec::new();
     let mut police = None;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::demos;
+use common::{demos, demos_with_env};
 
 #[test]
 fn every_car_passes_and_none_on_red() {
@@ -37,4 +37,23 @@ fn twenty_cars_in_the_seeds_words() {
         !run.stdout.contains('\x1b'),
         "no colour codes when stdout is not a terminal"
     );
+}
+
+/// The light's first state is printed before any car moves (issue 18: a
+/// car once printed before the first light), even when the light process
+/// is scheduled late: the demo's seam delays it by 200 ms, in which car 0
+/// (started at once) would have printed "car 0 waits".
+#[test]
+fn the_lights_first_state_comes_before_any_car() {
+    let run = demos_with_env(
+        &["traffic", "--cars", "3", "--speed", "100"],
+        &[("PROCSYNC_DEMO_LIGHT_LATE_MS", "200")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let first_light = run.stdout.lines().position(|l| l.contains("light"));
+    let first_car = run.stdout.lines().position(|l| l.contains("car"));
+    assert_eq!(first_light, Some(0), "{}", run.stdout);
+    assert!(first_car > first_light, "{}", run.stdout);
+    assert_eq!(run.value::<u32>("passed"), 3);
 }

@@ -40,8 +40,14 @@ impl Run {
 
 /// Runs `demos ARGS`, killing it (and failing) after `timeout`.
 pub(crate) fn demos(args: &[&str], timeout: Duration) -> Run {
+    demos_with_env(args, &[], timeout)
+}
+
+/// [`demos`] with these environment variables set.
+pub(crate) fn demos_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_demos"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
