@@ -241,6 +241,7 @@ pub(crate) fn recv_stamped(
 /// Whether another process holds a lock (fcntl, POSIX record lock) on byte
 /// `offset` of `file`: `F_GETLK` asks for a write lock there and reports
 /// the first that conflicts, taking none. False if the call fails.
+#[cfg(feature = "sqlite")]
 #[allow(unsafe_code)]
 pub(crate) fn byte_locked(file: &std::fs::File, offset: i64) -> bool {
     // SAFETY: `flock` is plain data; all zeroes is a valid value, its

@@ -185,6 +185,7 @@ impl<S: Store + ?Sized> Store for Box<S> {
 }
 
 /// A health as the stores spell it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn health_name(health: Health) -> &'static str {
     match health {
         Health::Alive => "alive",
@@ -194,6 +195,7 @@ pub(crate) fn health_name(health: Health) -> &'static str {
 }
 
 /// A health from its stored name.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn health_from_name(name: &str) -> Option<Health> {
     match name {
         "alive" => Some(Health::Alive),
@@ -209,6 +211,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
 }
 
 /// A duration from a store's (maybe negative, maybe fractional) milliseconds.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn duration_ms(ms: f64) -> Duration {
     Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(1e12))
 }
