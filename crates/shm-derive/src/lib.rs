@@ -22,7 +22,7 @@
 //! names it `::procsync::shm`. A crate that renamed either dependency says
 //! where `shm` is, as serde's `#[serde(crate = "...")]` does:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(ShmSafe)]
 //! #[shm(crate = "my_shm")] // for `my_shm = { package = "procsync-shm", ... }`
 //! #[repr(C)]
