@@ -9,10 +9,12 @@
 //! the file's device and inode. A name the creator removes or makes
 //! persistent is withdrawn. The tracker polls every creator's pidfd; when a
 //! creator ends, by any signal, SIGKILL included, each of its names that
-//! still stands for the same file, is not persistent, and that no process
-//! maps or holds open is removed at once (well within 100 ms: a scan of
-//! `/proc`). A name that is still used is watched through its users'
-//! pidfds and removed when the last lets go (and looked at again every
+//! still stands for the same file, is not persistent, and that nobody has
+//! open or mapped is removed at once (well within 100 ms). "Nobody" is
+//! decided by a write lease on the file, which the kernel grants only while
+//! no other open file or mapping of it exists, of any process or user. A
+//! name that is still used is watched through its users' pidfds (found in
+//! `/proc`) and removed when the last lets go (and looked at again every
 //! [`RECHECK`]).
 //!
 //! The first creator that finds no tracker forks one (twice, so that it
@@ -23,17 +25,31 @@
 //! mappings) and calls itself `procsync-track` in `ps`. It ends when it has
 //! had nothing to watch and no connection for [`IDLE_EXIT`]. If it is
 //! killed, each process reconnects at its next create, forking a new one,
-//! and gives it all its names again; the new tracker first removes every
-//! abandoned name of its user (names whose creator died while none ran).
+//! and gives it all its names again; a new tracker first removes every
+//! abandoned name of its user (names whose creator died while none ran) and
+//! watches the names of creators that still run. A busy tracker looks
+//! through `/dev/shm` the same way every [`SWEEP_EVERY`] (and at once after
+//! a long backlog), for names whose message found the socket full.
 //!
-//! A tracker only accepts connections of its own user (`SO_PEERCRED`), and
-//! only removes names that are abandoned by the rules of
-//! [`inventory::SegmentInfo::abandoned`](crate::inventory::SegmentInfo::abandoned):
-//! it never removes a name a live process maps or holds open (as far as
-//! this user can see in `/proc`), nor one whose creator still runs.
-//! Telling the tracker costs a `sendmsg` per `create` (and a connection per
-//! process); nothing on any other path. Set `PROCSYNC_NO_TRACKER=1` to
-//! create names without it (they then stay until removed, as before).
+//! A tracker only accepts connections of its own user (`SO_PEERCRED`). A
+//! `create` never waits for it (the client's socket is non-blocking).
+//! Telling the tracker costs a `sendmsg` per `create` and per removal by
+//! the creator (and a connection per process); nothing on any other path.
+//! [`disable`] or `PROCSYNC_NO_TRACKER=1` create names without it (they
+//! then stay until removed, and no tracker adopts them).
+//!
+//! ```
+//! use shm::{inventory, tracker, Shared};
+//! use std::sync::atomic::AtomicU64;
+//!
+//! let name = format!("procsync-doc-tracker-{}", std::process::id());
+//! let counter = Shared::create(&name, AtomicU64::new(0))?;
+//! // The create told this user's tracker (starting it if none ran).
+//! assert!(tracker::running().is_some());
+//! assert!(!inventory::inspect(&name)?.untracked);
+//! drop(counter);
+//! # Ok::<(), shm::Error>(())
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
