@@ -33,7 +33,7 @@
 //! ```
 //! use procsync::daemon::Process;
 //! use procsync::lock::Mutex;
-//! use procsync::shm::{Shared, ShmSafe};
+//! use procsync::shm::ShmSafe;
 //!
 //! #[derive(ShmSafe)]
 //! #[repr(C)]
@@ -41,7 +41,7 @@
 //!     left: u32,
 //! }
 //!
-//! let db = Shared::new(Mutex::new(Tickets { left: 1 }))?;
+//! let db = Mutex::shared(Tickets { left: 1 })?;
 //! let buyer = Process::new(|| {
 //!     let mut t = db.lock().unwrap_or_else(|died| died.into_inner());
 //!     t.left -= 1;

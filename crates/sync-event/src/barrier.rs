@@ -145,6 +145,11 @@ pub enum BarrierError {
         /// The limit, [`MAX_PARTIES`].
         max: u32,
     },
+    /// [`Barrier::shared`] could not put the barrier in shared memory (the
+    /// `shm` error's message: `BarrierError` is `Clone` and `Eq`, which
+    /// `shm::Error` is not).
+    #[error("could not put the barrier in shared memory: {0}")]
+    Memory(String),
 }
 
 /// What a completed [`Barrier::wait`] tells a party.
@@ -187,11 +192,10 @@ impl BarrierWaitResult {
 /// # Example
 ///
 /// ```
-/// use shm::Shared;
 /// use std::time::Duration;
 /// use sync_event::Barrier;
 ///
-/// let start = Shared::new(Barrier::new(3)?)?;
+/// let start = Barrier::shared(3)?;
 /// let runners: Vec<_> = (0..2)
 ///     .map(|_| daemon::Process::new(|| start.wait_timeout(Duration::from_secs(10)).is_ok()).start())
 ///     .collect::<Result<_, _>>()?;
@@ -285,6 +289,30 @@ impl Barrier {
             }
             Ok(Barrier::starting_at(parties, 0))
         }
+    }
+
+    /// A barrier for `parties` processes in anonymous shared memory, which
+    /// children forked afterwards share with this process: the one-line
+    /// form of `Shared::new(Barrier::new(parties)?)`. Python's
+    /// `Barrier(parties)`. A count [`new`](Barrier::new) refuses is refused
+    /// here with the same error; a failure to map the memory is
+    /// [`BarrierError::Memory`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sync_event::Barrier;
+    ///
+    /// let start = Barrier::shared(2)?;
+    /// let child = daemon::Process::new(|| start.wait_timeout(Duration::from_secs(10)).is_ok()).start()?;
+    /// start.wait_timeout(Duration::from_secs(10))?;
+    /// assert!(child.join()?);
+    /// assert!(Barrier::shared(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared(parties: u32) -> Result<shm::Shared<Barrier>, BarrierError> {
+        let barrier = Barrier::new(parties)?;
+        shm::Shared::new(barrier).map_err(|e| BarrierError::Memory(e.to_string()))
     }
 
     shm::const_unless_loom! {

@@ -47,11 +47,10 @@ pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// The seed's traffic light: a car waits for green.
 ///
 /// ```
-/// use shm::Shared;
 /// use std::time::Duration;
 /// use sync_event::Event;
 ///
-/// let green = Shared::new(Event::new())?;
+/// let green = Event::shared()?;
 /// let car = daemon::Process::new(|| green.wait_timeout(Duration::from_secs(10))).start()?;
 /// green.set();
 /// assert!(car.join()?, "the car saw green");
@@ -78,6 +77,25 @@ impl Event {
                 word: Futex::new(0),
             }
         }
+    }
+
+    /// A clear event in anonymous shared memory, which children forked
+    /// afterwards share with this process: the one-line form of
+    /// `Shared::new(Event::new())`. Python's `Event()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sync_event::Event;
+    ///
+    /// let go = Event::shared()?;
+    /// let child = daemon::Process::new(|| go.wait_timeout(Duration::from_secs(10))).start()?;
+    /// go.set();
+    /// assert!(child.join()?, "the child saw the parent's set");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared() -> shm::Result<shm::Shared<Event>> {
+        shm::Shared::new(Event::new())
     }
 
     shm::const_unless_loom! {

@@ -14,7 +14,8 @@
 //!   or stopped anywhere blocks nobody past their timeout.
 //!
 //! Both are `#[repr(C)]` structs of atomics, [`ShmSafe`](shm::ShmSafe), to
-//! put in `shm::Shared` memory.
+//! put in `shm::Shared` memory; [`Event::shared`] and [`Barrier::shared`]
+//! put one there for forked children in one line.
 
 #![deny(unsafe_code)]
 

@@ -199,6 +199,32 @@ impl Condvar {
         }
     }
 
+    /// A condition variable nobody waits on, in anonymous shared memory,
+    /// which children forked afterwards share with this process: the
+    /// one-line form of `Shared::new(Condvar::new())`. Python's
+    /// `Condition()`, paired with a [`Mutex::shared`](crate::Mutex::shared).
+    ///
+    /// ```
+    /// use sync_lock::{Condvar, Mutex};
+    ///
+    /// let ready = Mutex::shared(false)?;
+    /// let changed = Condvar::shared()?;
+    /// let child = daemon::Process::new(|| {
+    ///     *ready.lock().unwrap_or_else(|died| died.into_inner()) = true;
+    ///     changed.notify_all();
+    /// })
+    /// .start()?;
+    /// let guard = changed.wait_while(ready.lock().unwrap(), |ready| !*ready).unwrap();
+    /// assert!(*guard);
+    /// drop(guard);
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared() -> shm::Result<shm::Shared<Condvar>> {
+        shm::Shared::new(Condvar::new())
+    }
+
     /// Unlocks the guard's mutex, sleeps until notified, and locks again.
     /// `Err(OwnerDied)` holds the lock and says a holder died (or panicked)
     /// meanwhile.

@@ -10,7 +10,25 @@
 //!
 //! Every one is a small `#[repr(C)]` struct of atomics with a `const fn
 //! new`, [`ShmSafe`](shm::ShmSafe), meant to live in `shm::Shared` memory
-//! (anonymous for forked children, named for unrelated processes).
+//! (anonymous for forked children, named for unrelated processes). Each has
+//! a `shared` constructor that puts it there for forked children in one
+//! line ([`Mutex::shared`], [`Lock::shared`], [`RLock::shared`],
+//! [`Condvar::shared`]); a `Mutex::new` kept in ordinary memory is copied by
+//! `fork`, and each process would lock its own copy.
+//!
+//! ```
+//! use sync_lock::Mutex;
+//!
+//! let counter = Mutex::shared(0u64)?;
+//! let workers: Vec<_> = (0..4)
+//!     .map(|_| daemon::Process::new(|| *counter.lock().unwrap() += 1).start())
+//!     .collect::<Result<_, _>>()?;
+//! for w in workers {
+//!     w.join()?;
+//! }
+//! assert_eq!(*counter.lock().unwrap(), 4); // every worker's increment counted
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # A dead holder is reported, not a deadlock
 //!

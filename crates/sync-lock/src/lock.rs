@@ -25,11 +25,10 @@ use shm::lockword::RawLock;
 /// # Example
 ///
 /// ```
-/// use shm::Shared;
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use sync_lock::Lock;
 ///
-/// let lock = Shared::new(Lock::new())?;
+/// let lock = Lock::shared()?;
 /// let child = daemon::Process::new(|| {
 ///     let _guard = lock.lock().unwrap_or_else(|died| died.into_inner());
 ///     // ... read, change and write a file only one process may touch ...
@@ -64,6 +63,25 @@ impl Lock {
                 raw: RawLock::new(),
             }
         }
+    }
+
+    /// An unlocked lock in anonymous shared memory, which children forked
+    /// afterwards share with this process: the one-line form of
+    /// `Shared::new(Lock::new())`. Python's `Lock()`.
+    ///
+    /// ```
+    /// use sync_lock::Lock;
+    ///
+    /// let lock = Lock::shared()?;
+    /// let held = lock.lock().unwrap();
+    /// let child = daemon::Process::new(|| lock.try_lock().is_ok()).start()?;
+    /// assert!(!child.join()?, "the child sees the parent's hold");
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared() -> shm::Result<shm::Shared<Lock>> {
+        shm::Shared::new(Lock::new())
     }
 
     /// Locks, waiting as long as it takes (Python's `acquire()`).

@@ -24,7 +24,7 @@ use shm::lockword::{RawLock, RawLockGuard, RawRobustLock};
 /// # Example
 ///
 /// ```
-/// use shm::{Shared, ShmSafe};
+/// use shm::ShmSafe;
 /// use sync_lock::Mutex;
 ///
 /// #[derive(ShmSafe)]
@@ -34,7 +34,7 @@ use shm::lockword::{RawLock, RawLockGuard, RawRobustLock};
 ///     sold: u32,
 /// }
 ///
-/// let db = Shared::new(Mutex::new(Tickets { left: 1, sold: 0 }))?;
+/// let db = Mutex::shared(Tickets { left: 1, sold: 0 })?;
 /// let buy = || {
 ///     let mut t = db.lock().unwrap_or_else(|died| died.into_inner());
 ///     if t.left > 0 {
@@ -89,6 +89,33 @@ impl<T> Mutex<T> {
                 data: UnsafeCell::new(value),
             }
         }
+    }
+
+    /// An unlocked mutex holding `value`, in anonymous shared memory that
+    /// children forked afterwards share with this process: the one-line form
+    /// of `Shared::new(Mutex::new(value))`. Python's `Value(..., lock=True)`.
+    ///
+    /// A `Mutex::new` kept in ordinary memory is copied by `fork`, and each
+    /// process then locks its own copy: start here.
+    ///
+    /// ```
+    /// use sync_lock::Mutex;
+    ///
+    /// let counter = Mutex::shared(0u64)?;
+    /// let worker = daemon::Process::new(|| {
+    ///     *counter.lock().unwrap_or_else(|died| died.into_inner()) += 1;
+    /// })
+    /// .start()?;
+    /// worker.join()?;
+    /// assert_eq!(*counter.lock().unwrap(), 1); // the child's increment is seen
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared(value: T) -> shm::Result<shm::Shared<Mutex<T>>>
+    where
+        T: ShmSafe + Send,
+    {
+        shm::Shared::new(Mutex::new(value))
     }
 }
 

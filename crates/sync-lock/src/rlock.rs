@@ -26,10 +26,9 @@ use shm::pid::{self, Identity};
 /// # Example
 ///
 /// ```
-/// use shm::Shared;
 /// use sync_lock::RLock;
 ///
-/// let lock = Shared::new(RLock::new())?;
+/// let lock = RLock::shared()?;
 /// let outer = lock.lock().unwrap_or_else(|d| d.into_inner());
 /// let inner = lock.lock().unwrap_or_else(|d| d.into_inner()); // same thread: no deadlock
 /// assert_eq!(lock.depth(), 2);
@@ -123,6 +122,25 @@ impl RLock {
                 depth: AtomicU32::new(0),
             }
         }
+    }
+
+    /// A free re-entrant lock in anonymous shared memory, which children
+    /// forked afterwards share with this process: the one-line form of
+    /// `Shared::new(RLock::new())`. Python's `RLock()`.
+    ///
+    /// ```
+    /// use sync_lock::RLock;
+    ///
+    /// let lock = RLock::shared()?;
+    /// let held = lock.lock().unwrap();
+    /// let child = daemon::Process::new(|| lock.try_lock().is_ok()).start()?;
+    /// assert!(!child.join()?, "the child sees the parent's hold");
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared() -> shm::Result<shm::Shared<RLock>> {
+        shm::Shared::new(RLock::new())
     }
 
     #[inline]

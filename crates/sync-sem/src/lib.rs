@@ -11,7 +11,9 @@
 //! - [`Permit`]: one acquired permit; dropping it releases it.
 //!
 //! Both are `#[repr(C)]` structs of atomics with `const fn` constructors,
-//! [`ShmSafe`](shm::ShmSafe), meant to live in `shm::Shared` memory.
+//! [`ShmSafe`](shm::ShmSafe), meant to live in `shm::Shared` memory;
+//! [`Semaphore::shared`] and [`RobustSemaphore::shared`] put one there for
+//! forked children in one line.
 //!
 //! # Choosing
 //!

@@ -44,7 +44,7 @@ const SPIN_ROUNDS: u32 = 7;
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use sync_sem::Semaphore;
 ///
-/// let rooms = Shared::new(Semaphore::new(2))?;
+/// let rooms = Semaphore::shared(2)?;
 /// let inside = Shared::new(AtomicU32::new(0))?;
 /// let most = Shared::new(AtomicU32::new(0))?;
 /// let singers: Vec<_> = (0..5)
@@ -117,6 +117,26 @@ impl Semaphore {
                 bound: MAX_PERMITS,
             }
         }
+    }
+
+    /// A semaphore with `permits` free permits in anonymous shared memory,
+    /// which children forked afterwards share with this process: the
+    /// one-line form of `Shared::new(Semaphore::new(permits))`. Python's
+    /// `Semaphore(n)`.
+    ///
+    /// ```
+    /// use sync_sem::Semaphore;
+    ///
+    /// let sem = Semaphore::shared(1)?;
+    /// let held = sem.acquire();
+    /// let child = daemon::Process::new(|| sem.try_acquire().is_ok()).start()?;
+    /// assert!(!child.join()?, "the one permit is the parent's");
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared(permits: u32) -> shm::Result<shm::Shared<Semaphore>> {
+        shm::Shared::new(Semaphore::new(permits))
     }
 
     shm::const_unless_loom! {

@@ -108,11 +108,10 @@ const TRY_LOCK_ROUNDS: u32 = 7;
 /// dies without releasing); the room comes back.
 ///
 /// ```
-/// use shm::Shared;
 /// use std::time::Duration;
 /// use sync_sem::RobustSemaphore;
 ///
-/// let rooms = Shared::new(RobustSemaphore::new(1))?;
+/// let rooms = RobustSemaphore::shared(1)?;
 /// let singer = daemon::Process::new(|| -> u8 {
 ///     let _room = rooms.acquire().expect("a free room");
 ///     std::process::abort(); // dies holding the permit
@@ -280,6 +279,25 @@ impl RobustSemaphore {
         pub const fn new(permits: u32) -> RobustSemaphore {
             RobustSemaphore::with_bound(permits, MAX_PERMITS)
         }
+    }
+
+    /// A semaphore with `permits` free permits in anonymous shared memory,
+    /// which children forked afterwards share with this process: the
+    /// one-line form of `Shared::new(RobustSemaphore::new(permits))`.
+    ///
+    /// ```
+    /// use sync_sem::RobustSemaphore;
+    ///
+    /// let sem = RobustSemaphore::shared(1)?;
+    /// let held = sem.acquire()?;
+    /// let child = daemon::Process::new(|| sem.try_acquire().is_ok()).start()?;
+    /// assert!(!child.join()?, "the one permit is the parent's");
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn shared(permits: u32) -> shm::Result<shm::Shared<RobustSemaphore>> {
+        shm::Shared::new(RobustSemaphore::new(permits))
     }
 
     shm::const_unless_loom! {

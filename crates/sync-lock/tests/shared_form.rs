@@ -1,0 +1,66 @@
+//! The one-line shared constructors (`Mutex::shared`, `Lock::shared`,
+//! `RLock::shared`, `Condvar::shared`): forked workers see one object.
+
+use sync_lock::{Condvar, Lock, Mutex, RLock};
+use testkit::{in_processes, GENEROUS};
+
+/// The newcomer's first program: a worker pool over one shared counter.
+#[test]
+fn forked_workers_count_into_one_mutex_shared_counter() {
+    let counter = Mutex::shared(0u64).unwrap();
+    in_processes(4, |_| {
+        for _ in 0..5_000 {
+            *counter.lock().unwrap() += 1;
+        }
+    });
+    assert_eq!(
+        *counter.lock().unwrap(),
+        20_000,
+        "every worker's increments counted"
+    );
+}
+
+#[test]
+fn forked_workers_see_one_lock_and_one_rlock() {
+    let lock = Lock::shared().unwrap();
+    let rlock = RLock::shared().unwrap();
+    let held = (lock.lock().unwrap(), rlock.lock().unwrap());
+    let free = in_processes(2, |_| (lock.try_lock().is_ok(), rlock.try_lock().is_ok()));
+    assert_eq!(
+        free,
+        vec![(false, false); 2],
+        "the workers see the parent's holds"
+    );
+    drop(held);
+    let free = in_processes(2, |_| (lock.try_lock().is_ok(), rlock.try_lock().is_ok()));
+    assert_eq!(free, vec![(true, true); 2]);
+}
+
+#[test]
+fn forked_workers_wake_a_waiter_on_a_shared_condvar() {
+    let done = Mutex::shared(0u32).unwrap();
+    let changed = Condvar::shared().unwrap();
+    let guard = done.lock().unwrap();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            daemon::Process::new(|| {
+                *done.lock().unwrap() += 1;
+                changed.notify_all();
+            })
+            .start()
+            .unwrap()
+        })
+        .collect();
+    let (guard, waited) = changed
+        .wait_timeout_while(guard, GENEROUS, |n| *n < 3)
+        .unwrap();
+    assert!(
+        !waited.timed_out(),
+        "three workers' notifications reached the parent"
+    );
+    assert_eq!(*guard, 3);
+    drop(guard);
+    for w in workers {
+        w.join().unwrap();
+    }
+}

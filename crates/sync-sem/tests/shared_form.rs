@@ -1,0 +1,31 @@
+//! The one-line shared constructors (`Semaphore::shared`,
+//! `RobustSemaphore::shared`): forked workers see one semaphore.
+
+use sync_sem::{RobustSemaphore, Semaphore};
+use testkit::in_processes;
+
+#[test]
+fn forked_workers_count_into_one_shared_semaphore() {
+    let sem = Semaphore::shared(0).unwrap();
+    in_processes(4, |_| {
+        for _ in 0..1_000 {
+            sem.release().unwrap();
+        }
+    });
+    assert_eq!(sem.value(), 4_000, "every worker's releases counted");
+}
+
+#[test]
+fn forked_workers_see_the_permits_of_one_robust_semaphore() {
+    let sem = RobustSemaphore::shared(2).unwrap();
+    let held = (sem.acquire().unwrap(), sem.acquire().unwrap());
+    let got = in_processes(3, |_| sem.try_acquire().is_ok());
+    assert_eq!(got, vec![false; 3], "the parent holds both permits");
+    drop(held);
+    let got = in_processes(3, |_| sem.try_acquire().is_ok());
+    assert_eq!(
+        got,
+        vec![true; 3],
+        "each worker's permit is back once it ends"
+    );
+}
