@@ -10,6 +10,9 @@
 //! - [`SharedSlice<T>`]: a fixed-length array (Python's `Array`).
 //! - [`Segment`]: raw bytes by name and size (Python's `SharedMemory`).
 //! - [`ShmSafe`] (and `#[derive(ShmSafe)]`): the types that may live there.
+//! - [`atomic`]: [`AtomicF64`](atomic::AtomicF64) and
+//!   [`AtomicF32`](atomic::AtomicF32), for Python's `Value('d')` and
+//!   `Array('d')` (`SharedSlice<AtomicF64>`).
 //! - [`Futex`]: a 32-bit word processes sleep on and wake each other
 //!   through; the `sync-lock`, `sync-sem` and `sync-event` primitives are
 //!   built on it.
@@ -53,6 +56,8 @@
 
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)] // implements ShmSafe for the float atomics
+pub mod atomic;
 pub mod crash;
 mod error;
 pub mod futex;

@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use shm::{Error, SharedSlice};
+use shm::atomic::{AtomicF32, AtomicF64};
+use shm::{Error, Shared, SharedSlice};
 use testkit::{
     helper_args, helper_report, in_processes, reported, run_helper, unique_name, GENEROUS,
 };
@@ -13,6 +14,28 @@ fn children_fill_their_own_slots() {
     in_processes(8, |i| slots[i].store(i as u32 * 10, Ordering::SeqCst));
     let seen: Vec<u32> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     assert_eq!(seen, [0, 10, 20, 30, 40, 50, 60, 70]);
+}
+
+/// Python's `Array('d', 4)`: forked workers add into one slice of floats.
+/// Every value added is a multiple of 1/4 far below 2^53, so every partial
+/// sum is exact and the totals are exact whatever the order of the adds.
+#[test]
+fn forked_workers_add_into_a_shared_slice_of_floats_exactly() {
+    let totals = SharedSlice::from_fn(4, |_| AtomicF64::new(0.0)).unwrap();
+    let count = Shared::new(AtomicF32::new(0.0)).unwrap();
+    in_processes(4, |_| {
+        for _ in 0..2_000 {
+            for (slot, total) in totals.iter().enumerate() {
+                total.fetch_add(0.25 * (slot as f64 + 1.0), Ordering::Relaxed);
+            }
+            totals[0].fetch_sub(0.5, Ordering::Relaxed);
+            count.fetch_add(1.0, Ordering::Relaxed);
+        }
+    });
+    let seen: Vec<f64> = totals.iter().map(|t| t.load(Ordering::Relaxed)).collect();
+    // 8,000 adds of 0.25, 0.5, 0.75, 1.0, and 8,000 subtractions of 0.5 in slot 0.
+    assert_eq!(seen, [-2_000.0, 4_000.0, 6_000.0, 8_000.0]);
+    assert_eq!(count.load(Ordering::Relaxed), 8_000.0);
 }
 
 #[test]
