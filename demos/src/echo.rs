@@ -454,7 +454,7 @@ fn start_handler(
 fn counted(ctx: &Context, ended: Result<u32, JoinError>) -> u32 {
     match ended {
         Ok(answered) => answered,
-        Err(JoinError::Signaled { pid, signal }) => {
+        Err(JoinError::Signaled { pid, signal, .. }) => {
             ctx.say(
                 format!("连接处理进程 {pid} 被信号 {signal} 杀死, 服务器继续服务"),
                 format!("handler {pid} was killed by signal {signal}; serving on"),

@@ -112,7 +112,7 @@ fn mp_process_process() {
         .name("SomeProcess")
         .daemon(true),
     );
-    assert_eq!(child.name(), Some("SomeProcess"));
+    assert_eq!(child.name(), "SomeProcess");
     assert_eq!(child.exit_code(), None);
     assert!(child.is_alive());
     raise(&go);

@@ -22,7 +22,7 @@ use crate::{lifetime, sys, ExitStatus, JoinError};
 #[derive(Debug)]
 pub struct Child<T> {
     pid: Pid,
-    name: Option<String>,
+    name: String,
     daemon: bool,
     pidfd: OwnedFd,
     results: OwnedFd,
@@ -42,7 +42,7 @@ impl<T> Child<T> {
     /// The handle on a child just forked by [`Process::start`](crate::Process::start).
     pub(crate) fn new(
         pid: Pid,
-        name: Option<String>,
+        name: String,
         daemon: bool,
         pidfd: OwnedFd,
         results: OwnedFd,
@@ -83,12 +83,16 @@ impl<T: DeserializeOwned> Child<T> {
     /// finished.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T, JoinError> {
         if self.joined {
-            return Err(JoinError::AlreadyJoined { pid: self.pid });
+            return Err(JoinError::AlreadyJoined {
+                pid: self.pid,
+                name: self.name.clone(),
+            });
         }
         // `Duration::MAX` (or any timeout past the clock's end): no limit.
         if !self.wait_until(Instant::now().checked_add(timeout))? {
             return Err(JoinError::Timeout {
                 pid: self.pid,
+                name: self.name.clone(),
                 timeout,
             });
         }
@@ -106,12 +110,14 @@ impl<T: DeserializeOwned> Child<T> {
                 Some(Outcome::Panicked(message)) => {
                     return Err(JoinError::Panicked {
                         pid: self.pid,
+                        name: self.name.clone(),
                         message,
                     })
                 }
                 None => {
                     return Err(JoinError::BadResult {
                         pid: self.pid,
+                        name: self.name.clone(),
                         reason: format!(
                             "{} bytes that do not decode as `{}`",
                             received.len(),
@@ -124,10 +130,12 @@ impl<T: DeserializeOwned> Child<T> {
         Err(match status {
             ExitStatus::Exited(code) => JoinError::Exited {
                 pid: self.pid,
+                name: self.name.clone(),
                 code,
             },
             ExitStatus::Signaled(signal) => JoinError::Signaled {
                 pid: self.pid,
+                name: self.name.clone(),
                 signal,
             },
         })
@@ -140,9 +148,10 @@ impl<T> Child<T> {
         self.pid
     }
 
-    /// The name given with [`Process::name`](crate::Process::name), if any.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// The process's name (Python's `name`): the one given with
+    /// [`Process::name`](crate::Process::name), or `Process-N` (see there).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The child's sentinel (Python's `Process.sentinel`): a descriptor (a

@@ -2,7 +2,9 @@
 //!
 //! - [`Process`]: a closure to run in a forked child (Python's
 //!   `Process(target=...)`); [`Process::start`] gives a [`Child`].
-//! - [`Child`]: `pid`, [`join`](Child::join) (the closure's return value,
+//! - [`Child`]: `pid`, [`name`](Child::name) (Python's `name`: the one
+//!   given, or `Process-N`; in every [`JoinError`] and the child's panic
+//!   report), [`join`](Child::join) (the closure's return value,
 //!   sent back over a socket pair, or a [`JoinError`] saying it panicked,
 //!   exited with a code or was killed), [`join_timeout`](Child::join_timeout),
 //!   [`is_alive`](Child::is_alive), [`exit_code`](Child::exit_code)
@@ -111,50 +113,62 @@ pub enum Error {
 #[non_exhaustive]
 pub enum JoinError {
     /// The closure panicked.
-    #[error("child {pid} panicked: {message}")]
+    #[error("process {name:?} (pid {pid}) panicked: {message}")]
     Panicked {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
         /// The panic message.
         message: String,
     },
     /// The child exited with a code before returning a value.
-    #[error("child {pid} exited with code {code} without returning a value")]
+    #[error("process {name:?} (pid {pid}) exited with code {code} without returning a value")]
     Exited {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
         /// Its exit code.
         code: i32,
     },
     /// The child was killed by a signal.
-    #[error("child {pid} was killed by signal {signal}")]
+    #[error("process {name:?} (pid {pid}) was killed by signal {signal}")]
     Signaled {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
         /// The signal number.
         signal: i32,
     },
     /// The child sent something that is not a value of the expected type.
-    #[error("child {pid} sent an unreadable result: {reason}")]
+    #[error("process {name:?} (pid {pid}) sent an unreadable result: {reason}")]
     BadResult {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
         /// What was wrong.
         reason: String,
     },
     /// `join_timeout` gave up; the child still runs.
-    #[error("child {pid} still running after {timeout:?}")]
+    #[error("process {name:?} (pid {pid}) still running after {timeout:?}")]
     Timeout {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
         /// The timeout.
         timeout: Duration,
     },
     /// The child's result was already taken.
-    #[error("child {pid} was already joined")]
+    #[error("process {name:?} (pid {pid}) was already joined")]
     AlreadyJoined {
         /// The child's pid.
         pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
     },
     /// A system call failed while waiting.
     #[error("{op} failed while joining a child: {source}")]

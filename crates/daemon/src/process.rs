@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use serde::Serialize;
 
@@ -134,8 +135,37 @@ where
         self.daemon
     }
 
-    /// Names the process: its thread name in the child (what `ps -L` and
-    /// `top -H` show, at most 15 bytes) and in error messages.
+    /// Names the process (Python's `Process(name=...)`): its thread name in
+    /// the child (what `ps -L` and `top -H` show, at most 15 bytes), the
+    /// start of its panic report (`process "worker-3" (pid 123): `, then
+    /// the panic hook's own report, which `std`'s default hook starts on a
+    /// new line: `thread 'main' panicked at ...`; Python prints
+    /// `Process worker-3:` before the traceback) and every
+    /// [`JoinError`](crate::JoinError)'s message
+    /// (`process "worker-3" (pid 123) panicked: ...`).
+    ///
+    /// Unnamed, a process is called as in Python: `Process-N` for the N-th
+    /// child this process starts (from 1), `Process-N:M` for the M-th child
+    /// that one starts; its thread name is left as it was.
+    ///
+    /// The panic line's prefix comes from a panic hook the first
+    /// [`start`](Process::start) installs in this process, around the hook
+    /// in place then (so a hook set earlier still runs, after the prefix); a
+    /// hook set after the first `start` replaces it, and with it the name
+    /// in the panic report. The prefix is written to stderr itself: under
+    /// the test harness's output capture, where the hook's report goes to
+    /// the (forked, never printed) capture buffer, the prefix alone shows.
+    ///
+    /// ```
+    /// use daemon::Process;
+    ///
+    /// let child = Process::new(|| -> u32 { panic!("sold out") }).name("worker-3").start()?;
+    /// assert_eq!(child.name(), "worker-3");
+    /// let error = child.join().unwrap_err();
+    /// assert!(error.to_string().starts_with("process \"worker-3\" (pid "));
+    /// assert!(error.to_string().ends_with(") panicked: sold out"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Process<F> {
         self.name = Some(name.into());
         self
@@ -180,10 +210,25 @@ where
         })?;
         let Process {
             body,
-            name,
+            name: thread_name,
             daemon,
             keep,
         } = self;
+        install_panic_prefix();
+        // Held across the fork, as the registry below (and taken before
+        // it): the child sets its own copy without allocating.
+        let mut naming = naming();
+        naming.started += 1;
+        let identity = if naming.identity.is_empty() {
+            naming.started.to_string()
+        } else {
+            format!("{}:{}", naming.identity, naming.started)
+        };
+        let name = thread_name
+            .clone()
+            .unwrap_or_else(|| format!("Process-{identity}"));
+        // The child's copies, made here: the child allocates nothing.
+        let for_child = (name.clone(), identity);
         // Sorted, with the child's own channel, before the fork: the child
         // allocates nothing.
         let keep = keep.map(|mut keep| {
@@ -216,6 +261,7 @@ where
         let pid = match sys::fork() {
             Err(source) => {
                 drop(children);
+                drop(naming);
                 drop(stdout);
                 // No child: the closure is still ours to drop.
                 drop(ManuallyDrop::into_inner(body));
@@ -227,12 +273,18 @@ where
                 // The parent's children are not ours to end or join.
                 children.clear();
                 drop(children);
+                // This process is now the child: its name, and the numbers
+                // of the children it will start.
+                naming.name = Some(for_child.0);
+                naming.identity = for_child.1;
+                naming.started = 0;
+                drop(naming);
                 drop(stdout);
                 drop(parent_end);
                 run_child(
                     body,
                     Setup {
-                        name: name.as_deref(),
+                        name: thread_name.as_deref(),
                         daemon,
                         parent_pid,
                         parent_tid,
@@ -243,6 +295,8 @@ where
                 );
             }
         };
+        drop(naming);
+        drop(for_child);
         drop(stdout);
         children.push(lifetime::Registered {
             pid,
@@ -259,8 +313,69 @@ where
     }
 }
 
+/// This process's place in the naming of processes (Python's `name` and
+/// `_identity`).
+struct Naming {
+    /// This process's own name if it is a child started by [`Process`].
+    name: Option<String>,
+    /// Its numbers from the main process down (`"2:1"`), empty there.
+    identity: String,
+    /// The children it has started so far.
+    started: u64,
+}
+
+static NAMING: Mutex<Naming> = Mutex::new(Naming {
+    name: None,
+    identity: String::new(),
+    started: 0,
+});
+static INSTALL_PANIC_PREFIX: Once = Once::new();
+
+/// The naming state, locked (nothing panics while holding it, but a poison
+/// would change nothing in it anyway).
+fn naming() -> MutexGuard<'static, Naming> {
+    NAMING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Wraps the panic hook in place, once, so that a panic in a child started
+/// by [`Process`] starts with the process's name and pid. Installed in the
+/// parent, before any fork: a child taking the hook's lock could find it
+/// held by a thread of the parent that does not exist in the child.
+fn install_panic_prefix() {
+    // `set_hook` panics when called from a panicking thread: try again at
+    // the next start.
+    if std::thread::panicking() {
+        return;
+    }
+    INSTALL_PANIC_PREFIX.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            announce_panicking_process();
+            previous(info);
+        }));
+    });
+}
+
+/// In a child started by [`Process`]: writes `process "name" (pid N): `
+/// to stderr, the start of the panic hook's line. Nothing in the main
+/// process, or if the naming state is busy (a fork in progress on another
+/// thread): never waits in a panic.
+fn announce_panicking_process() {
+    let naming = match NAMING.try_lock() {
+        Ok(naming) => naming,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    if let Some(name) = &naming.name {
+        let _ = write!(io::stderr(), "process {name:?} (pid {}): ", sys::getpid());
+    }
+}
+
 /// What a new child sets up before running its closure.
 struct Setup<'a> {
+    /// The name given with [`Process::name`], its thread name.
     name: Option<&'a str>,
     daemon: bool,
     parent_pid: Pid,

@@ -83,7 +83,7 @@ fn a_panic_comes_back_with_its_message() {
         .start()
         .unwrap();
     match child.join_timeout(GENEROUS) {
-        Err(JoinError::Panicked { message, pid }) => {
+        Err(JoinError::Panicked { message, pid, .. }) => {
             assert_eq!(message, "sold out at 3");
             assert_eq!(pid, child.pid());
         }
@@ -627,4 +627,89 @@ fn wait_first_returns_the_first_child_to_end() {
     for (i, child) in children.into_iter().enumerate() {
         assert_eq!(child.join().unwrap(), i);
     }
+}
+
+/// A `JoinError` names the process, Python's `name`: the given one, or
+/// `Process-N` as in Python.
+#[test]
+fn join_errors_name_the_process() {
+    let named = Process::new(|| -> u32 { panic!("sold out") })
+        .name("worker-3")
+        .start()
+        .unwrap();
+    let pid = named.pid();
+    assert_eq!(named.name(), "worker-3");
+    assert_eq!(
+        named.join().unwrap_err().to_string(),
+        format!("process \"worker-3\" (pid {pid}) panicked: sold out")
+    );
+
+    let mut unnamed = Process::new(|| -> u8 { daemon::exit(4) }).start().unwrap();
+    let name = unnamed.name().to_string();
+    let number = name
+        .strip_prefix("Process-")
+        .expect("Python's default name");
+    assert!(number.parse::<u64>().is_ok(), "{name}");
+    assert_eq!(
+        unnamed.join_timeout(GENEROUS).unwrap_err().to_string(),
+        format!(
+            "process \"{name}\" (pid {}) exited with code 4 without returning a value",
+            unnamed.pid()
+        )
+    );
+}
+
+/// A child's own children are `Process-N:M`, as in Python, counted from 1
+/// in each process.
+#[test]
+fn a_childs_children_are_numbered_under_it() {
+    let child = Process::new(|| {
+        let first = Process::new(|| ()).start().unwrap();
+        let second = Process::new(|| ()).start().unwrap();
+        let names = [first.name().to_string(), second.name().to_string()];
+        first.join().unwrap();
+        second.join().unwrap();
+        names
+    })
+    .start()
+    .unwrap();
+    let parent = child.name().to_string();
+    let names = child.join().unwrap();
+    assert_eq!(names, [format!("{parent}:1"), format!("{parent}:2")]);
+}
+
+/// The helper process's side of `a_childs_panic_line_names_it`: a named
+/// child panics there, its stderr the helper's.
+#[test]
+fn helper_a_named_child_panics() {
+    let Some(_) = testkit::helper_args() else {
+        return;
+    };
+    let child = Process::new(|| -> u32 { panic!("sold out") })
+        .name("worker-3")
+        .start()
+        .unwrap();
+    testkit::helper_report("pid", child.pid());
+    assert!(matches!(child.join(), Err(JoinError::Panicked { .. })));
+}
+
+/// The panic hook's line in the child starts with the process's name and
+/// pid.
+#[test]
+fn a_childs_panic_line_names_it() {
+    let out = testkit::run_helper("helper_a_named_child_panics", &["go"], GENEROUS * 6);
+    assert!(out.status.success(), "{out:?}");
+    let pid = testkit::reported(&out, "pid").expect("the helper reports the child's pid");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let prefix = format!("process \"worker-3\" (pid {pid}): ");
+    let (_, report) = stderr
+        .split_once(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{stderr}"));
+    // The default hook's report follows at once (it starts on a new line).
+    let first = report.trim_start().lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("thread '") && first.contains("panicked at"),
+        "{stderr}"
+    );
+    assert!(report.contains("sold out"), "{stderr}");
 }
