@@ -9,6 +9,8 @@
 //! not this process can only be a thread of a process this one was forked
 //! from, so it takes the lock over, and starts from an empty value,
 //! leaking (never dropping) the one that thread may have left half-changed.
+//! The value, too, is this process's alone: a child forked while the lock
+//! was free finds its parent's value dropped and starts from `None`.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +25,9 @@ pub(crate) struct ProcessLocal<T> {
     /// The identity (`Identity::to_bits`, never 0) of the process one of
     /// whose threads holds the lock, or [`FREE`].
     holder: AtomicU64,
-    value: UnsafeCell<Option<T>>,
+    /// The value, and the identity of the process it belongs to (0 before
+    /// any).
+    value: UnsafeCell<(u64, Option<T>)>,
 }
 
 // SAFETY: the value is only reached through `with`, which gives one
@@ -46,13 +50,14 @@ impl<T> ProcessLocal<T> {
     pub(crate) const fn new() -> ProcessLocal<T> {
         ProcessLocal {
             holder: AtomicU64::new(FREE),
-            value: UnsafeCell::new(None),
+            value: UnsafeCell::new((0, None)),
         }
     }
 
-    /// Runs `f` with the value, the lock held. In a child forked while a
-    /// thread of its parent held it, `f` finds `None` (the parent's value
-    /// is leaked, not dropped: it may be half-changed).
+    /// Runs `f` with this process's value, the lock held. In a forked
+    /// child `f` first finds `None`: the parent's value is dropped, or, if a
+    /// thread of the parent held the lock at the fork, leaked (it may be
+    /// half-changed).
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
         let me = pid::current_identity().to_bits();
         let mut inherited_held = false;
@@ -85,9 +90,13 @@ impl<T> ProcessLocal<T> {
         // and wait, and no other process shares this memory: it is not
         // shared memory), so this is the only reference to the value
         // until `_release` drops.
-        let value = unsafe { &mut *self.value.get() };
+        let (owner, value) = unsafe { &mut *self.value.get() };
         if inherited_held {
             std::mem::forget(value.take());
+        }
+        if *owner != me {
+            *owner = me;
+            *value = None;
         }
         f(value)
     }

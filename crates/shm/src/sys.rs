@@ -24,7 +24,7 @@ use rustix::io::Errno;
 
 /// Where glibc (and musl) keep POSIX shared memory: `shm_open("/name")`
 /// opens `/dev/shm/name`.
-const SHM_DIR: &str = "/dev/shm";
+pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// How [`shm_open`] opens a name.
 #[derive(Clone, Copy, Debug)]
@@ -106,7 +106,7 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(rustix::fs::unlink(shm_path(name))?)
 }
 
-fn shm_path(name: &str) -> String {
+pub(crate) fn shm_path(name: &str) -> String {
     format!("{SHM_DIR}/{name}")
 }
 

@@ -91,10 +91,8 @@ const WHO: u8 = b'?';
 const MESSAGE_MAX: usize = 1 + 16 + crate::MAX_NAME_LEN + 1;
 
 /// This process's connection to its tracker, and the names it told it.
+#[derive(Default)]
 struct Client {
-    /// The process that made the connection: a forked child finds its
-    /// parent's here, and makes its own.
-    owner: Pid,
     socket: Option<OwnedFd>,
     names: HashMap<String, FileId>,
 }
@@ -105,33 +103,26 @@ struct Client {
 static CLIENT: ProcessLocal<Client> = ProcessLocal::new();
 
 /// Runs `f` with this process's client state, its own (a parent's,
-/// inherited across fork, is dropped: the names are the parent's to watch).
+/// inherited across fork, is dropped by `ProcessLocal`: the names are the
+/// parent's to watch).
 fn with_client<R>(f: impl FnOnce(&mut Client) -> R) -> R {
-    CLIENT.with(|client| {
-        let me = pid::current();
-        if client.as_ref().is_none_or(|c| c.owner != me) {
-            *client = Some(Client {
-                owner: me,
-                socket: None,
-                names: HashMap::new(),
-            });
-        }
-        f(client.as_mut().expect("filled above"))
-    })
+    CLIENT.with(|client| f(client.get_or_insert_with(Client::default)))
 }
 
 /// Whether this process tells a tracker about the names it creates.
-pub(crate) fn enabled() -> bool {
+fn enabled() -> bool {
     !DISABLED.load(Ordering::Relaxed)
         && std::env::var_os(DISABLE_VAR).is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// Asks the tracker to remove `name` (the file `file`) if this process
-/// dies without removing it. Best effort: a name that cannot be tracked
-/// still works, and is left for `procsync gc` if its creator dies.
-pub(crate) fn track(name: &str, file: FileId) {
+/// dies without removing it; returns whether the tracker is on for this
+/// process (off: the name is to be marked untracked). Best effort: a name
+/// that cannot be tracked still works, and is left for `procsync gc` if
+/// its creator dies.
+pub(crate) fn track(name: &str, file: FileId) -> bool {
     if !enabled() {
-        return;
+        return false;
     }
     with_client(|client| {
         client.names.insert(name.to_string(), file);
@@ -158,7 +149,8 @@ pub(crate) fn track(name: &str, file: FileId) {
                 client.socket = None;
             }
         }
-    })
+    });
+    true
 }
 
 /// Withdraws `name`: its creator removed it, or made it persistent.
@@ -213,8 +205,7 @@ fn connect_or_start() -> std::io::Result<OwnedFd> {
 /// A connection to this user's own tracker at `slot`, started there first
 /// if the address is free.
 fn connect_at(uid: u32, slot: u32) -> std::io::Result<OwnedFd> {
-    let socket = match sys::tracker_connect(uid, slot) {
-        Ok(socket) => socket,
+    match connect_own(uid, slot) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::CONNREFUSED.raw_os_error()) => {
             match sys::tracker_listen(uid, slot) {
                 Ok(listener) => start(listener)?,
@@ -224,12 +215,17 @@ fn connect_at(uid: u32, slot: u32) -> std::io::Result<OwnedFd> {
                 }
                 Err(e) => return Err(e),
             }
-            sys::tracker_connect(uid, slot)?
+            connect_own(uid, slot)
         }
-        Err(e) => return Err(e),
-    };
-    // Someone else's process may listen at our address: only our own
-    // user's tracker is told anything.
+        connected => connected,
+    }
+}
+
+/// A connection to this user's own tracker at `slot`: `ECONNREFUSED` if
+/// none listens there, an error too if another user's process does (only
+/// our own user's tracker is told anything).
+fn connect_own(uid: u32, slot: u32) -> std::io::Result<OwnedFd> {
+    let socket = sys::tracker_connect(uid, slot)?;
     if sys::peer_uid(socket.as_fd())? != uid {
         return Err(std::io::Error::other(
             "a tracker address held by another user",
@@ -423,7 +419,7 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
             continue;
         }
         let Some(creator) = info.creator.filter(|_| info.creator_alive) else {
-            let _ = inventory::remove_if_abandoned(&name, false);
+            let _ = inventory::remove_inspected(&info, false);
             continue;
         };
         // The pidfd first, then the creator's identity once more: if it
@@ -439,6 +435,7 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
                 .is_ok_and(|again| again.creator_alive && again.file == info.file)
         });
         let Some(pidfd) = confirmed else {
+            // (Read again: `info` saw the creator alive.)
             let _ = inventory::remove_if_abandoned(&name, false);
             continue;
         };
@@ -557,10 +554,7 @@ fn judge(names: Vec<(String, FileId)>) -> Vec<Kept> {
 pub fn running() -> Option<Pid> {
     let uid = sys::getuid();
     (0..SLOTS).find_map(|slot| {
-        let socket = sys::tracker_connect(uid, slot).ok()?;
-        if sys::peer_uid(socket.as_fd()).ok()? != uid {
-            return None;
-        }
+        let socket = connect_own(uid, slot).ok()?;
         sys::send_message(socket.as_fd(), &[WHO], None).ok()?;
         let mut answer = [0u8; 4];
         let deadline = Instant::now() + Duration::from_secs(1);

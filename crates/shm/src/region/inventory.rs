@@ -37,7 +37,7 @@ use crate::pid::{Identity, Pid};
 use crate::{Error, Result};
 
 /// Where POSIX shared memory lives on Linux.
-pub const SHM_DIR: &str = "/dev/shm";
+pub const SHM_DIR: &str = crate::sys::SHM_DIR;
 
 /// A name whose creator has not recorded itself yet is left alone for this
 /// long after the file was made: its creator may be between `shm_open` and
@@ -149,7 +149,7 @@ impl SegmentInfo {
 /// [`Error::InvalidName`], or [`Error::Os`].
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
     let name = ShmName::parse(name)?;
-    let path = format!("{SHM_DIR}/{}", name.as_str());
+    let path = crate::sys::shm_path(name.as_str());
     let not_found = || Error::NotFound {
         name: name.as_str().to_string(),
     };
@@ -474,22 +474,24 @@ pub enum Verdict {
 /// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
 /// [`Verdict::Gone`]); [`Error::Os`] if the lease or the unlink fails.
 pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
-    let info = match inspect(name) {
-        Ok(info) => info,
-        Err(Error::NotFound { .. }) => return Ok(Verdict::Gone),
-        Err(e) => return Err(e),
-    };
+    match inspect(name) {
+        Ok(info) => remove_inspected(&info, dry_run),
+        Err(Error::NotFound { .. }) => Ok(Verdict::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`remove_if_abandoned`] for a segment [`inspect`] has just read (by
+/// [`list`], say): the header is not read again.
+pub(crate) fn remove_inspected(info: &SegmentInfo, dry_run: bool) -> Result<Verdict> {
     if info.persistent {
         return Ok(Verdict::Persistent);
     }
-    let creator_gone = match info.creator {
-        Some(_) => !info.creator_alive,
-        None => info.age >= UNRECORDED_GRACE,
-    };
-    if !creator_gone || info.layout_version != LAYOUT_VERSION {
+    // Users are left to the lease, at the unlink.
+    if !info.abandoned(&[]) {
         return Ok(Verdict::Kept(Vec::new()));
     }
-    unlink_if_still(name, FileId::new(info.file.0, info.file.1), dry_run)
+    unlink_if_still(&info.name, FileId::new(info.file.0, info.file.1), dry_run)
 }
 
 /// The tracker's removal of a name whose creator it saw end: `name` is
@@ -593,10 +595,13 @@ pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<Strin
     let me = crate::sys::getuid();
     let mut removed = Vec::new();
     for (name, info) in list()? {
-        if !name.starts_with(prefix) || !info.is_ok_and(|info| info.uid == me) {
+        let Some(info) = info.ok().filter(|info| info.uid == me) else {
+            continue;
+        };
+        if !name.starts_with(prefix) {
             continue;
         }
-        match remove_if_abandoned(&name, dry_run) {
+        match remove_inspected(&info, dry_run) {
             Ok(Verdict::Removed) => removed.push(name),
             // `/proc` could not be read whole: no name can be judged.
             Err(

@@ -75,7 +75,7 @@ impl Region {
         // At once: whatever ends this process from here on, its tracker
         // removes the name. (A death in the two system calls before this
         // leaves it, for `procsync gc`.)
-        crate::tracker::track(name.as_str(), created);
+        let tracked = crate::tracker::track(name.as_str(), created);
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: file created");
         // Exactly `mode`, whatever the umask (which shm_open applies).
         sys::fchmod(fd.as_fd(), mode).map_err(|e| os_error("fchmod", name.as_str(), e))?;
@@ -93,7 +93,7 @@ impl Region {
         header
             .creator_identity
             .store(crate::pid::current_identity().to_bits(), Ordering::Relaxed);
-        if !crate::tracker::enabled() {
+        if !tracked {
             header.mark_untracked();
         }
         crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator recorded");
