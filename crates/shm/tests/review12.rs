@@ -232,6 +232,13 @@ fn a_descendant_reusing_a_stale_holders_pid_can_create() {
                                     drop(Shared::create(&name, AtomicU64::new(1)).unwrap());
                                 });
                                 let outcome = grandchild.join_timeout(Duration::from_secs(2));
+                                if let Err(e) = &outcome {
+                                    // The test's output capture does not
+                                    // reach this process: straight to fd 2.
+                                    let line = format!("grandchild {k} (pid {}): {e}\n", grandchild.pid());
+                                    // SAFETY: writes a live buffer to fd 2.
+                                    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+                                }
                                 // Where it is: R (spinning) or S (waiting).
                                 let state =
                                     testkit::process_state(grandchild.pid()).unwrap_or(b'?');
@@ -298,7 +305,8 @@ fn a_descendant_reusing_a_stale_holders_pid_can_create() {
         } else {
             Err(format!(
                 "a process forked (from a child forked while another thread created names) with its \
-                 grandparent's pid {parent_pid} did not finish one create in 2 s: (child, its state) {hung:?}"
+                 grandparent's pid {parent_pid} did not finish one create in 2 s, or failed (its error on \
+                 stderr): (child, its state: '?' when it had ended) {hung:?}"
             ))
         }
     });
