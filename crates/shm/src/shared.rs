@@ -41,6 +41,17 @@ use crate::{Result, ShmSafe};
 /// assert_eq!(n.load(Ordering::SeqCst), 99); // the child's write is visible
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A plain number cannot be assigned through it (E0594, "trait `DerefMut`
+/// is required"): make it an atomic, as above (`shm::atomic::AtomicF64` for
+/// a float, Python's `Value('d')`), or put it in a lock,
+/// `sync_lock::Mutex::shared(0u64)`, whose guard gives `&mut u64`.
+///
+/// ```compile_fail,E0594
+/// let n = shm::Shared::new(0u64)?;
+/// *n = 5; // E0594: no `&mut` into memory other processes read
+/// # Ok::<(), shm::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Shared<T: ShmSafe + Sync> {
     region: Region,

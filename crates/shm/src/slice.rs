@@ -34,6 +34,40 @@ use crate::{Result, ShmSafe};
 /// assert_eq!(seen, [0, 1, 4, 9]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Changing elements: atomics, or one lock for the whole
+///
+/// Every process sees the same elements at the same time, so a
+/// `SharedSlice` hands out `&[T]` only, never `&mut [T]`. Assigning to an
+/// element of a `SharedSlice<u64>` is refused with E0594 ("cannot assign to
+/// data in dereference of `SharedSlice<u64>`", "trait `DerefMut` is
+/// required"):
+///
+/// ```compile_fail,E0594
+/// let counts = shm::SharedSlice::from_fn(4, |_| 0u64)?;
+/// counts[0] = 5; // E0594: no `&mut` into memory other processes read
+/// # Ok::<(), shm::Error>(())
+/// ```
+///
+/// Python's `Array('i', 4)` is a slice of atomics (`AtomicI32`,
+/// `AtomicU64`, ...: each element changed on its own, by any process), and
+/// `Array('d', 4)` a slice of [`AtomicF64`](crate::atomic::AtomicF64):
+///
+/// ```
+/// use shm::{atomic::AtomicF64, SharedSlice};
+/// use std::sync::atomic::Ordering;
+///
+/// let prices = SharedSlice::from_fn(4, |_| AtomicF64::new(0.0))?;
+/// prices[0].store(9.5, Ordering::Relaxed);
+/// prices[1].fetch_add(0.25, Ordering::Relaxed);
+/// assert_eq!(prices[0].load(Ordering::Relaxed) + prices[1].load(Ordering::Relaxed), 9.75);
+/// # Ok::<(), shm::Error>(())
+/// ```
+///
+/// For elements changed together under one lock (Python's
+/// `Array(..., lock=True)` with `get_lock()`), put an array in a lock
+/// instead: `sync_lock::Mutex::shared([0u64; 4])`, whose guard derefs to
+/// `&mut [u64; 4]`.
 #[derive(Debug)]
 pub struct SharedSlice<T: ShmSafe + Sync> {
     region: Region,
