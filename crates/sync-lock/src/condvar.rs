@@ -179,6 +179,10 @@ unsafe impl ShmSafe for Condvar {
 pub struct WaitTimeoutResult(bool);
 
 impl WaitTimeoutResult {
+    pub(crate) fn new(timed_out: bool) -> WaitTimeoutResult {
+        WaitTimeoutResult(timed_out)
+    }
+
     /// True if the wait ended because the timeout passed.
     pub fn timed_out(&self) -> bool {
         self.0
@@ -308,19 +312,30 @@ impl Condvar {
         deadline: Option<Instant>,
     ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
         let mutex = guard.mutex();
-        // Enter while still holding the mutex: a notify that follows our
-        // unlock finds us waiting.
-        let slot = self.enter();
-        drop(guard);
-        let notified = match slot {
-            Some(slot) => self.await_notify(slot, deadline),
-            // Every slot taken: return at once, as a spurious wake-up.
-            None => true,
-        };
+        let notified = self.release_and_await(|| drop(guard), deadline);
         let how = mutex.raw().lock_until(None).expect("no deadline");
         // SAFETY: this process has just acquired the mutex's raw lock.
         let guard = unsafe { MutexGuard::new(mutex) };
         lock_result(how, (guard, WaitTimeoutResult(!notified)))
+    }
+
+    /// The wait itself, for any lock: enters, runs `release` (which
+    /// unlocks the caller's lock), and sleeps until notified (`true`) or
+    /// `deadline` (`false`). The caller locks again.
+    pub(crate) fn release_and_await(
+        &self,
+        release: impl FnOnce(),
+        deadline: Option<Instant>,
+    ) -> bool {
+        // Enter while still holding the lock: a notify that follows our
+        // unlock finds us waiting.
+        let slot = self.enter();
+        release();
+        match slot {
+            Some(slot) => self.await_notify(slot, deadline),
+            // Every slot taken: return at once, as a spurious wake-up.
+            None => true,
+        }
     }
 
     /// Claims a free slot and records this wait in it; `None` if every

@@ -5,7 +5,10 @@
 //!   `&mut T` only while held.
 //! - [`RLock`]: re-entrant for the holding thread (Python's `RLock`).
 //! - [`Condvar`]: wait for a condition on a `Mutex`'s data (Python's
-//!   `Condition`, with its `notify(n)` that ends at most n waits).
+//!   `Condition(lock)` with a `Lock`, and its `notify(n)` that ends at most
+//!   n waits).
+//! - [`Condition`]: a condition variable that owns its re-entrant lock
+//!   (Python's `Condition()`, whose default lock is an `RLock`).
 //! - [`RawLock`]: the lock word under all of them, for building others.
 //!
 //! Every one is a small `#[repr(C)]` struct of atomics with a `const fn
@@ -13,7 +16,7 @@
 //! (anonymous for forked children, named for unrelated processes). Each has
 //! a `shared` constructor that puts it there for forked children in one
 //! line ([`Mutex::shared`], [`Lock::shared`], [`RLock::shared`],
-//! [`Condvar::shared`]); a `Mutex::new` kept in ordinary memory is copied by
+//! [`Condvar::shared`], [`Condition::shared`]); a `Mutex::new` kept in ordinary memory is copied by
 //! `fork`, and each process would lock its own copy.
 //!
 //! ```
@@ -62,6 +65,8 @@
 
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)] // implements ShmSafe
+mod condition;
 #[allow(unsafe_code)] // implements ShmSafe; rebuilds the guard it took apart to wait
 mod condvar;
 #[allow(unsafe_code)] // implements ShmSafe; builds guards of acquisitions it made
@@ -76,6 +81,7 @@ mod poison;
 mod rlock;
 mod sys;
 
+pub use condition::Condition;
 pub use condvar::{Condvar, WaitTimeoutResult, CONDVAR_CRASH_POINTS, MAX_WAITERS};
 pub use lock::{Lock, LockGuard};
 pub use mutex::{Mutex, MutexGuard};

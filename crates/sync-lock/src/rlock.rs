@@ -233,6 +233,28 @@ impl RLock {
         Ok(())
     }
 
+    /// Releases every level the calling thread holds, for a wait on a
+    /// [`Condition`](crate::Condition); returns how many, for
+    /// [`reacquire`](RLock::reacquire). The caller has checked that this
+    /// thread holds it.
+    pub(crate) fn release_all(&self) -> u32 {
+        debug_assert!(self.held_by_me());
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.owner_thread.store(0, Ordering::Relaxed);
+        // SAFETY: this thread holds the lock (the caller's check), and every
+        // level of it is given up here at once.
+        unsafe { self.raw.unlock() };
+        depth
+    }
+
+    /// Locks again after [`release_all`](RLock::release_all), with the
+    /// levels it returned.
+    pub(crate) fn reacquire(&self, depth: u32) -> Acquired {
+        let how = self.took(self.raw.lock_until(None).expect("no deadline"));
+        self.depth.store(depth, Ordering::Relaxed);
+        how
+    }
+
     /// How many times the holding thread has it locked (0 when free).
     pub fn depth(&self) -> u32 {
         if self.raw.is_locked() {
@@ -298,6 +320,13 @@ impl<'a> RLockGuard<'a> {
             acquirer: pid::current_identity(),
             _not_send: PhantomData,
         }
+    }
+}
+
+impl<'a> RLockGuard<'a> {
+    /// The lock this guard holds a level of.
+    pub(crate) fn lock(&self) -> &'a RLock {
+        self.lock
     }
 }
 
