@@ -270,6 +270,8 @@ where
             Ok(Forked::Parent(pid)) => pid,
             Ok(Forked::Child) => {
                 shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
+                // Debug builds: primitives used here must be in shared memory.
+                shm::placement::entered_forked_child();
                 // The parent's children are not ours to end or join.
                 children.clear();
                 drop(children);

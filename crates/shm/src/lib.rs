@@ -68,6 +68,7 @@ pub mod layout;
 #[allow(unsafe_code)]
 pub mod lockword;
 pub mod pid;
+pub mod placement;
 #[allow(unsafe_code)] // the lock's UnsafeCell, reached by one thread at a time
 mod process_local;
 mod region;

@@ -132,6 +132,7 @@ impl Event {
     /// in between); a system call only if some process sleeps on it.
     #[inline]
     pub fn set(&self) {
+        shm::placement::check(self, "sync_event::Event", "Event::shared()");
         // Always a release RMW, even when already set: what this process
         // wrote before `set` must be visible to whoever then sees the flag.
         // It bumps the set generation and clears the sleepers bit (a woken
@@ -178,6 +179,7 @@ impl Event {
     /// (`None`: never) passes; `true` unless the deadline passed first.
     #[inline]
     pub fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        shm::placement::check(self, "sync_event::Event", "Event::shared()");
         let start = self.word.load(Ordering::Acquire);
         start & SET != 0 || self.wait_contended(start, deadline)
     }

@@ -36,3 +36,16 @@ fn forked_workers_see_one_shared_event() {
     assert_eq!(cleared.len(), 1);
     assert!(!go.is_set(), "the parent sees a worker's clear");
 }
+
+/// Debug builds: an event in ordinary memory set by a forked child (the
+/// parent would wait for ever on its own copy) is refused there with the
+/// shared form.
+#[cfg(debug_assertions)]
+#[test]
+fn a_private_event_used_in_a_forked_child_is_refused_with_the_shared_form() {
+    let light = Event::new();
+    let child = daemon::Process::new(|| light.set()).start().unwrap();
+    let refused = child.join().expect_err("a private Event").to_string();
+    assert!(refused.contains("Event::shared()"), "{refused}");
+    assert!(!light.is_set());
+}

@@ -342,6 +342,7 @@ impl Condvar {
     /// slot is taken. Lock-free: claiming is a CAS on the slot's owner, and
     /// the slot counts as waiting only from its last store on.
     fn enter(&self) -> Option<usize> {
+        shm::placement::check(self, "sync_lock::Condvar", "Condvar::shared()");
         let me = pid::current_identity().to_bits();
         let index = self
             .claim_slot(me, false)
@@ -430,6 +431,7 @@ impl Condvar {
     /// notification is spent on it. Never waits for anyone; a system call
     /// only if some chosen waiter may sleep.
     pub fn notify(&self, n: u32) -> u32 {
+        shm::placement::check(self, "sync_lock::Condvar", "Condvar::shared()");
         let me = pid::current_identity().to_bits();
         let in_use = (self.in_use.load(Ordering::Acquire) as usize).min(MAX_WAITERS);
         let slots = &self.slots[..in_use];

@@ -16,8 +16,12 @@
 //! (anonymous for forked children, named for unrelated processes). Each has
 //! a `shared` constructor that puts it there for forked children in one
 //! line ([`Mutex::shared`], [`Lock::shared`], [`RLock::shared`],
-//! [`Condvar::shared`], [`Condition::shared`]); a `Mutex::new` kept in ordinary memory is copied by
-//! `fork`, and each process would lock its own copy.
+//! [`Condvar::shared`], [`Condition::shared`]); a `Mutex::new` kept in
+//! ordinary memory is copied by `fork`, and each process would lock its
+//! own copy. Debug builds catch that: in a child started by
+//! `daemon::Process`, the first use of a primitive that is not in shared
+//! memory panics, naming the `shared` form to use
+//! ([`shm::placement`]).
 //!
 //! ```
 //! use sync_lock::Mutex;

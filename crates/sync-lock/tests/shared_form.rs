@@ -64,3 +64,41 @@ fn forked_workers_wake_a_waiter_on_a_shared_condvar() {
         w.join().unwrap();
     }
 }
+
+/// Debug builds: the newcomer's mistake, a `Mutex::new` in ordinary memory
+/// locked by forked workers (each would count into its own copy), is
+/// refused in the child with what to use instead. The parent's own use is
+/// not checked.
+#[cfg(debug_assertions)]
+#[test]
+fn a_private_mutex_used_in_a_forked_child_is_refused_with_the_shared_form() {
+    let counter = Mutex::new(0u64);
+    *counter.lock().unwrap() += 1;
+    let child = daemon::Process::new(|| *counter.lock().unwrap() += 1)
+        .start()
+        .unwrap();
+    let refused = child
+        .join()
+        .expect_err("a private Mutex in a child")
+        .to_string();
+    assert!(
+        refused.contains("private memory") && refused.contains("Mutex::shared(value)"),
+        "{refused}"
+    );
+    let condvar = Condvar::new();
+    let child = daemon::Process::new(|| condvar.notify_all())
+        .start()
+        .unwrap();
+    let refused = child
+        .join()
+        .expect_err("a private Condvar in a child")
+        .to_string();
+    assert!(refused.contains("Condvar::shared()"), "{refused}");
+    // In shared memory: no complaint.
+    let shared = Mutex::shared(0u64).unwrap();
+    let child = daemon::Process::new(|| *shared.lock().unwrap() += 1)
+        .start()
+        .unwrap();
+    child.join().unwrap();
+    assert_eq!(*shared.lock().unwrap(), 1);
+}

@@ -193,6 +193,7 @@ impl Semaphore {
     /// it would pass the bound or [`MAX_PERMITS`].
     #[inline]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        shm::placement::check(self, "sync_sem::Semaphore", "Semaphore::shared(permits)");
         let mut seen = self.word.load(Ordering::Relaxed);
         loop {
             let would_be = checked_release(seen & COUNT, n, self.bound)?;
@@ -253,6 +254,7 @@ impl Semaphore {
 
     #[inline]
     fn try_take(&self) -> bool {
+        shm::placement::check(self, "sync_sem::Semaphore", "Semaphore::shared(permits)");
         let seen = self.word.load(Ordering::Relaxed);
         seen & COUNT != 0
             && self

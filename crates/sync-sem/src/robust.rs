@@ -14,6 +14,10 @@ use crate::count::{
 };
 use crate::{AcquireError, AdoptError, Permit, ReleaseError, MAX_PERMITS};
 
+/// What `shm::placement::check` calls this primitive, and its shared form.
+const ROBUST_KIND: &str = "sync_sem::RobustSemaphore";
+const ROBUST_SHARED_FORM: &str = "RobustSemaphore::shared(permits)";
+
 /// How many processes can hold permits of one [`RobustSemaphore`] at once
 /// (one row each in its holder table; 16 KiB of shared memory). An
 /// acquisition by one more process first takes back the rows of dead
@@ -362,6 +366,7 @@ impl RobustSemaphore {
     /// Adds `n` permits that belong to no process. Nothing is added if it
     /// would pass the bound or [`MAX_PERMITS`].
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
+        shm::placement::check(self, ROBUST_KIND, ROBUST_SHARED_FORM);
         let held = self.lock();
         let seen = self.word.load(Ordering::Relaxed);
         let new_count = checked_release(seen & COUNT, n, self.bound)?;
@@ -449,6 +454,7 @@ impl RobustSemaphore {
     }
 
     fn take(&self, wait: Wait) -> Result<Permit<'_>, AcquireError> {
+        shm::placement::check(self, ROBUST_KIND, ROBUST_SHARED_FORM);
         let me = me();
         // First try without reading the clock: the uncontended path.
         let held = self.lock_for(wait)?;

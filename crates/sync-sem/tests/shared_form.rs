@@ -29,3 +29,28 @@ fn forked_workers_see_the_permits_of_one_robust_semaphore() {
         "each worker's permit is back once it ends"
     );
 }
+
+/// Debug builds: a semaphore in ordinary memory used by a forked child (its
+/// own copy, limiting nobody) is refused there with the shared form.
+#[cfg(debug_assertions)]
+#[test]
+fn a_private_semaphore_used_in_a_forked_child_is_refused_with_the_shared_form() {
+    let rooms = Semaphore::new(4);
+    let child = daemon::Process::new(|| drop(rooms.acquire()))
+        .start()
+        .unwrap();
+    let refused = child.join().expect_err("a private Semaphore").to_string();
+    assert!(refused.contains("Semaphore::shared(permits)"), "{refused}");
+    let robust = RobustSemaphore::new(4);
+    let child = daemon::Process::new(|| robust.release().is_ok())
+        .start()
+        .unwrap();
+    let refused = child
+        .join()
+        .expect_err("a private RobustSemaphore")
+        .to_string();
+    assert!(
+        refused.contains("RobustSemaphore::shared(permits)"),
+        "{refused}"
+    );
+}

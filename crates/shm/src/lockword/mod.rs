@@ -109,6 +109,11 @@ pub enum Acquired {
 
 /// Set while some process may be asleep on the word: the unlocker must wake.
 const WAITERS: u64 = SLEEPERS as u64;
+/// What [`crate::placement::check`] calls a lock word in private memory.
+const LOCK_KIND: &str = "a procsync lock (sync_lock::Lock, Mutex, RLock, Condition)";
+/// And what it suggests instead.
+const LOCK_SHARED_FORMS: &str =
+    "Lock::shared(), Mutex::shared(value), RLock::shared(), Condition::shared()";
 /// Set in a free word whose last holder released it while panicking.
 const POISONED: u64 = 1 << 30;
 /// The holder's pid.
@@ -203,6 +208,7 @@ impl RawLock {
     /// Takes the lock if it is free right now, or if its holder has died.
     /// Never sleeps.
     pub fn try_lock(&self) -> Option<Acquired> {
+        crate::placement::check(self, LOCK_KIND, LOCK_SHARED_FORMS);
         let me = pid::current_identity().to_bits();
         if self
             .word
@@ -278,6 +284,7 @@ impl RawLock {
             pid::current_identity(),
             "lock_until_as: not this process"
         );
+        crate::placement::check(self, LOCK_KIND, LOCK_SHARED_FORMS);
         let me = me.to_bits();
         // Fast path: free, never poisoned, nobody asleep.
         if self
