@@ -9,7 +9,9 @@ use crate::context::{print_line, Context, DemoError, Lang, Summary};
 /// ("python进程数据隔离,守护进程,锁,信号量和事件") with procsync, between real
 /// processes. Each scenario prints what happens, in the lesson's own words with
 /// `--lang zh`, and ends with one line `summary: key=value ...` of measured
-/// outcomes.
+/// outcomes. Each scenario's `--help` names the lesson's program as a short
+/// example of the crate it uses (`cargo run -p procsync-lock --example
+/// tickets`, ...).
 #[derive(Debug, Parser)]
 #[command(name = "demos", version)]
 pub(crate) struct Cli {
@@ -31,51 +33,101 @@ pub(crate) struct Cli {
 pub(crate) enum Scenario {
     /// §1 data isolation: a child's change to a plain global stays in the
     /// child; through shm::Shared the parent sees it.
+    ///
+    /// The lesson's program, short: crates/daemon/examples/isolation.rs
+    /// (cargo run -p procsync-daemon --example isolation); the shared
+    /// counter: crates/shm/examples/shared_counter.rs (cargo run -p
+    /// procsync-shm --example shared_counter).
     Isolation,
     /// §2 守护进程: the daemon ends with the main code; its second line
     /// never prints.
+    ///
+    /// The lesson's daemon rule, short (its second program, fun and fun2):
+    /// crates/daemon/examples/daemon_order.rs (cargo run -p procsync-daemon
+    /// --example daemon_order).
     Daemon,
     /// §2, second example: fun2 (a daemon) prints "in fun2" twice, fun (not
     /// a daemon) still finishes, in the seed's order.
+    ///
+    /// The lesson's program, short: crates/daemon/examples/daemon_order.rs
+    /// (cargo run -p procsync-daemon --example daemon_order).
     DaemonOrder,
     /// §1's question: a parent gets a child's result over a socket pair.
+    ///
+    /// The lesson's answer, short: crates/queue/examples/child_result.rs
+    /// (cargo run -p procsync-queue --example child_result).
     Result,
     /// §2 报活: a daemon reports that its main process is alive; the main
     /// is killed and the monitor reports it SILENT.
+    ///
+    /// The lesson's 报活, short: crates/heartbeat/examples/heartbeat.rs
+    /// (cargo run -p procsync-heartbeat --example heartbeat).
     Heartbeat(crate::heartbeat::Args),
     /// A heartbeat monitor printing a live table of reporters (UDP, and a
     /// SQLite file with --db).
+    ///
+    /// A reporter and a monitor, short: crates/heartbeat/examples/heartbeat.rs
+    /// (cargo run -p procsync-heartbeat --example heartbeat).
     HeartbeatMonitor(crate::heartbeat::MonitorArgs),
     /// The seed's socket server: a process per connection, each replying
     /// `hi` (--port 0 picks a free port).
+    ///
+    /// The lesson's program, short: crates/daemon/examples/echo_server.rs
+    /// (cargo run -p procsync-daemon --example echo_server).
     EchoServer(crate::echo::ServerArgs),
     /// Clients for echo-server that check every reply.
+    ///
+    /// The lesson's server with its clients, short:
+    /// crates/daemon/examples/echo_server.rs (cargo run -p procsync-daemon
+    /// --example echo_server).
     EchoClient(crate::echo::ClientArgs),
     /// §3 锁 Lock: buyers of a JSON ticket db; with the lock never
     /// oversold, with --no-lock oversold.
+    ///
+    /// The lesson's program, short: crates/sync-lock/examples/tickets.rs
+    /// (cargo run -p procsync-lock --example tickets).
     Tickets(crate::tickets::Args),
     /// §4 信号量 Semaphore: N KTV rooms, everyone sings, never more than N
     /// inside.
+    ///
+    /// The lesson's program, short: crates/sync-sem/examples/ktv.rs
+    /// (cargo run -p procsync-sem --example ktv).
     Ktv(crate::ktv::Args),
     /// §5 事件 Event: a traffic light toggles an Event; cars wait on red and
     /// pass on green; a police car waits at most 0.5 s.
+    ///
+    /// The lesson's program, short: crates/sync-event/examples/traffic_light.rs
+    /// (cargo run -p procsync-event --example traffic_light).
     Traffic(crate::traffic::Args),
     /// Beyond the lesson, 队列 Queue: producer processes make buns,
     /// consumers eat them through one shared-memory queue; the first
     /// producer is SIGKILLed half-way; nothing torn or doubled, and the
     /// consumers stop once every producer is gone.
+    ///
+    /// A queue, short: crates/queue/examples/producer_consumer.rs
+    /// (cargo run -p procsync-queue --example producer_consumer).
     Queue(crate::queue::Args),
     /// Beyond the lesson, 进程池 Pool: worker processes square numbers;
     /// the worker running the middle task is SIGKILLed; that task is
     /// WorkerDied, a new worker replaces it, every other task completes.
+    ///
+    /// A pool, short: crates/pool/examples/pool_map.rs
+    /// (cargo run -p procsync-pool --example pool_map).
     Pool(crate::pool::Args),
     /// §2 报活 at the lesson's scale: 100 machines x 100 processes, one
     /// collector per machine writing a shared store (SQLite, or PostgreSQL
     /// with --store postgres --url ...), a fleet monitor; two reporters
     /// and one whole machine are killed.
+    ///
+    /// One reporter and its monitor, short:
+    /// crates/heartbeat/examples/heartbeat.rs (cargo run -p
+    /// procsync-heartbeat --example heartbeat).
     Fleet(crate::fleet::Args),
     /// Every scenario above, one after another, with default arguments, at
     /// --speed 5 unless --speed is given.
+    ///
+    /// The lesson's programs, short, are each crate's examples:
+    /// crates/*/examples/*.rs (cargo run -p <package> --example <name>).
     All,
 }
 

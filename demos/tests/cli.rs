@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::demos;
@@ -50,6 +51,69 @@ fn help_lists_every_scenario() {
         );
     }
     assert!(run.stdout.contains("--speed") && run.stdout.contains("--lang"));
+}
+
+/// Every scenario's `--help` names the lesson's program as a short example:
+/// a file under some crate's `examples/` that exists, and the command that
+/// runs it, with the package its crate's Cargo.toml names.
+#[test]
+fn each_scenarios_help_names_its_example_and_its_source_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root");
+    let scenarios = [
+        "isolation",
+        "daemon",
+        "daemon-order",
+        "result",
+        "heartbeat",
+        "heartbeat-monitor",
+        "echo-server",
+        "echo-client",
+        "tickets",
+        "ktv",
+        "traffic",
+        "queue",
+        "pool",
+        "fleet",
+    ];
+    for scenario in scenarios {
+        let run = demos(&[scenario, "--help"], Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{scenario} --help: {}", run.stderr);
+        let files: Vec<&str> = run
+            .stdout
+            .split_whitespace()
+            .filter(|word| word.starts_with("crates/") && word.contains("/examples/"))
+            .collect();
+        assert!(
+            !files.is_empty(),
+            "{scenario} --help names no example:\n{}",
+            run.stdout
+        );
+        for file in files {
+            assert!(
+                root.join(file).is_file(),
+                "{scenario} --help names {file}: no such file"
+            );
+            let (krate, name) = file
+                .strip_suffix(".rs")
+                .and_then(|f| f.split_once("/examples/"))
+                .unwrap_or_else(|| panic!("{scenario} --help: {file} is no example's source"));
+            let manifest = std::fs::read_to_string(root.join(krate).join("Cargo.toml"))
+                .expect("the crate's Cargo.toml");
+            let package = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .expect("the package's name");
+            let command = format!("cargo run -p {package} --example {name}");
+            assert!(
+                run.stdout.contains(&command),
+                "{scenario} --help names {file} but not `{command}`:\n{}",
+                run.stdout
+            );
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the named segment `argv[1]` as a `b::shapes::geo::Point`, laid out like
 //! `layout_point_a`'s but declared in another module of another program,
 //! and prints `opened x=.. y=..` or `error: ..`.
+// ci: not run (a helper of tests/layout.rs, which gives it its arguments)
 
 mod b {
     pub(crate) mod shapes {

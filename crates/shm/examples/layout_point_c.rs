@@ -1,6 +1,7 @@
 //! One of three separately built programs behind `tests/layout.rs`: opens
 //! the named segment `argv[1]` as a `Point` whose `y` is a `u64`, unlike
 //! `layout_point_a`'s, and prints `opened ..` or `error: ..`.
+// ci: not run (a helper of tests/layout.rs, which gives it its arguments)
 
 /// The point, as this program declares it: `y` is wider.
 #[derive(shm::ShmSafe)]
