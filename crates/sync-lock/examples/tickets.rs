@@ -42,8 +42,9 @@ fn buy(db: &Path, i: u32) -> bool {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = std::env::temp_dir().join(format!("procsync-tickets-{}", std::process::id()));
     fs::write(&db, "1")?;
-    let lock = Lock::shared()?; // lock = Lock()
-                                // for i in range(10): Process(target=test, args=(i, lock)).start()
+    // lock = Lock()
+    let lock = Lock::shared()?;
+    // for i in range(10): Process(target=test, args=(i, lock)).start()
     let buyers = (0..10)
         .map(|i| {
             // def test(i, lock): search(i); lock.acquire(); buy(i); lock.release()
