@@ -11,8 +11,9 @@ fn square(x: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pool = Pool::new(4)?; // pool = Pool(4)
-                              // print(pool.map(square, range(10))): one Result per input, in order
+    // pool = Pool(4)
+    let pool = Pool::new(4)?;
+    // print(pool.map(square, range(10))): one Result per input, in order
     let squares = pool
         .map(square, 0..10)
         .into_iter()

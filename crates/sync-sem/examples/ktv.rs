@@ -14,8 +14,9 @@ use sync_sem::Semaphore;
 const ROOMS: u32 = 4;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sem = Semaphore::shared(ROOMS)?; // sem = Semaphore(4)
-                                         // Counted in shared memory, to check the rooms.
+    // sem = Semaphore(4)
+    let sem = Semaphore::shared(ROOMS)?;
+    // Counted in shared memory, to check the rooms.
     let inside = Shared::new(AtomicU32::new(0))?;
     let most = Shared::new(AtomicU32::new(0))?;
     // def go_ktv(sem, user)
@@ -23,8 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _room = sem.acquire(); // sem.acquire(); given back when dropped
         let now = inside.fetch_add(1, SeqCst) + 1;
         most.fetch_max(now, SeqCst);
-        println!("{user} is in the KTV ({now} inside)"); // %s在ktv中
-                                                         // time.sleep(random.randint(3, 10)), in tenths of a second here
+        // %s在ktv中
+        println!("{user} is in the KTV ({now} inside)");
+        // time.sleep(random.randint(3, 10)), in tenths of a second here
         sleep(Duration::from_millis(100 + user * 37 % 200));
         println!("{user} left the KTV"); // %s走出了ktv
         inside.fetch_sub(1, SeqCst);
