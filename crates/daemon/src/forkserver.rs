@@ -51,9 +51,12 @@
 //!   join them (their exit status goes to the server) or end them when the
 //!   program ends, so an ended server would leave orphans behind. The
 //!   server ends when the [`ForkServer`] *and* every [`ServedChild`] are
-//!   dropped (each handle keeps it alive; the last one kills it and reaps
-//!   it), when the thread that started it ends, when the main code ends
-//!   (the daemon rule), or when it is killed. Nothing is left behind.
+//!   dropped (each handle keeps it alive; the last one shuts its request
+//!   socket down, and the server kills and reaps its children, leaves, and
+//!   is reaped), when the thread that started it ends, when the main code
+//!   ends (the daemon rule), or when it is killed. Nothing is left running;
+//!   only a server killed from outside leaves its children (killed with
+//!   it) for `init` to reap.
 //! - **Failures.** A dead server makes `spawn` fail at once (its pidfd is
 //!   watched: a send to it, or the wait for its report, never hangs); a
 //!   child's join then ends with an error instead of waiting for a report
@@ -102,8 +105,9 @@ const EXITED: u8 = 3;
 /// Reported once the child was killed and reaped: the signal.
 const SIGNALED: u8 = 4;
 
-/// How long dropping the last handle waits for the killed server to be
-/// reaped (it is SIGKILLed: at once, unless the machine is stalled).
+/// How long dropping the last handle waits for the server to end (it
+/// kills and reaps its children first: at once, unless the machine is
+/// stalled), and then again after a SIGKILL.
 const REAP_WAIT: Duration = Duration::from_secs(10);
 
 /// A fork server (Python's `set_start_method('forkserver')`): a
@@ -124,7 +128,8 @@ const REAP_WAIT: Duration = Duration::from_secs(10);
 /// process that started it may spawn (a fork of that process is refused).
 ///
 /// Served children are daemon processes: they may themselves start only
-/// daemon [`Process`](crate::Process) children.
+/// daemon [`Process`](crate::Process) children. A panic report of one
+/// starts with `process "forkserver" (pid N): `, N being the child's pid.
 ///
 /// # Example
 ///
@@ -140,7 +145,8 @@ const REAP_WAIT: Duration = Duration::from_secs(10);
 /// }
 ///
 /// let server = ForkServer::start()?; // early, while single-threaded
-/// // Another thread takes the lock and keeps it for a while.
+/// // The lock is held at the fork (here by this thread; a plain fork would
+/// // copy it held, and the child would wait for ever).
 /// let guard = LOG.lock().unwrap();
 /// let child = server.spawn(shout, "hello".to_string())?;
 /// assert_eq!(child.join()?, "HELLO");
@@ -170,8 +176,19 @@ impl Drop for Server {
         if sys::getpid() != self.owner {
             return;
         }
-        let _ = self.process.kill();
-        let _ = self.process.join_timeout(REAP_WAIT);
+        // The server reads EOF (even if a fork of this process holds a copy
+        // of the socket), kills and reaps its children and leaves: nothing
+        // is left for `init` to reap. SIGKILL if it does not.
+        sys::shutdown(
+            self.requests
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_fd(),
+        );
+        if self.process.join_timeout(REAP_WAIT).is_err() {
+            let _ = self.process.kill();
+            let _ = self.process.join_timeout(REAP_WAIT);
+        }
     }
 }
 
@@ -760,7 +777,33 @@ fn serve(requests: BorrowedFd<'_>) {
             }
         });
         if ready[0] && !take_request(requests, me, &mut children) {
+            end_children(children);
             return;
+        }
+    }
+}
+
+/// When the server leaves on its own (its request socket closed: every
+/// handle is dropped): kills its children and reaps them, rather than
+/// leave them to the parent-death signal and to `init` to reap.
+fn end_children(children: Vec<Served>) {
+    for child in &children {
+        // An unreaped child of ours: its pid cannot have been reused.
+        let _ = sys::kill(child.pid, Signal::KILL);
+    }
+    for child in children {
+        loop {
+            match sys::waitpid(child.pid, true) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Some(ExitStatus::Signaled(signal))) => {
+                    report(child.reports.as_fd(), SIGNALED, signal, None)
+                }
+                Ok(Some(ExitStatus::Exited(code))) => {
+                    report(child.reports.as_fd(), EXITED, code, None)
+                }
+                _ => {}
+            }
+            break;
         }
     }
 }

@@ -198,6 +198,13 @@ pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// `shutdown(SHUT_RDWR)`: ends the stream both ways for the socket
+/// itself, not just this descriptor, so the peer reads EOF whatever copies
+/// of the descriptor live on in other processes. Errors are ignored.
+pub(crate) fn shutdown(socket: BorrowedFd<'_>) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+}
+
 /// A new eventfd at 0, close-on-exec.
 pub(crate) fn event_fd() -> io::Result<OwnedFd> {
     Ok(rustix::event::eventfd(0, EventfdFlags::CLOEXEC)?)

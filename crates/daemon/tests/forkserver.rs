@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use daemon::{ExitStatus, ForkServer, JoinError, Process};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use shm::pid::Pid;
-use testkit::{park_until_killed, sigkill_from_sibling, wait_until, GENEROUS};
+use testkit::{park_until_killed, sigkill_from_sibling, GENEROUS};
 
 fn square(n: u64) -> u64 {
     n * n
@@ -245,6 +245,7 @@ fn the_server_reaps_its_children_and_nothing_outlives_the_handles() {
     let parked = server.spawn(park, ()).unwrap();
     let late = server.spawn(square, 12).unwrap();
     let parked_pidfd = parked.sentinel().try_clone_to_owned().unwrap();
+    let parked_pid = parked.pid();
     drop(server);
     assert_eq!(late.join().unwrap(), 144);
     assert!(
@@ -261,7 +262,7 @@ fn the_server_reaps_its_children_and_nothing_outlives_the_handles() {
         exits_within(&parked_pidfd, GENEROUS),
         "died with the server"
     );
-    wait_until("the server is reaped", || {
-        testkit::process_state(server_pid).is_none()
-    });
+    // Both reaped, the child by the server itself (not left to `init`).
+    assert_eq!(testkit::process_state(server_pid), None);
+    assert_eq!(testkit::process_state(parked_pid), None);
 }
