@@ -24,6 +24,17 @@
 //!   ([`Process::close_descriptors`]), so that pipes, listening sockets and
 //!   connections this process closes are really closed.
 //!
+//! - [`ForkServer`]: Python's `forkserver` start method. A single-threaded
+//!   server forked early in `main` forks the children, so that locks held
+//!   by this process's later threads are never held in them; the task is a
+//!   plain `fn` and a `serde` argument, [`ForkServer::spawn`] gives a
+//!   [`ServedChild`]. [`Process::start`] itself still forks from a
+//!   multithreaded process, but says so once on stderr
+//!   ([`MULTITHREADED_WARNING`]; [`Process::threads_ok`] and
+//!   [`THREADS_OK_ENV`] silence it). Python's third start method, `spawn`
+//!   (exec a fresh interpreter), has no counterpart: a Rust program cannot
+//!   find a closure or `fn` in a freshly exec'ed image.
+//!
 //! Heartbeats (报活), a daemon that reports "the main process is alive" and
 //! a monitor that notices silence, are built on this crate in the
 //! `heartbeat` crate.
@@ -50,18 +61,26 @@
 
 #![deny(unsafe_code)]
 
+// Code addresses sent to the fork server: `unsafe` argued there.
+#[allow(unsafe_code)]
+mod call;
 mod child;
 mod descriptors;
+mod forkserver;
 mod lifetime;
 mod process;
-// The OS layer: the only module with `unsafe` code, each block argued there.
+// The OS layer: with `call`, the only module with `unsafe` code, each
+// block argued there.
 #[allow(unsafe_code)]
 mod sys;
+mod threads;
 mod wire;
 
 pub use child::{wait_first, Child};
+pub use forkserver::{ForkServer, ServedChild};
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
 pub use process::{Process, PROCESS_CRASH_POINTS};
+pub use threads::{thread_count, MULTITHREADED_WARNING, THREADS_OK_ENV};
 pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
 use shm::pid::Pid;

@@ -15,7 +15,7 @@ use crate::wire::{
     encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
     PANIC_EXIT_CODE,
 };
-use crate::{descriptors, lifetime, Child, Error};
+use crate::{descriptors, lifetime, threads, Child, Error};
 
 /// The names of a child's crash points (see `shm::crash`), in the order it
 /// reaches them: just after the fork, once the closure's result is encoded,
@@ -69,6 +69,13 @@ pub const PROCESS_CRASH_POINTS: &[&str] = &[
 /// child may print, and flushes what it printed on its way out. After the
 /// fork it uses only the closure, the socket, stdout and `_exit`.
 ///
+/// [`start`](Process::start) notices when this process has other threads
+/// and says so once on stderr ([`MULTITHREADED_WARNING`](crate::MULTITHREADED_WARNING));
+/// [`threads_ok`](Process::threads_ok) silences it for a child that is
+/// safe. For a task that needs the program's locks, start a
+/// [`ForkServer`](crate::ForkServer) early in `main`, while it has one
+/// thread: its children are forks of that single-threaded copy.
+///
 /// # Example
 ///
 /// ```
@@ -89,6 +96,8 @@ pub struct Process<F> {
     /// `Some`: the child closes every other descriptor (see
     /// [`close_descriptors`](Process::close_descriptors)).
     keep: Option<Vec<RawFd>>,
+    /// Set by [`threads_ok`](Process::threads_ok).
+    threads_ok: bool,
 }
 
 impl<F, T> Process<F>
@@ -103,7 +112,21 @@ where
             name: None,
             daemon: false,
             keep: None,
+            threads_ok: false,
         }
+    }
+
+    /// Says that forking from a multithreaded process is fine for this
+    /// child: `start` then prints no [`MULTITHREADED_WARNING`](crate::MULTITHREADED_WARNING).
+    ///
+    /// Only when the closure touches nothing another thread may hold at
+    /// the fork: no lock of the program's (a `std::sync::Mutex`, a
+    /// logger's), only what the forking thread owns (see the section on
+    /// threads above). Otherwise start a [`ForkServer`](crate::ForkServer)
+    /// early in `main` and run the task there.
+    pub fn threads_ok(mut self, ok: bool) -> Process<F> {
+        self.threads_ok = ok;
+        self
     }
 
     /// Makes the child a daemon (Python's `p.daemon = True`): it is
@@ -196,10 +219,15 @@ where
     ///
     /// Returns only in the parent: the child never comes back from this
     /// call, whatever panics there.
+    ///
+    /// If this process has more than one thread, it still forks, and
+    /// prints [`MULTITHREADED_WARNING`](crate::MULTITHREADED_WARNING) to
+    /// stderr the first time (see [`threads_ok`](Process::threads_ok)).
     pub fn start(self) -> Result<Child<T>, Error> {
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
+        threads::check_before_fork(self.threads_ok);
         let (parent_end, child_end) = sys::socket_pair().map_err(|source| Error::Os {
             op: "socketpair",
             source,
@@ -213,6 +241,7 @@ where
             name: thread_name,
             daemon,
             keep,
+            ..
         } = self;
         install_panic_prefix();
         // Held across the fork, as the registry below (and taken before

@@ -11,6 +11,8 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
@@ -194,6 +196,13 @@ pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?)
+}
+
+/// `shutdown(SHUT_RDWR)`: ends the stream both ways for the socket
+/// itself, not just this descriptor, so the peer reads EOF whatever copies
+/// of the descriptor live on in other processes. Errors are ignored.
+pub(crate) fn shutdown(socket: BorrowedFd<'_>) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
 /// A new eventfd at 0, close-on-exec.
@@ -395,6 +404,161 @@ pub(crate) fn descriptor_limit() -> u64 {
         .unwrap_or(1 << 20)
 }
 
+/// How many threads this process has: field 20 (`num_threads`) of
+/// `/proc/self/stat`, read in one go into a stack buffer; `None` when
+/// `/proc` cannot tell. Allocates nothing.
+pub(crate) fn thread_count() -> Option<usize> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        c"/proc/self/stat",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut stat = [0u8; 1024];
+    let n = loop {
+        match rustix::io::read(&fd, &mut stat) {
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+            Ok(n) => break n,
+        }
+    };
+    parse_thread_count(&stat[..n])
+}
+
+/// `num_threads` in the text of a `/proc/<pid>/stat`: the 18th field after
+/// the command name, which is in parentheses and may hold spaces and
+/// parentheses itself (so the fields start after the *last* `)`).
+fn parse_thread_count(stat: &[u8]) -> Option<usize> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let field = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        // Fields 3 (state) .. : num_threads is field 20, the 18th here.
+        .nth(17)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// `sendmsg(2)` of `bytes` passing `fds` along with them (`SCM_RIGHTS`,
+/// up to [`MAX_PASSED`]), without SIGPIPE; without waiting if `wait` is
+/// false (a full buffer is then `WouldBlock`). Returns the bytes sent
+/// (the descriptors went with the first of them).
+pub(crate) fn send_with_fds(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    wait: bool,
+) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+    let mut flags = SendFlags::NOSIGNAL;
+    if !wait {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        let fds = &fds[..fds.len().min(MAX_PASSED)];
+        // The space is sized for up to `MAX_PASSED` descriptors.
+        let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+        debug_assert!(pushed);
+    }
+    loop {
+        match rustix::net::sendmsg(socket, &[IoSlice::new(bytes)], &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            sent => return Ok(sent?),
+        }
+    }
+}
+
+/// The most descriptors one [`send_with_fds`] passes or one
+/// [`recv_with_fds`] takes.
+pub(crate) const MAX_PASSED: usize = 2;
+
+/// One `recvmsg(2)` into `buf`, waiting for data: the bytes read (0: the
+/// peer has closed). Descriptors passed along (`SCM_RIGHTS`, up to
+/// [`MAX_PASSED`]) are appended to `fds`, close-on-exec. An interrupted
+/// call is resumed.
+pub(crate) fn recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED))];
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        match rustix::net::recvmsg(
+            socket,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(got) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(passed) = message {
+                        fds.extend(passed);
+                    }
+                }
+                return Ok(got.bytes);
+            }
+        }
+    }
+}
+
+/// Fills `buf` from a socket, waiting: `Ok(false)` if the peer closed
+/// before the first byte, `UnexpectedEof` if it closed part-way.
+pub(crate) fn recv_exact(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<bool> {
+    let mut at = 0;
+    while at < buf.len() {
+        match rustix::net::recv(socket, &mut buf[at..], RecvFlags::empty()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok((0, _)) if at == 0 => return Ok(false),
+            Ok((0, _)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok((n, _)) => at += n,
+        }
+    }
+    Ok(true)
+}
+
+/// `poll(2)` for `socket` writable or `other` readable (hung up or in
+/// error counts as ready), for at most `timeout_ms` (`None`: no limit).
+/// Returns (socket writable, other readable).
+pub(crate) fn poll_writable_or_readable(
+    socket: BorrowedFd<'_>,
+    other: BorrowedFd<'_>,
+    timeout_ms: Option<u32>,
+) -> io::Result<(bool, bool)> {
+    let timeout = timeout_ms.map(|ms| Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
+    });
+    let mut fds = [
+        PollFd::from_borrowed_fd(socket, PollFlags::OUT),
+        PollFd::from_borrowed_fd(other, PollFlags::IN),
+    ];
+    rustix::event::poll(&mut fds, timeout.as_ref())?;
+    Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty()))
+}
+
+/// `poll(2)` for readability of every descriptor in `fds`, for at most
+/// `timeout_ms` (`None`: no limit): which are ready (hung up or in error
+/// counts as ready).
+pub(crate) fn poll_which(fds: &[BorrowedFd<'_>], timeout_ms: Option<u32>) -> io::Result<Vec<bool>> {
+    let timeout = timeout_ms.map(|ms| Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
+    });
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    rustix::event::poll(&mut polled, timeout.as_ref())?;
+    Ok(polled.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +579,14 @@ mod tests {
         let _ = child.wait();
         assert_eq!(listed, Some(true));
         assert_eq!(under_ended, Some(false));
+    }
+
+    #[test]
+    fn the_thread_count_is_read_past_a_command_name_with_parentheses() {
+        let stat = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 7 0 99 1000 200";
+        assert_eq!(parse_thread_count(stat), Some(7));
+        // Other tests start and end threads meanwhile: only the range.
+        assert!(thread_count().is_some_and(|n| n >= 1));
     }
 
     #[test]

@@ -396,10 +396,16 @@ fn forker(
         let stride = worker::slot_words(config.budget);
         let record = &records[slot * stride..(slot + 1) * stride];
         // The child runs only the worker loop (and the pool's initializer)
-        // over what it borrows here, then leaves with `_exit`.
+        // over what it borrows here, then leaves with `_exit`. It is forked
+        // from this thread on purpose, in a multithreaded process: the
+        // worker loop takes no lock another thread of the owner may hold
+        // (its queues and records are futex words in shared memory), and
+        // the crate's documentation (Threads) gives tasks the rule. So no
+        // multithreaded-fork warning at every pool.
         let started = Process::new(move || worker::run(slot as u32, queue, inbox, record, config))
             .daemon(true)
             .name(format!("pool-worker-{slot}"))
+            .threads_ok(true)
             .start();
         if answers.send((slot, started)).is_err() {
             return;

@@ -681,3 +681,26 @@ fn a_forked_child_using_its_copy_of_the_pool_gets_not_owner() {
         (1..=10).map(Ok).collect::<Vec<_>>()
     );
 }
+
+/// The helper of `a_pool_never_warns_of_a_multithreaded_fork`: a pool in a
+/// fresh process (its manager and forker threads make it multithreaded).
+#[test]
+fn helper_pool_in_a_fresh_process() {
+    if testkit::helper_args().is_none() {
+        return;
+    }
+    let pool = Pool::new(2).expect("pool");
+    assert_eq!(pool.map(add_one, 0..10u64)[9], Ok(10));
+    pool.close();
+    pool.join().expect("join");
+}
+
+/// The pool forks its workers from its forker thread on purpose: it opts
+/// out of `daemon::Process::start`'s multithreaded-fork warning.
+#[test]
+fn a_pool_never_warns_of_a_multithreaded_fork() {
+    let out = testkit::run_helper("helper_pool_in_a_fresh_process", &["go"], GENEROUS * 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(daemon::MULTITHREADED_WARNING), "{stderr}");
+}
