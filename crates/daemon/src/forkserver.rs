@@ -33,6 +33,13 @@
 //!   the task is a plain `fn(A) -> R`, not a closure: a closure's captures
 //!   would be pointers into the starter's memory as it is *now*, which the
 //!   server's older copy does not have.
+//! - **Shared memory.** A served child is a fork of the server, not of
+//!   the caller: it has the anonymous shared memory (`shm::Shared::new`,
+//!   `Mutex::shared`, ...) that existed when the *server* started, and
+//!   none made since. Make what children share before
+//!   [`ForkServer::start`], or give it a name (`shm::Shared::create` in
+//!   the caller, `Shared::open` in the task), as Python's forkserver
+//!   children, which inherit nothing, must too.
 //! - **The request.** [`ForkServer::spawn`] makes two socket pairs, one for
 //!   the child's result and one for the server's reports, and sends one end
 //!   of each to the server with the request (`SCM_RIGHTS`), over the
