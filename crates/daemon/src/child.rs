@@ -319,7 +319,7 @@ impl<T> Child<T> {
 
 /// The time left until `deadline`, in whole milliseconds for `poll(2)`,
 /// rounded up so that poll never returns before the deadline.
-fn poll_ms_until(deadline: Instant) -> u32 {
+pub(crate) fn poll_ms_until(deadline: Instant) -> u32 {
     let left = deadline.saturating_duration_since(Instant::now());
     u32::try_from(left.as_micros().div_ceil(1000))
         .unwrap_or(u32::MAX)

@@ -16,6 +16,13 @@
 //!   (Python's `multiprocessing.connection.wait` on sentinels).
 //! - [`exit`]: leave a child process with a code, flushing its output but
 //!   running none of the parent's exit handlers.
+//! - [`current_process`], [`parent_process`] and [`active_children`]
+//!   (Python's functions of those names): this process's pid, name
+//!   ([`MAIN_PROCESS_NAME`] in the main process) and identity numbers
+//!   ([`ProcessInfo`]); the process that started it, with an
+//!   [`is_alive`](ParentProcess::is_alive) that a new process taking its
+//!   pid does not fool ([`ParentProcess`]); the children it started that
+//!   still run.
 //! - Python's lifetime rule ([`Process::daemon`]): when the main code ends,
 //!   daemon children are terminated (SIGTERM, then SIGKILL after
 //!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
@@ -51,6 +58,7 @@
 #![deny(unsafe_code)]
 
 mod child;
+mod current;
 mod descriptors;
 mod lifetime;
 mod process;
@@ -60,6 +68,9 @@ mod sys;
 mod wire;
 
 pub use child::{wait_first, Child};
+pub use current::{
+    active_children, current_process, parent_process, ParentProcess, ProcessInfo, MAIN_PROCESS_NAME,
+};
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
 pub use process::{Process, PROCESS_CRASH_POINTS};
 pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};

@@ -219,6 +219,7 @@ where
         // it): the child sets its own copy without allocating.
         let mut naming = naming();
         naming.started += 1;
+        let number = naming.started;
         let identity = if naming.identity.is_empty() {
             naming.started.to_string()
         } else {
@@ -270,11 +271,19 @@ where
             Ok(Forked::Parent(pid)) => pid,
             Ok(Forked::Child) => {
                 shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
-                // The parent's children are not ours to end or join.
-                children.clear();
+                // The parent's children are not ours to end or join. (Their
+                // names are forgotten, not freed: no heap page is written.)
+                std::mem::forget(std::mem::take(&mut *children));
                 drop(children);
                 // This process is now the child: its name, and the numbers
-                // of the children it will start.
+                // of the children it will start; its parent is the process
+                // that was named so far.
+                let parent_name = naming.name.take();
+                naming.parent = Some(Parent {
+                    pid: parent_pid,
+                    name: parent_name,
+                });
+                naming.started_as = Some(sys::getpid());
                 naming.name = Some(for_child.0);
                 naming.identity = for_child.1;
                 naming.started = 0;
@@ -302,6 +311,8 @@ where
             pid,
             daemon,
             parent: parent_pid,
+            name: name.clone(),
+            number,
         });
         drop(children);
         drop(child_end);
@@ -314,26 +325,42 @@ where
 }
 
 /// This process's place in the naming of processes (Python's `name` and
-/// `_identity`).
-struct Naming {
+/// `_identity`), and its parent's.
+pub(crate) struct Naming {
     /// This process's own name if it is a child started by [`Process`].
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Its numbers from the main process down (`"2:1"`), empty there.
-    identity: String,
+    pub(crate) identity: String,
     /// The children it has started so far.
     started: u64,
+    /// The process that started this one, if [`Process`] did.
+    pub(crate) parent: Option<Parent>,
+    /// The pid of the process [`Process::start`] started with this state
+    /// (`None` in the main process). A process forked by other means
+    /// inherits the state of its forker, with that forker's pid here.
+    pub(crate) started_as: Option<Pid>,
+}
+
+/// The parent of a process started by [`Process`], as its child saw it at
+/// the fork.
+pub(crate) struct Parent {
+    pub(crate) pid: Pid,
+    /// Its name; `None` for the main process.
+    pub(crate) name: Option<String>,
 }
 
 static NAMING: Mutex<Naming> = Mutex::new(Naming {
     name: None,
     identity: String::new(),
     started: 0,
+    parent: None,
+    started_as: None,
 });
 static INSTALL_PANIC_PREFIX: Once = Once::new();
 
 /// The naming state, locked (nothing panics while holding it, but a poison
 /// would change nothing in it anyway).
-fn naming() -> MutexGuard<'static, Naming> {
+pub(crate) fn naming() -> MutexGuard<'static, Naming> {
     NAMING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
