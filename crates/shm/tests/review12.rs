@@ -235,7 +235,8 @@ fn a_descendant_reusing_a_stale_holders_pid_can_create() {
                                 if let Err(e) = &outcome {
                                     // The test's output capture does not
                                     // reach this process: straight to fd 2.
-                                    let line = format!("grandchild {k} (pid {}): {e}\n", grandchild.pid());
+                                    let line =
+                                        format!("grandchild {k} (pid {}): {e}\n", grandchild.pid());
                                     // SAFETY: writes a live buffer to fd 2.
                                     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
                                 }
