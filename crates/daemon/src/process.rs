@@ -10,10 +10,10 @@ use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use serde::Serialize;
 
+use crate::output::{self, ChildError, Fallible, Returnable};
 use crate::sys::{self, Forked};
 use crate::wire::{
-    encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
-    PANIC_EXIT_CODE,
+    encode_panic, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT, PANIC_EXIT_CODE,
 };
 use crate::{descriptors, lifetime, Child, Error};
 
@@ -91,12 +91,82 @@ pub struct Process<F> {
     keep: Option<Vec<RawFd>>,
 }
 
+impl<F, T, E> Process<F>
+where
+    F: FnOnce() -> Result<T, E>,
+{
+    /// A process whose closure may fail, as a Python target may raise: it
+    /// returns `Result<T, E>`, so `?` works in it. An `Ok` value is sent
+    /// back as with [`new`](Process::new); an `Err` ends the child with
+    /// [`FAILED_EXIT_CODE`](crate::FAILED_EXIT_CODE) and comes back as
+    /// [`JoinError::Failed`](crate::JoinError::Failed), with the error's
+    /// `Display` and those of its `source()` chain.
+    ///
+    /// `E` may be any `std::error::Error`, `Box<dyn Error>` (also
+    /// `+ Send` and `+ Send + Sync`), a type that derefs to one
+    /// (`anyhow::Error`), `String` or `&str` (see [`ChildError`]).
+    ///
+    /// (A `Result` whose both sides are serde types can also be returned
+    /// through [`new`](Process::new): `join` then gives `Ok(Err(e))`, the
+    /// error itself, deserialized.)
+    ///
+    /// ```
+    /// use daemon::{JoinError, Process};
+    ///
+    /// let child = Process::try_new(|| -> Result<u32, Box<dyn std::error::Error>> {
+    ///     let n: u32 = "12x".parse()?;
+    ///     Ok(n * 2)
+    /// })
+    /// .name("parser")
+    /// .start()?;
+    /// let pid = child.pid();
+    /// match child.join() {
+    ///     Err(error @ JoinError::Failed { .. }) => assert_eq!(
+    ///         error.to_string(),
+    ///         format!("process \"parser\" (pid {pid}) failed: invalid digit found in string")
+    ///     ),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_new<M>(body: F) -> Process<impl FnOnce() -> Fallible<T, E, M>>
+    where
+        T: Serialize,
+        E: ChildError<M>,
+    {
+        Process {
+            body: move || Fallible::new(body()),
+            name: None,
+            daemon: false,
+            keep: None,
+        }
+    }
+}
+
 impl<F, T> Process<F>
 where
     F: FnOnce() -> T,
-    T: Serialize,
+    T: Returnable,
 {
-    /// A process that will run `body` and send back what it returns.
+    /// A process that will run `body` and send back what it returns: any
+    /// `serde::Serialize` type (see [`Returnable`]).
+    ///
+    /// For a closure that uses `?`, see [`try_new`](Process::try_new).
+    /// Returning a type that is not `Serialize` (a `Result` with a
+    /// `Box<dyn Error>`, say) is refused at compile time, with this error:
+    ///
+    /// ```text
+    /// error[E0277]: a child process's closure must return a value serde can send;
+    ///               `Result<u32, Box<dyn std::error::Error>>` is not `serde::Serialize`
+    ///   = note: to use `?` in the child, use `Process::try_new` instead of
+    ///           `Process::new`: ...
+    /// ```
+    ///
+    /// ```compile_fail,E0277
+    /// let child = daemon::Process::new(|| -> Result<u32, Box<dyn std::error::Error>> {
+    ///     Ok("12".parse::<u32>()?)
+    /// });
+    /// ```
     pub fn new(body: F) -> Process<F> {
         Process {
             body,
@@ -196,7 +266,7 @@ where
     ///
     /// Returns only in the parent: the child never comes back from this
     /// call, whatever panics there.
-    pub fn start(self) -> Result<Child<T>, Error> {
+    pub fn start(self) -> Result<Child<T::Value>, Error> {
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
@@ -478,7 +548,7 @@ const CHILDREN_READS: u32 = 20;
 /// `Serialize`. A panic in any of them is reported to the parent as the
 /// child's panic; nothing can unwind back into `start` and run the
 /// parent's code a second time in the child.
-fn run_child<F: FnOnce() -> T, T: Serialize>(
+fn run_child<F: FnOnce() -> T, T: Returnable>(
     body: ManuallyDrop<F>,
     setup: Setup<'_>,
     results: OwnedFd,
@@ -493,7 +563,7 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
         // The child's one drop of the closure: calling it by value drops
         // its captures when it returns (or unwinds).
         let value = ManuallyDrop::into_inner(body)();
-        encode_result(value, &mut small)
+        output::encode(value, &mut small)
     }));
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: result encoded");
     let large: Vec<u8>;
