@@ -105,8 +105,37 @@ impl<T: Serialize, E: ChildError<M>, M> Returnable for Fallible<T, E, M> {
 /// only `Display` (none of the above) is not accepted as it is: Rust
 /// cannot take "`Display`, and its causes if it is an `Error`" as one
 /// bound. Return its message instead: `.map_err(|e| e.to_string())?`.
-/// (An `Arc<dyn Error>` is both an error and derefs to one: name the way,
-/// `.map_err(|e| e.to_string())` too.)
+/// (An `Arc<dyn Error>` is both an error and derefs to one, so neither
+/// way is chosen: `.map_err(|e| e.to_string())` there too.)
+///
+/// # Example
+///
+/// ```
+/// use daemon::{JoinError, Process};
+///
+/// /// Only `Display`: not a `ChildError` itself.
+/// #[derive(Debug)]
+/// struct NoSeats;
+/// impl std::fmt::Display for NoSeats {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("no seats left")
+///     }
+/// }
+///
+/// let child = Process::try_new(|| -> Result<u32, String> {
+///     let seat = Err(NoSeats).map_err(|e| e.to_string())?;
+///     Ok(seat)
+/// })
+/// .start()?;
+/// match child.join() {
+///     Err(JoinError::Failed { message, causes, .. }) => {
+///         assert_eq!(message, "no seats left");
+///         assert!(causes.is_empty());
+///     }
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a child process's error",
     label = "`{Self}` is not an error `Process::try_new` can send",
