@@ -68,7 +68,10 @@ impl<T> Child<T> {
 impl<T: DeserializeOwned> Child<T> {
     /// Waits for the child to finish and returns what its closure returned.
     ///
-    /// Fails with [`JoinError::Panicked`] (carrying the panic message),
+    /// Fails with [`JoinError::Failed`] (a
+    /// [`Process::try_new`](crate::Process::try_new) closure returned an
+    /// `Err`: its message and causes), [`JoinError::Panicked`] (carrying
+    /// the panic message),
     /// [`JoinError::Exited`] (it called [`exit`](crate::exit) or
     /// `std::process::exit` with a code) or [`JoinError::Signaled`] (it was
     /// killed).
@@ -112,6 +115,14 @@ impl<T: DeserializeOwned> Child<T> {
                         pid: self.pid,
                         name: self.name.clone(),
                         message,
+                    })
+                }
+                Some(Outcome::Failed(message, causes)) => {
+                    return Err(JoinError::Failed {
+                        pid: self.pid,
+                        name: self.name.clone(),
+                        message,
+                        causes,
                     })
                 }
                 None => {

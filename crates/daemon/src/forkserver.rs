@@ -573,6 +573,14 @@ impl<R: DeserializeOwned> ServedChild<R> {
                     name: self.name.clone(),
                     message,
                 }),
+                // A served task is a plain `fn(A) -> R` whose `R` goes back
+                // as it is: an `Err` of it is a value, never this tag.
+                Some(Outcome::Failed(message, causes)) => Err(JoinError::Failed {
+                    pid: self.pid,
+                    name: self.name.clone(),
+                    message,
+                    causes,
+                }),
                 None => Err(JoinError::BadResult {
                     pid: self.pid,
                     name: self.name.clone(),

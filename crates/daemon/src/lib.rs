@@ -2,6 +2,11 @@
 //!
 //! - [`Process`]: a closure to run in a forked child (Python's
 //!   `Process(target=...)`); [`Process::start`] gives a [`Child`].
+//! - [`Process::try_new`]: a closure that returns `Result<T, E>` and may
+//!   use `?` (Python's target raising an exception): an `Err` comes back
+//!   from [`join`](Child::join) as [`JoinError::Failed`], with the error's
+//!   message and the messages of its `source()` chain ([`ChildError`] says
+//!   which error types).
 //! - [`Child`]: `pid`, [`name`](Child::name) (Python's `name`: the one
 //!   given, or `Process-N`; in every [`JoinError`] and the child's panic
 //!   report), [`join`](Child::join) (the closure's return value,
@@ -16,6 +21,13 @@
 //!   (Python's `multiprocessing.connection.wait` on sentinels).
 //! - [`exit`]: leave a child process with a code, flushing its output but
 //!   running none of the parent's exit handlers.
+//! - [`current_process`], [`parent_process`] and [`active_children`]
+//!   (Python's functions of those names): this process's pid, name
+//!   ([`MAIN_PROCESS_NAME`] in the main process) and identity numbers
+//!   ([`ProcessInfo`]); the process that started it, with an
+//!   [`is_alive`](ParentProcess::is_alive) that a new process taking its
+//!   pid does not fool ([`ParentProcess`]); the children it started that
+//!   still run.
 //! - Python's lifetime rule ([`Process::daemon`]): when the main code ends,
 //!   daemon children are terminated (SIGTERM, then SIGKILL after
 //!   [`DAEMON_GRACE`]) and the others are joined; a daemon also dies at once
@@ -41,7 +53,10 @@
 //!
 //! The seed lesson asks how a parent gets a child's result, since the two
 //! share no memory. Its answer is a socket; here the closure's return value
-//! (any `serde` type) travels back over a `socketpair(2)`.
+//! (any `serde` type, see [`Returnable`]) travels back over a
+//! `socketpair(2)`. The encoding is `postcard`, written without serde's
+//! derive: this crate builds no proc-macro. To return a type of your own,
+//! derive its serde traits (see [`serde`], re-exported here).
 //!
 //! # Example
 //!
@@ -65,9 +80,11 @@
 #[allow(unsafe_code)]
 mod call;
 mod child;
+mod current;
 mod descriptors;
 mod forkserver;
 mod lifetime;
+mod output;
 mod process;
 // The OS layer: with `call`, the only module with `unsafe` code, each
 // block argued there.
@@ -77,11 +94,46 @@ mod threads;
 mod wire;
 
 pub use child::{wait_first, Child};
+pub use current::{
+    active_children, current_process, parent_process, ParentProcess, ProcessInfo, MAIN_PROCESS_NAME,
+};
 pub use forkserver::{ForkServer, ServedChild};
 pub use lifetime::{is_daemon_process, DAEMON_GRACE};
+pub use output::{ChildError, Fallible, Returnable};
 pub use process::{Process, PROCESS_CRASH_POINTS};
+/// The `serde` (version 1) whose traits a child's result implements
+/// ([`Returnable`]), re-exported: returning std types (numbers, strings,
+/// `Vec`s, maps, tuples, `Option`s) needs no `serde` dependency of yours.
+///
+/// To return a struct or enum of your own, derive `Serialize` and
+/// `Deserialize` for it. The derive macros come with serde's `derive`
+/// feature, which this crate leaves off (it would build `syn` and
+/// `serde_derive` for every user); add to your `Cargo.toml`
+///
+/// ```toml
+/// serde = { version = "1", features = ["derive"] }
+/// ```
+///
+/// and write `#[derive(serde::Serialize, serde::Deserialize)]`. Cargo
+/// builds one serde with that feature, for you and for this crate, so the
+/// derives are also reachable through this re-export; to name serde only
+/// through it, add `#[serde(crate = "daemon::serde")]`:
+///
+/// ```
+/// #[derive(Debug, PartialEq, daemon::serde::Serialize, daemon::serde::Deserialize)]
+/// #[serde(crate = "daemon::serde")]
+/// struct Ticket {
+///     seat: u32,
+///     holder: String,
+/// }
+///
+/// let child = daemon::Process::new(|| Ticket { seat: 7, holder: "Ada".into() }).start()?;
+/// assert_eq!(child.join()?, Ticket { seat: 7, holder: "Ada".into() });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use serde;
 pub use threads::{thread_count, MULTITHREADED_WARNING, THREADS_OK_ENV};
-pub use wire::{PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
+pub use wire::{FAILED_EXIT_CODE, PANIC_EXIT_CODE, UNSENDABLE_RESULT_EXIT_CODE};
 
 use shm::pid::Pid;
 use std::io::{self, Write};
@@ -131,6 +183,22 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
+    /// The closure of a [`Process::try_new`] returned an `Err`: its
+    /// `Display`, and its sources' (see [`ChildError`]). The message reads
+    /// `process "worker-3" (pid 123) failed: ` and the error's `Display`,
+    /// then each cause after `": "`.
+    #[error("process {name:?} (pid {pid}) failed: {}", with_causes(.message, .causes))]
+    Failed {
+        /// The child's pid.
+        pid: Pid,
+        /// The child's name ([`Child::name`]).
+        name: String,
+        /// The error's `Display`.
+        message: String,
+        /// The `Display` of its `source()`, of that one's, and so on (empty
+        /// for a `String` error).
+        causes: Vec<String>,
+    },
     /// The closure panicked.
     #[error("process {name:?} (pid {pid}) panicked: {message}")]
     Panicked {
@@ -198,6 +266,14 @@ pub enum JoinError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `message: cause: cause ...`
+fn with_causes(message: &str, causes: &[String]) -> String {
+    std::iter::once(message)
+        .chain(causes.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Ends the calling process with `code` after flushing stdout and stderr,

@@ -32,12 +32,17 @@ use crate::sys;
 pub const DAEMON_GRACE: Duration = Duration::from_millis(500);
 
 /// A started, not yet collected child.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Registered {
     pub(crate) pid: Pid,
     pub(crate) daemon: bool,
     /// The process that started it: only that process ends or joins it.
     pub(crate) parent: Pid,
+    /// Its name ([`Child::name`](crate::Child::name)).
+    pub(crate) name: String,
+    /// Its number among the children its parent started (the last of its
+    /// identity numbers, see [`ProcessInfo::identity`](crate::ProcessInfo::identity)).
+    pub(crate) number: u64,
 }
 
 static CHILDREN: Mutex<Vec<Registered>> = Mutex::new(Vec::new());

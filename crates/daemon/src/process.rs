@@ -10,10 +10,10 @@ use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use serde::Serialize;
 
+use crate::output::{self, ChildError, Fallible, Returnable};
 use crate::sys::{self, Forked};
 use crate::wire::{
-    encode_panic, encode_result, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT,
-    PANIC_EXIT_CODE,
+    encode_panic, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT, PANIC_EXIT_CODE,
 };
 use crate::{descriptors, lifetime, threads, Child, Error};
 
@@ -100,12 +100,83 @@ pub struct Process<F> {
     threads_ok: bool,
 }
 
+impl<F, T, E> Process<F>
+where
+    F: FnOnce() -> Result<T, E>,
+{
+    /// A process whose closure may fail, as a Python target may raise: it
+    /// returns `Result<T, E>`, so `?` works in it. An `Ok` value is sent
+    /// back as with [`new`](Process::new); an `Err` ends the child with
+    /// [`FAILED_EXIT_CODE`](crate::FAILED_EXIT_CODE) and comes back as
+    /// [`JoinError::Failed`](crate::JoinError::Failed), with the error's
+    /// `Display` and those of its `source()` chain.
+    ///
+    /// `E` may be any `std::error::Error`, `Box<dyn Error>` (also
+    /// `+ Send` and `+ Send + Sync`), a type that derefs to one
+    /// (`anyhow::Error`), `String` or `&str` (see [`ChildError`]).
+    ///
+    /// (A `Result` whose both sides are serde types can also be returned
+    /// through [`new`](Process::new): `join` then gives `Ok(Err(e))`, the
+    /// error itself, deserialized.)
+    ///
+    /// ```
+    /// use daemon::{JoinError, Process};
+    ///
+    /// let child = Process::try_new(|| -> Result<u32, Box<dyn std::error::Error>> {
+    ///     let n: u32 = "12x".parse()?;
+    ///     Ok(n * 2)
+    /// })
+    /// .name("parser")
+    /// .start()?;
+    /// let pid = child.pid();
+    /// match child.join() {
+    ///     Err(error @ JoinError::Failed { .. }) => assert_eq!(
+    ///         error.to_string(),
+    ///         format!("process \"parser\" (pid {pid}) failed: invalid digit found in string")
+    ///     ),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_new<M>(body: F) -> Process<impl FnOnce() -> Fallible<T, E, M>>
+    where
+        T: Serialize,
+        E: ChildError<M>,
+    {
+        Process {
+            body: move || Fallible::new(body()),
+            name: None,
+            daemon: false,
+            keep: None,
+            threads_ok: false,
+        }
+    }
+}
+
 impl<F, T> Process<F>
 where
     F: FnOnce() -> T,
-    T: Serialize,
+    T: Returnable,
 {
-    /// A process that will run `body` and send back what it returns.
+    /// A process that will run `body` and send back what it returns: any
+    /// `serde::Serialize` type (see [`Returnable`]).
+    ///
+    /// For a closure that uses `?`, see [`try_new`](Process::try_new).
+    /// Returning a type that is not `Serialize` (a `Result` with a
+    /// `Box<dyn Error>`, say) is refused at compile time, with this error:
+    ///
+    /// ```text
+    /// error[E0277]: a child process's closure must return a value serde can send;
+    ///               `Result<u32, Box<dyn std::error::Error>>` is not `serde::Serialize`
+    ///   = note: to use `?` in the child, use `Process::try_new` instead of
+    ///           `Process::new`: ...
+    /// ```
+    ///
+    /// ```compile_fail,E0277
+    /// let child = daemon::Process::new(|| -> Result<u32, Box<dyn std::error::Error>> {
+    ///     Ok("12".parse::<u32>()?)
+    /// });
+    /// ```
     pub fn new(body: F) -> Process<F> {
         Process {
             body,
@@ -223,7 +294,7 @@ where
     /// If this process has more than one thread, it still forks, and
     /// prints [`MULTITHREADED_WARNING`](crate::MULTITHREADED_WARNING) to
     /// stderr the first time (see [`threads_ok`](Process::threads_ok)).
-    pub fn start(self) -> Result<Child<T>, Error> {
+    pub fn start(self) -> Result<Child<T::Value>, Error> {
         if lifetime::is_daemon_process() && !self.daemon {
             return Err(Error::DaemonChild);
         }
@@ -248,6 +319,7 @@ where
         // it): the child sets its own copy without allocating.
         let mut naming = naming();
         naming.started += 1;
+        let number = naming.started;
         let identity = if naming.identity.is_empty() {
             naming.started.to_string()
         } else {
@@ -301,11 +373,19 @@ where
                 shm::crash_point!(PROCESS_CRASH_POINTS, "process: forked");
                 // Debug builds: primitives used here must be in shared memory.
                 shm::placement::entered_forked_child();
-                // The parent's children are not ours to end or join.
-                children.clear();
+                // The parent's children are not ours to end or join. (Their
+                // names are forgotten, not freed: no heap page is written.)
+                std::mem::forget(std::mem::take(&mut *children));
                 drop(children);
                 // This process is now the child: its name, and the numbers
-                // of the children it will start.
+                // of the children it will start; its parent is the process
+                // that was named so far.
+                let parent_name = naming.name.take();
+                naming.parent = Some(Parent {
+                    pid: parent_pid,
+                    name: parent_name,
+                });
+                naming.started_as = Some(sys::getpid());
                 naming.name = Some(for_child.0);
                 naming.identity = for_child.1;
                 naming.started = 0;
@@ -333,6 +413,8 @@ where
             pid,
             daemon,
             parent: parent_pid,
+            name: name.clone(),
+            number,
         });
         drop(children);
         drop(child_end);
@@ -345,26 +427,42 @@ where
 }
 
 /// This process's place in the naming of processes (Python's `name` and
-/// `_identity`).
-struct Naming {
+/// `_identity`), and its parent's.
+pub(crate) struct Naming {
     /// This process's own name if it is a child started by [`Process`].
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Its numbers from the main process down (`"2:1"`), empty there.
-    identity: String,
+    pub(crate) identity: String,
     /// The children it has started so far.
     started: u64,
+    /// The process that started this one, if [`Process`] did.
+    pub(crate) parent: Option<Parent>,
+    /// The pid of the process [`Process::start`] started with this state
+    /// (`None` in the main process). A process forked by other means
+    /// inherits the state of its forker, with that forker's pid here.
+    pub(crate) started_as: Option<Pid>,
+}
+
+/// The parent of a process started by [`Process`], as its child saw it at
+/// the fork.
+pub(crate) struct Parent {
+    pub(crate) pid: Pid,
+    /// Its name; `None` for the main process.
+    pub(crate) name: Option<String>,
 }
 
 static NAMING: Mutex<Naming> = Mutex::new(Naming {
     name: None,
     identity: String::new(),
     started: 0,
+    parent: None,
+    started_as: None,
 });
 static INSTALL_PANIC_PREFIX: Once = Once::new();
 
 /// The naming state, locked (nothing panics while holding it, but a poison
 /// would change nothing in it anyway).
-fn naming() -> MutexGuard<'static, Naming> {
+pub(crate) fn naming() -> MutexGuard<'static, Naming> {
     NAMING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -482,7 +580,7 @@ const CHILDREN_READS: u32 = 20;
 /// `Serialize`. A panic in any of them is reported to the parent as the
 /// child's panic; nothing can unwind back into `start` and run the
 /// parent's code a second time in the child.
-fn run_child<F: FnOnce() -> T, T: Serialize>(
+fn run_child<F: FnOnce() -> T, T: Returnable>(
     body: ManuallyDrop<F>,
     setup: Setup<'_>,
     results: OwnedFd,
@@ -497,7 +595,7 @@ fn run_child<F: FnOnce() -> T, T: Serialize>(
         // The child's one drop of the closure: calling it by value drops
         // its captures when it returns (or unwinds).
         let value = ManuallyDrop::into_inner(body)();
-        encode_result(value, &mut small)
+        output::encode(value, &mut small)
     }));
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: result encoded");
     let large: Vec<u8>;

@@ -359,6 +359,22 @@ pub(crate) fn waitpid(pid: ProcessId, block: bool) -> io::Result<Option<ExitStat
     Ok(rustix::process::waitpid(Some(pid), options)?.map(|(_, status)| exit_status(status)))
 }
 
+/// Whether our uncollected child `pid` has exited, without collecting it
+/// (`waitid(2)` with `WNOWAIT`): its status stays for whoever waits for it.
+/// An error (it is not our child, or no longer: `ECHILD`) counts as exited;
+/// an interruption is retried.
+pub(crate) fn exited_uncollected(pid: ProcessId) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    loop {
+        match rustix::process::waitid(WaitId::Pid(raw(pid)), options) {
+            Ok(status) => return status.is_some(),
+            Err(Errno::INTR) => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
 /// A wait status as [`ExitStatus`]: killed by a signal, or exited with a
 /// code (`WEXITSTATUS`).
 fn exit_status(status: WaitStatus) -> ExitStatus {

@@ -17,19 +17,26 @@ use crate::sys;
 pub const PANIC_EXIT_CODE: i32 = 101;
 /// The exit code of a child whose result could not be serialized.
 pub const UNSENDABLE_RESULT_EXIT_CODE: i32 = 102;
+/// The exit code of a child whose [`Process::try_new`](crate::Process::try_new)
+/// closure returned an `Err` (Python's exit code for an uncaught exception).
+pub const FAILED_EXIT_CODE: i32 = 1;
 
 /// What the child sends back over the socket: a tag byte, then the
-/// payload in `postcard` (the bytes postcard itself gives a two-variant
-/// enum, written by hand so that this crate needs no serde derive).
+/// payload in `postcard` (the bytes postcard itself gives such an enum,
+/// written by hand so that this crate needs no serde derive).
 pub(crate) enum Outcome<T> {
     Returned(T),
     Panicked(String),
+    /// An `Err` of a `try_new` closure: its message and causes.
+    Failed(String, Vec<String>),
 }
 
 /// The tag of [`Outcome::Returned`].
 const RETURNED: u8 = 0;
 /// The tag of [`Outcome::Panicked`].
 const PANICKED: u8 = 1;
+/// The tag of [`Outcome::Failed`].
+const FAILED: u8 = 2;
 
 impl<T: DeserializeOwned> Outcome<T> {
     /// Decodes what a child sent; `None` for bytes that are not an
@@ -39,14 +46,23 @@ impl<T: DeserializeOwned> Outcome<T> {
         match tag {
             RETURNED => postcard::from_bytes(payload).ok().map(Outcome::Returned),
             PANICKED => postcard::from_bytes(payload).ok().map(Outcome::Panicked),
+            FAILED => postcard::from_bytes(payload)
+                .ok()
+                .map(|(message, causes)| Outcome::Failed(message, causes)),
             _ => None,
         }
     }
 }
 
 /// A child's encoded outcome: in the caller's stack buffer, or on the heap.
-pub(crate) enum Encoded {
+///
+/// `pub` only because the sealed trait that makes it (`output::sealed::
+/// Encode`, a supertrait of the public `Returnable`) names it; outside this
+/// crate it can be neither named nor made.
+pub enum Encoded {
+    /// The first this many bytes of the caller's buffer.
     Inline(usize),
+    /// These bytes.
     Heap(Vec<u8>),
 }
 
@@ -83,6 +99,11 @@ pub(crate) fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encode
 
 pub(crate) fn encode_panic(message: String) -> Vec<u8> {
     postcard::to_extend(&message, vec![PANICKED]).unwrap_or_default()
+}
+
+/// Encodes a `try_new` closure's error: its message and causes.
+pub(crate) fn encode_failed(message: &str, causes: &[String]) -> Vec<u8> {
+    postcard::to_extend(&(message, causes), vec![FAILED]).unwrap_or_default()
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
