@@ -464,6 +464,10 @@ impl Barrier {
     ///   others, and for the party that ran the action, when it finishes).
     ///   The action itself is never interrupted; the deadline of the party
     ///   running it does not count while it runs.
+    /// - A process arriving while the action runs (more processes than
+    ///   parties share the barrier) is not counted in that generation: it
+    ///   waits for it to end and joins the next; should its timeout run out
+    ///   first, it breaks the barrier, as any timeout does.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU32, Ordering};
