@@ -486,6 +486,23 @@ fn a_spare_party_arriving_during_the_action_waits_for_the_next_generation() {
     assert_eq!(spare.join().unwrap(), (None, generation + 2));
 }
 
+/// Runs `wait` in a child: its error and how long it took. A wait that
+/// does not return within GENEROUS fails the test (the child is killed)
+/// instead of hanging it.
+fn timed_in_a_child<T>(wait: impl Fn() -> Result<T, BarrierError>) -> (Option<String>, Duration) {
+    let mut child = Process::new(|| {
+        let started = Instant::now();
+        (failure(wait()), started.elapsed())
+    })
+    .start()
+    .unwrap();
+    let outcome = child.join_timeout(GENEROUS);
+    if outcome.is_err() {
+        let _ = child.kill();
+    }
+    outcome.expect("the wait returned by the barrier's default timeout")
+}
+
 #[test]
 fn the_default_timeout_applies_to_wait_in_every_process() {
     let timeout = Duration::from_millis(100);
@@ -498,30 +515,19 @@ fn the_default_timeout_applies_to_wait_in_every_process() {
         .start()
         .unwrap();
     wait_until_waiting(&barrier, 1);
-    let child = Process::new(|| {
-        let started = Instant::now();
-        (failure(barrier.wait()), started.elapsed())
-    })
-    .start()
-    .unwrap();
-    let (error, waited) = child.join().unwrap();
+    let (error, waited) = timed_in_a_child(|| barrier.wait());
     assert_eq!(error, Some(BarrierError::TimedOut.to_string()));
-    assert!(
-        waited >= timeout && waited < GENEROUS,
-        "timed out after {waited:?}"
-    );
+    assert!(waited >= timeout, "timed out after {waited:?}");
     assert_eq!(
         patient.join().unwrap(),
         Some(BarrierError::Broken.to_string())
     );
-    // wait_timeout overrides it; so does wait_with_action use it.
+    // wait_with_action uses it too.
     barrier.reset();
-    let started = Instant::now();
-    assert_eq!(
-        barrier.wait_with_action(|| {}).unwrap_err(),
-        BarrierError::TimedOut
-    );
-    assert!(started.elapsed() >= timeout);
+    let (error, waited) = timed_in_a_child(|| barrier.wait_with_action(|| {}));
+    assert_eq!(error, Some(BarrierError::TimedOut.to_string()));
+    assert!(waited >= timeout, "timed out after {waited:?}");
+    // wait_timeout overrides it.
     barrier.reset();
     let longer = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
         .start()
