@@ -7,8 +7,11 @@
 //! the same case, one Rust test ports both (its comment cites both).
 //!
 //! Python's barrier has a default timeout (2 s in `BarrierTests`, 30 s in
-//! `_TestBarrier`); procsync's has none, so every wait here is
-//! `wait_timeout(GENEROUS)` unless the case is about timeouts.
+//! `_TestBarrier`); procsync's has one only when made with it
+//! (`Barrier::with_timeout`, ported in `lock_tests_barrier_default_timeout`),
+//! so every other wait here is `wait_timeout(GENEROUS)` unless the case is
+//! about timeouts. Python's `action` is passed to each wait
+//! (`wait_with_action`: a closure cannot live in shared memory).
 //! `wait()` returns a `BarrierWaitResult` whose `index()` is Python's
 //! return value; `BrokenBarrierError` is `Err(BarrierError::Broken)` (or
 //! `TimedOut` for the party whose own timeout broke the barrier);
@@ -16,8 +19,6 @@
 //!
 //! | Python case | why it is not ported |
 //! |---|---|
-//! | `BarrierTests::test_action`, `_TestBarrier::test_action` | procsync's barrier takes no action callback: Python runs it in one party before releasing the others. The port checks the substitute, `is_leader()`, true for exactly one party per generation (procsync difference) |
-//! | `BarrierTests::test_default_timeout`, `_TestBarrier::test_default_timeout` | no default timeout: each wait passes its own (`test_timeout` covers the behaviour) |
 //! | `BarrierTests::test_repr` | `repr` is Python-only; its content ("waiters=2/3") is checked through `n_waiting()` and `parties()` (`lock_tests_barrier_repr`) |
 
 mod common;
@@ -109,16 +110,72 @@ fn lock_tests_barrier_wait_return() {
     assert_eq!(results.iter().filter(|&&i| i == 0).count(), 1);
 }
 
-// BarrierTests::test_action, _TestBarrier::test_action: no action callback
-// in procsync; the leader flag picks the one party that would run it.
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Acted {
+    barrier: Barrier,
+    results: Log,
+}
+
+// BarrierTests::test_action, _TestBarrier::test_action: the action runs
+// once, before any party returns from its wait. Each party passes the
+// action to its wait (procsync difference: Python gives it to the
+// constructor); the leader flag marks the party that ran it.
 #[test]
 fn lock_tests_barrier_action() {
-    let b = Shared::new(Barrier::new(N).unwrap()).unwrap();
-    let leaders = Bunch::start(N as usize, |_| {
-        b.wait_timeout(GENEROUS).unwrap().is_leader()
+    let s = Shared::new(Acted {
+        barrier: Barrier::new(N).unwrap(),
+        results: Log::new(),
+    })
+    .unwrap();
+    let outcomes = Bunch::start(N as usize, |_| {
+        let result = s
+            .barrier
+            .wait_timeout_with_action(GENEROUS, || s.results.push(1))
+            .unwrap();
+        (s.results.len(), result.is_leader())
     })
     .join();
-    assert_eq!(leaders.iter().filter(|&&l| l).count(), 1);
+    assert_eq!(s.results.len(), 1);
+    assert!(outcomes.iter().all(|&(len, _)| len == 1), "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|&&(_, l)| l).count(), 1);
+}
+
+// BarrierTests::test_default_timeout, _TestBarrier::test_default_timeout:
+// one party is later than the barrier's default timeout; the others'
+// plain wait() gives up by it, and the late party finds it broken. Python
+// makes the party late with a sleep; here it arrives once the other four
+// have given up. Python raises BrokenBarrierError in every party; procsync
+// tells the party whose timeout broke the barrier `TimedOut` and the
+// others `Broken` (procsync difference).
+// (The first wait, which only gathers the parties, passes GENEROUS: Python
+// sized its default timeout for that, 1 s.)
+#[test]
+fn lock_tests_barrier_default_timeout() {
+    let s = Shared::new(Acted {
+        barrier: Barrier::with_timeout(N, SHORT).unwrap(),
+        results: Log::new(),
+    })
+    .unwrap();
+    let outcomes = Bunch::start(N as usize, |_| {
+        let i = wait(&s.barrier).unwrap();
+        if i == N / 2 {
+            // One party is later than the default timeout!
+            s.results.wait_len(N as usize - 1);
+        }
+        let outcome = match s.barrier.wait() {
+            Ok(_) => "passed",
+            Err(BarrierError::TimedOut) => "timed out",
+            Err(BarrierError::Broken) => "broken",
+            Err(_) => "other",
+        };
+        s.results.push(0);
+        outcome.to_string()
+    })
+    .join();
+    let count = |what: &str| outcomes.iter().filter(|o| *o == what).count();
+    assert_eq!(count("timed out"), 1, "{outcomes:?}");
+    assert_eq!(count("broken"), N as usize - 1, "{outcomes:?}");
 }
 
 #[derive(ShmSafe)]

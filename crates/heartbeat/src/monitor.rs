@@ -131,6 +131,17 @@ impl Tracked {
     }
 }
 
+/// A reporter expected ([`Monitor::expect_reporter`]) and not yet heard
+/// from.
+#[derive(Debug)]
+struct Awaited {
+    /// When it was expected: its silence counts from then.
+    since: Instant,
+    interval: Duration,
+    /// ALIVE while it has time to beat, SILENT once it has not.
+    health: Health,
+}
+
 /// Beats rejected so far, by reason (see [`Monitor::rejections`]): each
 /// rejected beat is counted once, under the first reason found, in this
 /// order.
@@ -195,6 +206,9 @@ pub struct Monitor {
     max_reporters: usize,
     forget_after: u32,
     tracked: HashMap<Key, Tracked>,
+    /// Reporters expected by id and not yet heard from (any host, any
+    /// start): see [`Monitor::expect_reporter`].
+    awaited: HashMap<String, Awaited>,
     /// An upper bound of the SILENT reporters in `tracked` (exact after
     /// `judge`): 0 spares a full monitor the search for room.
     silent: usize,
@@ -268,6 +282,7 @@ impl Monitor {
             max_reporters: DEFAULT_MAX_REPORTERS,
             forget_after: DEFAULT_FORGET_AFTER,
             tracked: HashMap::new(),
+            awaited: HashMap::new(),
             silent: 0,
             alerts: VecDeque::new(),
             alerts_dropped: 0,
@@ -613,9 +628,116 @@ impl Monitor {
                     return;
                 }
                 let tracked = Tracked::first_heard(beat, now, interval, signed_seq);
-                self.tracked.insert(key, tracked);
+                self.tracked.insert(key.clone(), tracked);
+                self.heard_from(&key);
             }
         }
+    }
+
+    /// A reporter start is tracked now: if its id was awaited, the
+    /// expectation is met (and ends: the start is judged by its beats from
+    /// now on). One that was SILENT, already reported, is ALIVE: an alert
+    /// says so.
+    fn heard_from(&mut self, (host, id, _): &Key) {
+        if self.awaited.is_empty() {
+            return;
+        }
+        if let Some(awaited) = self.awaited.remove(id) {
+            if awaited.health != Health::Alive {
+                let alert = Alert {
+                    id: id.clone(),
+                    host: host.clone(),
+                    from: awaited.health,
+                    to: Health::Alive,
+                };
+                push_alert(
+                    &mut self.alerts,
+                    &mut self.alerts_dropped,
+                    self.max_reporters,
+                    alert,
+                );
+            }
+        }
+    }
+
+    /// Expects a reporter with this `id` (on any host, of any start) that
+    /// beats every `interval`, before any beat of it arrives: should none
+    /// arrive within `silent_after` intervals and the slack (see
+    /// [`silent_after`](Monitor::silent_after)) from now, it turns SILENT,
+    /// with the usual [`Alert`] (its `host` empty: not known). So a
+    /// reporter whose process dies before its first beat is reported, where
+    /// a monitor that knows reporters only from their beats never hears of
+    /// it.
+    ///
+    /// Its first beat (any host, any start: the key it will be tracked by
+    /// is not known in advance) ends the expectation: from then it is an
+    /// ordinary reporter, judged by its beats, and nothing is left behind to
+    /// turn SILENT beside it (if it was SILENT already, an alert says it is
+    /// ALIVE). Until then it counts in [`counts`](Monitor::counts) (ALIVE,
+    /// then SILENT) and [`health`](Monitor::health), and is listed by
+    /// [`awaited`](Monitor::awaited), not by [`reporters`](Monitor::reporters)
+    /// (no beat: no host, pid or start to show). Forgotten as other SILENT
+    /// reporters are ([`forget_after`](Monitor::forget_after),
+    /// [`forget`](Monitor::forget)).
+    ///
+    /// Whether it was taken in: not if a reporter of this id is tracked or
+    /// expected already, if the id is one no reporter can send (longer than
+    /// [`MAX_ID_BYTES`], or with a NUL), or if the monitor tracks
+    /// [`max_reporters`](Monitor::max_reporters) already. (The lower-level
+    /// [`expect`](Monitor::expect) takes in a known start, from a beat.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use heartbeat::{Health, Monitor, Reporter};
+    ///
+    /// let mut monitor = Monitor::udp("127.0.0.1:0")?.silent_after(1).slack(0.5);
+    /// // A worker that dies before its first beat: it never reports...
+    /// assert!(monitor.expect_reporter("worker-1", Duration::from_millis(20)));
+    /// assert_eq!(monitor.health("worker-1"), Some(Health::Alive));
+    /// // ...and is SILENT after 1.5 intervals without a beat.
+    /// while monitor.health("worker-1") != Some(Health::Silent) {
+    ///     monitor.poll(Duration::from_millis(10))?;
+    /// }
+    /// let alert = &monitor.take_alerts()[0];
+    /// assert_eq!((alert.id.as_str(), alert.to), ("worker-1", Health::Silent));
+    /// assert_eq!(monitor.counts(), (0, 0, 1));
+    /// # Ok::<(), heartbeat::HeartbeatError>(())
+    /// ```
+    pub fn expect_reporter(&mut self, id: impl Into<String>, interval: Duration) -> bool {
+        let id = id.into();
+        if id.len() > MAX_ID_BYTES
+            || id.contains('\0')
+            || self.awaited.contains_key(&id)
+            || self
+                .tracked
+                .keys()
+                .any(|(_, tracked_id, _)| *tracked_id == id)
+            || self.tracked.len() + self.awaited.len() >= self.max_reporters
+        {
+            return false;
+        }
+        let awaited = Awaited {
+            since: Instant::now(),
+            interval: interval
+                .max(Duration::from_millis(1))
+                .min(self.max_interval),
+            health: Health::Alive,
+        };
+        self.awaited.insert(id, awaited);
+        true
+    }
+
+    /// The reporters expected ([`expect_reporter`](Monitor::expect_reporter))
+    /// and not yet heard from, sorted by id, with their health: ALIVE while
+    /// they have time to beat, SILENT once they are overdue.
+    pub fn awaited(&self) -> Vec<(String, Health)> {
+        let mut all: Vec<(String, Health)> = self
+            .awaited
+            .iter()
+            .map(|(id, a)| (id.clone(), a.health))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Takes in a reporter start known from elsewhere, as heard from at
@@ -649,7 +771,8 @@ impl Monitor {
             health,
             ..Tracked::first_heard(beat, now, interval, signed_seq)
         };
-        self.tracked.insert(key, tracked);
+        self.tracked.insert(key.clone(), tracked);
+        self.heard_from(&key);
         true
     }
 
@@ -668,13 +791,15 @@ impl Monitor {
         self.tracked.len() < before
     }
 
-    /// Forgets every reporter with this id (on any host, of any start);
+    /// Forgets every reporter with this id (on any host, of any start),
+    /// and its expectation ([`expect_reporter`](Monitor::expect_reporter));
     /// how many there were. A later beat of the id makes a new reporter
     /// (an unchanged database row is none).
     pub fn forget(&mut self, id: &str) -> usize {
         let before = self.tracked.len();
         self.forget_where(|(_, tracked_id, _), _| tracked_id == id);
-        before - self.tracked.len()
+        let awaited = usize::from(self.awaited.remove(id).is_some());
+        before - self.tracked.len() + awaited
     }
 
     /// Forgets the reporters `which` picks, remembering each one's last
@@ -787,17 +912,41 @@ impl Monitor {
                 self.silent += 1;
             }
             if health != t.health {
-                if self.alerts.len() >= self.max_reporters {
-                    self.alerts.pop_front();
-                    self.alerts_dropped += 1;
-                }
-                self.alerts.push_back(Alert {
+                let alert = Alert {
                     id: id.clone(),
                     host: host.clone(),
                     from: t.health,
                     to: health,
-                });
+                };
+                push_alert(
+                    &mut self.alerts,
+                    &mut self.alerts_dropped,
+                    self.max_reporters,
+                    alert,
+                );
                 t.health = health;
+            }
+        }
+        // Expected, never heard from: SILENT once overdue (the host is not
+        // known), forgotten as other SILENT reporters are.
+        self.awaited.retain(|_, a| {
+            a.health != Health::Silent || !overdue(a.since, a.interval, now, forget_after, 0)
+        });
+        for (id, a) in &mut self.awaited {
+            if a.health == Health::Alive && overdue(a.since, a.interval, now, silent_after, slack) {
+                let alert = Alert {
+                    id: id.clone(),
+                    host: String::new(),
+                    from: Health::Alive,
+                    to: Health::Silent,
+                };
+                push_alert(
+                    &mut self.alerts,
+                    &mut self.alerts_dropped,
+                    self.max_reporters,
+                    alert,
+                );
+                a.health = Health::Silent;
             }
         }
     }
@@ -829,14 +978,16 @@ impl Monitor {
         all
     }
 
-    /// The health of reporter `id`, if seen: the worst of every reporter
-    /// with that id (on any host, of any start), so that the death of one
-    /// of two processes reporting under one id is SILENT here.
+    /// The health of reporter `id`, if seen or expected
+    /// ([`expect_reporter`](Monitor::expect_reporter)): the worst of every
+    /// reporter with that id (on any host, of any start), so that the death
+    /// of one of two processes reporting under one id is SILENT here.
     pub fn health(&self, id: &str) -> Option<Health> {
         self.tracked
             .iter()
             .filter(|((_, tracked_id, _), _)| tracked_id == id)
             .map(|(_, t)| t.health)
+            .chain(self.awaited.get(id).map(|a| a.health))
             .max_by_key(|h| match h {
                 Health::Alive => 0,
                 Health::Stuck => 1,
@@ -845,10 +996,15 @@ impl Monitor {
     }
 
     /// How many reporters are in each state: (alive, stuck, silent).
+    /// Reporters expected and not yet heard from
+    /// ([`expect_reporter`](Monitor::expect_reporter)) count too: ALIVE
+    /// while they have time to beat, SILENT once overdue.
     pub fn counts(&self) -> (usize, usize, usize) {
         self.tracked
             .values()
-            .fold((0, 0, 0), |(a, st, si), t| match t.health {
+            .map(|t| t.health)
+            .chain(self.awaited.values().map(|a| a.health))
+            .fold((0, 0, 0), |(a, st, si), health| match health {
                 Health::Alive => (a + 1, st, si),
                 Health::Stuck => (a, st + 1, si),
                 Health::Silent => (a, st, si + 1),
@@ -1050,16 +1206,34 @@ fn possible_leap(interval: Duration, seen: Instant, now: Instant) -> u64 {
 /// `silent_after` intervals and the slack (thousandths of an interval; see
 /// [`Monitor::silent_after`] and [`Monitor::slack`]).
 fn is_silent(t: &Tracked, now: Instant, silent_after: u32, slack_milli: u32) -> bool {
-    let slack = t.interval.saturating_mul(slack_milli) / 1000;
-    !t.spared
-        && now.saturating_duration_since(t.last_seen)
-            > t.interval
-                .saturating_mul(silent_after)
-                .saturating_add(slack)
+    !t.spared && overdue(t.last_seen, t.interval, now, silent_after, slack_milli)
+}
+
+/// Whether, by `now`, more than `intervals` intervals and the slack
+/// (thousandths of an interval) have passed since `since`.
+fn overdue(
+    since: Instant,
+    interval: Duration,
+    now: Instant,
+    intervals: u32,
+    slack_milli: u32,
+) -> bool {
+    let slack = interval.saturating_mul(slack_milli) / 1000;
+    now.saturating_duration_since(since) > interval.saturating_mul(intervals).saturating_add(slack)
+}
+
+/// Records `alert`, dropping the oldest pending one (counted in `dropped`)
+/// if `max` are pending.
+fn push_alert(alerts: &mut VecDeque<Alert>, dropped: &mut u64, max: usize, alert: Alert) {
+    if alerts.len() >= max {
+        alerts.pop_front();
+        *dropped += 1;
+    }
+    alerts.push_back(alert);
 }
 
 /// Whether `t` has been without a beat for more than `intervals` of its
 /// intervals by `now` (saturating: the interval comes from the network).
 fn is_silent_for(t: &Tracked, now: Instant, intervals: u32) -> bool {
-    now.saturating_duration_since(t.last_seen) > t.interval.saturating_mul(intervals)
+    overdue(t.last_seen, t.interval, now, intervals, 0)
 }

@@ -377,3 +377,152 @@ fn a_beat_with_an_enormous_interval_is_judged_without_panicking() {
     monitor.judge(now + Duration::from_secs(3600));
     assert_eq!(monitor.health("far"), Some(Health::Alive));
 }
+
+/// A main process that is SIGKILLed before it starts its reporter (it
+/// parks until killed first): it never sends a beat.
+fn dies_before_its_first_beat(addr: std::net::SocketAddr, id: &'static str) -> daemon::Child<()> {
+    Process::new(move || {
+        testkit::park_until_killed();
+        // Never reached: killed before.
+        let _beat = Reporter::new(id).interval(INTERVAL).udp(addr).start();
+    })
+    .start()
+    .unwrap()
+}
+
+#[test]
+fn an_expected_reporter_killed_before_its_first_beat_is_reported_silent() {
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap();
+    let addr = monitor.local_addr().unwrap();
+    let doomed = dies_before_its_first_beat(addr, "early-death");
+    let expected_at = Instant::now();
+    assert!(monitor.expect_reporter("early-death", INTERVAL));
+    assert!(
+        !monitor.expect_reporter("early-death", INTERVAL),
+        "expected once"
+    );
+    assert_eq!(monitor.health("early-death"), Some(Health::Alive));
+    assert_eq!(monitor.counts(), (1, 0, 0));
+    assert_eq!(
+        monitor.awaited(),
+        [("early-death".to_string(), Health::Alive)]
+    );
+    testkit::sigkill_from_sibling(doomed.pid()).join().unwrap();
+    assert!(doomed.join().is_err(), "killed");
+    let limit = deadline(GENEROUS);
+    while monitor.health("early-death") != Some(Health::Silent) {
+        assert!(Instant::now() < limit, "its silence was never reported");
+        monitor.poll(INTERVAL / 10).unwrap();
+    }
+    // Not before silent_after (3) intervals and the slack (one more).
+    assert!(
+        expected_at.elapsed() > INTERVAL * 4,
+        "{:?}",
+        expected_at.elapsed()
+    );
+    let alerts = monitor.take_alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0].id.as_str(), alerts[0].from, alerts[0].to),
+        ("early-death", Health::Alive, Health::Silent)
+    );
+    assert_eq!(monitor.counts(), (0, 0, 1));
+    assert_eq!(
+        monitor.awaited(),
+        [("early-death".to_string(), Health::Silent)]
+    );
+    assert!(monitor.reporters().is_empty(), "no beat: no reporter start");
+}
+
+#[test]
+fn an_expected_reporter_that_beats_is_tracked_by_its_beats_without_a_false_alarm() {
+    // (Its progress never moves: not STUCK within this test.)
+    let mut monitor = Monitor::udp("127.0.0.1:0").unwrap().stuck_after(1_000);
+    let addr = monitor.local_addr().unwrap();
+    assert!(monitor.expect_reporter("on-time", INTERVAL));
+    let expected_at = Instant::now();
+    // Another host than this machine's: the expectation is by id alone.
+    let reporter = Process::new(move || {
+        let _beat = Reporter::new("on-time")
+            .host("elsewhere")
+            .interval(INTERVAL)
+            .udp(addr)
+            .start()
+            .unwrap();
+        testkit::park_until_killed();
+    })
+    .start()
+    .unwrap();
+    let limit = deadline(GENEROUS);
+    while monitor.reporters().is_empty() {
+        assert!(Instant::now() < limit, "no beat arrived");
+        monitor.poll(INTERVAL / 10).unwrap();
+    }
+    assert!(monitor.awaited().is_empty(), "the expectation was met");
+    assert_eq!(monitor.reporters()[0].host, "elsewhere");
+    // Well past the time the expectation would have turned SILENT: still
+    // one reporter, ALIVE, and no alert at all.
+    while expected_at.elapsed() < INTERVAL * 8 {
+        assert!(Instant::now() < limit, "the monitor never got that far");
+        monitor.poll(INTERVAL / 2).unwrap();
+    }
+    assert_eq!(monitor.counts(), (1, 0, 0));
+    assert_eq!(monitor.health("on-time"), Some(Health::Alive));
+    assert_eq!(monitor.take_alerts(), []);
+    // Once it is tracked, its death is reported as any reporter's.
+    reporter.kill().unwrap();
+    let _ = reporter.join();
+    while monitor.health("on-time") != Some(Health::Silent) {
+        assert!(Instant::now() < limit, "silence never detected");
+        monitor.poll(INTERVAL / 10).unwrap();
+    }
+    let alerts = monitor.take_alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].host, "elsewhere");
+    assert_eq!(monitor.counts(), (0, 0, 1));
+}
+
+#[test]
+fn a_late_first_beat_ends_a_silent_expectation_with_an_alert_and_forget_drops_one() {
+    let mut monitor = Monitor::without_socket();
+    let expected_at = Instant::now();
+    assert!(monitor.expect_reporter("late", INTERVAL));
+    assert!(monitor.expect_reporter("dropped", INTERVAL));
+    assert!(
+        !monitor.expect_reporter("x".repeat(4097), INTERVAL),
+        "too long"
+    );
+    let overdue = expected_at + INTERVAL * 5;
+    monitor.judge(overdue);
+    assert_eq!(monitor.counts(), (0, 0, 2));
+    assert_eq!(monitor.take_alerts().len(), 2);
+    monitor.record(
+        Beat {
+            id: "late".into(),
+            host: "h".into(),
+            pid: shm::pid::Pid::from_u32(7).unwrap(),
+            seq: 0,
+            progress: 0,
+            sent_at_ms: 0,
+            interval_ms: INTERVAL.as_millis() as u64,
+            instance: 42,
+            mac: None,
+        },
+        overdue,
+    );
+    let alerts = monitor.take_alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0].host.as_str(), alerts[0].from, alerts[0].to),
+        ("h", Health::Silent, Health::Alive)
+    );
+    monitor.judge(overdue);
+    assert_eq!(monitor.counts(), (1, 0, 1));
+    assert!(
+        !monitor.expect_reporter("late", INTERVAL),
+        "tracked already"
+    );
+    assert_eq!(monitor.forget("dropped"), 1);
+    assert_eq!(monitor.awaited(), []);
+    assert_eq!(monitor.counts(), (1, 0, 0));
+}

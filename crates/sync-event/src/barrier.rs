@@ -22,7 +22,17 @@
 //!   `PREVIOUS_RELEASED` in `state` tells the outcome of g, and nobody ends
 //!   g + 1 before telling them: a waiter that finds its slot untold and the
 //!   generation moved on reads the outcome from `state`.
+//! - With an action ([`Barrier::wait_with_action`]), the last party to
+//!   arrive counts itself in like the others (the arrivals then equal the
+//!   parties: complete, not yet released) and holds its slot, marked waiting,
+//!   while it runs the action; only then does it release the generation. So
+//!   the action window is covered by the same liveness check as any wait: if
+//!   that party dies inside the action, a waiter finds its slot waiting with
+//!   a dead owner and breaks the generation. A process arriving meanwhile (a
+//!   spare party of the next generation) waits for the generation to end
+//!   before it counts itself in.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use shm::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -85,6 +95,9 @@ const GENERATION_MASK: u64 = u64::MAX >> GENERATION_SHIFT;
 
 const _: () = assert!(MAX_PARTIES as u64 <= ARRIVED_MASK >> ARRIVED_SHIFT);
 
+/// `timeout_ns` of a barrier without a default timeout.
+const NO_TIMEOUT: u64 = u64::MAX;
+
 fn generation_of(state: u64) -> u64 {
     state >> GENERATION_SHIFT
 }
@@ -127,13 +140,14 @@ fn me() -> Who {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {
-    /// The barrier was broken: a party timed out, died while waiting, or
-    /// called [`abort`](Barrier::abort), or [`reset`](Barrier::reset) ran
-    /// while this party waited (Python's `BrokenBarrierError`).
+    /// The barrier was broken: a party timed out, died while waiting (or
+    /// while running the action), or called [`abort`](Barrier::abort), the
+    /// action panicked, or [`reset`](Barrier::reset) ran while this party
+    /// waited (Python's `BrokenBarrierError`).
     #[error("the barrier is broken (a party timed out, died, aborted, or it was reset)")]
     Broken,
-    /// `wait_timeout` ran out of time; the barrier is now broken for
-    /// everyone, as in Python.
+    /// The wait ran out of time (`wait_timeout`'s, or the barrier's default
+    /// timeout); the barrier is now broken for everyone, as in Python.
     #[error("timed out waiting at the barrier; it is now broken for every party")]
     TimedOut,
     /// `Barrier::new(0)`: a barrier needs at least one party.
@@ -166,7 +180,8 @@ impl BarrierWaitResult {
         self.index
     }
 
-    /// True for exactly one party per generation: the last to arrive.
+    /// True for exactly one party per generation: the last to arrive (the
+    /// one that ran the action, if one was given).
     pub fn is_leader(&self) -> bool {
         self.leader
     }
@@ -188,6 +203,13 @@ impl BarrierWaitResult {
 ///
 /// At most [`MAX_PARTIES`] parties; the barrier takes about 16 KiB of
 /// shared memory, one slot per possible waiting party.
+///
+/// Python's `Barrier(parties, action, timeout)`: the default `timeout` is
+/// kept in the barrier itself ([`with_timeout`](Barrier::with_timeout),
+/// [`shared_with_timeout`](Barrier::shared_with_timeout)), so every process
+/// sharing it waits by it in [`wait`](Barrier::wait); the `action` is given
+/// to the wait ([`wait_with_action`](Barrier::wait_with_action)), since
+/// code cannot live in shared memory.
 ///
 /// # Example
 ///
@@ -216,6 +238,9 @@ pub struct Barrier {
     /// CLOCK_MONOTONIC nanoseconds before which nobody need check that the
     /// waiting parties still run.
     next_check: AtomicU64,
+    /// The default timeout of [`wait`](Barrier::wait) in nanoseconds, or
+    /// `NO_TIMEOUT`. Set when the barrier is made, never changed.
+    timeout_ns: u64,
     /// Every slot ever claimed is below this index.
     in_use: AtomicU32,
     _pad: u32,
@@ -234,7 +259,7 @@ struct Slot {
 // plain data.
 unsafe impl ShmSafe for Barrier {
     fn describe_layout(out: &mut shm::layout::LayoutWriter) {
-        out.protocol::<Barrier>("Barrier v1");
+        out.protocol::<Barrier>("Barrier v2");
     }
 }
 
@@ -281,13 +306,55 @@ impl Barrier {
         /// [`BarrierError::NoParties`], more than [`MAX_PARTIES`] is
         /// [`BarrierError::TooManyParties`].
         pub const fn new(parties: u32) -> Result<Barrier, BarrierError> {
+            Barrier::with_timeout_ns(parties, NO_TIMEOUT)
+        }
+    }
+
+    shm::const_unless_loom! {
+        /// A barrier for `parties` processes whose [`wait`](Barrier::wait)
+        /// (and [`wait_with_action`](Barrier::wait_with_action)) times out
+        /// after `timeout`: Python's `Barrier(parties, timeout=timeout)`.
+        /// The timeout is kept in the barrier, so it holds in every process
+        /// that shares it; [`wait_timeout`](Barrier::wait_timeout) still
+        /// sets its own. A timeout too long to count in nanoseconds (about
+        /// 584 years) is none. The same errors as [`new`](Barrier::new).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use sync_event::{Barrier, BarrierError};
+        ///
+        /// let barrier = Barrier::with_timeout(2, Duration::from_millis(10))?;
+        /// assert_eq!(barrier.default_timeout(), Some(Duration::from_millis(10)));
+        /// // Nobody else comes: wait() gives up after the default timeout,
+        /// // and the barrier is broken, as in Python.
+        /// assert_eq!(barrier.wait().unwrap_err(), BarrierError::TimedOut);
+        /// assert!(barrier.is_broken());
+        /// # Ok::<(), BarrierError>(())
+        /// ```
+        pub const fn with_timeout(parties: u32, timeout: Duration) -> Result<Barrier, BarrierError> {
+            let ns = timeout.as_nanos();
+            let timeout_ns = if ns >= NO_TIMEOUT as u128 {
+                NO_TIMEOUT
+            } else {
+                ns as u64
+            };
+            Barrier::with_timeout_ns(parties, timeout_ns)
+        }
+    }
+
+    shm::const_unless_loom! {
+        /// [`new`](Barrier::new) and [`with_timeout`](Barrier::with_timeout):
+        /// checks `parties`, then a barrier with `timeout_ns`.
+        const fn with_timeout_ns(parties: u32, timeout_ns: u64) -> Result<Barrier, BarrierError> {
             if parties == 0 {
                 return Err(BarrierError::NoParties);
             }
             if parties > MAX_PARTIES {
                 return Err(BarrierError::TooManyParties { max: MAX_PARTIES });
             }
-            Ok(Barrier::starting_at(parties, 0))
+            let mut barrier = Barrier::starting_at(parties, 0);
+            barrier.timeout_ns = timeout_ns;
+            Ok(barrier)
         }
     }
 
@@ -315,6 +382,19 @@ impl Barrier {
         shm::Shared::new(barrier).map_err(|e| BarrierError::Memory(e.to_string()))
     }
 
+    /// [`shared`](Barrier::shared) with a default timeout (see
+    /// [`with_timeout`](Barrier::with_timeout)): Python's
+    /// `Barrier(parties, timeout=timeout)`, shared with the children forked
+    /// afterwards.
+    #[cfg(not(loom))]
+    pub fn shared_with_timeout(
+        parties: u32,
+        timeout: Duration,
+    ) -> Result<shm::Shared<Barrier>, BarrierError> {
+        let barrier = Barrier::with_timeout(parties, timeout)?;
+        shm::Shared::new(barrier).map_err(|e| BarrierError::Memory(e.to_string()))
+    }
+
     shm::const_unless_loom! {
         /// A barrier whose first generation is `generation` (tests of the
         /// wrap-around).
@@ -327,6 +407,7 @@ impl Barrier {
                     (generation & GENERATION_MASK) << GENERATION_SHIFT | PREVIOUS_SETTLED,
                 ),
                 next_check: AtomicU64::new(0),
+                timeout_ns: NO_TIMEOUT,
                 in_use: AtomicU32::new(0),
                 _pad: 0,
                 slots: Slot::table(),
@@ -334,19 +415,122 @@ impl Barrier {
         }
     }
 
-    /// Waits until all parties have arrived.
+    /// Waits until all parties have arrived, or for at most the barrier's
+    /// default timeout if it has one ([`with_timeout`](Barrier::with_timeout):
+    /// then as [`wait_timeout`](Barrier::wait_timeout) with it).
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_until(None)
+        self.wait_until(self.default_deadline(), None::<fn()>)
     }
 
-    /// Waits at most `timeout`; on timeout the barrier breaks for everyone
-    /// and this party gets [`BarrierError::TimedOut`] (unless its generation
-    /// was released or broken at that very moment: then that outcome).
+    /// Waits at most `timeout` (whatever the barrier's default timeout); on
+    /// timeout the barrier breaks for everyone and this party gets
+    /// [`BarrierError::TimedOut`] (unless its generation was released or
+    /// broken at that very moment: then that outcome).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.wait_until(shm::sync::now().checked_add(timeout))
+        self.wait_until(shm::sync::now().checked_add(timeout), None::<fn()>)
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+    /// [`wait`](Barrier::wait), and if this party is the last to arrive, it
+    /// runs `action` before any party is released: Python's
+    /// `Barrier(parties, action=action)`. The action runs exactly once per
+    /// generation, in the party that returns
+    /// [`is_leader`](BarrierWaitResult::is_leader); no party of the
+    /// generation returns before it has finished. The other parties' actions
+    /// are dropped unrun.
+    ///
+    /// # Why the action is given to the wait
+    ///
+    /// The barrier lives in shared memory, where a closure cannot: its code
+    /// and captures are this process's. So each party passes the action to
+    /// its wait, and only the one that completes the generation runs it.
+    /// Every party should pass the same action (a process-local wrapper that
+    /// keeps it is one line); a party calling plain `wait` passes none, and
+    /// if it arrives last no action runs for that generation. The parties
+    /// may also pass different closures on purpose: the last one's runs.
+    ///
+    /// # Failures
+    ///
+    /// - The action panics: the barrier breaks (every other party of the
+    ///   generation gets [`BarrierError::Broken`], as do later waiters until
+    ///   [`reset`](Barrier::reset)), and the panic goes on unwinding from
+    ///   this call, in the party that ran it (Python: the action raised,
+    ///   the barrier is broken, the exception propagates in that thread).
+    /// - The process running the action dies (killed inside it): it still
+    ///   holds its slot, marked waiting, so the others notice the death as
+    ///   they notice any party's (within about a millisecond) and get
+    ///   [`BarrierError::Broken`] instead of hanging.
+    /// - The action outlasts another party's timeout: that party breaks the
+    ///   generation ([`BarrierError::TimedOut`] for it, `Broken` for the
+    ///   others, and for the party that ran the action, when it finishes).
+    ///   The action itself is never interrupted; the deadline of the party
+    ///   running it does not count while it runs.
+    /// - A process arriving while the action runs (more processes than
+    ///   parties share the barrier) is not counted in that generation: it
+    ///   waits for it to end and joins the next; should its timeout run out
+    ///   first, it breaks the barrier, as any timeout does.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use shm::Shared;
+    /// use sync_event::Barrier;
+    ///
+    /// let barrier = Barrier::shared_with_timeout(3, Duration::from_secs(10))?;
+    /// let runs = Shared::new(AtomicU32::new(0))?;
+    /// let action = || {
+    ///     runs.fetch_add(1, Ordering::SeqCst);
+    /// };
+    /// let parties: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         daemon::Process::new(|| {
+    ///             barrier.wait_with_action(action).is_ok()
+    ///                 // The action ran before anyone was released.
+    ///                 && runs.load(Ordering::SeqCst) == 1
+    ///         })
+    ///         .start()
+    ///     })
+    ///     .collect::<Result<_, _>>()?;
+    /// barrier.wait_with_action(action)?;
+    /// assert_eq!(runs.load(Ordering::SeqCst), 1);
+    /// for p in parties {
+    ///     assert!(p.join()?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_with_action(
+        &self,
+        action: impl FnOnce(),
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_until(self.default_deadline(), Some(action))
+    }
+
+    /// [`wait_with_action`](Barrier::wait_with_action) with a timeout of its
+    /// own, as [`wait_timeout`](Barrier::wait_timeout).
+    pub fn wait_timeout_with_action(
+        &self,
+        timeout: Duration,
+        action: impl FnOnce(),
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_until(shm::sync::now().checked_add(timeout), Some(action))
+    }
+
+    /// The default timeout of [`wait`](Barrier::wait), if the barrier was
+    /// made with one ([`with_timeout`](Barrier::with_timeout)).
+    pub fn default_timeout(&self) -> Option<Duration> {
+        (self.timeout_ns != NO_TIMEOUT).then(|| Duration::from_nanos(self.timeout_ns))
+    }
+
+    /// The deadline of a wait by the default timeout: none without one.
+    fn default_deadline(&self) -> Option<Instant> {
+        self.default_timeout()
+            .and_then(|timeout| shm::sync::now().checked_add(timeout))
+    }
+
+    fn wait_until<F: FnOnce()>(
+        &self,
+        deadline: Option<Instant>,
+        mut action: Option<F>,
+    ) -> Result<BarrierWaitResult, BarrierError> {
         // Claimed only when this party has to wait.
         let mut slot: Option<&Slot> = None;
         loop {
@@ -357,7 +541,23 @@ impl Barrier {
             }
             let generation = generation_of(state);
             let index = arrived_of(state);
-            if index + 1 == self.parties {
+            if index >= self.parties {
+                // Complete: its last party runs the action. Wait for the
+                // generation to end, then join the next. (A slot this party
+                // marked waiting in it, before its arrival failed, is
+                // unmarked: its death now is no party's.)
+                if let Some(mine) = slot {
+                    mine.word.store(EMPTY, Ordering::Release);
+                }
+                if !self.wait_for_generation_end(generation, deadline) {
+                    self.leave(slot);
+                    self.break_generation(None);
+                    return Err(BarrierError::TimedOut);
+                }
+                continue;
+            }
+            let last = index + 1 == self.parties;
+            if last && action.is_none() {
                 // The last to arrive releases the generation.
                 if self.end(state, Ending::Release) {
                     self.leave(slot);
@@ -395,6 +595,11 @@ impl Barrier {
                 .is_ok()
             {
                 crash_point!(BARRIER_CRASH_POINTS, "barrier: arrived");
+                if last {
+                    if let Some(action) = action.take() {
+                        return self.run_action(mine, generation, index, action);
+                    }
+                }
                 return self.wait_for_outcome(mine, generation, index, deadline);
             }
         }
@@ -429,6 +634,76 @@ impl Barrier {
                 continue;
             }
             if check.due(now) {
+                self.check_parties();
+                continue;
+            }
+            self.bell.wait(bell, Some(check.wake_at(deadline)));
+        }
+    }
+
+    /// Having arrived last in `generation` (holding `slot`, marked waiting,
+    /// so that a death inside `action` is noticed): runs `action`, then
+    /// releases the generation, or breaks it if `action` panics (and
+    /// resumes the panic).
+    fn run_action(
+        &self,
+        slot: &Slot,
+        generation: u64,
+        index: u32,
+        action: impl FnOnce(),
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(action)) {
+            // In a loom model a process killed inside the action unwinds
+            // with `Gone`; a killed process runs nothing more, so neither
+            // does this one (the others must notice the death).
+            #[cfg(loom)]
+            if panic.is::<shm::sync::model::Gone>() {
+                panic::resume_unwind(panic);
+            }
+            self.break_generation(Some(generation));
+            self.leave(Some(slot));
+            panic::resume_unwind(panic);
+        }
+        loop {
+            let state = self.state.load(Ordering::Acquire);
+            if generation_of(state) == generation {
+                // Still ours (the CAS fails only if a flag changed: retry).
+                if self.end(state, Ending::Release) {
+                    self.leave(Some(slot));
+                    return Ok(BarrierWaitResult {
+                        index,
+                        leader: true,
+                    });
+                }
+                continue;
+            }
+            // Broken (a timeout, a death noticed, abort) or reset while the
+            // action ran: the slot tells how.
+            if let Some(outcome) = self.outcome(slot, generation) {
+                self.leave(Some(slot));
+                return outcome.map(|()| BarrierWaitResult {
+                    index,
+                    leader: true,
+                });
+            }
+        }
+    }
+
+    /// Waits (not counted in: a party of the next generation) until the
+    /// complete `generation` ends; false at `deadline`.
+    fn wait_for_generation_end(&self, generation: u64, deadline: Option<Instant>) -> bool {
+        let mut check = OwnerCheck::starting_soon();
+        loop {
+            let bell = self.bell.load(Ordering::Acquire);
+            if generation_of(self.state.load(Ordering::Acquire)) != generation {
+                return true;
+            }
+            let now = shm::sync::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            if check.due(now) {
+                // The party running the action may have died.
                 self.check_parties();
                 continue;
             }
@@ -586,7 +861,8 @@ impl Barrier {
         }
     }
 
-    /// How many parties wait in the current generation.
+    /// How many parties wait in the current generation (all of them while
+    /// the last runs the action, as in Python).
     pub fn n_waiting(&self) -> u32 {
         let state = self.state.load(Ordering::Acquire);
         if state & BROKEN != 0 {

@@ -316,3 +316,237 @@ fn a_stopped_party_delays_nobody_past_their_timeout() {
     );
     wait_until("the barrier broken by the timeout", || barrier.is_broken());
 }
+
+/// Shared memory for the action tests: the barrier, and what the action
+/// and the parties saw.
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Acted {
+    barrier: Barrier,
+    /// Per generation, how many times the action ran.
+    runs: [AtomicU32; 20],
+    /// Per generation, parties that returned before the action had run.
+    early: [AtomicU32; 20],
+}
+
+#[test]
+fn the_action_runs_once_per_generation_before_any_party_returns() {
+    const PARTIES: usize = 4;
+    const ROUNDS: usize = 20;
+    let acted = Shared::new(Acted {
+        barrier: Barrier::new(PARTIES as u32).unwrap(),
+        runs: [const { AtomicU32::new(0) }; ROUNDS],
+        early: [const { AtomicU32::new(0) }; ROUNDS],
+    })
+    .unwrap();
+    let leaders = in_processes(PARTIES, |_| {
+        let mut led = 0;
+        for round in 0..ROUNDS {
+            let result = acted
+                .barrier
+                .wait_timeout_with_action(GENEROUS, || {
+                    // Every party is in: nobody has returned yet.
+                    assert_eq!(acted.barrier.n_waiting(), PARTIES as u32);
+                    acted.runs[round].fetch_add(1, Ordering::SeqCst);
+                })
+                .expect("no party fails");
+            if acted.runs[round].load(Ordering::SeqCst) == 0 {
+                acted.early[round].fetch_add(1, Ordering::SeqCst);
+            }
+            led += u32::from(result.is_leader());
+        }
+        led
+    });
+    for round in 0..ROUNDS {
+        assert_eq!(acted.runs[round].load(Ordering::SeqCst), 1, "round {round}");
+        assert_eq!(
+            acted.early[round].load(Ordering::SeqCst),
+            0,
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        leaders.iter().sum::<u32>(),
+        ROUNDS as u32,
+        "the leader ran it"
+    );
+}
+
+#[test]
+fn a_panicking_action_breaks_the_barrier_for_every_party_and_propagates() {
+    let barrier = Barrier::shared(3).unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            Process::new(|| failure(barrier.wait_timeout_with_action(GENEROUS, || {})))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    wait_until_waiting(&barrier, 2);
+    let started = Instant::now();
+    let panicked = std::panic::catch_unwind(|| {
+        barrier.wait_timeout_with_action(GENEROUS, || panic!("the action failed"))
+    });
+    let payload = panicked.expect_err("the panic propagates in the party that ran it");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the action failed"));
+    for waiter in waiters {
+        assert_eq!(
+            waiter.join().unwrap(),
+            Some(BarrierError::Broken.to_string())
+        );
+    }
+    assert!(
+        started.elapsed() < GENEROUS,
+        "broken at once, not by timeout"
+    );
+    assert!(barrier.is_broken());
+    assert_eq!(barrier.wait().unwrap_err(), BarrierError::Broken);
+}
+
+#[test]
+fn a_party_killed_inside_the_action_leaves_nobody_hanging() {
+    let barrier = Barrier::shared(3).unwrap();
+    let entered = Shared::new(shm::Futex::new(0)).unwrap();
+    let waiter = || {
+        Process::new(|| {
+            let started = Instant::now();
+            (failure(barrier.wait_timeout(GENEROUS)), started.elapsed())
+        })
+        .start()
+        .unwrap()
+    };
+    let survivors = [waiter(), waiter()];
+    wait_until_waiting(&barrier, 2);
+    let doomed = Process::new(|| {
+        failure(barrier.wait_with_action(|| {
+            testkit::raise(&entered);
+            testkit::park_until_killed();
+        }))
+    })
+    .start()
+    .unwrap();
+    testkit::wait_for(&entered, 1);
+    // It holds the generation: every party is in, nobody released.
+    assert_eq!(barrier.n_waiting(), 3);
+    let killer = testkit::sigkill_from_sibling(doomed.pid());
+    killer.join().unwrap();
+    let _ = doomed.join();
+    for survivor in survivors {
+        let (error, waited) = survivor.join().unwrap();
+        assert_eq!(error, Some(BarrierError::Broken.to_string()));
+        assert!(waited < GENEROUS, "broken before the timeout: {waited:?}");
+    }
+    assert!(barrier.is_broken());
+}
+
+#[test]
+fn a_spare_party_arriving_during_the_action_waits_for_the_next_generation() {
+    // Three processes at a two-party barrier: the third, arriving while
+    // the action runs, is not counted in that generation (nor released by
+    // it) but opens the next one.
+    let barrier = Barrier::shared(2).unwrap();
+    let entered = Shared::new(shm::Futex::new(0)).unwrap();
+    let go = Shared::new(shm::Futex::new(0)).unwrap();
+    let first = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
+        .start()
+        .unwrap();
+    wait_until_waiting(&barrier, 1);
+    let runner = Process::new(|| {
+        failure(barrier.wait_timeout_with_action(GENEROUS, || {
+            testkit::raise(&entered);
+            testkit::wait_for(&go, 1);
+        }))
+    })
+    .start()
+    .unwrap();
+    testkit::wait_for(&entered, 1);
+    let generation = barrier.generation();
+    let spare = Process::new(|| {
+        testkit::raise(&entered);
+        let result = barrier.wait_timeout(GENEROUS);
+        (failure(result), barrier.generation())
+    })
+    .start()
+    .unwrap();
+    // Once the spare sleeps in its wait, it has seen the generation
+    // complete: it must not be counted in (three "waiting" at a two-party
+    // barrier) nor released with it.
+    testkit::wait_for(&entered, 2);
+    wait_until("the spare sleeps in its wait", || {
+        testkit::process_state(spare.pid()) == Some(b'S')
+    });
+    assert_eq!(barrier.n_waiting(), 2);
+    assert_eq!(barrier.generation(), generation);
+    testkit::raise(&go);
+    assert_eq!(first.join().unwrap(), None);
+    assert_eq!(runner.join().unwrap(), None);
+    wait_until_waiting(&barrier, 1);
+    assert_eq!(barrier.generation(), generation + 1);
+    assert!(barrier.wait_timeout(GENEROUS).is_ok());
+    assert_eq!(spare.join().unwrap(), (None, generation + 2));
+}
+
+/// Runs `wait` in a child: its error and how long it took. A wait that
+/// does not return within GENEROUS fails the test (the child is killed)
+/// instead of hanging it.
+fn timed_in_a_child<T>(wait: impl Fn() -> Result<T, BarrierError>) -> (Option<String>, Duration) {
+    let mut child = Process::new(|| {
+        let started = Instant::now();
+        (failure(wait()), started.elapsed())
+    })
+    .start()
+    .unwrap();
+    let outcome = child.join_timeout(GENEROUS);
+    if outcome.is_err() {
+        let _ = child.kill();
+    }
+    outcome.expect("the wait returned by the barrier's default timeout")
+}
+
+#[test]
+fn the_default_timeout_applies_to_wait_in_every_process() {
+    let timeout = Duration::from_millis(100);
+    let barrier = Barrier::shared_with_timeout(3, timeout).unwrap();
+    assert_eq!(barrier.default_timeout(), Some(timeout));
+    assert_eq!(Barrier::new(3).unwrap().default_timeout(), None);
+    // A child's plain wait() gives up after the barrier's timeout (the
+    // third party never comes) and breaks it for the other waiter.
+    let patient = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
+        .start()
+        .unwrap();
+    wait_until_waiting(&barrier, 1);
+    let (error, waited) = timed_in_a_child(|| barrier.wait());
+    assert_eq!(error, Some(BarrierError::TimedOut.to_string()));
+    assert!(waited >= timeout, "timed out after {waited:?}");
+    assert_eq!(
+        patient.join().unwrap(),
+        Some(BarrierError::Broken.to_string())
+    );
+    // wait_with_action uses it too.
+    barrier.reset();
+    let (error, waited) = timed_in_a_child(|| barrier.wait_with_action(|| {}));
+    assert_eq!(error, Some(BarrierError::TimedOut.to_string()));
+    assert!(waited >= timeout, "timed out after {waited:?}");
+    // wait_timeout overrides it.
+    barrier.reset();
+    let longer = Process::new(|| failure(barrier.wait_timeout(GENEROUS)))
+        .start()
+        .unwrap();
+    let late = Process::new(|| {
+        let started = Instant::now();
+        (failure(barrier.wait_timeout(GENEROUS)), started.elapsed())
+    })
+    .start()
+    .unwrap();
+    // Both wait past the default timeout, by their own.
+    wait_until_waiting(&barrier, 2);
+    // The passage of time is what is tested here, not a synchronisation:
+    // both are known to wait already.
+    std::thread::sleep(timeout * 3);
+    assert_eq!(barrier.n_waiting(), 2, "nobody timed out by the default");
+    assert!(barrier.wait().is_ok());
+    assert_eq!(longer.join().unwrap(), None);
+    let (error, waited) = late.join().unwrap();
+    assert_eq!(error, None);
+    assert!(waited >= timeout * 3, "{waited:?}");
+}

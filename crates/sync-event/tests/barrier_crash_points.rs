@@ -38,15 +38,19 @@ enum Scenario {
     /// A party is killed while waiting; the armed one arrives, notices the
     /// death, breaks the generation and frees the dead party's slot.
     Reclaimer,
+    /// Two parties wait; the armed one arrives last with an action, which
+    /// it runs (holding its slot, counted in) before it releases them.
+    ActionLeader,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario::First,
     Scenario::Leader,
     Scenario::LeaderThenMore,
     Scenario::Timeout,
     Scenario::Reset,
     Scenario::Reclaimer,
+    Scenario::ActionLeader,
 ];
 
 /// A wait's outcome as a child sends it back.
@@ -248,6 +252,36 @@ fn run(scenario: Scenario, point: &'static str, action: Action) -> bool {
             let fate = fate_of(armed);
             if !matches!(fate, Fate::Killed) {
                 assert!(!b.is_broken(), "{context}: reset left it broken");
+            }
+            fate
+        }
+        Scenario::ActionLeader => {
+            let others = [party(b, SHORT * 4), party(b, SHORT * 4)];
+            wait_until("two parties wait", || b.n_waiting() == 2);
+            let armed = armed(point, action, || {
+                let started = Instant::now();
+                let result = b.wait_timeout_with_action(GENEROUS, || {});
+                Some((describe(result), started.elapsed()))
+            });
+            // Resumed first if stopped: the others wait for it (until their
+            // timeouts) once it has counted itself in.
+            let fate = fate_of(armed);
+            let outcomes: Vec<String> = others
+                .into_iter()
+                .map(|p| join_on_time(p, SHORT * 4, &context))
+                .collect();
+            // One generation: all released or none.
+            assert_eq!(
+                ok(&outcomes[0]),
+                ok(&outcomes[1]),
+                "{context}: {outcomes:?}"
+            );
+            if let Some((mine, _)) = fate.outcome() {
+                assert_eq!(
+                    ok(mine),
+                    ok(&outcomes[0]),
+                    "{context}: {mine} vs {outcomes:?}"
+                );
             }
             fate
         }

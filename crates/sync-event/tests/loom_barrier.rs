@@ -3,7 +3,9 @@
 //! same outcome, with exactly one leader and distinct indices; an abort
 //! racing a generation gives all its parties one outcome; a party whose
 //! process dies while it waits breaks the generation for the others
-//! instead of leaving them asleep. Built only under `cfg(loom)`; see
+//! instead of leaving them asleep; an action runs once, before any party
+//! returns, and a party that dies inside it breaks the generation. Built
+//! only under `cfg(loom)`; see
 //! `shm::sync` for how to run.
 
 #![cfg(loom)]
@@ -14,7 +16,7 @@ mod loom_support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shm::pid::Identity;
@@ -192,5 +194,79 @@ fn the_survivors_of_a_death_get_one_outcome() {
             [Err(BarrierError::Broken), Err(BarrierError::Broken)] => {}
             _ => panic!("one generation, two outcomes: {outcomes:?}"),
         }
+    });
+}
+
+/// A party of a 2-party barrier that passes `action`: its outcome, and how
+/// many times the action had run when it returned.
+fn acting_party(
+    barrier: &Arc<Barrier>,
+    who: Identity,
+    runs: &Arc<AtomicUsize>,
+) -> thread::JoinHandle<(Outcome, usize)> {
+    let (barrier, runs) = (Arc::clone(barrier), Arc::clone(runs));
+    thread::spawn(move || {
+        model::play(who);
+        let outcome = barrier.wait_with_action(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+        });
+        (outcome, runs.load(Ordering::SeqCst))
+    })
+}
+
+/// Two parties pass the same action: it runs exactly once, in the leader,
+/// and neither party returns before it has run.
+#[test]
+fn the_action_runs_once_before_anyone_is_released() {
+    check("barrier: 2 parties with an action", 2, || {
+        let barrier = Arc::new(Barrier::new(2).expect("2 parties"));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let other = acting_party(&barrier, process(10, 1), &runs);
+        let mine = barrier.wait_with_action(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+        });
+        let seen = runs.load(Ordering::SeqCst);
+        let (theirs, seen_by_them) = other.join().unwrap();
+        released_together(&[mine, theirs]);
+        assert_eq!((seen, seen_by_them), (1, 1), "once, before any return");
+    });
+}
+
+/// A 2-party barrier: the last party's process dies inside the action
+/// (parked there): the other gets `Broken` instead of sleeping for ever.
+#[test]
+fn a_party_that_dies_in_the_action_breaks_the_generation() {
+    check("barrier: a party dies in the action", 2, || {
+        let barrier = Arc::new(Barrier::new(2).expect("2 parties"));
+        let waiter_process = process(20, 1);
+        let waiter = party(&barrier, waiter_process, 1);
+        // The mortal party comes once the other sleeps in the barrier: it
+        // is the last to arrive, and runs the action.
+        while model::sleeping(waiter_process) == 0 {
+            thread::yield_now();
+        }
+        let mortal = process(30, 1);
+        let dying = {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                model::play(mortal);
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    barrier.wait_with_action(|| {
+                        // Parked inside the action until killed (a timed
+                        // wait: the model ends those at a death).
+                        let parked = shm::Futex::new(0);
+                        let far = shm::sync::now() + std::time::Duration::from_secs(3600);
+                        parked.wait(0, Some(far));
+                        unreachable!("nobody wakes it");
+                    })
+                }));
+                let payload = outcome.expect_err("it can only die");
+                assert!(payload.is::<model::Gone>(), "only death ends it");
+            })
+        };
+        kill_when_asleep(mortal, &AtomicBool::new(false));
+        dying.join().unwrap();
+        assert_eq!(waiter.join().unwrap(), [Err(BarrierError::Broken)]);
+        assert!(barrier.is_broken());
     });
 }
