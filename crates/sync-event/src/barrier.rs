@@ -531,6 +531,7 @@ impl Barrier {
         deadline: Option<Instant>,
         mut action: Option<F>,
     ) -> Result<BarrierWaitResult, BarrierError> {
+        shm::placement::check(self, "sync_event::Barrier", "Barrier::shared(parties)");
         // Claimed only when this party has to wait.
         let mut slot: Option<&Slot> = None;
         loop {

@@ -42,10 +42,16 @@ fn forked_workers_see_one_shared_event() {
 /// shared form.
 #[cfg(debug_assertions)]
 #[test]
-fn a_private_event_used_in_a_forked_child_is_refused_with_the_shared_form() {
+fn a_private_event_or_barrier_used_in_a_forked_child_is_refused_with_the_shared_form() {
     let light = Event::new();
     let child = daemon::Process::new(|| light.set()).start().unwrap();
     let refused = child.join().expect_err("a private Event").to_string();
     assert!(refused.contains("Event::shared()"), "{refused}");
     assert!(!light.is_set());
+    let gate = Barrier::new(1).unwrap();
+    let child = daemon::Process::new(|| gate.wait().is_ok())
+        .start()
+        .unwrap();
+    let refused = child.join().expect_err("a private Barrier").to_string();
+    assert!(refused.contains("Barrier::shared(parties)"), "{refused}");
 }
