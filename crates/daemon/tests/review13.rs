@@ -1,0 +1,117 @@
+//! Review 13 (issue #18): reproducers for `Process::try_new` and
+//! `ForkServer`, between real processes. Each is ignored so that the suite
+//! stays green; run with
+//! `cargo test -p procsync-daemon --test review13 -- --ignored`.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use daemon::{ForkServer, JoinError, Process};
+use testkit::{wait_stopped_or_exited, GENEROUS};
+
+/// An error that is its own source: a cycle in the `source()` chain (an
+/// `Arc`-shared error graph, or a buggy `source`, gives the same).
+#[derive(Debug)]
+struct Cycle;
+
+static CYCLE: Cycle = Cycle;
+
+impl fmt::Display for Cycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("goes round")
+    }
+}
+
+impl Error for Cycle {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&CYCLE)
+    }
+}
+
+/// Caps this process's address space at what it maps now plus 256 MiB, so
+/// that a child that allocates without end dies of it (abort) instead of
+/// eating the machine's memory.
+fn cap_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let limit = (kib + 256 * 1024) * 1024;
+    let cap = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit with a valid struct; affects this (child) process.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+}
+
+/// `try_new` promises the `Err` comes back as its message and `source()`
+/// chain (`JoinError::Failed`, exit code 1). The child walks `source()`
+/// until `None` with no bound and no cycle check: an error whose chain
+/// loops makes the child allocate until it dies (here: aborted by the
+/// memory cap; without it, it eats the machine's memory while `join`
+/// waits for ever).
+#[test]
+#[ignore = "review 13: try_new child loops for ever (unbounded memory) on a cyclic source() chain"]
+fn a_cyclic_source_chain_comes_back_as_failed() {
+    let mut child = Process::try_new(|| -> Result<u32, Cycle> {
+        cap_memory();
+        Err(Cycle)
+    })
+    .start()
+    .unwrap();
+    let joined = child.join_timeout(GENEROUS);
+    if matches!(joined, Err(JoinError::Timeout { .. })) {
+        let _ = child.kill();
+        let _ = child.join_timeout(GENEROUS);
+    }
+    match joined {
+        Err(JoinError::Failed { message, .. }) => assert_eq!(message, "goes round"),
+        other => panic!("expected JoinError::Failed for a cyclic source() chain, got {other:?}"),
+    }
+}
+
+fn double(n: u32) -> u32 {
+    n * 2
+}
+
+/// `ForkServer::spawn` has no bound on its wait for the server's report: a
+/// server that is stopped (SIGSTOP, a debugger, a frozen cgroup) makes
+/// `spawn` block for as long as it stays stopped, with no `spawn_timeout`
+/// to give up. The docs promise only that a *dead* server fails at once;
+/// this shows the wait is unbounded otherwise (the brief asked: bounded?).
+#[test]
+#[ignore = "review 13: ForkServer::spawn blocks without bound while the server is stopped (no timeout)"]
+fn spawn_on_a_stopped_server_gives_up() {
+    let server = ForkServer::start().unwrap();
+    let pid = server.pid();
+    let raw = i32::try_from(pid.get()).unwrap();
+    // SAFETY: plain kill(2) of our own unreaped child (the server).
+    assert_eq!(unsafe { libc::kill(raw, libc::SIGSTOP) }, 0);
+    assert!(wait_stopped_or_exited(pid), "the server exited");
+    let (tx, rx) = mpsc::channel();
+    let answered = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let result = server.spawn(double, 21).and_then(|child| {
+                child.join().map_err(|e| daemon::Error::Os {
+                    op: "join",
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+            let _ = tx.send(result.is_ok());
+        });
+        let answered = rx.recv_timeout(Duration::from_secs(3)).is_ok();
+        // Let it go on, so that the thread (and the test) can end.
+        // SAFETY: as above; the server is still our unreaped child.
+        unsafe { libc::kill(raw, libc::SIGCONT) };
+        answered
+    });
+    assert!(
+        answered,
+        "ForkServer::spawn was still blocked after 3 s on a stopped server (no bound, no timeout)"
+    );
+}
