@@ -277,7 +277,58 @@ impl ForkServer {
     /// (`io::ErrorKind::Unsupported`), or when `arg` cannot be encoded
     /// (`io::ErrorKind::InvalidInput`); a failed fork in the server is
     /// [`Error::Os`] with `op` `"fork (in the fork server)"`.
+    ///
+    /// Waits as long as the server needs to fork: a server that is stopped
+    /// (SIGSTOP, a debugger, a frozen cgroup) holds it up until it runs
+    /// again; [`spawn_timeout`](ForkServer::spawn_timeout) gives up.
     pub fn spawn<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<ServedChild<R>, Error>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.spawn_until(f, arg, None)
+    }
+
+    /// [`spawn`](ForkServer::spawn), giving up after `timeout` with
+    /// [`Error::Os`] (`op` `"ForkServer::spawn"`, `io::ErrorKind::TimedOut`).
+    ///
+    /// A request the server has not wholly received by then cannot be
+    /// taken back from its socket: the server is ended (it kills its
+    /// children), and later spawns fail as on an ended server. A request it
+    /// has received but not yet answered may still run once the server
+    /// goes on; its child then finds nobody to send its result to.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn double(n: u32) -> u32 {
+    ///     n * 2
+    /// }
+    ///
+    /// let server = daemon::ForkServer::start()?;
+    /// let child = server.spawn_timeout(double, 21, Duration::from_secs(10))?;
+    /// assert_eq!(child.join()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_timeout<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        timeout: Duration,
+    ) -> Result<ServedChild<R>, Error>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.spawn_until(f, arg, Instant::now().checked_add(timeout))
+    }
+
+    fn spawn_until<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        deadline: Option<Instant>,
+    ) -> Result<ServedChild<R>, Error>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -313,10 +364,17 @@ impl ForkServer {
                 return Err(server.gone());
             }
             let passed = [reports_theirs.as_fd(), results_theirs.as_fd()];
-            send_while_alive(requests.as_fd(), &header, &passed, sentinel)
-                .and_then(|()| send_while_alive(requests.as_fd(), &arg, &[], sentinel))
+            send_while_alive(requests.as_fd(), &header, &passed, sentinel, deadline)
+                .and_then(|()| send_while_alive(requests.as_fd(), &arg, &[], sentinel, deadline))
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => server.gone(),
+                    io::ErrorKind::TimedOut => {
+                        // Part of a request may be in the socket: no later
+                        // request could be read whole after it. End the
+                        // server (it reads EOF once it runs).
+                        sys::shutdown(requests.as_fd());
+                        timed_out()
+                    }
                     _ => Error::Os {
                         op: "sendmsg",
                         source: e,
@@ -327,7 +385,14 @@ impl ForkServer {
         let n = server.spawned.fetch_add(1, Ordering::Relaxed) + 1;
         let mut fds = Vec::new();
         let report = loop {
-            match next_report(reports.as_fd(), server.process.sentinel(), None, &mut fds) {
+            let wait = match deadline {
+                None => None,
+                Some(deadline) => match remaining_ms(deadline) {
+                    0 => return Err(timed_out()),
+                    ms => Some(ms),
+                },
+            };
+            match next_report(reports.as_fd(), server.process.sentinel(), wait, &mut fds) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(Error::Os { op: "recv", source }),
                 Ok(Next::Report(tag, value)) => break (tag, value),
@@ -381,6 +446,20 @@ impl Server {
     }
 }
 
+/// The error of a spawn that ran out of time.
+fn timed_out() -> Error {
+    spawn_error(
+        io::ErrorKind::TimedOut,
+        "the fork server did not answer in time (stopped?)".to_string(),
+    )
+}
+
+/// Milliseconds left until `deadline`, rounded up (0 once it has passed).
+fn remaining_ms(deadline: Instant) -> u32 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    u32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
 /// An [`Error::Os`] of `ForkServer::spawn` itself.
 fn spawn_error(kind: io::ErrorKind, message: String) -> Error {
     Error::Os {
@@ -392,12 +471,14 @@ fn spawn_error(kind: io::ErrorKind, message: String) -> Error {
 /// Sends all of `bytes` (with `fds` along with the first of them) on the
 /// request socket, waiting for room only while the server lives (its
 /// `sentinel` is its pidfd): a dead server is `BrokenPipe`, even if some
-/// other process holds a copy of the server's end.
+/// other process holds a copy of the server's end; and only until
+/// `deadline`: `TimedOut`.
 fn send_while_alive(
     socket: BorrowedFd<'_>,
     mut bytes: &[u8],
     mut fds: &[BorrowedFd<'_>],
     sentinel: BorrowedFd<'_>,
+    deadline: Option<Instant>,
 ) -> io::Result<()> {
     while !bytes.is_empty() {
         match sys::send_with_fds(socket, bytes, fds, false) {
@@ -406,8 +487,15 @@ fn send_while_alive(
                 fds = &[];
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let wait = match deadline {
+                    None => None,
+                    Some(deadline) => match remaining_ms(deadline) {
+                        0 => return Err(io::ErrorKind::TimedOut.into()),
+                        ms => Some(ms),
+                    },
+                };
                 let (_, ended) = loop {
-                    match sys::poll_writable_or_readable(socket, sentinel, None) {
+                    match sys::poll_writable_or_readable(socket, sentinel, wait) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         ready => break ready?,
                     }

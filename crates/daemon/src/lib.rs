@@ -196,7 +196,8 @@ pub enum JoinError {
         /// The error's `Display`.
         message: String,
         /// The `Display` of its `source()`, of that one's, and so on (empty
-        /// for a `String` error).
+        /// for a `String` error); at most 64, then a mark saying the chain
+        /// was cut (a chain that goes round would never end).
         causes: Vec<String>,
     },
     /// The closure panicked.

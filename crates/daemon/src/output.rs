@@ -155,11 +155,20 @@ impl<E: Error> ChildError<sealed::AnError> for E {}
 fn causes(mut next: Option<&(dyn Error + 'static)>) -> Vec<String> {
     let mut causes = Vec::new();
     while let Some(cause) = next {
+        if causes.len() == MAX_CAUSES {
+            // A chain this long goes round (an error that is its own
+            // source, or a cycle): it would never end.
+            causes.push(format!("… (cut after {MAX_CAUSES} causes)"));
+            break;
+        }
         causes.push(cause.to_string());
         next = cause.source();
     }
     causes
 }
+
+/// The most causes of a child's error sent back (see [`causes`]).
+const MAX_CAUSES: usize = 64;
 
 /// The three `dyn Error` forms: each type derefs to one at most.
 macro_rules! deref_to_dyn_error {
