@@ -1,7 +1,5 @@
 //! Review 13 (issue #18): reproducers for `Process::try_new` and
-//! `ForkServer`, between real processes. Each is ignored so that the suite
-//! stays green; run with
-//! `cargo test -p procsync-daemon --test review13 -- --ignored`.
+//! `ForkServer`, between real processes; fixed since, regression tests now.
 
 use std::error::Error;
 use std::fmt;
@@ -153,6 +151,9 @@ fn a_request_cut_by_a_timeout_ends_the_server() {
         Err(daemon::Error::Os { source, .. }) => {
             assert_eq!(source.kind(), std::io::ErrorKind::BrokenPipe, "{source}")
         }
-        other => panic!("a spawn after the cut request: {:?}", other.map(|c| c.pid())),
+        other => panic!(
+            "a spawn after the cut request: {:?}",
+            other.map(|c| c.pid())
+        ),
     }
 }

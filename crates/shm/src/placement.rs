@@ -15,8 +15,10 @@
 //! what to do instead. The main process is never checked (a primitive
 //! there may serve its threads; it is the children that show the mistake).
 //! Release builds compile the check away; a debug build pays, in forked
-//! children only, one relaxed load per operation, and the first time each
-//! address is used there one read of `/proc/self/maps`.
+//! children only, a relaxed load per operation and a look-up in the
+//! process's list of shared mappings, read from `/proc/self/maps` again
+//! only when an address is not in it (a mapping made since) or procsync
+//! has unmapped shared memory since.
 //!
 //! A child that makes a primitive in its own ordinary memory for its own
 //! threads is refused too: use `std::sync` there (procsync's primitives
@@ -32,22 +34,55 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::process_local::ProcessLocal;
 
 /// Set in a child started by `daemon::Process`, right after the fork.
 static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 
-/// Addresses found in shared mappings in this process (or in a process it
-/// was forked from: a shared mapping is inherited as shared). A small
-/// cache filled round-robin; 0 is no address.
-static KNOWN_SHARED: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
-static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// Bumped whenever procsync unmaps shared memory: a snapshot taken before
+/// may name a range that now holds private memory.
+static UNMAPS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's shared mappings as last read from `/proc/self/maps`
+/// (each process reads its own: a forked child starts from none).
+static SHARED_RANGES: ProcessLocal<Snapshot> = ProcessLocal::new();
+
+/// The shared mappings (start, end), sorted, and the [`UNMAPS`] count when
+/// they were read.
+struct Snapshot {
+    unmaps: u64,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl Snapshot {
+    /// Reads `/proc/self/maps`; `None` if it cannot.
+    fn read() -> Option<Snapshot> {
+        // Read first: a later unmap makes the snapshot stale, never one
+        // that came before it.
+        let unmaps = UNMAPS.load(Ordering::Acquire);
+        let ranges = shared_mappings()?;
+        Some(Snapshot { unmaps, ranges })
+    }
+
+    fn holds(&self, address: usize) -> bool {
+        let after = self.ranges.partition_point(|&(start, _)| start <= address);
+        after > 0 && address < self.ranges[after - 1].1
+    }
+}
 
 /// Marks this process as a forked child, whose primitives [`check`]
 /// judges. Called by `daemon::Process` in each new child; only stores to
 /// an atomic (async-signal-safe).
 pub fn entered_forked_child() {
     IN_FORKED_CHILD.store(true, Ordering::Relaxed);
+}
+
+/// Tells the check that procsync has unmapped shared memory (its ranges
+/// are read again at the next check).
+pub(crate) fn unmapped() {
+    UNMAPS.fetch_add(1, Ordering::Release);
 }
 
 /// In a debug build, in a forked child: panics if `primitive` is not in
@@ -73,43 +108,51 @@ pub fn check<T>(primitive: &T, what: &'static str, instead: &'static str) {
 #[inline(never)]
 #[cfg_attr(not(all(debug_assertions, not(loom))), allow(dead_code))]
 fn check_address(address: usize, what: &str, instead: &str) {
-    if KNOWN_SHARED
-        .iter()
-        .any(|known| known.load(Ordering::Relaxed) == address)
-    {
-        return;
-    }
-    match in_shared_mapping(address) {
-        Some(true) => {
-            let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % KNOWN_SHARED.len();
-            KNOWN_SHARED[slot].store(address, Ordering::Relaxed);
+    // Whether the address is shared: from the snapshot if it is current
+    // and holds it; else read again (a mapping made since, or an unmap).
+    let shared = SHARED_RANGES.with(|snapshot| {
+        let current = UNMAPS.load(Ordering::Acquire);
+        if let Some(s) = snapshot.as_ref() {
+            if s.unmaps == current && s.holds(address) {
+                return Some(true);
+            }
         }
-        Some(false) => panic!(
+        *snapshot = Snapshot::read();
+        snapshot.as_ref().map(|s| s.holds(address))
+    });
+    if shared == Some(false) {
+        panic!(
             "procsync: {what} at {address:#x} is in this process's private memory (a local \
              variable, a Box or Arc, a static), and this process was forked from the one that \
              made it: each process now has its own copy, which no other process sees, so it \
              synchronises nobody. Make it in shared memory before forking: {instead}, or \
              shm::Shared::new(...) of a #[derive(ShmSafe)] struct holding it. (A check of \
              debug builds, in processes started by daemon::Process.)"
-        ),
-        // No /proc: say nothing rather than guess.
-        None => {}
+        )
     }
+    // `None`: no /proc; say nothing rather than guess.
 }
 
-/// Whether the mapping holding `address` is shared (`MAP_SHARED`), from
-/// `/proc/self/maps`; `None` if it cannot be read or holds no such line.
+/// The shared (`MAP_SHARED`) mappings of this process, sorted by start,
+/// from `/proc/self/maps`; `None` if it cannot be read.
 #[cfg_attr(not(all(debug_assertions, not(loom))), allow(dead_code))]
-fn in_shared_mapping(address: usize) -> Option<bool> {
+fn shared_mappings() -> Option<Vec<(usize, usize)>> {
     let maps = std::fs::read("/proc/self/maps").ok()?;
-    maps.split(|&b| b == b'\n').find_map(|line| {
-        // "start-end perms offset dev inode path", in hex.
-        let mut fields = line.split(|&b| b == b' ');
-        let range = fields.next()?;
-        let perms = fields.next()?;
-        let dash = range.iter().position(|&b| b == b'-')?;
-        let parse = |hex: &[u8]| usize::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok();
-        let (start, end) = (parse(&range[..dash])?, parse(&range[dash + 1..])?);
-        (start <= address && address < end).then(|| perms.get(3) == Some(&b's'))
-    })
+    let parse = |hex: &[u8]| usize::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok();
+    Some(
+        maps.split(|&b| b == b'\n')
+            .filter_map(|line| {
+                // "start-end perms offset dev inode path", in hex; perms
+                // end in 's' for a shared mapping.
+                let mut fields = line.split(|&b| b == b' ');
+                let range = fields.next()?;
+                let perms = fields.next()?;
+                if perms.get(3) != Some(&b's') {
+                    return None;
+                }
+                let dash = range.iter().position(|&b| b == b'-')?;
+                Some((parse(&range[..dash])?, parse(&range[dash + 1..])?))
+            })
+            .collect(),
+    )
 }

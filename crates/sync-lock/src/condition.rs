@@ -235,9 +235,10 @@ impl Condition {
             "Condition::wait: the guard holds another lock than this condition's"
         );
         // A guard proves its thread holds the lock, unless it is a copy
-        // inherited through fork (then this process's thread does not).
+        // inherited through fork: it stands for no level here, even if this
+        // process has since locked the lock itself.
         assert!(
-            self.lock.is_held_by_current_thread(),
+            guard.taken_here() && self.lock.is_held_by_current_thread(),
             "Condition::wait: this thread does not hold the condition's lock (a guard inherited \
              through fork holds nothing in the child)"
         );

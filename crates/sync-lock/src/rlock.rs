@@ -328,6 +328,12 @@ impl<'a> RLockGuard<'a> {
     pub(crate) fn lock(&self) -> &'a RLock {
         self.lock
     }
+
+    /// Whether this process took the level (not a copy inherited through
+    /// fork, which stands for nothing here).
+    pub(crate) fn taken_here(&self) -> bool {
+        self.acquirer == pid::current_identity()
+    }
 }
 
 impl Drop for RLockGuard<'_> {

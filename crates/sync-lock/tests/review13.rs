@@ -1,7 +1,6 @@
 //! Review 13 (issue #18): reproducers for broken promises of `Condition`
 //! and of the debug-build placement check (`shm::placement`), between real
-//! processes. Each is ignored so that the suite stays green; run with
-//! `cargo test -p procsync-lock --test review13 -- --ignored`.
+//! processes, fixed since: regression tests now.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
@@ -26,7 +25,6 @@ struct Flag {
 /// lock itself (it locked it after the parent let go) waits with the
 /// inherited guard without a panic, giving up and retaking its own levels.
 #[test]
-#[ignore = "review 13: Condition::wait accepts a guard inherited through fork when the child holds the lock itself"]
 fn an_inherited_guard_is_refused_even_when_the_child_holds_the_lock() {
     let f = Shared::new(Flag {
         set: AtomicBool::new(false),
@@ -76,7 +74,6 @@ fn bytes_read_so_far() -> u64 {
 /// child that uses 65 locks in turn (a slice of per-item locks) misses it
 /// every time and reads `/proc/self/maps` on *every* lock.
 #[test]
-#[ignore = "review 13: placement check rereads /proc/self/maps on every lock once more than 64 primitives are in use"]
 fn the_placement_check_reads_the_maps_once_per_address() {
     const LOCKS: usize = 65;
     const ROUNDS: usize = 20;
@@ -110,7 +107,6 @@ fn the_placement_check_reads_the_maps_once_per_address() {
 /// the same address (mmap reuses addresses freely) passes the check, and
 /// the child synchronises nobody without a word.
 #[test]
-#[ignore = "review 13: placement cache keeps addresses of unmapped shared memory (private lock at a reused address passes)"]
 fn a_private_lock_at_a_reused_address_is_refused() {
     let child = Process::new(|| {
         let shared = Lock::shared().unwrap();

@@ -88,6 +88,9 @@ impl Drop for Mapping {
         // SAFETY: exactly the range mmap returned; the typed wrappers hand out
         // references tied to their own lifetime, which ends before this drop.
         unsafe { sys::munmap(self.ptr, self.len) };
+        // Private memory may come here next: the debug-build check of
+        // primitives' placement must not take it for shared.
+        crate::placement::unmapped();
     }
 }
 
