@@ -135,8 +135,11 @@ const REAP_WAIT: Duration = Duration::from_secs(10);
 /// process that started it may spawn (a fork of that process is refused).
 ///
 /// Served children are daemon processes: they may themselves start only
-/// daemon [`Process`](crate::Process) children. A panic report of one
-/// starts with `process "forkserver" (pid N): `, N being the child's pid.
+/// daemon [`Process`](crate::Process) children. Each is named `served-N`
+/// (the N-th spawn; [`ServedChild::name`] says the same): its panic report
+/// starts with `process "served-N" (pid P): `, its
+/// [`current_process`](crate::current_process) says so, and its
+/// [`parent_process`](crate::parent_process) is the server.
 ///
 /// # Example
 ///
@@ -354,7 +357,7 @@ impl ForkServer {
         header[..8].copy_from_slice(&(arg.len() as u64).to_le_bytes());
         header[8..16].copy_from_slice(&(call.runner as u64).to_le_bytes());
         header[16..].copy_from_slice(&(call.func as u64).to_le_bytes());
-        {
+        let n = {
             let requests = server
                 .requests
                 .lock()
@@ -380,9 +383,11 @@ impl ForkServer {
                         source: e,
                     },
                 })?;
-        }
+            // Counted under the request lock, in the order the server
+            // reads the requests: the server names the child alike.
+            server.spawned.fetch_add(1, Ordering::Relaxed) + 1
+        };
         drop((reports_theirs, results_theirs));
-        let n = server.spawned.fetch_add(1, Ordering::Relaxed) + 1;
         let mut fds = Vec::new();
         let report = loop {
             let wait = match deadline {
@@ -851,6 +856,9 @@ struct Served {
 fn serve(requests: BorrowedFd<'_>) {
     let me = sys::getpid();
     let mut children: Vec<Served> = Vec::new();
+    // Requests taken so far: the number of the next child's name, counted
+    // as the requesters count them (in the order of the request socket).
+    let mut taken = 0u64;
     loop {
         let mut fds = vec![requests];
         fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
@@ -879,7 +887,7 @@ fn serve(requests: BorrowedFd<'_>) {
                 Err(e) => e.kind() == io::ErrorKind::Interrupted,
             }
         });
-        if ready[0] && !take_request(requests, me, &mut children) {
+        if ready[0] && !take_request(requests, me, &mut taken, &mut children) {
             end_children(children);
             return;
         }
@@ -928,7 +936,12 @@ fn report(reports: BorrowedFd<'_>, tag: u8, value: i32, fd: Option<BorrowedFd<'_
 
 /// Reads one request and forks its child. Returns false when the request
 /// socket is closed or broken (the server then ends).
-fn take_request(requests: BorrowedFd<'_>, me: Pid, children: &mut Vec<Served>) -> bool {
+fn take_request(
+    requests: BorrowedFd<'_>,
+    me: Pid,
+    taken: &mut u64,
+    children: &mut Vec<Served>,
+) -> bool {
     let mut header = [0u8; HEADER];
     let mut fds = Vec::new();
     let n = match sys::recv_with_fds(requests, &mut header, &mut fds) {
@@ -950,13 +963,14 @@ fn take_request(requests: BorrowedFd<'_>, me: Pid, children: &mut Vec<Served>) -
         runner: word(1) as usize,
         func: word(2) as usize,
     };
+    *taken += 1;
     let Ok([reports, results]) = <[OwnedFd; 2]>::try_from(fds) else {
         // Not a request of `spawn`: nobody to answer.
         return true;
     };
     match sys::fork() {
         Err(e) => report(reports.as_fd(), FAILED, e.raw_os_error().unwrap_or(0), None),
-        Ok(Forked::Child) => run_served(me, call, &arg, results),
+        Ok(Forked::Child) => run_served(me, *taken, call, &arg, results),
         Ok(Forked::Parent(pid)) => {
             drop(results);
             match sys::pidfd_open(pid) {
@@ -982,12 +996,13 @@ fn take_request(requests: BorrowedFd<'_>, me: Pid, children: &mut Vec<Served>) -
 /// A served child: dies with the server, closes what it inherited but its
 /// result socket, runs the call, sends the outcome, leaves with `_exit`.
 /// Never returns, whatever panics.
-fn run_served(server: Pid, call: Call, arg: &[u8], results: OwnedFd) -> ! {
+fn run_served(server: Pid, number: u64, call: Call, arg: &[u8], results: OwnedFd) -> ! {
     sys::die_with_parent();
     // The server died before the line above: nobody will send the signal.
     if sys::getppid() != Some(server) {
         sys::exit_now(0);
     }
+    crate::process::name_served_child(number);
     // The server's request socket and its other children's sockets: none
     // of them this child's (it never drops their owners: it `_exit`s).
     descriptors::close_all_except(&[results.as_raw_fd()]);

@@ -462,6 +462,27 @@ static INSTALL_PANIC_PREFIX: Once = Once::new();
 
 /// The naming state, locked (nothing panics while holding it, but a poison
 /// would change nothing in it anyway).
+/// In a fork server's `number`th served child, right after the fork: its
+/// name (`served-N`, as its handle says), numbers (the server's, then N),
+/// and the server as its parent. The server is single-threaded: nobody
+/// else can hold the naming state at the fork.
+pub(crate) fn name_served_child(number: u64) {
+    let mut naming = naming();
+    let server = Parent {
+        pid: sys::getppid().expect("a served child of a live server"),
+        name: naming.name.take(),
+    };
+    naming.name = Some(format!("served-{number}"));
+    naming.identity = if naming.identity.is_empty() {
+        number.to_string()
+    } else {
+        format!("{}:{number}", naming.identity)
+    };
+    naming.started = 0;
+    naming.parent = Some(server);
+    naming.started_as = Some(sys::getpid());
+}
+
 pub(crate) fn naming() -> MutexGuard<'static, Naming> {
     NAMING
         .lock()

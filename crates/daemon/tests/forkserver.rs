@@ -266,3 +266,42 @@ fn the_server_reaps_its_children_and_nothing_outlives_the_handles() {
     assert_eq!(testkit::process_state(server_pid), None);
     assert_eq!(testkit::process_state(parked_pid), None);
 }
+
+fn who_am_i(_: ()) -> (String, u32, Option<(String, u32)>) {
+    let me = daemon::current_process();
+    let parent = daemon::parent_process().map(|p| (p.name().to_string(), p.pid().get()));
+    (me.name().to_string(), me.pid().get(), parent)
+}
+
+/// A served child knows itself by the name its handle gives (`served-N`,
+/// counted in the order of the requests, from any thread), and the server
+/// as its parent.
+#[test]
+fn a_served_child_knows_its_name_and_its_parent() {
+    let server = ForkServer::start().unwrap();
+    let children: Vec<_> = std::thread::scope(|scope| {
+        let spawns: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..3)
+                        .map(|_| server.spawn(who_am_i, ()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        spawns.into_iter().flat_map(|s| s.join().unwrap()).collect()
+    });
+    let mut names = Vec::new();
+    for child in children {
+        let (name, pid) = (child.name().to_string(), child.pid().get());
+        let (seen_name, seen_pid, parent) = child.join().unwrap();
+        assert_eq!((seen_name.as_str(), seen_pid), (name.as_str(), pid));
+        assert_eq!(parent, Some(("forkserver".to_string(), server.pid().get())));
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["served-1", "served-2", "served-3", "served-4", "served-5", "served-6"]
+    );
+}
