@@ -106,50 +106,49 @@ impl<T: DeserializeOwned> Child<T> {
         self.joined = true;
         let status = self.status.expect("waited for exit");
         let received = std::mem::take(&mut self.received);
-        let received = received.as_slice();
-        if !received.is_empty() {
-            match Outcome::<T>::decode(received) {
-                Some(Outcome::Returned(value)) => return Ok(value),
-                Some(Outcome::Panicked(message)) => {
-                    return Err(JoinError::Panicked {
-                        pid: self.pid,
-                        name: self.name.clone(),
-                        message,
-                    })
-                }
-                Some(Outcome::Failed(message, causes)) => {
-                    return Err(JoinError::Failed {
-                        pid: self.pid,
-                        name: self.name.clone(),
-                        message,
-                        causes,
-                    })
-                }
-                None => {
-                    return Err(JoinError::BadResult {
-                        pid: self.pid,
-                        name: self.name.clone(),
-                        reason: format!(
-                            "{} bytes that do not decode as `{}`",
-                            received.len(),
-                            std::any::type_name::<T>()
-                        ),
-                    })
-                }
-            }
-        }
-        Err(match status {
-            ExitStatus::Exited(code) => JoinError::Exited {
-                pid: self.pid,
-                name: self.name.clone(),
-                code,
-            },
-            ExitStatus::Signaled(signal) => JoinError::Signaled {
-                pid: self.pid,
-                name: self.name.clone(),
-                signal,
-            },
-        })
+        result_of(received.as_slice(), self.pid, &self.name)
+            .unwrap_or_else(|| Err(ended_without_result(status, self.pid, &self.name)))
+    }
+}
+
+/// What a child sent before it ended (`received`, not empty), as `join`
+/// returns it; `None` if it sent nothing.
+pub(crate) fn result_of<T: DeserializeOwned>(
+    received: &[u8],
+    pid: Pid,
+    name: &str,
+) -> Option<Result<T, JoinError>> {
+    if received.is_empty() {
+        return None;
+    }
+    let name = name.to_string();
+    Some(match Outcome::<T>::decode(received) {
+        Some(Outcome::Returned(value)) => Ok(value),
+        Some(Outcome::Panicked(message)) => Err(JoinError::Panicked { pid, name, message }),
+        Some(Outcome::Failed(message, causes)) => Err(JoinError::Failed {
+            pid,
+            name,
+            message,
+            causes,
+        }),
+        None => Err(JoinError::BadResult {
+            pid,
+            name,
+            reason: format!(
+                "{} bytes that do not decode as `{}`",
+                received.len(),
+                std::any::type_name::<T>()
+            ),
+        }),
+    })
+}
+
+/// The error of a child that ended with `status` and sent nothing.
+pub(crate) fn ended_without_result(status: ExitStatus, pid: Pid, name: &str) -> JoinError {
+    let name = name.to_string();
+    match status {
+        ExitStatus::Exited(code) => JoinError::Exited { pid, name, code },
+        ExitStatus::Signaled(signal) => JoinError::Signaled { pid, name, signal },
     }
 }
 

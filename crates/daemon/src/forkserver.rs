@@ -91,10 +91,9 @@ use serde::Serialize;
 use shm::pid::Pid;
 
 use crate::call::Call;
+use crate::child::{ended_without_result, result_of};
 use crate::sys::{self, Forked};
-use crate::wire::{
-    encode_panic, panic_message, Encoded, Outcome, INLINE_RECEIVED, PANIC_EXIT_CODE,
-};
+use crate::wire::{encode_panic, panic_message, Encoded, INLINE_RECEIVED, PANIC_EXIT_CODE};
 use crate::{descriptors, Child, Error, ExitStatus, JoinError, Process};
 
 /// A request's header: the argument's length, the runner's address and
@@ -658,44 +657,13 @@ impl<R: DeserializeOwned> ServedChild<R> {
     fn take_result(&mut self) -> Result<R, JoinError> {
         self.joined = true;
         let received = std::mem::take(&mut self.received);
-        if !received.is_empty() {
-            return match Outcome::<R>::decode(&received) {
-                Some(Outcome::Returned(value)) => Ok(value),
-                Some(Outcome::Panicked(message)) => Err(JoinError::Panicked {
-                    pid: self.pid,
-                    name: self.name.clone(),
-                    message,
-                }),
-                // A served task is a plain `fn(A) -> R` whose `R` goes back
-                // as it is: an `Err` of it is a value, never this tag.
-                Some(Outcome::Failed(message, causes)) => Err(JoinError::Failed {
-                    pid: self.pid,
-                    name: self.name.clone(),
-                    message,
-                    causes,
-                }),
-                None => Err(JoinError::BadResult {
-                    pid: self.pid,
-                    name: self.name.clone(),
-                    reason: format!(
-                        "{} bytes that do not decode as `{}`",
-                        received.len(),
-                        std::any::type_name::<R>()
-                    ),
-                }),
-            };
+        // A served task is a plain `fn(A) -> R` whose `R` goes back as it
+        // is: an `Err` of it is a value, never a `Failed` outcome.
+        if let Some(result) = result_of(&received, self.pid, &self.name) {
+            return result;
         }
         Err(match self.status {
-            Some(ExitStatus::Exited(code)) => JoinError::Exited {
-                pid: self.pid,
-                name: self.name.clone(),
-                code,
-            },
-            Some(ExitStatus::Signaled(signal)) => JoinError::Signaled {
-                pid: self.pid,
-                name: self.name.clone(),
-                signal,
-            },
+            Some(status) => ended_without_result(status, self.pid, &self.name),
             None => JoinError::Os {
                 op: "ForkServer",
                 source: io::Error::new(
