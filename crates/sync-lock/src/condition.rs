@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use shm::lockword::Acquired;
 use shm::ShmSafe;
 
-use crate::condvar::{Condvar, WaitTimeoutResult};
-use crate::poison::{lock_result, LockResult, OwnerDied, TryLockResult};
+use crate::condvar::{wait_while_with, Condvar, WaitTimeoutResult};
+use crate::poison::{lock_result, LockResult, TryLockResult};
 use crate::rlock::{NotOwner, RLock, RLockGuard};
 
 /// A condition variable with its own re-entrant lock, between processes:
@@ -193,36 +192,15 @@ impl Condition {
 
     fn wait_while_until<'a>(
         &'a self,
-        mut guard: RLockGuard<'a>,
+        guard: RLockGuard<'a>,
         deadline: Option<Instant>,
         mut condition: impl FnMut() -> bool,
     ) -> LockResult<(RLockGuard<'a>, WaitTimeoutResult)> {
-        // The first unclean relock is the one reported, once, at the end.
-        let mut report: Option<Acquired> = None;
-        let mut timed_out = false;
-        while condition() {
-            if timed_out {
-                break;
-            }
-            let (g, result) = match self.wait_until(guard, deadline) {
-                Ok(done) => done,
-                Err(died) => {
-                    report.get_or_insert(if died.holder_panicked() {
-                        Acquired::HolderPanicked
-                    } else {
-                        Acquired::OwnerDied
-                    });
-                    died.into_inner()
-                }
-            };
-            guard = g;
-            timed_out = result.timed_out();
-        }
-        let result = (guard, WaitTimeoutResult::new(timed_out));
-        match report {
-            None => Ok(result),
-            Some(how) => Err(OwnerDied::new(result, how)),
-        }
+        wait_while_with(
+            guard,
+            |_| condition(),
+            |guard| self.wait_until(guard, deadline),
+        )
     }
 
     fn wait_until<'a>(

@@ -274,36 +274,15 @@ impl Condvar {
 
     fn wait_while_until<'a, T, R: RawRobustLock>(
         &self,
-        mut guard: MutexGuard<'a, T, R>,
+        guard: MutexGuard<'a, T, R>,
         deadline: Option<Instant>,
         condition: &mut dyn FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
-        // The first unclean relock is the one reported, once, at the end.
-        let mut report: Option<Acquired> = None;
-        let mut timed_out = false;
-        while condition(&mut guard) {
-            if timed_out {
-                break;
-            }
-            let (g, result) = match self.wait_until(guard, deadline) {
-                Ok(done) => done,
-                Err(died) => {
-                    report.get_or_insert(if died.holder_panicked() {
-                        Acquired::HolderPanicked
-                    } else {
-                        Acquired::OwnerDied
-                    });
-                    died.into_inner()
-                }
-            };
-            guard = g;
-            timed_out = result.timed_out();
-        }
-        let result = (guard, WaitTimeoutResult(timed_out));
-        match report {
-            None => Ok(result),
-            Some(how) => Err(OwnerDied::new(result, how)),
-        }
+        wait_while_with(
+            guard,
+            |guard| condition(guard),
+            |guard| self.wait_until(guard, deadline),
+        )
     }
 
     fn wait_until<'a, T, R: RawRobustLock>(
@@ -559,6 +538,41 @@ impl Condvar {
 impl Default for Condvar {
     fn default() -> Condvar {
         Condvar::new()
+    }
+}
+
+/// The loop of a `wait_while` for any guard: waits (with `wait`) while
+/// `condition` holds and the last wait did not time out; reports the first
+/// unclean relock (a holder that died or panicked), once, at the end.
+pub(crate) fn wait_while_with<G>(
+    mut guard: G,
+    mut condition: impl FnMut(&mut G) -> bool,
+    mut wait: impl FnMut(G) -> LockResult<(G, WaitTimeoutResult)>,
+) -> LockResult<(G, WaitTimeoutResult)> {
+    let mut report: Option<Acquired> = None;
+    let mut timed_out = false;
+    while condition(&mut guard) {
+        if timed_out {
+            break;
+        }
+        let (g, result) = match wait(guard) {
+            Ok(done) => done,
+            Err(died) => {
+                report.get_or_insert(if died.holder_panicked() {
+                    Acquired::HolderPanicked
+                } else {
+                    Acquired::OwnerDied
+                });
+                died.into_inner()
+            }
+        };
+        guard = g;
+        timed_out = result.timed_out();
+    }
+    let result = (guard, WaitTimeoutResult(timed_out));
+    match report {
+        None => Ok(result),
+        Some(how) => Err(OwnerDied::new(result, how)),
     }
 }
 
