@@ -79,7 +79,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -93,7 +93,7 @@ use shm::pid::Pid;
 use crate::call::Call;
 use crate::child::{ended_without_result, result_of};
 use crate::sys::{self, Forked};
-use crate::wire::{encode_panic, panic_message, Encoded, INLINE_RECEIVED, PANIC_EXIT_CODE};
+use crate::wire::{run_catching, INLINE_RECEIVED};
 use crate::{descriptors, Child, Error, ExitStatus, JoinError, Process};
 
 /// A request's header: the argument's length, the runner's address and
@@ -975,21 +975,8 @@ fn run_served(server: Pid, number: u64, call: Call, arg: &[u8], results: OwnedFd
     // of them this child's (it never drops their owners: it `_exit`s).
     descriptors::close_all_except(&[results.as_raw_fd()]);
     let mut small = [0u8; INLINE_RECEIVED];
-    let done = catch_unwind(AssertUnwindSafe(|| call.run(arg, &mut small)));
-    let large: Vec<u8>;
-    let (bytes, code): (&[u8], i32) = match done {
-        Ok((Encoded::Inline(len), code)) => (&small[..len], code),
-        Ok((Encoded::Heap(bytes), code)) => {
-            large = bytes;
-            (&large, code)
-        }
-        Err(payload) => {
-            large = encode_panic(panic_message(payload.as_ref()));
-            // As in `Process`: a payload's destructor could panic again.
-            std::mem::forget(payload);
-            (&large, PANIC_EXIT_CODE)
-        }
-    };
+    let mut large = Vec::new();
+    let (bytes, code) = run_catching(&mut small, &mut large, |small| call.run(arg, small));
     // If the requester is gone, nobody wants the result.
     let _ = sys::send_all(results.as_fd(), bytes);
     std::mem::forget(results);

@@ -5,16 +5,14 @@ use shm::pid::Pid;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use serde::Serialize;
 
 use crate::output::{self, ChildError, Fallible, Returnable};
 use crate::sys::{self, Forked};
-use crate::wire::{
-    encode_panic, panic_message, Encoded, INLINE_RECEIVED, INLINE_RESULT_LIMIT, PANIC_EXIT_CODE,
-};
+use crate::wire::{run_catching, INLINE_RECEIVED, INLINE_RESULT_LIMIT};
 use crate::{descriptors, lifetime, threads, Child, Error};
 
 /// The names of a child's crash points (see `shm::crash`), in the order it
@@ -611,29 +609,15 @@ fn run_child<F: FnOnce() -> T, T: Returnable>(
     // writes to is a copy-on-write fault, which the parent's side of a
     // start-and-join pays for in time (W6).
     let mut small = [0u8; INLINE_RECEIVED];
-    let done = catch_unwind(AssertUnwindSafe(|| {
+    let mut large = Vec::new();
+    let (bytes, code) = run_catching(&mut small, &mut large, |small| {
         setup.apply();
         // The child's one drop of the closure: calling it by value drops
         // its captures when it returns (or unwinds).
         let value = ManuallyDrop::into_inner(body)();
-        output::encode(value, &mut small)
-    }));
+        output::encode(value, small)
+    });
     shm::crash_point!(PROCESS_CRASH_POINTS, "process: result encoded");
-    let large: Vec<u8>;
-    let (bytes, code): (&[u8], i32) = match done {
-        Ok((Encoded::Inline(len), code)) => (&small[..len], code),
-        Ok((Encoded::Heap(bytes), code)) => {
-            large = bytes;
-            (&large, code)
-        }
-        Err(payload) => {
-            large = encode_panic(panic_message(payload.as_ref()));
-            // Never dropped: a payload's destructor is user code that could
-            // panic again, and `_exit` below frees everything anyway.
-            std::mem::forget(payload);
-            (&large, PANIC_EXIT_CODE)
-        }
-    };
     if bytes.len() > INLINE_RESULT_LIMIT {
         // Too big to leave in the socket buffer: ask the parent to read
         // while we write.

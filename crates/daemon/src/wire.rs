@@ -97,6 +97,30 @@ pub(crate) fn encode_result<T: Serialize>(value: T, small: &mut [u8]) -> (Encode
     (encoded, 0)
 }
 
+/// Runs `run`, which encodes a child's result into `small` (or on the
+/// heap) and says its exit code, and catches a panic of it: the bytes to
+/// send (in `small`, or in `large`) and the exit code.
+pub(crate) fn run_catching<'a>(
+    small: &'a mut [u8; INLINE_RECEIVED],
+    large: &'a mut Vec<u8>,
+    run: impl FnOnce(&mut [u8; INLINE_RECEIVED]) -> (Encoded, i32),
+) -> (&'a [u8], i32) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut *small))) {
+        Ok((Encoded::Inline(len), code)) => (&small[..len], code),
+        Ok((Encoded::Heap(bytes), code)) => {
+            *large = bytes;
+            (large, code)
+        }
+        Err(payload) => {
+            *large = encode_panic(panic_message(payload.as_ref()));
+            // Never dropped: a payload's destructor is user code that could
+            // panic again, and the child's `_exit` frees everything anyway.
+            std::mem::forget(payload);
+            (large, PANIC_EXIT_CODE)
+        }
+    }
+}
+
 pub(crate) fn encode_panic(message: String) -> Vec<u8> {
     postcard::to_extend(&message, vec![PANICKED]).unwrap_or_default()
 }
