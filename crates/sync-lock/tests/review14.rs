@@ -69,3 +69,63 @@ fn a_private_lock_where_the_program_unmapped_its_own_shared_memory_is_refused() 
          the snapshot of shared mappings, taken before the program unmapped that memory itself)"
     );
 }
+
+#[derive(shm::ShmSafe)]
+#[repr(C)]
+struct Guarded {
+    mutex: sync_lock::Mutex<u32>,
+    changed: sync_lock::Condvar,
+}
+
+/// Review 13 made `Condition::wait` refuse a guard inherited through fork
+/// (a copy that stands for no acquisition in the child), even when the
+/// child holds the lock itself. `Condvar::wait` takes the same inherited
+/// `MutexGuard` without a word: dropping it releases nothing (the child's
+/// own acquisition stays), and the wait then locks the mutex again, which
+/// this very process holds: `wait_timeout(20 ms)` never returns.
+#[test]
+#[ignore = "review 14: Condvar::wait_timeout with a guard inherited through fork, the child holding the mutex itself, never returns"]
+fn condvar_refuses_an_inherited_guard_even_when_the_child_holds_the_mutex() {
+    let g = shm::Shared::new(Guarded {
+        mutex: sync_lock::Mutex::new(0),
+        changed: sync_lock::Condvar::new(),
+    })
+    .unwrap();
+    let guard = g.mutex.lock().unwrap();
+    let (shared, parents) = (&g, &guard);
+    let mut child = Process::new(move || {
+        let g = shared;
+        // The child's own acquisition, once the parent has let go of its own.
+        let _mine = g
+            .mutex
+            .lock_timeout(testkit::GENEROUS)
+            .expect("the parent let go");
+        // SAFETY: a bitwise copy of the parent's guard, as fork made it: it
+        // is what a child holds when it captured the guard by value (not
+        // dropped here other than by the wait it is given to, which is the
+        // point of the test).
+        let inherited = unsafe { std::ptr::read(parents) };
+        catch_unwind(AssertUnwindSafe(|| {
+            let _ = g
+                .changed
+                .wait_timeout(inherited, std::time::Duration::from_millis(20));
+        }))
+        .is_err()
+    })
+    .start()
+    .unwrap();
+    // The parent lets go: the child then locks the mutex itself.
+    drop(guard);
+    let joined = child.join_timeout(testkit::GENEROUS);
+    if joined.is_err() {
+        let _ = child.kill();
+        let _ = child.join_timeout(testkit::GENEROUS);
+    }
+    match joined {
+        Ok(refused) => assert!(refused, "the inherited guard was accepted"),
+        Err(e) => panic!(
+            "Condvar::wait_timeout(20 ms) with an inherited guard, the child holding the mutex \
+             itself, did not return: {e}"
+        ),
+    }
+}
