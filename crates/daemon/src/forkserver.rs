@@ -81,7 +81,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -357,10 +357,7 @@ impl ForkServer {
         header[8..16].copy_from_slice(&(call.runner as u64).to_le_bytes());
         header[16..].copy_from_slice(&(call.func as u64).to_le_bytes());
         let n = {
-            let requests = server
-                .requests
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let requests = lock_until(&server.requests, deadline).ok_or_else(timed_out)?;
             let sentinel = server.process.sentinel();
             if sys::exited_now(sentinel) {
                 return Err(server.gone());
@@ -400,7 +397,23 @@ impl ForkServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(Error::Os { op: "recv", source }),
                 Ok(Next::Report(tag, value)) => break (tag, value),
-                Ok(Next::Gone) => return Err(server.gone()),
+                Ok(Next::Gone) if server_ends_soon(server) => return Err(server.gone()),
+                // The server closed this request's report socket unanswered
+                // and runs on: the descriptors sent with the request did not
+                // reach it (the kernel drops them when the receiver has no
+                // free descriptor). Not an ended server: a later spawn may
+                // succeed once its children end.
+                Ok(Next::Gone) => {
+                    return Err(spawn_error(
+                        io::ErrorKind::Other,
+                        format!(
+                            "the fork server (pid {}) could not take the request: its \
+                             descriptors did not reach it (is it out of file descriptors? \
+                             each running served child holds two)",
+                            server.process.pid()
+                        ),
+                    ))
+                }
                 Ok(Next::Nothing) => {}
             }
         };
@@ -448,6 +461,33 @@ impl Server {
             format!("the fork server (pid {}) has ended", self.process.pid()),
         )
     }
+}
+
+/// Takes the request lock, waiting at most until `deadline`: another
+/// thread's spawn holds it while it sends, which a stopped server can make
+/// last (std's mutex has no timed lock: a try every millisecond, only
+/// while contended and with a deadline).
+fn lock_until<T>(lock: &Mutex<T>, deadline: Option<Instant>) -> Option<MutexGuard<'_, T>> {
+    let Some(deadline) = deadline else {
+        return Some(lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    };
+    loop {
+        match lock.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => return None,
+            Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Whether the server has ended, or ends within a moment: a server that is
+/// exiting closes its sockets before its pidfd turns readable.
+fn server_ends_soon(server: &Server) -> bool {
+    matches!(
+        sys::poll_readable(server.process.sentinel(), None, Some(100)),
+        Ok((true, _)) | Err(_)
+    )
 }
 
 /// The error of a spawn that ran out of time.

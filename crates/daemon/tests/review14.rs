@@ -28,7 +28,6 @@ fn thread_state(tid: i32) -> Option<u8> {
 /// `spawn_timeout(.., 500 ms)` in a second thread waits on the lock for as
 /// long as the server stays stopped.
 #[test]
-#[ignore = "review 14: spawn_timeout waits without bound for the request lock held by another thread's spawn"]
 fn spawn_timeout_gives_up_while_another_spawn_holds_the_request_lock() {
     let server = ForkServer::start().unwrap();
     let pid = server.pid();
@@ -112,7 +111,6 @@ fn set_descriptor_limit(soft: u64) {
 /// once a child ends. (A caller that restarts an ended server on
 /// `BrokenPipe` restarts a live one.)
 #[test]
-#[ignore = "review 14: a fork server out of descriptors is reported as ended (BrokenPipe) while it runs"]
 fn a_server_out_of_descriptors_is_not_reported_as_ended() {
     // In a child of its own: the descriptor limit is this process's.
     let outcome = Process::new(|| {

@@ -20,6 +20,14 @@
 //! only when an address is not in it (a mapping made since) or procsync
 //! has unmapped shared memory since.
 //!
+//! What it misses: shared memory the program maps and unmaps itself
+//! (`mmap`/`munmap` of its own, not procsync's), when private memory then
+//! comes at the same address before anything procsync unmaps: the list of
+//! shared mappings still holds the old range, and a primitive there passes
+//! (`sync-lock/tests/review14.rs`, ignored: a known limit). Reading
+//! `/proc/self/maps` at every operation would close it, at a cost even a
+//! debug build should not pay.
+//!
 //! A child that makes a primitive in its own ordinary memory for its own
 //! threads is refused too: use `std::sync` there (procsync's primitives
 //! are for sharing between processes).

@@ -290,6 +290,9 @@ impl Condvar {
         guard: MutexGuard<'a, T, R>,
         deadline: Option<Instant>,
     ) -> LockResult<(MutexGuard<'a, T, R>, WaitTimeoutResult)> {
+        // A copy inherited through fork holds nothing here: waiting with it
+        // would lock again a mutex this process may hold itself.
+        guard.assert_here("the MutexGuard given to Condvar::wait");
         let mutex = guard.mutex();
         let notified = self.release_and_await(|| drop(guard), deadline);
         let how = mutex.raw().lock_until(None).expect("no deadline");

@@ -251,6 +251,12 @@ impl<'a, T, R: RawRobustLock> MutexGuard<'a, T, R> {
     pub(crate) fn mutex(&self) -> &'a Mutex<T, R> {
         self.mutex
     }
+
+    /// Panics, naming `guard`, unless this process made the acquisition
+    /// (a copy inherited through fork stands for nothing here).
+    pub(crate) fn assert_here(&self, guard: &str) {
+        self.held.assert_here(guard);
+    }
 }
 
 impl<T, R: RawRobustLock> Deref for MutexGuard<'_, T, R> {
