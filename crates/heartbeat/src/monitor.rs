@@ -388,10 +388,12 @@ impl Monitor {
 
     /// Tracks at most `reporters` reporters (at least 1; default
     /// [`DEFAULT_MAX_REPORTERS`]) and keeps at most as many alerts pending,
-    /// so that made-up ids from the network cannot exhaust memory. A new
-    /// reporter arriving at the limit takes the place of those already
-    /// reported SILENT; with none, its beat is refused (counted by
-    /// [`reporters_refused`](Monitor::reporters_refused)). Past the alert
+    /// so that made-up ids from the network cannot exhaust memory.
+    /// Expectations ([`expect_reporter`](Monitor::expect_reporter)) hold
+    /// places too, and an expected id's first start takes its
+    /// expectation's place. A new reporter arriving at the limit takes the
+    /// place of those already reported SILENT; with none, its beat is
+    /// refused (counted by [`reporters_refused`](Monitor::reporters_refused)). Past the alert
     /// limit the oldest pending alert is dropped (counted by
     /// [`alerts_dropped`](Monitor::alerts_dropped)).
     pub fn max_reporters(mut self, reporters: usize) -> Monitor {
@@ -623,7 +625,7 @@ impl Monitor {
                 }
             }
             None => {
-                if self.tracked.len() >= self.max_reporters && !self.make_room(now) {
+                if !self.has_room_for(&key.1, now) {
                     self.refused += 1;
                     return;
                 }
@@ -632,6 +634,16 @@ impl Monitor {
                 self.heard_from(&key);
             }
         }
+    }
+
+    /// Whether a new reporter start of `id` may be tracked: expectations
+    /// hold their places (`max_reporters` counts them), and an expected
+    /// id's first start takes its expectation's place; else room is made
+    /// by forgetting SILENT reporters, if there are any.
+    fn has_room_for(&mut self, id: &str, now: Instant) -> bool {
+        self.awaited.contains_key(id)
+            || self.tracked.len() + self.awaited.len() < self.max_reporters
+            || (self.make_room(now) && self.tracked.len() + self.awaited.len() < self.max_reporters)
     }
 
     /// A reporter start is tracked now: if its id was awaited, the
@@ -754,7 +766,7 @@ impl Monitor {
         let key = key_of(&beat);
         if health == Health::Silent
             || self.tracked.contains_key(&key)
-            || self.tracked.len() >= self.max_reporters
+            || !self.has_room_for(&key.1, now)
         {
             return false;
         }
@@ -837,6 +849,13 @@ impl Monitor {
     /// starts beating side by side are two reporters, and each one's
     /// silence is an alert.
     pub fn judge(&mut self, now: Instant) {
+        self.judge_sparing(now, false);
+    }
+
+    /// [`judge`](Monitor::judge); with `spare_awaited`, no expected
+    /// reporter turns SILENT (a stalled database read: its first row may be
+    /// waiting behind the write lock too).
+    fn judge_sparing(&mut self, now: Instant, spare_awaited: bool) {
         let (silent_after, slack) = (self.silent_after, self.slack_milli);
         let is_silent = |t: &Tracked| is_silent(t, now, silent_after, slack);
         // Reported SILENT long ago: forgotten.
@@ -933,7 +952,10 @@ impl Monitor {
             a.health != Health::Silent || !overdue(a.since, a.interval, now, forget_after, 0)
         });
         for (id, a) in &mut self.awaited {
-            if a.health == Health::Alive && overdue(a.since, a.interval, now, silent_after, slack) {
+            if a.health == Health::Alive
+                && !spare_awaited
+                && overdue(a.since, a.interval, now, silent_after, slack)
+            {
                 let alert = Alert {
                     id: id.clone(),
                     host: String::new(),
@@ -1096,8 +1118,9 @@ impl Monitor {
     /// death. A writer stopped inside its write (SIGSTOP, a debugger, a
     /// Ctrl-Z) holds it for as long as it is stopped: rather than judging
     /// every reporter of the file SILENT (false alarms for all), the
-    /// monitor then judges none of them SILENT (a death meanwhile is seen
-    /// once the lock is released) and says so by the count. A short write
+    /// monitor then judges none of them SILENT, nor any expected reporter
+    /// (its first row may wait behind the same lock; a death meanwhile is
+    /// seen once the lock is released), and says so by the count. A short write
     /// holding the lock delays silence by one read.
     ///
     /// But a file that is not there (deleted, a volume unmounted) is an
@@ -1156,7 +1179,7 @@ impl Monitor {
                 t.spared = true;
             }
         }
-        self.judge(now);
+        self.judge_sparing(now, stalled);
         for key in &spared {
             if let Some(t) = self.tracked.get_mut(key) {
                 t.spared = false;

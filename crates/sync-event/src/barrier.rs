@@ -288,6 +288,13 @@ impl Slot {
     }
 }
 
+thread_local! {
+    /// The address of the barrier whose action this thread is running (0:
+    /// none): `reset` or `abort` called from inside an action must not wait
+    /// for that action to end.
+    static RUNNING_ACTION_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// How a generation ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -653,7 +660,11 @@ impl Barrier {
         index: u32,
         action: impl FnOnce(),
     ) -> Result<BarrierWaitResult, BarrierError> {
-        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(action)) {
+        let address = std::ptr::from_ref(self) as usize;
+        let outer = RUNNING_ACTION_OF.with(|running| running.replace(address));
+        let ran = panic::catch_unwind(AssertUnwindSafe(action));
+        RUNNING_ACTION_OF.with(|running| running.set(outer));
+        if let Err(panic) = ran {
             // In a loom model a process killed inside the action unwinds
             // with `Gone`; a killed process runs nothing more, so neither
             // does this one (the others must notice the death).
@@ -821,6 +832,21 @@ impl Barrier {
         }
     }
 
+    /// If every party has arrived and the last one runs its action: waits
+    /// until that generation ends (released, or broken by a death inside
+    /// the action, which the wait looks for). Not when called from inside
+    /// that action (it would wait for itself).
+    fn let_action_finish(&self) {
+        let state = self.state.load(Ordering::Acquire);
+        let address = std::ptr::from_ref(self) as usize;
+        if state & BROKEN == 0
+            && arrived_of(state) == self.parties
+            && RUNNING_ACTION_OF.with(|running| running.get()) != address
+        {
+            self.wait_for_generation_end(generation_of(state), None);
+        }
+    }
+
     /// Breaks the current generation (only if it is `only`, when given);
     /// true if this call broke it.
     fn break_generation(&self, only: Option<u64>) -> bool {
@@ -836,15 +862,20 @@ impl Barrier {
     }
 
     /// Breaks the barrier: current and future waiters get
-    /// [`BarrierError::Broken`] until [`reset`](Barrier::reset).
+    /// [`BarrierError::Broken`] until [`reset`](Barrier::reset). A
+    /// generation whose action is running is let finish first (its parties
+    /// pass), as in Python, where the action runs under the barrier's lock.
     pub fn abort(&self) {
+        self.let_action_finish();
         self.break_generation(None);
     }
 
     /// Returns the barrier to its initial, unbroken state. Parties waiting
-    /// in it now get [`BarrierError::Broken`].
+    /// in it now get [`BarrierError::Broken`]. A generation whose action is
+    /// running is let finish first (its parties pass), as in Python.
     pub fn reset(&self) {
         loop {
+            self.let_action_finish();
             let state = self.state.load(Ordering::Acquire);
             if state & BROKEN != 0 {
                 // Broken generations have no waiters: just mend it.
