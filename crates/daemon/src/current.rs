@@ -66,7 +66,7 @@ fn identity_numbers(text: &str) -> Vec<u64> {
 /// daemon child, and its identity numbers.
 ///
 /// A process forked by other means than [`Process::start`](crate::Process::start)
-/// (`libc::fork`) has a pid of its own but, as after `os.fork()` in Python,
+/// (a raw `fork(2)`) has a pid of its own but, as after `os.fork()` in Python,
 /// the name and numbers of the process it was forked from.
 ///
 /// # Example
