@@ -245,6 +245,14 @@ pub(crate) fn recv_now_appending(socket: BorrowedFd<'_>, buf: &mut Vec<u8>) -> i
     .0)
 }
 
+/// A poll timeout of `ms` milliseconds (`None`: no limit).
+fn timespec_of(ms: Option<u32>) -> Option<Timespec> {
+    ms.map(|ms| Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
+    })
+}
+
 /// `poll(2)` for readability of `first` and, if given, `second`, for at
 /// most `timeout_ms` (`None`: no limit). Returns which are ready (hung up
 /// or in error counts as ready).
@@ -253,10 +261,7 @@ pub(crate) fn poll_readable(
     second: Option<BorrowedFd<'_>>,
     timeout_ms: Option<u32>,
 ) -> io::Result<(bool, bool)> {
-    let timeout = timeout_ms.map(|ms| Timespec {
-        tv_sec: (ms / 1000).into(),
-        tv_nsec: ((ms % 1000) * 1_000_000).into(),
-    });
+    let timeout = timespec_of(timeout_ms);
     let mut fds = [
         PollFd::from_borrowed_fd(first, PollFlags::IN),
         // Replaced below, or left out of the call.
@@ -280,10 +285,7 @@ pub(crate) fn poll_readable(
 /// `timeout_ms` (`None`: no limit). Returns once any is ready (or hung up,
 /// or in error) or the time is up; the caller looks at which.
 pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout_ms: Option<u32>) -> io::Result<()> {
-    let timeout = timeout_ms.map(|ms| Timespec {
-        tv_sec: (ms / 1000).into(),
-        tv_nsec: ((ms % 1000) * 1_000_000).into(),
-    });
+    let timeout = timespec_of(timeout_ms);
     let mut polled: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
@@ -547,10 +549,7 @@ pub(crate) fn poll_writable_or_readable(
     other: BorrowedFd<'_>,
     timeout_ms: Option<u32>,
 ) -> io::Result<(bool, bool)> {
-    let timeout = timeout_ms.map(|ms| Timespec {
-        tv_sec: (ms / 1000).into(),
-        tv_nsec: ((ms % 1000) * 1_000_000).into(),
-    });
+    let timeout = timespec_of(timeout_ms);
     let mut fds = [
         PollFd::from_borrowed_fd(socket, PollFlags::OUT),
         PollFd::from_borrowed_fd(other, PollFlags::IN),
@@ -563,10 +562,7 @@ pub(crate) fn poll_writable_or_readable(
 /// `timeout_ms` (`None`: no limit): which are ready (hung up or in error
 /// counts as ready).
 pub(crate) fn poll_which(fds: &[BorrowedFd<'_>], timeout_ms: Option<u32>) -> io::Result<Vec<bool>> {
-    let timeout = timeout_ms.map(|ms| Timespec {
-        tv_sec: (ms / 1000).into(),
-        tv_nsec: ((ms % 1000) * 1_000_000).into(),
-    });
+    let timeout = timespec_of(timeout_ms);
     let mut polled: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
