@@ -384,8 +384,9 @@ pub fn wait_first<T>(
         if children.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
-        match sys::poll_any(&fds, deadline.map(poll_ms_until)) {
-            Ok(()) => {}
+        // Which is ready is looked at above, by each child's own state.
+        match sys::poll_which(&fds, deadline.map(poll_ms_until)) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

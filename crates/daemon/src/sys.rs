@@ -281,19 +281,6 @@ pub(crate) fn poll_readable(
     ))
 }
 
-/// `poll(2)` for readability of every descriptor in `fds`, for at most
-/// `timeout_ms` (`None`: no limit). Returns once any is ready (or hung up,
-/// or in error) or the time is up; the caller looks at which.
-pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout_ms: Option<u32>) -> io::Result<()> {
-    let timeout = timespec_of(timeout_ms);
-    let mut polled: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
-        .collect();
-    rustix::event::poll(&mut polled, timeout.as_ref())?;
-    Ok(())
-}
-
 /// Whether the process behind `pidfd` has exited (its pidfd polls
 /// readable), without waiting and without collecting it. An error of
 /// `poll` other than an interruption (none is possible on a valid pidfd)

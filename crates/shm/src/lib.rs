@@ -69,6 +69,7 @@ pub mod layout;
 pub mod lockword;
 pub mod pid;
 pub mod placement;
+mod proc_maps;
 #[allow(unsafe_code)] // the lock's UnsafeCell, reached by one thread at a time
 mod process_local;
 mod region;

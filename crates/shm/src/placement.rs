@@ -146,21 +146,10 @@ fn check_address(address: usize, what: &str, instead: &str) {
 #[cfg_attr(not(all(debug_assertions, not(loom))), allow(dead_code))]
 fn shared_mappings() -> Option<Vec<(usize, usize)>> {
     let maps = std::fs::read("/proc/self/maps").ok()?;
-    let parse = |hex: &[u8]| usize::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok();
     Some(
-        maps.split(|&b| b == b'\n')
-            .filter_map(|line| {
-                // "start-end perms offset dev inode path", in hex; perms
-                // end in 's' for a shared mapping.
-                let mut fields = line.split(|&b| b == b' ');
-                let range = fields.next()?;
-                let perms = fields.next()?;
-                if perms.get(3) != Some(&b's') {
-                    return None;
-                }
-                let dash = range.iter().position(|&b| b == b'-')?;
-                Some((parse(&range[..dash])?, parse(&range[dash + 1..])?))
-            })
+        crate::proc_maps::lines(&maps)
+            .filter(|line| line.is_shared())
+            .map(|line| (line.start, line.end))
             .collect(),
     )
 }

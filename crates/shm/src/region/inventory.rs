@@ -391,24 +391,9 @@ fn mapped_files(
     let Some(maps) = read_proc(&format!("{}/maps", task.dir))? else {
         return Ok(());
     };
-    for line in maps.split(|&b| b == b'\n') {
-        // address perms offset dev inode path
-        let mut fields = line
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|field| !field.is_empty());
-        let Some(inode) = fields
-            .nth(4)
-            .and_then(|i| std::str::from_utf8(i).ok())
-            .and_then(|i| i.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if inodes.contains(&inode)
-            && fields
-                .next()
-                .is_some_and(|p| p.starts_with(SHM_DIR.as_bytes()))
-        {
-            used.extend(files.iter().filter(|file| file.ino() == inode));
+    for line in crate::proc_maps::lines(&maps) {
+        if inodes.contains(&line.inode) && line.path.starts_with(SHM_DIR.as_bytes()) {
+            used.extend(files.iter().filter(|file| file.ino() == line.inode));
         }
     }
     Ok(())
