@@ -10,9 +10,10 @@
 //!
 //! `start` does not refuse: forking from a thread is often right (the
 //! test harness runs every test on a thread; the pool forks its workers
-//! from its manager thread, and they run only the pool's code). It counts
-//! this process's threads (one read of `/proc/self/stat`, about a
-//! microsecond) and, the first time it finds more than one, prints
+//! from its manager thread, and they run only the pool's code). Until it
+//! has warned, it counts this process's threads (one read of
+//! `/proc/self/stat`, about a microsecond) and, the first time it finds
+//! more than one, prints
 //! [`MULTITHREADED_WARNING`] to stderr once per process, naming the fixes:
 //! a [`ForkServer`](crate::ForkServer) started early in `main`, or forking
 //! before any thread starts. A caller that knows its child touches nothing
@@ -54,19 +55,17 @@ pub fn thread_count() -> Option<usize> {
     sys::thread_count()
 }
 
-/// Called by `start` just before it forks: whether this process has other
-/// threads; prints the warning the first time, unless `threads_ok` or the
-/// environment silences it.
-pub(crate) fn check_before_fork(threads_ok: bool) -> bool {
-    let threads = sys::thread_count().unwrap_or(1);
-    if threads <= 1 {
-        return false;
-    }
+/// Called by `start` just before it forks: prints the warning the first
+/// time this process forks with other threads, unless `threads_ok` or the
+/// environment silences it. Once it has (or is silenced for the call),
+/// the threads are not counted: no read of `/proc` at every start.
+pub(crate) fn check_before_fork(threads_ok: bool) {
     if threads_ok || WARNED.load(Ordering::Relaxed) {
-        return true;
+        return;
     }
-    if WARNED.swap(true, Ordering::Relaxed) {
-        return true;
+    let threads = sys::thread_count().unwrap_or(1);
+    if threads <= 1 || WARNED.swap(true, Ordering::Relaxed) {
+        return;
     }
     let silenced = std::env::var_os(THREADS_OK_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     if !silenced {
@@ -78,5 +77,4 @@ pub(crate) fn check_before_fork(threads_ok: bool) -> bool {
              Process::threads_ok(true) or {THREADS_OK_ENV}=1 silences this)"
         );
     }
-    true
 }
