@@ -114,7 +114,6 @@ fn after_reset_during_an_action_the_next_action_does_not_overlap_it() {
         finished: AtomicU32::new(0),
     })
     .unwrap();
-    let reset_done = Shared::new(AtomicU32::new(0)).unwrap();
     // What the next generation's action saw, whoever of its two parties
     // arrived last and ran it: 1 the first action still running, 2 done.
     let seen = Shared::new(AtomicU32::new(0)).unwrap();
@@ -123,16 +122,17 @@ fn after_reset_during_an_action_the_next_action_does_not_overlap_it() {
         seen.store(if done { 2 } else { 1 }, Ordering::SeqCst);
     };
     let waiter = Process::new(|| {
-        // Until a wait begun after the reset passes: its first ends released
-        // (reset waited for the action) or broken (it did not), a wait
-        // begun before the reset is broken by it; it comes again each time.
+        // Until it passes the generation it shares with this process (the
+        // one whose action is `next_action`, run before anyone is
+        // released): its first wait ends released (reset waited for the
+        // first action) or broken (it did not), a wait begun before the
+        // reset is broken by it; it comes again each time.
         loop {
-            let begun_after_reset = reset_done.load(Ordering::SeqCst) == 1;
             match acting
                 .barrier
                 .wait_timeout_with_action(GENEROUS, next_action)
             {
-                Ok(_) if begun_after_reset => return true,
+                Ok(_) if seen.load(Ordering::SeqCst) != 0 => return true,
                 Ok(_) | Err(BarrierError::Broken) => {}
                 Err(_) => return false,
             }
@@ -164,7 +164,6 @@ fn after_reset_during_an_action_the_next_action_does_not_overlap_it() {
     .start()
     .unwrap();
     acting.barrier.reset();
-    reset_done.store(1, Ordering::SeqCst);
     // The next generation: the waiter and this process.
     let second = acting
         .barrier
