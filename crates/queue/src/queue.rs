@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -973,10 +974,15 @@ impl Wait {
     }
 
     /// The deadline for taking a side's lock: a `try_` call waits for the
-    /// other producers (or consumers) no longer than it must.
+    /// other producers (or consumers) no longer than it must. Its deadline
+    /// is any instant already past, taken once per process: the lock reads
+    /// the clock only when contended, and a `try_` call that read it every
+    /// time spent as long on that as on the rest (a pool's manager makes
+    /// two such calls per task).
     fn lock_deadline(self) -> Option<Instant> {
+        static PAST: OnceLock<Instant> = OnceLock::new();
         match self {
-            Wait::No => Some(shm::sync::now()),
+            Wait::No => Some(*PAST.get_or_init(shm::sync::now)),
             wait => wait.deadline(),
         }
     }
