@@ -16,7 +16,7 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use shm::pid::Pid;
 use shm::SharedSlice;
 
-use crate::batch::{Batch, SKIP};
+use crate::batch::{Batch, Indices, SKIP};
 use crate::call::Call;
 use crate::error::{died, PoolError, TaskError};
 use crate::journal::Journal;
@@ -101,7 +101,7 @@ pub(crate) struct Submission {
 #[derive(Debug)]
 pub(crate) struct NewChunk {
     pub(crate) call: Call,
-    pub(crate) indices: Vec<usize>,
+    pub(crate) indices: Indices,
     pub(crate) args: Items,
 }
 
@@ -299,18 +299,19 @@ struct Slot {
 struct Chunk {
     job: u64,
     call: Call,
-    indices: Vec<usize>,
+    indices: Indices,
     args: Items,
-    /// Earlier runs that died, per item.
+    /// Earlier runs that died, per item; empty when none did (a new
+    /// chunk: no allocation for it).
     attempts: Vec<u32>,
-    done: Vec<bool>,
+    done: Delivered,
     left: usize,
     /// Task id of item 0 (assigned at dispatch).
     first_tid: u64,
 }
 
 impl Chunk {
-    fn new(job: u64, call: Call, indices: Vec<usize>, args: Items, attempts: Vec<u32>) -> Chunk {
+    fn new(job: u64, call: Call, indices: Indices, args: Items, attempts: Vec<u32>) -> Chunk {
         let n = args.len();
         Chunk {
             job,
@@ -318,7 +319,7 @@ impl Chunk {
             indices,
             args,
             attempts,
-            done: vec![false; n],
+            done: Delivered::new(n),
             left: n,
             first_tid: 0,
         }
@@ -334,6 +335,44 @@ struct Job {
     complete: bool,
     /// Outcomes not handed over yet (see `Manager::flush`).
     pending: Batch,
+}
+
+/// Which items of a chunk have had their outcome delivered: a bit each,
+/// in one word for a chunk of up to 64 items (no allocation), in more
+/// beyond.
+#[derive(Debug)]
+struct Delivered {
+    first: u64,
+    rest: Vec<u64>,
+}
+
+impl Delivered {
+    fn new(items: usize) -> Delivered {
+        Delivered {
+            first: 0,
+            rest: vec![0; items.saturating_sub(1) / 64],
+        }
+    }
+
+    /// The word and bit of item `k`.
+    fn word(&mut self, k: usize) -> &mut u64 {
+        match k / 64 {
+            0 => &mut self.first,
+            w => &mut self.rest[w - 1],
+        }
+    }
+
+    fn get(&self, k: usize) -> bool {
+        let word = match k / 64 {
+            0 => self.first,
+            w => self.rest[w - 1],
+        };
+        word & (1 << (k % 64)) != 0
+    }
+
+    fn set(&mut self, k: usize) {
+        *self.word(k) |= 1 << (k % 64);
+    }
 }
 
 /// What the watcher is told.
@@ -589,13 +628,12 @@ impl<'a> Manager<'a> {
             job.left += submission.count;
             job.complete |= submission.last;
             for chunk in submission.chunks {
-                let attempts = vec![0; chunk.args.len()];
                 self.backlog.push_back(Chunk::new(
                     id,
                     chunk.call,
                     chunk.indices,
                     chunk.args,
-                    attempts,
+                    Vec::new(),
                 ));
             }
             self.finish_if_done(id);
@@ -646,46 +684,56 @@ impl<'a> Manager<'a> {
         let fifo = &mut self.slots[slot].fifo;
         let chunk = &mut fifo[pos];
         let end = offset + outcomes.len();
-        let fresh = chunk
-            .done
-            .get(offset..end)
-            .is_some_and(|done| !done.contains(&true));
+        let fresh = end <= chunk.indices.len() && (offset..end).all(|k| !chunk.done.get(k));
         let indices = if fresh {
-            // The usual case, in one copy: none of them delivered before.
-            chunk.done[offset..end].fill(true);
+            // The usual case, with no allocation for a `map`'s chunk: none
+            // of them delivered before.
+            (offset..end).for_each(|k| chunk.done.set(k));
             chunk.left -= end - offset;
-            chunk.indices[offset..end].to_vec()
+            chunk.indices.range(offset, end)
         } else {
-            (offset..end)
-                .map(|k| {
-                    if k >= chunk.done.len() || chunk.done[k] {
-                        return SKIP;
-                    }
-                    chunk.done[k] = true;
-                    chunk.left -= 1;
-                    chunk.indices[k]
-                })
-                .collect()
+            Indices::List(
+                (offset..end)
+                    .map(|k| {
+                        if k >= chunk.indices.len() || chunk.done.get(k) {
+                            return SKIP;
+                        }
+                        chunk.done.set(k);
+                        chunk.left -= 1;
+                        chunk.indices.get(k)
+                    })
+                    .collect(),
+            )
         };
-        let mut batch = Batch::default();
-        batch.outcomes(indices, outcomes);
         let job = chunk.job;
         if chunk.left == 0 {
             fifo.remove(pos);
         }
-        self.deliver(job, batch);
+        // Straight into the job's pending batch: no batch of its own to
+        // allocate for every message (one a task with chunks of one).
+        self.deliver_with(job, |pending| pending.outcomes(indices, outcomes));
     }
 
     fn deliver(&mut self, job: u64, batch: Batch) {
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.deliver_with(job, |pending| pending.append(batch));
         }
+    }
+
+    /// Adds outcomes to `job`'s pending batch with `add` (nothing if the
+    /// job has ended), and ends the job if they were its last.
+    fn deliver_with(&mut self, job: u64, add: impl FnOnce(&mut Batch)) {
         if let Some(j) = self.jobs.get_mut(&job) {
-            j.left = j.left.saturating_sub(batch.len());
-            if j.pending.is_empty() {
+            let before = j.pending.len();
+            add(&mut j.pending);
+            let added = j.pending.len() - before;
+            if added == 0 {
+                return;
+            }
+            j.left = j.left.saturating_sub(added);
+            if before == 0 {
                 self.dirty.push(job);
             }
-            j.pending.append(batch);
             self.finish_if_done(job);
         }
     }
@@ -775,13 +823,13 @@ impl<'a> Manager<'a> {
             let Some(chunk) = self.slots[slot].fifo.pop_front() else {
                 break;
             };
-            let mut redo = (Vec::new(), Items::default(), Vec::new());
+            let mut redo = (Indices::default(), Items::default(), Vec::new());
             for (k, arg) in chunk.args.iter().enumerate() {
-                if chunk.done[k] {
+                if chunk.done.get(k) {
                     continue;
                 }
-                let index = chunk.indices[k];
-                let attempts = chunk.attempts[k];
+                let index = chunk.indices.get(k);
+                let attempts = chunk.attempts.get(k).copied().unwrap_or(0);
                 let tid = chunk.first_tid + k as u64 + 1;
                 if tid > begun {
                     // Never started: re-dispatched.
@@ -877,8 +925,8 @@ impl<'a> Manager<'a> {
         let chunks: Vec<Chunk> = self.backlog.drain(..).collect();
         for chunk in chunks {
             let mut batch = Batch::default();
-            for (k, &index) in chunk.indices.iter().enumerate() {
-                if !chunk.done[k] {
+            for (k, index) in chunk.indices.iter().enumerate() {
+                if !chunk.done.get(k) {
                     batch.failed(index, error.clone());
                 }
             }
@@ -984,8 +1032,8 @@ impl<'a> Manager<'a> {
             .chain(self.backlog.drain(..));
         for chunk in chunks {
             let batch = left.entry(chunk.job).or_default();
-            for (k, &index) in chunk.indices.iter().enumerate() {
-                if !chunk.done[k] {
+            for (k, index) in chunk.indices.iter().enumerate() {
+                if !chunk.done.get(k) {
                     batch.failed(index, TaskError::Terminated);
                 }
             }
@@ -1004,7 +1052,7 @@ impl<'a> Manager<'a> {
     }
 }
 
-fn push3(redo: &mut (Vec<usize>, Items, Vec<u32>), index: usize, arg: &[u8], attempts: u32) {
+fn push3(redo: &mut (Indices, Items, Vec<u32>), index: usize, arg: &[u8], attempts: u32) {
     redo.0.push(index);
     redo.1.push(arg);
     redo.2.push(attempts);
@@ -1069,5 +1117,28 @@ fn watch(tx: Sender<'_, Event>, control: mpsc::Receiver<Watch>, wake: &OwnedFd, 
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivered;
+
+    #[test]
+    fn delivered_keeps_one_bit_per_item_across_words() {
+        for items in [1, 63, 64, 65, 200] {
+            let mut done = Delivered::new(items);
+            let marked: Vec<usize> = (0..items)
+                .filter(|k| k % 3 == 0 || k + 1 == items)
+                .collect();
+            for &k in &marked {
+                done.set(k);
+            }
+            for k in 0..items {
+                assert_eq!(done.get(k), marked.contains(&k), "item {k} of {items}");
+            }
+        }
+        // A chunk of up to 64 items needs no allocation.
+        assert_eq!(Delivered::new(64).rest.capacity(), 0);
     }
 }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shm::pid::Pid;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Indices};
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
 use crate::manager::{self, Control, NewChunk, Settings, Shared, Submission};
@@ -597,7 +597,7 @@ impl Pool {
         let chunk_bytes = chunksize.saturating_mul(16).min(self.budget);
         let new_chunk = |args| NewChunk {
             call,
-            indices: Vec::with_capacity(chunksize.min(self.budget / 4)),
+            indices: Indices::default(),
             args,
         };
         let mut current = new_chunk(Items::with_capacity(chunk_bytes));
@@ -692,9 +692,10 @@ impl Parts<'_> {
         let mut control = self.shared.control();
         if self.closed || control.closed {
             self.closed = true;
-            for index in chunks.drain(..).flat_map(|c| c.indices) {
+            for index in chunks.iter().flat_map(|c| c.indices.iter()) {
                 early.failed(index, TaskError::PoolClosed);
             }
+            chunks.clear();
             if !last {
                 return;
             }
