@@ -179,8 +179,10 @@ impl Identity {
     pub fn is_running(self) -> bool {
         // This process runs: no system call for it. A consumer that also
         // puts (a pool's manager reading its own inbox) judges the
-        // producers at every empty look, and finds itself first.
-        if self == current_identity() {
+        // producers at every empty look, and finds itself first. Only the
+        // cached identity is compared (emptied in every forked child):
+        // computing it here could need a descriptor this call has none of.
+        if CACHED_IDENTITY.load(Ordering::Relaxed) == self.to_bits() {
             return true;
         }
         let pid = self.pid().get();
