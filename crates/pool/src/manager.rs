@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -57,6 +57,20 @@ pub(crate) struct Shared {
     pub(crate) replaced: AtomicU64,
     /// The next job's number (see [`Submission::job`]).
     pub(crate) next_job: AtomicU64,
+    /// Made by the manager thread as it starts.
+    pub(crate) core: OnceLock<Core>,
+    /// The bookkeeping, once the pool runs (`None` before, and once the
+    /// manager has stopped): held by the manager thread, or lent to a
+    /// caller that waits for a `map` ([`Driver`]).
+    pub(crate) drive: Mutex<Option<State>>,
+    /// Callers waiting for the bookkeeping, or holding it: the manager
+    /// thread leaves it to them and waits on `drive_done` until none is.
+    pub(crate) drivers: AtomicUsize,
+    pub(crate) drive_done: Condvar,
+    /// A caller panicked inside a round of the bookkeeping (a bug of this
+    /// crate's): the state may be half-changed, so the manager thread
+    /// terminates the pool instead of going on with it.
+    pub(crate) broken: AtomicBool,
 }
 
 impl Shared {
@@ -149,6 +163,9 @@ impl Drop for Gone<'_> {
         let mut control = self.0.control();
         control.closed = true;
         control.submissions.clear();
+        drop(control);
+        // Nobody runs the pool any more: a caller finds nothing to drive.
+        *lock(&self.0.drive) = None;
     }
 }
 
@@ -180,60 +197,69 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             return;
         }
     };
+    let (watch_tx, watch_rx) = mpsc::channel();
+    let core = Core {
+        settings,
+        queues,
+        records,
+        wake,
+        stop: AtomicBool::new(false),
+        watch_tx,
+    };
+    // Set once: a pool starts one manager thread.
+    let core = shared.core.get_or_init(|| core);
     let attached = (|| -> Result<_, PoolError> {
-        let senders = queues
+        let senders = core
+            .queues
             .iter()
             .map(Queue::sender)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((senders, shared.inbox.receiver()?, shared.inbox.sender()?))
     })();
-    let (senders, rx, watcher_tx) = match attached {
+    let (mut senders, rx, watcher_tx) = match attached {
         Ok(attached) => attached,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let (watch_tx, watch_rx) = mpsc::channel();
     let (fork_tx, fork_rx) = mpsc::channel();
     let (forked_tx, forked) = mpsc::channel();
-    let stop = AtomicBool::new(false);
+    let mut state = State {
+        slots: (0..settings.workers).map(|_| Slot::default()).collect(),
+        jobs: HashMap::new(),
+        dirty: Vec::new(),
+        backlog: VecDeque::new(),
+        next_tid: 1,
+        init_failures: 0,
+        init_failure: String::new(),
+        fork_tx: Some(fork_tx),
+        forked,
+    };
     std::thread::scope(|scope| {
-        let (wake_fd, stop) = (&wake, &stop);
         let watcher = std::thread::Builder::new()
             .name("procsync-pool-watch".into())
-            .spawn_scoped(scope, move || watch(watcher_tx, watch_rx, wake_fd, stop));
+            .spawn_scoped(scope, || {
+                watch(watcher_tx, watch_rx, &core.wake, &core.stop)
+            });
         let config = settings.config;
-        let (queues_ref, records_ref) = (&queues[..], &records[..]);
         let forker = std::thread::Builder::new()
             .name("procsync-pool-fork".into())
             .spawn_scoped(scope, move || {
-                forker(fork_rx, forked_tx, shared, queues_ref, records_ref, config)
+                forker(
+                    fork_rx,
+                    forked_tx,
+                    shared,
+                    &core.queues,
+                    &core.records,
+                    config,
+                )
             });
-        let mut manager = Manager {
-            shared,
-            settings,
-            queues: &queues,
-            records: &records,
-            senders,
-            rx,
-            watch_tx,
-            wake: &wake,
-            stop,
-            slots: (0..settings.workers).map(|_| Slot::default()).collect(),
-            jobs: HashMap::new(),
-            dirty: Vec::new(),
-            backlog: VecDeque::new(),
-            next_tid: 1,
-            init_failures: 0,
-            init_failure: String::new(),
-            fork_tx: Some(fork_tx),
-            forked,
-        };
+        let mut manager = Manager::new(shared, core, &mut senders, &rx, &mut state);
         let threads = watcher.and_then(|_| forker.map(|_| ()));
         if let Err(e) = threads {
             let _ = ready.send(Err(PoolError::Thread(e)));
-            manager.fork_tx = None;
+            manager.st.fork_tx = None;
             manager.stop_watcher();
             return;
         }
@@ -242,7 +268,7 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
         }
         let mut failed = None;
         for _ in 0..settings.workers {
-            match manager.forked.recv() {
+            match manager.st.forked.recv() {
                 Ok((slot, started)) => {
                     if let Err(e) = manager.on_forked(slot, started) {
                         failed.get_or_insert(e);
@@ -256,10 +282,151 @@ fn manage(shared: &Shared, settings: Settings, ready: mpsc::Sender<Result<(), Po
             let _ = ready.send(Err(e));
             return;
         }
+        // From here on, whichever thread holds the lock runs the pool:
+        // this one, or a caller waiting for its `map` (see `Driver`).
+        let mut drive = lock(&shared.drive);
+        *drive = Some(state);
         let _ = ready.send(Ok(()));
-        let exit = manager.run();
-        manager.end(exit);
+        loop {
+            let st = drive.as_mut().expect("emptied only by this thread");
+            let mut manager = Manager::new(shared, core, &mut senders, &rx, st);
+            if shared.broken.load(Ordering::SeqCst) {
+                manager.end(Exit::Terminate);
+                break;
+            }
+            match manager.run() {
+                Run::Exit(exit) => {
+                    manager.end(exit);
+                    break;
+                }
+                Run::Yield => {}
+            }
+            drive = shared
+                .drive_done
+                .wait_while(drive, |_| shared.drivers.load(Ordering::SeqCst) > 0)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *drive = None;
     });
+}
+
+/// How [`Manager::run`] returns.
+enum Run {
+    /// The pool stops.
+    Exit(Exit),
+    /// A caller asks for the bookkeeping (see [`Driver`]).
+    Yield,
+}
+
+/// A caller's turn at running the pool while it waits for its `map`: the
+/// bookkeeping the manager thread does, done by the thread that waits for
+/// its outcomes instead, so that no other thread of the owner is woken per
+/// task (W10c1, chunks of one: the caller sleeping on its channel while
+/// the manager thread relays each task cost half the throughput on two
+/// cores). Only one thread holds it at a time; the manager thread waits
+/// meanwhile and takes over when it is dropped. The caller runs no code of
+/// the user's while it holds it except decoding its own outcomes.
+pub(crate) struct Driver<'a> {
+    // Fields drop in this order: the endpoints, then the turn.
+    senders: Vec<Sender<'a, TaskMsg>>,
+    rx: queue::Receiver<'a, Event>,
+    turn: Turn<'a>,
+}
+
+/// The lock on the bookkeeping, counted in [`Shared::drivers`] from before
+/// it is asked for until it is given back.
+struct Turn<'a> {
+    shared: &'a Shared,
+    drive: Option<MutexGuard<'a, Option<State>>>,
+    /// Inside a round of the bookkeeping.
+    stepping: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.stepping {
+            // Unwinding out of a round.
+            self.shared.broken.store(true, Ordering::SeqCst);
+        }
+        // Under the lock, if held: the manager thread either waits on
+        // `drive_done` already (and is woken) or has not looked at the
+        // count yet (and sees it without this caller).
+        self.shared.drivers.fetch_sub(1, Ordering::SeqCst);
+        self.shared.drive_done.notify_all();
+        self.drive = None;
+    }
+}
+
+/// What [`Driver::next_batch`] found.
+pub(crate) enum Driven {
+    /// Outcomes of the job.
+    Batch(Batch),
+    /// The job has ended (its channel is closed): nothing more comes.
+    Ended,
+    /// The pool is stopping: the driver must be dropped, and the job's
+    /// channel waited on (the manager thread ends it).
+    Stopping,
+}
+
+impl<'a> Driver<'a> {
+    /// Takes the bookkeeping over from the manager thread (waiting for it
+    /// to leave it, within one of its rounds, or for another caller to give
+    /// it back). `None` if the pool does not run (not started, or stopped)
+    /// or has no endpoint row to spare: wait on the job's channel then.
+    pub(crate) fn begin(shared: &'a Shared) -> Option<Driver<'a>> {
+        let core = shared.core.get()?;
+        shared.drivers.fetch_add(1, Ordering::SeqCst);
+        let mut turn = Turn {
+            shared,
+            drive: None,
+            stepping: false,
+        };
+        // The manager thread looks at the count between two rounds: wake
+        // it from its sleep on the inbox.
+        shared.wake();
+        let drive = lock(&shared.drive);
+        if drive.is_none() {
+            return None;
+        }
+        turn.drive = Some(drive);
+        let senders = core
+            .queues
+            .iter()
+            .map(Queue::sender)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let rx = shared.inbox.receiver().ok()?;
+        Some(Driver { senders, rx, turn })
+    }
+
+    /// Runs the pool until `reply` (a job's channel) has outcomes, or says
+    /// the job has ended, or the pool stops.
+    pub(crate) fn next_batch(&mut self, reply: &mpsc::Receiver<Batch>) -> Driven {
+        loop {
+            match reply.try_recv() {
+                Ok(batch) => return Driven::Batch(batch),
+                Err(mpsc::TryRecvError::Disconnected) => return Driven::Ended,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let shared = self.turn.shared;
+            let core = shared
+                .core
+                .get()
+                .expect("a driver begins only once it is made");
+            let Some(st) = self.turn.drive.as_mut().and_then(|drive| drive.as_mut()) else {
+                return Driven::Stopping;
+            };
+            let mut manager = Manager::new(shared, core, &mut self.senders, &self.rx, st);
+            self.turn.stepping = true;
+            let exit = manager.step();
+            self.turn.stepping = false;
+            if exit.is_some() {
+                // Closed with nothing left, or terminated: the manager
+                // thread ends the pool (and this job) once this is dropped.
+                return Driven::Stopping;
+            }
+        }
+    }
 }
 
 /// Why the manager stops.
@@ -382,16 +549,23 @@ enum Watch {
     Add(u32, u64, OwnedFd),
 }
 
-struct Manager<'a> {
-    shared: &'a Shared,
+/// What the manager's bookkeeping shares across threads, made once by the
+/// manager thread: the workers' task queues and records, and the watcher's
+/// wake-up and stop flag and channel.
+#[derive(Debug)]
+pub(crate) struct Core {
     settings: Settings,
-    queues: &'a [Queue<TaskMsg>],
-    records: &'a [AtomicU64],
-    senders: Vec<Sender<'a, TaskMsg>>,
-    rx: queue::Receiver<'a, Event>,
+    queues: Vec<Queue<TaskMsg>>,
+    records: SharedSlice<AtomicU64>,
+    wake: OwnedFd,
+    stop: AtomicBool,
     watch_tx: mpsc::Sender<Watch>,
-    wake: &'a OwnedFd,
-    stop: &'a AtomicBool,
+}
+
+/// The bookkeeping itself, under [`Shared::drive`]: whichever thread holds
+/// it runs the pool (the manager thread, or a caller waiting for a `map`).
+#[derive(Debug)]
+pub(crate) struct State {
     slots: Vec<Slot>,
     jobs: HashMap<u64, Job>,
     /// Jobs with outcomes in `pending`.
@@ -406,6 +580,22 @@ struct Manager<'a> {
     /// manager stops), and its answers.
     fork_tx: Option<mpsc::Sender<ForkRequest>>,
     forked: mpsc::Receiver<Forked>,
+}
+
+/// One thread's hold on the bookkeeping: the shared parts, that thread's
+/// own endpoints of the queues (`'a`: as long as the pool's [`Core`]), and
+/// the [`State`] it holds the lock of (`'s`).
+struct Manager<'s, 'a> {
+    shared: &'a Shared,
+    settings: Settings,
+    queues: &'a [Queue<TaskMsg>],
+    records: &'a [AtomicU64],
+    senders: &'s mut Vec<Sender<'a, TaskMsg>>,
+    rx: &'s queue::Receiver<'a, Event>,
+    watch_tx: &'a mpsc::Sender<Watch>,
+    wake: &'a OwnedFd,
+    stop: &'a AtomicBool,
+    st: &'s mut State,
 }
 
 /// A worker to fork: its slot, and whether to wake the manager (through
@@ -455,7 +645,28 @@ fn forker(
     }
 }
 
-impl<'a> Manager<'a> {
+impl<'s, 'a> Manager<'s, 'a> {
+    fn new(
+        shared: &'a Shared,
+        core: &'a Core,
+        senders: &'s mut Vec<Sender<'a, TaskMsg>>,
+        rx: &'s queue::Receiver<'a, Event>,
+        st: &'s mut State,
+    ) -> Manager<'s, 'a> {
+        Manager {
+            shared,
+            settings: core.settings,
+            queues: &core.queues,
+            records: &core.records,
+            senders,
+            rx,
+            watch_tx: &core.watch_tx,
+            wake: &core.wake,
+            stop: &core.stop,
+            st,
+        }
+    }
+
     /// The slot's words: its record, then its journal.
     fn slot_words(&self, slot: usize) -> &'a [AtomicU64] {
         let stride = worker::slot_words(self.settings.config.budget);
@@ -478,16 +689,17 @@ impl<'a> Manager<'a> {
         record[BEGUN].store(0, Ordering::SeqCst);
         record[READY].store(0, Ordering::SeqCst);
         self.journal(slot).clear();
-        let s = &mut self.slots[slot];
+        let s = &mut self.st.slots[slot];
         s.needs_fork = false;
         s.forking = true;
         let asked = self
+            .st
             .fork_tx
             .as_ref()
             .is_some_and(|tx| tx.send((slot, wake)).is_ok());
         if !asked {
             // The forker is gone (only when stopping): no worker here.
-            let s = &mut self.slots[slot];
+            let s = &mut self.st.slots[slot];
             s.forking = false;
             s.needs_fork = true;
             s.fork_at = u64::MAX;
@@ -501,7 +713,7 @@ impl<'a> Manager<'a> {
         slot: usize,
         started: Result<Child<()>, daemon::Error>,
     ) -> Result<(), PoolError> {
-        self.slots[slot].forking = false;
+        self.st.slots[slot].forking = false;
         let installed = started.map_err(PoolError::from).and_then(|child| {
             match child.sentinel().try_clone_to_owned() {
                 Ok(pidfd) => Ok((child, pidfd)),
@@ -519,14 +731,14 @@ impl<'a> Manager<'a> {
         let (child, pidfd) = match installed {
             Ok(installed) => installed,
             Err(e) => {
-                let s = &mut self.slots[slot];
+                let s = &mut self.st.slots[slot];
                 s.needs_fork = true;
                 s.fork_at =
                     shm::sync::monotonic_ns().saturating_add(REFORK_PAUSE.as_nanos() as u64);
                 return Err(e);
             }
         };
-        let s = &mut self.slots[slot];
+        let s = &mut self.st.slots[slot];
         s.generation += 1;
         s.quiet_since = None;
         let _ = self
@@ -538,18 +750,34 @@ impl<'a> Manager<'a> {
         Ok(())
     }
 
-    fn run(&mut self) -> Exit {
+    /// The manager thread's rounds, until the pool stops or a caller asks
+    /// for the bookkeeping.
+    fn run(&mut self) -> Run {
         loop {
-            if let Some(exit) = self.take_control() {
-                return exit;
+            if self.shared.drivers.load(Ordering::SeqCst) > 0 {
+                return Run::Yield;
             }
-            while let Ok((slot, started)) = self.forked.try_recv() {
+            if let Some(exit) = self.step() {
+                return Run::Exit(exit);
+            }
+        }
+    }
+
+    /// One round: takes submissions, forks what is due, dispatches, waits
+    /// for events (until the next deadline at most) and handles them.
+    /// Returns why the pool stops, if it does.
+    fn step(&mut self) -> Option<Exit> {
+        {
+            if let Some(exit) = self.take_control() {
+                return Some(exit);
+            }
+            while let Ok((slot, started)) = self.st.forked.try_recv() {
                 let _ = self.on_forked(slot, started);
             }
             let now = shm::sync::monotonic_ns();
             let mut next_fork = None::<u64>;
-            for slot in 0..self.slots.len() {
-                let s = &self.slots[slot];
+            for slot in 0..self.st.slots.len() {
+                let s = &self.st.slots[slot];
                 if !s.needs_fork || s.forking {
                     continue;
                 }
@@ -559,7 +787,7 @@ impl<'a> Manager<'a> {
                     next_fork = Some(next_fork.map_or(s.fork_at, |n| n.min(s.fork_at)));
                 }
             }
-            if self.init_failures > 0 {
+            if self.st.init_failures > 0 {
                 self.check_initializer();
             }
             self.dispatch();
@@ -598,12 +826,13 @@ impl<'a> Manager<'a> {
             }
             self.flush();
         }
+        None
     }
 
     /// Hands the outcomes gathered since the last flush to their jobs.
     fn flush(&mut self) {
-        for job in std::mem::take(&mut self.dirty) {
-            if let Some(j) = self.jobs.get_mut(&job) {
+        for job in std::mem::take(&mut self.st.dirty) {
+            if let Some(j) = self.st.jobs.get_mut(&job) {
                 if let (false, Some(reply)) = (j.pending.is_empty(), &j.reply) {
                     // A job whose handle was dropped no longer listens.
                     let _ = reply.send(std::mem::take(&mut j.pending));
@@ -621,14 +850,14 @@ impl<'a> Manager<'a> {
         // would wait for ever (`end` fails what the manager holds).
         for submission in control.submissions.drain(..) {
             let id = submission.job;
-            let job = self.jobs.entry(id).or_default();
+            let job = self.st.jobs.entry(id).or_default();
             if let Some(reply) = submission.reply {
                 job.reply = Some(reply);
             }
             job.left += submission.count;
             job.complete |= submission.last;
             for chunk in submission.chunks {
-                self.backlog.push_back(Chunk::new(
+                self.st.backlog.push_back(Chunk::new(
                     id,
                     chunk.call,
                     chunk.indices,
@@ -641,34 +870,36 @@ impl<'a> Manager<'a> {
         if control.terminate {
             return Some(Exit::Terminate);
         }
-        (control.closed && self.jobs.is_empty()).then_some(Exit::Close)
+        (control.closed && self.st.jobs.is_empty()).then_some(Exit::Close)
     }
 
     /// Sends waiting chunks to the workers with the fewest in flight.
     fn dispatch(&mut self) {
-        while !self.backlog.is_empty() {
-            let best = (0..self.slots.len())
-                .filter(|&s| self.slots[s].child.is_some() && self.slots[s].timed_out.is_none())
-                .filter(|&s| self.slots[s].fifo.len() < IN_FLIGHT)
-                .min_by_key(|&s| self.slots[s].fifo.len());
+        while !self.st.backlog.is_empty() {
+            let best = (0..self.st.slots.len())
+                .filter(|&s| {
+                    self.st.slots[s].child.is_some() && self.st.slots[s].timed_out.is_none()
+                })
+                .filter(|&s| self.st.slots[s].fifo.len() < IN_FLIGHT)
+                .min_by_key(|&s| self.st.slots[s].fifo.len());
             let Some(slot) = best else { return };
-            let Some(mut chunk) = self.backlog.pop_front() else {
+            let Some(mut chunk) = self.st.backlog.pop_front() else {
                 return;
             };
-            chunk.first_tid = self.next_tid;
-            self.next_tid += chunk.args.len() as u64;
+            chunk.first_tid = self.st.next_tid;
+            self.st.next_tid += chunk.args.len() as u64;
             let msg = TaskMsg {
                 first_tid: chunk.first_tid,
                 call: chunk.call,
                 args: chunk.args.clone(),
             };
             match self.senders[slot].try_put(msg) {
-                Ok(()) => self.slots[slot].fifo.push_back(chunk),
+                Ok(()) => self.st.slots[slot].fifo.push_back(chunk),
                 Err(_) => {
                     // Cannot happen: the queue holds one more than
                     // `IN_FLIGHT`, and sizes were checked at submission.
                     // Keep the chunk and look again later.
-                    self.backlog.push_front(chunk);
+                    self.st.backlog.push_front(chunk);
                     return;
                 }
             }
@@ -676,12 +907,12 @@ impl<'a> Manager<'a> {
     }
 
     fn on_results(&mut self, slot: usize, first_tid: u64, offset: usize, outcomes: Items) {
-        let fifo = &mut self.slots[slot].fifo;
+        let fifo = &mut self.st.slots[slot].fifo;
         let Some(pos) = fifo.iter().position(|c| c.first_tid == first_tid) else {
             return;
         };
-        self.slots[slot].quiet_since = None;
-        let fifo = &mut self.slots[slot].fifo;
+        self.st.slots[slot].quiet_since = None;
+        let fifo = &mut self.st.slots[slot].fifo;
         let chunk = &mut fifo[pos];
         let end = offset + outcomes.len();
         let fresh = end <= chunk.indices.len() && (offset..end).all(|k| !chunk.done.get(k));
@@ -723,7 +954,7 @@ impl<'a> Manager<'a> {
     /// Adds outcomes to `job`'s pending batch with `add` (nothing if the
     /// job has ended), and ends the job if they were its last.
     fn deliver_with(&mut self, job: u64, add: impl FnOnce(&mut Batch)) {
-        if let Some(j) = self.jobs.get_mut(&job) {
+        if let Some(j) = self.st.jobs.get_mut(&job) {
             let before = j.pending.len();
             add(&mut j.pending);
             let added = j.pending.len() - before;
@@ -732,7 +963,7 @@ impl<'a> Manager<'a> {
             }
             j.left = j.left.saturating_sub(added);
             if before == 0 {
-                self.dirty.push(job);
+                self.st.dirty.push(job);
             }
             self.finish_if_done(job);
         }
@@ -743,13 +974,14 @@ impl<'a> Manager<'a> {
     /// its iterator.
     fn finish_if_done(&mut self, job: u64) {
         if !self
+            .st
             .jobs
             .get(&job)
             .is_some_and(|j| j.complete && j.left == 0)
         {
             return;
         }
-        if let Some(j) = self.jobs.remove(&job) {
+        if let Some(j) = self.st.jobs.remove(&job) {
             if let (false, Some(reply)) = (j.pending.is_empty(), j.reply) {
                 // A job whose handle was dropped no longer listens.
                 let _ = reply.send(j.pending);
@@ -759,7 +991,7 @@ impl<'a> Manager<'a> {
 
     /// A worker exited: attribute, re-dispatch, replace.
     fn on_exit(&mut self, slot: usize, generation: u64) {
-        let s = &mut self.slots[slot];
+        let s = &mut self.st.slots[slot];
         if s.generation != generation {
             return;
         }
@@ -786,12 +1018,12 @@ impl<'a> Manager<'a> {
         let record = self.record(slot);
         let was_ready = record[READY].load(Ordering::SeqCst) == 1;
         if was_ready {
-            self.init_failures = 0;
+            self.st.init_failures = 0;
         } else {
             // Died before it was ready: in the initializer (its panic
             // message comes with the join), or killed while starting.
-            self.init_failures += 1;
-            self.init_failure = match joined {
+            self.st.init_failures += 1;
+            self.st.init_failure = match joined {
                 Err(daemon::JoinError::Panicked { message, .. }) => {
                     format!("it panicked: {message}")
                 }
@@ -809,7 +1041,7 @@ impl<'a> Manager<'a> {
         // more were taken by the dead worker (at most one: it takes the
         // next only after sending the last one's outcomes, which came
         // before this event).
-        let taken = self.slots[slot]
+        let taken = self.st.slots[slot]
             .fifo
             .len()
             .saturating_sub(self.queues[slot].len());
@@ -820,7 +1052,7 @@ impl<'a> Manager<'a> {
         let begun = self.record(slot)[BEGUN].load(Ordering::SeqCst);
         let mut failed = Batch::default();
         for _ in 0..taken {
-            let Some(chunk) = self.slots[slot].fifo.pop_front() else {
+            let Some(chunk) = self.st.slots[slot].fifo.pop_front() else {
                 break;
             };
             let mut redo = (Indices::default(), Items::default(), Vec::new());
@@ -852,18 +1084,19 @@ impl<'a> Manager<'a> {
             let job = chunk.job;
             self.deliver(job, std::mem::take(&mut failed));
             if !redo.0.is_empty() {
-                self.backlog
+                self.st
+                    .backlog
                     .push_front(Chunk::new(job, chunk.call, redo.0, redo.1, redo.2));
             }
         }
         self.take_back(slot);
         if !was_ready {
             // Not at once: a failing initializer would fork for ever.
-            let failures = self.init_failures.min(16) - 1;
+            let failures = self.st.init_failures.min(16) - 1;
             let pause = INIT_BACKOFF_FIRST
                 .saturating_mul(1 << failures)
                 .min(INIT_BACKOFF_MAX);
-            let s = &mut self.slots[slot];
+            let s = &mut self.st.slots[slot];
             s.needs_fork = true;
             s.fork_at = shm::sync::monotonic_ns().saturating_add(pause.as_nanos() as u64);
         } else {
@@ -877,7 +1110,7 @@ impl<'a> Manager<'a> {
     /// initializer, a fork waiting for the stdout lock). Matched by task
     /// id: a chunk the queue does not give back stays for the replacement.
     fn take_back(&mut self, slot: usize) {
-        if self.slots[slot].fifo.is_empty() {
+        if self.st.slots[slot].fifo.is_empty() {
             return;
         }
         // No worker of this slot is alive, and this thread is its queue's
@@ -887,7 +1120,7 @@ impl<'a> Manager<'a> {
         };
         let mut back = Vec::new();
         while let Ok(msg) = rx.try_get() {
-            let fifo = &mut self.slots[slot].fifo;
+            let fifo = &mut self.st.slots[slot].fifo;
             if let Some(chunk) = fifo
                 .iter()
                 .position(|c| c.first_tid == msg.first_tid)
@@ -897,7 +1130,7 @@ impl<'a> Manager<'a> {
             }
         }
         for chunk in back.into_iter().rev() {
-            self.backlog.push_front(chunk);
+            self.st.backlog.push_front(chunk);
         }
     }
 
@@ -908,21 +1141,22 @@ impl<'a> Manager<'a> {
     /// every new one, so nothing waits for ever. Tasks queued to a worker
     /// still starting wait for it.
     fn check_initializer(&mut self) {
-        let ready = (0..self.slots.len()).any(|slot| {
-            self.slots[slot].child.is_some() && self.record(slot)[READY].load(Ordering::SeqCst) == 1
+        let ready = (0..self.st.slots.len()).any(|slot| {
+            self.st.slots[slot].child.is_some()
+                && self.record(slot)[READY].load(Ordering::SeqCst) == 1
         });
         if ready {
-            self.init_failures = 0;
+            self.st.init_failures = 0;
             return;
         }
-        if self.init_failures < INIT_FAILURES {
+        if self.st.init_failures < INIT_FAILURES {
             return;
         }
         let error = TaskError::InitializerFailed(format!(
             "{} workers in a row died before finishing the pool's initializer; the last: {}",
-            self.init_failures, self.init_failure
+            self.st.init_failures, self.st.init_failure
         ));
-        let chunks: Vec<Chunk> = self.backlog.drain(..).collect();
+        let chunks: Vec<Chunk> = self.st.backlog.drain(..).collect();
         for chunk in chunks {
             let mut batch = Batch::default();
             for (k, index) in chunk.indices.iter().enumerate() {
@@ -943,9 +1177,9 @@ impl<'a> Manager<'a> {
         let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
         let now = shm::sync::monotonic_ns();
         let mut next = now.saturating_add(MAX_IDLE.as_nanos() as u64);
-        for slot in 0..self.slots.len() {
+        for slot in 0..self.st.slots.len() {
             let record = self.record(slot);
-            let s = &mut self.slots[slot];
+            let s = &mut self.st.slots[slot];
             if s.child.is_none() || s.fifo.is_empty() || s.timed_out.is_some() {
                 s.quiet_since = None;
                 continue;
@@ -1004,12 +1238,12 @@ impl<'a> Manager<'a> {
     fn end(&mut self, exit: Exit) {
         // The forker ends after the fork in hand, if any: its worker is
         // put in place, to be ended with the others.
-        self.fork_tx = None;
-        while let Ok((slot, started)) = self.forked.recv() {
+        self.st.fork_tx = None;
+        while let Ok((slot, started)) = self.st.forked.recv() {
             let _ = self.on_forked(slot, started);
         }
         if exit == Exit::Terminate {
-            for s in &self.slots {
+            for s in &self.st.slots {
                 if let Some(child) = &s.child {
                     let _ = child.kill();
                 }
@@ -1018,18 +1252,19 @@ impl<'a> Manager<'a> {
         // A worker waiting for a task sees its queue disconnected and
         // returns.
         self.senders.clear();
-        for slot in 0..self.slots.len() {
-            if let Some(child) = self.slots[slot].child.take() {
+        for slot in 0..self.st.slots.len() {
+            if let Some(child) = self.st.slots[slot].child.take() {
                 let _ = child.join();
             }
             lock(&self.shared.pids)[slot] = None;
         }
         let mut left: HashMap<u64, Batch> = HashMap::new();
         let chunks = self
+            .st
             .slots
             .iter_mut()
             .flat_map(|s| s.fifo.drain(..))
-            .chain(self.backlog.drain(..));
+            .chain(self.st.backlog.drain(..));
         for chunk in chunks {
             let batch = left.entry(chunk.job).or_default();
             for (k, index) in chunk.indices.iter().enumerate() {
@@ -1042,7 +1277,7 @@ impl<'a> Manager<'a> {
             self.deliver(job, batch);
         }
         self.flush();
-        self.jobs.clear();
+        self.st.jobs.clear();
         self.stop_watcher();
     }
 

@@ -15,7 +15,7 @@ use shm::pid::Pid;
 use crate::batch::{Batch, Indices};
 use crate::call::Call;
 use crate::error::{PoolError, TaskError};
-use crate::manager::{self, Control, NewChunk, Settings, Shared, Submission};
+use crate::manager::{self, Control, Driven, Driver, NewChunk, Settings, Shared, Submission};
 use crate::wire::{serde_failure, Items, ITEM_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::worker::WorkerConfig;
 
@@ -189,6 +189,11 @@ impl PoolBuilder {
             pids: Mutex::new(vec![None; workers]),
             replaced: Default::default(),
             next_job: Default::default(),
+            core: Default::default(),
+            drive: Default::default(),
+            drivers: Default::default(),
+            drive_done: Default::default(),
+            broken: Default::default(),
         });
         let settings = Settings {
             workers,
@@ -552,6 +557,9 @@ impl Pool {
         let (rx, early, total) = self.enqueue(call, inputs, chunksize);
         let mut imap = Imap {
             rx,
+            pool: self
+                .in_owner()
+                .then(|| (Arc::clone(&self.shared), self.owner)),
             total,
             received: 0,
             yielded: 0,
@@ -789,6 +797,9 @@ struct Joining {
 #[derive(Debug)]
 pub struct Imap<R> {
     rx: mpsc::Receiver<Batch>,
+    /// The pool and the process that owns it, for [`Imap::into_vec`] to run
+    /// the pool's bookkeeping while it waits (there only).
+    pool: Option<(Arc<Shared>, Pid)>,
     total: usize,
     received: usize,
     yielded: usize,
@@ -851,10 +862,26 @@ impl<R: DeserializeOwned> Imap<R> {
                 out[base + at] = outcome;
             }
         }
+        // While it waits, this thread runs the pool (see `Driver`), in the
+        // process that owns it (a forked copy of a pool runs nothing).
+        let pool = self
+            .pool
+            .take()
+            .filter(|(_, owner)| shm::pid::current() == *owner);
+        let mut driver = pool.as_ref().and_then(|(shared, _)| Driver::begin(shared));
         while self.received < self.total {
+            let next = match driver.as_mut().map(|driver| driver.next_batch(&self.rx)) {
+                Some(Driven::Batch(batch)) => Some(batch),
+                Some(Driven::Ended) => None,
+                Some(Driven::Stopping) => {
+                    driver = None;
+                    self.rx.recv().ok()
+                }
+                None => self.rx.recv().ok(),
+            };
             // The manager gone, what has not come never will: those stay
             // `Terminated`.
-            let Ok(batch) = self.rx.recv() else { break };
+            let Some(batch) = next else { break };
             self.received += batch.len();
             batch.for_each(|index, outcome| out[index] = decode(outcome));
         }
