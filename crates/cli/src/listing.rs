@@ -42,11 +42,10 @@ pub(crate) fn ls(all: bool, json: bool) -> Result<(), Failure> {
         let array: Vec<Value> = rows.iter().map(|row| to_json(row, &users)).collect();
         let text = serde_json::to_string_pretty(&array)
             .map_err(|e| Failure::Error(format!("encoding JSON: {e}")))?;
-        println!("{text}");
+        crate::emit(&format!("{text}\n"))
     } else {
-        print!("{}", table(&rows, &users));
+        crate::emit(&table(&rows, &users))
     }
-    Ok(())
 }
 
 /// What `stat` says of a name that is not a readable procsync segment.

@@ -8,8 +8,11 @@
 //! - `procsync rm NAME [--force]`: removes one, refusing while it is used.
 //!
 //! Every error is one line on stderr, `procsync: error: ...`, and an exit
-//! code: see [`Failure`].
+//! code: see [`Failure`]. Everything is written to stdout through [`emit`]:
+//! a reader that has gone (`procsync ls | head -1`) ends the program
+//! quietly, any other write error is an error like the others.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,7 +28,11 @@ Exit codes:
      another user's segment this user may not read or remove, or a system error
   2  usage: a bad option or argument, or an invalid segment name
   3  refused: `rm` of a segment that live processes map or hold open
-     (the message names their pids; `--force` removes it anyway)";
+     (the message names their pids; `--force` removes it anyway)
+
+Output: if the reader of stdout goes away (procsync ls | head -1), procsync
+stops quietly with exit code 0; any other write error (a full disk) is one
+line on stderr and exit code 1.";
 
 /// See and clean procsync's named shared-memory segments in /dev/shm.
 ///
@@ -130,6 +137,9 @@ enum Failure {
     Usage(String),
     /// Exit code 3: `rm` refused, processes use the segment.
     Refused(String),
+    /// Exit code 0, nothing said: the reader of stdout has gone (a closed
+    /// pipe), so there is nobody to write the rest to.
+    ReaderGone,
 }
 
 impl Failure {
@@ -138,12 +148,15 @@ impl Failure {
             Failure::Error(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Refused(_) => 3,
+            Failure::ReaderGone => 0,
         }
     }
 
-    fn message(&self) -> &str {
+    /// The line for stderr (`None`: say nothing).
+    fn message(&self) -> Option<&str> {
         match self {
-            Failure::Error(m) | Failure::Usage(m) | Failure::Refused(m) => m,
+            Failure::Error(m) | Failure::Usage(m) | Failure::Refused(m) => Some(m),
+            Failure::ReaderGone => None,
         }
     }
 }
@@ -173,10 +186,30 @@ fn main() -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            // One line: messages never contain a newline, but make sure.
-            eprintln!("procsync: error: {}", failure.message().replace('\n', " "));
+            if let Some(message) = failure.message() {
+                // One line: messages never contain a newline, but make
+                // sure. (A failing stderr is not reported: nowhere to.)
+                let line = format!("procsync: error: {}\n", message.replace('\n', " "));
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
             ExitCode::from(failure.code())
         }
+    }
+}
+
+/// Writes `text` to stdout, whole, and flushes it: the one way this program
+/// writes its output. A reader that has gone (`EPIPE`: `procsync ls | head
+/// -1`) is [`Failure::ReaderGone`] (exit 0, nothing said); any other write
+/// error (`ENOSPC`, `EIO`) is [`Failure::Error`] (exit 1).
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::ReaderGone),
+        Err(e) => Err(Failure::Error(format!("writing the output: {e}"))),
     }
 }
 
@@ -184,13 +217,14 @@ fn main() -> ExitCode {
 fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
     let removed = shm::inventory::collect_garbage_prefixed(dry_run, prefix)?;
     let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
     for name in &removed {
-        println!("{verb} {name}");
+        out.push_str(&format!("{verb} {name}\n"));
     }
     if removed.is_empty() {
-        println!("nothing to remove");
+        out.push_str("nothing to remove\n");
     }
-    Ok(())
+    emit(&out)
 }
 
 /// `procsync rm`: only procsync segments (a damaged one included), never
@@ -211,6 +245,5 @@ fn rm(name: &str, force: bool) -> Result<(), Failure> {
         Err(other) => return Err(other.into()),
     }
     shm::inventory::remove(name, force)?;
-    println!("removed {name}");
-    Ok(())
+    emit(&format!("removed {name}\n"))
 }

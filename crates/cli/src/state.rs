@@ -49,10 +49,11 @@ pub(crate) fn inspect(name: &str) -> Result<(), Failure> {
         None => {}
     }
     let width = out.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    for (key, value) in out {
-        println!("{:<width$} {value}", format!("{key}:"), width = width);
-    }
-    Ok(())
+    let text: String = out
+        .into_iter()
+        .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:"), width = width))
+        .collect();
+    crate::emit(&text)
 }
 
 type Lines = Vec<(String, String)>;

@@ -106,7 +106,6 @@ fn kill(child: Child<()>) {
 /// full device: ENOSPC) makes `println!` panic: exit code 101 and a
 /// backtrace on stderr.
 #[test]
-#[ignore = "review 15: ls into a closed pipe or /dev/full panics (exit 101)"]
 fn ls_into_a_closed_pipe_or_a_full_device_does_not_panic() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader); // `procsync ls | head -0`: the reader has gone
