@@ -228,9 +228,11 @@ fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
 }
 
 /// `procsync rm`: only procsync segments (a damaged one included), never
-/// another program's file.
+/// another program's file. The name is checked as `inspect` checks it (by
+/// the library, as given: one leading '/' at most).
 fn rm(name: &str, force: bool) -> Result<(), Failure> {
-    let name = name.strip_prefix('/').unwrap_or(name);
+    // For messages only, once the library has found `name` valid.
+    let bare = name.strip_prefix('/').unwrap_or(name);
     match shm::inventory::inspect(name) {
         Ok(_)
         | Err(shm::Error::Truncated { .. })
@@ -238,12 +240,12 @@ fn rm(name: &str, force: bool) -> Result<(), Failure> {
         | Err(shm::Error::PermissionDenied { .. }) => {}
         Err(error @ shm::Error::Foreign { .. }) => {
             return Err(Failure::Error(format!(
-                "{error}; not removed (remove another program's file with rm {}/{name})",
+                "{error}; not removed (remove another program's file with rm {}/{bare})",
                 shm::inventory::SHM_DIR
             )))
         }
         Err(other) => return Err(other.into()),
     }
     shm::inventory::remove(name, force)?;
-    emit(&format!("removed {name}\n"))
+    emit(&format!("removed {bare}\n"))
 }

@@ -357,7 +357,6 @@ fn ls_does_not_call_a_reused_pid_alive_without_an_identity() {
 /// `inspect` says) is exit 2. `rm` strips one slash before the library
 /// strips another, so `procsync rm //NAME` removes NAME.
 #[test]
-#[ignore = "review 15: rm //NAME removes NAME where inspect //NAME says invalid name"]
 fn rm_of_a_name_with_two_leading_slashes_is_an_invalid_name() {
     let name = unique_name("r15-slashes");
     let _file = ShmFile::write(name.as_bytes(), &header_start(4, 999_999));
