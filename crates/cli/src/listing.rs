@@ -111,12 +111,12 @@ const HEADINGS: [&str; 10] = [
 fn cells(row: &Row, users: &Users) -> [String; 10] {
     match &row.info {
         Ok(info) => [
-            row.name.clone(),
+            inventory::escape(row.name.as_bytes()),
             info.kind.unwrap_or("?").to_string(),
             if info.type_name.is_empty() {
                 "?".to_string()
             } else {
-                info.type_name.clone()
+                inventory::escape(info.type_name.as_bytes())
             },
             info.file_size.to_string(),
             format!("{:04o}", info.mode),
@@ -136,7 +136,7 @@ fn cells(row: &Row, users: &Users) -> [String; 10] {
             let facts = file_facts(&row.name);
             let dash = || "-".to_string();
             [
-                row.name.clone(),
+                inventory::escape(row.name.as_bytes()),
                 not_procsync(error).to_string(),
                 dash(),
                 facts.map_or_else(dash, |f| f.0.to_string()),
@@ -151,10 +151,16 @@ fn cells(row: &Row, users: &Users) -> [String; 10] {
     }
 }
 
-/// The rows as a table, columns padded to their widest cell.
+/// The rows as a table, columns padded to their widest cell. Names and
+/// type names are escaped ([`inventory::escape`]) and every other cell is
+/// [`printable`](crate::printable): no cell breaks its row or reaches the
+/// terminal raw.
 fn table(rows: &[Row], users: &Users) -> String {
     let lines: Vec<[String; 10]> = std::iter::once(HEADINGS.map(String::from))
-        .chain(rows.iter().map(|row| cells(row, users)))
+        .chain(
+            rows.iter()
+                .map(|row| cells(row, users).map(|cell| crate::printable(&cell))),
+        )
         .collect();
     let mut widths = [0usize; 10];
     for line in &lines {

@@ -187,14 +187,38 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if let Some(message) = failure.message() {
-                // One line: messages never contain a newline, but make
-                // sure. (A failing stderr is not reported: nowhere to.)
-                let line = format!("procsync: error: {}\n", message.replace('\n', " "));
+                // One line, and nothing raw for the terminal: a name or a
+                // type name in a message may hold control characters.
+                // (A failing stderr is not reported: nowhere to.)
+                let line = format!("procsync: error: {}\n", printable(message));
                 let _ = std::io::stderr().write_all(line.as_bytes());
             }
             ExitCode::from(failure.code())
         }
     }
+}
+
+/// `text` with each control character (newline, escape, ...) shown as
+/// `\xNN` (its UTF-8 bytes), so that it stays on its line and nothing of
+/// it reaches the terminal raw. For messages and values made of words and
+/// names; a name itself is shown by `shm::inventory::escape`, which also
+/// escapes backslashes and bytes that are not UTF-8.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.encode_utf8(&mut [0; 4])
+                    .bytes()
+                    .map(|b| format!("\\x{b:02x}"))
+                    .collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Writes `text` to stdout, whole, and flushes it: the one way this program
@@ -248,4 +272,15 @@ fn rm(name: &str, force: bool) -> Result<(), Failure> {
     }
     shm::inventory::remove(name, force)?;
     emit(&format!("removed {bare}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("plain \\ text"), "plain \\ text");
+        assert_eq!(printable("a\nb\x1b[2J\u{85}"), "a\\x0ab\\x1b[2J\\xc2\\x85");
+    }
 }

@@ -23,6 +23,10 @@
 //!   `queue::inspect`, which maps it and reads its words without knowing
 //!   its message type.
 //!
+//! Names and type names are shown escaped (`shm::inventory::escape`), every
+//! other value [`printable`](crate::printable): no line can be forged, and
+//! nothing reaches the terminal raw.
+//!
 //! Nothing here takes a lock, attaches an endpoint or writes: the
 //! primitives are only read. Mapping a segment makes this process one of
 //! its users for that moment.
@@ -51,7 +55,10 @@ pub(crate) fn inspect(name: &str) -> Result<(), Failure> {
     let width = out.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let text: String = out
         .into_iter()
-        .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:"), width = width))
+        .map(|(key, value)| {
+            let value = crate::printable(&value);
+            format!("{:<width$} {value}\n", format!("{key}:"), width = width)
+        })
         .collect();
     crate::emit(&text)
 }
@@ -72,9 +79,9 @@ fn yes_no(b: bool) -> &'static str {
 
 /// The header's facts.
 fn header(info: &SegmentInfo, users: &[shm::pid::Pid], out: &mut Lines) {
-    line(out, "name", &info.name);
+    line(out, "name", inventory::escape(info.name.as_bytes()));
     line(out, "kind", info.kind.unwrap_or("unknown"));
-    line(out, "type", &info.type_name);
+    line(out, "type", inventory::escape(info.type_name.as_bytes()));
     line(out, "element size", info.element_size);
     line(out, "length", info.len);
     line(out, "file size", info.file_size);
@@ -213,7 +220,11 @@ fn primitive_state(info: &SegmentInfo) -> Option<Result<Lines, String>> {
         }),
         ("slice", "Line") => queue::inspect(name).map_err(|e| e.to_string()).map(|q| {
             line(o, "primitive", "Queue");
-            line(o, "message type", &q.message_type);
+            line(
+                o,
+                "message type",
+                inventory::escape(q.message_type.as_bytes()),
+            );
             line(o, "messages", format!("{} of {}", q.len, q.capacity));
             line(o, "max message bytes", q.max_message_bytes);
             line(o, "joinable", yes_no(q.joinable));

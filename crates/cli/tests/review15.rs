@@ -232,7 +232,6 @@ fn a_users_type_named_mutex_is_not_read_as_a_lock() {
 /// two lines and the second line looks like another row (or, with ESC,
 /// drives the terminal).
 #[test]
-#[ignore = "review 15: ls prints names raw: a newline in a name forges a table row"]
 fn ls_table_keeps_a_name_with_a_newline_on_its_row() {
     let name = format!(
         "{}\nFORGED value Lock 1 0600 root 1 yes no 0",
@@ -244,6 +243,27 @@ fn ls_table_keeps_a_name_with_a_newline_on_its_row() {
     assert!(
         !table.lines().any(|l| l.starts_with("FORGED")),
         "a row no segment has:\n{table}"
+    );
+    drop(segment);
+}
+
+/// As above, for `inspect`'s text: a name with a newline and an escape
+/// sequence stays on its `name:` line, escaped, and no ESC byte is printed.
+#[test]
+fn inspect_escapes_control_characters_in_a_name() {
+    let name = format!("{}\nholder: pid 1 (alive)\x1b[2J", unique_name("r15-esc"));
+    let segment = Shared::create(&name, AtomicU64::new(1)).unwrap();
+    let out = procsync(&["inspect", &name]);
+    let seen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !seen.lines().any(|l| l.starts_with("holder")) && !out.stdout.contains(&0x1b),
+        "a forged line or a raw ESC:\n{seen}"
+    );
+    assert_eq!(
+        field(&seen, "name"),
+        Some(shm::inventory::escape(name.as_bytes())),
+        "{seen}"
     );
     drop(segment);
 }

@@ -90,6 +90,42 @@ pub struct SegmentInfo {
     pub file: (u64, u64),
 }
 
+/// `bytes` (a name, a type name) as text that is safe to print, as
+/// `ls -b` shows a file name: a byte that is not part of valid UTF-8 and a
+/// control character (newline, escape, DEL, C1 controls) as `\xNN` (one
+/// per byte), a backslash as `\\`; anything else as itself. So a name
+/// cannot break a line, drive a terminal or pass for another name (the
+/// escaping is one-to-one), and a plain name is shown as it is.
+///
+/// ```
+/// use shm::inventory::escape;
+///
+/// assert_eq!(escape(b"jobs-lock"), "jobs-lock");
+/// assert_eq!(escape(b"a\nb\x1b[2J"), "a\\x0ab\\x1b[2J");
+/// assert_eq!(escape(b"caf\xc3\xa9-\xff"), "caf\u{e9}-\\xff");
+/// assert_eq!(escape(b"back\\slash"), "back\\\\slash");
+/// ```
+pub fn escape(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    let hex = |out: &mut String, raw: &[u8]| {
+        for b in raw {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => out.push(c),
+            }
+        }
+        hex(&mut out, chunk.invalid());
+    }
+    out
+}
+
 /// The layout version this build writes and reads.
 pub fn layout_version() -> u32 {
     LAYOUT_VERSION
