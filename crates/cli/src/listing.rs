@@ -4,6 +4,8 @@
 //! README): a procsync segment's header facts, or for another file
 //! (`--all`) why it is not one.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use serde_json::{json, Value};
@@ -14,7 +16,8 @@ use crate::Failure;
 
 /// One row: a name and what is known of it.
 struct Row {
-    name: String,
+    /// As the file is called (any bytes; shown escaped).
+    name: OsString,
     info: Result<SegmentInfo, shm::Error>,
     /// Processes that map it or hold it open (procsync segments only).
     users: Vec<u32>,
@@ -49,8 +52,9 @@ pub(crate) fn ls(all: bool, json: bool) -> Result<(), Failure> {
 }
 
 /// What `stat` says of a name that is not a readable procsync segment.
-fn file_facts(name: &str) -> Option<(u64, u32, u32)> {
-    let meta = std::fs::symlink_metadata(format!("{}/{name}", inventory::SHM_DIR)).ok()?;
+fn file_facts(name: &OsStr) -> Option<(u64, u32, u32)> {
+    let meta =
+        std::fs::symlink_metadata(std::path::Path::new(inventory::SHM_DIR).join(name)).ok()?;
     Some((meta.len(), meta.permissions().mode() & 0o7777, meta.uid()))
 }
 
@@ -68,7 +72,7 @@ fn not_procsync(error: &shm::Error) -> &'static str {
 fn to_json(row: &Row, users: &Users) -> Value {
     match &row.info {
         Ok(info) => json!({
-            "name": row.name,
+            "name": inventory::escape(row.name.as_bytes()),
             "procsync": true,
             "kind": info.kind,
             "type": info.type_name,
@@ -90,7 +94,7 @@ fn to_json(row: &Row, users: &Users) -> Value {
         Err(error) => {
             let facts = file_facts(&row.name);
             json!({
-                "name": row.name,
+                "name": inventory::escape(row.name.as_bytes()),
                 "procsync": false,
                 "status": not_procsync(error),
                 "error": error.to_string(),

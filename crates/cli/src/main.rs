@@ -12,7 +12,9 @@
 //! a reader that has gone (`procsync ls | head -1`) ends the program
 //! quietly, any other write error is an error like the others.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -85,8 +87,8 @@ enum Command {
     #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
     Inspect {
         /// The segment's name (as given to `create`; with or without the
-        /// leading slash).
-        name: String,
+        /// leading slash). Any bytes: a name need not be UTF-8.
+        name: OsString,
     },
     /// Remove every abandoned segment of this user's: not persistent, its
     /// creator has died, and no process maps it or holds it open.
@@ -120,8 +122,8 @@ enum Command {
     ///   procsync rm --force jobs-queue
     #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
     Rm {
-        /// The segment's name.
-        name: String,
+        /// The segment's name (any bytes, as for inspect).
+        name: OsString,
         /// Remove it even while processes map it.
         #[arg(long)]
         force: bool,
@@ -243,6 +245,7 @@ fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     for name in &removed {
+        let name = shm::inventory::escape(name.as_bytes());
         out.push_str(&format!("{verb} {name}\n"));
     }
     if removed.is_empty() {
@@ -254,9 +257,10 @@ fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
 /// `procsync rm`: only procsync segments (a damaged one included), never
 /// another program's file. The name is checked as `inspect` checks it (by
 /// the library, as given: one leading '/' at most).
-fn rm(name: &str, force: bool) -> Result<(), Failure> {
+fn rm(name: &OsStr, force: bool) -> Result<(), Failure> {
     // For messages only, once the library has found `name` valid.
-    let bare = name.strip_prefix('/').unwrap_or(name);
+    let bytes = name.as_bytes();
+    let bare = shm::inventory::escape(bytes.strip_prefix(b"/").unwrap_or(bytes));
     match shm::inventory::inspect(name) {
         Ok(_)
         | Err(shm::Error::Truncated { .. })

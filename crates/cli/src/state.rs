@@ -31,6 +31,8 @@
 //! primitives are only read. Mapping a segment makes this process one of
 //! its users for that moment.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
 use shm::inventory::{self, SegmentInfo};
@@ -42,7 +44,7 @@ use crate::owner::Users;
 use crate::Failure;
 
 /// `procsync inspect NAME`.
-pub(crate) fn inspect(name: &str) -> Result<(), Failure> {
+pub(crate) fn inspect(name: &OsStr) -> Result<(), Failure> {
     let info = inventory::inspect(name)?;
     let users = inventory::users(&info.name).unwrap_or_default();
     let mut out = Vec::new();
@@ -134,7 +136,9 @@ fn primitive_state(info: &SegmentInfo) -> Option<Result<Lines, String>> {
     if !info.ready {
         return Some(Err("its creator has not finished making it".into()));
     }
-    let name = info.name.as_str();
+    let Some(name) = info.name.to_str() else {
+        return Some(Err("its name is not UTF-8: it cannot be opened".into()));
+    };
     let opened = |e: shm::Error| e.to_string();
     let mut out = Lines::new();
     let o = &mut out;
@@ -270,11 +274,12 @@ fn mutex_word(info: &SegmentInfo) -> Result<u64, String> {
     let offset = info
         .data_offset()
         .ok_or("the header does not say where the data starts")?;
-    let path = format!("{}/{}", inventory::SHM_DIR, info.name);
-    let file = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+    let path = std::path::Path::new(inventory::SHM_DIR).join(&info.name);
+    let shown = inventory::escape(path.as_os_str().as_bytes());
+    let file = std::fs::File::open(&path).map_err(|e| format!("opening {shown}: {e}"))?;
     let mut bytes = [0u8; 8];
     file.read_exact_at(&mut bytes, offset)
-        .map_err(|e| format!("reading {path}: {e}"))?;
+        .map_err(|e| format!("reading {shown}: {e}"))?;
     Ok(u64::from_ne_bytes(bytes))
 }
 

@@ -4,7 +4,7 @@
 //! with `cargo test -p procsync-cli --test review15 -- --ignored`.
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicU64;
@@ -18,8 +18,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_procsync");
 
 /// Runs `procsync ARGS` with `stdout` as its standard output, failing the
 /// test if it has not ended within `testkit::GENEROUS`.
-fn procsync_to(args: &[&str], stdout: Stdio) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+fn procsync_to<A: AsRef<OsStr>>(args: &[A], stdout: Stdio) -> Output {
+    let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     testkit::within(move || {
         Command::new(BIN)
             .args(&args)
@@ -29,7 +29,7 @@ fn procsync_to(args: &[&str], stdout: Stdio) -> Output {
     })
 }
 
-fn procsync(args: &[&str]) -> Output {
+fn procsync<A: AsRef<OsStr>>(args: &[A]) -> Output {
     procsync_to(args, Stdio::piped())
 }
 
@@ -129,7 +129,6 @@ fn ls_into_a_closed_pipe_or_a_full_device_does_not_panic() {
 /// (`list` keeps only `into_string().ok()` names): a procsync segment renamed
 /// to one is invisible to `ls`, `ls --all` and `gc`.
 #[test]
-#[ignore = "review 15: ls / ls --all silently leave out names that are not UTF-8"]
 fn ls_lists_a_segment_whose_name_is_not_utf8() {
     let name = unique_name("r15-bytes");
     let segment = Shared::create(&name, AtomicU64::new(1)).unwrap();
@@ -151,6 +150,70 @@ fn ls_lists_a_segment_whose_name_is_not_utf8() {
             "procsync {args:?} does not list {name}-\\xff\\xfe:\n{json}"
         );
     }
+    drop(segment);
+}
+
+/// The rest of promise 1 for a name that is not UTF-8: `inspect` and `rm`
+/// take it as bytes from argv, and `gc` collects it once its creator has
+/// died (a child that made a segment, renamed it, and ended).
+#[test]
+fn inspect_gc_and_rm_take_a_name_that_is_not_utf8() {
+    let base = unique_name("r15-bytes-gc");
+    let odd = |suffix: &[u8]| {
+        let mut odd = base.clone().into_bytes();
+        odd.extend_from_slice(suffix);
+        std::ffi::OsString::from_vec(odd)
+    };
+    let (dead, live) = (odd(b"-dead-\xff"), odd(b"-live-\xfe"));
+    let made = {
+        let (base, dead) = (base.clone(), dead.clone());
+        Process::new(move || {
+            let segment = Shared::create(&base, AtomicU64::new(1)).unwrap();
+            std::fs::rename(
+                ShmFile::path(base.as_bytes()),
+                ShmFile::path(dead.as_bytes()),
+            )
+            .unwrap();
+            // Its creator ends without removing it: abandoned.
+            std::mem::forget(segment);
+        })
+        .start()
+        .unwrap()
+    };
+    made.join().unwrap();
+    let _dead_file = ShmFile(dead.as_bytes().to_vec());
+    let segment = Shared::create(&base, AtomicU64::new(2)).unwrap();
+    std::fs::rename(
+        ShmFile::path(base.as_bytes()),
+        ShmFile::path(live.as_bytes()),
+    )
+    .unwrap();
+    let _live_file = ShmFile(live.as_bytes().to_vec());
+
+    let out = procsync(&[OsStr::new("inspect"), &live]);
+    let seen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        field(&seen, "name"),
+        Some(format!("{base}-live-\\xfe")),
+        "{seen}"
+    );
+    let out = procsync(&["gc", "--prefix", &base]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), format!("removed {base}-dead-\\xff\n")),
+        "{out:?}"
+    );
+    assert!(!ShmFile::path(dead.as_bytes()).exists());
+    let out = procsync(&[OsStr::new("rm"), &live]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "in use by this process: {out:?}"
+    );
+    let out = procsync(&[OsStr::new("rm"), OsStr::new("--force"), &live]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!ShmFile::path(live.as_bytes()).exists());
     drop(segment);
 }
 

@@ -422,6 +422,11 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
             let _ = inventory::remove_inspected(&info, false);
             continue;
         };
+        // Not UTF-8: renamed by hand (`create` takes text), so its creator
+        // does not know it by this name; left to `gc` once it dies.
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
         // The pidfd first, then the creator's identity once more: if it
         // still runs now, the pidfd is of that very process. If it ended
         // meanwhile, its name is judged now like the others'.

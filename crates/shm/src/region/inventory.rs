@@ -26,7 +26,9 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
 
@@ -48,8 +50,9 @@ pub const UNRECORDED_GRACE: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
-    /// The name (without the leading `/`).
-    pub name: String,
+    /// The name (without the leading `/`), as the file is called: any
+    /// bytes, not always UTF-8 (show it with [`escape`]).
+    pub name: OsString,
     /// `"value"` (`Shared<T>`), `"slice"` (`SharedSlice<T>`) or `"bytes"`
     /// (`Segment`); `None` for a header of another layout version.
     pub kind: Option<&'static str>,
@@ -183,9 +186,9 @@ impl SegmentInfo {
 /// unreadable), [`Error::Foreign`] (not a procsync segment: the first bytes
 /// are not procsync's magic), [`Error::Truncated`] (shorter than a header),
 /// [`Error::InvalidName`], or [`Error::Os`].
-pub fn inspect(name: &str) -> Result<SegmentInfo> {
+pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
     let name = ShmName::parse(name)?;
-    let path = crate::sys::shm_path(name.as_str());
+    let path = crate::sys::shm_path(name.as_os_str());
     let not_found = || Error::NotFound {
         name: name.as_str().to_string(),
     };
@@ -229,7 +232,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         .and_then(|changed| SystemTime::now().duration_since(changed).ok())
         .unwrap_or_default();
     Ok(SegmentInfo {
-        name: name.as_str().to_string(),
+        name: name.as_os_str().to_os_string(),
         kind: described.and_then(|d| d.kind),
         type_name: described.map(|d| d.type_name.clone()).unwrap_or_default(),
         element_size: described.map_or(0, |d| d.elem_size),
@@ -250,7 +253,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
 }
 
 /// The first bytes of the file at `path`, up to a header's size.
-fn read_start(path: &str) -> io::Result<Vec<u8>> {
+fn read_start(path: &std::path::Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(super::header::header_size());
@@ -259,17 +262,19 @@ fn read_start(path: &str) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Every name in `/dev/shm`, sorted, each with what [`inspect`] says of it
-/// (files of other programs come back as [`Error::Foreign`]).
+/// Every name in `/dev/shm`, sorted (by bytes), each with what [`inspect`]
+/// says of it (files of other programs come back as [`Error::Foreign`]).
+/// Names that are not UTF-8 are listed too: a name is any bytes but '/'
+/// and NUL (show one with [`escape`]).
 ///
 /// # Errors
 ///
 /// [`Error::Os`] if `/dev/shm` cannot be read.
-pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
+pub fn list() -> Result<Vec<(OsString, Result<SegmentInfo>)>> {
     let entries = std::fs::read_dir(SHM_DIR).map_err(|e| os_error("read_dir", SHM_DIR, e))?;
-    let mut names: Vec<String> = entries
+    let mut names: Vec<OsString> = entries
         .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().into_string().ok())
+        .map(|entry| entry.file_name())
         .collect();
     names.sort();
     Ok(names
@@ -292,7 +297,7 @@ pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
 /// [`Error::NotFound`] if there is no such name, [`Error::InvalidName`];
 /// [`Error::Os`] if `/proc` could not be read whole (out of descriptors,
 /// for example): then nobody could be ruled out.
-pub fn users(name: &str) -> Result<Vec<Pid>> {
+pub fn users(name: impl AsRef<OsStr>) -> Result<Vec<Pid>> {
     let name = ShmName::parse(name)?;
     let file = name.file_id().ok_or_else(|| Error::NotFound {
         name: name.as_str().to_string(),
@@ -494,7 +499,7 @@ pub enum Verdict {
 ///
 /// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
 /// [`Verdict::Gone`]); [`Error::Os`] if the lease or the unlink fails.
-pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
+pub fn remove_if_abandoned(name: impl AsRef<OsStr>, dry_run: bool) -> Result<Verdict> {
     match inspect(name) {
         Ok(info) => remove_inspected(&info, dry_run),
         Err(Error::NotFound { .. }) => Ok(Verdict::Gone),
@@ -528,7 +533,7 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
     if inspect(name).is_ok_and(|info| info.persistent) {
         return Ok(Verdict::Persistent);
     }
-    unlink_if_still(name, file, false)
+    unlink_if_still(OsStr::new(name), file, false)
 }
 
 /// Removes `name` if it still stands for `file` and nobody has that file
@@ -541,9 +546,9 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
 /// removed file. Where leases are refused for another reason (a file
 /// system without them, `fs.leases-enable = 0`), the `/proc` look alone
 /// decided.
-fn unlink_if_still(name: &str, file: FileId, dry_run: bool) -> Result<Verdict> {
+fn unlink_if_still(name: &OsStr, file: FileId, dry_run: bool) -> Result<Verdict> {
     let parsed = ShmName::parse(name)?;
-    let lease = match crate::sys::shm_lease_if_unused(parsed.as_str()) {
+    let lease = match crate::sys::shm_lease_if_unused(parsed.as_os_str()) {
         Ok(lease) => lease,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verdict::Gone),
         Err(e) => return Err(os_error("open", parsed.as_str(), e)),
@@ -585,13 +590,14 @@ fn unlink_if_still(name: &str, file: FileId, dry_run: bool) -> Result<Verdict> {
 
 /// Removes every abandoned procsync segment of this user's that this
 /// process may remove (see [`remove_if_abandoned`]); returns the names
-/// removed (or, with `dry_run`, that would be), sorted.
+/// removed (or, with `dry_run`, that would be), sorted; names that are not
+/// UTF-8 included (show them with [`escape`]).
 ///
 /// # Errors
 ///
 /// [`Error::Os`] if `/dev/shm` cannot be read. Names that cannot be judged
 /// or removed are skipped.
-pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
+pub fn collect_garbage(dry_run: bool) -> Result<Vec<OsString>> {
     collect_garbage_prefixed(dry_run, "")
 }
 
@@ -605,21 +611,21 @@ pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
 /// let prefix = format!("procsync-doc-gc-{}-", std::process::id());
 /// // Nothing of ours is abandoned: nothing to remove, and nothing else
 /// // (no other name) is touched.
-/// assert_eq!(inventory::collect_garbage_prefixed(true, &prefix)?, Vec::<String>::new());
+/// assert!(inventory::collect_garbage_prefixed(true, &prefix)?.is_empty());
 /// # Ok::<(), shm::Error>(())
 /// ```
 ///
 /// # Errors
 ///
 /// As [`collect_garbage`].
-pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<String>> {
+pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<OsString>> {
     let me = crate::sys::getuid();
     let mut removed = Vec::new();
     for (name, info) in list()? {
         let Some(info) = info.ok().filter(|info| info.uid == me) else {
             continue;
         };
-        if !name.starts_with(prefix) {
+        if !name.as_bytes().starts_with(prefix.as_bytes()) {
             continue;
         }
         match remove_inspected(&info, dry_run) {
@@ -644,7 +650,7 @@ pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<Strin
 ///
 /// [`Error::InUse`], [`Error::NotFound`], [`Error::PermissionDenied`],
 /// [`Error::InvalidName`], [`Error::Os`].
-pub fn remove(name: &str, force: bool) -> Result<()> {
+pub fn remove(name: impl AsRef<OsStr>, force: bool) -> Result<()> {
     let parsed = ShmName::parse(name)?;
     let file = parsed.file_id().ok_or_else(|| Error::NotFound {
         name: parsed.as_str().to_string(),
