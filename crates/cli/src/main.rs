@@ -115,7 +115,8 @@ enum Command {
     /// mappings (the memory is freed when the last lets go), but nobody can
     /// open it by name again. A file whose first bytes are not procsync's
     /// magic is never removed (use rm /dev/shm/NAME); a truncated one
-    /// (shorter than a header, as a creator killed in `create` leaves) is.
+    /// (shorter than its header, as a creator killed in `create` leaves,
+    /// or than its data) is.
     ///
     /// Examples:
     ///   procsync rm stale-counter

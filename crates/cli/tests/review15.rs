@@ -223,7 +223,6 @@ fn inspect_gc_and_rm_take_a_name_that_is_not_utf8() {
 /// bytes) is shown as a healthy procsync segment instead: `inspect` exits 0
 /// with "kind: unknown", `ls` lists it as `procsync: true`.
 #[test]
-#[ignore = "review 15: a file cut short after the header's first words is not reported as truncated"]
 fn a_file_cut_short_after_the_first_header_words_is_truncated() {
     let name = unique_name("r15-short");
     let mut bytes = header_start(4, 999_999);
@@ -248,6 +247,25 @@ fn a_file_cut_short_after_the_first_header_words_is_truncated() {
         .cloned()
         .unwrap();
     assert_eq!(entry["status"], "truncated", "{entry}");
+}
+
+/// As above, for a whole header whose data the file does not hold: a copy
+/// of a published segment's header and its data's first bytes.
+#[test]
+fn a_file_cut_short_before_its_data_ends_is_truncated() {
+    let whole = Shared::create(&unique_name("r15-whole"), [7u64; 1024]).unwrap();
+    let bytes = std::fs::read(format!("/dev/shm/{}", whole.name().unwrap())).unwrap();
+    drop(whole);
+    let name = unique_name("r15-cut-data");
+    let _file = ShmFile::write(name.as_bytes(), &bytes[..bytes.len() - 4096]);
+    let out = procsync(&["inspect", &name]);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("truncated"),
+        "inspect: exit {:?}\nstdout:\n{}stderr: {err}",
+        out.status.code(),
+        text(&out.stdout)
+    );
 }
 
 /// A user's own type that happens to be called `Mutex` (as

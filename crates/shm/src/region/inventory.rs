@@ -184,7 +184,8 @@ impl SegmentInfo {
 ///
 /// [`Error::NotFound`], [`Error::PermissionDenied`] (another user's,
 /// unreadable), [`Error::Foreign`] (not a procsync segment: the first bytes
-/// are not procsync's magic), [`Error::Truncated`] (shorter than a header),
+/// are not procsync's magic), [`Error::Truncated`] (shorter than its header,
+/// or, once published, than the data its header describes),
 /// [`Error::InvalidName`], or [`Error::Os`].
 pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
     let name = ShmName::parse(name)?;
@@ -220,6 +221,13 @@ pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
             actual: metadata.len(),
         },
     })?;
+    if let Some(expected) = facts.data_end().filter(|&end| metadata.len() < end) {
+        return Err(Error::Truncated {
+            name: name.as_str().to_string(),
+            expected,
+            actual: metadata.len(),
+        });
+    }
     let creator = Pid::from_raw(facts.creator_pid);
     let creator_alive = match Identity::from_bits(facts.creator_identity) {
         Some(identity) => identity.is_running(),
