@@ -64,7 +64,6 @@ fn not_procsync(error: &shm::Error) -> &'static str {
         shm::Error::Foreign { .. } => "foreign",
         shm::Error::Truncated { .. } => "truncated",
         shm::Error::PermissionDenied { .. } => "unreadable",
-        shm::Error::LayoutVersion { .. } => "other-version",
         _ => "error",
     }
 }
@@ -129,11 +128,17 @@ fn cells(row: &Row, users: &Users) -> [String; 10] {
                 .map_or_else(|| "-".to_string(), |p| p.get().to_string()),
             match (info.creator, info.creator_alive) {
                 (None, _) => "-",
-                (Some(_), true) => "yes",
-                (Some(_), false) => "no",
+                (Some(_), Some(true)) => "yes",
+                (Some(_), Some(false)) => "no",
+                (Some(_), None) => "?",
             }
             .to_string(),
-            if info.persistent { "yes" } else { "no" }.to_string(),
+            match info.persistent {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            }
+            .to_string(),
             row.users.len().to_string(),
         ],
         Err(error) => {

@@ -263,10 +263,7 @@ fn rm(name: &OsStr, force: bool) -> Result<(), Failure> {
     let bytes = name.as_bytes();
     let bare = shm::inventory::escape(bytes.strip_prefix(b"/").unwrap_or(bytes));
     match shm::inventory::inspect(name) {
-        Ok(_)
-        | Err(shm::Error::Truncated { .. })
-        | Err(shm::Error::LayoutVersion { .. })
-        | Err(shm::Error::PermissionDenied { .. }) => {}
+        Ok(_) | Err(shm::Error::Truncated { .. }) | Err(shm::Error::PermissionDenied { .. }) => {}
         Err(error @ shm::Error::Foreign { .. }) => {
             return Err(Failure::Error(format!(
                 "{error}; not removed (remove another program's file with rm {}/{bare})",

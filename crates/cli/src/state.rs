@@ -94,11 +94,19 @@ fn header(info: &SegmentInfo, users: &[shm::pid::Pid], out: &mut Lines) {
         out,
         "creator",
         match info.creator {
-            Some(pid) => format!("{pid} ({})", alive_word(info.creator_alive)),
+            Some(pid) => match info.creator_alive {
+                Some(alive) => format!("{pid} ({})", alive_word(alive)),
+                None => format!("{pid} (unknown whether it runs: no identity recorded)"),
+            },
             None => "not recorded".to_string(),
         },
     );
-    line(out, "persistent", yes_no(info.persistent));
+    line(
+        out,
+        "persistent",
+        info.persistent
+            .map_or("unknown (another layout version)", yes_no),
+    );
     line(out, "ready", yes_no(info.ready));
     line(out, "layout version", info.layout_version);
     line(out, "age", format!("{:.1} s", info.age.as_secs_f64()));

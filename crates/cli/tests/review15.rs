@@ -407,7 +407,6 @@ fn inspect_survives_a_queue_file_shrunk_while_it_is_read() {
 /// creator has died and a new process has its pid, `ls` says ALIVE `yes`
 /// (and `creator_alive: true` in JSON) where it cannot know.
 #[test]
-#[ignore = "review 15: ls calls a reused pid alive for a header without a creator identity"]
 fn ls_does_not_call_a_reused_pid_alive_without_an_identity() {
     if testkit::skip_unless_pids_can_be_forced() {
         return;

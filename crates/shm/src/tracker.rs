@@ -415,10 +415,10 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
             continue;
         }
         // Made with the tracker off: left to its maker and to `gc`.
-        if info.persistent || info.untracked {
+        if info.persistent == Some(true) || info.untracked {
             continue;
         }
-        let Some(creator) = info.creator.filter(|_| info.creator_alive) else {
+        let Some(creator) = info.creator.filter(|_| info.creator_alive == Some(true)) else {
             let _ = inventory::remove_inspected(&info, false);
             continue;
         };
@@ -437,7 +437,7 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
         };
         let confirmed = pidfd.filter(|_| {
             inventory::inspect(&name)
-                .is_ok_and(|again| again.creator_alive && again.file == info.file)
+                .is_ok_and(|again| again.creator_alive == Some(true) && again.file == info.file)
         });
         let Some(pidfd) = confirmed else {
             // (Read again: `info` saw the creator alive.)

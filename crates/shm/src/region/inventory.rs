@@ -16,7 +16,7 @@
 //! let seen = inventory::inspect(&name)?;
 //! assert_eq!(seen.kind, Some("value"));
 //! assert_eq!(seen.creator, Some(shm::pid::current()));
-//! assert!(seen.creator_alive);
+//! assert_eq!(seen.creator_alive, Some(true));
 //! // This process maps it: never abandoned while it does.
 //! assert_eq!(inventory::users(&name)?, vec![shm::pid::current()]);
 //! assert!(!seen.abandoned(&[]));
@@ -74,10 +74,14 @@ pub struct SegmentInfo {
     pub creator: Option<Pid>,
     /// Whether that very process still runs (a new process that took over
     /// its pid does not count).
-    pub creator_alive: bool,
+    /// `None` when that cannot be known: no creator recorded, or a header
+    /// without the creator's identity (an older layout version), whose pid
+    /// alone may name another process by now.
+    pub creator_alive: Option<bool>,
     /// Whether its creator made it persistent (`persist`): kept after the
-    /// creator ends.
-    pub persistent: bool,
+    /// creator ends. `None` for a header of another layout version, whose
+    /// flags this build cannot read.
+    pub persistent: Option<bool>,
     /// Whether it was made with the tracker off
     /// ([`tracker::disable`](crate::tracker::disable)): no tracker removes
     /// it when its creator dies (`gc` still does).
@@ -168,12 +172,17 @@ impl SegmentInfo {
     /// A segment of another layout version is never judged abandoned (its
     /// flags cannot be read).
     pub fn abandoned(&self, users: &[Pid]) -> bool {
-        if self.persistent || !users.is_empty() || self.layout_version != LAYOUT_VERSION {
+        if self.persistent != Some(false)
+            || !users.is_empty()
+            || self.layout_version != LAYOUT_VERSION
+        {
             return false;
         }
-        match self.creator {
-            Some(_) => !self.creator_alive,
-            None => self.age >= UNRECORDED_GRACE,
+        match (self.creator, self.creator_alive) {
+            (Some(_), Some(alive)) => !alive,
+            // A pid without its identity: whether it still runs is unknown.
+            (Some(_), None) => false,
+            (None, _) => self.age >= UNRECORDED_GRACE,
         }
     }
 }
@@ -229,10 +238,10 @@ pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
         });
     }
     let creator = Pid::from_raw(facts.creator_pid);
-    let creator_alive = match Identity::from_bits(facts.creator_identity) {
-        Some(identity) => identity.is_running(),
-        None => creator.is_some_and(crate::pid::is_running),
-    };
+    // By identity only: a pid alone may be another process's by now.
+    let creator_alive = creator
+        .and(Identity::from_bits(facts.creator_identity))
+        .map(Identity::is_running);
     let described = facts.described.as_ref();
     let age = metadata
         .modified()
@@ -251,7 +260,7 @@ pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
         uid: metadata.uid(),
         creator,
         creator_alive,
-        persistent: described.is_some_and(|d| d.persistent),
+        persistent: described.map(|d| d.persistent),
         untracked: described.is_some_and(|d| d.untracked),
         ready: facts.state == READY,
         layout_version: facts.layout_version,
@@ -518,7 +527,7 @@ pub fn remove_if_abandoned(name: impl AsRef<OsStr>, dry_run: bool) -> Result<Ver
 /// [`remove_if_abandoned`] for a segment [`inspect`] has just read (by
 /// [`list`], say): the header is not read again.
 pub(crate) fn remove_inspected(info: &SegmentInfo, dry_run: bool) -> Result<Verdict> {
-    if info.persistent {
+    if info.persistent == Some(true) {
         return Ok(Verdict::Persistent);
     }
     // Users are left to the lease, at the unlink.
@@ -538,7 +547,7 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
     if parsed.file_id() != Some(file) {
         return Ok(Verdict::Gone);
     }
-    if inspect(name).is_ok_and(|info| info.persistent) {
+    if inspect(name).is_ok_and(|info| info.persistent == Some(true)) {
         return Ok(Verdict::Persistent);
     }
     unlink_if_still(OsStr::new(name), file, false)
