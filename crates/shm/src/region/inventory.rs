@@ -32,6 +32,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
 
+pub use super::snapshot::Snapshot;
+
 use super::header::{Facts, NotAHeader, LAYOUT_VERSION, READY};
 use super::name::{FileId, ShmName};
 use super::os_error;
