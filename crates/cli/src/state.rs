@@ -18,7 +18,12 @@
 //!   refused (and said so) rather than misread. Then read through the
 //!   type's read-only accessors, on the copy.
 //! - `Mutex<T>` (a value, with the default raw lock): generic over a `T`
-//!   this program does not know, so it cannot be checked as its type. The
+//!   this program does not know, so it cannot be checked as its type, and
+//!   its type name is no proof (any crate may have a `Mutex<T>`). It is
+//!   recognised by its layout description instead: a struct whose first
+//!   field, `raw` at offset 0, is described as `RawLock` is, by its
+//!   protocol's name and version (`SegmentInfo::first_field_is`), which only
+//!   procsync's lock word carries. The
 //!   `Mutex` is `repr(C)` with its `RawLock` first, so the lock word is the
 //!   first 8 bytes of the data; they are read from the file at the header's
 //!   data offset ([`SegmentInfo::data_offset`]) and decoded by `RawLock`
@@ -209,14 +214,16 @@ fn primitive_state(info: &SegmentInfo) -> Option<Result<Lines, String>> {
             line(o, "generation", barrier.generation());
             line(o, "broken", yes_no(barrier.is_broken()));
         }),
-        ("value", ty) if is_default_mutex(ty) => mutex_word(info).map_err(not_read).map(|word| {
-            let word = Futex64::new(word);
-            let raw = RawLock::at(&word);
-            line(o, "primitive", "Mutex");
-            line(o, "locked", yes_no(raw.is_locked()));
-            line(o, "holder", holder(raw.owner_identity()));
-            line(o, "sleepers", yes_no(raw.has_waiters()));
-        }),
+        ("value", ty) if is_default_mutex(ty) && info.first_field_is::<RawLock>("raw") => {
+            mutex_word(info).map_err(not_read).map(|word| {
+                let word = Futex64::new(word);
+                let raw = RawLock::at(&word);
+                line(o, "primitive", "Mutex");
+                line(o, "locked", yes_no(raw.is_locked()));
+                line(o, "holder", holder(raw.owner_identity()));
+                line(o, "sleepers", yes_no(raw.has_waiters()));
+            })
+        }
         ("slice", "Line") => queue::inspect(&info.name)
             .map_err(|e| match e {
                 queue::QueueError::Corrupt { reason, .. } => format!("corrupt: {reason}"),

@@ -281,7 +281,6 @@ struct Mutex<T> {
 /// its type name alone, and its first eight bytes are decoded as a lock
 /// word: a plain counter is reported as a locked Mutex with a holder.
 #[test]
-#[ignore = "review 15: any type named Mutex<T> is decoded as sync_lock's Mutex (a user's counter shows as locked)"]
 fn a_users_type_named_mutex_is_not_read_as_a_lock() {
     let name = unique_name("r15-fake-mutex");
     let fake = Shared::create(

@@ -403,6 +403,8 @@ pub(crate) struct DescribedFacts {
     pub(crate) len: u64,
     pub(crate) persistent: bool,
     pub(crate) untracked: bool,
+    /// The element type's layout description, as much as the header keeps.
+    pub(crate) description: Vec<u8>,
 }
 
 /// Why bytes are not a procsync header.
@@ -474,6 +476,11 @@ impl Facts {
             len: at64(offset_of!(Header, len)),
             persistent: at32(offset_of!(Header, flags)) & PERSISTENT != 0,
             untracked: at32(offset_of!(Header, flags)) & UNTRACKED != 0,
+            description: {
+                let start = offset_of!(Header, description);
+                let len = (at32(offset_of!(Header, description_len)) as usize).min(DESCRIPTION_CAP);
+                bytes[start..start + len].to_vec()
+            },
         });
         Ok(facts)
     }

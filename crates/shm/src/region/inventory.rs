@@ -38,7 +38,7 @@ use super::header::{Facts, NotAHeader, LAYOUT_VERSION, READY};
 use super::name::{FileId, ShmName};
 use super::os_error;
 use crate::pid::{Identity, Pid};
-use crate::{Error, Result};
+use crate::{Error, Result, ShmSafe};
 
 /// Where POSIX shared memory lives on Linux.
 pub const SHM_DIR: &str = crate::sys::SHM_DIR;
@@ -97,6 +97,9 @@ pub struct SegmentInfo {
     /// Device and inode: the file's identity (a name removed and made
     /// again is another file).
     pub file: (u64, u64),
+    /// The element type's layout description (as much as the header
+    /// keeps; empty for another layout version).
+    description: Vec<u8>,
 }
 
 /// `bytes` (a name, a type name) as text that is safe to print, as
@@ -165,6 +168,43 @@ impl SegmentInfo {
         let fits = align.is_power_of_two() && align <= super::mapping::page_size();
         (self.layout_version == LAYOUT_VERSION && self.kind.is_some() && fits)
             .then(|| super::header::data_offset_for(align) as u64)
+    }
+
+    /// Whether the element type is a struct whose first field is named
+    /// `field`, at offset 0, and is exactly an `F` by its layout
+    /// description (a procsync primitive's names its protocol and version):
+    /// how a tool recognises a generic wrapper around a primitive whose
+    /// other type parameter it does not know, such as `sync_lock`'s
+    /// `Mutex<T>` (`raw: RawLock` first), where a type name would not do
+    /// (any crate may call a type `Mutex<T>`).
+    ///
+    /// ```
+    /// use shm::lockword::RawLock;
+    /// use shm::{inventory, Shared, ShmSafe};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// #[derive(ShmSafe)]
+    /// #[repr(C)]
+    /// struct Guarded {
+    ///     raw: RawLock,
+    ///     data: AtomicU64,
+    /// }
+    /// #[derive(ShmSafe)]
+    /// #[repr(C)]
+    /// struct Mutex {
+    ///     raw: AtomicU64,
+    /// }
+    /// let name = format!("procsync-doc-first-field-{}", std::process::id());
+    /// let guarded = Shared::create(&name, Guarded { raw: RawLock::new(), data: AtomicU64::new(0) })?;
+    /// assert!(inventory::inspect(&name)?.first_field_is::<RawLock>("raw"));
+    /// drop(guarded);
+    /// let plain = Shared::create(&name, Mutex { raw: AtomicU64::new(0) })?;
+    /// assert!(!inventory::inspect(&name)?.first_field_is::<RawLock>("raw"));
+    /// # drop(plain);
+    /// # Ok::<(), shm::Error>(())
+    /// ```
+    pub fn first_field_is<F: ShmSafe>(&self, field: &str) -> bool {
+        crate::layout::starts_with_field::<F>(&self.description, field)
     }
 
     /// Whether nobody will use this segment again, so that removing its
@@ -268,6 +308,7 @@ pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
         layout_version: facts.layout_version,
         age,
         file: (metadata.dev(), metadata.ino()),
+        description: described.map(|d| d.description.clone()).unwrap_or_default(),
     })
 }
 
