@@ -532,7 +532,6 @@ fn helper_hold_open_through_another_mount() {
 /// a bind mount) is not seen, so `rm` removes the name it holds open and
 /// `ls` shows USERS 0. (`gc` is not fooled: its lease sees every open.)
 #[test]
-#[ignore = "review 15: rm removes a segment held open through another mount of /dev/shm (users found by path)"]
 fn rm_refuses_a_segment_held_open_through_another_mount() {
     if !std::path::Path::new("/usr/bin/unshare").exists() || !is_root() {
         eprintln!("skipped: needs root and unshare");

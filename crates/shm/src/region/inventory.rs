@@ -5,7 +5,9 @@
 //! This is what the `procsync` command (`ls`, `inspect`, `gc`, `rm`) and the
 //! cleanup of names whose creator died (see the guide) stand on. Nothing
 //! here maps a segment: the header is read from the file, and a segment's
-//! users are found in `/proc/PID/maps` and `/proc/PID/fd`.
+//! users are found in `/proc/PID/maps` and `/proc/PID/fd`, by the file's
+//! identity (device and inode), whatever path they reached it by (another
+//! mount of the same tmpfs, a container's `/dev/shm`).
 //!
 //! ```
 //! use shm::{inventory, Shared};
@@ -481,8 +483,10 @@ fn gone_or_private(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
 }
 
-/// Adds to `used` each of `files` that a line of `TASK/maps` maps (its
-/// inode, under `/dev/shm`).
+/// Adds to `used` each of `files` that a line of `TASK/maps` maps: its
+/// device and inode, whatever the path (the process may have reached the
+/// file through another mount of the tmpfs, or in another mount namespace,
+/// where the path shown is its own).
 fn mapped_files(
     task: &Task,
     inodes: &HashSet<u64>,
@@ -493,14 +497,22 @@ fn mapped_files(
         return Ok(());
     };
     for line in crate::proc_maps::lines(&maps) {
-        if inodes.contains(&line.inode) && line.path.starts_with(SHM_DIR.as_bytes()) {
-            used.extend(files.iter().filter(|file| file.ino() == line.inode));
+        if inodes.contains(&line.inode) {
+            used.extend(
+                files
+                    .iter()
+                    .filter(|file| file.ino() == line.inode && file.dev() == line.dev),
+            );
         }
     }
     Ok(())
 }
 
-/// Adds to `used` each of `files` that a descriptor in `TASK/fd` stands for.
+/// Adds to `used` each of `files` that a descriptor in `TASK/fd` stands
+/// for: `stat` of `TASK/fd/N` follows the link to the very file, even one
+/// opened in another mount namespace or through another mount, and its
+/// device and inode say which. (Sockets, pipes and other descriptors
+/// without a path are not looked at.)
 fn open_files(
     task: &Task,
     inodes: &HashSet<u64>,
@@ -512,8 +524,8 @@ fn open_files(
     };
     for fd in fds {
         let path = format!("{}/fd/{fd}", task.dir);
-        let shm_file = std::fs::read_link(&path).is_ok_and(|target| target.starts_with(SHM_DIR));
-        if !shm_file {
+        let a_file = std::fs::read_link(&path).is_ok_and(|target| target.is_absolute());
+        if !a_file {
             continue;
         }
         match std::fs::metadata(&path) {
