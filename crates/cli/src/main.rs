@@ -56,7 +56,11 @@ enum Command {
     /// creator and whether it runs, persistence, processes that map it.
     ///
     /// USERS counts the processes that map the segment or hold it open now
-    /// (of those whose /proc entries this user may read).
+    /// (of those whose /proc entries this user may read; found by the
+    /// file's device and inode, whatever path they opened it by). ALIVE is
+    /// `?` when the header records the creator's pid without its identity
+    /// (an older layout: the pid may be another process's now). Names and
+    /// type names are escaped as `ls -b` does (`\xNN`).
     ///
     /// Examples:
     ///   procsync ls
@@ -75,11 +79,14 @@ enum Command {
     },
     /// Show a segment's header and, for a procsync primitive, its state.
     ///
-    /// Primitives are recognised by the type their header names: Lock,
-    /// Mutex<T>, RLock, Condvar, Semaphore, RobustSemaphore, Event, Barrier,
-    /// and queues (a slice of `Line`). The state is read without taking any
-    /// lock: holder pid and whether it runs, sleepers, permits and holders,
-    /// set or clear, parties and generation, queue depth and endpoints.
+    /// Primitives are recognised by the type their header names, checked by
+    /// its layout: Lock, Mutex<T> (by its RawLock field, not its name),
+    /// RLock, Condvar, Semaphore, RobustSemaphore, Event, Barrier, and
+    /// queues (a slice of `Line`). The state is read without taking any
+    /// lock, from a private copy of the file (a snapshot, never a mapping):
+    /// holder pid and whether it runs, sleepers, permits and holders, set
+    /// or clear, parties and generation, queue depth and endpoints (or
+    /// "state: corrupt: ..." for words that contradict each other).
     ///
     /// Examples:
     ///   procsync inspect jobs-lock

@@ -1,7 +1,6 @@
 //! Review 15: hostile review of the `procsync` command (issue #17). Each
-//! test reproduces a defect: it fails on the code it was written against
-//! and is ignored (with what it shows) so the suite stays green. Run them
-//! with `cargo test -p procsync-cli --test review15 -- --ignored`.
+//! test reproduced a defect (it failed on the code it was written against,
+//! as its doc says) and now guards its fix.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
