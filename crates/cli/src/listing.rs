@@ -4,6 +4,8 @@
 //! README): a procsync segment's header facts, or for another file
 //! (`--all`) why it is not one.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use serde_json::{json, Value};
@@ -14,7 +16,8 @@ use crate::Failure;
 
 /// One row: a name and what is known of it.
 struct Row {
-    name: String,
+    /// As the file is called (any bytes; shown escaped).
+    name: OsString,
     info: Result<SegmentInfo, shm::Error>,
     /// Processes that map it or hold it open (procsync segments only).
     users: Vec<u32>,
@@ -42,16 +45,16 @@ pub(crate) fn ls(all: bool, json: bool) -> Result<(), Failure> {
         let array: Vec<Value> = rows.iter().map(|row| to_json(row, &users)).collect();
         let text = serde_json::to_string_pretty(&array)
             .map_err(|e| Failure::Error(format!("encoding JSON: {e}")))?;
-        println!("{text}");
+        crate::emit(&format!("{text}\n"))
     } else {
-        print!("{}", table(&rows, &users));
+        crate::emit(&table(&rows, &users))
     }
-    Ok(())
 }
 
 /// What `stat` says of a name that is not a readable procsync segment.
-fn file_facts(name: &str) -> Option<(u64, u32, u32)> {
-    let meta = std::fs::symlink_metadata(format!("{}/{name}", inventory::SHM_DIR)).ok()?;
+fn file_facts(name: &OsStr) -> Option<(u64, u32, u32)> {
+    let meta =
+        std::fs::symlink_metadata(std::path::Path::new(inventory::SHM_DIR).join(name)).ok()?;
     Some((meta.len(), meta.permissions().mode() & 0o7777, meta.uid()))
 }
 
@@ -61,7 +64,6 @@ fn not_procsync(error: &shm::Error) -> &'static str {
         shm::Error::Foreign { .. } => "foreign",
         shm::Error::Truncated { .. } => "truncated",
         shm::Error::PermissionDenied { .. } => "unreadable",
-        shm::Error::LayoutVersion { .. } => "other-version",
         _ => "error",
     }
 }
@@ -69,7 +71,7 @@ fn not_procsync(error: &shm::Error) -> &'static str {
 fn to_json(row: &Row, users: &Users) -> Value {
     match &row.info {
         Ok(info) => json!({
-            "name": row.name,
+            "name": inventory::escape(row.name.as_bytes()),
             "procsync": true,
             "kind": info.kind,
             "type": info.type_name,
@@ -91,7 +93,7 @@ fn to_json(row: &Row, users: &Users) -> Value {
         Err(error) => {
             let facts = file_facts(&row.name);
             json!({
-                "name": row.name,
+                "name": inventory::escape(row.name.as_bytes()),
                 "procsync": false,
                 "status": not_procsync(error),
                 "error": error.to_string(),
@@ -112,12 +114,12 @@ const HEADINGS: [&str; 10] = [
 fn cells(row: &Row, users: &Users) -> [String; 10] {
     match &row.info {
         Ok(info) => [
-            row.name.clone(),
+            inventory::escape(row.name.as_bytes()),
             info.kind.unwrap_or("?").to_string(),
             if info.type_name.is_empty() {
                 "?".to_string()
             } else {
-                info.type_name.clone()
+                inventory::escape(info.type_name.as_bytes())
             },
             info.file_size.to_string(),
             format!("{:04o}", info.mode),
@@ -126,18 +128,24 @@ fn cells(row: &Row, users: &Users) -> [String; 10] {
                 .map_or_else(|| "-".to_string(), |p| p.get().to_string()),
             match (info.creator, info.creator_alive) {
                 (None, _) => "-",
-                (Some(_), true) => "yes",
-                (Some(_), false) => "no",
+                (Some(_), Some(true)) => "yes",
+                (Some(_), Some(false)) => "no",
+                (Some(_), None) => "?",
             }
             .to_string(),
-            if info.persistent { "yes" } else { "no" }.to_string(),
+            match info.persistent {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            }
+            .to_string(),
             row.users.len().to_string(),
         ],
         Err(error) => {
             let facts = file_facts(&row.name);
             let dash = || "-".to_string();
             [
-                row.name.clone(),
+                inventory::escape(row.name.as_bytes()),
                 not_procsync(error).to_string(),
                 dash(),
                 facts.map_or_else(dash, |f| f.0.to_string()),
@@ -152,10 +160,16 @@ fn cells(row: &Row, users: &Users) -> [String; 10] {
     }
 }
 
-/// The rows as a table, columns padded to their widest cell.
+/// The rows as a table, columns padded to their widest cell. Names and
+/// type names are escaped ([`inventory::escape`]) and every other cell is
+/// [`printable`](crate::printable): no cell breaks its row or reaches the
+/// terminal raw.
 fn table(rows: &[Row], users: &Users) -> String {
     let lines: Vec<[String; 10]> = std::iter::once(HEADINGS.map(String::from))
-        .chain(rows.iter().map(|row| cells(row, users)))
+        .chain(
+            rows.iter()
+                .map(|row| cells(row, users).map(|cell| crate::printable(&cell))),
+        )
         .collect();
     let mut widths = [0usize; 10];
     for line in &lines {

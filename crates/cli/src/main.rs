@@ -8,8 +8,13 @@
 //! - `procsync rm NAME [--force]`: removes one, refusing while it is used.
 //!
 //! Every error is one line on stderr, `procsync: error: ...`, and an exit
-//! code: see [`Failure`].
+//! code: see [`Failure`]. Everything is written to stdout through [`emit`]:
+//! a reader that has gone (`procsync ls | head -1`) ends the program
+//! quietly, any other write error is an error like the others.
 
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,7 +30,11 @@ Exit codes:
      another user's segment this user may not read or remove, or a system error
   2  usage: a bad option or argument, or an invalid segment name
   3  refused: `rm` of a segment that live processes map or hold open
-     (the message names their pids; `--force` removes it anyway)";
+     (the message names their pids; `--force` removes it anyway)
+
+Output: if the reader of stdout goes away (procsync ls | head -1), procsync
+stops quietly with exit code 0; any other write error (a full disk) is one
+line on stderr and exit code 1.";
 
 /// See and clean procsync's named shared-memory segments in /dev/shm.
 ///
@@ -47,7 +56,11 @@ enum Command {
     /// creator and whether it runs, persistence, processes that map it.
     ///
     /// USERS counts the processes that map the segment or hold it open now
-    /// (of those whose /proc entries this user may read).
+    /// (of those whose /proc entries this user may read; found by the
+    /// file's device and inode, whatever path they opened it by). ALIVE is
+    /// `?` when the header records the creator's pid without its identity
+    /// (an older layout: the pid may be another process's now). Names and
+    /// type names are escaped as `ls -b` does (`\xNN`).
     ///
     /// Examples:
     ///   procsync ls
@@ -66,11 +79,14 @@ enum Command {
     },
     /// Show a segment's header and, for a procsync primitive, its state.
     ///
-    /// Primitives are recognised by the type their header names: Lock,
-    /// Mutex<T>, RLock, Condvar, Semaphore, RobustSemaphore, Event, Barrier,
-    /// and queues (a slice of `Line`). The state is read without taking any
-    /// lock: holder pid and whether it runs, sleepers, permits and holders,
-    /// set or clear, parties and generation, queue depth and endpoints.
+    /// Primitives are recognised by the type their header names, checked by
+    /// its layout: Lock, Mutex<T> (by its RawLock field, not its name),
+    /// RLock, Condvar, Semaphore, RobustSemaphore, Event, Barrier, and
+    /// queues (a slice of `Line`). The state is read without taking any
+    /// lock, from a private copy of the file (a snapshot, never a mapping):
+    /// holder pid and whether it runs, sleepers, permits and holders, set
+    /// or clear, parties and generation, queue depth and endpoints (or
+    /// "state: corrupt: ..." for words that contradict each other).
     ///
     /// Examples:
     ///   procsync inspect jobs-lock
@@ -78,8 +94,8 @@ enum Command {
     #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
     Inspect {
         /// The segment's name (as given to `create`; with or without the
-        /// leading slash).
-        name: String,
+        /// leading slash). Any bytes: a name need not be UTF-8.
+        name: OsString,
     },
     /// Remove every abandoned segment of this user's: not persistent, its
     /// creator has died, and no process maps it or holds it open.
@@ -106,15 +122,16 @@ enum Command {
     /// mappings (the memory is freed when the last lets go), but nobody can
     /// open it by name again. A file whose first bytes are not procsync's
     /// magic is never removed (use rm /dev/shm/NAME); a truncated one
-    /// (shorter than a header, as a creator killed in `create` leaves) is.
+    /// (shorter than its header, as a creator killed in `create` leaves,
+    /// or than its data) is.
     ///
     /// Examples:
     ///   procsync rm stale-counter
     ///   procsync rm --force jobs-queue
     #[command(after_help = AFTER_HELP, verbatim_doc_comment)]
     Rm {
-        /// The segment's name.
-        name: String,
+        /// The segment's name (any bytes, as for inspect).
+        name: OsString,
         /// Remove it even while processes map it.
         #[arg(long)]
         force: bool,
@@ -130,6 +147,9 @@ enum Failure {
     Usage(String),
     /// Exit code 3: `rm` refused, processes use the segment.
     Refused(String),
+    /// Exit code 0, nothing said: the reader of stdout has gone (a closed
+    /// pipe), so there is nobody to write the rest to.
+    ReaderGone,
 }
 
 impl Failure {
@@ -138,12 +158,15 @@ impl Failure {
             Failure::Error(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Refused(_) => 3,
+            Failure::ReaderGone => 0,
         }
     }
 
-    fn message(&self) -> &str {
+    /// The line for stderr (`None`: say nothing).
+    fn message(&self) -> Option<&str> {
         match self {
-            Failure::Error(m) | Failure::Usage(m) | Failure::Refused(m) => m,
+            Failure::Error(m) | Failure::Usage(m) | Failure::Refused(m) => Some(m),
+            Failure::ReaderGone => None,
         }
     }
 }
@@ -173,10 +196,54 @@ fn main() -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            // One line: messages never contain a newline, but make sure.
-            eprintln!("procsync: error: {}", failure.message().replace('\n', " "));
+            if let Some(message) = failure.message() {
+                // One line, and nothing raw for the terminal: a name or a
+                // type name in a message may hold control characters.
+                // (A failing stderr is not reported: nowhere to.)
+                let line = format!("procsync: error: {}\n", printable(message));
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
             ExitCode::from(failure.code())
         }
+    }
+}
+
+/// `text` with each control character (newline, escape, ...) shown as
+/// `\xNN` (its UTF-8 bytes), so that it stays on its line and nothing of
+/// it reaches the terminal raw. For messages and values made of words and
+/// names; a name itself is shown by `shm::inventory::escape`, which also
+/// escapes backslashes and bytes that are not UTF-8.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.encode_utf8(&mut [0; 4])
+                    .bytes()
+                    .map(|b| format!("\\x{b:02x}"))
+                    .collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Writes `text` to stdout, whole, and flushes it: the one way this program
+/// writes its output. A reader that has gone (`EPIPE`: `procsync ls | head
+/// -1`) is [`Failure::ReaderGone`] (exit 0, nothing said); any other write
+/// error (`ENOSPC`, `EIO`) is [`Failure::Error`] (exit 1).
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::ReaderGone),
+        Err(e) => Err(Failure::Error(format!("writing the output: {e}"))),
     }
 }
 
@@ -184,33 +251,45 @@ fn main() -> ExitCode {
 fn gc(dry_run: bool, prefix: &str) -> Result<(), Failure> {
     let removed = shm::inventory::collect_garbage_prefixed(dry_run, prefix)?;
     let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
     for name in &removed {
-        println!("{verb} {name}");
+        let name = shm::inventory::escape(name.as_bytes());
+        out.push_str(&format!("{verb} {name}\n"));
     }
     if removed.is_empty() {
-        println!("nothing to remove");
+        out.push_str("nothing to remove\n");
     }
-    Ok(())
+    emit(&out)
 }
 
 /// `procsync rm`: only procsync segments (a damaged one included), never
-/// another program's file.
-fn rm(name: &str, force: bool) -> Result<(), Failure> {
-    let name = name.strip_prefix('/').unwrap_or(name);
+/// another program's file. The name is checked as `inspect` checks it (by
+/// the library, as given: one leading '/' at most).
+fn rm(name: &OsStr, force: bool) -> Result<(), Failure> {
+    // For messages only, once the library has found `name` valid.
+    let bytes = name.as_bytes();
+    let bare = shm::inventory::escape(bytes.strip_prefix(b"/").unwrap_or(bytes));
     match shm::inventory::inspect(name) {
-        Ok(_)
-        | Err(shm::Error::Truncated { .. })
-        | Err(shm::Error::LayoutVersion { .. })
-        | Err(shm::Error::PermissionDenied { .. }) => {}
+        Ok(_) | Err(shm::Error::Truncated { .. }) | Err(shm::Error::PermissionDenied { .. }) => {}
         Err(error @ shm::Error::Foreign { .. }) => {
             return Err(Failure::Error(format!(
-                "{error}; not removed (remove another program's file with rm {}/{name})",
+                "{error}; not removed (remove another program's file with rm {}/{bare})",
                 shm::inventory::SHM_DIR
             )))
         }
         Err(other) => return Err(other.into()),
     }
     shm::inventory::remove(name, force)?;
-    println!("removed {name}");
-    Ok(())
+    emit(&format!("removed {bare}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("plain \\ text"), "plain \\ text");
+        assert_eq!(printable("a\nb\x1b[2J\u{85}"), "a\\x0ab\\x1b[2J\\xc2\\x85");
+    }
 }

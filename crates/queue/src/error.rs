@@ -40,6 +40,18 @@ pub enum QueueError {
         /// The segment's name.
         name: String,
     },
+    /// The named queue's words contradict each other (more messages than
+    /// its capacity, its head past its tail...): a file written by
+    /// something that does not follow the queue's protocol ([`inspect`]).
+    ///
+    /// [`inspect`]: crate::inspect
+    #[error("queue {name:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The segment's name.
+        name: String,
+        /// Which words contradict each other, and how.
+        reason: String,
+    },
     /// The named queue was made by a procsync of another queue protocol.
     #[error("queue {name:?} uses queue protocol version {found}; this program speaks version {expected}")]
     Version {

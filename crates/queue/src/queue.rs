@@ -406,9 +406,13 @@ pub struct QueueState {
 }
 
 /// Reads the state of the named queue `name` without knowing its message
-/// type: for tools (`procsync inspect`). Maps the queue and reads its
-/// words; it attaches no endpoint and takes no lock, so it changes nothing
-/// and never waits for a stopped process.
+/// type: for tools (`procsync inspect`). Reads a private copy of the
+/// queue's file ([`shm::inventory::Snapshot`]), never a mapping, so a file
+/// shrunk meanwhile is an error, not a SIGBUS; it attaches no endpoint and
+/// takes no lock, so it changes nothing and never waits for a stopped
+/// process. Words that contradict each other (more messages than the
+/// capacity, the head past the tail) are [`QueueError::Corrupt`] (after
+/// two more copies, in case one was read while a put and a get ran).
 ///
 /// ```
 /// use queue::Queue;
@@ -426,17 +430,36 @@ pub struct QueueState {
 ///
 /// # Errors
 ///
-/// What [`Queue::open`] fails with, but for a message type mismatch.
-pub fn inspect(name: &str) -> Result<QueueState, QueueError> {
-    let lines = SharedSlice::<Line>::open(name)?;
-    let ring = Ring::new(&lines).map_err(|invalid| invalid_queue(invalid, name))?;
+/// What [`Queue::open`] fails with, but for a message type mismatch;
+/// [`QueueError::Corrupt`]; `shm::Error::Truncated` for a file shorter
+/// than its header says (shrunk while it was read, say).
+pub fn inspect(name: impl AsRef<std::ffi::OsStr>) -> Result<QueueState, QueueError> {
+    let mut looks = 0;
+    loop {
+        let snapshot = shm::inventory::Snapshot::read(name.as_ref())?;
+        match state_of(&snapshot) {
+            Err(QueueError::Corrupt { .. }) if looks < 2 => looks += 1,
+            done => return done,
+        }
+    }
+}
+
+/// [`inspect`] of one copy.
+fn state_of(snapshot: &shm::inventory::Snapshot) -> Result<QueueState, QueueError> {
+    let name = snapshot.name();
+    let lines = snapshot.slice::<Line>()?;
+    let ring = Ring::new(lines).map_err(|invalid| invalid_queue(invalid, name))?;
+    let len = ring.checked_len().map_err(|reason| QueueError::Corrupt {
+        name: name.to_string(),
+        reason,
+    })?;
     let (producer_lock, consumer_lock) = ring.lock_holders();
     Ok(QueueState {
         message_type: ring.type_name(),
         capacity: ring.capacity(),
         max_message_bytes: ring.max_bytes(),
         joinable: ring.joinable(),
-        len: ring.len(),
+        len,
         producers: ring.live_endpoints(Role::Producer),
         consumers: ring.live_endpoints(Role::Consumer),
         lost: ring.lost_now(),

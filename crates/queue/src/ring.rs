@@ -408,6 +408,26 @@ impl<'a> Ring<'a> {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    /// Messages committed and not yet taken, read from `HEAD` and `TAIL`
+    /// as they stand, or why those words cannot be a queue's (for
+    /// `inspect`, which reads a copy whose words nothing keeps true).
+    pub(crate) fn checked_len(&self) -> Result<u64, String> {
+        let head = self.w(W_HEAD).load(Acquire);
+        let tail = self.w(W_TAIL).load(Acquire);
+        let Some(len) = tail.checked_sub(head) else {
+            return Err(format!(
+                "its head ({head}: messages ever taken) is past its tail ({tail}: messages ever put)"
+            ));
+        };
+        if len > self.capacity {
+            return Err(format!(
+                "its head and tail ({head}, {tail}) say {len} messages, more than its capacity ({})",
+                self.capacity
+            ));
+        }
+        Ok(len)
+    }
+
     /// Messages committed and not yet taken, at some moment during the call.
     pub(crate) fn len(&self) -> u64 {
         let head = self.w(W_HEAD).load(Acquire);

@@ -253,6 +253,54 @@ pub fn short_type_name<T: ?Sized>() -> String {
     out
 }
 
+/// Whether `description` (a segment's, as its header keeps it) is a
+/// struct's whose first field is named `field`, sits at offset 0 and is
+/// exactly an `F` (its whole description, protocol name and version
+/// included): how a tool recognises a generic wrapper around a procsync
+/// primitive (a `Mutex<T>`'s `raw: RawLock`) whose other parameter it does
+/// not know, by what only that primitive's description carries rather than
+/// by a type name any type may have.
+pub(crate) fn starts_with_field<F: ShmSafe>(description: &[u8], field: &str) -> bool {
+    let mut expected = LayoutWriter::new();
+    expected.field::<F>(field, 0);
+    let rest = (|| {
+        let mut at = 0usize;
+        let mut byte = || {
+            let b = *description.get(at)?;
+            at += 1;
+            Some(b)
+        };
+        if byte()? != STRUCT {
+            return None;
+        }
+        // The struct's name and repr (length-prefixed texts).
+        for _ in 0..2 {
+            let len = usize::from(byte()?);
+            for _ in 0..len {
+                byte()?;
+            }
+        }
+        // Its size, alignment and number of fields (LEB128).
+        let mut fields = 0u64;
+        for n in 0..3 {
+            let (mut value, mut shift) = (0u64, 0u32);
+            loop {
+                let b = byte()?;
+                value |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            if n == 2 {
+                fields = value;
+            }
+        }
+        (fields >= 1).then_some(at)
+    })();
+    rest.is_some_and(|at| description[at..].starts_with(&expected.bytes))
+}
+
 /// A type's description as written, with its fingerprint.
 #[derive(Clone, Debug)]
 pub(crate) struct Described {

@@ -2,15 +2,18 @@
 //! the debug-build placement check (which mappings are shared) and the
 //! inventory (which processes map a segment).
 
-/// One line of `/proc/PID/maps`: `start-end perms offset dev inode path`.
+/// One line of `/proc/PID/maps`: `start-end perms offset dev inode path`
+/// (the path is not kept: a file is known by its device and inode, as the
+/// path is the mapping process's, in its own mount namespace).
 pub(crate) struct MapsLine<'a> {
     pub(crate) start: usize,
     pub(crate) end: usize,
     /// `rwxs` / `rwxp`: the fourth letter says shared or private.
     pub(crate) perms: &'a [u8],
+    /// The mapped file's device (`major:minor`, as `st_dev` encodes it:
+    /// [`dev_of`]); 0 for an anonymous mapping.
+    pub(crate) dev: u64,
     pub(crate) inode: u64,
-    /// Empty for an anonymous mapping.
-    pub(crate) path: &'a [u8],
 }
 
 impl MapsLine<'_> {
@@ -34,17 +37,31 @@ fn parse(line: &[u8]) -> Option<MapsLine<'_>> {
     let range = fields.next()?;
     let perms = fields.next()?;
     let _offset = fields.next()?;
-    let _device = fields.next()?;
+    let device = fields.next()?;
+    let colon = device.iter().position(|&b| b == b':')?;
+    let dev = dev_of(
+        u32::try_from(hex(&device[..colon])?).ok()?,
+        u32::try_from(hex(&device[colon + 1..])?).ok()?,
+    );
     let inode = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    let path = fields.next().unwrap_or_default();
     let dash = range.iter().position(|&b| b == b'-')?;
     Some(MapsLine {
         start: hex(&range[..dash])?,
         end: hex(&range[dash + 1..])?,
         perms,
+        dev,
         inode,
-        path,
     })
+}
+
+/// The device number `st_dev` holds for `major:minor` (glibc's and the
+/// kernel's encoding, `makedev`).
+pub(crate) fn dev_of(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (u64::from(major), u64::from(minor));
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0x0000_0fff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0x0000_00ff)
 }
 
 #[cfg(test)]
@@ -60,7 +77,7 @@ mod tests {
         assert_eq!((parsed[0].start, parsed[0].end), (0x7f00, 0x7f10));
         assert!(parsed[0].is_shared() && !parsed[1].is_shared());
         assert_eq!(parsed[0].inode, 4242);
-        assert_eq!(parsed[0].path, b"/dev/shm/procsync-x");
-        assert!(parsed[1].path.is_empty());
+        assert_eq!(parsed[0].dev, 0x1a);
+        assert_eq!(parsed[1].dev, 0);
     }
 }

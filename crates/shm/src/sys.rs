@@ -13,6 +13,7 @@
 #![cfg_attr(loom, allow(dead_code))]
 #![allow(unsafe_code)] // the one place that calls the kernel and maps memory
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -48,7 +49,7 @@ pub(crate) enum ShmOpen {
 /// Errors to tell apart by `ErrorKind`: `AlreadyExists`, `NotFound`,
 /// `PermissionDenied` (`EACCES`, `EPERM`), `InvalidFilename`
 /// (`ENAMETOOLONG`).
-pub(crate) fn shm_open(name: &str, how: ShmOpen) -> io::Result<OwnedFd> {
+pub(crate) fn shm_open(name: &OsStr, how: ShmOpen) -> io::Result<OwnedFd> {
     let base = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let (flags, mode) = match how {
         ShmOpen::CreateNew { mode } => (
@@ -79,7 +80,7 @@ const F_SETSIG: i32 = 10;
 /// file of it exists (a mapping holds one). Its break signal is set to
 /// `SIGURG` (ignored unless handled), so an `open` by someone else while it
 /// is held never kills this process with the default `SIGIO`.
-pub(crate) fn shm_lease_if_unused(name: &str) -> io::Result<Lease> {
+pub(crate) fn shm_lease_if_unused(name: &OsStr) -> io::Result<Lease> {
     let fd = rustix::fs::open(
         shm_path(name),
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
@@ -102,12 +103,13 @@ pub(crate) fn shm_lease_if_unused(name: &str) -> io::Result<Lease> {
 }
 
 /// `shm_unlink(3)` of `/name`: an `unlink(2)` of `/dev/shm/name`.
-pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+pub(crate) fn shm_unlink(name: &OsStr) -> io::Result<()> {
     Ok(rustix::fs::unlink(shm_path(name))?)
 }
 
-pub(crate) fn shm_path(name: &str) -> String {
-    format!("{SHM_DIR}/{name}")
+/// The path of shared-memory name `name` (a single file name, any bytes).
+pub(crate) fn shm_path(name: &OsStr) -> std::path::PathBuf {
+    std::path::Path::new(SHM_DIR).join(name)
 }
 
 /// What `fstat(2)`/`stat(2)` tell about a file that `shm` uses.
@@ -137,7 +139,7 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
 }
 
 /// `stat(2)` of the file that shared-memory name `name` stands for now.
-pub(crate) fn shm_stat(name: &str) -> io::Result<FileStat> {
+pub(crate) fn shm_stat(name: &OsStr) -> io::Result<FileStat> {
     Ok(rustix::fs::stat(shm_path(name))?.into())
 }
 

@@ -415,11 +415,16 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
             continue;
         }
         // Made with the tracker off: left to its maker and to `gc`.
-        if info.persistent || info.untracked {
+        if info.persistent == Some(true) || info.untracked {
             continue;
         }
-        let Some(creator) = info.creator.filter(|_| info.creator_alive) else {
+        let Some(creator) = info.creator.filter(|_| info.creator_alive == Some(true)) else {
             let _ = inventory::remove_inspected(&info, false);
+            continue;
+        };
+        // Not UTF-8: renamed by hand (`create` takes text), so its creator
+        // does not know it by this name; left to `gc` once it dies.
+        let Ok(name) = name.into_string() else {
             continue;
         };
         // The pidfd first, then the creator's identity once more: if it
@@ -432,7 +437,7 @@ fn adopt(known: &HashSet<FileId>) -> Vec<Creator> {
         };
         let confirmed = pidfd.filter(|_| {
             inventory::inspect(&name)
-                .is_ok_and(|again| again.creator_alive && again.file == info.file)
+                .is_ok_and(|again| again.creator_alive == Some(true) && again.file == info.file)
         });
         let Some(pidfd) = confirmed else {
             // (Read again: `info` saw the creator alive.)

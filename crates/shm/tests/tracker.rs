@@ -110,7 +110,10 @@ fn a_persistent_name_outlives_its_creator() {
     assert!(child.join_timeout(GENEROUS).is_err());
     let died = Instant::now();
     assert_eq!(gone_after(&name, died, PROMISED * 5), None);
-    assert!(shm::inventory::inspect(&name).unwrap().persistent);
+    assert_eq!(
+        shm::inventory::inspect(&name).unwrap().persistent,
+        Some(true)
+    );
     shm::inventory::remove(&name, false).unwrap();
 }
 

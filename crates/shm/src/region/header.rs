@@ -403,11 +403,14 @@ pub(crate) struct DescribedFacts {
     pub(crate) len: u64,
     pub(crate) persistent: bool,
     pub(crate) untracked: bool,
+    /// The element type's layout description, as much as the header keeps.
+    pub(crate) description: Vec<u8>,
 }
 
 /// Why bytes are not a procsync header.
 pub(crate) enum NotAHeader {
-    /// Fewer bytes than the stable part of a header.
+    /// Fewer bytes than the stable part of a header, or than a whole
+    /// header of this build's layout version.
     Short,
     /// The magic is not procsync's.
     Foreign,
@@ -447,8 +450,13 @@ impl Facts {
             creator_identity: 0,
             described: None,
         };
-        if layout_version != LAYOUT_VERSION || bytes.len() < size_of::<Header>() {
+        if layout_version != LAYOUT_VERSION {
+            // Another version's header: its size is not known here.
             return Ok(facts);
+        }
+        if bytes.len() < size_of::<Header>() {
+            // This version's header, cut before its end.
+            return Err(NotAHeader::Short);
         }
         let at32 = |at| u32_at(at).unwrap_or(0);
         let at64 = |at| u64_at(at).unwrap_or(0);
@@ -468,8 +476,29 @@ impl Facts {
             len: at64(offset_of!(Header, len)),
             persistent: at32(offset_of!(Header, flags)) & PERSISTENT != 0,
             untracked: at32(offset_of!(Header, flags)) & UNTRACKED != 0,
+            description: {
+                let start = offset_of!(Header, description);
+                let len = (at32(offset_of!(Header, description_len)) as usize).min(DESCRIPTION_CAP);
+                bytes[start..start + len].to_vec()
+            },
         });
         Ok(facts)
+    }
+}
+
+impl Facts {
+    /// Where a published header of this build's version says the data ends
+    /// (the file's least size); `None` if it does not say (not published,
+    /// another version, an unknown kind, an impossible layout).
+    pub(crate) fn data_end(&self) -> Option<u64> {
+        let described = self.described.as_ref().filter(|_| self.state == READY)?;
+        described.kind?;
+        let align = usize::try_from(described.elem_align).ok()?;
+        if !align.is_power_of_two() || align > page_size() {
+            return None;
+        }
+        let data = described.elem_size.checked_mul(described.len)?;
+        (data_offset_for(align) as u64).checked_add(data)
     }
 }
 

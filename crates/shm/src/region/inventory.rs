@@ -5,7 +5,9 @@
 //! This is what the `procsync` command (`ls`, `inspect`, `gc`, `rm`) and the
 //! cleanup of names whose creator died (see the guide) stand on. Nothing
 //! here maps a segment: the header is read from the file, and a segment's
-//! users are found in `/proc/PID/maps` and `/proc/PID/fd`.
+//! users are found in `/proc/PID/maps` and `/proc/PID/fd`, by the file's
+//! identity (device and inode), whatever path they reached it by (another
+//! mount of the same tmpfs, a container's `/dev/shm`).
 //!
 //! ```
 //! use shm::{inventory, Shared};
@@ -16,7 +18,7 @@
 //! let seen = inventory::inspect(&name)?;
 //! assert_eq!(seen.kind, Some("value"));
 //! assert_eq!(seen.creator, Some(shm::pid::current()));
-//! assert!(seen.creator_alive);
+//! assert_eq!(seen.creator_alive, Some(true));
 //! // This process maps it: never abandoned while it does.
 //! assert_eq!(inventory::users(&name)?, vec![shm::pid::current()]);
 //! assert!(!seen.abandoned(&[]));
@@ -26,15 +28,19 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
+
+pub use super::snapshot::Snapshot;
 
 use super::header::{Facts, NotAHeader, LAYOUT_VERSION, READY};
 use super::name::{FileId, ShmName};
 use super::os_error;
 use crate::pid::{Identity, Pid};
-use crate::{Error, Result};
+use crate::{Error, Result, ShmSafe};
 
 /// Where POSIX shared memory lives on Linux.
 pub const SHM_DIR: &str = crate::sys::SHM_DIR;
@@ -48,8 +54,9 @@ pub const UNRECORDED_GRACE: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
-    /// The name (without the leading `/`).
-    pub name: String,
+    /// The name (without the leading `/`), as the file is called: any
+    /// bytes, not always UTF-8 (show it with [`escape`]).
+    pub name: OsString,
     /// `"value"` (`Shared<T>`), `"slice"` (`SharedSlice<T>`) or `"bytes"`
     /// (`Segment`); `None` for a header of another layout version.
     pub kind: Option<&'static str>,
@@ -71,10 +78,14 @@ pub struct SegmentInfo {
     pub creator: Option<Pid>,
     /// Whether that very process still runs (a new process that took over
     /// its pid does not count).
-    pub creator_alive: bool,
+    /// `None` when that cannot be known: no creator recorded, or a header
+    /// without the creator's identity (an older layout version), whose pid
+    /// alone may name another process by now.
+    pub creator_alive: Option<bool>,
     /// Whether its creator made it persistent (`persist`): kept after the
-    /// creator ends.
-    pub persistent: bool,
+    /// creator ends. `None` for a header of another layout version, whose
+    /// flags this build cannot read.
+    pub persistent: Option<bool>,
     /// Whether it was made with the tracker off
     /// ([`tracker::disable`](crate::tracker::disable)): no tracker removes
     /// it when its creator dies (`gc` still does).
@@ -88,6 +99,45 @@ pub struct SegmentInfo {
     /// Device and inode: the file's identity (a name removed and made
     /// again is another file).
     pub file: (u64, u64),
+    /// The element type's layout description (as much as the header
+    /// keeps; empty for another layout version).
+    description: Vec<u8>,
+}
+
+/// `bytes` (a name, a type name) as text that is safe to print, as
+/// `ls -b` shows a file name: a byte that is not part of valid UTF-8 and a
+/// control character (newline, escape, DEL, C1 controls) as `\xNN` (one
+/// per byte), a backslash as `\\`; anything else as itself. So a name
+/// cannot break a line, drive a terminal or pass for another name (the
+/// escaping is one-to-one), and a plain name is shown as it is.
+///
+/// ```
+/// use shm::inventory::escape;
+///
+/// assert_eq!(escape(b"jobs-lock"), "jobs-lock");
+/// assert_eq!(escape(b"a\nb\x1b[2J"), "a\\x0ab\\x1b[2J");
+/// assert_eq!(escape(b"caf\xc3\xa9-\xff"), "caf\u{e9}-\\xff");
+/// assert_eq!(escape(b"back\\slash"), "back\\\\slash");
+/// ```
+pub fn escape(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    let hex = |out: &mut String, raw: &[u8]| {
+        for b in raw {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => out.push(c),
+            }
+        }
+        hex(&mut out, chunk.invalid());
+    }
+    out
 }
 
 /// The layout version this build writes and reads.
@@ -122,6 +172,43 @@ impl SegmentInfo {
             .then(|| super::header::data_offset_for(align) as u64)
     }
 
+    /// Whether the element type is a struct whose first field is named
+    /// `field`, at offset 0, and is exactly an `F` by its layout
+    /// description (a procsync primitive's names its protocol and version):
+    /// how a tool recognises a generic wrapper around a primitive whose
+    /// other type parameter it does not know, such as `sync_lock`'s
+    /// `Mutex<T>` (`raw: RawLock` first), where a type name would not do
+    /// (any crate may call a type `Mutex<T>`).
+    ///
+    /// ```
+    /// use shm::lockword::RawLock;
+    /// use shm::{inventory, Shared, ShmSafe};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// #[derive(ShmSafe)]
+    /// #[repr(C)]
+    /// struct Guarded {
+    ///     raw: RawLock,
+    ///     data: AtomicU64,
+    /// }
+    /// #[derive(ShmSafe)]
+    /// #[repr(C)]
+    /// struct Mutex {
+    ///     raw: AtomicU64,
+    /// }
+    /// let name = format!("procsync-doc-first-field-{}", std::process::id());
+    /// let guarded = Shared::create(&name, Guarded { raw: RawLock::new(), data: AtomicU64::new(0) })?;
+    /// assert!(inventory::inspect(&name)?.first_field_is::<RawLock>("raw"));
+    /// drop(guarded);
+    /// let plain = Shared::create(&name, Mutex { raw: AtomicU64::new(0) })?;
+    /// assert!(!inventory::inspect(&name)?.first_field_is::<RawLock>("raw"));
+    /// # drop(plain);
+    /// # Ok::<(), shm::Error>(())
+    /// ```
+    pub fn first_field_is<F: ShmSafe>(&self, field: &str) -> bool {
+        crate::layout::starts_with_field::<F>(&self.description, field)
+    }
+
     /// Whether nobody will use this segment again, so that removing its
     /// name loses nothing: not persistent, its creator is gone (or never
     /// recorded itself and the file is older than [`UNRECORDED_GRACE`]),
@@ -129,12 +216,17 @@ impl SegmentInfo {
     /// A segment of another layout version is never judged abandoned (its
     /// flags cannot be read).
     pub fn abandoned(&self, users: &[Pid]) -> bool {
-        if self.persistent || !users.is_empty() || self.layout_version != LAYOUT_VERSION {
+        if self.persistent != Some(false)
+            || !users.is_empty()
+            || self.layout_version != LAYOUT_VERSION
+        {
             return false;
         }
-        match self.creator {
-            Some(_) => !self.creator_alive,
-            None => self.age >= UNRECORDED_GRACE,
+        match (self.creator, self.creator_alive) {
+            (Some(_), Some(alive)) => !alive,
+            // A pid without its identity: whether it still runs is unknown.
+            (Some(_), None) => false,
+            (None, _) => self.age >= UNRECORDED_GRACE,
         }
     }
 }
@@ -145,11 +237,12 @@ impl SegmentInfo {
 ///
 /// [`Error::NotFound`], [`Error::PermissionDenied`] (another user's,
 /// unreadable), [`Error::Foreign`] (not a procsync segment: the first bytes
-/// are not procsync's magic), [`Error::Truncated`] (shorter than a header),
+/// are not procsync's magic), [`Error::Truncated`] (shorter than its header,
+/// or, once published, than the data its header describes),
 /// [`Error::InvalidName`], or [`Error::Os`].
-pub fn inspect(name: &str) -> Result<SegmentInfo> {
+pub fn inspect(name: impl AsRef<OsStr>) -> Result<SegmentInfo> {
     let name = ShmName::parse(name)?;
-    let path = crate::sys::shm_path(name.as_str());
+    let path = crate::sys::shm_path(name.as_os_str());
     let not_found = || Error::NotFound {
         name: name.as_str().to_string(),
     };
@@ -181,11 +274,18 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
             actual: metadata.len(),
         },
     })?;
+    if let Some(expected) = facts.data_end().filter(|&end| metadata.len() < end) {
+        return Err(Error::Truncated {
+            name: name.as_str().to_string(),
+            expected,
+            actual: metadata.len(),
+        });
+    }
     let creator = Pid::from_raw(facts.creator_pid);
-    let creator_alive = match Identity::from_bits(facts.creator_identity) {
-        Some(identity) => identity.is_running(),
-        None => creator.is_some_and(crate::pid::is_running),
-    };
+    // By identity only: a pid alone may be another process's by now.
+    let creator_alive = creator
+        .and(Identity::from_bits(facts.creator_identity))
+        .map(Identity::is_running);
     let described = facts.described.as_ref();
     let age = metadata
         .modified()
@@ -193,7 +293,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         .and_then(|changed| SystemTime::now().duration_since(changed).ok())
         .unwrap_or_default();
     Ok(SegmentInfo {
-        name: name.as_str().to_string(),
+        name: name.as_os_str().to_os_string(),
         kind: described.and_then(|d| d.kind),
         type_name: described.map(|d| d.type_name.clone()).unwrap_or_default(),
         element_size: described.map_or(0, |d| d.elem_size),
@@ -204,17 +304,18 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         uid: metadata.uid(),
         creator,
         creator_alive,
-        persistent: described.is_some_and(|d| d.persistent),
+        persistent: described.map(|d| d.persistent),
         untracked: described.is_some_and(|d| d.untracked),
         ready: facts.state == READY,
         layout_version: facts.layout_version,
         age,
         file: (metadata.dev(), metadata.ino()),
+        description: described.map(|d| d.description.clone()).unwrap_or_default(),
     })
 }
 
 /// The first bytes of the file at `path`, up to a header's size.
-fn read_start(path: &str) -> io::Result<Vec<u8>> {
+fn read_start(path: &std::path::Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(super::header::header_size());
@@ -223,17 +324,19 @@ fn read_start(path: &str) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Every name in `/dev/shm`, sorted, each with what [`inspect`] says of it
-/// (files of other programs come back as [`Error::Foreign`]).
+/// Every name in `/dev/shm`, sorted (by bytes), each with what [`inspect`]
+/// says of it (files of other programs come back as [`Error::Foreign`]).
+/// Names that are not UTF-8 are listed too: a name is any bytes but '/'
+/// and NUL (show one with [`escape`]).
 ///
 /// # Errors
 ///
 /// [`Error::Os`] if `/dev/shm` cannot be read.
-pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
+pub fn list() -> Result<Vec<(OsString, Result<SegmentInfo>)>> {
     let entries = std::fs::read_dir(SHM_DIR).map_err(|e| os_error("read_dir", SHM_DIR, e))?;
-    let mut names: Vec<String> = entries
+    let mut names: Vec<OsString> = entries
         .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().into_string().ok())
+        .map(|entry| entry.file_name())
         .collect();
     names.sort();
     Ok(names
@@ -256,7 +359,7 @@ pub fn list() -> Result<Vec<(String, Result<SegmentInfo>)>> {
 /// [`Error::NotFound`] if there is no such name, [`Error::InvalidName`];
 /// [`Error::Os`] if `/proc` could not be read whole (out of descriptors,
 /// for example): then nobody could be ruled out.
-pub fn users(name: &str) -> Result<Vec<Pid>> {
+pub fn users(name: impl AsRef<OsStr>) -> Result<Vec<Pid>> {
     let name = ShmName::parse(name)?;
     let file = name.file_id().ok_or_else(|| Error::NotFound {
         name: name.as_str().to_string(),
@@ -380,8 +483,10 @@ fn gone_or_private(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
 }
 
-/// Adds to `used` each of `files` that a line of `TASK/maps` maps (its
-/// inode, under `/dev/shm`).
+/// Adds to `used` each of `files` that a line of `TASK/maps` maps: its
+/// device and inode, whatever the path (the process may have reached the
+/// file through another mount of the tmpfs, or in another mount namespace,
+/// where the path shown is its own).
 fn mapped_files(
     task: &Task,
     inodes: &HashSet<u64>,
@@ -392,14 +497,22 @@ fn mapped_files(
         return Ok(());
     };
     for line in crate::proc_maps::lines(&maps) {
-        if inodes.contains(&line.inode) && line.path.starts_with(SHM_DIR.as_bytes()) {
-            used.extend(files.iter().filter(|file| file.ino() == line.inode));
+        if inodes.contains(&line.inode) {
+            used.extend(
+                files
+                    .iter()
+                    .filter(|file| file.ino() == line.inode && file.dev() == line.dev),
+            );
         }
     }
     Ok(())
 }
 
-/// Adds to `used` each of `files` that a descriptor in `TASK/fd` stands for.
+/// Adds to `used` each of `files` that a descriptor in `TASK/fd` stands
+/// for: `stat` of `TASK/fd/N` follows the link to the very file, even one
+/// opened in another mount namespace or through another mount, and its
+/// device and inode say which. (Sockets, pipes and other descriptors
+/// without a path are not looked at.)
 fn open_files(
     task: &Task,
     inodes: &HashSet<u64>,
@@ -411,8 +524,8 @@ fn open_files(
     };
     for fd in fds {
         let path = format!("{}/fd/{fd}", task.dir);
-        let shm_file = std::fs::read_link(&path).is_ok_and(|target| target.starts_with(SHM_DIR));
-        if !shm_file {
+        let a_file = std::fs::read_link(&path).is_ok_and(|target| target.is_absolute());
+        if !a_file {
             continue;
         }
         match std::fs::metadata(&path) {
@@ -458,7 +571,7 @@ pub enum Verdict {
 ///
 /// What [`inspect`] fails with, other than [`Error::NotFound`] (which is
 /// [`Verdict::Gone`]); [`Error::Os`] if the lease or the unlink fails.
-pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
+pub fn remove_if_abandoned(name: impl AsRef<OsStr>, dry_run: bool) -> Result<Verdict> {
     match inspect(name) {
         Ok(info) => remove_inspected(&info, dry_run),
         Err(Error::NotFound { .. }) => Ok(Verdict::Gone),
@@ -469,7 +582,7 @@ pub fn remove_if_abandoned(name: &str, dry_run: bool) -> Result<Verdict> {
 /// [`remove_if_abandoned`] for a segment [`inspect`] has just read (by
 /// [`list`], say): the header is not read again.
 pub(crate) fn remove_inspected(info: &SegmentInfo, dry_run: bool) -> Result<Verdict> {
-    if info.persistent {
+    if info.persistent == Some(true) {
         return Ok(Verdict::Persistent);
     }
     // Users are left to the lease, at the unlink.
@@ -489,10 +602,10 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
     if parsed.file_id() != Some(file) {
         return Ok(Verdict::Gone);
     }
-    if inspect(name).is_ok_and(|info| info.persistent) {
+    if inspect(name).is_ok_and(|info| info.persistent == Some(true)) {
         return Ok(Verdict::Persistent);
     }
-    unlink_if_still(name, file, false)
+    unlink_if_still(OsStr::new(name), file, false)
 }
 
 /// Removes `name` if it still stands for `file` and nobody has that file
@@ -505,9 +618,9 @@ pub(crate) fn remove_if_unused(name: &str, file: FileId) -> Result<Verdict> {
 /// removed file. Where leases are refused for another reason (a file
 /// system without them, `fs.leases-enable = 0`), the `/proc` look alone
 /// decided.
-fn unlink_if_still(name: &str, file: FileId, dry_run: bool) -> Result<Verdict> {
+fn unlink_if_still(name: &OsStr, file: FileId, dry_run: bool) -> Result<Verdict> {
     let parsed = ShmName::parse(name)?;
-    let lease = match crate::sys::shm_lease_if_unused(parsed.as_str()) {
+    let lease = match crate::sys::shm_lease_if_unused(parsed.as_os_str()) {
         Ok(lease) => lease,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verdict::Gone),
         Err(e) => return Err(os_error("open", parsed.as_str(), e)),
@@ -549,13 +662,14 @@ fn unlink_if_still(name: &str, file: FileId, dry_run: bool) -> Result<Verdict> {
 
 /// Removes every abandoned procsync segment of this user's that this
 /// process may remove (see [`remove_if_abandoned`]); returns the names
-/// removed (or, with `dry_run`, that would be), sorted.
+/// removed (or, with `dry_run`, that would be), sorted; names that are not
+/// UTF-8 included (show them with [`escape`]).
 ///
 /// # Errors
 ///
 /// [`Error::Os`] if `/dev/shm` cannot be read. Names that cannot be judged
 /// or removed are skipped.
-pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
+pub fn collect_garbage(dry_run: bool) -> Result<Vec<OsString>> {
     collect_garbage_prefixed(dry_run, "")
 }
 
@@ -569,21 +683,21 @@ pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>> {
 /// let prefix = format!("procsync-doc-gc-{}-", std::process::id());
 /// // Nothing of ours is abandoned: nothing to remove, and nothing else
 /// // (no other name) is touched.
-/// assert_eq!(inventory::collect_garbage_prefixed(true, &prefix)?, Vec::<String>::new());
+/// assert!(inventory::collect_garbage_prefixed(true, &prefix)?.is_empty());
 /// # Ok::<(), shm::Error>(())
 /// ```
 ///
 /// # Errors
 ///
 /// As [`collect_garbage`].
-pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<String>> {
+pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<OsString>> {
     let me = crate::sys::getuid();
     let mut removed = Vec::new();
     for (name, info) in list()? {
         let Some(info) = info.ok().filter(|info| info.uid == me) else {
             continue;
         };
-        if !name.starts_with(prefix) {
+        if !name.as_bytes().starts_with(prefix.as_bytes()) {
             continue;
         }
         match remove_inspected(&info, dry_run) {
@@ -608,7 +722,7 @@ pub fn collect_garbage_prefixed(dry_run: bool, prefix: &str) -> Result<Vec<Strin
 ///
 /// [`Error::InUse`], [`Error::NotFound`], [`Error::PermissionDenied`],
 /// [`Error::InvalidName`], [`Error::Os`].
-pub fn remove(name: &str, force: bool) -> Result<()> {
+pub fn remove(name: impl AsRef<OsStr>, force: bool) -> Result<()> {
     let parsed = ShmName::parse(name)?;
     let file = parsed.file_id().ok_or_else(|| Error::NotFound {
         name: parsed.as_str().to_string(),

@@ -1,5 +1,5 @@
 //! The machinery under [`Shared`](crate::Shared), [`SharedSlice`](crate::SharedSlice)
-//! and [`Segment`](crate::Segment), in four rooms:
+//! and [`Segment`](crate::Segment), in five rooms:
 //!
 //! - `name`: what a segment may be called, and the file under `/dev/shm`
 //!   a name stands for;
@@ -7,7 +7,8 @@
 //!   it into errors;
 //! - `mapping`: the mapped memory and the typed views of it;
 //! - `protocol`: creating and publishing a named segment, waiting for one
-//!   while opening, and removing only one's own name.
+//!   while opening, and removing only one's own name;
+//! - `snapshot`: a private copy of a named segment's file, for tools.
 //!
 //! This file holds [`Region`], the handle they make, and its data access.
 
@@ -17,6 +18,8 @@ pub mod inventory;
 mod mapping;
 mod name;
 mod protocol;
+#[allow(unsafe_code)] // views of a page-aligned private copy
+mod snapshot;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,7 +1,9 @@
 //! The name room: what a segment may be called, and the file under
 //! `/dev/shm` a name stands for.
 
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::{sys, Error, Result};
 
@@ -9,10 +11,14 @@ use crate::{sys, Error, Result};
 /// `/dev/shm`, without the leading `/`).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// A validated segment name: one file name under `/dev/shm`.
+/// A validated segment name: one file name under `/dev/shm`, any bytes
+/// but '/' and NUL (a name made by hand or renamed need not be UTF-8).
 #[derive(Clone, Debug)]
 pub(crate) struct ShmName {
-    bare: String,
+    bare: OsString,
+    /// The name as text: itself if it is UTF-8, else escaped
+    /// (`inventory::escape`).
+    shown: String,
 }
 
 /// A file's identity: device and inode number.
@@ -47,34 +53,44 @@ impl From<sys::FileStat> for FileId {
 
 impl ShmName {
     /// Accepts `name` or `/name`; the rest must be a single file name.
-    pub(crate) fn parse(name: &str) -> Result<ShmName> {
+    pub(crate) fn parse(name: impl AsRef<OsStr>) -> Result<ShmName> {
+        let raw = name.as_ref().as_bytes();
         let invalid = |reason| Error::InvalidName {
-            name: name.to_string(),
+            name: shown(raw),
             reason,
         };
-        let bare = name.strip_prefix('/').unwrap_or(name);
+        let bare = raw.strip_prefix(b"/").unwrap_or(raw);
         if bare.is_empty() {
             return Err(invalid("it is empty"));
         }
         if bare.len() > MAX_NAME_LEN {
             return Err(invalid("it is longer than 255 bytes"));
         }
-        if bare.contains('/') {
+        if bare.contains(&b'/') {
             return Err(invalid("it contains '/' (only one leading '/' is allowed)"));
         }
-        if bare.contains('\0') {
+        if bare.contains(&0) {
             return Err(invalid("it contains a NUL byte"));
         }
-        if bare == "." || bare == ".." {
+        if bare == b"." || bare == b".." {
             return Err(invalid("'.' and '..' are not file names"));
         }
         Ok(ShmName {
-            bare: bare.to_string(),
+            bare: OsStr::from_bytes(bare).to_os_string(),
+            shown: shown(bare),
         })
     }
 
-    /// The name without its leading `/`.
+    /// The name without its leading `/`, as text: the name itself if it is
+    /// UTF-8 (every name `create` makes), else escaped
+    /// (`inventory::escape`). For messages and the tracker; the file is
+    /// reached by [`as_os_str`](ShmName::as_os_str).
     pub(crate) fn as_str(&self) -> &str {
+        &self.shown
+    }
+
+    /// The name without its leading `/`, as the file is called.
+    pub(crate) fn as_os_str(&self) -> &OsStr {
         &self.bare
     }
 
@@ -86,6 +102,14 @@ impl ShmName {
     /// Removes the name (`shm_unlink`).
     pub(crate) fn unlink(&self) -> io::Result<()> {
         sys::shm_unlink(&self.bare)
+    }
+}
+
+/// A name's bytes as text: itself if UTF-8, else escaped.
+fn shown(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => super::inventory::escape(bytes),
     }
 }
 

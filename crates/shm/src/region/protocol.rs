@@ -322,7 +322,7 @@ fn too_short(fd: &std::os::fd::OwnedFd, name: &ShmName, size: u64) -> Error {
 /// `shm_open` of `name`, its failures as the [`Error`]s callers act on.
 fn shm_open(name: &ShmName, how: ShmOpen) -> Result<std::os::fd::OwnedFd> {
     use std::io::ErrorKind;
-    sys::shm_open(name.as_str(), how).map_err(|err| {
+    sys::shm_open(name.as_os_str(), how).map_err(|err| {
         let owned = name.as_str().to_string();
         match err.kind() {
             ErrorKind::AlreadyExists => Error::AlreadyExists { name: owned },
