@@ -240,6 +240,63 @@ fn a_creator_that_died_initialising_is_reported_at_once() {
     Shared::<AtomicU64>::unlink(&name).unwrap();
 }
 
+/// The same, after a newcomer took the dead creator's pid: `open` judged
+/// the creator by its pid alone, took the newcomer for it and waited out
+/// its whole timeout, then said the creator still ran (review 15's
+/// helper). The header's recorded identity says it does not.
+#[test]
+fn a_creator_that_died_initialising_is_dead_even_when_its_pid_is_reused() {
+    if !testkit::can_force_pids() {
+        eprintln!("skipped: forcing pids needs root");
+        return;
+    }
+    let name = unique_name("died-creating-reused");
+    let child = Process::new(|| {
+        shm::tracker::disable();
+        let _ = Shared::open_or_create(&name, || -> AtomicU64 {
+            // SAFETY: raise only sends a signal to ourselves.
+            unsafe { libc::raise(libc::SIGKILL) };
+            unreachable!("SIGKILL cannot be caught")
+        });
+    })
+    .start()
+    .unwrap();
+    let creator = child.pid();
+    assert!(matches!(
+        child.join(),
+        Err(daemon::JoinError::Signaled { signal: 9, .. })
+    ));
+    let ready = Shared::new(Futex::new(0)).unwrap();
+    let newcomer = testkit::start_with_pid(creator, || {
+        raise(&ready);
+        testkit::park_until_killed();
+    });
+    testkit::wait_for(&ready, 1);
+    let started = Instant::now();
+    let err = Shared::<AtomicU64>::open_timeout(&name, Duration::from_secs(5)).unwrap_err();
+    let waited = started.elapsed();
+    newcomer.kill().unwrap();
+    let _ = newcomer.join();
+    Shared::<AtomicU64>::unlink(&name).unwrap();
+    let Error::Uninitialized {
+        creator_alive,
+        creator_pid,
+        ..
+    } = err
+    else {
+        panic!("expected Uninitialized, got {err:?}")
+    };
+    assert_eq!(creator_pid, Some(creator));
+    assert!(
+        !creator_alive,
+        "the newcomer with its pid was taken for the creator"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "waited out the timeout: {waited:?}"
+    );
+}
+
 #[test]
 fn exactly_one_of_many_racing_openers_creates() {
     let name = unique_name("race");

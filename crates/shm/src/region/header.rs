@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::mapping::page_size;
 use crate::layout::{self, Described};
+use crate::pid::{Identity, Pid};
 use crate::{Error, Futex, Result, ShmSafe};
 
 /// What a segment holds.
@@ -242,6 +243,20 @@ pub(super) const VERSION_OFFSET: usize = std::mem::offset_of!(Header, layout_ver
 pub(super) const STATE_OFFSET: usize = std::mem::offset_of!(Header, state);
 
 impl Header {
+    /// The creator's pid as recorded (`None` before it is), and whether
+    /// that process still runs: judged by its recorded identity, so a
+    /// newcomer that took a dead creator's pid is not taken for it; by the
+    /// pid alone only while the identity is not there yet (the creator
+    /// stores the pid first).
+    pub(super) fn creator(&self) -> Option<(Pid, bool)> {
+        let pid = Pid::from_raw(self.creator_pid.load(Ordering::Relaxed))?;
+        let alive = match Identity::from_bits(self.creator_identity.load(Ordering::Relaxed)) {
+            Some(identity) if identity.pid() == pid => identity.is_running(),
+            _ => crate::pid::is_running(pid),
+        };
+        Some((pid, alive))
+    }
+
     /// Writes everything but the protocol's words (`state`, `creator_pid`):
     /// the creator's step "header written", before it publishes `READY`.
     pub(super) fn write(&self, layout: &Layout) {

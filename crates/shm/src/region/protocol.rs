@@ -128,10 +128,10 @@ impl Region {
         // the clock).
         let deadline = started.checked_add(timeout);
         let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-        let uninitialized = |creator_pid: Option<Pid>| Error::Uninitialized {
+        let uninitialized = |creator: Option<(Pid, bool)>| Error::Uninitialized {
             name: name.as_str().to_string(),
-            creator_pid,
-            creator_alive: creator_pid.is_some_and(crate::pid::is_running),
+            creator_pid: creator.map(|(pid, _)| pid),
+            creator_alive: creator.is_some_and(|(_, alive)| alive),
             waited: started.elapsed(),
         };
 
@@ -184,9 +184,9 @@ impl Region {
                     ),
                 });
             }
-            let pid = Pid::from_raw(header.creator_pid.load(Ordering::Relaxed));
-            if expired() || pid.is_some_and(|pid| !crate::pid::is_running(pid)) {
-                return Err(uninitialized(pid));
+            let creator = header.creator();
+            if expired() || creator.is_some_and(|(_, alive)| !alive) {
+                return Err(uninitialized(creator));
             }
             // Sleep until the creator publishes; wake now and then to notice
             // a creator that died half-way.

@@ -188,11 +188,11 @@ impl Snapshot {
             });
         }
         if header.state.load(Ordering::Relaxed) != READY {
-            let pid = crate::pid::Pid::from_raw(header.creator_pid.load(Ordering::Relaxed));
+            let creator = header.creator();
             return Err(Error::Uninitialized {
                 name: name.to_string(),
-                creator_pid: pid,
-                creator_alive: pid.is_some_and(crate::pid::is_running),
+                creator_pid: creator.map(|(pid, _)| pid),
+                creator_alive: creator.is_some_and(|(_, alive)| alive),
                 waited: std::time::Duration::ZERO,
             });
         }
