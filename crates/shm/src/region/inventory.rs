@@ -513,6 +513,13 @@ fn mapped_files(
 /// opened in another mount namespace or through another mount, and its
 /// device and inode say which. (Sockets, pipes and other descriptors
 /// without a path are not looked at.)
+///
+/// `stat` asks the file's file system, and a file of a hung network or
+/// FUSE mount would hang it (and with it `ls`, `rm`, `gc` and the
+/// tracker): so a file outside [`SHM_DIR`] is looked at through
+/// `TASK/fdinfo/N` first, which the kernel answers itself, and `stat`ed
+/// only if its inode number is one of `files`' (or the kernel is too old
+/// to say it).
 fn open_files(
     task: &Task,
     inodes: &HashSet<u64>,
@@ -524,8 +531,16 @@ fn open_files(
     };
     for fd in fds {
         let path = format!("{}/fd/{fd}", task.dir);
-        let a_file = std::fs::read_link(&path).is_ok_and(|target| target.is_absolute());
-        if !a_file {
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue;
+        };
+        if !target.is_absolute() {
+            continue;
+        }
+        let worth_a_stat = target.starts_with(SHM_DIR)
+            || fdinfo_inode(&format!("{}/fdinfo/{fd}", task.dir))
+                .is_none_or(|inode| inodes.contains(&inode));
+        if !worth_a_stat {
             continue;
         }
         match std::fs::metadata(&path) {
@@ -543,6 +558,17 @@ fn open_files(
         }
     }
     Ok(())
+}
+
+/// The inode number `/proc/.../fdinfo/N` gives for a descriptor (its
+/// `ino:` line; older kernels write none); `None` if it gives none or
+/// cannot be read.
+fn fdinfo_inode(path: &str) -> Option<u64> {
+    let info = std::fs::read(path).ok()?;
+    info.split(|&b| b == b'\n').find_map(|line| {
+        let value = line.strip_prefix(b"ino:")?;
+        std::str::from_utf8(value).ok()?.trim().parse().ok()
+    })
 }
 
 /// What [`remove_if_abandoned`] did with a name.
@@ -745,4 +771,23 @@ pub fn remove(name: impl AsRef<OsStr>, force: bool) -> Result<()> {
         },
         _ => os_error("shm_unlink", parsed.as_str(), e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn fdinfo_gives_the_inode_of_an_open_file_as_stat_does() {
+        let file = std::fs::File::open("/proc/self/exe").expect("open");
+        let info = format!("/proc/self/fdinfo/{}", file.as_raw_fd());
+        let stat = file.metadata().expect("stat");
+        // A kernel too old to write `ino:` gives `None` (then the caller
+        // falls back to `stat`); never another inode.
+        if let Some(inode) = super::fdinfo_inode(&info) {
+            assert_eq!(inode, stat.ino());
+        }
+        assert_eq!(super::fdinfo_inode("/proc/self/fdinfo/999999"), None);
+    }
 }
