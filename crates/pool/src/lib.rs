@@ -157,6 +157,14 @@
 //!   the items after it never started and are re-dispatched. So a death
 //!   costs one task, and nothing ever runs twice except by `retries`
 //!   (review 7's `with_chunks_of_1_no_task_runs_twice_without_retries`).
+//! - **A `map` runs its own bookkeeping** ([`Pool::map`], [`Pool::starmap`]
+//!   and their `_chunked` forms): once its inputs are submitted, the
+//!   thread waiting for the outcomes takes the bookkeeping over (the same
+//!   rounds, under one lock, so the inbox's order still decides) and the
+//!   manager thread waits until it is done; no thread of the owner is
+//!   woken per task (with chunks of one task, that relay cost half the
+//!   throughput on two cores). `imap` and `apply` leave it to the manager
+//!   thread.
 //! - **One manager thread per pool** does all the bookkeeping; its
 //!   **forker thread** forks every worker, including replacements, when
 //!   the manager asks (so the manager never waits for a fork, which waits
