@@ -5,22 +5,15 @@
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicU64;
 
-use daemon::{Child, Process};
-use shm::{Futex, Shared};
-use testkit::{name_exists, raise, unique_name, wait_for};
+use daemon::Process;
+use shm::Shared;
+use testkit::{name_exists, unique_name};
+
+mod common;
+use common::{kill, parked_child, procsync, signal, ShmFile};
 
 /// Runs `procsync ARGS`, failing the test if it has not ended within
 /// `testkit::GENEROUS`.
-fn procsync(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    testkit::within(move || {
-        Command::new(env!("CARGO_BIN_EXE_procsync"))
-            .args(&args)
-            .output()
-            .expect("run procsync")
-    })
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -52,44 +45,10 @@ fn fails(args: &[&str], code: i32) -> String {
     err
 }
 
-/// `inspect`'s value for `key` (its `key: value` lines).
+/// `inspect`'s value for `key` (its `key: value` lines); fails the test
+/// if there is none.
 fn field(inspected: &str, key: &str) -> String {
-    inspected
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .unwrap_or_else(|| panic!("no {key:?} in:\n{inspected}"))
-        .trim()
-        .to_string()
-}
-
-/// A flag in anonymous shared memory: children say "I got this far".
-fn signal() -> Shared<Futex> {
-    Shared::new(Futex::new(0)).expect("a shared futex")
-}
-
-/// A child that runs `setup` (which keeps what it makes alive by returning
-/// it), raises `ready`, and waits to be killed.
-fn parked_child<S, F>(ready: &Shared<Futex>, setup: F) -> Child<()>
-where
-    F: FnOnce() -> S,
-{
-    let ready = &**ready;
-    let child = Process::new(move || {
-        let kept = setup();
-        raise(ready);
-        testkit::park_until_killed();
-        drop(kept);
-    })
-    .start()
-    .expect("start a child");
-    wait_for(ready, 1);
-    child
-}
-
-/// Kills and reaps `child`.
-fn kill(child: Child<()>) {
-    child.kill().expect("kill the child");
-    assert!(child.join().is_err(), "the child was killed");
+    common::field(inspected, key).unwrap_or_else(|| panic!("no {key:?} in:\n{inspected}"))
 }
 
 #[test]
@@ -373,41 +332,27 @@ fn gc_removes_a_dead_creators_name_and_keeps_a_live_ones() {
     assert_eq!(ok(&["gc", "--prefix", &prefix]).trim(), "nothing to remove");
 }
 
-/// A file in /dev/shm under a unique name, removed when dropped.
-struct ShmFile(String);
-
-impl ShmFile {
-    fn new(tag: &str, bytes: &[u8]) -> ShmFile {
-        let name = unique_name(tag);
-        std::fs::write(format!("/dev/shm/{name}"), bytes).unwrap();
-        ShmFile(name)
-    }
-}
-
-impl Drop for ShmFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
-    }
-}
-
 #[test]
 fn foreign_truncated_missing_and_invalid_names_are_clear_errors() {
     let foreign = ShmFile::new(
         "cli-foreign",
         b"another program's shared memory, not procsync's",
     );
-    let err = fails(&["inspect", &foreign.0], 1);
+    let err = fails(&["inspect", &foreign.name()], 1);
     assert!(err.contains("is not a procsync segment"), "{err}");
-    let err = fails(&["rm", &foreign.0], 1);
+    let err = fails(&["rm", &foreign.name()], 1);
     assert!(err.contains("not removed"), "{err}");
-    assert!(name_exists(&foreign.0), "a foreign file is never removed");
+    assert!(
+        name_exists(&foreign.name()),
+        "a foreign file is never removed"
+    );
 
     let truncated = ShmFile::new("cli-truncated", b"PROCSYNC");
-    let err = fails(&["inspect", &truncated.0], 1);
+    let err = fails(&["inspect", &truncated.name()], 1);
     assert!(err.contains("truncated"), "{err}");
 
     // Listed only with --all, as what they are.
-    assert!(!ok(&["ls"]).contains(&foreign.0));
+    assert!(!ok(&["ls"]).contains(&foreign.name()));
     let json: serde_json::Value = serde_json::from_str(&ok(&["ls", "--all", "--json"])).unwrap();
     let status = |name: &str| {
         json.as_array()
@@ -416,13 +361,19 @@ fn foreign_truncated_missing_and_invalid_names_are_clear_errors() {
             .find(|e| e["name"] == name)
             .map(|e| (e["procsync"].clone(), e["status"].clone()))
     };
-    assert_eq!(status(&foreign.0), Some((false.into(), "foreign".into())));
     assert_eq!(
-        status(&truncated.0),
+        status(&foreign.name()),
+        Some((false.into(), "foreign".into()))
+    );
+    assert_eq!(
+        status(&truncated.name()),
         Some((false.into(), "truncated".into()))
     );
     let table = ok(&["ls", "--all"]);
-    let row = table.lines().find(|l| l.starts_with(&foreign.0)).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&foreign.name()))
+        .unwrap();
     assert_eq!(row.split_whitespace().nth(1), Some("foreign"));
 
     let missing = unique_name("cli-missing");

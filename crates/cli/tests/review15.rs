@@ -5,65 +5,19 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use daemon::{Child, Process};
-use shm::{Futex, Shared};
+use daemon::Process;
+use shm::Shared;
 use testkit::{raise, unique_name, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_procsync");
-
-/// Runs `procsync ARGS` with `stdout` as its standard output, failing the
-/// test if it has not ended within `testkit::GENEROUS`.
-fn procsync_to<A: AsRef<OsStr>>(args: &[A], stdout: Stdio) -> Output {
-    let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    testkit::within(move || {
-        Command::new(BIN)
-            .args(&args)
-            .stdout(stdout)
-            .output()
-            .expect("run procsync")
-    })
-}
-
-fn procsync<A: AsRef<OsStr>>(args: &[A]) -> Output {
-    procsync_to(args, Stdio::piped())
-}
+mod common;
+use common::{field, kill, parked_child, procsync, procsync_to, signal, ShmFile};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `inspect`'s value for `key`, if it printed one.
-fn field(inspected: &str, key: &str) -> Option<String> {
-    inspected
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .map(|v| v.trim().to_string())
-}
-
-/// A file under /dev/shm (its name as bytes), removed when dropped.
-struct ShmFile(Vec<u8>);
-
-impl ShmFile {
-    fn path(name: &[u8]) -> std::path::PathBuf {
-        let mut path = b"/dev/shm/".to_vec();
-        path.extend_from_slice(name);
-        std::path::PathBuf::from(OsStr::from_bytes(&path))
-    }
-
-    fn write(name: &[u8], bytes: &[u8]) -> ShmFile {
-        std::fs::write(ShmFile::path(name), bytes).unwrap();
-        ShmFile(name.to_vec())
-    }
-}
-
-impl Drop for ShmFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(ShmFile::path(&self.0));
-    }
 }
 
 /// The first bytes of a procsync header (they keep their offsets in every
@@ -74,30 +28,6 @@ fn header_start(version: u32, creator_pid: u32) -> Vec<u8> {
     bytes.extend_from_slice(&version.to_ne_bytes());
     bytes.extend_from_slice(&creator_pid.to_ne_bytes());
     bytes
-}
-
-fn signal() -> Shared<Futex> {
-    Shared::new(Futex::new(0)).expect("a shared futex")
-}
-
-/// A child that runs `setup`, raises `ready`, and waits to be killed.
-fn parked_child<S, F: FnOnce() -> S>(ready: &Shared<Futex>, setup: F) -> Child<()> {
-    let ready = &**ready;
-    let child = Process::new(move || {
-        let kept = setup();
-        raise(ready);
-        testkit::park_until_killed();
-        drop(kept);
-    })
-    .start()
-    .expect("start a child");
-    wait_for(ready, 1);
-    child
-}
-
-fn kill(child: Child<()>) {
-    child.kill().expect("kill the child");
-    assert!(child.join().is_err(), "the child was killed");
 }
 
 /// Promise 5: "`procsync` with stdout closed or piped into `head` does not
@@ -558,7 +488,7 @@ fn rm_refuses_a_segment_held_open_through_another_mount() {
         let mut lines = std::io::BufReader::new(stdout).lines();
         lines.any(|l| l.is_ok_and(|l| l.contains("holding")))
     });
-    let out = procsync(&["rm", &file_name(&file)]);
+    let out = procsync(&["rm", &file.name()]);
     let _ = holder.kill();
     let _ = holder.wait();
     let _ = std::fs::remove_dir(&dir);
@@ -571,10 +501,6 @@ fn rm_refuses_a_segment_held_open_through_another_mount() {
         text(&out.stdout),
         text(&out.stderr)
     );
-}
-
-fn file_name(file: &ShmFile) -> String {
-    String::from_utf8(file.0.clone()).unwrap()
 }
 
 fn is_root() -> bool {
