@@ -201,15 +201,15 @@ fn a_segment_never_initialised_times_out() {
     Shared::<AtomicU64>::unlink(&name).unwrap();
 }
 
-#[test]
-fn a_creator_that_died_initialising_is_reported_at_once() {
-    let name = unique_name("died-creating");
+/// A child that dies (SIGKILL) while it creates `name`, its value not made
+/// yet: the name stays, half made. Returns the dead creator's pid.
+fn a_creator_killed_while_creating(name: &str) -> shm::pid::Pid {
     let child = Process::new(|| {
         // Its tracker would remove the half-made name at its death (see
-        // tracker.rs); this test is about what an opener finds while the
-        // name is still there.
+        // tracker.rs); these tests are about what an opener finds while
+        // the name is still there.
         shm::tracker::disable();
-        let _ = Shared::open_or_create(&name, || -> AtomicU64 {
+        let _ = Shared::open_or_create(name, || -> AtomicU64 {
             // SAFETY: raise only sends a signal to ourselves.
             unsafe { libc::raise(libc::SIGKILL) };
             unreachable!("SIGKILL cannot be caught")
@@ -217,10 +217,18 @@ fn a_creator_that_died_initialising_is_reported_at_once() {
     })
     .start()
     .unwrap();
+    let creator = child.pid();
     assert!(matches!(
         child.join(),
         Err(daemon::JoinError::Signaled { signal: 9, .. })
     ));
+    creator
+}
+
+#[test]
+fn a_creator_that_died_initialising_is_reported_at_once() {
+    let name = unique_name("died-creating");
+    a_creator_killed_while_creating(&name);
     let started = Instant::now();
     let err = Shared::<AtomicU64>::open_timeout(&name, GENEROUS).unwrap_err();
     let Error::Uninitialized {
@@ -251,21 +259,7 @@ fn a_creator_that_died_initialising_is_dead_even_when_its_pid_is_reused() {
         return;
     }
     let name = unique_name("died-creating-reused");
-    let child = Process::new(|| {
-        shm::tracker::disable();
-        let _ = Shared::open_or_create(&name, || -> AtomicU64 {
-            // SAFETY: raise only sends a signal to ourselves.
-            unsafe { libc::raise(libc::SIGKILL) };
-            unreachable!("SIGKILL cannot be caught")
-        });
-    })
-    .start()
-    .unwrap();
-    let creator = child.pid();
-    assert!(matches!(
-        child.join(),
-        Err(daemon::JoinError::Signaled { signal: 9, .. })
-    ));
+    let creator = a_creator_killed_while_creating(&name);
     let ready = Shared::new(Futex::new(0)).unwrap();
     let newcomer = testkit::start_with_pid(creator, || {
         raise(&ready);
