@@ -40,6 +40,8 @@ const REFORK_PAUSE: Duration = Duration::from_millis(10);
 /// fails its tasks with [`TaskError::InitializerFailed`] instead of
 /// holding them for a worker that may never come.
 pub(crate) const INIT_FAILURES: u32 = 3;
+/// SIGKILL's number (the same on every Linux architecture).
+const SIGKILL: i32 = 9;
 /// The pause before forking the replacement of a worker that died before
 /// it was ready: doubles with each such death in a row, from this...
 const INIT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
@@ -1017,9 +1019,17 @@ impl<'s, 'a> Manager<'s, 'a> {
         let timed_out = s.timed_out.take();
         let record = self.record(slot);
         let was_ready = record[READY].load(Ordering::SeqCst) == 1;
+        // A worker SIGKILLed before it was ready, in a pool without an
+        // initializer, was killed from outside (the OOM killer, a user, a
+        // chaos test): nothing it ran can fail again, so it is replaced at
+        // once and is no sign that workers cannot start (three such kills
+        // in a row used to fail the backlog with `InitializerFailed`).
+        let killed_from_outside =
+            self.settings.config.initializer.is_none() && signal == Some(SIGKILL);
+        let failed_to_start = !was_ready && !killed_from_outside;
         if was_ready {
             self.st.init_failures = 0;
-        } else {
+        } else if failed_to_start {
             // Died before it was ready: in the initializer (its panic
             // message comes with the join), or killed while starting.
             self.st.init_failures += 1;
@@ -1090,7 +1100,7 @@ impl<'s, 'a> Manager<'s, 'a> {
             }
         }
         self.take_back(slot);
-        if !was_ready {
+        if failed_to_start {
             // Not at once: a failing initializer would fork for ever.
             let failures = self.st.init_failures.min(16) - 1;
             let pause = INIT_BACKOFF_FIRST

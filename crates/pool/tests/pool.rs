@@ -14,9 +14,8 @@ use pool::{Pool, TaskError};
 use shm::{Futex, Shared};
 use testkit::{park_until_killed, raise, wait_for, wait_until, within, GENEROUS};
 
-fn add_one(x: u64) -> u64 {
-    x + 1
-}
+mod common;
+use common::{add_one, parks, PARK_FLAG};
 
 #[test]
 fn map_of_100_000_tasks_is_exact() {
@@ -353,14 +352,6 @@ fn apply_async_get_get_timeout_ready() {
     assert_eq!(pending.get_timeout(GENEROUS), Some(Ok(42)));
     assert!(pending.ready());
     assert_eq!(pending.get(), Ok(42));
-}
-
-static PARK_FLAG: OnceLock<Shared<Futex>> = OnceLock::new();
-
-fn parks(x: u32) -> u32 {
-    raise(PARK_FLAG.get().expect("set"));
-    park_until_killed();
-    x
 }
 
 #[test]

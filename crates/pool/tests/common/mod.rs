@@ -1,8 +1,27 @@
-//! What the pool's crash-point suites share: the task, and how a run's
-//! outcomes are judged.
+//! What the pool's test files share: the tasks, and how a crash-point
+//! run's outcomes are judged.
+
+// Each test file uses a part of these.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
 
 use pool::TaskError;
 use shm::crash::Action;
+use shm::{Futex, Shared};
+use testkit::{park_until_killed, raise};
+
+/// Raised by [`parks`] each time it starts (made by the test before its
+/// pool, so the workers inherit it).
+pub(crate) static PARK_FLAG: OnceLock<Shared<Futex>> = OnceLock::new();
+
+/// Tells the test it runs (through [`PARK_FLAG`]), then waits to be
+/// killed.
+pub(crate) fn parks(x: u64) -> u64 {
+    raise(PARK_FLAG.get().expect("set"));
+    park_until_killed();
+    x
+}
 
 /// The task every run maps.
 pub(crate) fn add_one(x: u64) -> u64 {
