@@ -192,3 +192,57 @@ fn a_one_task_map_returns_while_another_threads_map_drives() {
         "a one-task map did not return within {GENEROUS:?} while another thread's map drove"
     );
 }
+
+/// The pool a [`Nested`] result's decoding asks.
+static NESTED_POOL: OnceLock<&'static Pool> = OnceLock::new();
+
+/// A result whose decoding asks the pool something (an `apply`, waited
+/// for at most [`GENEROUS`]): `.1` is the answer it got.
+#[derive(Debug, PartialEq)]
+struct Nested(u64, Option<Result<u64, TaskError>>);
+
+impl Serialize for Nested {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Nested, D::Error> {
+        let value = u64::deserialize(deserializer)?;
+        let pool = NESTED_POOL.get().expect("set");
+        let answer = pool.apply_async(add_one, value).get_timeout(GENEROUS);
+        Ok(Nested(value, answer))
+    }
+}
+
+fn nested(x: u64) -> Nested {
+    Nested(x, None)
+}
+
+/// A map's caller that uses the pool while it decodes its outcomes (an
+/// `apply` in its result's `Deserialize`) gets an answer: before the
+/// caller ran the bookkeeping, the manager thread answered it; now the
+/// caller holds the bookkeeping while it decodes, and waits on itself.
+/// (With a `map` there instead, `Driver::begin` would lock `Shared::drive`
+/// a second time on the same thread: a deadlock for ever.)
+#[test]
+#[ignore = "review 16: a map's caller that uses the pool from its result's Deserialize waits on itself (it holds the bookkeeping)"]
+fn a_maps_caller_can_use_the_pool_while_it_decodes() {
+    let pool: &'static Pool = Box::leak(Box::new(Pool::new(2).expect("pool")));
+    NESTED_POOL.get_or_init(|| pool);
+    let (tx, rx) = mpsc::channel();
+    let mapped = std::thread::spawn(move || {
+        let _ = tx.send(pool.map_chunked(nested, 0..1u64, 1));
+    });
+    let outcome = rx.recv_timeout(GENEROUS * 2);
+    pool.terminate();
+    let _ = rx.recv_timeout(GENEROUS);
+    let _ = mapped.join();
+    pool.join().expect("join");
+    assert_eq!(
+        outcome,
+        Ok(vec![Ok(Nested(0, Some(Ok(1))))]),
+        "the apply made while decoding got no answer"
+    );
+}
