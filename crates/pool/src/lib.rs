@@ -163,8 +163,10 @@
 //!   rounds, under one lock, so the inbox's order still decides) and the
 //!   manager thread waits until it is done; no thread of the owner is
 //!   woken per task (with chunks of one task, that relay cost half the
-//!   throughput on two cores). `imap` and `apply` leave it to the manager
-//!   thread.
+//!   throughput on two cores). One caller drives at a time (the others'
+//!   outcomes come through its rounds), and it runs none of the user's
+//!   code meanwhile: its outcomes are decoded after. `imap` and `apply`
+//!   leave it to the manager thread.
 //! - **One manager thread per pool** does all the bookkeeping; its
 //!   **forker thread** forks every worker, including replacements, when
 //!   the manager asks (so the manager never waits for a fork, which waits

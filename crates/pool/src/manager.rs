@@ -65,8 +65,9 @@ pub(crate) struct Shared {
     /// manager has stopped): held by the manager thread, or lent to a
     /// caller that waits for a `map` ([`Driver`]).
     pub(crate) drive: Mutex<Option<State>>,
-    /// Callers waiting for the bookkeeping, or holding it: the manager
-    /// thread leaves it to them and waits on `drive_done` until none is.
+    /// 1 while a caller asks for the bookkeeping or holds it (one at a
+    /// time), else 0: the manager thread leaves it to that caller and waits
+    /// on `drive_done` until it is 0.
     pub(crate) drivers: AtomicUsize,
     pub(crate) drive_done: Condvar,
     /// A caller panicked inside a round of the bookkeeping (a bug of this
@@ -325,9 +326,13 @@ enum Run {
 /// its outcomes instead, so that no other thread of the owner is woken per
 /// task (W10c1, chunks of one: the caller sleeping on its channel while
 /// the manager thread relays each task cost half the throughput on two
-/// cores). Only one thread holds it at a time; the manager thread waits
-/// meanwhile and takes over when it is dropped. The caller runs no code of
-/// the user's while it holds it except decoding its own outcomes.
+/// cores). Only one caller drives at a time (another one waits on its
+/// job's channel, its outcomes handed over by the driver's rounds); the
+/// manager thread waits meanwhile and takes over when it is dropped. The
+/// caller runs no code of the user's while it drives: it keeps its
+/// outcomes as they come and decodes them after (review 16: a slow or
+/// pool-using `Deserialize` stalled every other job, the timeouts and the
+/// deaths' handling).
 pub(crate) struct Driver<'a> {
     // Fields drop in this order: the endpoints, then the turn.
     senders: Vec<Sender<'a, TaskMsg>>,
@@ -372,12 +377,17 @@ pub(crate) enum Driven {
 
 impl<'a> Driver<'a> {
     /// Takes the bookkeeping over from the manager thread (waiting for it
-    /// to leave it, within one of its rounds, or for another caller to give
-    /// it back). `None` if the pool does not run (not started, or stopped)
-    /// or has no endpoint row to spare: wait on the job's channel then.
+    /// to leave it, within one of its rounds). `None` if another caller
+    /// drives already (it hands this caller's outcomes over: never wait
+    /// for its whole job, review 16), if the pool does not run (not
+    /// started, or stopped) or has no endpoint row to spare: wait on the
+    /// job's channel then.
     pub(crate) fn begin(shared: &'a Shared) -> Option<Driver<'a>> {
         let core = shared.core.get()?;
-        shared.drivers.fetch_add(1, Ordering::SeqCst);
+        shared
+            .drivers
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()?;
         let mut turn = Turn {
             shared,
             drive: None,

@@ -863,25 +863,35 @@ impl<R: DeserializeOwned> Imap<R> {
             }
         }
         // While it waits, this thread runs the pool (see `Driver`), in the
-        // process that owns it (a forked copy of a pool runs nothing).
+        // process that owns it (a forked copy of a pool runs nothing), if
+        // no other thread does. It keeps the outcomes as they came and
+        // decodes them only once it has let go: a `Deserialize` of the
+        // user's may take long or use the pool itself, and nothing may run
+        // the pool meanwhile.
         let pool = self
             .pool
             .take()
             .filter(|(_, owner)| shm::pid::current() == *owner);
-        let mut driver = pool.as_ref().and_then(|(shared, _)| Driver::begin(shared));
-        while self.received < self.total {
-            let next = match driver.as_mut().map(|driver| driver.next_batch(&self.rx)) {
-                Some(Driven::Batch(batch)) => Some(batch),
-                Some(Driven::Ended) => None,
-                Some(Driven::Stopping) => {
-                    driver = None;
-                    self.rx.recv().ok()
+        if let Some(mut driver) = pool.as_ref().and_then(|(shared, _)| Driver::begin(shared)) {
+            let mut came = Vec::new();
+            while self.received < self.total {
+                match driver.next_batch(&self.rx) {
+                    Driven::Batch(batch) => {
+                        self.received += batch.len();
+                        came.push(batch);
+                    }
+                    Driven::Ended | Driven::Stopping => break,
                 }
-                None => self.rx.recv().ok(),
-            };
+            }
+            drop(driver);
+            for batch in came {
+                batch.for_each(|index, outcome| out[index] = decode(outcome));
+            }
+        }
+        while self.received < self.total {
             // The manager gone, what has not come never will: those stay
             // `Terminated`.
-            let Some(batch) = next else { break };
+            let Ok(batch) = self.rx.recv() else { break };
             self.received += batch.len();
             batch.for_each(|index, outcome| out[index] = decode(outcome));
         }

@@ -127,7 +127,7 @@ fn close_from_another_thread_lets_a_running_map_finish() {
 }
 
 /// A result whose decoding panics for one value: the caller unwinds out of
-/// `map` while it holds the pool's bookkeeping.
+/// `map` (after it has let the bookkeeping go: it decodes only then).
 #[derive(Debug, PartialEq, Serialize)]
 struct Picky(u64);
 

@@ -56,7 +56,6 @@ fn slow(x: u64) -> Slow {
 /// another thread's map drives. The decode runs inside the driver loop with
 /// the bookkeeping held, so nothing runs the pool meanwhile.
 #[test]
-#[ignore = "review 16: a map's caller decodes its outcomes (user Deserialize) while holding the bookkeeping: the whole pool stalls"]
 fn an_apply_is_answered_while_a_maps_caller_decodes_slowly() {
     flag(&SLOW_DECODING);
     flag(&SLOW_RELEASE);
@@ -105,7 +104,6 @@ fn parks(x: u64) -> u64 {
 /// a task that overruns it ends as `TimedOut` (its worker killed) soon
 /// after the limit, not whenever the other thread's decoding ends.
 #[test]
-#[ignore = "review 16: timeouts are not enforced while a map's caller decodes with the bookkeeping held"]
 fn a_timeout_is_enforced_while_a_maps_caller_decodes_slowly() {
     flag(&TIMED_DECODING);
     flag(&TIMED_RELEASE);
@@ -163,7 +161,6 @@ fn gated(x: u64) -> Noted {
 /// caller holds for the whole of its map, so it does not return until the
 /// other map has ended.
 #[test]
-#[ignore = "review 16: a map's caller waits for another thread's whole map (Driver::begin blocks on the drive lock) even once its own outcomes are in"]
 fn a_one_task_map_returns_while_another_threads_map_drives() {
     flag(&A_PARKED);
     flag(&A_DECODED);
@@ -171,9 +168,10 @@ fn a_one_task_map_returns_while_another_threads_map_drives() {
     let pool = Pool::new(3).expect("pool");
     let (answer, mapped) = std::thread::scope(|s| {
         let mapped = s.spawn(|| pool.map_chunked(gated, 0..3u64, 1));
-        // Input 0's outcome decoded: that caller drives; inputs 1 and 2
-        // hold two workers, the third is free.
-        wait_for(flag(&A_DECODED), 1);
+        // Inputs 1 and 2 hold two workers (so the whole job is handed in
+        // and its caller drives, or is about to), the third is free. (The
+        // driving caller decodes only after its job, since the fix: it no
+        // longer says "decoded" here.)
         wait_for(flag(&A_PARKED), 2);
         let (tx, rx) = mpsc::channel();
         let pool = &pool;
@@ -227,7 +225,6 @@ fn nested(x: u64) -> Nested {
 /// (With a `map` there instead, `Driver::begin` would lock `Shared::drive`
 /// a second time on the same thread: a deadlock for ever.)
 #[test]
-#[ignore = "review 16: a map's caller that uses the pool from its result's Deserialize waits on itself (it holds the bookkeeping)"]
 fn a_maps_caller_can_use_the_pool_while_it_decodes() {
     let pool: &'static Pool = Box::leak(Box::new(Pool::new(2).expect("pool")));
     NESTED_POOL.get_or_init(|| pool);
