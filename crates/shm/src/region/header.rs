@@ -244,17 +244,16 @@ pub(super) const STATE_OFFSET: usize = std::mem::offset_of!(Header, state);
 
 impl Header {
     /// The creator's pid as recorded (`None` before it is), and whether
-    /// that process still runs: judged by its recorded identity, so a
-    /// newcomer that took a dead creator's pid is not taken for it; by the
-    /// pid alone only while the identity is not there yet (the creator
-    /// stores the pid first).
+    /// that process still runs: judged by its recorded identity (stored
+    /// before the pid), so a newcomer that took a dead creator's pid is not
+    /// taken for it; by the pid alone only in a header without an identity
+    /// (an older layout's).
     pub(super) fn creator(&self) -> Option<(Pid, bool)> {
+        if let Some(identity) = Identity::from_bits(self.creator_identity.load(Ordering::Relaxed)) {
+            return Some((identity.pid(), identity.is_running()));
+        }
         let pid = Pid::from_raw(self.creator_pid.load(Ordering::Relaxed))?;
-        let alive = match Identity::from_bits(self.creator_identity.load(Ordering::Relaxed)) {
-            Some(identity) if identity.pid() == pid => identity.is_running(),
-            _ => crate::pid::is_running(pid),
-        };
-        Some((pid, alive))
+        Some((pid, crate::pid::is_running(pid)))
     }
 
     /// Writes everything but the protocol's words (`state`, `creator_pid`):

@@ -38,6 +38,7 @@ pub const SEGMENT_CRASH_POINTS: &[&str] = &[
     "segment: file created",
     "segment: mode set",
     "segment: sized",
+    "segment: creator identity recorded",
     "segment: creator recorded",
     "segment: header written",
     "segment: data initialised",
@@ -87,12 +88,16 @@ impl Region {
         let map = Mapping::new(Some(fd.as_fd()), total)
             .map_err(|e| os_error("mmap", name.as_str(), e))?;
         let header = map.header().expect("a segment is at least a header long");
-        header
-            .creator_pid
-            .store(crate::pid::current().as_raw(), Ordering::Relaxed);
+        // The identity first: a creator killed between the two stores is
+        // then judged by it (its pid may be a newcomer's by the time
+        // someone looks; review 16).
         header
             .creator_identity
             .store(crate::pid::current_identity().to_bits(), Ordering::Relaxed);
+        crate::crash_point!(SEGMENT_CRASH_POINTS, "segment: creator identity recorded");
+        header
+            .creator_pid
+            .store(crate::pid::current().as_raw(), Ordering::Relaxed);
         if !tracked {
             header.mark_untracked();
         }
