@@ -104,7 +104,11 @@ impl Indices {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len()).map(|k| self.get(k))
+        let (run, list) = match self {
+            Indices::Run { first, len } => (*first..first + len, &[][..]),
+            Indices::List(list) => (0..0, &list[..]),
+        };
+        run.chain(list.iter().copied())
     }
 
     /// How many items are not left out.
@@ -153,8 +157,7 @@ impl Batch {
         for part in self.parts {
             match part {
                 Part::Outcomes { indices, items } => {
-                    for (k, item) in items.iter().take(indices.len()).enumerate() {
-                        let index = indices.get(k);
+                    for (index, item) in indices.iter().zip(items.iter()) {
                         if index != SKIP {
                             f(index, outcome::read(item));
                         }
