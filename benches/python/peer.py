@@ -356,15 +356,23 @@ def w10(inputs=100_000):
     emit("W10", inputs / elapsed / 1e6, "Mtasks/s")
 
 
-def w10c1(inputs=20_000):
-    """Pool(2).map(x -> x + 1, chunksize=1): one task per round trip."""
+def w10c1(inputs=20_000, rounds=3):
+    """Pool(2).map(x -> x + 1, chunksize=1): one task per round trip.
+
+    The best of `rounds` maps: on two cores this figure moved from 13k to
+    40k tasks/s between single runs of one afternoon (the pool's three
+    threads and two workers fight for the CPU), and the best is the
+    figure least flattering to procsync."""
     with mp.Pool(2) as pool:
         pool.map(_inc, range(1000), chunksize=1)
-        start = time.perf_counter()
-        out = pool.map(_inc, range(inputs), chunksize=1)
-        elapsed = time.perf_counter() - start
-    assert out[-1] == inputs
-    emit("W10c1", inputs / elapsed / 1e6, "Mtasks/s")
+        best = 0.0
+        for _ in range(rounds):
+            start = time.perf_counter()
+            out = pool.map(_inc, range(inputs), chunksize=1)
+            elapsed = time.perf_counter() - start
+            assert out[-1] == inputs
+            best = max(best, inputs / elapsed)
+    emit("W10c1", best / 1e6, "Mtasks/s")
     # concurrent.futures' pool: its map sends one task per round trip too.
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:

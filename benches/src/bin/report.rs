@@ -196,7 +196,7 @@ const POOLS: &[Workload] = &[
     Workload {
         id: "W10c1",
         group: "W10c1_pool_map_chunk1",
-        title: "the same with one task per round trip (chunks of 1)",
+        title: "the same with one task per round trip (chunks of 1; Python: the best of 3 maps)",
         unit: Unit::Mtasks,
         ours: "procsync-Pool-chunk1",
         baselines: &[],
