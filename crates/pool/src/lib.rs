@@ -158,15 +158,17 @@
 //!   costs one task, and nothing ever runs twice except by `retries`
 //!   (review 7's `with_chunks_of_1_no_task_runs_twice_without_retries`).
 //! - **A `map` runs its own bookkeeping** ([`Pool::map`], [`Pool::starmap`]
-//!   and their `_chunked` forms): once its inputs are submitted, the
-//!   thread waiting for the outcomes takes the bookkeeping over (the same
-//!   rounds, under one lock, so the inbox's order still decides) and the
-//!   manager thread waits until it is done; no thread of the owner is
+//!   and their `_chunked` forms, with chunks of at most 16 tasks, where
+//!   the bookkeeping per task is what costs): once its inputs are
+//!   submitted, the thread waiting for the outcomes takes the bookkeeping
+//!   over (the same rounds, under one lock, so the inbox's order still
+//!   decides) and the manager thread waits until it is done; no thread of
+//!   the owner is
 //!   woken per task (with chunks of one task, that relay cost half the
 //!   throughput on two cores). One caller drives at a time (the others'
 //!   outcomes come through its rounds), and it runs none of the user's
-//!   code meanwhile: its outcomes are decoded after. `imap` and `apply`
-//!   leave it to the manager thread.
+//!   code meanwhile: it lets go every 4,096 outcomes to decode them.
+//!   `imap` and `apply` leave it to the manager thread.
 //! - **One manager thread per pool** does all the bookkeeping; its
 //!   **forker thread** forks every worker, including replacements, when
 //!   the manager asks (so the manager never waits for a fork, which waits
