@@ -10,7 +10,7 @@ use shm::Shared;
 use testkit::{name_exists, unique_name};
 
 mod common;
-use common::{kill, parked_child, procsync, signal, ShmFile};
+use common::{kill, listed, parked_child, procsync, signal, ShmFile};
 
 /// Runs `procsync ARGS`, failing the test if it has not ended within
 /// `testkit::GENEROUS`.
@@ -99,13 +99,7 @@ fn ls_shows_a_segment_in_the_table_and_in_json() {
         assert_eq!(row.as_bytes()[at - 1], b' ', "{heading}\n{row}");
     }
 
-    let json: serde_json::Value = serde_json::from_str(&ok(&["ls", "--json"])).unwrap();
-    let entry = json
-        .as_array()
-        .expect("an array")
-        .iter()
-        .find(|e| e["name"] == name.as_str())
-        .unwrap_or_else(|| panic!("{name} not in {json}"));
+    let entry = listed(&["ls", "--json"], &name).unwrap_or_else(|| panic!("{name} not listed"));
     assert_eq!(entry["procsync"], true);
     assert_eq!(entry["kind"], "value");
     assert_eq!(entry["type"], "AtomicU64");

@@ -14,7 +14,7 @@ use shm::Shared;
 use testkit::{raise, unique_name, wait_for};
 
 mod common;
-use common::{field, kill, parked_child, procsync, procsync_to, signal, ShmFile};
+use common::{field, kill, listed, parked_child, procsync, procsync_to, signal, ShmFile};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -166,15 +166,7 @@ fn a_file_cut_short_after_the_first_header_words_is_truncated() {
         out.status.code(),
         text(&out.stdout)
     );
-    let out = procsync(&["ls", "--all", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name.as_str())
-        .cloned()
-        .unwrap();
+    let entry = listed(&["ls", "--all", "--json"], &name).expect("listed");
     assert_eq!(entry["status"], "truncated", "{entry}");
 }
 
@@ -362,15 +354,7 @@ fn ls_does_not_call_a_reused_pid_alive_without_an_identity() {
         testkit::park_until_killed();
     });
     wait_for(&ready, 1);
-    let out = procsync(&["ls", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name.as_str())
-        .cloned()
-        .unwrap();
+    let entry = listed(&["ls", "--json"], &name).expect("listed");
     newcomer.kill().unwrap();
     let _ = newcomer.join();
     assert_eq!(entry["creator_pid"], pid.get());

@@ -201,6 +201,19 @@ fn a_segment_never_initialised_times_out() {
     Shared::<AtomicU64>::unlink(&name).unwrap();
 }
 
+/// The creator's pid and liveness an `Uninitialized` error gives; fails
+/// the test on any other error.
+fn uninitialized(err: Error) -> (Option<shm::pid::Pid>, bool) {
+    match err {
+        Error::Uninitialized {
+            creator_pid,
+            creator_alive,
+            ..
+        } => (creator_pid, creator_alive),
+        other => panic!("expected Uninitialized, got {other:?}"),
+    }
+}
+
 /// A child that dies (SIGKILL) while it creates `name`, its value not made
 /// yet: the name stays, half made. Returns the dead creator's pid.
 fn a_creator_killed_while_creating(name: &str) -> shm::pid::Pid {
@@ -230,15 +243,8 @@ fn a_creator_that_died_initialising_is_reported_at_once() {
     let name = unique_name("died-creating");
     a_creator_killed_while_creating(&name);
     let started = Instant::now();
-    let err = Shared::<AtomicU64>::open_timeout(&name, GENEROUS).unwrap_err();
-    let Error::Uninitialized {
-        creator_alive,
-        creator_pid,
-        ..
-    } = err
-    else {
-        panic!("expected Uninitialized, got {err:?}")
-    };
+    let (creator_pid, creator_alive) =
+        uninitialized(Shared::<AtomicU64>::open_timeout(&name, GENEROUS).unwrap_err());
     assert!(!creator_alive);
     assert!(creator_pid.is_some());
     assert!(
@@ -272,14 +278,7 @@ fn a_creator_that_died_initialising_is_dead_even_when_its_pid_is_reused() {
     newcomer.kill().unwrap();
     let _ = newcomer.join();
     Shared::<AtomicU64>::unlink(&name).unwrap();
-    let Error::Uninitialized {
-        creator_alive,
-        creator_pid,
-        ..
-    } = err
-    else {
-        panic!("expected Uninitialized, got {err:?}")
-    };
+    let (creator_pid, creator_alive) = uninitialized(err);
     assert_eq!(creator_pid, Some(creator));
     assert!(
         !creator_alive,

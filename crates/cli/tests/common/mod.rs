@@ -41,6 +41,20 @@ pub(crate) fn field(inspected: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// The entry named `name` in `procsync ARGS` (an `ls ... --json`), if it
+/// lists one; fails the test if the command fails or its output is not a
+/// JSON array.
+pub(crate) fn listed(args: &[&str], name: &str) -> Option<serde_json::Value> {
+    let out = procsync(args);
+    assert_eq!(out.status.code(), Some(0), "procsync {args:?}: {out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    json.as_array()
+        .expect("an array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+}
+
 /// A flag in anonymous shared memory: children say "I got this far".
 pub(crate) fn signal() -> Shared<Futex> {
     Shared::new(Futex::new(0)).expect("a shared futex")
