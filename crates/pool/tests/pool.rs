@@ -330,6 +330,46 @@ fn an_owner_killed_leaves_no_worker_behind() {
     }
 }
 
+static OWNER_PARKED: OnceLock<Shared<Futex>> = OnceLock::new();
+
+/// Says it runs (the map's caller drives by then), then waits to be killed.
+fn parks_in_owner(x: u64) -> u64 {
+    raise(OWNER_PARKED.get().expect("set"));
+    park_until_killed();
+    x
+}
+
+/// The same while the owner's `map` runs the pool's bookkeeping on its own
+/// thread (chunks of one): the workers still die with the owner.
+#[test]
+fn an_owner_killed_while_its_map_drives_leaves_no_worker_behind() {
+    let parked = OWNER_PARKED.get_or_init(|| Shared::new(Futex::new(0)).expect("shm"));
+    let pids = Shared::new(<[AtomicU64; 2]>::default()).expect("shm");
+    let owner = daemon::Process::new(|| {
+        let pool = Pool::new(2).expect("pool in the owner");
+        for (slot, pid) in pool.worker_pids().iter().enumerate() {
+            pids[slot].store(pid.get() as u64, SeqCst);
+        }
+        let _ = pool.map_chunked(parks_in_owner, 0..10u64, 1);
+    })
+    .start()
+    .expect("owner");
+    wait_for(parked, 2);
+    let workers: Vec<(u64, u64)> = pids
+        .iter()
+        .map(|p| p.load(SeqCst))
+        .map(|pid| (pid, start_time(pid).expect("a running worker")))
+        .collect();
+    owner.kill().expect("kill the owner");
+    assert!(matches!(
+        owner.join(),
+        Err(daemon::JoinError::Signaled { .. })
+    ));
+    for (pid, started) in workers {
+        wait_until(&format!("worker {pid} gone"), || gone(pid, started));
+    }
+}
+
 static GATE: OnceLock<Shared<Futex>> = OnceLock::new();
 
 fn gated(x: u32) -> u32 {
