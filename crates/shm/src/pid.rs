@@ -177,14 +177,6 @@ impl Identity {
     /// would let two processes in.
     #[cfg(not(loom))]
     pub fn is_running(self) -> bool {
-        // This process runs: no system call for it. A consumer that also
-        // puts (a pool's manager reading its own inbox) judges the
-        // producers at every empty look, and finds itself first. Only the
-        // cached identity is compared (emptied in every forked child):
-        // computing it here could need a descriptor this call has none of.
-        if CACHED_IDENTITY.load(Ordering::Relaxed) == self.to_bits() {
-            return true;
-        }
         let pid = self.pid().get();
         match PidFd::open(pid) {
             None => false,
@@ -229,6 +221,27 @@ impl Identity {
 #[cfg(loom)]
 pub fn current_identity() -> Identity {
     crate::sync::model::current_identity()
+}
+
+/// This process's [`Identity`] if it has been learnt already (by
+/// [`current_identity`], in this process: a forked child starts without):
+/// no system call, never fails. For a fast path that may skip a look when
+/// it is there.
+///
+/// ```
+/// let me = shm::pid::current_identity();
+/// assert_eq!(shm::pid::known_identity(), Some(me));
+/// ```
+#[cfg(not(loom))]
+#[inline]
+pub fn known_identity() -> Option<Identity> {
+    Identity::from_bits(CACHED_IDENTITY.load(Ordering::Relaxed))
+}
+
+/// Under loom: the identity the calling loom thread plays.
+#[cfg(loom)]
+pub fn known_identity() -> Option<Identity> {
+    Some(crate::sync::model::current_identity())
 }
 
 /// This process's [`Identity`], from a cache after the first call in each
