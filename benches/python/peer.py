@@ -360,9 +360,9 @@ def w10c1(inputs=20_000, rounds=3):
     """Pool(2).map(x -> x + 1, chunksize=1): one task per round trip.
 
     The best of `rounds` maps: on two cores this figure moved from 13k to
-    40k tasks/s between single runs of one afternoon (the pool's three
-    threads and two workers fight for the CPU), and the best is the
-    figure least flattering to procsync."""
+    40k tasks/s between single runs on two days (the pool's three threads
+    and two workers fight for the CPU), and the best is the figure least
+    flattering to procsync."""
     with mp.Pool(2) as pool:
         pool.map(_inc, range(1000), chunksize=1)
         best = 0.0
