@@ -158,7 +158,14 @@ fn a_file_cut_short_after_the_first_header_words_is_truncated() {
     bytes.resize(100, 0);
     let _file = ShmFile::write(name.as_bytes(), &bytes);
 
-    let out = procsync(&["inspect", &name]);
+    inspect_says_truncated(&name);
+    let entry = listed(&["ls", "--all", "--json"], &name).expect("listed");
+    assert_eq!(entry["status"], "truncated", "{entry}");
+}
+
+/// Runs `procsync inspect NAME` and expects exit code 1 with "truncated".
+fn inspect_says_truncated(name: &str) {
+    let out = procsync(&["inspect", name]);
     let err = text(&out.stderr);
     assert!(
         out.status.code() == Some(1) && err.contains("truncated"),
@@ -166,8 +173,6 @@ fn a_file_cut_short_after_the_first_header_words_is_truncated() {
         out.status.code(),
         text(&out.stdout)
     );
-    let entry = listed(&["ls", "--all", "--json"], &name).expect("listed");
-    assert_eq!(entry["status"], "truncated", "{entry}");
 }
 
 /// As above, for a whole header whose data the file does not hold: a copy
@@ -179,14 +184,7 @@ fn a_file_cut_short_before_its_data_ends_is_truncated() {
     drop(whole);
     let name = unique_name("r15-cut-data");
     let _file = ShmFile::write(name.as_bytes(), &bytes[..bytes.len() - 4096]);
-    let out = procsync(&["inspect", &name]);
-    let err = text(&out.stderr);
-    assert!(
-        out.status.code() == Some(1) && err.contains("truncated"),
-        "inspect: exit {:?}\nstdout:\n{}stderr: {err}",
-        out.status.code(),
-        text(&out.stdout)
-    );
+    inspect_says_truncated(&name);
 }
 
 /// A user's own type that happens to be called `Mutex` (as

@@ -11,22 +11,13 @@ use shm::{Futex, Shared};
 use testkit::{deadline, raise, wait_for, GENEROUS};
 
 mod common;
-use common::TempDir;
+use common::{udp_reporting_main, TempDir};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 
-/// A child beating as `id` every INTERVAL until killed.
+/// A child beating as `id` every INTERVAL over UDP until killed.
 fn beating(addr: std::net::SocketAddr, id: &'static str) -> daemon::Child<()> {
-    Process::new(move || {
-        let _beat = Reporter::new(id)
-            .interval(INTERVAL)
-            .udp(addr)
-            .start()
-            .unwrap();
-        testkit::park_until_killed();
-    })
-    .start()
-    .unwrap()
+    udp_reporting_main(addr, id, INTERVAL, None)
 }
 
 /// `expect_reporter` counts the expectation against `max_reporters` (it is

@@ -315,7 +315,13 @@ fn an_owner_killed_leaves_no_worker_behind() {
     .start()
     .expect("owner");
     wait_for(&ready, 1);
-    let workers: Vec<(u64, u64)> = pids[..3]
+    kill_owner_then_see_workers_gone(owner, &pids[..3]);
+}
+
+/// SIGKILLs `owner` (a pool's owner, whose workers' pids are in `pids`) and
+/// waits until every one of those workers is gone.
+fn kill_owner_then_see_workers_gone(owner: daemon::Child<()>, pids: &[AtomicU64]) {
+    let workers: Vec<(u64, u64)> = pids
         .iter()
         .map(|p| p.load(SeqCst))
         .map(|pid| (pid, start_time(pid).expect("a running worker")))
@@ -355,19 +361,7 @@ fn an_owner_killed_while_its_map_drives_leaves_no_worker_behind() {
     .start()
     .expect("owner");
     wait_for(parked, 2);
-    let workers: Vec<(u64, u64)> = pids
-        .iter()
-        .map(|p| p.load(SeqCst))
-        .map(|pid| (pid, start_time(pid).expect("a running worker")))
-        .collect();
-    owner.kill().expect("kill the owner");
-    assert!(matches!(
-        owner.join(),
-        Err(daemon::JoinError::Signaled { .. })
-    ));
-    for (pid, started) in workers {
-        wait_until(&format!("worker {pid} gone"), || gone(pid, started));
-    }
+    kill_owner_then_see_workers_gone(owner, &pids[..]);
 }
 
 static GATE: OnceLock<Shared<Futex>> = OnceLock::new();

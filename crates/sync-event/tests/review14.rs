@@ -34,6 +34,19 @@ struct Acting {
     finished: AtomicU32,
 }
 
+impl Acting {
+    /// A barrier of two parties and its flags, in shared memory.
+    fn shared() -> Shared<Acting> {
+        Shared::new(Acting {
+            barrier: Barrier::new(2).unwrap(),
+            entered: Futex::new(0),
+            go: Futex::new(0),
+            finished: AtomicU32::new(0),
+        })
+        .unwrap()
+    }
+}
+
 /// `wait_with_action` promises "no party of the generation returns before
 /// [the action] has finished", and lists the exceptions (a panic, a death,
 /// another party's timeout, a spare's timeout): `reset` is none of them.
@@ -45,13 +58,7 @@ struct Acting {
 /// waits for it.)
 #[test]
 fn reset_during_the_action_returns_no_party_before_the_action_finishes() {
-    let acting = Shared::new(Acting {
-        barrier: Barrier::new(2).unwrap(),
-        entered: Futex::new(0),
-        go: Futex::new(0),
-        finished: AtomicU32::new(0),
-    })
-    .unwrap();
+    let acting = Acting::shared();
     let mut waiter = Process::new(|| {
         let result = acting.barrier.wait_timeout(GENEROUS);
         // What the action had done when this party returned.
@@ -107,13 +114,7 @@ fn reset_during_the_action_returns_no_party_before_the_action_finishes() {
 /// after the last one's.
 #[test]
 fn after_reset_during_an_action_the_next_action_does_not_overlap_it() {
-    let acting = Shared::new(Acting {
-        barrier: Barrier::new(2).unwrap(),
-        entered: Futex::new(0),
-        go: Futex::new(0),
-        finished: AtomicU32::new(0),
-    })
-    .unwrap();
+    let acting = Acting::shared();
     // What the next generation's action saw, whoever of its two parties
     // arrived last and ran it: 1 the first action still running, 2 done.
     let seen = Shared::new(AtomicU32::new(0)).unwrap();
