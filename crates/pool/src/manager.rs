@@ -334,6 +334,7 @@ enum Run {
 /// pool-using `Deserialize` stalled every other job, the timeouts and the
 /// deaths' handling).
 pub(crate) struct Driver<'a> {
+    core: &'a Core,
     // Fields drop in this order: the endpoints, then the turn.
     senders: Vec<Sender<'a, TaskMsg>>,
     rx: queue::Receiver<'a, Event>,
@@ -408,7 +409,12 @@ impl<'a> Driver<'a> {
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
         let rx = shared.inbox.receiver().ok()?;
-        Some(Driver { senders, rx, turn })
+        Some(Driver {
+            core,
+            senders,
+            rx,
+            turn,
+        })
     }
 
     /// Runs the pool until `reply` (a job's channel) has outcomes, or says
@@ -420,15 +426,11 @@ impl<'a> Driver<'a> {
                 Err(mpsc::TryRecvError::Disconnected) => return Driven::Ended,
                 Err(mpsc::TryRecvError::Empty) => {}
             }
-            let shared = self.turn.shared;
-            let core = shared
-                .core
-                .get()
-                .expect("a driver begins only once it is made");
             let Some(st) = self.turn.drive.as_mut().and_then(|drive| drive.as_mut()) else {
                 return Driven::Stopping;
             };
-            let mut manager = Manager::new(shared, core, &mut self.senders, &self.rx, st);
+            let mut manager =
+                Manager::new(self.turn.shared, self.core, &mut self.senders, &self.rx, st);
             self.turn.stepping = true;
             let exit = manager.step();
             self.turn.stepping = false;
@@ -625,14 +627,9 @@ pub(crate) struct State {
 /// the [`State`] it holds the lock of (`'s`).
 struct Manager<'s, 'a> {
     shared: &'a Shared,
-    settings: Settings,
-    queues: &'a [Queue<TaskMsg>],
-    records: &'a [AtomicU64],
+    core: &'a Core,
     senders: &'s mut Vec<Sender<'a, TaskMsg>>,
     rx: &'s queue::Receiver<'a, Event>,
-    watch_tx: &'a mpsc::Sender<Watch>,
-    wake: &'a OwnedFd,
-    stop: &'a AtomicBool,
     st: &'s mut State,
 }
 
@@ -693,22 +690,17 @@ impl<'s, 'a> Manager<'s, 'a> {
     ) -> Manager<'s, 'a> {
         Manager {
             shared,
-            settings: core.settings,
-            queues: &core.queues,
-            records: &core.records,
+            core,
             senders,
             rx,
-            watch_tx: &core.watch_tx,
-            wake: &core.wake,
-            stop: &core.stop,
             st,
         }
     }
 
     /// The slot's words: its record, then its journal.
     fn slot_words(&self, slot: usize) -> &'a [AtomicU64] {
-        let stride = worker::slot_words(self.settings.config.budget);
-        &self.records[slot * stride..(slot + 1) * stride]
+        let stride = worker::slot_words(self.core.settings.config.budget);
+        &self.core.records[slot * stride..(slot + 1) * stride]
     }
 
     fn record(&self, slot: usize) -> &'a [AtomicU64] {
@@ -780,9 +772,10 @@ impl<'s, 'a> Manager<'s, 'a> {
         s.generation += 1;
         s.quiet_since = None;
         let _ = self
+            .core
             .watch_tx
             .send(Watch::Add(slot as u32, s.generation, pidfd));
-        let _ = rustix::io::write(self.wake, &1u64.to_ne_bytes());
+        let _ = rustix::io::write(&self.core.wake, &1u64.to_ne_bytes());
         lock(&self.shared.pids)[slot] = Some(child.pid());
         s.child = Some(child);
         Ok(())
@@ -1061,7 +1054,7 @@ impl<'s, 'a> Manager<'s, 'a> {
         // once and is no sign that workers cannot start (three such kills
         // in a row used to fail the backlog with `InitializerFailed`).
         let killed_from_outside =
-            self.settings.config.initializer.is_none() && signal == Some(SIGKILL);
+            self.core.settings.config.initializer.is_none() && signal == Some(SIGKILL);
         let failed_to_start = !was_ready && !killed_from_outside;
         if was_ready {
             self.st.init_failures = 0;
@@ -1090,7 +1083,7 @@ impl<'s, 'a> Manager<'s, 'a> {
         let taken = self.st.slots[slot]
             .fifo
             .len()
-            .saturating_sub(self.queues[slot].len());
+            .saturating_sub(self.core.queues[slot].len());
         // Every item of the taken chunk up to the last one the worker began
         // has run, and what has no outcome yet was running (or had just
         // finished, its outcome not yet kept): none runs again except by
@@ -1121,7 +1114,7 @@ impl<'s, 'a> Manager<'s, 'a> {
                     // Killed for another task's timeout (one that ended
                     // just before, or a later one of this chunk), or died:
                     // not at fault, but it ran.
-                    _ if attempts < self.settings.retries => {
+                    _ if attempts < self.core.settings.retries => {
                         push3(&mut redo, index, arg, attempts + 1)
                     }
                     _ => failed.failed(index, TaskError::WorkerDied { signal, exit_code }),
@@ -1161,7 +1154,7 @@ impl<'s, 'a> Manager<'s, 'a> {
         }
         // No worker of this slot is alive, and this thread is its queue's
         // only producer.
-        let Ok(rx) = self.queues[slot].receiver() else {
+        let Ok(rx) = self.core.queues[slot].receiver() else {
             return;
         };
         let mut back = Vec::new();
@@ -1217,7 +1210,7 @@ impl<'s, 'a> Manager<'s, 'a> {
     /// Kills workers whose running task is past the timeout; returns how
     /// long the manager may sleep.
     fn check_timeouts(&mut self) -> Duration {
-        let Some(limit) = self.settings.timeout else {
+        let Some(limit) = self.core.settings.timeout else {
             return MAX_IDLE;
         };
         let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
@@ -1328,8 +1321,8 @@ impl<'s, 'a> Manager<'s, 'a> {
     }
 
     fn stop_watcher(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = rustix::io::write(self.wake, &1u64.to_ne_bytes());
+        self.core.stop.store(true, Ordering::SeqCst);
+        let _ = rustix::io::write(&self.core.wake, &1u64.to_ne_bytes());
     }
 }
 
